@@ -1,0 +1,130 @@
+//! The account record as the store keeps it, and the summary the faces show. Owns account-name
+//! rules. Must never hold a secret in clear: the TOTP secret is sealed, the password and codes
+//! are Argon2id hashes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::audit::LoginMethod;
+use crate::core::clock::UnixTime;
+use crate::core::code_set::CodeSet;
+use crate::core::keys::SealedSecret;
+use crate::core::throttle::{FailureRecord, ThrottlePolicy};
+use crate::core::totp::TotpParams;
+
+/// Longest account name accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveTotp {
+    pub secret: SealedSecret,
+    pub params: TotpParams,
+    /// The last accepted time step: only a later one is accepted (RFC 6238 section 5.2).
+    pub last_step: Option<u64>,
+    pub enrolled_at: UnixTime,
+}
+
+/// An authenticator being enrolled: waits here until confirmed with a code, or replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTotp {
+    pub id: u64,
+    pub secret: SealedSecret,
+    pub params: TotpParams,
+    pub started_at: UnixTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastLogin {
+    pub at: UnixTime,
+    pub method: LoginMethod,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub name: String,
+    /// Argon2id PHC string.
+    pub password: String,
+    pub created_at: UnixTime,
+    pub totp: Option<ActiveTotp>,
+    pub pending: Option<PendingTotp>,
+    pub codes: Option<CodeSet>,
+    pub failures: FailureRecord,
+    pub last_login: Option<LastLogin>,
+}
+
+/// What a list of accounts shows: no hashes, no secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountSummary {
+    pub name: String,
+    pub two_factor: bool,
+    pub enrollment_pending: bool,
+    pub remaining_codes: usize,
+    pub total_codes: usize,
+    pub locked: bool,
+    pub consecutive_failures: u32,
+    pub last_login: Option<LastLogin>,
+    /// Codes are running low (at or under the threshold) or the last login spent one: the user
+    /// should regenerate or re-enroll.
+    pub needs_attention: bool,
+}
+
+/// Codes at or under this count are "running low".
+pub const LOW_CODES: usize = 3;
+
+impl AccountSummary {
+    pub fn of(account: &Account, policy: &ThrottlePolicy) -> Self {
+        let (remaining, total) =
+            account.codes.as_ref().map(|c| (c.remaining(), c.total())).unwrap_or((0, 0));
+        let two_factor = account.totp.is_some();
+        let last_used_backup =
+            account.last_login.is_some_and(|l| l.method == LoginMethod::BackupCode);
+        Self {
+            name: account.name.clone(),
+            two_factor,
+            enrollment_pending: account.pending.is_some(),
+            remaining_codes: remaining,
+            total_codes: total,
+            locked: policy.is_locked(&account.failures),
+            consecutive_failures: account.failures.consecutive,
+            last_login: account.last_login,
+            needs_attention: two_factor && (remaining <= LOW_CODES || last_used_backup),
+        }
+    }
+}
+
+/// Checks an account name: 1 to 64 characters, no control characters, no ':' (it separates
+/// issuer and account in otpauth URIs), no leading or trailing space.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the account name is empty".into());
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(format!("the account name is longer than {MAX_NAME_CHARS} characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("the account name contains a control character".into());
+    }
+    if name.contains(':') {
+        return Err("the account name must not contain ':' (it separates issuer and account in the otpauth URI)".into());
+    }
+    if name.trim() != name {
+        return Err("the account name must not start or end with a space".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("alice@example.com").is_ok());
+        assert!(validate_name("Zoë").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a:b").unwrap_err().contains("':'"));
+        assert!(validate_name("a\u{7}b").is_err());
+        assert!(validate_name(" alice").is_err());
+        assert!(validate_name(&"x".repeat(65)).is_err());
+        assert!(validate_name(&"x".repeat(64)).is_ok());
+    }
+}

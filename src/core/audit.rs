@@ -1,0 +1,128 @@
+//! Audit events: what happened to which account, and when. Owns the event vocabulary and its
+//! one-line descriptions. Must never carry a secret, password or code (slots are numbers; the
+//! types here have no field that could hold one).
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::clock::UnixTime;
+
+/// How a login's second factor was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoginMethod {
+    /// The account has no second factor yet.
+    Password,
+    Totp,
+    BackupCode,
+}
+
+impl LoginMethod {
+    /// The word used in JSON output and the audit log.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LoginMethod::Password => "password",
+            LoginMethod::Totp => "totp",
+            LoginMethod::BackupCode => "backup_code",
+        }
+    }
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureReason {
+    WrongPassword,
+    WrongTotp,
+    /// The code matched a step outside the window: the authenticator's clock is off.
+    TotpClockDrift { steps: i64 },
+    WrongBackupCode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuditKind {
+    AccountCreated,
+    AccountRemoved,
+    EnrollmentStarted,
+    TwoFactorEnrolled,
+    LoginSucceeded { method: LoginMethod },
+    BackupCodeUsed { slot: u32, remaining: u32 },
+    FailedAttempt { reason: FailureReason, consecutive: u32 },
+    ReplayRefused { method: LoginMethod },
+    Throttled { seconds_left: i64 },
+    Locked,
+    CodesRegenerated { count: u32 },
+    Unlocked,
+    TwoFactorReset,
+    TwoFactorDisabled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub at: UnixTime,
+    pub account: String,
+    pub kind: AuditKind,
+}
+
+impl AuditKind {
+    /// A stable snake_case name for scripts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuditKind::AccountCreated => "account_created",
+            AuditKind::AccountRemoved => "account_removed",
+            AuditKind::EnrollmentStarted => "enrollment_started",
+            AuditKind::TwoFactorEnrolled => "two_factor_enrolled",
+            AuditKind::LoginSucceeded { .. } => "login",
+            AuditKind::BackupCodeUsed { .. } => "backup_code_used",
+            AuditKind::FailedAttempt { .. } => "failed_attempt",
+            AuditKind::ReplayRefused { .. } => "replay_refused",
+            AuditKind::Throttled { .. } => "throttled",
+            AuditKind::Locked => "locked",
+            AuditKind::CodesRegenerated { .. } => "codes_regenerated",
+            AuditKind::Unlocked => "unlocked",
+            AuditKind::TwoFactorReset => "two_factor_reset",
+            AuditKind::TwoFactorDisabled => "two_factor_disabled",
+        }
+    }
+}
+
+impl std::fmt::Display for AuditKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuditKind::AccountCreated => write!(f, "account created"),
+            AuditKind::AccountRemoved => write!(f, "account removed"),
+            AuditKind::EnrollmentStarted => write!(f, "authenticator enrollment started"),
+            AuditKind::TwoFactorEnrolled => write!(f, "two-factor authentication enrolled"),
+            AuditKind::LoginSucceeded { method } => match method {
+                LoginMethod::Password => write!(f, "login with password only"),
+                LoginMethod::Totp => write!(f, "login with authenticator code"),
+                LoginMethod::BackupCode => write!(f, "login with backup code"),
+            },
+            AuditKind::BackupCodeUsed { slot, remaining } => {
+                write!(f, "backup code #{} used, {remaining} remaining", slot + 1)
+            }
+            AuditKind::FailedAttempt { reason, consecutive } => {
+                let why = match reason {
+                    FailureReason::WrongPassword => "wrong password".to_string(),
+                    FailureReason::WrongTotp => "wrong authenticator code".to_string(),
+                    FailureReason::TotpClockDrift { steps } => {
+                        format!("authenticator clock off by {steps} steps")
+                    }
+                    FailureReason::WrongBackupCode => "wrong backup code".to_string(),
+                };
+                write!(f, "failed attempt ({why}), {consecutive} in a row")
+            }
+            AuditKind::ReplayRefused { method } => {
+                write!(f, "replayed {} refused", match method {
+                    LoginMethod::BackupCode => "backup code",
+                    _ => "authenticator code",
+                })
+            }
+            AuditKind::Throttled { seconds_left } => {
+                write!(f, "attempt refused while throttled ({seconds_left} s left)")
+            }
+            AuditKind::Locked => write!(f, "account locked after repeated failures"),
+            AuditKind::CodesRegenerated { count } => write!(f, "{count} new backup codes issued"),
+            AuditKind::Unlocked => write!(f, "account unlocked by operator"),
+            AuditKind::TwoFactorReset => write!(f, "two-factor authentication reset by operator"),
+            AuditKind::TwoFactorDisabled => write!(f, "two-factor authentication turned off"),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Key material: the one master key that makes a stolen store useless on its own. Owns the
+//! derivation of sub-keys (one for sealing TOTP secrets with XChaCha20-Poly1305, one used as
+//! Argon2's secret input for password and backup-code hashes) and sealing/opening of secrets.
+//! Must never write the key anywhere (the key file lives outside the core) or print it.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, KeyInit as _, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::core::entropy::Entropy;
+
+/// Length of the master key in bytes.
+pub const MASTER_KEY_LEN: usize = 32;
+
+/// The master key. Debug never prints it.
+#[derive(Clone)]
+pub struct MasterKey(Zeroizing<[u8; MASTER_KEY_LEN]>);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+/// A TOTP secret sealed with the master key, bound to its account name (the AEAD's associated
+/// data), so a record copied onto another account fails to open rather than granting a login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    pub nonce: [u8; 24],
+    pub ciphertext: Vec<u8>,
+}
+
+/// Opening a sealed secret failed: the key is wrong or the record was altered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealBroken;
+
+impl std::fmt::Display for SealBroken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a stored TOTP secret does not open with this key: wrong key file or altered store")
+    }
+}
+impl std::error::Error for SealBroken {}
+
+impl MasterKey {
+    pub fn generate(entropy: &mut dyn Entropy) -> Self {
+        let mut key = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+        entropy.fill(key.as_mut());
+        Self(key)
+    }
+
+    pub fn from_bytes(bytes: [u8; MASTER_KEY_LEN]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; MASTER_KEY_LEN] {
+        &self.0
+    }
+
+    fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(self.0.as_ref())
+            .expect("HMAC takes keys of any length");
+        mac.update(label.as_bytes());
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(&mac.finalize().into_bytes());
+        out
+    }
+
+    /// A public, non-reversible identifier of this key, stored beside the data so a wrong key
+    /// file is reported as such instead of as "every secret is corrupt".
+    pub fn fingerprint(&self) -> String {
+        let id = self.derive("sparekey key fingerprint v1");
+        data_encoding::HEXLOWER.encode(&id[..8])
+    }
+
+    /// The secret input to every Argon2id evaluation (a "pepper"): without the key file, hashes
+    /// in a stolen store cannot be attacked offline.
+    pub fn hash_secret(&self) -> Zeroizing<[u8; 32]> {
+        self.derive("sparekey argon2 secret v1")
+    }
+
+    pub fn seal(&self, entropy: &mut dyn Entropy, plaintext: &[u8], bound_to: &str) -> SealedSecret {
+        let key = self.derive("sparekey totp seal v1");
+        let cipher = <XChaCha20Poly1305 as KeyInit>::new_from_slice(key.as_ref())
+            .expect("the sub-key is 32 bytes");
+        let mut nonce = [0u8; 24];
+        entropy.fill(&mut nonce);
+        let ciphertext = cipher
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload { msg: plaintext, aad: bound_to.as_bytes() },
+            )
+            .expect("XChaCha20-Poly1305 encryption of a short secret cannot fail");
+        SealedSecret { nonce, ciphertext }
+    }
+
+    pub fn open(&self, sealed: &SealedSecret, bound_to: &str) -> Result<Zeroizing<Vec<u8>>, SealBroken> {
+        let key = self.derive("sparekey totp seal v1");
+        let cipher = <XChaCha20Poly1305 as KeyInit>::new_from_slice(key.as_ref())
+            .expect("the sub-key is 32 bytes");
+        cipher
+            .decrypt(
+                &XNonce::from(sealed.nonce),
+                Payload { msg: &sealed.ciphertext, aad: bound_to.as_bytes() },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| SealBroken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::entropy::SeededEntropy;
+
+    #[test]
+    fn sealed_secret_opens_only_with_same_key_and_account() {
+        let mut e = SeededEntropy::new(1);
+        let key = MasterKey::generate(&mut e);
+        let other = MasterKey::generate(&mut e);
+        let sealed = key.seal(&mut e, b"secret bytes", "alice");
+        assert!(!sealed.ciphertext.windows(6).any(|w| w == b"secret"));
+        assert_eq!(key.open(&sealed, "alice").unwrap().as_slice(), b"secret bytes");
+        assert_eq!(key.open(&sealed, "bob"), Err(SealBroken));
+        assert_eq!(other.open(&sealed, "alice"), Err(SealBroken));
+        let mut tampered = sealed.clone();
+        tampered.ciphertext[0] ^= 1;
+        assert_eq!(key.open(&tampered, "alice"), Err(SealBroken));
+    }
+
+    #[test]
+    fn derived_material_differs_per_key_and_purpose() {
+        let mut e = SeededEntropy::new(2);
+        let a = MasterKey::generate(&mut e);
+        let b = MasterKey::generate(&mut e);
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.fingerprint(), a.clone().fingerprint());
+        assert_eq!(a.fingerprint().len(), 16);
+        assert_ne!(a.hash_secret().as_ref(), b.hash_secret().as_ref());
+        assert_ne!(a.hash_secret().as_ref(), a.as_bytes());
+        assert_eq!(format!("{a:?}"), "MasterKey(..)");
+    }
+}

@@ -1,0 +1,18 @@
+//! The core: every rule of sparekey (TOTP, backup codes, passwords, throttling, audit) and the use
+//! cases as one service API ([`service::Service`]). It knows nothing of terminals, argument
+//! parsing or sled: storage comes in through the [`store::Store`] trait, time through
+//! [`clock::Clock`] and randomness through [`entropy::Entropy`], so every outcome is reproducible.
+
+pub mod account;
+pub mod audit;
+pub mod backup_code;
+pub mod clock;
+pub mod code_set;
+pub mod entropy;
+pub mod error;
+pub mod keys;
+pub mod password;
+pub mod service;
+pub mod store;
+pub mod throttle;
+pub mod totp;

@@ -1,0 +1,113 @@
+//! Argon2id hashing, shared by account passwords and backup codes. Owns the cost parameters and
+//! the PHC string format of password hashes. Must never log, store or return a plaintext.
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::core::entropy::Entropy;
+
+/// Argon2id cost parameters, stored with every hash so a later release can raise them without
+/// invalidating what is already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HashParams {
+    /// Memory in KiB.
+    pub m_kib: u32,
+    /// Passes.
+    pub t: u32,
+    /// Lanes.
+    pub p: u32,
+}
+
+impl HashParams {
+    /// OWASP's minimum recommendation for Argon2id (m=19 MiB, t=2, p=1).
+    pub const OWASP: HashParams = HashParams { m_kib: 19_456, t: 2, p: 1 };
+    /// Cheap parameters for tests that are not about the parameters. Never for real data.
+    pub const TEST_ONLY: HashParams = HashParams { m_kib: 64, t: 1, p: 1 };
+
+    fn argon2<'k>(&self, secret: &'k [u8]) -> Argon2<'k> {
+        let params = Params::new(self.m_kib, self.t, self.p, Some(32))
+            .expect("HashParams are validated when configured");
+        Argon2::new_with_secret(secret, Algorithm::Argon2id, Version::V0x13, params)
+            .expect("the Argon2 secret is 32 bytes")
+    }
+
+    pub fn is_valid(&self) -> bool {
+        Params::new(self.m_kib, self.t, self.p, Some(32)).is_ok()
+    }
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        Self::OWASP
+    }
+}
+
+/// One raw Argon2id evaluation with an explicit salt: the 32-byte digest used for backup codes.
+pub fn digest(params: HashParams, secret: &[u8], input: &[u8], salt: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut out = Zeroizing::new([0u8; 32]);
+    params
+        .argon2(secret)
+        .hash_password_into(input, salt, out.as_mut())
+        .expect("salt and output lengths are fixed and valid");
+    out
+}
+
+/// Hashes a password into a PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
+pub fn hash_password(params: HashParams, secret: &[u8], password: &str, entropy: &mut dyn Entropy) -> String {
+    let mut salt = [0u8; 16];
+    entropy.fill(&mut salt);
+    params
+        .argon2(secret)
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .expect("salt and parameters are valid")
+        .to_string()
+}
+
+/// Checks a password against its PHC string, with the parameters stored in the string. A
+/// malformed stored hash never verifies.
+pub fn verify_password(secret: &[u8], password: &str, phc: &str) -> bool {
+    let verifier = HashParams::TEST_ONLY.argon2(secret);
+    PasswordVerifier::<str>::verify_password(&verifier, password.as_bytes(), phc).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::entropy::SeededEntropy;
+
+    #[test]
+    fn password_round_trip_and_secret_binding() {
+        let mut e = SeededEntropy::new(3);
+        let phc = hash_password(HashParams::TEST_ONLY, &[7; 32], "correct horse", &mut e);
+        assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
+        assert!(!phc.contains("correct horse"));
+        assert!(verify_password(&[7; 32], "correct horse", &phc));
+        assert!(!verify_password(&[7; 32], "correct horsf", &phc));
+        // The same hash under another key file's secret must not verify: that is the pepper.
+        assert!(!verify_password(&[8; 32], "correct horse", &phc));
+        assert!(!verify_password(&[7; 32], "correct horse", "not a phc string"));
+    }
+
+    #[test]
+    fn stored_parameters_are_honoured_on_verify() {
+        let mut e = SeededEntropy::new(4);
+        let params = HashParams { m_kib: 128, t: 2, p: 1 };
+        let phc = hash_password(params, &[1; 32], "pw", &mut e);
+        assert!(phc.contains("m=128,t=2,p=1"));
+        assert!(verify_password(&[1; 32], "pw", &phc));
+    }
+
+    #[test]
+    fn digest_depends_on_every_input() {
+        let p = HashParams::TEST_ONLY;
+        let base = digest(p, &[1; 32], b"code", b"saltsaltsaltsalt");
+        assert_eq!(*base, *digest(p, &[1; 32], b"code", b"saltsaltsaltsalt"));
+        assert_ne!(*base, *digest(p, &[2; 32], b"code", b"saltsaltsaltsalt"));
+        assert_ne!(*base, *digest(p, &[1; 32], b"codf", b"saltsaltsaltsalt"));
+        assert_ne!(*base, *digest(p, &[1; 32], b"code", b"saltsaltsaltsalu"));
+        assert!(HashParams::OWASP.is_valid());
+        assert!(!HashParams { m_kib: 1, t: 1, p: 1 }.is_valid());
+    }
+}

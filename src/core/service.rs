@@ -1,0 +1,639 @@
+//! The use cases of sparekey as one API: create accounts, enroll and confirm an authenticator,
+//! log in with a TOTP code or a backup code, regenerate codes, unlock, reset, read the audit log.
+//! Both faces (CLI and TUI) call only this. It owns the order of checks on every attempt:
+//! throttle gate, cheap input checks, password, then the second factor, so a typo or a throttled
+//! attempt never costs a hash and never counts as a failure.
+//!
+//! Must never print, log or keep a secret beyond the call that needs it, and never report a
+//! success before the store has made it durable.
+
+use std::sync::{Arc, Mutex};
+
+use zeroize::Zeroizing;
+
+use crate::core::account::{
+    self, Account, AccountSummary, ActiveTotp, LOW_CODES, PendingTotp,
+};
+use crate::core::audit::{AuditEvent, AuditKind, FailureReason, LoginMethod};
+use crate::core::backup_code::{self, BackupCode};
+use crate::core::clock::{Clock, UnixTime};
+use crate::core::code_set::{self, CodeSet, SlotMatch};
+use crate::core::entropy::Entropy;
+use crate::core::error::{Error, RejectReason, Rejection};
+use crate::core::keys::MasterKey;
+use crate::core::password::{self, HashParams};
+use crate::core::store::{Activation, CodeConsumption, StepConsumption, Store};
+use crate::core::throttle::{Gate, ThrottlePolicy};
+use crate::core::totp::{self, TotpParams, TotpRejection, TotpSecret};
+
+/// Settings of the service; the defaults are the production ones.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Shown in authenticator apps above the account name.
+    pub issuer: String,
+    /// Codes per set, 5 to 20.
+    pub code_count: usize,
+    pub hash_params: HashParams,
+    pub throttle: ThrottlePolicy,
+    pub totp: TotpParams,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            issuer: "sparekey".into(),
+            code_count: code_set::DEFAULT_CODES,
+            hash_params: HashParams::OWASP,
+            throttle: ThrottlePolicy::default(),
+            totp: TotpParams::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks the settings once, so the use cases can rely on them.
+    pub fn validate(&self) -> Result<(), Error> {
+        if !(code_set::MIN_CODES..=code_set::MAX_CODES).contains(&self.code_count) {
+            return Err(Error::Invalid(format!(
+                "the number of backup codes must be between {} and {}",
+                code_set::MIN_CODES,
+                code_set::MAX_CODES
+            )));
+        }
+        if !self.hash_params.is_valid() {
+            return Err(Error::Invalid("invalid Argon2id parameters".into()));
+        }
+        if self.issuer.is_empty() || self.issuer.contains(':') {
+            return Err(Error::Invalid(
+                "the issuer must be non-empty and must not contain ':'".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An authenticator waiting to be scanned and confirmed. Holds the secret in clear: show it,
+/// then drop it.
+#[derive(Debug)]
+pub struct Enrollment {
+    pub account: String,
+    pub issuer: String,
+    pub secret: TotpSecret,
+    pub otpauth_uri: Zeroizing<String>,
+    pub params: TotpParams,
+}
+
+/// A new set of backup codes, in clear for the one time they are shown.
+#[derive(Debug)]
+pub struct IssuedCodes {
+    pub account: String,
+    pub issuer: String,
+    pub issued_at: UnixTime,
+    pub codes: Vec<BackupCode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginSuccess {
+    pub method: LoginMethod,
+    pub remaining_codes: usize,
+    pub total_codes: usize,
+}
+
+impl LoginSuccess {
+    /// Codes are running low: the face should urge regeneration.
+    pub fn low_on_codes(&self) -> bool {
+        self.total_codes > 0 && self.remaining_codes <= LOW_CODES
+    }
+}
+
+/// A second factor as typed, classified without any hashing.
+#[derive(Debug)]
+pub enum SecondFactor {
+    Totp(Zeroizing<String>),
+    BackupCode(BackupCode),
+}
+
+/// The state of an account's backup codes, for settings screens and `codes status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeStatus {
+    pub remaining: usize,
+    pub total: usize,
+    pub created_at: Option<UnixTime>,
+    /// For each slot, when it was used (never the code).
+    pub used_at: Vec<Option<UnixTime>>,
+}
+
+/// The service. Cheap to share across threads (`&self` everywhere).
+pub struct Service {
+    store: Box<dyn Store>,
+    clock: Arc<dyn Clock>,
+    entropy: Mutex<Box<dyn Entropy>>,
+    key: MasterKey,
+    hash_secret: Zeroizing<[u8; 32]>,
+    config: Config,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    pub fn new(
+        store: Box<dyn Store>,
+        clock: Arc<dyn Clock>,
+        entropy: Box<dyn Entropy>,
+        key: MasterKey,
+        config: Config,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let hash_secret = key.hash_secret();
+        Ok(Self { store, clock, entropy: Mutex::new(entropy), key, hash_secret, config })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    fn with_entropy<T>(&self, f: impl FnOnce(&mut dyn Entropy) -> T) -> T {
+        // A panic while holding the lock leaves the RNG itself intact: keep using it.
+        let mut guard = self.entropy.lock().unwrap_or_else(|p| p.into_inner());
+        f(guard.as_mut())
+    }
+
+    fn audit(&self, account: &str, kind: AuditKind) -> Result<(), Error> {
+        let event = AuditEvent { at: self.now(), account: account.to_string(), kind };
+        Ok(self.store.append_audit(&event)?)
+    }
+
+    fn load(&self, name: &str) -> Result<Account, Error> {
+        self.store.load_account(name)?.ok_or_else(|| Error::no_account(name))
+    }
+
+    // ----- accounts -------------------------------------------------------------------------
+
+    pub fn create_account(&self, name: &str, password: &str) -> Result<(), Error> {
+        account::validate_name(name).map_err(Error::Invalid)?;
+        validate_new_password(password)?;
+        let phc = self.with_entropy(|e| {
+            password::hash_password(self.config.hash_params, self.hash_secret.as_ref(), password, e)
+        });
+        let record = Account {
+            name: name.to_string(),
+            password: phc,
+            created_at: self.now(),
+            totp: None,
+            pending: None,
+            codes: None,
+            failures: Default::default(),
+            last_login: None,
+        };
+        if !self.store.insert_account(&record)? {
+            return Err(Error::AlreadyExists(format!("an account named '{name}' already exists")));
+        }
+        self.audit(name, AuditKind::AccountCreated)
+    }
+
+    pub fn remove_account(&self, name: &str) -> Result<(), Error> {
+        if !self.store.delete_account(name)? {
+            return Err(Error::no_account(name));
+        }
+        self.audit(name, AuditKind::AccountRemoved)
+    }
+
+    pub fn list_accounts(&self) -> Result<Vec<AccountSummary>, Error> {
+        Ok(self
+            .store
+            .load_accounts()?
+            .iter()
+            .map(|a| AccountSummary::of(a, &self.config.throttle))
+            .collect())
+    }
+
+    pub fn account_summary(&self, name: &str) -> Result<AccountSummary, Error> {
+        Ok(AccountSummary::of(&self.load(name)?, &self.config.throttle))
+    }
+
+    /// Whether an attempt on this account may go ahead now (for live countdowns).
+    pub fn gate(&self, name: &str) -> Result<Gate, Error> {
+        let account = self.load(name)?;
+        Ok(self.config.throttle.gate(&account.failures, self.now()))
+    }
+
+    // ----- enrollment -----------------------------------------------------------------------
+
+    /// Starts enrolling an authenticator. The password is required when the account already has
+    /// one (re-enrollment keeps the old one valid until the new one is confirmed); when given
+    /// for a first enrollment it is checked too.
+    pub fn begin_enrollment(&self, name: &str, password: Option<&str>) -> Result<Enrollment, Error> {
+        let account = self.load(name)?;
+        match password {
+            Some(pw) => self.check_password(&account, pw)?,
+            None if account.totp.is_some() => {
+                return Err(Error::Invalid(
+                    "this account already has an authenticator: re-enrolling needs its password".into(),
+                ));
+            }
+            None => {}
+        }
+        let params = self.config.totp;
+        let (secret, sealed, id) = self.with_entropy(|e| {
+            let secret = TotpSecret::generate(e);
+            let sealed = self.key.seal(e, secret.as_bytes(), name);
+            let mut id = [0u8; 8];
+            e.fill(&mut id);
+            (secret, sealed, u64::from_le_bytes(id))
+        });
+        let otpauth_uri = totp::otpauth_uri(&self.config.issuer, name, &secret, params)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let pending = PendingTotp { id, secret: sealed, params, started_at: self.now() };
+        if !self.store.set_pending(name, &pending)? {
+            return Err(Error::no_account(name));
+        }
+        self.audit(name, AuditKind::EnrollmentStarted)?;
+        Ok(Enrollment {
+            account: name.to_string(),
+            issuer: self.config.issuer.clone(),
+            secret,
+            otpauth_uri,
+            params,
+        })
+    }
+
+    /// Confirms the pending authenticator with a code from it, turns two-factor on, and issues a
+    /// fresh set of backup codes (shown once). The confirming code's step is recorded as used, so
+    /// the same code cannot then log in.
+    pub fn confirm_enrollment(&self, name: &str, code: &str) -> Result<IssuedCodes, Error> {
+        let account = self.load(name)?;
+        self.pass_gate(&account)?;
+        let pending = account.pending.clone().ok_or_else(|| {
+            Error::Invalid(format!("'{name}' has no enrollment waiting: run enroll first"))
+        })?;
+        let secret = self.open_secret(&pending.secret, name)?;
+        let step = match totp::verify(&secret, code, self.now(), pending.params, None) {
+            Ok(step) => step,
+            Err(TotpRejection::Malformed) => {
+                return Err(Error::Invalid(TotpRejection::Malformed.message(pending.params)));
+            }
+            Err(rejection) => {
+                let (reason, audit_reason) = totp_failure(rejection, pending.params);
+                return Err(self.fail(&account, reason, audit_reason)?);
+            }
+        };
+        let (codes, set) = self.new_code_set();
+        let active = ActiveTotp {
+            secret: pending.secret.clone(),
+            params: pending.params,
+            last_step: Some(step),
+            enrolled_at: self.now(),
+        };
+        match self.store.activate_pending(name, pending.id, &active, &set)? {
+            Activation::Activated => {}
+            Activation::PendingChanged => {
+                return Err(Error::Invalid(
+                    "the enrollment was replaced meanwhile: scan the new code and try again".into(),
+                ));
+            }
+            Activation::NoAccount => return Err(Error::no_account(name)),
+        }
+        self.audit(name, AuditKind::TwoFactorEnrolled)?;
+        self.audit(name, AuditKind::CodesRegenerated { count: codes.len() as u32 })?;
+        Ok(self.issued(name, codes))
+    }
+
+    // ----- login ----------------------------------------------------------------------------
+
+    /// Classifies a typed second factor with no hashing: 6 digits (spaces ignored) are a TOTP
+    /// code, anything else must be a well-formed backup code. A typo in a backup code is caught
+    /// here by its check character and costs no attempt.
+    pub fn parse_second_factor(&self, input: &str) -> Result<SecondFactor, Error> {
+        parse_second_factor(input, self.config.totp)
+    }
+
+    /// The simulated login: password, then a second factor (TOTP or backup code) when the
+    /// account has one. Exactly one Argon2id evaluation for the password and, for a backup
+    /// code, one more.
+    pub fn login(
+        &self,
+        name: &str,
+        password: &str,
+        second_factor: Option<&str>,
+    ) -> Result<LoginSuccess, Error> {
+        let Some(account) = self.store.load_account(name)? else {
+            // Spend the same hash as a real check so response times do not reveal names.
+            let _ = password::verify_password(self.hash_secret.as_ref(), password, DUMMY_PHC);
+            return Err(Error::Rejected(Rejection {
+                reason: RejectReason::WrongNameOrPassword,
+                attempts_before_lock: None,
+                next_delay_secs: None,
+                now_locked: false,
+            }));
+        };
+        self.pass_gate(&account)?;
+        let factor = match (&account.totp, second_factor) {
+            (Some(_), Some(input)) => Some(self.parse_second_factor(input)?),
+            (Some(_), None) => {
+                return Err(Error::Invalid(
+                    "this account has two-factor authentication: give a code from the authenticator or a backup code".into(),
+                ));
+            }
+            (None, _) => None,
+        };
+        if !password::verify_password(self.hash_secret.as_ref(), password, &account.password) {
+            return Err(self.fail(&account, RejectReason::WrongNameOrPassword, FailureReason::WrongPassword)?);
+        }
+        let Some(factor) = factor else {
+            if !self.store.record_password_login(name, self.now())? {
+                return Err(Error::no_account(name));
+            }
+            self.audit(name, AuditKind::LoginSucceeded { method: LoginMethod::Password })?;
+            return Ok(LoginSuccess { method: LoginMethod::Password, remaining_codes: 0, total_codes: 0 });
+        };
+        let success = self.accept_second_factor(&account, factor)?;
+        self.audit(name, AuditKind::LoginSucceeded { method: success.method })?;
+        Ok(success)
+    }
+
+    /// Checks and consumes a second factor; on failure counts it and returns the rejection.
+    fn accept_second_factor(&self, account: &Account, factor: SecondFactor) -> Result<LoginSuccess, Error> {
+        let name = account.name.as_str();
+        let Some(active) = account.totp.as_ref() else {
+            return Err(Error::Invalid(format!("'{name}' has no two-factor authentication")));
+        };
+        let (remaining, total) =
+            account.codes.as_ref().map(|c| (c.remaining(), c.total())).unwrap_or((0, 0));
+        match factor {
+            SecondFactor::Totp(code) => {
+                let secret = self.open_secret(&active.secret, name)?;
+                match totp::verify(&secret, &code, self.now(), active.params, active.last_step) {
+                    Ok(step) => match self.store.consume_totp_step(name, step, self.now())? {
+                        StepConsumption::Accepted => Ok(LoginSuccess {
+                            method: LoginMethod::Totp,
+                            remaining_codes: remaining,
+                            total_codes: total,
+                        }),
+                        StepConsumption::Replay => {
+                            self.audit(name, AuditKind::ReplayRefused { method: LoginMethod::Totp })?;
+                            Err(self.fail(account, RejectReason::TotpReplay, FailureReason::WrongTotp)?)
+                        }
+                        StepConsumption::NotEnrolled => Err(Error::Invalid(format!(
+                            "'{name}' has no two-factor authentication"
+                        ))),
+                    },
+                    Err(TotpRejection::Malformed) => {
+                        Err(Error::Invalid(TotpRejection::Malformed.message(active.params)))
+                    }
+                    Err(TotpRejection::Replay) => {
+                        self.audit(name, AuditKind::ReplayRefused { method: LoginMethod::Totp })?;
+                        Err(self.fail(account, RejectReason::TotpReplay, FailureReason::WrongTotp)?)
+                    }
+                    Err(rejection) => {
+                        let (reason, audit_reason) = totp_failure(rejection, active.params);
+                        Err(self.fail(account, reason, audit_reason)?)
+                    }
+                }
+            }
+            SecondFactor::BackupCode(code) => {
+                let Some(set) = account.codes.as_ref() else {
+                    return Err(self.fail(account, RejectReason::WrongCode, FailureReason::WrongBackupCode)?);
+                };
+                let digest = set.digest_of(&code, self.hash_secret.as_ref());
+                match set.find(&digest) {
+                    SlotMatch::Unused(slot) => {
+                        match self.store.consume_backup_code(name, set.id, slot, self.now())? {
+                            CodeConsumption::Consumed { remaining, total } => {
+                                self.audit(name, AuditKind::BackupCodeUsed {
+                                    slot: slot as u32,
+                                    remaining: remaining as u32,
+                                })?;
+                                Ok(LoginSuccess {
+                                    method: LoginMethod::BackupCode,
+                                    remaining_codes: remaining,
+                                    total_codes: total,
+                                })
+                            }
+                            CodeConsumption::AlreadyUsed => self.backup_replay(account),
+                            CodeConsumption::SetReplaced => Err(self.fail(
+                                account,
+                                RejectReason::WrongCode,
+                                FailureReason::WrongBackupCode,
+                            )?),
+                            CodeConsumption::NoAccount => Err(Error::no_account(name)),
+                        }
+                    }
+                    SlotMatch::AlreadyUsed(_) => self.backup_replay(account),
+                    SlotMatch::NoMatch => {
+                        Err(self.fail(account, RejectReason::WrongCode, FailureReason::WrongBackupCode)?)
+                    }
+                }
+            }
+        }
+    }
+
+    fn backup_replay(&self, account: &Account) -> Result<LoginSuccess, Error> {
+        self.audit(&account.name, AuditKind::ReplayRefused { method: LoginMethod::BackupCode })?;
+        Err(self.fail(account, RejectReason::BackupCodeAlreadyUsed, FailureReason::WrongBackupCode)?)
+    }
+
+    /// Refuses at once, without hashing or counting, while a delay runs or the account is locked.
+    fn pass_gate(&self, account: &Account) -> Result<(), Error> {
+        match self.config.throttle.gate(&account.failures, self.now()) {
+            Gate::Open => Ok(()),
+            Gate::Delayed { seconds_left } => {
+                self.audit(&account.name, AuditKind::Throttled { seconds_left })?;
+                Err(Error::Throttled { seconds_left })
+            }
+            Gate::Locked => Err(Error::Locked(format!(
+                "the account '{}' is locked after too many failed attempts: an operator must unlock it",
+                account.name
+            ))),
+        }
+    }
+
+    /// Counts a failure and builds the rejection to return. `Err` only if the store failed.
+    fn fail(&self, account: &Account, reason: RejectReason, audit_reason: FailureReason) -> Result<Error, Error> {
+        let Some(record) = self.store.record_failure(&account.name, self.now())? else {
+            return Ok(Error::no_account(&account.name));
+        };
+        let policy = &self.config.throttle;
+        self.audit(&account.name, AuditKind::FailedAttempt {
+            reason: audit_reason,
+            consecutive: record.consecutive,
+        })?;
+        let now_locked = policy.is_locked(&record);
+        if now_locked && record.consecutive == policy.lock_after {
+            self.audit(&account.name, AuditKind::Locked)?;
+        }
+        Ok(Error::Rejected(Rejection {
+            reason,
+            attempts_before_lock: Some(policy.attempts_before_lock(&record)),
+            next_delay_secs: policy.delay_after(record.consecutive),
+            now_locked,
+        }))
+    }
+
+    fn check_password(&self, account: &Account, password: &str) -> Result<(), Error> {
+        self.pass_gate(account)?;
+        if password::verify_password(self.hash_secret.as_ref(), password, &account.password) {
+            Ok(())
+        } else {
+            Err(self.fail(account, RejectReason::WrongPassword, FailureReason::WrongPassword)?)
+        }
+    }
+
+    fn open_secret(&self, sealed: &crate::core::keys::SealedSecret, name: &str) -> Result<TotpSecret, Error> {
+        let bytes = self.key.open(sealed, name).map_err(|e| {
+            Error::Store(crate::core::store::StoreError::Corrupt(format!("account '{name}': {e}")))
+        })?;
+        Ok(TotpSecret::from_bytes(bytes.to_vec()))
+    }
+
+    fn new_code_set(&self) -> (Vec<BackupCode>, CodeSet) {
+        self.with_entropy(|e| {
+            let codes = backup_code::generate_set(e, self.config.code_count);
+            let set = CodeSet::create(
+                &codes,
+                self.config.hash_params,
+                self.hash_secret.as_ref(),
+                e,
+                self.now(),
+            );
+            (codes, set)
+        })
+    }
+
+    fn issued(&self, name: &str, codes: Vec<BackupCode>) -> IssuedCodes {
+        IssuedCodes {
+            account: name.to_string(),
+            issuer: self.config.issuer.clone(),
+            issued_at: self.now(),
+            codes,
+        }
+    }
+
+    // ----- codes and administration ---------------------------------------------------------
+
+    pub fn code_status(&self, name: &str) -> Result<CodeStatus, Error> {
+        let account = self.load(name)?;
+        Ok(match account.codes {
+            Some(set) => CodeStatus {
+                remaining: set.remaining(),
+                total: set.total(),
+                created_at: Some(set.created_at),
+                used_at: set.slots.iter().map(|s| s.used_at).collect(),
+            },
+            None => CodeStatus { remaining: 0, total: 0, created_at: None, used_at: vec![] },
+        })
+    }
+
+    /// Replaces the whole set (after the password); every old code is refused afterwards.
+    pub fn regenerate_codes(&self, name: &str, password: &str) -> Result<IssuedCodes, Error> {
+        let account = self.load(name)?;
+        self.check_password(&account, password)?;
+        if account.totp.is_none() {
+            return Err(Error::Invalid(format!(
+                "'{name}' has no two-factor authentication: enroll an authenticator first"
+            )));
+        }
+        let (codes, set) = self.new_code_set();
+        if !self.store.replace_codes(name, &set)? {
+            return Err(Error::no_account(name));
+        }
+        self.audit(name, AuditKind::CodesRegenerated { count: codes.len() as u32 })?;
+        Ok(self.issued(name, codes))
+    }
+
+    /// Operator: clears the failure counter of a locked or throttled account.
+    pub fn unlock(&self, name: &str) -> Result<(), Error> {
+        if !self.store.clear_failures(name)? {
+            return Err(Error::no_account(name));
+        }
+        self.audit(name, AuditKind::Unlocked)
+    }
+
+    /// Operator: turns two-factor off (authenticator, pending enrollment and codes).
+    pub fn reset_two_factor(&self, name: &str) -> Result<(), Error> {
+        if !self.store.remove_two_factor(name)? {
+            return Err(Error::no_account(name));
+        }
+        self.audit(name, AuditKind::TwoFactorReset)
+    }
+
+    /// The account holder turns two-factor off: needs the password and a current code (which
+    /// is consumed like a login's).
+    pub fn disable_two_factor(&self, name: &str, password: &str, code: &str) -> Result<(), Error> {
+        let account = self.load(name)?;
+        if account.totp.is_none() {
+            return Err(Error::Invalid(format!("'{name}' has no two-factor authentication")));
+        }
+        let factor = self.parse_second_factor(code)?;
+        self.check_password(&account, password)?;
+        self.accept_second_factor(&account, factor)?;
+        if !self.store.remove_two_factor(name)? {
+            return Err(Error::no_account(name));
+        }
+        self.audit(name, AuditKind::TwoFactorDisabled)
+    }
+
+    /// The newest `limit` audit events, oldest first.
+    pub fn audit_log(&self, name: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>, Error> {
+        Ok(self.store.audit_events(name, limit)?)
+    }
+}
+
+/// A fixed, valid PHC string for timing-equalising checks of unknown account names.
+const DUMMY_PHC: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c3BhcmVrZXlkdW1teXNhbHQ$8mMBC0L4BVDeC46E9k+6iSV7l3OoR0FDDCc/2yGeQm0";
+
+/// Shortest password accepted (NIST SP 800-63B: at least 8 characters).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+fn validate_new_password(password: &str) -> Result<(), Error> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Error::Invalid(format!(
+            "the password must have at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if password.len() > 1024 {
+        return Err(Error::Invalid("the password is longer than 1024 bytes".into()));
+    }
+    Ok(())
+}
+
+fn totp_failure(rejection: TotpRejection, params: TotpParams) -> (RejectReason, FailureReason) {
+    match rejection {
+        TotpRejection::ClockDrift { steps } => (
+            RejectReason::ClockDrift { steps, period: params.period },
+            FailureReason::TotpClockDrift { steps },
+        ),
+        TotpRejection::Replay => (RejectReason::TotpReplay, FailureReason::WrongTotp),
+        TotpRejection::Malformed | TotpRejection::Wrong => {
+            (RejectReason::WrongCode, FailureReason::WrongTotp)
+        }
+    }
+}
+
+/// See [`Service::parse_second_factor`].
+pub fn parse_second_factor(input: &str, params: TotpParams) -> Result<SecondFactor, Error> {
+    let squeezed: Zeroizing<String> =
+        Zeroizing::new(input.chars().filter(|c| !matches!(c, ' ' | '-' | '\t')).collect());
+    if squeezed.is_empty() {
+        return Err(Error::Invalid(
+            "enter the code from your authenticator or a backup code".into(),
+        ));
+    }
+    if squeezed.chars().all(|c| c.is_ascii_digit()) && squeezed.len() <= params.digits as usize {
+        if squeezed.len() == params.digits as usize {
+            return Ok(SecondFactor::Totp(squeezed));
+        }
+        return Err(Error::Invalid(TotpRejection::Malformed.message(params)));
+    }
+    BackupCode::parse(input)
+        .map(SecondFactor::BackupCode)
+        .map_err(|e| Error::Invalid(e.to_string()))
+}

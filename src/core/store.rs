@@ -1,0 +1,136 @@
+//! The storage interface the core needs, shaped by the use cases ("consume this code if it is
+//! unused", "count one more failure"), not by any database's API, so a second backend on a shared
+//! SQL database can implement it with one conditional UPDATE per method.
+//!
+//! Contract for every implementation: each mutating method is atomic (it applies entirely or not
+//! at all, even against concurrent callers in other threads or processes) and durable on return
+//! (flushed to disk before `Ok`), because the core reports security-relevant successes right after.
+
+use crate::core::account::{Account, ActiveTotp, PendingTotp};
+use crate::core::audit::AuditEvent;
+use crate::core::clock::UnixTime;
+use crate::core::code_set::CodeSet;
+use crate::core::throttle::FailureRecord;
+
+/// Why the store could not do what was asked. Every variant reads as one clear line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// Another process holds the store.
+    InUse { path: String },
+    /// The store was written by a newer sparekey; it is refused, never rewritten.
+    NewerSchema { path: String, found: u32, supported: u32 },
+    /// A record or the store itself cannot be read back.
+    Corrupt(String),
+    /// The operating system refused (permissions, disk full, …).
+    Io(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::InUse { path } => {
+                write!(f, "the store at {path} is in use by another sparekey process")
+            }
+            StoreError::NewerSchema { path, found, supported } => write!(
+                f,
+                "the store at {path} has schema version {found}, newer than this sparekey supports ({supported}): upgrade sparekey"
+            ),
+            StoreError::Corrupt(what) => write!(f, "the store is damaged: {what}"),
+            StoreError::Io(what) => write!(f, "store error: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Result of binding the master key's fingerprint to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyBinding {
+    /// The store was made with this key.
+    Matches,
+    /// The store had no key yet and is now bound to this one.
+    Bound,
+    /// The store was made with another key.
+    Mismatch { stored: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Activated,
+    /// The pending enrollment was replaced or removed meanwhile.
+    PendingChanged,
+    NoAccount,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepConsumption {
+    /// The step was later than the last accepted one and is now the last accepted one.
+    Accepted,
+    /// The step was already used, or an earlier one than the last used.
+    Replay,
+    /// No account or no active authenticator.
+    NotEnrolled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeConsumption {
+    Consumed { remaining: usize, total: usize },
+    AlreadyUsed,
+    /// The set the code was checked against was regenerated meanwhile.
+    SetReplaced,
+    NoAccount,
+}
+
+/// Persistent storage of accounts and the audit log. See the module doc for the contract.
+pub trait Store: Send + Sync {
+    /// Records which master key this store belongs to, or checks it.
+    fn bind_key(&self, fingerprint: &str) -> Result<KeyBinding, StoreError>;
+
+    /// Inserts a new account; `false` if the name is taken.
+    fn insert_account(&self, account: &Account) -> Result<bool, StoreError>;
+    fn load_account(&self, name: &str) -> Result<Option<Account>, StoreError>;
+    /// All accounts, sorted by name.
+    fn load_accounts(&self) -> Result<Vec<Account>, StoreError>;
+    fn delete_account(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Stores (or replaces) the pending enrollment; `false` if there is no such account.
+    fn set_pending(&self, name: &str, pending: &PendingTotp) -> Result<bool, StoreError>;
+    /// Turns the pending enrollment `pending_id` into the active authenticator and installs the
+    /// new code set, in one step.
+    fn activate_pending(
+        &self,
+        name: &str,
+        pending_id: u64,
+        totp: &ActiveTotp,
+        codes: &CodeSet,
+    ) -> Result<Activation, StoreError>;
+
+    /// Accepts TOTP step `step` if it is later than the last accepted one; on success also
+    /// clears the failure counter and records the login.
+    fn consume_totp_step(&self, name: &str, step: u64, at: UnixTime) -> Result<StepConsumption, StoreError>;
+    /// Marks `slot` of set `set_id` used if it is unused; on success also clears the failure
+    /// counter and records the login.
+    fn consume_backup_code(
+        &self,
+        name: &str,
+        set_id: u64,
+        slot: usize,
+        at: UnixTime,
+    ) -> Result<CodeConsumption, StoreError>;
+    /// Records a successful password-only login (no second factor enrolled) and clears failures.
+    fn record_password_login(&self, name: &str, at: UnixTime) -> Result<bool, StoreError>;
+
+    /// Counts one more consecutive failure; returns the new record (`None`: no such account).
+    fn record_failure(&self, name: &str, at: UnixTime) -> Result<Option<FailureRecord>, StoreError>;
+    /// Clears the failure counter (operator unlock); `false` if there is no such account.
+    fn clear_failures(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Replaces the whole code set at once; `false` if there is no such account.
+    fn replace_codes(&self, name: &str, codes: &CodeSet) -> Result<bool, StoreError>;
+    /// Removes the authenticator, any pending enrollment and the codes.
+    fn remove_two_factor(&self, name: &str) -> Result<bool, StoreError>;
+
+    fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// The newest `limit` events (of one account, or all), oldest first.
+    fn audit_events(&self, account: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+}
