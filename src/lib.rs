@@ -1,3 +1,17 @@
-//! sparekey: a terminal recovery console for TOTP two-factor authentication and backup codes.
+//! sparekey: a terminal recovery console for TOTP two-factor authentication and its one-time
+//! backup codes.
+//!
+//! # Architecture: one core, two faces
+//! - [`core`] holds every rule and the use cases as one API ([`core::service::Service`]). It has
+//!   no terminal, no argument parsing and no database types; time, randomness and storage are
+//!   injected.
+//! - [`store`] implements the core's storage trait on sled (and in memory for tests).
+//! - [`app`] opens a real environment: data dir, key file, store, then builds the service.
+//! - The faces, [`cli`] and [`tui`], only translate input into service calls and results into
+//!   output or screens. If both need something, it belongs in the core.
 
+pub mod app;
+pub mod cli;
 pub mod core;
+pub mod store;
+pub mod tui;

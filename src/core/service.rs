@@ -580,6 +580,43 @@ impl Service {
         self.audit(name, AuditKind::TwoFactorDisabled)
     }
 
+    // ----- kiosk operator --------------------------------------------------------------------
+
+    /// Whether the kiosk operator password has been set (it is set at the first kiosk start).
+    pub fn has_operator_password(&self) -> Result<bool, Error> {
+        Ok(self.store.operator_password()?.is_some())
+    }
+
+    /// Sets the kiosk operator password; refused if one is already set.
+    pub fn set_operator_password(&self, password: &str) -> Result<(), Error> {
+        validate_new_password(password)?;
+        let phc = self.with_entropy(|e| {
+            password::hash_password(self.config.hash_params, self.hash_secret.as_ref(), password, e)
+        });
+        if self.store.set_operator_password(&phc)? {
+            Ok(())
+        } else {
+            Err(Error::AlreadyExists("the operator password is already set".into()))
+        }
+    }
+
+    /// Checks the kiosk operator password (one Argon2id evaluation).
+    pub fn check_operator_password(&self, password: &str) -> Result<(), Error> {
+        let Some(phc) = self.store.operator_password()? else {
+            return Err(Error::Invalid("no operator password is set".into()));
+        };
+        if password::verify_password(self.hash_secret.as_ref(), password, &phc) {
+            Ok(())
+        } else {
+            Err(Error::Rejected(Rejection {
+                reason: RejectReason::WrongPassword,
+                attempts_before_lock: None,
+                next_delay_secs: None,
+                now_locked: false,
+            }))
+        }
+    }
+
     /// The newest `limit` audit events, oldest first.
     pub fn audit_log(&self, name: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>, Error> {
         Ok(self.store.audit_events(name, limit)?)

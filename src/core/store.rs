@@ -23,6 +23,8 @@ pub enum StoreError {
     Corrupt(String),
     /// The operating system refused (permissions, disk full, …).
     Io(String),
+    /// The key file is missing, unreadable or belongs to another store.
+    Key(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -37,6 +39,7 @@ impl std::fmt::Display for StoreError {
             ),
             StoreError::Corrupt(what) => write!(f, "the store is damaged: {what}"),
             StoreError::Io(what) => write!(f, "store error: {what}"),
+            StoreError::Key(what) => f.write_str(what),
         }
     }
 }
@@ -129,6 +132,11 @@ pub trait Store: Send + Sync {
     fn replace_codes(&self, name: &str, codes: &CodeSet) -> Result<bool, StoreError>;
     /// Removes the authenticator, any pending enrollment and the codes.
     fn remove_two_factor(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// The kiosk operator's password hash (PHC), if one was set.
+    fn operator_password(&self) -> Result<Option<String>, StoreError>;
+    /// Sets the kiosk operator's password hash only if none is set; `false` if one already was.
+    fn set_operator_password(&self, phc: &str) -> Result<bool, StoreError>;
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// The newest `limit` events (of one account, or all), oldest first.

@@ -1,0 +1,169 @@
+//! An in-memory store behind one mutex: the reference implementation of the store contract,
+//! used by unit tests and UI snapshot runs so they never touch disk. Not durable, by design.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::core::account::{Account, ActiveTotp, PendingTotp};
+use crate::core::audit::AuditEvent;
+use crate::core::clock::UnixTime;
+use crate::core::code_set::CodeSet;
+use crate::core::store::{
+    Activation, CodeConsumption, KeyBinding, StepConsumption, Store, StoreError,
+};
+use crate::core::throttle::FailureRecord;
+use crate::store::mutation::{self, Applied};
+
+#[derive(Debug, Default)]
+struct Inner {
+    accounts: BTreeMap<String, Account>,
+    audit: Vec<AuditEvent>,
+    key: Option<String>,
+    operator: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryStore(Mutex<Inner>);
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn modify<T>(
+        &self,
+        name: &str,
+        missing: T,
+        f: impl FnOnce(&mut Account) -> Applied<T>,
+    ) -> Result<T, StoreError> {
+        self.with(|inner| match inner.accounts.get_mut(name) {
+            Some(account) => Ok(f(account).outcome),
+            None => Ok(missing),
+        })
+    }
+}
+
+impl Store for MemoryStore {
+    fn bind_key(&self, fingerprint: &str) -> Result<KeyBinding, StoreError> {
+        self.with(|inner| match &inner.key {
+            Some(k) if k == fingerprint => Ok(KeyBinding::Matches),
+            Some(k) => Ok(KeyBinding::Mismatch { stored: k.clone() }),
+            None => {
+                inner.key = Some(fingerprint.to_string());
+                Ok(KeyBinding::Bound)
+            }
+        })
+    }
+
+    fn insert_account(&self, account: &Account) -> Result<bool, StoreError> {
+        self.with(|inner| {
+            if inner.accounts.contains_key(&account.name) {
+                return Ok(false);
+            }
+            inner.accounts.insert(account.name.clone(), account.clone());
+            Ok(true)
+        })
+    }
+
+    fn load_account(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        self.with(|inner| Ok(inner.accounts.get(name).cloned()))
+    }
+
+    fn load_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.with(|inner| Ok(inner.accounts.values().cloned().collect()))
+    }
+
+    fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
+        self.with(|inner| Ok(inner.accounts.remove(name).is_some()))
+    }
+
+    fn set_pending(&self, name: &str, pending: &PendingTotp) -> Result<bool, StoreError> {
+        self.modify(name, false, |a| mutation::set_pending(a, pending))
+    }
+
+    fn activate_pending(
+        &self,
+        name: &str,
+        pending_id: u64,
+        totp: &ActiveTotp,
+        codes: &CodeSet,
+    ) -> Result<Activation, StoreError> {
+        self.modify(name, Activation::NoAccount, |a| {
+            mutation::activate_pending(a, pending_id, totp, codes)
+        })
+    }
+
+    fn consume_totp_step(&self, name: &str, step: u64, at: UnixTime) -> Result<StepConsumption, StoreError> {
+        self.modify(name, StepConsumption::NotEnrolled, |a| mutation::consume_totp_step(a, step, at))
+    }
+
+    fn consume_backup_code(
+        &self,
+        name: &str,
+        set_id: u64,
+        slot: usize,
+        at: UnixTime,
+    ) -> Result<CodeConsumption, StoreError> {
+        self.modify(name, CodeConsumption::NoAccount, |a| {
+            mutation::consume_backup_code(a, set_id, slot, at)
+        })
+    }
+
+    fn record_password_login(&self, name: &str, at: UnixTime) -> Result<bool, StoreError> {
+        self.modify(name, false, |a| mutation::record_password_login(a, at))
+    }
+
+    fn record_failure(&self, name: &str, at: UnixTime) -> Result<Option<FailureRecord>, StoreError> {
+        self.modify(name, None, |a| mutation::record_failure(a, at))
+    }
+
+    fn clear_failures(&self, name: &str) -> Result<bool, StoreError> {
+        self.modify(name, false, mutation::clear_failures)
+    }
+
+    fn replace_codes(&self, name: &str, codes: &CodeSet) -> Result<bool, StoreError> {
+        self.modify(name, false, |a| mutation::replace_codes(a, codes))
+    }
+
+    fn remove_two_factor(&self, name: &str) -> Result<bool, StoreError> {
+        self.modify(name, false, mutation::remove_two_factor)
+    }
+
+    fn operator_password(&self) -> Result<Option<String>, StoreError> {
+        self.with(|inner| Ok(inner.operator.clone()))
+    }
+
+    fn set_operator_password(&self, phc: &str) -> Result<bool, StoreError> {
+        self.with(|inner| {
+            if inner.operator.is_some() {
+                return Ok(false);
+            }
+            inner.operator = Some(phc.to_string());
+            Ok(true)
+        })
+    }
+
+    fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.with(|inner| inner.audit.push(event.clone()));
+        Ok(())
+    }
+
+    fn audit_events(&self, account: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        self.with(|inner| {
+            let mut events: Vec<AuditEvent> = inner
+                .audit
+                .iter()
+                .rev()
+                .filter(|e| account.is_none_or(|a| e.account == a))
+                .take(limit)
+                .cloned()
+                .collect();
+            events.reverse();
+            Ok(events)
+        })
+    }
+}

@@ -1,0 +1,328 @@
+//! The sled backend: one tree of accounts (name -> postcard record), one of audit events
+//! (sequence number -> event), and meta keys (schema version, key fingerprint) in the default
+//! tree. Every mutation is a sled transaction on the account's record and is flushed before it
+//! returns. Must never block forever on a store held by another process, and never rewrite a
+//! store written by a newer schema.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::core::account::{Account, ActiveTotp, PendingTotp};
+use crate::core::audit::AuditEvent;
+use crate::core::clock::UnixTime;
+use crate::core::code_set::CodeSet;
+use crate::core::store::{
+    Activation, CodeConsumption, KeyBinding, StepConsumption, Store, StoreError,
+};
+use crate::core::throttle::FailureRecord;
+use crate::store::mutation::{self, Applied};
+use crate::store::{SCHEMA_VERSION, decode, encode};
+
+const META_SCHEMA: &[u8] = b"schema_version";
+const META_KEY: &[u8] = b"key_fingerprint";
+const META_OPERATOR: &[u8] = b"operator_password";
+
+/// Audit events kept; older ones are pruned so the log cannot grow without bound.
+pub const AUDIT_RETENTION: usize = 100_000;
+/// How often (in appended events) the retention bound is enforced.
+const PRUNE_EVERY: u64 = 512;
+
+/// sled's page cache. Its default (1 GiB) is sized for a database server; sparekey reads one
+/// account per operation and lists names, so a small cache keeps a kiosk's memory flat.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug)]
+pub struct SledStore {
+    db: sled::Db,
+    accounts: sled::Tree,
+    audit: sled::Tree,
+    path: PathBuf,
+}
+
+fn io(e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } => StoreError::Corrupt(format!("{e}")),
+        other => StoreError::Io(other.to_string()),
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store at `path`. If another process holds it, retries for up to
+    /// `wait`, then fails with [`StoreError::InUse`].
+    pub fn open(path: &Path, wait: Duration) -> Result<Self, StoreError> {
+        let deadline = Instant::now() + wait;
+        let db = loop {
+            match Self::try_open(path) {
+                Err(StoreError::InUse { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
+        let accounts = db.open_tree("accounts").map_err(io)?;
+        let audit = db.open_tree("audit").map_err(io)?;
+        let store = Self { db, accounts, audit, path: path.to_path_buf() };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    fn try_open(path: &Path) -> Result<sled::Db, StoreError> {
+        let config = sled::Config::new().path(path).cache_capacity(CACHE_BYTES);
+        // sled panics on some kinds of damage instead of returning an error: turn that into
+        // one clear line rather than a crash.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+        match opened {
+            Ok(Ok(db)) => Ok(db),
+            Ok(Err(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
+                Err(StoreError::InUse { path: path.display().to_string() })
+            }
+            Ok(Err(sled::Error::Io(e))) => {
+                Err(StoreError::Io(format!("cannot open the store at {}: {e}", path.display())))
+            }
+            Ok(Err(e)) => Err(StoreError::Corrupt(format!(
+                "cannot open the store at {}: {e}",
+                path.display()
+            ))),
+            Err(_) => Err(StoreError::Corrupt(format!(
+                "the store at {} cannot be read (sled failed while opening it)",
+                path.display()
+            ))),
+        }
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        match self.db.get(META_SCHEMA).map_err(io)? {
+            Some(v) => {
+                let bytes: [u8; 4] = v.as_ref().try_into().map_err(|_| {
+                    StoreError::Corrupt("the schema version record is malformed".into())
+                })?;
+                let found = u32::from_be_bytes(bytes);
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        path: self.path.display().to_string(),
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                if found < SCHEMA_VERSION {
+                    return Err(StoreError::Corrupt(format!(
+                        "schema version {found} is not one this sparekey can read or migrate"
+                    )));
+                }
+                Ok(())
+            }
+            None if self.accounts.is_empty() && self.audit.is_empty() => {
+                self.db.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()).map_err(io)?;
+                self.flush()
+            }
+            None => Err(StoreError::Corrupt("the store has data but no schema version".into())),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(io)
+    }
+
+    /// Runs a record mutation atomically and durably; `missing` when there is no such account.
+    fn modify<T: Clone>(
+        &self,
+        name: &str,
+        missing: T,
+        f: impl Fn(&mut Account) -> Applied<T>,
+    ) -> Result<T, StoreError> {
+        let result = self.accounts.transaction(|tx| {
+            let Some(bytes) = tx.get(name.as_bytes())? else {
+                return Ok((missing.clone(), false));
+            };
+            let mut account: Account = decode(&bytes, &format!("the record of account '{name}'"))
+                .map_err(ConflictableTransactionError::Abort)?;
+            let applied = f(&mut account);
+            if applied.changed {
+                tx.insert(name.as_bytes(), encode(&account))?;
+            }
+            Ok((applied.outcome, applied.changed))
+        });
+        match result {
+            Ok((outcome, changed)) => {
+                if changed {
+                    self.flush()?;
+                }
+                Ok(outcome)
+            }
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(io(e)),
+        }
+    }
+
+    fn prune_audit(&self) -> Result<(), StoreError> {
+        let len = self.audit.len();
+        if len <= AUDIT_RETENTION {
+            return Ok(());
+        }
+        for entry in self.audit.iter().keys().take(len - AUDIT_RETENTION) {
+            self.audit.remove(entry.map_err(io)?).map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+impl Store for SledStore {
+    fn bind_key(&self, fingerprint: &str) -> Result<KeyBinding, StoreError> {
+        let previous = self
+            .db
+            .compare_and_swap(META_KEY, None as Option<&[u8]>, Some(fingerprint.as_bytes()))
+            .map_err(io)?;
+        match previous {
+            Ok(()) => {
+                self.flush()?;
+                Ok(KeyBinding::Bound)
+            }
+            Err(cas) => {
+                let stored = cas.current.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+                if stored == fingerprint {
+                    Ok(KeyBinding::Matches)
+                } else {
+                    Ok(KeyBinding::Mismatch { stored })
+                }
+            }
+        }
+    }
+
+    fn insert_account(&self, account: &Account) -> Result<bool, StoreError> {
+        let inserted = self
+            .accounts
+            .compare_and_swap(account.name.as_bytes(), None as Option<&[u8]>, Some(encode(account)))
+            .map_err(io)?
+            .is_ok();
+        if inserted {
+            self.flush()?;
+        }
+        Ok(inserted)
+    }
+
+    fn load_account(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        match self.accounts.get(name.as_bytes()).map_err(io)? {
+            Some(bytes) => Ok(Some(decode(&bytes, &format!("the record of account '{name}'"))?)),
+            None => Ok(None),
+        }
+    }
+
+    fn load_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.accounts
+            .iter()
+            .map(|entry| {
+                let (key, bytes) = entry.map_err(io)?;
+                decode(&bytes, &format!("the record of account '{}'", String::from_utf8_lossy(&key)))
+            })
+            .collect()
+    }
+
+    fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
+        let removed = self.accounts.remove(name.as_bytes()).map_err(io)?.is_some();
+        self.flush()?;
+        Ok(removed)
+    }
+
+    fn set_pending(&self, name: &str, pending: &PendingTotp) -> Result<bool, StoreError> {
+        self.modify(name, false, |a| mutation::set_pending(a, pending))
+    }
+
+    fn activate_pending(
+        &self,
+        name: &str,
+        pending_id: u64,
+        totp: &ActiveTotp,
+        codes: &CodeSet,
+    ) -> Result<Activation, StoreError> {
+        self.modify(name, Activation::NoAccount, |a| {
+            mutation::activate_pending(a, pending_id, totp, codes)
+        })
+    }
+
+    fn consume_totp_step(&self, name: &str, step: u64, at: UnixTime) -> Result<StepConsumption, StoreError> {
+        self.modify(name, StepConsumption::NotEnrolled, |a| mutation::consume_totp_step(a, step, at))
+    }
+
+    fn consume_backup_code(
+        &self,
+        name: &str,
+        set_id: u64,
+        slot: usize,
+        at: UnixTime,
+    ) -> Result<CodeConsumption, StoreError> {
+        self.modify(name, CodeConsumption::NoAccount, |a| {
+            mutation::consume_backup_code(a, set_id, slot, at)
+        })
+    }
+
+    fn record_password_login(&self, name: &str, at: UnixTime) -> Result<bool, StoreError> {
+        self.modify(name, false, |a| mutation::record_password_login(a, at))
+    }
+
+    fn record_failure(&self, name: &str, at: UnixTime) -> Result<Option<FailureRecord>, StoreError> {
+        self.modify(name, None, |a| mutation::record_failure(a, at))
+    }
+
+    fn clear_failures(&self, name: &str) -> Result<bool, StoreError> {
+        self.modify(name, false, mutation::clear_failures)
+    }
+
+    fn replace_codes(&self, name: &str, codes: &CodeSet) -> Result<bool, StoreError> {
+        self.modify(name, false, |a| mutation::replace_codes(a, codes))
+    }
+
+    fn remove_two_factor(&self, name: &str) -> Result<bool, StoreError> {
+        self.modify(name, false, mutation::remove_two_factor)
+    }
+
+    fn operator_password(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db
+            .get(META_OPERATOR)
+            .map_err(io)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn set_operator_password(&self, phc: &str) -> Result<bool, StoreError> {
+        let set = self
+            .db
+            .compare_and_swap(META_OPERATOR, None as Option<&[u8]>, Some(phc.as_bytes()))
+            .map_err(io)?
+            .is_ok();
+        if set {
+            self.flush()?;
+        }
+        Ok(set)
+    }
+
+    fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let id = self.db.generate_id().map_err(io)?;
+        self.audit.insert(id.to_be_bytes(), encode(event)).map_err(io)?;
+        if id % PRUNE_EVERY == 0 {
+            self.prune_audit()?;
+        }
+        self.flush()
+    }
+
+    fn audit_events(&self, account: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut events = Vec::new();
+        for entry in self.audit.iter().rev() {
+            if events.len() >= limit {
+                break;
+            }
+            let (_, bytes) = entry.map_err(io)?;
+            let event: AuditEvent = decode(&bytes, "an audit event")?;
+            if account.is_none_or(|a| event.account == a) {
+                events.push(event);
+            }
+        }
+        events.reverse();
+        Ok(events)
+    }
+}
