@@ -164,3 +164,11 @@ pub fn open_with(
     let key = load_or_create_key(&paths.key_file, &store, entropy.as_mut())?;
     Service::new(Box::new(store), clock, entropy, key, config)
 }
+
+/// A service on an in-memory store, with a key drawn from `entropy`: for tests, snapshot runs
+/// and benchmarks. Nothing touches disk.
+pub fn open_in_memory(config: Config, clock: Arc<dyn Clock>, mut entropy: Box<dyn Entropy>) -> Service {
+    let key = MasterKey::generate(entropy.as_mut());
+    let store = crate::store::memory::MemoryStore::new();
+    Service::new(Box::new(store), clock, entropy, key, config).expect("the configuration is valid")
+}
