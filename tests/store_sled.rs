@@ -1,0 +1,185 @@
+//! The sled store under the service: atomic single use under threads, exact failure counts,
+//! throttling that survives a restart, schema and key checks, permissions.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use common::*;
+use sparekey::app::{self, Paths};
+use sparekey::core::clock::ManualClock;
+use sparekey::core::entropy::SeededEntropy;
+use sparekey::core::error::{Error, ErrorKind};
+use sparekey::core::service::Service;
+use sparekey::core::store::StoreError;
+use sparekey::store::sled_store::SledStore;
+
+fn paths(dir: &tempfile::TempDir) -> Paths {
+    Paths::resolve(Some(dir.path().join("data")), Some(dir.path().join("config/key"))).unwrap()
+}
+
+fn open(paths: &Paths, clock: &Arc<ManualClock>, seed: u64) -> Result<Service, Error> {
+    app::open_with(paths, test_config(), clock.clone(), Box::new(SeededEntropy::new(seed)))
+}
+
+fn race<T: Send>(threads: usize, f: impl Fn() -> T + Sync) -> Vec<T> {
+    let barrier = Barrier::new(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    f()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn one_backup_code_redeemed_by_many_threads_succeeds_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let service = open(&paths(&dir), &clock, 1).unwrap();
+    let (_, codes) = enrolled(&service, &clock, "alice");
+    let results = race(8, || service.login("alice", PASSWORD, Some(&codes[4])));
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| e.kind() == ErrorKind::Rejected));
+    assert_eq!(service.code_status("alice").unwrap().remaining, 9);
+}
+
+#[test]
+fn one_totp_step_accepted_once_across_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let service = open(&paths(&dir), &clock, 2).unwrap();
+    let (secret, _) = enrolled(&service, &clock, "bob");
+    let code = code_for(&secret, T0 + 30);
+    let results = race(8, || service.login("bob", PASSWORD, Some(&code)));
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+}
+
+#[test]
+fn parallel_failures_are_counted_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let service = open(&paths(&dir), &clock, 3).unwrap();
+    service.create_account("carol", PASSWORD).unwrap();
+    // Four at once stay under the free-failure limit, so none is refused by the gate.
+    let results = race(4, || service.login("carol", "not the password", None));
+    assert!(results.iter().all(|r| r.as_ref().unwrap_err().kind() == ErrorKind::Rejected));
+    assert_eq!(service.account_summary("carol").unwrap().consecutive_failures, 4);
+}
+
+#[test]
+fn throttling_and_consumption_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    let codes = {
+        let service = open(&paths, &clock, 4).unwrap();
+        let (_, codes) = enrolled(&service, &clock, "dan");
+        service.login("dan", PASSWORD, Some(&codes[0])).unwrap();
+        for _ in 0..5 {
+            service.login("dan", "not the password", Some("000000")).unwrap_err();
+        }
+        codes
+    };
+    let service = open(&paths, &clock, 5).unwrap();
+    let r = service.login("dan", PASSWORD, Some(&codes[1]));
+    assert!(matches!(r, Err(Error::Throttled { .. })), "{r:?}");
+    clock.advance(31);
+    assert!(service.login("dan", PASSWORD, Some(&codes[0])).is_err(), "a used code stays used");
+    service.unlock("dan").unwrap();
+    assert_eq!(service.login("dan", PASSWORD, Some(&codes[1])).unwrap().remaining_codes, 8);
+}
+
+#[test]
+fn a_second_opener_is_refused_with_a_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    std::fs::create_dir_all(&paths.data_dir).unwrap();
+    let _held = SledStore::open(&paths.store, Duration::ZERO).unwrap();
+    let err = SledStore::open(&paths.store, Duration::from_millis(200)).unwrap_err();
+    assert!(matches!(err, StoreError::InUse { .. }));
+    assert!(err.to_string().contains("in use by another sparekey process"));
+    assert!(err.to_string().contains(&paths.store.display().to_string()));
+}
+
+#[test]
+fn newer_schema_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    std::fs::create_dir_all(&paths.data_dir).unwrap();
+    {
+        let db = sled::open(&paths.store).unwrap();
+        db.insert("schema_version", &99u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStore::open(&paths.store, Duration::ZERO).unwrap_err();
+    assert!(matches!(err, StoreError::NewerSchema { found: 99, supported: 1, .. }), "{err:?}");
+    assert!(err.to_string().contains("upgrade sparekey"));
+    let db = sled::open(&paths.store).unwrap();
+    assert_eq!(db.get("schema_version").unwrap().unwrap().as_ref(), &99u32.to_be_bytes());
+}
+
+#[test]
+fn key_file_is_private_and_bound_to_its_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    drop(open(&paths, &clock, 6).unwrap());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&paths.key_file), 0o600);
+    assert_eq!(mode(&paths.data_dir), 0o700);
+    let original = std::fs::read(&paths.key_file).unwrap();
+
+    // Another key for the same store: one clear error, nothing rewritten.
+    std::fs::write(&paths.key_file, format!("{}\n", "ab".repeat(32))).unwrap();
+    let err = open(&paths, &clock, 7).unwrap_err();
+    assert!(err.to_string().contains("does not belong to this store"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Store);
+
+    // A missing key for a store that has one: refused, and no new key left behind.
+    std::fs::remove_file(&paths.key_file).unwrap();
+    let err = open(&paths, &clock, 8).unwrap_err();
+    assert!(err.to_string().contains("is missing"), "{err}");
+    assert!(!paths.key_file.exists());
+
+    std::fs::write(&paths.key_file, &original).unwrap();
+    assert!(open(&paths, &clock, 9).is_ok());
+}
+
+#[test]
+fn nothing_secret_is_stored_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    let (secret, codes) = {
+        let service = open(&paths, &clock, 10).unwrap();
+        enrolled(&service, &clock, "erin")
+    };
+    let mut bytes = Vec::new();
+    for entry in walk(&paths.data_dir) {
+        bytes.extend(std::fs::read(entry).unwrap());
+    }
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(secret.as_bytes()), "raw TOTP secret on disk");
+    assert!(!contains(secret.to_base32().as_bytes()));
+    assert!(!contains(PASSWORD.as_bytes()));
+    for code in &codes {
+        assert!(!contains(code.replace('-', "").as_bytes()));
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+    }
+    out
+}
