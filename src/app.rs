@@ -42,7 +42,8 @@ impl Paths {
     /// caller, e.g. clap), then the platform's data and config dirs.
     pub fn resolve(data_dir: Option<PathBuf>, key_file: Option<PathBuf>) -> Result<Self, Error> {
         let dirs = project_dirs();
-        let data_dir = match data_dir.or_else(|| dirs.as_ref().map(|d| d.data_dir().to_path_buf())) {
+        let data_dir = match data_dir.or_else(|| dirs.as_ref().map(|d| d.data_dir().to_path_buf()))
+        {
             Some(d) => d,
             None => {
                 return Err(Error::Invalid(
@@ -50,7 +51,8 @@ impl Paths {
                 ));
             }
         };
-        let key_file = match key_file.or_else(|| dirs.as_ref().map(|d| d.config_dir().join("key"))) {
+        let key_file = match key_file.or_else(|| dirs.as_ref().map(|d| d.config_dir().join("key")))
+        {
             Some(k) => k,
             None => {
                 return Err(Error::Invalid(
@@ -58,7 +60,11 @@ impl Paths {
                 ));
             }
         };
-        Ok(Self { store: data_dir.join("store"), data_dir, key_file })
+        Ok(Self {
+            store: data_dir.join("store"),
+            data_dir,
+            key_file,
+        })
     }
 }
 
@@ -82,7 +88,11 @@ pub fn create_private_dir(dir: &Path) -> Result<(), Error> {
 
 /// Writes a new file with mode 0600 whatever the umask; refuses to overwrite.
 pub fn write_new_private_file(path: &Path, contents: &[u8]) -> Result<(), std::io::Error> {
-    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.set_permissions(fs::Permissions::from_mode(0o600))?;
     file.write_all(contents)?;
     file.sync_all()
@@ -92,9 +102,16 @@ fn read_key(path: &Path) -> Result<MasterKey, Error> {
     let mut text = zeroize::Zeroizing::new(String::new());
     fs::File::open(path)
         .and_then(|f| f.take(1024).read_to_string(&mut text))
-        .map_err(|e| Error::Store(StoreError::Key(format!("cannot read the key file {}: {e}", path.display()))))?;
+        .map_err(|e| {
+            Error::Store(StoreError::Key(format!(
+                "cannot read the key file {}: {e}",
+                path.display()
+            )))
+        })?;
     let bytes = zeroize::Zeroizing::new(
-        data_encoding::HEXLOWER_PERMISSIVE.decode(text.trim().as_bytes()).unwrap_or_default(),
+        data_encoding::HEXLOWER_PERMISSIVE
+            .decode(text.trim().as_bytes())
+            .unwrap_or_default(),
     );
     let key: [u8; MASTER_KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
         Error::Store(StoreError::Key(format!(
@@ -119,7 +136,10 @@ pub fn load_or_create_key(
         if let Some(parent) = key_file.parent() {
             create_private_dir(parent)?;
         }
-        let text = zeroize::Zeroizing::new(format!("{}\n", data_encoding::HEXLOWER.encode(key.as_bytes())));
+        let text = zeroize::Zeroizing::new(format!(
+            "{}\n",
+            data_encoding::HEXLOWER.encode(key.as_bytes())
+        ));
         write_new_private_file(key_file, text.as_bytes())
             .map_err(|e| io_err("cannot create the key file", key_file, e))?;
         (key, true)
@@ -167,7 +187,11 @@ pub fn open_with(
 
 /// A service on an in-memory store, with a key drawn from `entropy`: for tests, snapshot runs
 /// and benchmarks. Nothing touches disk.
-pub fn open_in_memory(config: Config, clock: Arc<dyn Clock>, mut entropy: Box<dyn Entropy>) -> Service {
+pub fn open_in_memory(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    mut entropy: Box<dyn Entropy>,
+) -> Service {
     let key = MasterKey::generate(entropy.as_mut());
     let store = crate::store::memory::MemoryStore::new();
     Service::new(Box::new(store), clock, entropy, key, config).expect("the configuration is valid")

@@ -13,5 +13,7 @@
 pub mod app;
 pub mod cli;
 pub mod core;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod store;
 pub mod tui;

@@ -19,7 +19,11 @@ fn confirming_code_cannot_log_in_but_the_next_step_can() {
     let (service, clock) = memory_service(1);
     service.create_account("alice", PASSWORD).unwrap();
     let enrollment = service.begin_enrollment("alice", None).unwrap();
-    assert!(enrollment.otpauth_uri.starts_with("otpauth://totp/sparekey:alice?secret="));
+    assert!(
+        enrollment
+            .otpauth_uri
+            .starts_with("otpauth://totp/sparekey:alice?secret=")
+    );
     let code = code_for(&enrollment.secret, T0);
     let issued = service.confirm_enrollment("alice", &code).unwrap();
     assert_eq!(issued.codes.len(), 10);
@@ -42,14 +46,19 @@ fn backup_codes_work_once_in_any_order_and_any_spelling() {
     let (_, codes) = enrolled(&service, &clock, "bob");
     let shouted = codes[6].to_uppercase().replace('-', " ");
     let ok = service.login("bob", PASSWORD, Some(&shouted)).unwrap();
-    assert_eq!((ok.method, ok.remaining_codes, ok.total_codes), (LoginMethod::BackupCode, 9, 10));
+    assert_eq!(
+        (ok.method, ok.remaining_codes, ok.total_codes),
+        (LoginMethod::BackupCode, 9, 10)
+    );
     let err = service.login("bob", PASSWORD, Some(&codes[6])).unwrap_err();
     assert_eq!(reason(err), RejectReason::BackupCodeAlreadyUsed);
     let ok = service.login("bob", PASSWORD, Some(&codes[0])).unwrap();
     assert_eq!(ok.remaining_codes, 8);
     let status = service.code_status("bob").unwrap();
     assert_eq!((status.remaining, status.total), (8, 10));
-    assert!(status.used_at[6].is_some() && status.used_at[0].is_some() && status.used_at[1].is_none());
+    assert!(
+        status.used_at[6].is_some() && status.used_at[0].is_some() && status.used_at[1].is_none()
+    );
 }
 
 #[test]
@@ -62,19 +71,35 @@ fn a_typo_costs_no_attempt() {
     let err = service.login("carol", PASSWORD, Some(&typo)).unwrap_err();
     assert_eq!(err.to_string(), "not a valid backup code: check for typos");
     assert_eq!(err.kind(), ErrorKind::Invalid);
-    assert_eq!(service.account_summary("carol").unwrap().consecutive_failures, 0);
+    assert_eq!(
+        service
+            .account_summary("carol")
+            .unwrap()
+            .consecutive_failures,
+        0
+    );
 }
 
 #[test]
 fn wrong_password_is_refused_before_the_code_is_spent() {
     let (service, clock) = memory_service(4);
     let (_, codes) = enrolled(&service, &clock, "dan");
-    let err = service.login("dan", "wrong password!", Some(&codes[1])).unwrap_err();
+    let err = service
+        .login("dan", "wrong password!", Some(&codes[1]))
+        .unwrap_err();
     assert_eq!(reason(err), RejectReason::WrongNameOrPassword);
     // The code was not consumed by the failed attempt.
-    assert_eq!(service.login("dan", PASSWORD, Some(&codes[1])).unwrap().remaining_codes, 9);
+    assert_eq!(
+        service
+            .login("dan", PASSWORD, Some(&codes[1]))
+            .unwrap()
+            .remaining_codes,
+        9
+    );
     // Unknown names look exactly like wrong passwords.
-    let err = service.login("nobody", PASSWORD, Some(&codes[2])).unwrap_err();
+    let err = service
+        .login("nobody", PASSWORD, Some(&codes[2]))
+        .unwrap_err();
     assert_eq!(reason(err), RejectReason::WrongNameOrPassword);
 }
 
@@ -85,7 +110,13 @@ fn clock_drift_is_explained() {
     let now = T0 + 30;
     let ahead = code_for(&secret, now + 5 * 60);
     let err = service.login("erin", PASSWORD, Some(&ahead)).unwrap_err();
-    assert_eq!(reason(err.clone()), RejectReason::ClockDrift { steps: 10, period: 30 });
+    assert_eq!(
+        reason(err.clone()),
+        RejectReason::ClockDrift {
+            steps: 10,
+            period: 30
+        }
+    );
     assert!(err.to_string().contains("about 5 minutes ahead"), "{err}");
     // Behind, far enough after enrollment that the step was never used (else it is a replay).
     clock.advance(600);
@@ -99,7 +130,9 @@ fn throttle_delays_then_locks_and_success_resets_only_after_full_login() {
     let (service, clock) = memory_service(6);
     let (secret, codes) = enrolled(&service, &clock, "fay");
     for _ in 0..4 {
-        service.login("fay", "bad password", Some("000000")).unwrap_err();
+        service
+            .login("fay", "bad password", Some("000000"))
+            .unwrap_err();
     }
     // A correct password with a wrong code is still a failure: the counter keeps counting.
     let err = service.login("fay", PASSWORD, Some("000000")).unwrap_err();
@@ -112,7 +145,10 @@ fn throttle_delays_then_locks_and_success_resets_only_after_full_login() {
     assert_eq!(err, Error::Throttled { seconds_left: 30 });
     assert_eq!(err.kind(), ErrorKind::Throttled);
     clock.advance(10);
-    assert_eq!(service.login("fay", PASSWORD, Some(&codes[0])).unwrap_err(), Error::Throttled { seconds_left: 20 });
+    assert_eq!(
+        service.login("fay", PASSWORD, Some(&codes[0])).unwrap_err(),
+        Error::Throttled { seconds_left: 20 }
+    );
     // Keep failing past each delay until the lock.
     for _ in 5..20 {
         clock.advance(3_600);
@@ -125,13 +161,26 @@ fn throttle_delays_then_locks_and_success_resets_only_after_full_login() {
     service.unlock("fay").unwrap();
     let now = T0 + 30 + 10 + 15 * 3_600 + 100_000;
     clock.set(now);
-    assert!(service.login("fay", PASSWORD, Some(&code_for(&secret, now))).is_ok());
+    assert!(
+        service
+            .login("fay", PASSWORD, Some(&code_for(&secret, now)))
+            .is_ok()
+    );
     let summary = service.account_summary("fay").unwrap();
     assert_eq!((summary.locked, summary.consecutive_failures), (false, 0));
-    let kinds: Vec<_> = service.audit_log(Some("fay"), 1_000).unwrap().into_iter().map(|e| e.kind).collect();
+    let kinds: Vec<_> = service
+        .audit_log(Some("fay"), 1_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
     assert!(kinds.contains(&AuditKind::Locked));
     assert!(kinds.contains(&AuditKind::Unlocked));
-    assert!(kinds.iter().any(|k| matches!(k, AuditKind::Throttled { seconds_left: 30 })));
+    assert!(
+        kinds
+            .iter()
+            .any(|k| matches!(k, AuditKind::Throttled { seconds_left: 30 }))
+    );
 }
 
 #[test]
@@ -142,27 +191,50 @@ fn regeneration_replaces_the_whole_set() {
     let new = service.regenerate_codes("gus", PASSWORD).unwrap();
     assert_eq!(service.code_status("gus").unwrap().remaining, 10);
     for code in &old[1..] {
-        assert_eq!(reason(service.login("gus", PASSWORD, Some(code)).unwrap_err()), RejectReason::WrongCode);
+        assert_eq!(
+            reason(service.login("gus", PASSWORD, Some(code)).unwrap_err()),
+            RejectReason::WrongCode
+        );
         service.unlock("gus").unwrap();
     }
     let fresh = new.codes[3].display().to_string();
-    assert_eq!(service.login("gus", PASSWORD, Some(&fresh)).unwrap().remaining_codes, 9);
+    assert_eq!(
+        service
+            .login("gus", PASSWORD, Some(&fresh))
+            .unwrap()
+            .remaining_codes,
+        9
+    );
     // Regeneration needs the right password.
-    assert_eq!(reason(service.regenerate_codes("gus", "nope nope").unwrap_err()), RejectReason::WrongPassword);
+    assert_eq!(
+        reason(service.regenerate_codes("gus", "nope nope").unwrap_err()),
+        RejectReason::WrongPassword
+    );
 }
 
 #[test]
 fn reenrollment_keeps_the_old_authenticator_until_confirmed() {
     let (service, clock) = memory_service(8);
     let (old_secret, _) = enrolled(&service, &clock, "hal");
-    assert!(matches!(service.begin_enrollment("hal", None), Err(Error::Invalid(_))));
+    assert!(matches!(
+        service.begin_enrollment("hal", None),
+        Err(Error::Invalid(_))
+    ));
     let new = service.begin_enrollment("hal", Some(PASSWORD)).unwrap();
     let now = T0 + 30;
-    assert!(service.login("hal", PASSWORD, Some(&code_for(&old_secret, now))).is_ok());
+    assert!(
+        service
+            .login("hal", PASSWORD, Some(&code_for(&old_secret, now)))
+            .is_ok()
+    );
     clock.advance(30);
-    service.confirm_enrollment("hal", &code_for(&new.secret, now + 30)).unwrap();
+    service
+        .confirm_enrollment("hal", &code_for(&new.secret, now + 30))
+        .unwrap();
     clock.advance(30);
-    let err = service.login("hal", PASSWORD, Some(&code_for(&old_secret, now + 60))).unwrap_err();
+    let err = service
+        .login("hal", PASSWORD, Some(&code_for(&old_secret, now + 60)))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Rejected);
 }
 
@@ -179,9 +251,15 @@ fn low_codes_are_flagged_and_disable_needs_password_and_code() {
     assert!(last.low_on_codes());
     assert!(service.account_summary("ivy").unwrap().needs_attention);
     let now = T0 + 30;
-    assert!(service.disable_two_factor("ivy", "bad password", &code_for(&secret, now)).is_err());
+    assert!(
+        service
+            .disable_two_factor("ivy", "bad password", &code_for(&secret, now))
+            .is_err()
+    );
     service.unlock("ivy").unwrap();
-    service.disable_two_factor("ivy", PASSWORD, &code_for(&secret, now)).unwrap();
+    service
+        .disable_two_factor("ivy", PASSWORD, &code_for(&secret, now))
+        .unwrap();
     let summary = service.account_summary("ivy").unwrap();
     assert!(!summary.two_factor && summary.total_codes == 0);
     let ok = service.login("ivy", PASSWORD, None).unwrap();
@@ -193,28 +271,63 @@ fn audit_log_holds_no_secret() {
     let (service, clock) = memory_service(10);
     let (secret, codes) = enrolled(&service, &clock, "jo");
     service.login("jo", PASSWORD, Some(&codes[2])).unwrap();
-    service.login("jo", "Tr0ub4dor&3", Some(&codes[3])).unwrap_err();
+    service
+        .login("jo", "Tr0ub4dor&3", Some(&codes[3]))
+        .unwrap_err();
     let events = service.audit_log(None, 1_000).unwrap();
-    let text = format!("{events:?} {}", events.iter().map(|e| e.kind.to_string()).collect::<Vec<_>>().join("\n"));
+    let text = format!(
+        "{events:?} {}",
+        events
+            .iter()
+            .map(|e| e.kind.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     for code in &codes {
         assert!(!text.contains(code.as_str()) && !text.contains(&code.replace('-', "")));
     }
     assert!(!text.contains(PASSWORD) && !text.contains("Tr0ub4dor"));
     assert!(!text.contains(secret.to_base32().as_str()));
-    assert!(events.iter().any(|e| e.kind == AuditKind::BackupCodeUsed { slot: 2, remaining: 9 }));
-    assert!(events.iter().any(|e| e.kind == AuditKind::TwoFactorEnrolled));
+    assert!(events.iter().any(|e| e.kind
+        == AuditKind::BackupCodeUsed {
+            slot: 2,
+            remaining: 9
+        }));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == AuditKind::TwoFactorEnrolled)
+    );
 }
 
 #[test]
 fn bad_names_and_passwords_are_refused_clearly() {
     let (service, _) = memory_service(11);
-    assert_eq!(service.create_account("a:b", PASSWORD).unwrap_err().kind(), ErrorKind::Invalid);
-    assert!(service.create_account("kay", "short").unwrap_err().to_string().contains("at least 8"));
+    assert_eq!(
+        service.create_account("a:b", PASSWORD).unwrap_err().kind(),
+        ErrorKind::Invalid
+    );
+    assert!(
+        service
+            .create_account("kay", "short")
+            .unwrap_err()
+            .to_string()
+            .contains("at least 8")
+    );
     service.create_account("kay", PASSWORD).unwrap();
-    assert!(matches!(service.create_account("kay", PASSWORD), Err(Error::AlreadyExists(_))));
-    assert!(matches!(service.code_status("nobody"), Err(Error::NotFound(_))));
+    assert!(matches!(
+        service.create_account("kay", PASSWORD),
+        Err(Error::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        service.code_status("nobody"),
+        Err(Error::NotFound(_))
+    ));
     service.remove_account("kay").unwrap();
-    assert!(matches!(service.remove_account("kay"), Err(Error::NotFound(_))));
+    assert!(matches!(
+        service.remove_account("kay"),
+        Err(Error::NotFound(_))
+    ));
 }
 
 #[test]

@@ -17,11 +17,20 @@ use sparekey::core::store::StoreError;
 use sparekey::store::sled_store::SledStore;
 
 fn paths(dir: &tempfile::TempDir) -> Paths {
-    Paths::resolve(Some(dir.path().join("data")), Some(dir.path().join("config/key"))).unwrap()
+    Paths::resolve(
+        Some(dir.path().join("data")),
+        Some(dir.path().join("config/key")),
+    )
+    .unwrap()
 }
 
 fn open(paths: &Paths, clock: &Arc<ManualClock>, seed: u64) -> Result<Service, Error> {
-    app::open_with(paths, test_config(), clock.clone(), Box::new(SeededEntropy::new(seed)))
+    app::open_with(
+        paths,
+        test_config(),
+        clock.clone(),
+        Box::new(SeededEntropy::new(seed)),
+    )
 }
 
 fn race<T: Send>(threads: usize, f: impl Fn() -> T + Sync) -> Vec<T> {
@@ -46,8 +55,17 @@ fn one_backup_code_redeemed_by_many_threads_succeeds_once() {
     let service = open(&paths(&dir), &clock, 1).unwrap();
     let (_, codes) = enrolled(&service, &clock, "alice");
     let results = race(8, || service.login("alice", PASSWORD, Some(&codes[4])));
-    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
-    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| e.kind() == ErrorKind::Rejected));
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| e.kind() == ErrorKind::Rejected)
+    );
     assert_eq!(service.code_status("alice").unwrap().remaining, 9);
 }
 
@@ -59,7 +77,11 @@ fn one_totp_step_accepted_once_across_threads() {
     let (secret, _) = enrolled(&service, &clock, "bob");
     let code = code_for(&secret, T0 + 30);
     let results = race(8, || service.login("bob", PASSWORD, Some(&code)));
-    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
 }
 
 #[test]
@@ -70,8 +92,18 @@ fn parallel_failures_are_counted_exactly() {
     service.create_account("carol", PASSWORD).unwrap();
     // Four at once stay under the free-failure limit, so none is refused by the gate.
     let results = race(4, || service.login("carol", "not the password", None));
-    assert!(results.iter().all(|r| r.as_ref().unwrap_err().kind() == ErrorKind::Rejected));
-    assert_eq!(service.account_summary("carol").unwrap().consecutive_failures, 4);
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().unwrap_err().kind() == ErrorKind::Rejected)
+    );
+    assert_eq!(
+        service
+            .account_summary("carol")
+            .unwrap()
+            .consecutive_failures,
+        4
+    );
 }
 
 #[test]
@@ -84,7 +116,9 @@ fn throttling_and_consumption_survive_a_restart() {
         let (_, codes) = enrolled(&service, &clock, "dan");
         service.login("dan", PASSWORD, Some(&codes[0])).unwrap();
         for _ in 0..5 {
-            service.login("dan", "not the password", Some("000000")).unwrap_err();
+            service
+                .login("dan", "not the password", Some("000000"))
+                .unwrap_err();
         }
         codes
     };
@@ -92,9 +126,18 @@ fn throttling_and_consumption_survive_a_restart() {
     let r = service.login("dan", PASSWORD, Some(&codes[1]));
     assert!(matches!(r, Err(Error::Throttled { .. })), "{r:?}");
     clock.advance(31);
-    assert!(service.login("dan", PASSWORD, Some(&codes[0])).is_err(), "a used code stays used");
+    assert!(
+        service.login("dan", PASSWORD, Some(&codes[0])).is_err(),
+        "a used code stays used"
+    );
     service.unlock("dan").unwrap();
-    assert_eq!(service.login("dan", PASSWORD, Some(&codes[1])).unwrap().remaining_codes, 8);
+    assert_eq!(
+        service
+            .login("dan", PASSWORD, Some(&codes[1]))
+            .unwrap()
+            .remaining_codes,
+        8
+    );
 }
 
 #[test]
@@ -105,7 +148,10 @@ fn a_second_opener_is_refused_with_a_clear_line() {
     let _held = SledStore::open(&paths.store, Duration::ZERO).unwrap();
     let err = SledStore::open(&paths.store, Duration::from_millis(200)).unwrap_err();
     assert!(matches!(err, StoreError::InUse { .. }));
-    assert!(err.to_string().contains("in use by another sparekey process"));
+    assert!(
+        err.to_string()
+            .contains("in use by another sparekey process")
+    );
     assert!(err.to_string().contains(&paths.store.display().to_string()));
 }
 
@@ -120,10 +166,23 @@ fn newer_schema_is_refused_and_left_alone() {
         db.flush().unwrap();
     }
     let err = SledStore::open(&paths.store, Duration::ZERO).unwrap_err();
-    assert!(matches!(err, StoreError::NewerSchema { found: 99, supported: 1, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::NewerSchema {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("upgrade sparekey"));
     let db = sled::open(&paths.store).unwrap();
-    assert_eq!(db.get("schema_version").unwrap().unwrap().as_ref(), &99u32.to_be_bytes());
+    assert_eq!(
+        db.get("schema_version").unwrap().unwrap().as_ref(),
+        &99u32.to_be_bytes()
+    );
 }
 
 #[test]
@@ -140,7 +199,10 @@ fn key_file_is_private_and_bound_to_its_store() {
     // Another key for the same store: one clear error, nothing rewritten.
     std::fs::write(&paths.key_file, format!("{}\n", "ab".repeat(32))).unwrap();
     let err = open(&paths, &clock, 7).unwrap_err();
-    assert!(err.to_string().contains("does not belong to this store"), "{err}");
+    assert!(
+        err.to_string().contains("does not belong to this store"),
+        "{err}"
+    );
     assert_eq!(err.kind(), ErrorKind::Store);
 
     // A missing key for a store that has one: refused, and no new key left behind.
@@ -179,7 +241,11 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+        if path.is_dir() {
+            out.extend(walk(&path))
+        } else {
+            out.push(path)
+        }
     }
     out
 }

@@ -72,11 +72,15 @@ pub const LOW_CODES: usize = 3;
 
 impl AccountSummary {
     pub fn of(account: &Account, policy: &ThrottlePolicy) -> Self {
-        let (remaining, total) =
-            account.codes.as_ref().map(|c| (c.remaining(), c.total())).unwrap_or((0, 0));
+        let (remaining, total) = account
+            .codes
+            .as_ref()
+            .map(|c| (c.remaining(), c.total()))
+            .unwrap_or((0, 0));
         let two_factor = account.totp.is_some();
-        let last_used_backup =
-            account.last_login.is_some_and(|l| l.method == LoginMethod::BackupCode);
+        let last_used_backup = account
+            .last_login
+            .is_some_and(|l| l.method == LoginMethod::BackupCode);
         Self {
             name: account.name.clone(),
             two_factor,
@@ -98,7 +102,9 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         return Err("the account name is empty".into());
     }
     if name.chars().count() > MAX_NAME_CHARS {
-        return Err(format!("the account name is longer than {MAX_NAME_CHARS} characters"));
+        return Err(format!(
+            "the account name is longer than {MAX_NAME_CHARS} characters"
+        ));
     }
     if name.chars().any(char::is_control) {
         return Err("the account name contains a control character".into());

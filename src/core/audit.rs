@@ -32,7 +32,9 @@ pub enum FailureReason {
     WrongPassword,
     WrongTotp,
     /// The code matched a step outside the window: the authenticator's clock is off.
-    TotpClockDrift { steps: i64 },
+    TotpClockDrift {
+        steps: i64,
+    },
     WrongBackupCode,
 }
 
@@ -42,13 +44,27 @@ pub enum AuditKind {
     AccountRemoved,
     EnrollmentStarted,
     TwoFactorEnrolled,
-    LoginSucceeded { method: LoginMethod },
-    BackupCodeUsed { slot: u32, remaining: u32 },
-    FailedAttempt { reason: FailureReason, consecutive: u32 },
-    ReplayRefused { method: LoginMethod },
-    Throttled { seconds_left: i64 },
+    LoginSucceeded {
+        method: LoginMethod,
+    },
+    BackupCodeUsed {
+        slot: u32,
+        remaining: u32,
+    },
+    FailedAttempt {
+        reason: FailureReason,
+        consecutive: u32,
+    },
+    ReplayRefused {
+        method: LoginMethod,
+    },
+    Throttled {
+        seconds_left: i64,
+    },
     Locked,
-    CodesRegenerated { count: u32 },
+    CodesRegenerated {
+        count: u32,
+    },
     Unlocked,
     TwoFactorReset,
     TwoFactorDisabled,
@@ -98,7 +114,10 @@ impl std::fmt::Display for AuditKind {
             AuditKind::BackupCodeUsed { slot, remaining } => {
                 write!(f, "backup code #{} used, {remaining} remaining", slot + 1)
             }
-            AuditKind::FailedAttempt { reason, consecutive } => {
+            AuditKind::FailedAttempt {
+                reason,
+                consecutive,
+            } => {
                 let why = match reason {
                     FailureReason::WrongPassword => "wrong password".to_string(),
                     FailureReason::WrongTotp => "wrong authenticator code".to_string(),
@@ -110,10 +129,14 @@ impl std::fmt::Display for AuditKind {
                 write!(f, "failed attempt ({why}), {consecutive} in a row")
             }
             AuditKind::ReplayRefused { method } => {
-                write!(f, "replayed {} refused", match method {
-                    LoginMethod::BackupCode => "backup code",
-                    _ => "authenticator code",
-                })
+                write!(
+                    f,
+                    "replayed {} refused",
+                    match method {
+                        LoginMethod::BackupCode => "backup code",
+                        _ => "authenticator code",
+                    }
+                )
             }
             AuditKind::Throttled { seconds_left } => {
                 write!(f, "attempt refused while throttled ({seconds_left} s left)")

@@ -73,7 +73,13 @@ impl CodeSet {
                 used_at: None,
             })
             .collect();
-        Self { id: u64::from_le_bytes(id), salt, params, created_at: now, slots }
+        Self {
+            id: u64::from_le_bytes(id),
+            salt,
+            params,
+            created_at: now,
+            slots,
+        }
     }
 
     /// The one Argon2id evaluation of an attempt.
@@ -129,7 +135,10 @@ mod tests {
         assert_eq!(set.total(), 10);
         assert_eq!(set.remaining(), 10);
         for (i, code) in codes.iter().enumerate().rev() {
-            assert_eq!(set.find(&set.digest_of(code, &[5; 32])), SlotMatch::Unused(i));
+            assert_eq!(
+                set.find(&set.digest_of(code, &[5; 32])),
+                SlotMatch::Unused(i)
+            );
         }
     }
 
@@ -138,12 +147,21 @@ mod tests {
         let (codes, mut set) = set_of(5);
         set.slots[3].used_at = Some(2_000);
         assert_eq!(set.remaining(), 4);
-        assert_eq!(set.find(&set.digest_of(&codes[3], &[5; 32])), SlotMatch::AlreadyUsed(3));
+        assert_eq!(
+            set.find(&set.digest_of(&codes[3], &[5; 32])),
+            SlotMatch::AlreadyUsed(3)
+        );
         let mut e = SeededEntropy::new(99);
         let stranger = BackupCode::generate(&mut e);
-        assert_eq!(set.find(&set.digest_of(&stranger, &[5; 32])), SlotMatch::NoMatch);
+        assert_eq!(
+            set.find(&set.digest_of(&stranger, &[5; 32])),
+            SlotMatch::NoMatch
+        );
         // A different key file secret gives different digests: the store alone is not enough.
-        assert_eq!(set.find(&set.digest_of(&codes[0], &[6; 32])), SlotMatch::NoMatch);
+        assert_eq!(
+            set.find(&set.digest_of(&codes[0], &[6; 32])),
+            SlotMatch::NoMatch
+        );
     }
 
     #[test]

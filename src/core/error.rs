@@ -26,7 +26,10 @@ pub enum RejectReason {
     WrongCode,
     TotpReplay,
     BackupCodeAlreadyUsed,
-    ClockDrift { steps: i64, period: u64 },
+    ClockDrift {
+        steps: i64,
+        period: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +112,11 @@ impl std::fmt::Display for Rejection {
             return f.write_str("; the account is now locked: an operator must unlock it");
         }
         if let Some(delay) = self.next_delay_secs {
-            write!(f, "; wait {} before the next attempt", human_duration(delay))?;
+            write!(
+                f,
+                "; wait {} before the next attempt",
+                human_duration(delay)
+            )?;
         }
         match self.attempts_before_lock {
             Some(1) => f.write_str(" (1 attempt left before the account locks)"),
@@ -164,7 +171,10 @@ mod tests {
             r.to_string(),
             "wrong code; wait 2 min before the next attempt (3 attempts left before the account locks)"
         );
-        let locked = Rejection { now_locked: true, ..r };
+        let locked = Rejection {
+            now_locked: true,
+            ..r
+        };
         assert_eq!(
             locked.to_string(),
             "wrong code; the account is now locked: an operator must unlock it"

@@ -39,7 +39,9 @@ pub struct SealBroken;
 
 impl std::fmt::Display for SealBroken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a stored TOTP secret does not open with this key: wrong key file or altered store")
+        f.write_str(
+            "a stored TOTP secret does not open with this key: wrong key file or altered store",
+        )
     }
 }
 impl std::error::Error for SealBroken {}
@@ -81,7 +83,12 @@ impl MasterKey {
         self.derive("sparekey argon2 secret v1")
     }
 
-    pub fn seal(&self, entropy: &mut dyn Entropy, plaintext: &[u8], bound_to: &str) -> SealedSecret {
+    pub fn seal(
+        &self,
+        entropy: &mut dyn Entropy,
+        plaintext: &[u8],
+        bound_to: &str,
+    ) -> SealedSecret {
         let key = self.derive("sparekey totp seal v1");
         let cipher = <XChaCha20Poly1305 as KeyInit>::new_from_slice(key.as_ref())
             .expect("the sub-key is 32 bytes");
@@ -90,20 +97,30 @@ impl MasterKey {
         let ciphertext = cipher
             .encrypt(
                 &XNonce::from(nonce),
-                Payload { msg: plaintext, aad: bound_to.as_bytes() },
+                Payload {
+                    msg: plaintext,
+                    aad: bound_to.as_bytes(),
+                },
             )
             .expect("XChaCha20-Poly1305 encryption of a short secret cannot fail");
         SealedSecret { nonce, ciphertext }
     }
 
-    pub fn open(&self, sealed: &SealedSecret, bound_to: &str) -> Result<Zeroizing<Vec<u8>>, SealBroken> {
+    pub fn open(
+        &self,
+        sealed: &SealedSecret,
+        bound_to: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, SealBroken> {
         let key = self.derive("sparekey totp seal v1");
         let cipher = <XChaCha20Poly1305 as KeyInit>::new_from_slice(key.as_ref())
             .expect("the sub-key is 32 bytes");
         cipher
             .decrypt(
                 &XNonce::from(sealed.nonce),
-                Payload { msg: &sealed.ciphertext, aad: bound_to.as_bytes() },
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: bound_to.as_bytes(),
+                },
             )
             .map(Zeroizing::new)
             .map_err(|_| SealBroken)
@@ -122,7 +139,10 @@ mod tests {
         let other = MasterKey::generate(&mut e);
         let sealed = key.seal(&mut e, b"secret bytes", "alice");
         assert!(!sealed.ciphertext.windows(6).any(|w| w == b"secret"));
-        assert_eq!(key.open(&sealed, "alice").unwrap().as_slice(), b"secret bytes");
+        assert_eq!(
+            key.open(&sealed, "alice").unwrap().as_slice(),
+            b"secret bytes"
+        );
         assert_eq!(key.open(&sealed, "bob"), Err(SealBroken));
         assert_eq!(other.open(&sealed, "alice"), Err(SealBroken));
         let mut tampered = sealed.clone();

@@ -22,9 +22,17 @@ pub struct HashParams {
 
 impl HashParams {
     /// OWASP's minimum recommendation for Argon2id (m=19 MiB, t=2, p=1).
-    pub const OWASP: HashParams = HashParams { m_kib: 19_456, t: 2, p: 1 };
+    pub const OWASP: HashParams = HashParams {
+        m_kib: 19_456,
+        t: 2,
+        p: 1,
+    };
     /// Cheap parameters for tests that are not about the parameters. Never for real data.
-    pub const TEST_ONLY: HashParams = HashParams { m_kib: 64, t: 1, p: 1 };
+    pub const TEST_ONLY: HashParams = HashParams {
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
 
     fn argon2<'k>(&self, secret: &'k [u8]) -> Argon2<'k> {
         let params = Params::new(self.m_kib, self.t, self.p, Some(32))
@@ -55,7 +63,12 @@ pub fn digest(params: HashParams, secret: &[u8], input: &[u8], salt: &[u8]) -> Z
 }
 
 /// Hashes a password into a PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
-pub fn hash_password(params: HashParams, secret: &[u8], password: &str, entropy: &mut dyn Entropy) -> String {
+pub fn hash_password(
+    params: HashParams,
+    secret: &[u8],
+    password: &str,
+    entropy: &mut dyn Entropy,
+) -> String {
     let mut salt = [0u8; 16];
     entropy.fill(&mut salt);
     params
@@ -87,13 +100,21 @@ mod tests {
         assert!(!verify_password(&[7; 32], "correct horsf", &phc));
         // The same hash under another key file's secret must not verify: that is the pepper.
         assert!(!verify_password(&[8; 32], "correct horse", &phc));
-        assert!(!verify_password(&[7; 32], "correct horse", "not a phc string"));
+        assert!(!verify_password(
+            &[7; 32],
+            "correct horse",
+            "not a phc string"
+        ));
     }
 
     #[test]
     fn stored_parameters_are_honoured_on_verify() {
         let mut e = SeededEntropy::new(4);
-        let params = HashParams { m_kib: 128, t: 2, p: 1 };
+        let params = HashParams {
+            m_kib: 128,
+            t: 2,
+            p: 1,
+        };
         let phc = hash_password(params, &[1; 32], "pw", &mut e);
         assert!(phc.contains("m=128,t=2,p=1"));
         assert!(verify_password(&[1; 32], "pw", &phc));
@@ -108,6 +129,13 @@ mod tests {
         assert_ne!(*base, *digest(p, &[1; 32], b"codf", b"saltsaltsaltsalt"));
         assert_ne!(*base, *digest(p, &[1; 32], b"code", b"saltsaltsaltsalu"));
         assert!(HashParams::OWASP.is_valid());
-        assert!(!HashParams { m_kib: 1, t: 1, p: 1 }.is_valid());
+        assert!(
+            !HashParams {
+                m_kib: 1,
+                t: 1,
+                p: 1
+            }
+            .is_valid()
+        );
     }
 }

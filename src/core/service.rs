@@ -11,9 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use zeroize::Zeroizing;
 
-use crate::core::account::{
-    self, Account, AccountSummary, ActiveTotp, LOW_CODES, PendingTotp,
-};
+use crate::core::account::{self, Account, AccountSummary, ActiveTotp, LOW_CODES, PendingTotp};
 use crate::core::audit::{AuditEvent, AuditKind, FailureReason, LoginMethod};
 use crate::core::backup_code::{self, BackupCode};
 use crate::core::clock::{Clock, UnixTime};
@@ -135,7 +133,9 @@ pub struct Service {
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Service")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -149,7 +149,14 @@ impl Service {
     ) -> Result<Self, Error> {
         config.validate()?;
         let hash_secret = key.hash_secret();
-        Ok(Self { store, clock, entropy: Mutex::new(entropy), key, hash_secret, config })
+        Ok(Self {
+            store,
+            clock,
+            entropy: Mutex::new(entropy),
+            key,
+            hash_secret,
+            config,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -167,12 +174,18 @@ impl Service {
     }
 
     fn audit(&self, account: &str, kind: AuditKind) -> Result<(), Error> {
-        let event = AuditEvent { at: self.now(), account: account.to_string(), kind };
+        let event = AuditEvent {
+            at: self.now(),
+            account: account.to_string(),
+            kind,
+        };
         Ok(self.store.append_audit(&event)?)
     }
 
     fn load(&self, name: &str) -> Result<Account, Error> {
-        self.store.load_account(name)?.ok_or_else(|| Error::no_account(name))
+        self.store
+            .load_account(name)?
+            .ok_or_else(|| Error::no_account(name))
     }
 
     // ----- accounts -------------------------------------------------------------------------
@@ -181,7 +194,12 @@ impl Service {
         account::validate_name(name).map_err(Error::Invalid)?;
         validate_new_password(password)?;
         let phc = self.with_entropy(|e| {
-            password::hash_password(self.config.hash_params, self.hash_secret.as_ref(), password, e)
+            password::hash_password(
+                self.config.hash_params,
+                self.hash_secret.as_ref(),
+                password,
+                e,
+            )
         });
         let record = Account {
             name: name.to_string(),
@@ -194,7 +212,9 @@ impl Service {
             last_login: None,
         };
         if !self.store.insert_account(&record)? {
-            return Err(Error::AlreadyExists(format!("an account named '{name}' already exists")));
+            return Err(Error::AlreadyExists(format!(
+                "an account named '{name}' already exists"
+            )));
         }
         self.audit(name, AuditKind::AccountCreated)
     }
@@ -230,13 +250,18 @@ impl Service {
     /// Starts enrolling an authenticator. The password is required when the account already has
     /// one (re-enrollment keeps the old one valid until the new one is confirmed); when given
     /// for a first enrollment it is checked too.
-    pub fn begin_enrollment(&self, name: &str, password: Option<&str>) -> Result<Enrollment, Error> {
+    pub fn begin_enrollment(
+        &self,
+        name: &str,
+        password: Option<&str>,
+    ) -> Result<Enrollment, Error> {
         let account = self.load(name)?;
         match password {
             Some(pw) => self.check_password(&account, pw)?,
             None if account.totp.is_some() => {
                 return Err(Error::Invalid(
-                    "this account already has an authenticator: re-enrolling needs its password".into(),
+                    "this account already has an authenticator: re-enrolling needs its password"
+                        .into(),
                 ));
             }
             None => {}
@@ -251,7 +276,12 @@ impl Service {
         });
         let otpauth_uri = totp::otpauth_uri(&self.config.issuer, name, &secret, params)
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        let pending = PendingTotp { id, secret: sealed, params, started_at: self.now() };
+        let pending = PendingTotp {
+            id,
+            secret: sealed,
+            params,
+            started_at: self.now(),
+        };
         if !self.store.set_pending(name, &pending)? {
             return Err(Error::no_account(name));
         }
@@ -272,13 +302,17 @@ impl Service {
         let account = self.load(name)?;
         self.pass_gate(&account)?;
         let pending = account.pending.clone().ok_or_else(|| {
-            Error::Invalid(format!("'{name}' has no enrollment waiting: run enroll first"))
+            Error::Invalid(format!(
+                "'{name}' has no enrollment waiting: run enroll first"
+            ))
         })?;
         let secret = self.open_secret(&pending.secret, name)?;
         let step = match totp::verify(&secret, code, self.now(), pending.params, None) {
             Ok(step) => step,
             Err(TotpRejection::Malformed) => {
-                return Err(Error::Invalid(TotpRejection::Malformed.message(pending.params)));
+                return Err(Error::Invalid(
+                    TotpRejection::Malformed.message(pending.params),
+                ));
             }
             Err(rejection) => {
                 let (reason, audit_reason) = totp_failure(rejection, pending.params);
@@ -292,7 +326,10 @@ impl Service {
             last_step: Some(step),
             enrolled_at: self.now(),
         };
-        match self.store.activate_pending(name, pending.id, &active, &set)? {
+        match self
+            .store
+            .activate_pending(name, pending.id, &active, &set)?
+        {
             Activation::Activated => {}
             Activation::PendingChanged => {
                 return Err(Error::Invalid(
@@ -302,7 +339,12 @@ impl Service {
             Activation::NoAccount => return Err(Error::no_account(name)),
         }
         self.audit(name, AuditKind::TwoFactorEnrolled)?;
-        self.audit(name, AuditKind::CodesRegenerated { count: codes.len() as u32 })?;
+        self.audit(
+            name,
+            AuditKind::CodesRegenerated {
+                count: codes.len() as u32,
+            },
+        )?;
         Ok(self.issued(name, codes))
     }
 
@@ -345,28 +387,55 @@ impl Service {
             (None, _) => None,
         };
         if !password::verify_password(self.hash_secret.as_ref(), password, &account.password) {
-            return Err(self.fail(&account, RejectReason::WrongNameOrPassword, FailureReason::WrongPassword)?);
+            return Err(self.fail(
+                &account,
+                RejectReason::WrongNameOrPassword,
+                FailureReason::WrongPassword,
+            )?);
         }
         let Some(factor) = factor else {
             if !self.store.record_password_login(name, self.now())? {
                 return Err(Error::no_account(name));
             }
-            self.audit(name, AuditKind::LoginSucceeded { method: LoginMethod::Password })?;
-            return Ok(LoginSuccess { method: LoginMethod::Password, remaining_codes: 0, total_codes: 0 });
+            self.audit(
+                name,
+                AuditKind::LoginSucceeded {
+                    method: LoginMethod::Password,
+                },
+            )?;
+            return Ok(LoginSuccess {
+                method: LoginMethod::Password,
+                remaining_codes: 0,
+                total_codes: 0,
+            });
         };
         let success = self.accept_second_factor(&account, factor)?;
-        self.audit(name, AuditKind::LoginSucceeded { method: success.method })?;
+        self.audit(
+            name,
+            AuditKind::LoginSucceeded {
+                method: success.method,
+            },
+        )?;
         Ok(success)
     }
 
     /// Checks and consumes a second factor; on failure counts it and returns the rejection.
-    fn accept_second_factor(&self, account: &Account, factor: SecondFactor) -> Result<LoginSuccess, Error> {
+    fn accept_second_factor(
+        &self,
+        account: &Account,
+        factor: SecondFactor,
+    ) -> Result<LoginSuccess, Error> {
         let name = account.name.as_str();
         let Some(active) = account.totp.as_ref() else {
-            return Err(Error::Invalid(format!("'{name}' has no two-factor authentication")));
+            return Err(Error::Invalid(format!(
+                "'{name}' has no two-factor authentication"
+            )));
         };
-        let (remaining, total) =
-            account.codes.as_ref().map(|c| (c.remaining(), c.total())).unwrap_or((0, 0));
+        let (remaining, total) = account
+            .codes
+            .as_ref()
+            .map(|c| (c.remaining(), c.total()))
+            .unwrap_or((0, 0));
         match factor {
             SecondFactor::Totp(code) => {
                 let secret = self.open_secret(&active.secret, name)?;
@@ -378,19 +447,37 @@ impl Service {
                             total_codes: total,
                         }),
                         StepConsumption::Replay => {
-                            self.audit(name, AuditKind::ReplayRefused { method: LoginMethod::Totp })?;
-                            Err(self.fail(account, RejectReason::TotpReplay, FailureReason::WrongTotp)?)
+                            self.audit(
+                                name,
+                                AuditKind::ReplayRefused {
+                                    method: LoginMethod::Totp,
+                                },
+                            )?;
+                            Err(self.fail(
+                                account,
+                                RejectReason::TotpReplay,
+                                FailureReason::WrongTotp,
+                            )?)
                         }
                         StepConsumption::NotEnrolled => Err(Error::Invalid(format!(
                             "'{name}' has no two-factor authentication"
                         ))),
                     },
-                    Err(TotpRejection::Malformed) => {
-                        Err(Error::Invalid(TotpRejection::Malformed.message(active.params)))
-                    }
+                    Err(TotpRejection::Malformed) => Err(Error::Invalid(
+                        TotpRejection::Malformed.message(active.params),
+                    )),
                     Err(TotpRejection::Replay) => {
-                        self.audit(name, AuditKind::ReplayRefused { method: LoginMethod::Totp })?;
-                        Err(self.fail(account, RejectReason::TotpReplay, FailureReason::WrongTotp)?)
+                        self.audit(
+                            name,
+                            AuditKind::ReplayRefused {
+                                method: LoginMethod::Totp,
+                            },
+                        )?;
+                        Err(self.fail(
+                            account,
+                            RejectReason::TotpReplay,
+                            FailureReason::WrongTotp,
+                        )?)
                     }
                     Err(rejection) => {
                         let (reason, audit_reason) = totp_failure(rejection, active.params);
@@ -400,17 +487,27 @@ impl Service {
             }
             SecondFactor::BackupCode(code) => {
                 let Some(set) = account.codes.as_ref() else {
-                    return Err(self.fail(account, RejectReason::WrongCode, FailureReason::WrongBackupCode)?);
+                    return Err(self.fail(
+                        account,
+                        RejectReason::WrongCode,
+                        FailureReason::WrongBackupCode,
+                    )?);
                 };
                 let digest = set.digest_of(&code, self.hash_secret.as_ref());
                 match set.find(&digest) {
                     SlotMatch::Unused(slot) => {
-                        match self.store.consume_backup_code(name, set.id, slot, self.now())? {
+                        match self
+                            .store
+                            .consume_backup_code(name, set.id, slot, self.now())?
+                        {
                             CodeConsumption::Consumed { remaining, total } => {
-                                self.audit(name, AuditKind::BackupCodeUsed {
-                                    slot: slot as u32,
-                                    remaining: remaining as u32,
-                                })?;
+                                self.audit(
+                                    name,
+                                    AuditKind::BackupCodeUsed {
+                                        slot: slot as u32,
+                                        remaining: remaining as u32,
+                                    },
+                                )?;
                                 Ok(LoginSuccess {
                                     method: LoginMethod::BackupCode,
                                     remaining_codes: remaining,
@@ -427,17 +524,28 @@ impl Service {
                         }
                     }
                     SlotMatch::AlreadyUsed(_) => self.backup_replay(account),
-                    SlotMatch::NoMatch => {
-                        Err(self.fail(account, RejectReason::WrongCode, FailureReason::WrongBackupCode)?)
-                    }
+                    SlotMatch::NoMatch => Err(self.fail(
+                        account,
+                        RejectReason::WrongCode,
+                        FailureReason::WrongBackupCode,
+                    )?),
                 }
             }
         }
     }
 
     fn backup_replay(&self, account: &Account) -> Result<LoginSuccess, Error> {
-        self.audit(&account.name, AuditKind::ReplayRefused { method: LoginMethod::BackupCode })?;
-        Err(self.fail(account, RejectReason::BackupCodeAlreadyUsed, FailureReason::WrongBackupCode)?)
+        self.audit(
+            &account.name,
+            AuditKind::ReplayRefused {
+                method: LoginMethod::BackupCode,
+            },
+        )?;
+        Err(self.fail(
+            account,
+            RejectReason::BackupCodeAlreadyUsed,
+            FailureReason::WrongBackupCode,
+        )?)
     }
 
     /// Refuses at once, without hashing or counting, while a delay runs or the account is locked.
@@ -456,15 +564,23 @@ impl Service {
     }
 
     /// Counts a failure and builds the rejection to return. `Err` only if the store failed.
-    fn fail(&self, account: &Account, reason: RejectReason, audit_reason: FailureReason) -> Result<Error, Error> {
+    fn fail(
+        &self,
+        account: &Account,
+        reason: RejectReason,
+        audit_reason: FailureReason,
+    ) -> Result<Error, Error> {
         let Some(record) = self.store.record_failure(&account.name, self.now())? else {
             return Ok(Error::no_account(&account.name));
         };
         let policy = &self.config.throttle;
-        self.audit(&account.name, AuditKind::FailedAttempt {
-            reason: audit_reason,
-            consecutive: record.consecutive,
-        })?;
+        self.audit(
+            &account.name,
+            AuditKind::FailedAttempt {
+                reason: audit_reason,
+                consecutive: record.consecutive,
+            },
+        )?;
         let now_locked = policy.is_locked(&record);
         if now_locked && record.consecutive == policy.lock_after {
             self.audit(&account.name, AuditKind::Locked)?;
@@ -482,13 +598,23 @@ impl Service {
         if password::verify_password(self.hash_secret.as_ref(), password, &account.password) {
             Ok(())
         } else {
-            Err(self.fail(account, RejectReason::WrongPassword, FailureReason::WrongPassword)?)
+            Err(self.fail(
+                account,
+                RejectReason::WrongPassword,
+                FailureReason::WrongPassword,
+            )?)
         }
     }
 
-    fn open_secret(&self, sealed: &crate::core::keys::SealedSecret, name: &str) -> Result<TotpSecret, Error> {
+    fn open_secret(
+        &self,
+        sealed: &crate::core::keys::SealedSecret,
+        name: &str,
+    ) -> Result<TotpSecret, Error> {
         let bytes = self.key.open(sealed, name).map_err(|e| {
-            Error::Store(crate::core::store::StoreError::Corrupt(format!("account '{name}': {e}")))
+            Error::Store(crate::core::store::StoreError::Corrupt(format!(
+                "account '{name}': {e}"
+            )))
         })?;
         Ok(TotpSecret::from_bytes(bytes.to_vec()))
     }
@@ -527,7 +653,12 @@ impl Service {
                 created_at: Some(set.created_at),
                 used_at: set.slots.iter().map(|s| s.used_at).collect(),
             },
-            None => CodeStatus { remaining: 0, total: 0, created_at: None, used_at: vec![] },
+            None => CodeStatus {
+                remaining: 0,
+                total: 0,
+                created_at: None,
+                used_at: vec![],
+            },
         })
     }
 
@@ -544,7 +675,12 @@ impl Service {
         if !self.store.replace_codes(name, &set)? {
             return Err(Error::no_account(name));
         }
-        self.audit(name, AuditKind::CodesRegenerated { count: codes.len() as u32 })?;
+        self.audit(
+            name,
+            AuditKind::CodesRegenerated {
+                count: codes.len() as u32,
+            },
+        )?;
         Ok(self.issued(name, codes))
     }
 
@@ -569,7 +705,9 @@ impl Service {
     pub fn disable_two_factor(&self, name: &str, password: &str, code: &str) -> Result<(), Error> {
         let account = self.load(name)?;
         if account.totp.is_none() {
-            return Err(Error::Invalid(format!("'{name}' has no two-factor authentication")));
+            return Err(Error::Invalid(format!(
+                "'{name}' has no two-factor authentication"
+            )));
         }
         let factor = self.parse_second_factor(code)?;
         self.check_password(&account, password)?;
@@ -591,12 +729,19 @@ impl Service {
     pub fn set_operator_password(&self, password: &str) -> Result<(), Error> {
         validate_new_password(password)?;
         let phc = self.with_entropy(|e| {
-            password::hash_password(self.config.hash_params, self.hash_secret.as_ref(), password, e)
+            password::hash_password(
+                self.config.hash_params,
+                self.hash_secret.as_ref(),
+                password,
+                e,
+            )
         });
         if self.store.set_operator_password(&phc)? {
             Ok(())
         } else {
-            Err(Error::AlreadyExists("the operator password is already set".into()))
+            Err(Error::AlreadyExists(
+                "the operator password is already set".into(),
+            ))
         }
     }
 
@@ -624,8 +769,7 @@ impl Service {
 }
 
 /// A fixed, valid PHC string for timing-equalising checks of unknown account names.
-const DUMMY_PHC: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c3BhcmVrZXlkdW1teXNhbHQ$8mMBC0L4BVDeC46E9k+6iSV7l3OoR0FDDCc/2yGeQm0";
+const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3BhcmVrZXlkdW1teXNhbHQ$8mMBC0L4BVDeC46E9k+6iSV7l3OoR0FDDCc/2yGeQm0";
 
 /// Shortest password accepted (NIST SP 800-63B: at least 8 characters).
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -637,7 +781,9 @@ fn validate_new_password(password: &str) -> Result<(), Error> {
         )));
     }
     if password.len() > 1024 {
-        return Err(Error::Invalid("the password is longer than 1024 bytes".into()));
+        return Err(Error::Invalid(
+            "the password is longer than 1024 bytes".into(),
+        ));
     }
     Ok(())
 }
@@ -645,7 +791,10 @@ fn validate_new_password(password: &str) -> Result<(), Error> {
 fn totp_failure(rejection: TotpRejection, params: TotpParams) -> (RejectReason, FailureReason) {
     match rejection {
         TotpRejection::ClockDrift { steps } => (
-            RejectReason::ClockDrift { steps, period: params.period },
+            RejectReason::ClockDrift {
+                steps,
+                period: params.period,
+            },
             FailureReason::TotpClockDrift { steps },
         ),
         TotpRejection::Replay => (RejectReason::TotpReplay, FailureReason::WrongTotp),
@@ -657,8 +806,12 @@ fn totp_failure(rejection: TotpRejection, params: TotpParams) -> (RejectReason, 
 
 /// See [`Service::parse_second_factor`].
 pub fn parse_second_factor(input: &str, params: TotpParams) -> Result<SecondFactor, Error> {
-    let squeezed: Zeroizing<String> =
-        Zeroizing::new(input.chars().filter(|c| !matches!(c, ' ' | '-' | '\t')).collect());
+    let squeezed: Zeroizing<String> = Zeroizing::new(
+        input
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '\t'))
+            .collect(),
+    );
     if squeezed.is_empty() {
         return Err(Error::Invalid(
             "enter the code from your authenticator or a backup code".into(),

@@ -18,7 +18,11 @@ pub enum StoreError {
     /// Another process holds the store.
     InUse { path: String },
     /// The store was written by a newer sparekey; it is refused, never rewritten.
-    NewerSchema { path: String, found: u32, supported: u32 },
+    NewerSchema {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
     /// A record or the store itself cannot be read back.
     Corrupt(String),
     /// The operating system refused (permissions, disk full, …).
@@ -31,9 +35,16 @@ impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreError::InUse { path } => {
-                write!(f, "the store at {path} is in use by another sparekey process")
+                write!(
+                    f,
+                    "the store at {path} is in use by another sparekey process"
+                )
             }
-            StoreError::NewerSchema { path, found, supported } => write!(
+            StoreError::NewerSchema {
+                path,
+                found,
+                supported,
+            } => write!(
                 f,
                 "the store at {path} has schema version {found}, newer than this sparekey supports ({supported}): upgrade sparekey"
             ),
@@ -77,7 +88,10 @@ pub enum StepConsumption {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodeConsumption {
-    Consumed { remaining: usize, total: usize },
+    Consumed {
+        remaining: usize,
+        total: usize,
+    },
     AlreadyUsed,
     /// The set the code was checked against was regenerated meanwhile.
     SetReplaced,
@@ -110,7 +124,12 @@ pub trait Store: Send + Sync {
 
     /// Accepts TOTP step `step` if it is later than the last accepted one; on success also
     /// clears the failure counter and records the login.
-    fn consume_totp_step(&self, name: &str, step: u64, at: UnixTime) -> Result<StepConsumption, StoreError>;
+    fn consume_totp_step(
+        &self,
+        name: &str,
+        step: u64,
+        at: UnixTime,
+    ) -> Result<StepConsumption, StoreError>;
     /// Marks `slot` of set `set_id` used if it is unused; on success also clears the failure
     /// counter and records the login.
     fn consume_backup_code(
@@ -124,7 +143,8 @@ pub trait Store: Send + Sync {
     fn record_password_login(&self, name: &str, at: UnixTime) -> Result<bool, StoreError>;
 
     /// Counts one more consecutive failure; returns the new record (`None`: no such account).
-    fn record_failure(&self, name: &str, at: UnixTime) -> Result<Option<FailureRecord>, StoreError>;
+    fn record_failure(&self, name: &str, at: UnixTime)
+    -> Result<Option<FailureRecord>, StoreError>;
     /// Clears the failure counter (operator unlock); `false` if there is no such account.
     fn clear_failures(&self, name: &str) -> Result<bool, StoreError>;
 
@@ -140,5 +160,9 @@ pub trait Store: Send + Sync {
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// The newest `limit` events (of one account, or all), oldest first.
-    fn audit_events(&self, account: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+    fn audit_events(
+        &self,
+        account: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
 }

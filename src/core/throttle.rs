@@ -28,7 +28,12 @@ pub struct ThrottlePolicy {
 
 impl Default for ThrottlePolicy {
     fn default() -> Self {
-        Self { free_failures: 5, base_delay_secs: 30, max_delay_secs: 3_600, lock_after: 20 }
+        Self {
+            free_failures: 5,
+            base_delay_secs: 30,
+            max_delay_secs: 3_600,
+            lock_after: 20,
+        }
     }
 }
 
@@ -64,7 +69,11 @@ impl ThrottlePolicy {
                 // A clock set backwards must not turn a 30 s delay into years: never wait
                 // longer than the delay itself.
                 let left = (last.saturating_add(delay)).saturating_sub(now).min(delay);
-                if left > 0 { Gate::Delayed { seconds_left: left } } else { Gate::Open }
+                if left > 0 {
+                    Gate::Delayed { seconds_left: left }
+                } else {
+                    Gate::Open
+                }
             }
             _ => Gate::Open,
         }
@@ -85,18 +94,30 @@ mod tests {
     use super::*;
 
     fn rec(n: u32, at: i64) -> FailureRecord {
-        FailureRecord { consecutive: n, last_failure_at: Some(at) }
+        FailureRecord {
+            consecutive: n,
+            last_failure_at: Some(at),
+        }
     }
 
     #[test]
     fn free_failures_then_doubling_delay_then_lock() {
         let p = ThrottlePolicy::default();
         assert_eq!(p.gate(&rec(4, 100), 100), Gate::Open);
-        assert_eq!(p.gate(&rec(5, 100), 100), Gate::Delayed { seconds_left: 30 });
+        assert_eq!(
+            p.gate(&rec(5, 100), 100),
+            Gate::Delayed { seconds_left: 30 }
+        );
         assert_eq!(p.gate(&rec(5, 100), 129), Gate::Delayed { seconds_left: 1 });
         assert_eq!(p.gate(&rec(5, 100), 130), Gate::Open);
-        assert_eq!(p.gate(&rec(6, 100), 100), Gate::Delayed { seconds_left: 60 });
-        assert_eq!(p.gate(&rec(7, 100), 110), Gate::Delayed { seconds_left: 110 });
+        assert_eq!(
+            p.gate(&rec(6, 100), 100),
+            Gate::Delayed { seconds_left: 60 }
+        );
+        assert_eq!(
+            p.gate(&rec(7, 100), 110),
+            Gate::Delayed { seconds_left: 110 }
+        );
         assert_eq!(p.delay_after(19), Some(3_600));
         assert_eq!(p.gate(&rec(20, 100), 1_000_000), Gate::Locked);
         assert!(p.is_locked(&rec(20, 0)));
@@ -106,13 +127,24 @@ mod tests {
     #[test]
     fn clock_going_backwards_never_extends_the_delay() {
         let p = ThrottlePolicy::default();
-        assert_eq!(p.gate(&rec(5, 1_000_000), 0), Gate::Delayed { seconds_left: 30 });
+        assert_eq!(
+            p.gate(&rec(5, 1_000_000), 0),
+            Gate::Delayed { seconds_left: 30 }
+        );
     }
 
     #[test]
     fn huge_counters_do_not_overflow() {
-        let p = ThrottlePolicy { lock_after: u32::MAX, ..ThrottlePolicy::default() };
+        let p = ThrottlePolicy {
+            lock_after: u32::MAX,
+            ..ThrottlePolicy::default()
+        };
         assert_eq!(p.delay_after(u32::MAX - 1), Some(3_600));
-        assert_eq!(p.gate(&rec(u32::MAX - 1, i64::MAX), i64::MIN), Gate::Delayed { seconds_left: 3_600 });
+        assert_eq!(
+            p.gate(&rec(u32::MAX - 1, i64::MAX), i64::MIN),
+            Gate::Delayed {
+                seconds_left: 3_600
+            }
+        );
     }
 }

@@ -97,8 +97,15 @@ impl Store for MemoryStore {
         })
     }
 
-    fn consume_totp_step(&self, name: &str, step: u64, at: UnixTime) -> Result<StepConsumption, StoreError> {
-        self.modify(name, StepConsumption::NotEnrolled, |a| mutation::consume_totp_step(a, step, at))
+    fn consume_totp_step(
+        &self,
+        name: &str,
+        step: u64,
+        at: UnixTime,
+    ) -> Result<StepConsumption, StoreError> {
+        self.modify(name, StepConsumption::NotEnrolled, |a| {
+            mutation::consume_totp_step(a, step, at)
+        })
     }
 
     fn consume_backup_code(
@@ -117,7 +124,11 @@ impl Store for MemoryStore {
         self.modify(name, false, |a| mutation::record_password_login(a, at))
     }
 
-    fn record_failure(&self, name: &str, at: UnixTime) -> Result<Option<FailureRecord>, StoreError> {
+    fn record_failure(
+        &self,
+        name: &str,
+        at: UnixTime,
+    ) -> Result<Option<FailureRecord>, StoreError> {
         self.modify(name, None, |a| mutation::record_failure(a, at))
     }
 
@@ -152,7 +163,11 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn audit_events(&self, account: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+    fn audit_events(
+        &self,
+        account: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
         self.with(|inner| {
             let mut events: Vec<AuditEvent> = inner
                 .audit

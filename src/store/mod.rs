@@ -22,6 +22,7 @@ pub fn decode<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     what: &str,
 ) -> Result<T, crate::core::store::StoreError> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| crate::core::store::StoreError::Corrupt(format!("{what} cannot be decoded ({e})")))
+    postcard::from_bytes(bytes).map_err(|e| {
+        crate::core::store::StoreError::Corrupt(format!("{what} cannot be decoded ({e})"))
+    })
 }

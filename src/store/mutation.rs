@@ -17,11 +17,17 @@ pub struct Applied<T> {
 }
 
 fn changed<T>(outcome: T) -> Applied<T> {
-    Applied { outcome, changed: true }
+    Applied {
+        outcome,
+        changed: true,
+    }
 }
 
 fn unchanged<T>(outcome: T) -> Applied<T> {
-    Applied { outcome, changed: false }
+    Applied {
+        outcome,
+        changed: false,
+    }
 }
 
 fn succeed_login(account: &mut Account, at: UnixTime, method: LoginMethod) {
@@ -50,7 +56,11 @@ pub fn activate_pending(
     changed(Activation::Activated)
 }
 
-pub fn consume_totp_step(account: &mut Account, step: u64, at: UnixTime) -> Applied<StepConsumption> {
+pub fn consume_totp_step(
+    account: &mut Account,
+    step: u64,
+    at: UnixTime,
+) -> Applied<StepConsumption> {
     let Some(totp) = account.totp.as_mut() else {
         return unchanged(StepConsumption::NotEnrolled);
     };

@@ -63,7 +63,12 @@ impl SledStore {
         };
         let accounts = db.open_tree("accounts").map_err(io)?;
         let audit = db.open_tree("audit").map_err(io)?;
-        let store = Self { db, accounts, audit, path: path.to_path_buf() };
+        let store = Self {
+            db,
+            accounts,
+            audit,
+            path: path.to_path_buf(),
+        };
         store.check_schema()?;
         Ok(store)
     }
@@ -76,11 +81,14 @@ impl SledStore {
         match opened {
             Ok(Ok(db)) => Ok(db),
             Ok(Err(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
-                Err(StoreError::InUse { path: path.display().to_string() })
+                Err(StoreError::InUse {
+                    path: path.display().to_string(),
+                })
             }
-            Ok(Err(sled::Error::Io(e))) => {
-                Err(StoreError::Io(format!("cannot open the store at {}: {e}", path.display())))
-            }
+            Ok(Err(sled::Error::Io(e))) => Err(StoreError::Io(format!(
+                "cannot open the store at {}: {e}",
+                path.display()
+            ))),
             Ok(Err(e)) => Err(StoreError::Corrupt(format!(
                 "cannot open the store at {}: {e}",
                 path.display()
@@ -114,10 +122,14 @@ impl SledStore {
                 Ok(())
             }
             None if self.accounts.is_empty() && self.audit.is_empty() => {
-                self.db.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()).map_err(io)?;
+                self.db
+                    .insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())
+                    .map_err(io)?;
                 self.flush()
             }
-            None => Err(StoreError::Corrupt("the store has data but no schema version".into())),
+            None => Err(StoreError::Corrupt(
+                "the store has data but no schema version".into(),
+            )),
         }
     }
 
@@ -176,7 +188,11 @@ impl Store for SledStore {
     fn bind_key(&self, fingerprint: &str) -> Result<KeyBinding, StoreError> {
         let previous = self
             .db
-            .compare_and_swap(META_KEY, None as Option<&[u8]>, Some(fingerprint.as_bytes()))
+            .compare_and_swap(
+                META_KEY,
+                None as Option<&[u8]>,
+                Some(fingerprint.as_bytes()),
+            )
             .map_err(io)?;
         match previous {
             Ok(()) => {
@@ -184,7 +200,10 @@ impl Store for SledStore {
                 Ok(KeyBinding::Bound)
             }
             Err(cas) => {
-                let stored = cas.current.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+                let stored = cas
+                    .current
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+                    .unwrap_or_default();
                 if stored == fingerprint {
                     Ok(KeyBinding::Matches)
                 } else {
@@ -197,7 +216,11 @@ impl Store for SledStore {
     fn insert_account(&self, account: &Account) -> Result<bool, StoreError> {
         let inserted = self
             .accounts
-            .compare_and_swap(account.name.as_bytes(), None as Option<&[u8]>, Some(encode(account)))
+            .compare_and_swap(
+                account.name.as_bytes(),
+                None as Option<&[u8]>,
+                Some(encode(account)),
+            )
             .map_err(io)?
             .is_ok();
         if inserted {
@@ -208,7 +231,10 @@ impl Store for SledStore {
 
     fn load_account(&self, name: &str) -> Result<Option<Account>, StoreError> {
         match self.accounts.get(name.as_bytes()).map_err(io)? {
-            Some(bytes) => Ok(Some(decode(&bytes, &format!("the record of account '{name}'"))?)),
+            Some(bytes) => Ok(Some(decode(
+                &bytes,
+                &format!("the record of account '{name}'"),
+            )?)),
             None => Ok(None),
         }
     }
@@ -218,7 +244,10 @@ impl Store for SledStore {
             .iter()
             .map(|entry| {
                 let (key, bytes) = entry.map_err(io)?;
-                decode(&bytes, &format!("the record of account '{}'", String::from_utf8_lossy(&key)))
+                decode(
+                    &bytes,
+                    &format!("the record of account '{}'", String::from_utf8_lossy(&key)),
+                )
             })
             .collect()
     }
@@ -245,8 +274,15 @@ impl Store for SledStore {
         })
     }
 
-    fn consume_totp_step(&self, name: &str, step: u64, at: UnixTime) -> Result<StepConsumption, StoreError> {
-        self.modify(name, StepConsumption::NotEnrolled, |a| mutation::consume_totp_step(a, step, at))
+    fn consume_totp_step(
+        &self,
+        name: &str,
+        step: u64,
+        at: UnixTime,
+    ) -> Result<StepConsumption, StoreError> {
+        self.modify(name, StepConsumption::NotEnrolled, |a| {
+            mutation::consume_totp_step(a, step, at)
+        })
     }
 
     fn consume_backup_code(
@@ -265,7 +301,11 @@ impl Store for SledStore {
         self.modify(name, false, |a| mutation::record_password_login(a, at))
     }
 
-    fn record_failure(&self, name: &str, at: UnixTime) -> Result<Option<FailureRecord>, StoreError> {
+    fn record_failure(
+        &self,
+        name: &str,
+        at: UnixTime,
+    ) -> Result<Option<FailureRecord>, StoreError> {
         self.modify(name, None, |a| mutation::record_failure(a, at))
     }
 
@@ -303,14 +343,20 @@ impl Store for SledStore {
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
         let id = self.db.generate_id().map_err(io)?;
-        self.audit.insert(id.to_be_bytes(), encode(event)).map_err(io)?;
+        self.audit
+            .insert(id.to_be_bytes(), encode(event))
+            .map_err(io)?;
         if id % PRUNE_EVERY == 0 {
             self.prune_audit()?;
         }
         self.flush()
     }
 
-    fn audit_events(&self, account: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+    fn audit_events(
+        &self,
+        account: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
         let mut events = Vec::new();
         for entry in self.audit.iter().rev() {
             if events.len() >= limit {

@@ -14,7 +14,10 @@ use sparekey::core::totp::{self, TotpSecret};
 pub const T0: i64 = 1_795_867_200;
 
 pub fn test_config() -> Config {
-    Config { hash_params: HashParams::TEST_ONLY, ..Config::default() }
+    Config {
+        hash_params: HashParams::TEST_ONLY,
+        ..Config::default()
+    }
 }
 
 pub fn memory_service(seed: u64) -> (Service, Arc<ManualClock>) {
@@ -41,7 +44,11 @@ pub fn enrolled(service: &Service, clock: &ManualClock, name: &str) -> (TotpSecr
     let code = code_for(&enrollment.secret, clock.now_for_tests());
     let issued = service.confirm_enrollment(name, &code).unwrap();
     clock.advance(30);
-    let codes = issued.codes.iter().map(|c| c.display().to_string()).collect();
+    let codes = issued
+        .codes
+        .iter()
+        .map(|c| c.display().to_string())
+        .collect();
     (enrollment.secret, codes)
 }
 
