@@ -249,3 +249,25 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn the_account_list_follows_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let service = open(&paths(&dir), &clock, 11).unwrap();
+    let (_, codes) = enrolled(&service, &clock, "fred");
+    service.create_account("gina", PASSWORD).unwrap();
+    service.login("fred", PASSWORD, Some(&codes[0])).unwrap();
+    service.login("gina", "not the password", None).unwrap_err();
+    let list = service.list_accounts().unwrap();
+    let names: Vec<_> = list.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["fred", "gina"]);
+    assert_eq!((list[0].remaining_codes, list[0].total_codes), (9, 10));
+    assert!(
+        list[0].two_factor && list[0].needs_attention,
+        "last login used a backup code"
+    );
+    assert_eq!(list[1].consecutive_failures, 1);
+    service.remove_account("gina").unwrap();
+    assert_eq!(service.list_accounts().unwrap().len(), 1);
+}

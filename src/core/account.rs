@@ -51,6 +51,38 @@ pub struct Account {
     pub last_login: Option<LastLogin>,
 }
 
+/// The few facts about an account that a list needs, kept small so that listing 100,000
+/// accounts never decodes 100,000 full records. Backends may store it beside the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountFacts {
+    pub name: String,
+    pub two_factor: bool,
+    pub enrollment_pending: bool,
+    pub remaining_codes: u32,
+    pub total_codes: u32,
+    pub failures: FailureRecord,
+    pub last_login: Option<LastLogin>,
+}
+
+impl Account {
+    pub fn facts(&self) -> AccountFacts {
+        let (remaining, total) = self
+            .codes
+            .as_ref()
+            .map(|c| (c.remaining(), c.total()))
+            .unwrap_or((0, 0));
+        AccountFacts {
+            name: self.name.clone(),
+            two_factor: self.totp.is_some(),
+            enrollment_pending: self.pending.is_some(),
+            remaining_codes: remaining as u32,
+            total_codes: total as u32,
+            failures: self.failures,
+            last_login: self.last_login,
+        }
+    }
+}
+
 /// What a list of accounts shows: no hashes, no secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AccountSummary {
@@ -72,25 +104,24 @@ pub const LOW_CODES: usize = 3;
 
 impl AccountSummary {
     pub fn of(account: &Account, policy: &ThrottlePolicy) -> Self {
-        let (remaining, total) = account
-            .codes
-            .as_ref()
-            .map(|c| (c.remaining(), c.total()))
-            .unwrap_or((0, 0));
-        let two_factor = account.totp.is_some();
-        let last_used_backup = account
+        Self::from_facts(&account.facts(), policy)
+    }
+
+    pub fn from_facts(facts: &AccountFacts, policy: &ThrottlePolicy) -> Self {
+        let remaining = facts.remaining_codes as usize;
+        let last_used_backup = facts
             .last_login
             .is_some_and(|l| l.method == LoginMethod::BackupCode);
         Self {
-            name: account.name.clone(),
-            two_factor,
-            enrollment_pending: account.pending.is_some(),
+            name: facts.name.clone(),
+            two_factor: facts.two_factor,
+            enrollment_pending: facts.enrollment_pending,
             remaining_codes: remaining,
-            total_codes: total,
-            locked: policy.is_locked(&account.failures),
-            consecutive_failures: account.failures.consecutive,
-            last_login: account.last_login,
-            needs_attention: two_factor && (remaining <= LOW_CODES || last_used_backup),
+            total_codes: facts.total_codes as usize,
+            locked: policy.is_locked(&facts.failures),
+            consecutive_failures: facts.failures.consecutive,
+            last_login: facts.last_login,
+            needs_attention: facts.two_factor && (remaining <= LOW_CODES || last_used_backup),
         }
     }
 }

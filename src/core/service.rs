@@ -229,9 +229,9 @@ impl Service {
     pub fn list_accounts(&self) -> Result<Vec<AccountSummary>, Error> {
         Ok(self
             .store
-            .load_accounts()?
+            .list_accounts()?
             .iter()
-            .map(|a| AccountSummary::of(a, &self.config.throttle))
+            .map(|facts| AccountSummary::from_facts(facts, &self.config.throttle))
             .collect())
     }
 

@@ -6,7 +6,7 @@
 //! at all, even against concurrent callers in other threads or processes) and durable on return
 //! (flushed to disk before `Ok`), because the core reports security-relevant successes right after.
 
-use crate::core::account::{Account, ActiveTotp, PendingTotp};
+use crate::core::account::{Account, AccountFacts, ActiveTotp, PendingTotp};
 use crate::core::audit::AuditEvent;
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
@@ -106,8 +106,8 @@ pub trait Store: Send + Sync {
     /// Inserts a new account; `false` if the name is taken.
     fn insert_account(&self, account: &Account) -> Result<bool, StoreError>;
     fn load_account(&self, name: &str) -> Result<Option<Account>, StoreError>;
-    /// All accounts, sorted by name.
-    fn load_accounts(&self) -> Result<Vec<Account>, StoreError>;
+    /// The list facts of every account, sorted by name (never the full records).
+    fn list_accounts(&self) -> Result<Vec<AccountFacts>, StoreError>;
     fn delete_account(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Stores (or replaces) the pending enrollment; `false` if there is no such account.

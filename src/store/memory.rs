@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::core::account::{Account, ActiveTotp, PendingTotp};
+use crate::core::account::{Account, AccountFacts, ActiveTotp, PendingTotp};
 use crate::core::audit::AuditEvent;
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
@@ -73,8 +73,8 @@ impl Store for MemoryStore {
         self.with(|inner| Ok(inner.accounts.get(name).cloned()))
     }
 
-    fn load_accounts(&self) -> Result<Vec<Account>, StoreError> {
-        self.with(|inner| Ok(inner.accounts.values().cloned().collect()))
+    fn list_accounts(&self) -> Result<Vec<AccountFacts>, StoreError> {
+        self.with(|inner| Ok(inner.accounts.values().map(Account::facts).collect()))
     }
 
     fn delete_account(&self, name: &str) -> Result<bool, StoreError> {

@@ -1,15 +1,17 @@
-//! The sled backend: one tree of accounts (name -> postcard record), one of audit events
+//! The sled backend: one tree of accounts (name -> postcard record), one of their list facts
+//! (name -> [`AccountFacts`], so listing never decodes full records), one of audit events
 //! (sequence number -> event), and meta keys (schema version, key fingerprint) in the default
-//! tree. Every mutation is a sled transaction on the account's record and is flushed before it
-//! returns. Must never block forever on a store held by another process, and never rewrite a
+//! tree. Every mutation is one sled transaction over the record and its facts, and is flushed
+//! before it returns. Must never block forever on a store held by another process, and never rewrite a
 //! store written by a newer schema.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::core::account::{Account, ActiveTotp, PendingTotp};
+use crate::core::account::{Account, AccountFacts, ActiveTotp, PendingTotp};
 use crate::core::audit::AuditEvent;
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
@@ -37,6 +39,7 @@ const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 pub struct SledStore {
     db: sled::Db,
     accounts: sled::Tree,
+    facts: sled::Tree,
     audit: sled::Tree,
     path: PathBuf,
 }
@@ -62,10 +65,12 @@ impl SledStore {
             }
         };
         let accounts = db.open_tree("accounts").map_err(io)?;
+        let facts = db.open_tree("account_facts").map_err(io)?;
         let audit = db.open_tree("audit").map_err(io)?;
         let store = Self {
             db,
             accounts,
+            facts,
             audit,
             path: path.to_path_buf(),
         };
@@ -148,18 +153,27 @@ impl SledStore {
         missing: T,
         f: impl Fn(&mut Account) -> Applied<T>,
     ) -> Result<T, StoreError> {
-        let result = self.accounts.transaction(|tx| {
-            let Some(bytes) = tx.get(name.as_bytes())? else {
+        let result = (&self.accounts, &self.facts).transaction(|(accounts, facts)| {
+            let Some(bytes) = accounts.get(name.as_bytes())? else {
                 return Ok((missing.clone(), false));
             };
             let mut account: Account = decode(&bytes, &format!("the record of account '{name}'"))
                 .map_err(ConflictableTransactionError::Abort)?;
             let applied = f(&mut account);
             if applied.changed {
-                tx.insert(name.as_bytes(), encode(&account))?;
+                accounts.insert(name.as_bytes(), encode(&account))?;
+                facts.insert(name.as_bytes(), encode(&account.facts()))?;
             }
             Ok((applied.outcome, applied.changed))
         });
+        self.finish(result)
+    }
+
+    /// Turns a transaction's result into ours, flushing when something was written.
+    fn finish<T>(
+        &self,
+        result: Result<(T, bool), TransactionError<StoreError>>,
+    ) -> Result<T, StoreError> {
         match result {
             Ok((outcome, changed)) => {
                 if changed {
@@ -214,19 +228,17 @@ impl Store for SledStore {
     }
 
     fn insert_account(&self, account: &Account) -> Result<bool, StoreError> {
-        let inserted = self
-            .accounts
-            .compare_and_swap(
-                account.name.as_bytes(),
-                None as Option<&[u8]>,
-                Some(encode(account)),
-            )
-            .map_err(io)?
-            .is_ok();
-        if inserted {
-            self.flush()?;
-        }
-        Ok(inserted)
+        let name = account.name.as_bytes();
+        let (record, facts) = (encode(account), encode(&account.facts()));
+        let result = (&self.accounts, &self.facts).transaction(|(accounts, fact_tree)| {
+            if accounts.get(name)?.is_some() {
+                return Ok((false, false));
+            }
+            accounts.insert(name, record.clone())?;
+            fact_tree.insert(name, facts.clone())?;
+            Ok((true, true))
+        });
+        self.finish(result)
     }
 
     fn load_account(&self, name: &str) -> Result<Option<Account>, StoreError> {
@@ -239,23 +251,21 @@ impl Store for SledStore {
         }
     }
 
-    fn load_accounts(&self) -> Result<Vec<Account>, StoreError> {
-        self.accounts
+    fn list_accounts(&self) -> Result<Vec<AccountFacts>, StoreError> {
+        self.facts
             .iter()
-            .map(|entry| {
-                let (key, bytes) = entry.map_err(io)?;
-                decode(
-                    &bytes,
-                    &format!("the record of account '{}'", String::from_utf8_lossy(&key)),
-                )
-            })
+            .values()
+            .map(|bytes| decode(&bytes.map_err(io)?, "the list facts of an account"))
             .collect()
     }
 
     fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
-        let removed = self.accounts.remove(name.as_bytes()).map_err(io)?.is_some();
-        self.flush()?;
-        Ok(removed)
+        let result = (&self.accounts, &self.facts).transaction(|(accounts, facts)| {
+            let removed = accounts.remove(name.as_bytes())?.is_some();
+            facts.remove(name.as_bytes())?;
+            Ok((removed, removed))
+        });
+        self.finish(result)
     }
 
     fn set_pending(&self, name: &str, pending: &PendingTotp) -> Result<bool, StoreError> {
