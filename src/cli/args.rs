@@ -1,0 +1,147 @@
+//! The command line, as clap derive types. Owns option names, help texts and environment
+//! variables of the operator CLI; no behaviour. Secrets never appear here: passwords and codes
+//! are read from stdin or a hidden prompt, never from argv (argv is visible in `ps`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{DATA_DIR_ENV, KEY_FILE_ENV};
+
+/// sparekey: a terminal recovery console for TOTP two-factor authentication and its one-time
+/// backup codes.
+///
+/// Without a command, opens the console. Passwords and codes are read from standard input (one
+/// line each) or from a hidden prompt on a terminal, never from the command line.
+///
+/// Exit codes: 0 ok, 1 rejected (wrong password or code, replay), 2 usage or bad input,
+/// 3 throttled or locked, 4 store error.
+#[derive(Debug, Parser)]
+#[command(name = "sparekey", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options accepted by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The data directory holding the store [default: the platform data dir]
+    #[arg(long, value_name = "DIR", env = DATA_DIR_ENV, global = true)]
+    pub data_dir: Option<PathBuf>,
+
+    /// The master key file [default: `key` in the platform config dir]
+    #[arg(long, value_name = "FILE", env = KEY_FILE_ENV, global = true)]
+    pub key_file: Option<PathBuf>,
+
+    /// Print exactly one JSON object on stdout (errors too, as {"error", "kind"})
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Issuer shown in authenticator apps (used by enroll and the console)
+    #[arg(long, value_name = "NAME", default_value = "sparekey", global = true)]
+    pub issuer: String,
+
+    /// Backup codes per set, 5 to 20 (used when a set is issued)
+    #[arg(long, value_name = "N", default_value_t = 10, global = true)]
+    pub codes: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open the console (the default when no command is given)
+    Tui(TuiArgs),
+
+    /// Create, list and remove accounts
+    #[command(subcommand)]
+    Account(AccountCommand),
+
+    /// Start enrolling an authenticator; with --confirm, confirm it with a code from stdin
+    Enroll(EnrollArgs),
+
+    /// Simulated login: reads the password line, then the code line (authenticator or backup code)
+    Login(NameArg),
+
+    /// Backup codes: status and regeneration
+    #[command(subcommand)]
+    Codes(CodesCommand),
+
+    /// Show the audit log, oldest first
+    Audit(AuditArgs),
+
+    /// Operator: clear the failure counter of a throttled or locked account
+    Unlock(NameArg),
+
+    /// Operator: turn two-factor authentication off for an account (authenticator and codes)
+    Reset(NameArg),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct TuiArgs {
+    /// Kiosk mode: a shared terminal; leaving needs the operator password
+    #[arg(long)]
+    pub kiosk: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account; reads its password from stdin (or a hidden prompt, asked twice)
+    Add(NameArg),
+    /// List the accounts and the state of their second factor
+    List,
+    /// Remove an account and its second factor
+    Remove(NameArg),
+}
+
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// The account name
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// The account name
+    pub name: String,
+
+    /// Confirm the waiting enrollment with one authenticator code read from stdin
+    #[arg(long)]
+    pub confirm: bool,
+
+    /// Write the new backup codes to this new file (mode 0600, never overwritten) instead of
+    /// printing them
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CodesCommand {
+    /// How many backup codes remain
+    Status(NameArg),
+    /// Replace the whole set (reads the password); every old code stops working
+    Regenerate(RegenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RegenerateArgs {
+    /// The account name
+    pub name: String,
+
+    /// Write the new backup codes to this new file (mode 0600, never overwritten) instead of
+    /// printing them
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this account's events
+    pub name: Option<String>,
+
+    /// Show at most the newest N events
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub limit: usize,
+}

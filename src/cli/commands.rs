@@ -1,0 +1,573 @@
+//! One function per command: read the secret lines, call the service, print the result. Holds no
+//! rule of its own: every check is the core's, and every error is the core's [`Error`], so the
+//! exit code follows from its kind. The store is opened only after secrets are read (a person
+//! typing at a prompt never keeps another process waiting on the store lock).
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::app::{self, Paths};
+use crate::core::audit::LoginMethod;
+use crate::core::error::{Error, ErrorKind};
+use crate::core::password::HashParams;
+use crate::core::service::{Config, IssuedCodes, Service};
+use crate::core::store::StoreError;
+
+use super::args::{
+    AccountCommand, AuditArgs, Cli, CodesCommand, Command, EnrollArgs, GlobalArgs, RegenerateArgs,
+    TuiArgs,
+};
+use super::input::SecretInput;
+use super::output::{self, Output, utc_timestamp};
+use super::qr;
+
+/// TEST ONLY: when this environment variable is `1`, passwords and codes are hashed with
+/// [`HashParams::TEST_ONLY`] (trivially cheap Argon2id) so integration tests run fast. It is
+/// deliberately not a command-line option and not in `--help`; never set it for real accounts:
+/// hashes made with it stay weak until the password is changed or the codes regenerated.
+pub const INSECURE_TEST_HASH_ENV: &str = "SPAREKEY_INSECURE_TEST_HASH";
+
+/// A failure, and whether the JSON answer for it has already been written.
+pub enum Failure {
+    Error(Error),
+    /// The one JSON object (if any) is already on stdout; only the stderr line is left.
+    Shown(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Error(e)
+    }
+}
+
+type Outcome = Result<(), Failure>;
+
+/// Runs a parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> u8 {
+    let out = Output::new(cli.global.json);
+    let global = &cli.global;
+    let result = match &cli.command {
+        None => tui(global, out, &TuiArgs::default()),
+        Some(Command::Tui(args)) => tui(global, out, args),
+        Some(Command::Account(AccountCommand::Add(a))) => account_add(global, out, &a.name),
+        Some(Command::Account(AccountCommand::List)) => account_list(global, out),
+        Some(Command::Account(AccountCommand::Remove(a))) => account_remove(global, out, &a.name),
+        Some(Command::Enroll(args)) => enroll(global, out, args),
+        Some(Command::Login(a)) => login(global, out, &a.name),
+        Some(Command::Codes(CodesCommand::Status(a))) => codes_status(global, out, &a.name),
+        Some(Command::Codes(CodesCommand::Regenerate(args))) => regenerate(global, out, args),
+        Some(Command::Audit(args)) => audit(global, out, args),
+        Some(Command::Unlock(a)) => unlock(global, out, &a.name),
+        Some(Command::Reset(a)) => reset(global, out, &a.name),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(Failure::Error(e)) => out.error(&e),
+        Err(Failure::Shown(e)) => Output::new(false).error(&e),
+    }
+}
+
+fn config(global: &GlobalArgs) -> Config {
+    let insecure = std::env::var_os(INSECURE_TEST_HASH_ENV).is_some_and(|v| v == "1");
+    Config {
+        issuer: global.issuer.clone(),
+        code_count: global.codes,
+        hash_params: if insecure {
+            HashParams::TEST_ONLY
+        } else {
+            HashParams::OWASP
+        },
+        ..Config::default()
+    }
+}
+
+fn open(global: &GlobalArgs) -> Result<Service, Error> {
+    let paths = Paths::resolve(global.data_dir.clone(), global.key_file.clone())?;
+    app::open(&paths, config(global))
+}
+
+// ----- console -------------------------------------------------------------------------------
+
+fn tui(global: &GlobalArgs, out: Output, _args: &TuiArgs) -> Outcome {
+    if out.is_json() {
+        return Err(Error::Invalid(
+            "the console is interactive: --json applies to the other commands".into(),
+        )
+        .into());
+    }
+    let _service = open(global)?;
+    out.line("The sparekey console is not built yet: see `sparekey --help` for the commands.")?;
+    Ok(())
+}
+
+// ----- accounts ------------------------------------------------------------------------------
+
+fn account_add(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
+    crate::core::account::validate_name(name).map_err(Error::Invalid)?;
+    let password = SecretInput::stdin().new_password()?;
+    open(global)?.create_account(name, &password)?;
+    if out.is_json() {
+        out.json(&serde_json::json!({ "account": name, "created": true }))?;
+    } else {
+        out.line(&format!("created account '{name}'"))?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct LastLoginJson {
+    at: String,
+    method: &'static str,
+}
+
+#[derive(Serialize)]
+struct AccountJson<'a> {
+    name: &'a str,
+    two_factor: bool,
+    enrollment_pending: bool,
+    remaining_codes: usize,
+    total_codes: usize,
+    locked: bool,
+    consecutive_failures: u32,
+    needs_attention: bool,
+    last_login: Option<LastLoginJson>,
+}
+
+fn account_list(global: &GlobalArgs, out: Output) -> Outcome {
+    let accounts = open(global)?.list_accounts()?;
+    if out.is_json() {
+        let accounts: Vec<AccountJson> = accounts
+            .iter()
+            .map(|a| AccountJson {
+                name: &a.name,
+                two_factor: a.two_factor,
+                enrollment_pending: a.enrollment_pending,
+                remaining_codes: a.remaining_codes,
+                total_codes: a.total_codes,
+                locked: a.locked,
+                consecutive_failures: a.consecutive_failures,
+                needs_attention: a.needs_attention,
+                last_login: a.last_login.map(|l| LastLoginJson {
+                    at: utc_timestamp(l.at),
+                    method: l.method.as_str(),
+                }),
+            })
+            .collect();
+        out.json(&serde_json::json!({ "accounts": accounts }))?;
+        return Ok(());
+    }
+    if accounts.is_empty() {
+        out.line("no accounts yet: create one with `sparekey account add NAME`")?;
+        return Ok(());
+    }
+    let width = accounts
+        .iter()
+        .map(|a| a.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let mut text = format!("{:<width$}  2FA  CODES  STATE\n", "NAME");
+    for a in &accounts {
+        let codes = if a.two_factor {
+            format!("{}/{}", a.remaining_codes, a.total_codes)
+        } else {
+            "-".into()
+        };
+        let mut state = Vec::new();
+        if a.locked {
+            state.push("locked".to_string());
+        } else if a.consecutive_failures > 0 {
+            state.push(format!("{} failed attempts", a.consecutive_failures));
+        }
+        if a.enrollment_pending {
+            state.push("enrollment pending".into());
+        }
+        if a.needs_attention {
+            state.push("needs attention".into());
+        }
+        if state.is_empty() {
+            state.push("ok".into());
+        }
+        text.push_str(&format!(
+            "{:<width$}  {:<3}  {:<5}  {}\n",
+            a.name,
+            if a.two_factor { "on" } else { "off" },
+            codes,
+            state.join(", ")
+        ));
+    }
+    out.text(&text)?;
+    Ok(())
+}
+
+fn account_remove(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
+    open(global)?.remove_account(name)?;
+    if out.is_json() {
+        out.json(&serde_json::json!({ "account": name, "removed": true }))?;
+    } else {
+        out.line(&format!("removed account '{name}'"))?;
+    }
+    Ok(())
+}
+
+// ----- enrollment ----------------------------------------------------------------------------
+
+fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
+    if let Some(file) = &args.out {
+        check_new_file(file)?;
+    }
+    let mut input = SecretInput::stdin();
+    if args.confirm {
+        let code = input.required("authenticator code")?;
+        let issued = open(global)?.confirm_enrollment(&args.name, &code)?;
+        return deliver_codes(out, &issued, args.out.as_deref());
+    }
+
+    // Re-enrolling needs the password (the core enforces it): ask for it only then.
+    let has_two_factor = open(global)?.account_summary(&args.name)?.two_factor;
+    let password = if has_two_factor {
+        Some(input.required("password")?)
+    } else {
+        None
+    };
+    let enrollment =
+        open(global)?.begin_enrollment(&args.name, password.as_deref().map(|p| p.as_str()))?;
+    drop(password);
+    let secret = enrollment.secret.to_base32();
+
+    if out.is_json() {
+        #[derive(Serialize)]
+        struct EnrollJson<'a> {
+            account: &'a str,
+            secret: &'a str,
+            otpauth_uri: &'a str,
+        }
+        out.json(&EnrollJson {
+            account: &enrollment.account,
+            secret: &secret,
+            otpauth_uri: &enrollment.otpauth_uri,
+        })?;
+        return Ok(());
+    }
+
+    let mut text = Zeroizing::new(String::new());
+    text.push_str("Scan this QR code with the authenticator app:\n\n");
+    match qr::half_block_lines(enrollment.otpauth_uri.as_bytes()) {
+        Some(lines) => {
+            // Dark on light whatever the terminal's theme; plain blocks into a pipe or file.
+            let colour = std::io::stdout().is_terminal();
+            for line in lines.iter() {
+                if colour {
+                    text.push_str("\x1b[30;107m");
+                }
+                text.push_str(line);
+                if colour {
+                    text.push_str("\x1b[0m");
+                }
+                text.push('\n');
+            }
+        }
+        None => text.push_str("(the URI is too long for a QR code: enter the secret by hand)\n"),
+    }
+    let p = enrollment.params;
+    text.push_str(&format!(
+        "\nOr enter the secret by hand: {}\n  (account {}, issuer {}, {}, {} digits, every {} s)\n\notpauth URI: {}\n\n",
+        enrollment.secret.grouped_base32().as_str(),
+        enrollment.account,
+        enrollment.issuer,
+        p.algorithm.name(),
+        p.digits,
+        p.period,
+        enrollment.otpauth_uri.as_str(),
+    ));
+    if has_two_factor {
+        text.push_str("The current authenticator keeps working until the new one is confirmed.\n");
+    }
+    if !input.is_interactive() {
+        text.push_str(&format!(
+            "Then confirm with a code from the app: sparekey enroll {} --confirm\n",
+            shell_word(&args.name)
+        ));
+        out.text(&text)?;
+        return Ok(());
+    }
+    out.text(&text)?;
+    drop(text);
+    drop(secret);
+
+    // On a terminal: ask for the code now (the store is not held while the user types).
+    const ATTEMPTS: usize = 3;
+    for attempt in 1..=ATTEMPTS {
+        let code = input.required("code from the authenticator (empty to confirm later)")?;
+        if code.trim().is_empty() {
+            out.line(&format!(
+                "The enrollment waits: confirm later with `sparekey enroll {} --confirm`.",
+                shell_word(&args.name)
+            ))?;
+            return Ok(());
+        }
+        match open(global)?.confirm_enrollment(&args.name, &code) {
+            Ok(issued) => return deliver_codes(out, &issued, args.out.as_deref()),
+            Err(e)
+                if attempt < ATTEMPTS
+                    && matches!(e.kind(), ErrorKind::Invalid | ErrorKind::Rejected) =>
+            {
+                let _ = writeln!(std::io::stderr(), "sparekey: {e}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Quotes a name for a command line shown to the user, when it needs it.
+fn shell_word(name: &str) -> String {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "@._-+".contains(c))
+    {
+        name.to_string()
+    } else {
+        format!("'{}'", name.replace('\'', r"'\''"))
+    }
+}
+
+/// Refuses an `--out` file before anything is changed, so issued codes are never lost to a file
+/// that cannot be written.
+fn check_new_file(path: &Path) -> Result<(), Error> {
+    if path.symlink_metadata().is_ok() {
+        return Err(Error::Invalid(format!(
+            "{} already exists: sparekey never overwrites a file, choose a new name",
+            path.display()
+        )));
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(Error::Invalid(format!(
+            "the directory {} does not exist",
+            parent.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Shows a new code set once: on stdout, or in a new private file. If the file cannot be
+/// written after all, the codes are shown on stdout instead (they are already in force) and
+/// the run fails with a store error.
+fn deliver_codes(out: Output, issued: &IssuedCodes, file: Option<&Path>) -> Outcome {
+    let write_error = match file {
+        Some(path) => {
+            match app::write_new_private_file(path, output::codes_file(issued).as_bytes()) {
+                Ok(()) => {
+                    if out.is_json() {
+                        out.json(&serde_json::json!({
+                            "account": issued.account,
+                            "file": path.display().to_string(),
+                            "count": issued.codes.len(),
+                        }))?;
+                    } else {
+                        out.line(&format!(
+                        "wrote {} new backup codes for '{}' to {} (readable only by you); every earlier code is void",
+                        issued.codes.len(),
+                        issued.account,
+                        path.display()
+                    ))?;
+                    }
+                    return Ok(());
+                }
+                Err(e) => Some(Error::Store(StoreError::Io(format!(
+                    "cannot write {}: {e}; the new codes are shown on standard output instead",
+                    path.display()
+                )))),
+            }
+        }
+        None => None,
+    };
+    if out.is_json() {
+        let shown: Zeroizing<Vec<String>> = Zeroizing::new(
+            issued
+                .codes
+                .iter()
+                .map(|c| String::from(c.display().as_str()))
+                .collect(),
+        );
+        #[derive(Serialize)]
+        struct CodesJson<'a> {
+            account: &'a str,
+            codes: &'a [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<String>,
+        }
+        out.json(&CodesJson {
+            account: &issued.account,
+            codes: &shown,
+            error: write_error.as_ref().map(|e| e.to_string()),
+        })?;
+    } else {
+        out.text(&output::codes_text(issued))?;
+    }
+    match write_error {
+        Some(e) => Err(Failure::Shown(e)),
+        None => Ok(()),
+    }
+}
+
+// ----- login ---------------------------------------------------------------------------------
+
+fn login(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
+    let mut input = SecretInput::stdin();
+    let password = input.required("password")?;
+    // The code line may be missing or empty when the account has no second factor.
+    let code = input
+        .optional("code (authenticator or backup code; empty if none)")?
+        .filter(|c| !c.trim().is_empty());
+    let success = open(global)?.login(name, &password, code.as_deref().map(|c| c.as_str()))?;
+    drop((password, code));
+    // Durable from here on: only now may "accepted" be said.
+    if out.is_json() {
+        out.json(&serde_json::json!({
+            "result": "accepted",
+            "method": success.method.as_str(),
+            "remaining_codes": success.remaining_codes,
+            "total_codes": success.total_codes,
+            "low_on_codes": success.low_on_codes(),
+        }))?;
+        return Ok(());
+    }
+    let line = match success.method {
+        LoginMethod::Password => "accepted: password (no two-factor authentication)".to_string(),
+        LoginMethod::Totp => "accepted: authenticator code".to_string(),
+        LoginMethod::BackupCode => format!(
+            "accepted: backup code, {} of {} codes remain",
+            success.remaining_codes, success.total_codes
+        ),
+    };
+    out.line(&line)?;
+    if success.low_on_codes() {
+        let left = match success.remaining_codes {
+            0 => "no backup codes remain".to_string(),
+            1 => "only 1 backup code remains".to_string(),
+            n => format!("only {n} backup codes remain"),
+        };
+        out.line(&format!(
+            "warning: {left}: run `sparekey codes regenerate {}` for a new set",
+            shell_word(name)
+        ))?;
+    }
+    Ok(())
+}
+
+// ----- codes and administration --------------------------------------------------------------
+
+fn codes_status(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
+    let status = open(global)?.code_status(name)?;
+    let used: Vec<(usize, i64)> = status
+        .used_at
+        .iter()
+        .enumerate()
+        .filter_map(|(slot, at)| at.map(|at| (slot + 1, at)))
+        .collect();
+    if out.is_json() {
+        let used: Vec<_> = used
+            .iter()
+            .map(|(slot, at)| serde_json::json!({ "slot": slot, "at": utc_timestamp(*at) }))
+            .collect();
+        out.json(&serde_json::json!({
+            "account": name,
+            "remaining": status.remaining,
+            "total": status.total,
+            "created_at": status.created_at.map(utc_timestamp),
+            "used": used,
+        }))?;
+        return Ok(());
+    }
+    let Some(created) = status.created_at else {
+        out.line(&format!(
+            "'{name}' has no backup codes: they are issued when an authenticator is enrolled"
+        ))?;
+        return Ok(());
+    };
+    let mut text = format!(
+        "'{name}': {} of {} backup codes remain (set issued {})\n",
+        status.remaining,
+        status.total,
+        utc_timestamp(created)
+    );
+    for (slot, at) in used {
+        text.push_str(&format!("  code #{slot} used {}\n", utc_timestamp(at)));
+    }
+    out.text(&text)?;
+    Ok(())
+}
+
+fn regenerate(global: &GlobalArgs, out: Output, args: &RegenerateArgs) -> Outcome {
+    if let Some(file) = &args.out {
+        check_new_file(file)?;
+    }
+    let password = SecretInput::stdin().required("password")?;
+    let issued = open(global)?.regenerate_codes(&args.name, &password)?;
+    drop(password);
+    deliver_codes(out, &issued, args.out.as_deref())
+}
+
+fn audit(global: &GlobalArgs, out: Output, args: &AuditArgs) -> Outcome {
+    let events = open(global)?.audit_log(args.name.as_deref(), args.limit)?;
+    if out.is_json() {
+        let events: Vec<_> = events
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "at": utc_timestamp(e.at),
+                    "account": e.account,
+                    "event": e.kind.name(),
+                    "description": e.kind.to_string(),
+                })
+            })
+            .collect();
+        out.json(&serde_json::json!({ "events": events }))?;
+        return Ok(());
+    }
+    if events.is_empty() {
+        out.line("no audit events")?;
+        return Ok(());
+    }
+    let mut text = String::new();
+    for e in &events {
+        text.push_str(&format!(
+            "{}  {}  {}\n",
+            utc_timestamp(e.at),
+            e.account,
+            e.kind
+        ));
+    }
+    out.text(&text)?;
+    Ok(())
+}
+
+fn unlock(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
+    open(global)?.unlock(name)?;
+    if out.is_json() {
+        out.json(&serde_json::json!({ "account": name, "unlocked": true }))?;
+    } else {
+        out.line(&format!("unlocked '{name}': its failure count is cleared"))?;
+    }
+    Ok(())
+}
+
+fn reset(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
+    open(global)?.reset_two_factor(name)?;
+    if out.is_json() {
+        out.json(&serde_json::json!({ "account": name, "two_factor": false }))?;
+    } else {
+        out.line(&format!(
+            "two-factor authentication is off for '{name}': its authenticator and backup codes no longer work"
+        ))?;
+    }
+    Ok(())
+}
