@@ -1,0 +1,173 @@
+//! The interactive paths of the CLI on a real pseudo-terminal: hidden prompts (asked twice for a
+//! new password) and enrolling with the code typed at the prompt.
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use sparekey::core::totp::{TotpParams, TotpSecret, code_at};
+use tempfile::TempDir;
+
+struct Session {
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    writer: Box<dyn Write + Send>,
+    seen: Arc<Mutex<Vec<u8>>>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+impl Session {
+    fn start(dir: &TempDir, args: &[&str]) -> Self {
+        let pair = native_pty_system()
+            .openpty(PtySize {
+                rows: 60,
+                cols: 160,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_sparekey"));
+        cmd.args(args);
+        cmd.env("SPAREKEY_DATA_DIR", dir.path().join("data"));
+        cmd.env("SPAREKEY_KEY_FILE", dir.path().join("key"));
+        cmd.env("SPAREKEY_INSECURE_TEST_HASH", "1");
+        cmd.env("HOME", dir.path());
+        let child = pair.slave.spawn_command(cmd).unwrap();
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        let writer = pair.master.take_writer().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Self {
+            child,
+            writer,
+            seen,
+            _master: pair.master,
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until the terminal shows `what` (counting `times` occurrences).
+    #[track_caller]
+    fn expect(&self, what: &str, times: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self.text();
+            if text.matches(what).count() >= times {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never saw {what:?}; screen:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        self.writer
+            .write_all(format!("{line}\r").as_bytes())
+            .unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    fn finish(mut self) -> (u32, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("sparekey did not exit; screen:\n{}", self.text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        (status.exit_code(), self.text())
+    }
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+#[test]
+fn new_password_is_asked_twice_and_hidden() {
+    let dir = TempDir::new().unwrap();
+    let mut s = Session::start(&dir, &["account", "add", "alice"]);
+    s.expect("Password: ", 1);
+    s.type_line(PASSWORD);
+    s.expect("Password again: ", 1);
+    s.type_line("something else");
+    let (code, screen) = s.finish();
+    assert_eq!(code, 2, "{screen}");
+    assert!(
+        screen.contains("sparekey: the two passwords differ"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains(PASSWORD),
+        "the password was echoed: {screen}"
+    );
+
+    let mut s = Session::start(&dir, &["account", "add", "alice"]);
+    s.expect("Password: ", 1);
+    s.type_line(PASSWORD);
+    s.expect("Password again: ", 1);
+    s.type_line(PASSWORD);
+    let (code, screen) = s.finish();
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("created account 'alice'"), "{screen}");
+    assert!(
+        !screen.contains(PASSWORD),
+        "the password was echoed: {screen}"
+    );
+}
+
+#[test]
+fn enroll_asks_for_the_code_on_a_terminal() {
+    let dir = TempDir::new().unwrap();
+    let mut s = Session::start(&dir, &["account", "add", "bob"]);
+    s.expect("Password: ", 1);
+    s.type_line(PASSWORD);
+    s.expect("Password again: ", 1);
+    s.type_line(PASSWORD);
+    assert_eq!(s.finish().0, 0);
+
+    let mut s = Session::start(&dir, &["enroll", "bob"]);
+    let screen = s.expect("Code from the authenticator", 1);
+    // The QR code is drawn dark on light whatever the terminal's colours.
+    assert!(screen.contains("\x1b[30;107m"), "{screen}");
+    let grouped = screen
+        .lines()
+        .find_map(|l| {
+            l.split_once("Or enter the secret by hand: ")
+                .map(|(_, s)| s.trim())
+        })
+        .expect("the secret is shown");
+    let secret = TotpSecret::from_base32(grouped).unwrap();
+    // A malformed code costs nothing and is asked again.
+    s.type_line("12");
+    s.expect("Code from the authenticator", 2);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    s.type_line(&code_at(secret.as_bytes(), now, TotpParams::default()).unwrap());
+    let (code, screen) = s.finish();
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("enter the 6-digit code"), "{screen}");
+    assert!(screen.contains("New backup codes for bob"), "{screen}");
+    assert!(screen.contains(" 10. "), "{screen}");
+}
