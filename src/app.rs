@@ -196,3 +196,282 @@ pub fn open_in_memory(
     let store = crate::store::memory::MemoryStore::new();
     Service::new(Box::new(store), clock, entropy, key, config).expect("the configuration is valid")
 }
+
+// ----- backup and restore -------------------------------------------------------------------
+
+const BACKUP_MAGIC: &[u8] = b"SPAREKEY-BACKUP\x00\x01";
+
+fn checksum(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// What a backup or restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSummary {
+    pub accounts: usize,
+    pub audit_events: usize,
+    /// Where a restore moved the store it replaced, if there was one.
+    pub previous_store: Option<PathBuf>,
+}
+
+/// Writes a consistent copy of the store to `file` (new, mode 0600, never overwritten). The copy
+/// holds only what the store holds (hashes and sealed secrets): it is useless without the key
+/// file, which must be backed up separately.
+pub fn backup(store: &dyn Store, file: &Path) -> Result<BackupSummary, Error> {
+    let image = store.export_image()?;
+    let mut bytes = BACKUP_MAGIC.to_vec();
+    bytes.extend(crate::store::encode(&image));
+    let sum = checksum(&bytes);
+    bytes.extend(sum);
+    write_new_private_file(file, &bytes)
+        .map_err(|e| io_err("cannot write the backup file", file, e))?;
+    Ok(BackupSummary {
+        accounts: image.accounts.len(),
+        audit_events: image.audit.len(),
+        previous_store: None,
+    })
+}
+
+/// Reads and checks a backup file.
+pub fn read_backup(file: &Path) -> Result<crate::core::store::StoreImage, Error> {
+    let bytes = fs::read(file).map_err(|e| io_err("cannot read the backup file", file, e))?;
+    let bad = |why: &str| {
+        Error::Invalid(format!(
+            "{} is not a usable sparekey backup: {why}",
+            file.display()
+        ))
+    };
+    if bytes.len() < BACKUP_MAGIC.len() + 32 || !bytes.starts_with(BACKUP_MAGIC) {
+        return Err(bad("unknown format"));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 32);
+    if checksum(body) != sum {
+        return Err(bad("its checksum does not match (truncated or altered)"));
+    }
+    crate::store::decode(&body[BACKUP_MAGIC.len()..], "the backup").map_err(|e| bad(&e.to_string()))
+}
+
+/// Restores a backup into the store at `paths`. An existing store is never deleted: it is moved
+/// aside to `store.replaced-<time>` first. The backup must belong to the key file in use.
+pub fn restore(paths: &Paths, file: &Path, now: i64) -> Result<BackupSummary, Error> {
+    let image = read_backup(file)?;
+    create_private_dir(&paths.data_dir)?;
+    let mut previous_store = None;
+    if paths.store.exists() {
+        // Holding the lock proves no other process uses the store; a damaged one that cannot
+        // be opened is exactly what a restore is for, so only "in use" stops us.
+        match SledStore::open(&paths.store, LOCK_WAIT) {
+            Err(e @ StoreError::InUse { .. }) => return Err(e.into()),
+            Ok(store) => drop(store),
+            Err(_) => {}
+        }
+        let aside = paths.data_dir.join(format!("store.replaced-{now}"));
+        fs::rename(&paths.store, &aside)
+            .map_err(|e| io_err("cannot move the current store aside from", &paths.store, e))?;
+        previous_store = Some(aside);
+    }
+    let store = SledStore::open(&paths.store, LOCK_WAIT)?;
+    if paths.key_file.exists() {
+        let key = read_key(&paths.key_file)?;
+        if image
+            .key_fingerprint
+            .as_deref()
+            .is_some_and(|fp| fp != key.fingerprint())
+        {
+            drop(store);
+            if let Some(aside) = &previous_store {
+                let _ = fs::remove_dir_all(&paths.store);
+                let _ = fs::rename(aside, &paths.store);
+            }
+            return Err(Error::Store(StoreError::Key(format!(
+                "the backup was made with another key (fingerprint {}) than {}: point --key-file at the right key",
+                image.key_fingerprint.unwrap_or_default(),
+                paths.key_file.display()
+            ))));
+        }
+    }
+    store.import_image(&image)?;
+    Ok(BackupSummary {
+        accounts: image.accounts.len(),
+        audit_events: image.audit.len(),
+        previous_store,
+    })
+}
+
+// ----- doctor -------------------------------------------------------------------------------
+
+/// One finding of `sparekey doctor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    /// What was found, and when not ok, what to do about it.
+    pub detail: String,
+}
+
+fn mode_of(path: &Path) -> Option<u32> {
+    fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
+}
+
+/// Checks permissions, the key file, the store (lock, schema, key binding, every record) and
+/// the system clock, and says what to fix. Changes nothing.
+pub fn doctor(paths: &Paths, now: i64) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let mut check = |name, ok, detail: String| checks.push(Check { name, ok, detail });
+
+    match mode_of(&paths.data_dir) {
+        None => check(
+            "data dir",
+            false,
+            format!(
+                "{} does not exist yet: it is created on first use",
+                paths.data_dir.display()
+            ),
+        ),
+        Some(0o700) => check(
+            "data dir",
+            true,
+            format!("{} (0700)", paths.data_dir.display()),
+        ),
+        Some(m) => check(
+            "data dir",
+            false,
+            format!(
+                "{} is {m:04o}: run chmod 700 {}",
+                paths.data_dir.display(),
+                paths.data_dir.display()
+            ),
+        ),
+    }
+    let key = match mode_of(&paths.key_file) {
+        None => {
+            check(
+                "key file",
+                false,
+                format!(
+                    "{} is missing: if a store exists it cannot be used without it; restore it from your backup",
+                    paths.key_file.display()
+                ),
+            );
+            None
+        }
+        Some(m) => match read_key(&paths.key_file) {
+            Err(e) => {
+                check("key file", false, e.to_string());
+                None
+            }
+            Ok(key) if m == 0o600 || m == 0o400 => {
+                check(
+                    "key file",
+                    true,
+                    format!(
+                        "{} ({m:04o}, fingerprint {})",
+                        paths.key_file.display(),
+                        key.fingerprint()
+                    ),
+                );
+                Some(key)
+            }
+            Ok(key) => {
+                check(
+                    "key file",
+                    false,
+                    format!(
+                        "{} is {m:04o}: run chmod 600 {}",
+                        paths.key_file.display(),
+                        paths.key_file.display()
+                    ),
+                );
+                Some(key)
+            }
+        },
+    };
+    if paths.store.exists() {
+        match SledStore::open(&paths.store, Duration::from_millis(500)) {
+            Err(e @ StoreError::InUse { .. }) => check(
+                "store",
+                true,
+                format!("{e}: checks of its contents skipped"),
+            ),
+            Err(e) => check(
+                "store",
+                false,
+                format!("{e}: restore it with 'sparekey restore FILE' from a backup"),
+            ),
+            Ok(store) => {
+                check(
+                    "schema",
+                    true,
+                    format!("version {}", crate::store::SCHEMA_VERSION),
+                );
+                let bound = store.export_image();
+                match (&bound, &key) {
+                    (Ok(image), Some(key)) => match &image.key_fingerprint {
+                        Some(fp) if *fp != key.fingerprint() => check(
+                            "key binding",
+                            false,
+                            format!(
+                                "the store belongs to key {fp}, not to {}: use the right --key-file",
+                                key.fingerprint()
+                            ),
+                        ),
+                        _ => check(
+                            "key binding",
+                            true,
+                            "the key file belongs to this store".into(),
+                        ),
+                    },
+                    _ => {}
+                }
+                match bound {
+                    Ok(image) => {
+                        let sealed_ok = key.as_ref().is_none_or(|key| {
+                            image.accounts.iter().all(|a| {
+                                a.totp
+                                    .as_ref()
+                                    .is_none_or(|t| key.open(&t.secret, &a.name).is_ok())
+                            })
+                        });
+                        if sealed_ok {
+                            check(
+                                "records",
+                                true,
+                                format!(
+                                    "{} accounts, {} audit events, all readable",
+                                    image.accounts.len(),
+                                    image.audit.len()
+                                ),
+                            );
+                        } else {
+                            check("records", false, "some TOTP secrets do not open with this key: wrong key file or altered records".into());
+                        }
+                    }
+                    Err(e) => check("records", false, format!("{e}: restore from a backup")),
+                }
+            }
+        }
+    } else {
+        check(
+            "store",
+            true,
+            format!(
+                "{} does not exist yet: it is created on first use",
+                paths.store.display()
+            ),
+        );
+    }
+    // 2024-01-01 .. 2100-01-01: outside that the clock is surely wrong, and TOTP codes with it.
+    if (1_704_067_200..4_102_444_800).contains(&now) {
+        check(
+            "clock",
+            true,
+            "the system clock looks sane (TOTP needs it within a minute of real time)".into(),
+        );
+    } else {
+        check("clock", false, "the system clock is far off (not between 2024 and 2100): TOTP codes will not match; set the time (e.g. enable NTP)".into());
+    }
+    checks
+}

@@ -98,6 +98,15 @@ pub enum CodeConsumption {
     NoAccount,
 }
 
+/// Everything a store holds, for backups: records stay as stored (hashed, sealed).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreImage {
+    pub key_fingerprint: Option<String>,
+    pub operator_password: Option<String>,
+    pub accounts: Vec<Account>,
+    pub audit: Vec<AuditEvent>,
+}
+
 /// Persistent storage of accounts and the audit log. See the module doc for the contract.
 pub trait Store: Send + Sync {
     /// Records which master key this store belongs to, or checks it.
@@ -157,6 +166,12 @@ pub trait Store: Send + Sync {
     fn operator_password(&self) -> Result<Option<String>, StoreError>;
     /// Sets the kiosk operator's password hash only if none is set; `false` if one already was.
     fn set_operator_password(&self, phc: &str) -> Result<bool, StoreError>;
+
+    /// A copy of everything, consistent as long as the caller is the store's only writer
+    /// (the process holds the store's lock, and each face runs its effects one at a time).
+    fn export_image(&self) -> Result<StoreImage, StoreError>;
+    /// Loads an image into this store, which must be empty; durable on return.
+    fn import_image(&self, image: &StoreImage) -> Result<(), StoreError>;
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// The newest `limit` events (of one account, or all), oldest first.

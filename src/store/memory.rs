@@ -9,7 +9,7 @@ use crate::core::audit::AuditEvent;
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
 use crate::core::store::{
-    Activation, CodeConsumption, KeyBinding, StepConsumption, Store, StoreError,
+    Activation, CodeConsumption, KeyBinding, StepConsumption, Store, StoreError, StoreImage,
 };
 use crate::core::throttle::FailureRecord;
 use crate::store::mutation::{self, Applied};
@@ -155,6 +155,34 @@ impl Store for MemoryStore {
             }
             inner.operator = Some(phc.to_string());
             Ok(true)
+        })
+    }
+
+    fn export_image(&self) -> Result<StoreImage, StoreError> {
+        self.with(|inner| {
+            Ok(StoreImage {
+                key_fingerprint: inner.key.clone(),
+                operator_password: inner.operator.clone(),
+                accounts: inner.accounts.values().cloned().collect(),
+                audit: inner.audit.clone(),
+            })
+        })
+    }
+
+    fn import_image(&self, image: &StoreImage) -> Result<(), StoreError> {
+        self.with(|inner| {
+            if !inner.accounts.is_empty() || !inner.audit.is_empty() {
+                return Err(StoreError::Io("the store is not empty".into()));
+            }
+            inner.key = image.key_fingerprint.clone();
+            inner.operator = image.operator_password.clone();
+            inner.accounts = image
+                .accounts
+                .iter()
+                .map(|a| (a.name.clone(), a.clone()))
+                .collect();
+            inner.audit = image.audit.clone();
+            Ok(())
         })
     }
 

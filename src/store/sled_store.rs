@@ -16,7 +16,7 @@ use crate::core::audit::AuditEvent;
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
 use crate::core::store::{
-    Activation, CodeConsumption, KeyBinding, StepConsumption, Store, StoreError,
+    Activation, CodeConsumption, KeyBinding, StepConsumption, Store, StoreError, StoreImage,
 };
 use crate::core::throttle::FailureRecord;
 use crate::store::mutation::{self, Applied};
@@ -349,6 +349,68 @@ impl Store for SledStore {
             self.flush()?;
         }
         Ok(set)
+    }
+
+    fn export_image(&self) -> Result<StoreImage, StoreError> {
+        let meta = |key: &[u8]| -> Result<Option<String>, StoreError> {
+            Ok(self
+                .db
+                .get(key)
+                .map_err(io)?
+                .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        };
+        let accounts = self
+            .accounts
+            .iter()
+            .values()
+            .map(|v| decode(&v.map_err(io)?, "an account record"))
+            .collect::<Result<Vec<Account>, _>>()?;
+        let audit = self
+            .audit
+            .iter()
+            .values()
+            .map(|v| decode(&v.map_err(io)?, "an audit event"))
+            .collect::<Result<Vec<AuditEvent>, _>>()?;
+        Ok(StoreImage {
+            key_fingerprint: meta(META_KEY)?,
+            operator_password: meta(META_OPERATOR)?,
+            accounts,
+            audit,
+        })
+    }
+
+    fn import_image(&self, image: &StoreImage) -> Result<(), StoreError> {
+        if !self.accounts.is_empty() || !self.audit.is_empty() {
+            return Err(StoreError::Io(format!(
+                "the store at {} is not empty: restore only fills an empty store",
+                self.path.display()
+            )));
+        }
+        let mut accounts = sled::Batch::default();
+        let mut facts = sled::Batch::default();
+        for account in &image.accounts {
+            accounts.insert(account.name.as_bytes(), encode(account));
+            facts.insert(account.name.as_bytes(), encode(&account.facts()));
+        }
+        let mut audit = sled::Batch::default();
+        for event in &image.audit {
+            let id = self.db.generate_id().map_err(io)?;
+            audit.insert(&id.to_be_bytes(), encode(event));
+        }
+        let result =
+            (&self.accounts, &self.facts, &self.audit, &*self.db).transaction(|(a, f, l, meta)| {
+                a.apply_batch(&accounts)?;
+                f.apply_batch(&facts)?;
+                l.apply_batch(&audit)?;
+                if let Some(k) = &image.key_fingerprint {
+                    meta.insert(META_KEY, k.as_bytes())?;
+                }
+                if let Some(o) = &image.operator_password {
+                    meta.insert(META_OPERATOR, o.as_bytes())?;
+                }
+                Ok(((), true))
+            });
+        self.finish(result)
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
