@@ -1,1 +1,75 @@
-//! The console (placeholder).
+//! The console: a ratatui TUI over the core's [`Service`], for an operator over SSH or a person
+//! at an offline kiosk. It only translates keys into service calls and results into screens;
+//! every rule (throttling, code validity, what counts as low) stays in the core.
+//!
+//! # Architecture: Elm-shaped, in three parts
+//! - [`app`]: the state ([`app::App`], with one [`app::Screen`] variant per screen) and the only
+//!   transition function, [`app::update`]`(&mut App, Msg) -> Vec<Effect>`. Screens live in
+//!   [`screens`], one file each with their state, keys ([`keys::KeyHint`] lists, the single
+//!   source of the footer and the `?` help) and drawing, all behind the one
+//!   [`app::Component`] trait.
+//! - [`ui`]: the pure [`ui::view`]`(&App, &mut Frame)`. Same app, same frame: time comes from
+//!   the service's clock as [`app::Msg::Tick`], never from the system, so snapshots are stable.
+//! - [`runtime`] (the event side): the terminal loop, and the executor of [`app::Effect`]s:
+//!   service calls, clipboard, file export, quitting. Their results come back as messages, and
+//!   the clipboard and disk sit behind [`runtime::Platform`], so tests drive the whole app with
+//!   an in-memory service and never touch a terminal, the clipboard or the disk.
+//!
+//! The terminal is restored on every way out: normal exit, error (the loop's result is returned
+//! only after restoring) and panic (ratatui's panic hook restores before the message prints).
+
+pub mod app;
+pub mod keys;
+pub mod runtime;
+pub mod screens;
+pub mod ui;
+pub mod widgets;
+
+use std::time::Duration;
+
+use crate::core::service::Service;
+
+/// How the console runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TuiOptions {
+    /// Opens on the simulated login; the accounts list, settings and quitting need the operator
+    /// password, and idle screens are cleared.
+    pub kiosk: bool,
+    /// Idle time after which a kiosk clears whatever it shows and returns to the login.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TuiOptions {
+    fn default() -> Self {
+        Self {
+            kiosk: false,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl TuiOptions {
+    /// The app's options in a real terminal: theme from NO_COLOR, exports proposed in the
+    /// documents (or home) directory.
+    pub fn app_options(&self, service: &Service) -> app::AppOptions {
+        app::AppOptions {
+            kiosk: self.kiosk,
+            idle_timeout: self.idle_timeout,
+            theme: widgets::Theme::from_env(),
+            export_dir: screens::codes::default_export_dir(),
+            totp: service.config().totp,
+        }
+    }
+}
+
+/// Runs the console in the current terminal until the user quits.
+pub fn run(service: Service, options: TuiOptions) -> std::io::Result<()> {
+    let app_options = options.app_options(&service);
+    // Before the terminal changes mode, so a failing clipboard setup cannot leave it raw.
+    let platform = runtime::RealPlatform::new();
+    let mut driver = runtime::Driver::new(service, platform, app_options);
+    let mut terminal = ratatui::try_init()?;
+    let result = runtime::event_loop(&mut terminal, &mut driver);
+    let restored = ratatui::try_restore();
+    result.and(restored)
+}

@@ -1,0 +1,613 @@
+//! The application state and its one transition function, Elm style: [`update`] takes a [`Msg`]
+//! (a key, a clock tick, the result of an effect) and returns the [`Effect`]s to run. Owns
+//! navigation, the status line, the help overlay, quitting, kiosk idle clearing and the
+//! clipboard-clear offer. Must never call the service, touch the terminal, the clipboard or the
+//! disk, nor read the system clock: all of that is an [`Effect`] run by
+//! [`crate::tui::runtime`], and time arrives as [`Msg::Tick`] from the service's clock.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use zeroize::Zeroizing;
+
+use crate::core::account::AccountSummary;
+use crate::core::audit::AuditEvent;
+use crate::core::clock::UnixTime;
+use crate::core::error::Error;
+use crate::core::service::{CodeStatus, Enrollment, IssuedCodes, LoginSuccess};
+use crate::core::throttle::Gate;
+use crate::core::totp::TotpParams;
+use crate::tui::keys::KeyHint;
+use crate::tui::screens::{
+    accounts::Accounts, codes::Codes, enroll::Enroll, login::Login, new_account::NewAccount,
+    operator::Operator, secure::Secure, settings::Settings,
+};
+use crate::tui::widgets::Theme;
+
+/// Seconds after a copy before offering to clear the clipboard.
+pub const CLIPBOARD_OFFER_SECS: i64 = 60;
+
+/// One variant per screen; each screen's state, keys and drawing live in its own file.
+#[derive(Debug)]
+pub enum Screen {
+    Accounts(Accounts),
+    NewAccount(NewAccount),
+    Enroll(Enroll),
+    Codes(Codes),
+    Login(Login),
+    Secure(Secure),
+    Settings(Settings),
+    Operator(Operator),
+}
+
+impl Screen {
+    pub fn component(&self) -> &dyn Component {
+        match self {
+            Screen::Accounts(s) => s,
+            Screen::NewAccount(s) => s,
+            Screen::Enroll(s) => s,
+            Screen::Codes(s) => s,
+            Screen::Login(s) => s,
+            Screen::Secure(s) => s,
+            Screen::Settings(s) => s,
+            Screen::Operator(s) => s,
+        }
+    }
+    pub fn keys(&self) -> &'static [KeyHint] {
+        self.component().keys()
+    }
+    pub fn title(&self) -> String {
+        self.component().title()
+    }
+    pub fn typing(&self) -> bool {
+        self.component().typing()
+    }
+    /// Whether this screen shows a secret, codes or account data that a kiosk must not leave on
+    /// screen for the next person.
+    pub fn sensitive(&self) -> bool {
+        match self {
+            Screen::Login(l) => !l.is_pristine(),
+            _ => true,
+        }
+    }
+}
+
+/// Where a navigation goes; the runtime-free constructors in [`Cx::open`] load what it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Accounts,
+    Settings(String),
+    Login,
+    Quit,
+}
+
+/// What happened.
+#[derive(Debug)]
+pub enum Msg {
+    Key(KeyEvent),
+    /// The service clock's time, sent about once a second and before the first draw.
+    Tick(UnixTime),
+    Done(Outcome),
+    Copied(Result<ClipboardUsed, String>),
+    ClipboardCleared(Result<ClipboardUsed, String>),
+    Exported {
+        path: PathBuf,
+        result: Result<(), ExportError>,
+    },
+}
+
+/// Why an export did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportError {
+    /// The file exists: never overwritten, the user picks another name.
+    Exists,
+    Other(String),
+}
+
+/// How the clipboard was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClipboardUsed {
+    /// The desktop clipboard through arboard.
+    System,
+    /// An OSC 52 escape sequence: the terminal (or the SSH client's) clipboard.
+    Osc52,
+}
+
+impl ClipboardUsed {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ClipboardUsed::System => "the system clipboard",
+            ClipboardUsed::Osc52 => "the terminal clipboard (OSC 52)",
+        }
+    }
+}
+
+/// A side effect for the runtime to carry out.
+#[derive(Debug)]
+pub enum Effect {
+    Call(Call),
+    Copy(Zeroizing<String>),
+    ClearClipboard,
+    Export {
+        path: PathBuf,
+        contents: Zeroizing<String>,
+    },
+    Quit,
+}
+
+/// A service call; its result comes back as [`Msg::Done`].
+#[derive(Debug)]
+pub enum Call {
+    ListAccounts,
+    CreateAccount {
+        name: String,
+        password: Zeroizing<String>,
+    },
+    BeginEnrollment {
+        name: String,
+        password: Zeroizing<String>,
+    },
+    ConfirmEnrollment {
+        name: String,
+        code: Zeroizing<String>,
+    },
+    /// What the login screen may know before the password: 2FA and throttle state.
+    ProbeLogin {
+        name: String,
+    },
+    Login {
+        name: String,
+        password: Zeroizing<String>,
+        factor: Option<Zeroizing<String>>,
+    },
+    Gate {
+        name: String,
+    },
+    LoadSettings {
+        name: String,
+    },
+    Regenerate {
+        name: String,
+        password: Zeroizing<String>,
+    },
+    DisableTwoFactor {
+        name: String,
+        password: Zeroizing<String>,
+        code: Zeroizing<String>,
+    },
+    Unlock {
+        name: String,
+    },
+    HasOperator,
+    SetOperator {
+        password: Zeroizing<String>,
+    },
+    CheckOperator {
+        password: Zeroizing<String>,
+    },
+}
+
+/// The result of a [`Call`].
+#[derive(Debug)]
+pub enum Outcome {
+    Accounts(Result<Vec<AccountSummary>, Error>),
+    Created {
+        name: String,
+        result: Result<(), Error>,
+    },
+    EnrollmentBegun(Result<Enrollment, Error>),
+    /// From confirming an enrollment or regenerating.
+    Issued(Result<IssuedCodes, Error>),
+    LoginProbed {
+        name: String,
+        two_factor: Option<bool>,
+        gate: Option<Gate>,
+    },
+    LoggedIn {
+        name: String,
+        result: Result<LoginSuccess, Error>,
+    },
+    Gate(Result<Gate, Error>),
+    Settings(Result<SettingsData, Error>),
+    Disabled(Result<(), Error>),
+    Unlocked {
+        name: String,
+        result: Result<(), Error>,
+    },
+    HasOperator(Result<bool, Error>),
+    OperatorSet(Result<(), Error>),
+    OperatorChecked(Result<(), Error>),
+}
+
+/// Everything the settings screen shows about one account.
+#[derive(Debug, Clone)]
+pub struct SettingsData {
+    pub summary: AccountSummary,
+    pub codes: CodeStatus,
+    pub audit: Vec<AuditEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusKind {
+    Info,
+    Error,
+}
+
+/// The status line: errors are shown here, never by leaving the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub text: String,
+    pub kind: StatusKind,
+}
+
+impl Status {
+    pub fn info(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            kind: StatusKind::Info,
+        }
+    }
+    pub fn error(text: impl std::fmt::Display) -> Self {
+        Self {
+            text: text.to_string(),
+            kind: StatusKind::Error,
+        }
+    }
+}
+
+/// What a copy left in the clipboard, to offer clearing it later. Only a digest of the text is
+/// kept, so the codes are not held in memory after their screen is gone.
+#[derive(Debug, Clone)]
+pub struct ClipboardNote {
+    pub used: ClipboardUsed,
+    pub at: UnixTime,
+    pub offered: bool,
+}
+
+/// Settings of the console itself.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    pub kiosk: bool,
+    pub idle_timeout: Duration,
+    pub theme: Theme,
+    /// Where exports are proposed (documents or home dir); decided by the runtime.
+    pub export_dir: PathBuf,
+    /// The service's TOTP settings, for the core's input parser and the prompts.
+    pub totp: TotpParams,
+}
+
+#[derive(Debug)]
+pub struct App {
+    pub screen: Screen,
+    pub status: Option<Status>,
+    pub help: bool,
+    pub now: UnixTime,
+    pub last_input: UnixTime,
+    pub options: AppOptions,
+    /// The operator password was given in this kiosk session (until the console idles out or
+    /// returns to the login).
+    pub operator: bool,
+    pub clipboard: Option<ClipboardNote>,
+    pub quitting: bool,
+}
+
+/// The context a screen's handlers work through: they queue effects and navigation here
+/// instead of reaching into the [`App`].
+#[derive(Debug)]
+pub struct Cx {
+    pub now: UnixTime,
+    pub options: AppOptions,
+    pub operator: bool,
+    pub effects: Vec<Effect>,
+    pub goto: Option<Screen>,
+    pub status: Option<Option<Status>>,
+    pub quit: bool,
+    pub grant_operator: bool,
+}
+
+impl Cx {
+    pub fn call(&mut self, call: Call) {
+        self.effects.push(Effect::Call(call));
+    }
+    pub fn info(&mut self, text: impl Into<String>) {
+        self.status = Some(Some(Status::info(text)));
+    }
+    pub fn error(&mut self, text: impl std::fmt::Display) {
+        self.status = Some(Some(Status::error(text)));
+    }
+    pub fn clear_status(&mut self) {
+        self.status = Some(None);
+    }
+    pub fn kiosk(&self) -> bool {
+        self.options.kiosk
+    }
+    /// Goes to `target` and loads what it shows. In kiosk mode the accounts list, settings and
+    /// quitting need the operator password first.
+    pub fn open(&mut self, target: Target) {
+        let needs_operator = self.options.kiosk && !self.operator && target != Target::Login;
+        if needs_operator {
+            self.goto = Some(Screen::Operator(Operator::unlock(target)));
+            return;
+        }
+        self.open_unchecked(target);
+    }
+    pub(crate) fn open_unchecked(&mut self, target: Target) {
+        match target {
+            Target::Accounts => {
+                self.goto = Some(Screen::Accounts(Accounts::new()));
+                self.call(Call::ListAccounts);
+            }
+            Target::Settings(name) => {
+                self.call(Call::LoadSettings { name: name.clone() });
+                self.goto = Some(Screen::Settings(Settings::new(name)));
+            }
+            Target::Login => self.goto = Some(Screen::Login(Login::new())),
+            Target::Quit => self.quit = true,
+        }
+    }
+}
+
+impl App {
+    /// The app and the effects to run before the first draw.
+    pub fn new(options: AppOptions, now: UnixTime) -> (Self, Vec<Effect>) {
+        let (screen, effects) = if options.kiosk {
+            // The login is shown at once; HasOperator may replace it with the first-start setup.
+            (
+                Screen::Login(Login::new()),
+                vec![Effect::Call(Call::HasOperator)],
+            )
+        } else {
+            (
+                Screen::Accounts(Accounts::new()),
+                vec![Effect::Call(Call::ListAccounts)],
+            )
+        };
+        let app = Self {
+            screen,
+            status: None,
+            help: false,
+            now,
+            last_input: now,
+            options,
+            operator: false,
+            clipboard: None,
+            quitting: false,
+        };
+        (app, effects)
+    }
+
+    fn cx(&self) -> Cx {
+        Cx {
+            now: self.now,
+            options: self.options.clone(),
+            operator: self.operator,
+            effects: Vec::new(),
+            goto: None,
+            status: None,
+            quit: false,
+            grant_operator: false,
+        }
+    }
+
+    /// Keys shown in the footer and help: the screen's, then the global ones.
+    pub fn clipboard_offer(&self) -> bool {
+        self.clipboard.as_ref().is_some_and(|c| c.offered)
+    }
+}
+
+/// Applies a message. The only place the state changes.
+pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    match msg {
+        Msg::Key(key) => {
+            app.last_input = app.now;
+            if let Some(e) = global_key(app, key) {
+                effects.extend(e);
+            } else {
+                effects.extend(screen_key(app, key));
+            }
+        }
+        Msg::Tick(now) => {
+            app.now = now;
+            effects.extend(tick(app));
+        }
+        Msg::Done(Outcome::HasOperator(Ok(false))) if app.options.kiosk => {
+            app.screen = Screen::Operator(Operator::first_start());
+        }
+        Msg::Done(outcome) => effects.extend(dispatch(app, |s, cx| s.on_outcome(outcome, cx))),
+        Msg::Copied(result) => match result {
+            Ok(used) => {
+                app.clipboard = Some(ClipboardNote {
+                    used,
+                    at: app.now,
+                    offered: false,
+                });
+                app.status = Some(Status::info(format!(
+                    "copied the codes to {}; you will be offered to clear it in {CLIPBOARD_OFFER_SECS} s",
+                    used.describe()
+                )));
+                effects.extend(dispatch(app, |s, cx| s.on_copied(cx)));
+            }
+            Err(e) => app.status = Some(Status::error(format!("could not copy: {e}"))),
+        },
+        Msg::ClipboardCleared(result) => {
+            app.clipboard = None;
+            app.status = Some(match result {
+                Ok(used) => Status::info(format!("cleared {}", used.describe())),
+                Err(e) => Status::error(format!("could not clear the clipboard: {e}")),
+            });
+        }
+        Msg::Exported { path, result } => {
+            effects.extend(dispatch(app, |s, cx| s.on_exported(path, result, cx)));
+        }
+    }
+    effects
+}
+
+fn global_key(app: &mut App, key: KeyEvent) -> Option<Vec<Effect>> {
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    if app.help {
+        // Any key closes the overlay; Ctrl-C still quits.
+        app.help = false;
+        if !(ctrl && key.code == KeyCode::Char('c')) {
+            return Some(vec![]);
+        }
+    }
+    let typing = app.screen.typing();
+    match key.code {
+        KeyCode::Char('c') if ctrl => Some(request_quit(app)),
+        KeyCode::Char('x') if ctrl && app.clipboard.is_some() => Some(vec![Effect::ClearClipboard]),
+        KeyCode::F(1) => {
+            app.help = true;
+            Some(vec![])
+        }
+        KeyCode::Char('?') if !typing => {
+            app.help = true;
+            Some(vec![])
+        }
+        KeyCode::Char('q') if !typing && !ctrl => Some(request_quit(app)),
+        _ => None,
+    }
+}
+
+fn request_quit(app: &mut App) -> Vec<Effect> {
+    match &mut app.screen {
+        Screen::Codes(codes) if codes.holds_codes() => {
+            codes.ask_leave(Target::Quit);
+            return vec![];
+        }
+        // No operator password exists yet to ask for.
+        Screen::Operator(op) if op.is_first_start() => {
+            app.quitting = true;
+            return vec![Effect::Quit];
+        }
+        _ => {}
+    }
+    let mut cx = app.cx();
+    cx.open(Target::Quit);
+    apply(app, cx)
+}
+
+fn screen_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    dispatch(app, |s, cx| s.on_key(key, cx))
+}
+
+fn tick(app: &mut App) -> Vec<Effect> {
+    let idle = i64::try_from(app.options.idle_timeout.as_secs()).unwrap_or(i64::MAX);
+    if app.options.kiosk && app.now.saturating_sub(app.last_input) >= idle && app.screen.sensitive()
+    {
+        // Dropping the old screen wipes whatever secret or codes it held.
+        app.screen = Screen::Login(Login::new());
+        app.operator = false;
+        app.help = false;
+        app.last_input = app.now;
+        app.status = Some(Status::info("the console was idle: the screen was cleared"));
+        return vec![];
+    }
+    let mut effects = Vec::new();
+    if let Some(note) = &mut app.clipboard
+        && !note.offered
+        && app.now.saturating_sub(note.at) >= CLIPBOARD_OFFER_SECS
+    {
+        note.offered = true;
+        app.status = Some(Status::info(format!(
+            "{} may still hold the codes: press Ctrl-X to clear it",
+            note.used.describe()
+        )));
+    }
+    effects.extend(dispatch(app, |s, cx| s.on_tick(cx)));
+    effects
+}
+
+/// Runs a screen handler with a fresh context and applies what it asked for.
+fn dispatch(app: &mut App, f: impl FnOnce(&mut dyn Component, &mut Cx)) -> Vec<Effect> {
+    let mut cx = app.cx();
+    let handler: &mut dyn Component = match &mut app.screen {
+        Screen::Accounts(s) => s,
+        Screen::NewAccount(s) => s,
+        Screen::Enroll(s) => s,
+        Screen::Codes(s) => s,
+        Screen::Login(s) => s,
+        Screen::Secure(s) => s,
+        Screen::Settings(s) => s,
+        Screen::Operator(s) => s,
+    };
+    f(handler, &mut cx);
+    let Cx {
+        effects,
+        goto,
+        status,
+        quit,
+        grant_operator,
+        ..
+    } = cx;
+    finish(app, effects, goto, status, quit, grant_operator)
+}
+
+fn apply(app: &mut App, cx: Cx) -> Vec<Effect> {
+    let Cx {
+        effects,
+        goto,
+        status,
+        quit,
+        grant_operator,
+        ..
+    } = cx;
+    finish(app, effects, goto, status, quit, grant_operator)
+}
+
+fn finish(
+    app: &mut App,
+    mut effects: Vec<Effect>,
+    goto: Option<Screen>,
+    status: Option<Option<Status>>,
+    quit: bool,
+    grant_operator: bool,
+) -> Vec<Effect> {
+    if grant_operator {
+        app.operator = true;
+    }
+    if let Some(status) = status {
+        app.status = status;
+    }
+    if let Some(screen) = goto {
+        if matches!(screen, Screen::Login(_)) {
+            // Back at the kiosk's public screen: the operator session ends.
+            app.operator = false;
+        }
+        app.screen = screen;
+    }
+    if quit {
+        app.quitting = true;
+        effects.push(Effect::Quit);
+    }
+    effects
+}
+
+/// What a screen draws with.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewCx {
+    pub theme: Theme,
+    pub now: UnixTime,
+    pub kiosk: bool,
+    pub totp: TotpParams,
+}
+
+/// The one trait every screen implements: its title, its keys in its current state (the footer
+/// shows as many as fit, the help overlay all of them plus [`crate::tui::keys::GLOBAL_KEYS`]),
+/// its drawing and its reactions. Handlers default to ignoring the message.
+pub trait Component {
+    fn title(&self) -> String;
+    fn keys(&self) -> &'static [KeyHint];
+    /// Whether a text field has focus, so printable keys (`q`, `?`) are typed, not obeyed.
+    fn typing(&self) -> bool {
+        false
+    }
+    fn draw(&self, frame: &mut ratatui::Frame<'_>, area: ratatui::layout::Rect, vx: &ViewCx);
+    fn on_key(&mut self, key: KeyEvent, cx: &mut Cx);
+    fn on_outcome(&mut self, _outcome: Outcome, _cx: &mut Cx) {}
+    fn on_tick(&mut self, _cx: &mut Cx) {}
+    fn on_copied(&mut self, _cx: &mut Cx) {}
+    fn on_exported(&mut self, _path: PathBuf, _result: Result<(), ExportError>, _cx: &mut Cx) {}
+}

@@ -1,0 +1,380 @@
+//! Backup codes, shown once: a numbered grid, copy (`c`), export (`e`), and the proof that they
+//! were kept by typing one back ("type code #7"). Owns the only copy of the codes in the UI and
+//! drops it (each [`BackupCode`] zeroizes itself) the moment the screen is left. Must never let
+//! the user leave without either the proof or an explicit "leave anyway", and never write the
+//! codes anywhere but through an [`Effect`].
+
+use std::path::{Path, PathBuf};
+
+use ratatui::Frame;
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Wrap};
+use zeroize::Zeroizing;
+
+use crate::core::backup_code::{BackupCode, FORMAT_HINT};
+use crate::core::service::IssuedCodes;
+use crate::tui::app::{Component, Cx, Effect, ExportError, Target, ViewCx};
+use crate::tui::keys::{KeyHint, hint};
+use crate::tui::widgets::{Field, field_line, format_date, format_time};
+
+#[derive(Debug)]
+pub enum Mode {
+    Browse,
+    Proof(Field),
+    Export(Field),
+    ConfirmLeave(Target),
+}
+
+#[derive(Debug)]
+pub struct Codes {
+    /// `None` once wiped.
+    issued: Option<IssuedCodes>,
+    /// "Step 4 of 4" when part of the enrollment wizard.
+    pub wizard_step: Option<usize>,
+    pub then: Target,
+    /// Zero-based index of the code to type back.
+    pub ask: usize,
+    pub mode: Mode,
+    pub copied: bool,
+    pub exported: Option<PathBuf>,
+}
+
+const BROWSE_KEYS: &[KeyHint] = &[
+    hint("Enter", "type one code back to finish"),
+    hint("c", "copy all"),
+    hint("e", "export to a file"),
+    hint("Esc", "leave"),
+];
+const PROOF_KEYS: &[KeyHint] = &[hint("Enter", "check"), hint("Esc", "back to the codes")];
+const EXPORT_KEYS: &[KeyHint] = &[
+    hint("Enter", "write the file"),
+    hint("Ctrl-U", "clear the path"),
+    hint("Esc", "cancel"),
+];
+const LEAVE_KEYS: &[KeyHint] = &[hint("y", "leave anyway"), hint("n/Esc", "stay")];
+
+impl Codes {
+    pub fn new(issued: IssuedCodes, wizard_step: Option<usize>, then: Target) -> Self {
+        let ask = pick_code(&issued.codes);
+        Self {
+            issued: Some(issued),
+            wizard_step,
+            then,
+            ask,
+            mode: Mode::Browse,
+            copied: false,
+            exported: None,
+        }
+    }
+
+    pub fn codes(&self) -> &[BackupCode] {
+        self.issued
+            .as_ref()
+            .map(|i| i.codes.as_slice())
+            .unwrap_or_default()
+    }
+
+    pub fn account(&self) -> &str {
+        self.issued
+            .as_ref()
+            .map(|i| i.account.as_str())
+            .unwrap_or_default()
+    }
+
+    /// Whether the codes are still held (not yet wiped).
+    pub fn holds_codes(&self) -> bool {
+        self.issued.is_some()
+    }
+
+    /// Asks before leaving for `target` (used for Esc, `q` and Ctrl-C alike).
+    pub fn ask_leave(&mut self, target: Target) {
+        self.mode = Mode::ConfirmLeave(target);
+    }
+
+    fn leave(&mut self, target: Target, cx: &mut Cx) {
+        // Dropping the codes zeroizes them; the next frame no longer draws them.
+        self.issued = None;
+        cx.open(target);
+    }
+}
+
+/// Which code to ask for: derived from the codes themselves, so it is reproducible in tests yet
+/// not a fixed position the user could learn to save alone.
+fn pick_code(codes: &[BackupCode]) -> usize {
+    if codes.is_empty() {
+        return 0;
+    }
+    let mix = codes
+        .iter()
+        .flat_map(|c| c.canonical().bytes())
+        .fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+    mix % codes.len()
+}
+
+/// The file name proposed for an export, with anything a file system might choke on replaced.
+pub fn export_file_name(account: &str) -> String {
+    let safe: String = account
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "sparekey-recovery-codes-{}.txt",
+        safe.trim_start_matches('.')
+    )
+}
+
+/// What an export file holds: who, when, the numbered codes with boxes to tick, and how to use
+/// and keep them.
+pub fn export_text(issued: &IssuedCodes) -> Zeroizing<String> {
+    let mut text = Zeroizing::new(String::with_capacity(512 + issued.codes.len() * 32));
+    text.push_str("sparekey recovery codes\n\n");
+    text.push_str(&format!("Issuer:  {}\n", issued.issuer));
+    text.push_str(&format!("Account: {}\n", issued.account));
+    text.push_str(&format!("Date:    {}\n\n", format_time(issued.issued_at)));
+    for (i, code) in issued.codes.iter().enumerate() {
+        text.push_str(&format!("{:>2}. [ ] ", i + 1));
+        text.push_str(&code.display());
+        text.push('\n');
+    }
+    text.push_str("\nEach code signs you in once when your authenticator is not at hand; tick its box when used.\n");
+    text.push_str("Keep this file offline and private (print it, or store it in a password manager), away from your phone.\n");
+    text.push_str("When few codes are left, sign in and generate a new set: the old codes then stop working.\n");
+    text
+}
+
+/// The codes as copied: one per line, numbered, so a paste into notes keeps the order.
+fn clipboard_text(codes: &[BackupCode]) -> Zeroizing<String> {
+    let mut text = Zeroizing::new(String::with_capacity(codes.len() * 32));
+    for (i, code) in codes.iter().enumerate() {
+        text.push_str(&format!("{:>2}. ", i + 1));
+        text.push_str(&code.display());
+        text.push('\n');
+    }
+    text
+}
+
+impl Component for Codes {
+    fn title(&self) -> String {
+        let step = self
+            .wizard_step
+            .map(|n| format!(" · Step {n} of {n}"))
+            .unwrap_or_default();
+        format!("Backup codes for '{}', shown once{step}", self.account())
+    }
+
+    fn keys(&self) -> &'static [KeyHint] {
+        match self.mode {
+            Mode::Browse => BROWSE_KEYS,
+            Mode::Proof(_) => PROOF_KEYS,
+            Mode::Export(_) => EXPORT_KEYS,
+            Mode::ConfirmLeave(_) => LEAVE_KEYS,
+        }
+    }
+
+    fn typing(&self) -> bool {
+        matches!(self.mode, Mode::Proof(_) | Mode::Export(_))
+    }
+
+    fn on_key(&mut self, key: KeyEvent, cx: &mut Cx) {
+        match &mut self.mode {
+            Mode::Browse => match key.code {
+                KeyCode::Enter => self.mode = Mode::Proof(Field::new()),
+                KeyCode::Char('c') => cx.effects.push(Effect::Copy(clipboard_text(self.codes()))),
+                KeyCode::Char('e') => {
+                    let path = cx.options.export_dir.join(export_file_name(self.account()));
+                    self.mode = Mode::Export(Field::with_text(&path.to_string_lossy()));
+                }
+                KeyCode::Esc => self.ask_leave(self.then.clone()),
+                _ => {}
+            },
+            Mode::Proof(field) => match key.code {
+                KeyCode::Esc => self.mode = Mode::Browse,
+                KeyCode::Enter => {
+                    let typed = field.take();
+                    let expected = self.codes().get(self.ask);
+                    match BackupCode::parse(&typed) {
+                        Ok(code) if Some(&code) == expected => {
+                            cx.info("well kept: the codes are now wiped from this screen");
+                            self.leave(self.then.clone(), cx);
+                        }
+                        Ok(_) => {
+                            cx.error(format!("that is not code #{}: look again", self.ask + 1))
+                        }
+                        Err(e) => cx.error(e),
+                    }
+                }
+                _ => {
+                    field.edit(&key);
+                }
+            },
+            Mode::Export(field) => match key.code {
+                KeyCode::Esc => self.mode = Mode::Browse,
+                KeyCode::Enter if !field.is_empty() => {
+                    let path = PathBuf::from(field.as_str());
+                    if let Some(issued) = &self.issued {
+                        cx.effects.push(Effect::Export {
+                            path,
+                            contents: export_text(issued),
+                        });
+                    }
+                }
+                _ => {
+                    field.edit(&key);
+                }
+            },
+            Mode::ConfirmLeave(target) => match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => {
+                    let target = target.clone();
+                    cx.info(
+                        "left without confirming: the codes are wiped and cannot be shown again",
+                    );
+                    self.leave(target, cx);
+                }
+                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => self.mode = Mode::Browse,
+                _ => {}
+            },
+        }
+    }
+
+    fn on_copied(&mut self, _cx: &mut Cx) {
+        self.copied = true;
+    }
+
+    fn on_exported(&mut self, path: PathBuf, result: Result<(), ExportError>, cx: &mut Cx) {
+        match result {
+            Ok(()) => {
+                cx.info(format!(
+                    "codes written to {} (readable by you only)",
+                    path.display()
+                ));
+                self.exported = Some(path);
+                self.mode = Mode::Browse;
+            }
+            Err(ExportError::Exists) => cx.error(format!(
+                "{} already exists and is never overwritten: choose another name",
+                path.display()
+            )),
+            Err(ExportError::Other(e)) => {
+                cx.error(format!("could not write {}: {e}", path.display()))
+            }
+        }
+    }
+
+    fn draw(&self, frame: &mut Frame<'_>, area: Rect, vx: &ViewCx) {
+        let t = &vx.theme;
+        let Some(issued) = &self.issued else {
+            frame.render_widget(
+                Paragraph::new("the codes were wiped").block(Block::bordered()),
+                area,
+            );
+            return;
+        };
+        let rows = issued.codes.len().div_ceil(2) as u16;
+        let [intro, grid, bottom] = Layout::vertical([
+            Constraint::Length(3),
+            Constraint::Length(rows + 2),
+            Constraint::Min(1),
+        ])
+        .areas(area);
+        let intro_lines = vec![
+            Line::styled(
+                "Each code signs in once when your authenticator is not at hand. Save them now:",
+                t.title(),
+            ),
+            Line::styled("they will never be shown again.", t.title()),
+            Line::styled(
+                format!(
+                    "{} · {} · issued {}",
+                    issued.issuer,
+                    issued.account,
+                    format_date(issued.issued_at)
+                ),
+                t.dim(),
+            ),
+        ];
+        frame.render_widget(Paragraph::new(intro_lines), intro);
+
+        // Two columns, numbered down then across, like the export file read in two halves.
+        let half = rows as usize;
+        let display: Vec<Zeroizing<String>> = issued.codes.iter().map(|c| c.display()).collect();
+        let mut lines = Vec::with_capacity(half);
+        for r in 0..half {
+            let mut spans = vec![
+                Span::styled(format!("  {:>2}. ", r + 1), t.dim()),
+                Span::styled(display[r].as_str(), t.key()),
+            ];
+            if let Some(right) = display.get(r + half) {
+                spans.push(Span::styled(
+                    format!("       {:>2}. ", r + half + 1),
+                    t.dim(),
+                ));
+                spans.push(Span::styled(right.as_str(), t.key()));
+            }
+            lines.push(Line::from(spans));
+        }
+        frame.render_widget(Paragraph::new(lines).block(Block::bordered()), grid);
+
+        let mut done = Vec::new();
+        if self.copied {
+            done.push("copied".to_string());
+        }
+        if let Some(p) = &self.exported {
+            done.push(format!("exported to {}", p.display()));
+        }
+        let mut bottom_lines = vec![];
+        if !done.is_empty() {
+            bottom_lines.push(Line::styled(format!("✓ {}", done.join(", ")), t.ok()));
+        }
+        match &self.mode {
+            Mode::Browse => bottom_lines.push(Line::raw(format!(
+                "When they are safe, press Enter and type code #{} back.",
+                self.ask + 1
+            ))),
+            Mode::Proof(field) => {
+                bottom_lines.push(Line::raw(format!(
+                    "Type code #{} ({FORMAT_HINT}, any case or spacing):",
+                    self.ask + 1
+                )));
+                bottom_lines.push(field_line(
+                    &format!("Code #{}", self.ask + 1),
+                    field,
+                    true,
+                    t,
+                ));
+            }
+            Mode::Export(field) => {
+                bottom_lines.push(Line::raw("Export to (a new file, readable by you only):"));
+                bottom_lines.push(Line::raw(format!("  {}_", field.as_str())));
+            }
+            Mode::ConfirmLeave(_) => bottom_lines.push(Line::styled(
+                "These codes will never be shown again: leave anyway? (y/n)",
+                t.error(),
+            )),
+        }
+        frame.render_widget(
+            Paragraph::new(bottom_lines).wrap(Wrap { trim: false }),
+            bottom,
+        );
+    }
+}
+
+/// The default export location's directory as the runtime proposes it.
+pub fn default_export_dir() -> PathBuf {
+    directories::UserDirs::new()
+        .map(|d| {
+            d.document_dir()
+                .unwrap_or_else(|| d.home_dir())
+                .to_path_buf()
+        })
+        .unwrap_or_else(|| Path::new(".").to_path_buf())
+}

@@ -1,0 +1,278 @@
+//! The enrollment wizard, steps 1 to 3 of 4 (step 4, the backup codes, is the codes screen):
+//! confirm the password, scan the QR code (or type the secret), enter a code to confirm. Owns
+//! the pending [`Enrollment`] while it is shown and drops it (zeroizing the secret) on leaving.
+//! Must never judge a code itself: wrong codes, clock drift and attempts left come from the
+//! core's error.
+
+use ratatui::Frame;
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+
+use crate::core::service::Enrollment;
+use crate::tui::app::{Call, Component, Cx, Outcome, Screen, Target, ViewCx};
+use crate::tui::keys::{KeyHint, hint};
+use crate::tui::screens::codes::Codes;
+use crate::tui::widgets::{Field, field_line, qr_lines, qr_size};
+
+#[derive(Debug)]
+pub enum Step {
+    Password(Field),
+    Scan(Enrollment),
+    Code { enrollment: Enrollment, code: Field },
+}
+
+#[derive(Debug)]
+pub struct Enroll {
+    pub account: String,
+    pub step: Step,
+    /// Where Esc and the end of the wizard lead.
+    pub back: Target,
+}
+
+/// Steps, for the "Step N of 4" indicator; the fourth is the codes screen.
+pub const STEPS: usize = 4;
+
+const PASSWORD_KEYS: &[KeyHint] = &[hint("Enter", "continue"), hint("Esc", "cancel")];
+const SCAN_KEYS: &[KeyHint] = &[hint("Enter", "I have added it"), hint("Esc", "cancel")];
+const CODE_KEYS: &[KeyHint] = &[hint("Enter", "confirm"), hint("Esc", "back to the QR code")];
+
+impl Enroll {
+    pub fn new(account: &str, back: Target) -> Self {
+        Self {
+            account: account.to_string(),
+            step: Step::Password(Field::masked()),
+            back,
+        }
+    }
+
+    pub fn step_number(&self) -> usize {
+        match self.step {
+            Step::Password(_) => 1,
+            Step::Scan(_) => 2,
+            Step::Code { .. } => 3,
+        }
+    }
+}
+
+impl Component for Enroll {
+    fn title(&self) -> String {
+        format!(
+            "Enroll an authenticator for '{}' · Step {} of {STEPS}",
+            self.account,
+            self.step_number()
+        )
+    }
+
+    fn keys(&self) -> &'static [KeyHint] {
+        match self.step {
+            Step::Password(_) => PASSWORD_KEYS,
+            Step::Scan(_) => SCAN_KEYS,
+            Step::Code { .. } => CODE_KEYS,
+        }
+    }
+
+    fn typing(&self) -> bool {
+        !matches!(self.step, Step::Scan(_))
+    }
+
+    fn on_key(&mut self, key: KeyEvent, cx: &mut Cx) {
+        if key.code == KeyCode::Esc {
+            if let Step::Code { .. } = self.step {
+                let old = std::mem::replace(&mut self.step, Step::Password(Field::masked()));
+                if let Step::Code { enrollment, .. } = old {
+                    self.step = Step::Scan(enrollment);
+                }
+            } else {
+                cx.open(self.back.clone());
+            }
+            return;
+        }
+        match &mut self.step {
+            Step::Password(field) => {
+                if key.code == KeyCode::Enter {
+                    let password = field.take();
+                    cx.call(Call::BeginEnrollment {
+                        name: self.account.clone(),
+                        password,
+                    });
+                } else {
+                    field.edit(&key);
+                }
+            }
+            Step::Scan(_) => {
+                if key.code == KeyCode::Enter {
+                    let old = std::mem::replace(&mut self.step, Step::Password(Field::masked()));
+                    if let Step::Scan(enrollment) = old {
+                        self.step = Step::Code {
+                            enrollment,
+                            code: Field::new(),
+                        };
+                    }
+                    cx.clear_status();
+                }
+            }
+            Step::Code { code, .. } => {
+                if key.code == KeyCode::Enter {
+                    let code = code.take();
+                    cx.call(Call::ConfirmEnrollment {
+                        name: self.account.clone(),
+                        code,
+                    });
+                } else {
+                    code.edit(&key);
+                }
+            }
+        }
+    }
+
+    fn on_outcome(&mut self, outcome: Outcome, cx: &mut Cx) {
+        match outcome {
+            Outcome::EnrollmentBegun(Ok(enrollment)) => {
+                cx.clear_status();
+                self.step = Step::Scan(enrollment);
+            }
+            Outcome::Issued(Ok(issued)) => {
+                cx.info("two-factor authentication is on: save these backup codes");
+                cx.goto = Some(Screen::Codes(Codes::new(
+                    issued,
+                    Some(STEPS),
+                    self.back.clone(),
+                )));
+            }
+            Outcome::EnrollmentBegun(Err(e)) | Outcome::Issued(Err(e)) => cx.error(e),
+            _ => {}
+        }
+    }
+
+    fn draw(&self, frame: &mut Frame<'_>, area: Rect, vx: &ViewCx) {
+        let t = &vx.theme;
+        let block = Block::default().borders(Borders::ALL);
+        match &self.step {
+            Step::Password(field) => {
+                let lines = vec![
+                    Line::raw(""),
+                    Line::raw(format!(
+                        "  Confirm the password of '{}' to start.",
+                        self.account
+                    )),
+                    Line::raw(""),
+                    field_line("Password", field, true, t),
+                    Line::raw(""),
+                    Line::styled(
+                        "  If the account already has an authenticator, it keeps working until the new one is confirmed.",
+                        t.dim(),
+                    ),
+                ];
+                frame.render_widget(
+                    Paragraph::new(lines)
+                        .wrap(Wrap { trim: false })
+                        .block(block),
+                    area,
+                );
+            }
+            Step::Scan(enrollment) => draw_scan(frame, area, enrollment, vx),
+            Step::Code { enrollment, code } => {
+                let lines = vec![
+                    Line::raw(""),
+                    Line::raw(format!(
+                        "  Enter the {}-digit code your authenticator now shows for {} ({}).",
+                        enrollment.params.digits, enrollment.issuer, enrollment.account
+                    )),
+                    Line::raw(""),
+                    field_line("Code", code, true, t),
+                    Line::raw(""),
+                    Line::styled(
+                        "  Esc goes back to the QR code if you need to scan it again.",
+                        t.dim(),
+                    ),
+                ];
+                frame.render_widget(
+                    Paragraph::new(lines)
+                        .wrap(Wrap { trim: false })
+                        .block(block),
+                    area,
+                );
+            }
+        }
+    }
+}
+
+/// Room for the text beside the QR code.
+const SIDE_TEXT_WIDTH: u16 = 30;
+
+fn draw_scan(frame: &mut Frame<'_>, area: Rect, e: &Enrollment, vx: &ViewCx) {
+    let t = &vx.theme;
+    let secret = e.secret.grouped_base32();
+    let details = vec![
+        Line::styled("Scan this QR code with your", t.title()),
+        Line::styled("authenticator app, or type:", t.title()),
+        Line::raw(""),
+        Line::raw("Secret"),
+        Line::styled(secret.as_str(), t.key()),
+        Line::raw(""),
+        Line::raw(format!("Issuer   {}", e.issuer)),
+        Line::raw(format!("Account  {}", e.account)),
+        Line::raw(format!("Type     time-based, {} digits", e.params.digits)),
+        Line::raw(format!(
+            "Period   {} s, {}",
+            e.params.period,
+            e.params.algorithm.name()
+        )),
+        Line::raw(""),
+        Line::raw("Then press Enter."),
+    ];
+    let fits = qr_size(&e.otpauth_uri)
+        .is_some_and(|(w, h)| w + SIDE_TEXT_WIDTH + 2 <= area.width && h <= area.height);
+    if fits && let Some(qr) = qr_lines(&e.otpauth_uri, t) {
+        let (w, _) = qr_size(&e.otpauth_uri).unwrap_or_default();
+        let [qr_area, _, text_area] = Layout::horizontal([
+            Constraint::Length(w),
+            Constraint::Length(2),
+            Constraint::Min(1),
+        ])
+        .areas(area);
+        frame.render_widget(Paragraph::new(qr), qr_area);
+        frame.render_widget(
+            Paragraph::new(details).wrap(Wrap { trim: false }),
+            text_area,
+        );
+        return;
+    }
+    let (need_w, need_h) = qr_size(&e.otpauth_uri)
+        .map(|(w, h)| (w + SIDE_TEXT_WIDTH + 2, h + 3))
+        .unwrap_or_default();
+    let lines = vec![
+        Line::styled(
+            format!(
+                "The terminal is too small for the QR code (need {need_w}x{need_h}): enlarge it, or add the account by hand."
+            ),
+            t.warn(),
+        ),
+        Line::raw(""),
+        Line::from(vec![
+            Span::raw("Secret   "),
+            Span::styled(secret.as_str(), t.key()),
+        ]),
+        Line::raw(format!(
+            "Issuer   {}    Account  {}    {} digits, {} s, {}",
+            e.issuer,
+            e.account,
+            e.params.digits,
+            e.params.period,
+            e.params.algorithm.name()
+        )),
+        Line::raw(""),
+        Line::raw("URI (for apps that accept a pasted link):"),
+        Line::raw(e.otpauth_uri.as_str()),
+        Line::raw(""),
+        Line::raw("Then press Enter."),
+    ];
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL)),
+        area,
+    );
+}

@@ -1,0 +1,293 @@
+//! Small building blocks shared by the screens: a text field whose buffer is wiped, the theme
+//! (colour or NO_COLOR), the QR code drawn with half blocks, and date formatting. Must never
+//! hold a typed secret in a buffer that is not zeroized, and never read the clock.
+
+use qrcode::{Color as QrColor, EcLevel, QrCode};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use zeroize::Zeroizing;
+
+use crate::core::clock::UnixTime;
+
+/// A one-line text input. The buffer is zeroized on every change of size and on drop, so a
+/// password does not linger in freed memory.
+#[derive(Debug, Default)]
+pub struct Field {
+    text: Zeroizing<String>,
+    pub masked: bool,
+}
+
+impl Field {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn masked() -> Self {
+        Self {
+            text: Zeroizing::default(),
+            masked: true,
+        }
+    }
+    pub fn with_text(text: &str) -> Self {
+        let mut f = Self::new();
+        f.set(text);
+        f
+    }
+    pub fn set(&mut self, text: &str) {
+        // Reserve first so the push never reallocates and leaves an unzeroized copy behind.
+        let mut buf = Zeroizing::new(String::with_capacity(text.len().max(64)));
+        buf.push_str(text);
+        self.text = buf;
+    }
+    pub fn push(&mut self, c: char) {
+        if self.text.len() + c.len_utf8() > self.text.capacity() {
+            let mut bigger =
+                Zeroizing::new(String::with_capacity((self.text.capacity() * 2).max(64)));
+            bigger.push_str(&self.text);
+            self.text = bigger;
+        }
+        self.text.push(c);
+    }
+    pub fn pop(&mut self) {
+        self.text.pop();
+    }
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+    /// Hands the content over and leaves the field empty.
+    pub fn take(&mut self) -> Zeroizing<String> {
+        std::mem::take(&mut self.text)
+    }
+    pub fn clear(&mut self) {
+        self.text = Zeroizing::default();
+    }
+    /// Applies an editing key; returns whether it was one.
+    pub fn edit(&mut self, key: &ratatui::crossterm::event::KeyEvent) -> bool {
+        use ratatui::crossterm::event::{KeyCode, KeyModifiers};
+        match key.code {
+            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.clear();
+                true
+            }
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.push(c);
+                true
+            }
+            KeyCode::Backspace => {
+                self.pop();
+                true
+            }
+            _ => false,
+        }
+    }
+    /// What the screen shows: dots for masked fields, never the length-revealing text itself
+    /// beyond the dot count.
+    pub fn shown(&self) -> String {
+        if self.masked {
+            "•".repeat(self.text.chars().count())
+        } else {
+            self.text.to_string()
+        }
+    }
+}
+
+/// Colours when allowed, otherwise bold and reverse only (<https://no-color.org>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Theme {
+    pub color: bool,
+}
+
+impl Theme {
+    /// NO_COLOR set to any non-empty value turns colour off.
+    pub fn from_env() -> Self {
+        Self {
+            color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        }
+    }
+    pub fn plain() -> Self {
+        Self { color: false }
+    }
+    pub fn title(&self) -> Style {
+        let s = Style::default().add_modifier(Modifier::BOLD);
+        if self.color { s.fg(Color::Cyan) } else { s }
+    }
+    pub fn error(&self) -> Style {
+        let s = Style::default().add_modifier(Modifier::BOLD);
+        if self.color { s.fg(Color::Red) } else { s }
+    }
+    pub fn warn(&self) -> Style {
+        let s = Style::default().add_modifier(Modifier::BOLD);
+        if self.color { s.fg(Color::Yellow) } else { s }
+    }
+    pub fn ok(&self) -> Style {
+        if self.color {
+            Style::default().fg(Color::Green)
+        } else {
+            Style::default()
+        }
+    }
+    pub fn dim(&self) -> Style {
+        if self.color {
+            Style::default().fg(Color::DarkGray)
+        } else {
+            Style::default()
+        }
+    }
+    pub fn key(&self) -> Style {
+        let s = Style::default().add_modifier(Modifier::BOLD);
+        if self.color { s.fg(Color::Cyan) } else { s }
+    }
+    pub fn selected(&self) -> Style {
+        Style::default().add_modifier(Modifier::REVERSED)
+    }
+    pub fn focus(&self) -> Style {
+        let s = Style::default().add_modifier(Modifier::BOLD);
+        if self.color {
+            s.fg(Color::Yellow)
+        } else {
+            s.add_modifier(Modifier::UNDERLINED)
+        }
+    }
+}
+
+/// A labelled input line: `label: [value_]`, with the cursor mark when focused.
+pub fn field_line(label: &str, field: &Field, focused: bool, theme: &Theme) -> Line<'static> {
+    let value = field.shown();
+    let cursor = if focused { "_" } else { "" };
+    let style = if focused {
+        theme.focus()
+    } else {
+        Style::default()
+    };
+    Line::from(vec![
+        Span::styled(format!("{label:>18}: "), style),
+        Span::raw(format!("{value}{cursor}")),
+    ])
+}
+
+/// Modules of quiet zone around the QR code (ISO/IEC 18004 asks for four).
+pub const QR_QUIET_ZONE: usize = 4;
+
+/// The QR code of `data` as terminal lines of half blocks, two module rows per line, with its
+/// quiet zone, or `None` if it cannot be encoded. Dark modules are drawn black on white when
+/// colour is allowed; without colour the light modules are drawn as blocks, which reads right
+/// on the usual dark terminal background.
+pub fn qr_lines(data: &str, theme: &Theme) -> Option<Vec<Line<'static>>> {
+    let code = QrCode::with_error_correction_level(data.as_bytes(), EcLevel::L).ok()?;
+    let width = code.width();
+    let colors = code.to_colors();
+    let side = width + 2 * QR_QUIET_ZONE;
+    let dark = |x: usize, y: usize| -> bool {
+        if x < QR_QUIET_ZONE
+            || y < QR_QUIET_ZONE
+            || x >= width + QR_QUIET_ZONE
+            || y >= width + QR_QUIET_ZONE
+        {
+            return false;
+        }
+        colors[(y - QR_QUIET_ZONE) * width + (x - QR_QUIET_ZONE)] == QrColor::Dark
+    };
+    let style = if theme.color {
+        Style::default().fg(Color::Black).bg(Color::White)
+    } else {
+        Style::default()
+    };
+    let mut lines = Vec::with_capacity(side.div_ceil(2));
+    for row in (0..side).step_by(2) {
+        let mut text = String::with_capacity(side * 3);
+        for x in 0..side {
+            let top = dark(x, row);
+            let bottom = row + 1 < side && dark(x, row + 1);
+            // With colour the glyph paints dark modules; without, it paints light ones.
+            let (a, b) = if theme.color {
+                (top, bottom)
+            } else {
+                (!top, row + 1 < side && !bottom)
+            };
+            text.push(match (a, b) {
+                (true, true) => '█',
+                (true, false) => '▀',
+                (false, true) => '▄',
+                (false, false) => ' ',
+            });
+        }
+        lines.push(Line::from(Span::styled(text, style)));
+    }
+    Some(lines)
+}
+
+/// Columns and rows the QR code of `data` needs.
+pub fn qr_size(data: &str) -> Option<(u16, u16)> {
+    let code = QrCode::with_error_correction_level(data.as_bytes(), EcLevel::L).ok()?;
+    let side = code.width() + 2 * QR_QUIET_ZONE;
+    Some((side as u16, side.div_ceil(2) as u16))
+}
+
+/// `2024-05-01 12:34 UTC`: UTC so that what the screen, the export file and the audit log say
+/// agree whatever the machine's time zone.
+pub fn format_time(t: UnixTime) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
+/// `2024-05-01`.
+pub fn format_date(t: UnixTime) -> String {
+    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_time(1_714_566_896), "2024-05-01 12:34 UTC");
+        assert_eq!(format_date(951_782_400), "2000-02-29");
+        assert_eq!(format_date(-86_400), "1969-12-31");
+    }
+
+    #[test]
+    fn fields_mask_and_wipe() {
+        let mut f = Field::masked();
+        for c in "hunter22".chars() {
+            f.push(c);
+        }
+        assert_eq!(f.shown(), "••••••••");
+        assert_eq!(f.take().as_str(), "hunter22");
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn qr_has_quiet_zone() {
+        let lines = qr_lines("otpauth://totp/x:y?secret=AAAA", &Theme { color: true }).unwrap();
+        let (w, h) = qr_size("otpauth://totp/x:y?secret=AAAA").unwrap();
+        assert_eq!(lines.len(), h as usize);
+        let first: String = lines[0].spans.iter().map(|s| s.content.as_ref()).collect();
+        assert_eq!(first.chars().count(), w as usize);
+        assert!(first.chars().all(|c| c == ' '), "the quiet zone is light");
+    }
+}

@@ -1,0 +1,536 @@
+//! State tests of the console: key events drive whole flows (enrollment, codes shown once,
+//! login with a backup code, secure-your-account, settings, kiosk) against an in-memory service,
+//! with no terminal. Each assertion fails if its feature breaks.
+
+mod tui_support;
+
+use ratatui::crossterm::event::KeyCode;
+use sparekey::core::audit::LoginMethod;
+use sparekey::core::throttle::Gate;
+use sparekey::tui::app::Screen;
+use sparekey::tui::screens::codes::Mode;
+use sparekey::tui::screens::enroll::Step as EnrollStep;
+use sparekey::tui::screens::login::Step as LoginStep;
+use tui_support::*;
+
+fn codes_screen(h: &H) -> &sparekey::tui::screens::codes::Codes {
+    match h.screen() {
+        Screen::Codes(c) => c,
+        other => panic!("expected the codes screen, got {other:?}"),
+    }
+}
+
+/// New account form to the codes screen, all by keys.
+fn enroll_by_keys(h: &mut H, name: &str) -> Vec<u8> {
+    h.typed("n");
+    assert!(matches!(h.screen(), Screen::NewAccount(_)));
+    h.typed(name);
+    h.press(KeyCode::Tab);
+    h.typed(PASSWORD);
+    h.press(KeyCode::Tab);
+    h.typed(PASSWORD);
+    h.enter();
+    assert!(
+        matches!(h.screen(), Screen::Enroll(_)),
+        "status: {}",
+        h.status()
+    );
+    h.typed(PASSWORD);
+    h.enter();
+    let secret = match h.screen() {
+        Screen::Enroll(e) => match &e.step {
+            EnrollStep::Scan(enrollment) => enrollment.secret.as_bytes().to_vec(),
+            other => panic!("expected the scan step, got {other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    h.enter();
+    assert!(matches!(h.screen(), Screen::Enroll(e) if e.step_number() == 3));
+    secret
+}
+
+#[test]
+fn enrollment_wizard_to_codes_once_and_proof() {
+    let mut h = H::new();
+    let secret = enroll_by_keys(&mut h, "alice");
+
+    // A wrong code is refused with the attempts left, and the wizard stays on step 3.
+    let right = h.totp(&secret);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    h.typed(wrong);
+    h.enter();
+    assert!(h.status().contains("wrong code"), "{}", h.status());
+    assert!(matches!(h.screen(), Screen::Enroll(e) if e.step_number() == 3));
+
+    h.typed(&right);
+    h.enter();
+    let codes = codes_screen(&h);
+    assert_eq!(codes.codes().len(), 10);
+    assert_eq!(codes.wizard_step, Some(4));
+    let ask = codes.ask;
+    let expected = codes.codes()[ask].display().to_string();
+    let other = codes.codes()[(ask + 1) % 10].display().to_string();
+    assert!(h.d.service.account_summary("alice").unwrap().two_factor);
+
+    // The proof: another code is refused, the asked one (typed in upper case, with spaces) passes.
+    h.enter();
+    h.typed(&other);
+    h.enter();
+    assert!(
+        h.status().contains(&format!("not code #{}", ask + 1)),
+        "{}",
+        h.status()
+    );
+    assert!(codes_screen(&h).holds_codes());
+    h.typed(&expected.to_uppercase().replace('-', " "));
+    h.enter();
+    assert!(
+        matches!(h.screen(), Screen::Settings(s) if s.account == "alice"),
+        "{:?}",
+        h.screen()
+    );
+    // The codes are gone from the screen: nothing drawn shows them.
+    let drawn = h.render(120, 40);
+    assert!(
+        !drawn.contains(&expected),
+        "a code is still drawn after leaving"
+    );
+}
+
+#[test]
+fn drifted_clock_is_explained() {
+    let mut h = H::new();
+    let secret = enroll_by_keys(&mut h, "alice");
+    // The code an authenticator 3 minutes ahead would show.
+    let ahead =
+        sparekey::core::totp::code_at(&secret, h.clock_now() + 180, Default::default()).unwrap();
+    h.typed(&ahead);
+    h.enter();
+    assert!(
+        h.status().contains("clock is about 3 minutes ahead"),
+        "{}",
+        h.status()
+    );
+}
+
+#[test]
+fn leaving_the_codes_asks_first_and_wipes() {
+    let mut h = H::new();
+    let secret = enroll_by_keys(&mut h, "alice");
+    h.typed(&h.totp(&secret));
+    h.enter();
+    // Esc, q and Ctrl-C all ask; "n" stays.
+    for leave in [KeyCode::Esc, KeyCode::Char('q')] {
+        h.press(leave);
+        assert!(matches!(codes_screen(&h).mode, Mode::ConfirmLeave(_)));
+        let drawn = h.render(80, 24);
+        assert!(drawn.contains("These codes will never be shown again: leave anyway? (y/n)"));
+        h.typed("n");
+        assert!(matches!(codes_screen(&h).mode, Mode::Browse));
+    }
+    h.ctrl('c');
+    assert!(
+        !h.d.app.quitting,
+        "Ctrl-C must not quit while codes are unsaved"
+    );
+    h.typed("y");
+    assert!(h.d.app.quitting, "confirmed Ctrl-C quits");
+}
+
+#[test]
+fn leave_anyway_goes_on_without_codes() {
+    let mut h = H::new();
+    let secret = enroll_by_keys(&mut h, "alice");
+    h.typed(&h.totp(&secret));
+    h.enter();
+    h.esc();
+    h.typed("y");
+    assert!(matches!(h.screen(), Screen::Settings(_)));
+    assert!(h.status().contains("wiped"));
+}
+
+#[test]
+fn copy_then_offer_to_clear_after_a_minute() {
+    let mut h = H::new();
+    let secret = enroll_by_keys(&mut h, "alice");
+    h.typed(&h.totp(&secret));
+    h.enter();
+    let first = codes_screen(&h).codes()[0].display().to_string();
+    h.typed("c");
+    let copied = h.d.platform.clipboard.as_ref().expect("copied").to_string();
+    assert!(copied.contains(&first) && copied.lines().count() == 10);
+    assert!(
+        h.status().contains("the system clipboard"),
+        "{}",
+        h.status()
+    );
+    h.advance(59);
+    assert!(!h.status().contains("Ctrl-X"));
+    h.advance(1);
+    assert!(
+        h.status().contains("press Ctrl-X to clear it"),
+        "{}",
+        h.status()
+    );
+    h.ctrl('x');
+    assert!(h.d.platform.clipboard.is_none());
+    assert!(h.status().contains("cleared"));
+}
+
+#[test]
+fn osc52_is_reported_when_used() {
+    let mut h = H::new();
+    h.d.platform.osc52_only = true;
+    let secret = enroll_by_keys(&mut h, "alice");
+    h.typed(&h.totp(&secret));
+    h.enter();
+    h.typed("c");
+    assert!(h.status().contains("OSC 52"), "{}", h.status());
+}
+
+#[test]
+fn export_writes_a_new_file_and_never_overwrites() {
+    let mut h = H::new();
+    let secret = enroll_by_keys(&mut h, "alice");
+    h.typed(&h.totp(&secret));
+    h.enter();
+    let third = codes_screen(&h).codes()[2].display().to_string();
+    h.typed("e");
+    h.enter();
+    let (path, text) = &h.d.platform.files[0];
+    assert_eq!(
+        path.to_str().unwrap(),
+        "/home/ada/Documents/sparekey-recovery-codes-alice.txt"
+    );
+    assert!(
+        text.contains(&format!(" 3. [ ] {third}")),
+        "{}",
+        text.as_str()
+    );
+    assert!(text.contains("Issuer:  sparekey") && text.contains("Account: alice"));
+    assert!(text.contains("Date:    2024-05-01 12:34 UTC"));
+    assert!(
+        h.status()
+            .contains("codes written to /home/ada/Documents/sparekey-recovery-codes-alice.txt")
+    );
+
+    // Same name again: refused, the prompt stays open for another name.
+    h.typed("e");
+    h.enter();
+    assert!(h.status().contains("already exists"), "{}", h.status());
+    assert!(matches!(codes_screen(&h).mode, Mode::Export(_)));
+    h.press(KeyCode::Backspace);
+    h.press(KeyCode::Backspace);
+    h.press(KeyCode::Backspace);
+    h.press(KeyCode::Backspace);
+    h.typed("-2.txt");
+    h.enter();
+    assert_eq!(h.d.platform.files.len(), 2);
+    assert!(
+        h.d.platform.files[1]
+            .0
+            .ends_with("sparekey-recovery-codes-alice-2.txt")
+    );
+}
+
+/// Logs in by keys up to the second-factor prompt.
+fn to_second_factor(h: &mut H, name: &str) {
+    h.typed("l");
+    assert!(matches!(h.screen(), Screen::Login(_)));
+    // "l" from the list prefills the selected account; start from a clean name instead.
+    if let Screen::Login(l) = h.screen()
+        && l.step == LoginStep::Password
+    {
+        h.esc();
+    }
+    h.ctrl('u');
+    h.typed(name);
+    h.enter();
+    h.typed(PASSWORD);
+    h.enter();
+}
+
+#[test]
+fn login_with_a_backup_code_then_secure_the_account() {
+    let mut codes = None;
+    let mut h = H::with(false, |s, c| codes = Some(enroll(s, c, "alice").1));
+    let codes = codes.unwrap();
+    to_second_factor(&mut h, "alice");
+    assert!(matches!(h.screen(), Screen::Login(l) if l.step == LoginStep::Totp));
+    assert!(
+        h.render(80, 24)
+            .contains("Lost your device? Press b to use a backup code")
+    );
+    h.typed("b");
+    assert!(matches!(h.screen(), Screen::Login(l) if l.step == LoginStep::Backup));
+
+    // A typo (last character changed) is flagged live and on Enter, and costs no attempt.
+    let good = codes.codes[4].display().to_string();
+    let mut typo = good.clone();
+    let last = typo.pop().unwrap();
+    typo.push(if last == 'a' { 'b' } else { 'a' });
+    h.typed(&typo);
+    assert!(h.render(80, 24).contains("check for typos"));
+    h.enter();
+    assert!(h.status().contains("no attempt was used"), "{}", h.status());
+    assert_eq!(
+        h.d.service
+            .account_summary("alice")
+            .unwrap()
+            .consecutive_failures,
+        0
+    );
+
+    h.ctrl('u');
+    h.typed(&good.to_uppercase());
+    h.enter();
+    let Screen::Secure(secure) = h.screen() else {
+        panic!("{:?} {}", h.screen(), h.status())
+    };
+    assert_eq!(secure.success.method, LoginMethod::BackupCode);
+    assert_eq!(secure.success.remaining_codes, 9);
+    let drawn = h.render(80, 24);
+    assert!(drawn.contains("You signed in with a backup code. 9 of 10 codes remain."));
+    assert!(!drawn.contains("generate a new set"), "9 codes are not low");
+
+    // r re-enrolls.
+    h.typed("r");
+    assert!(matches!(h.screen(), Screen::Enroll(e) if e.account == "alice"));
+}
+
+#[test]
+fn low_codes_offer_regeneration_after_a_backup_login() {
+    let mut codes = None;
+    let mut h = H::with(false, |s, c| {
+        let issued = enroll(s, c, "alice").1;
+        for code in &issued.codes[..7] {
+            s.login("alice", PASSWORD, Some(code.canonical())).unwrap();
+        }
+        codes = Some(issued);
+    });
+    let codes = codes.unwrap();
+    to_second_factor(&mut h, "alice");
+    h.typed("b");
+    h.typed(&codes.codes[8].display());
+    h.enter();
+    let Screen::Secure(secure) = h.screen() else {
+        panic!("{}", h.status())
+    };
+    assert!(secure.success.low_on_codes());
+    assert!(h.render(80, 24).contains("Only 2 backup codes left"));
+    h.typed("g");
+    h.typed("not the password");
+    h.enter();
+    assert!(h.status().contains("wrong password"), "{}", h.status());
+    // The prompt stays open for another try.
+    h.typed(PASSWORD);
+    h.enter();
+    let c = codes_screen(&h);
+    assert_eq!(c.codes().len(), 10);
+    assert_eq!(c.wizard_step, None);
+    // The old set is gone.
+    assert_eq!(h.d.service.code_status("alice").unwrap().remaining, 10);
+}
+
+#[test]
+fn throttling_shows_a_live_countdown_and_locking_says_so() {
+    let mut h = H::with(false, |s, c| {
+        enroll(s, c, "alice");
+        fail_logins(s, c, "alice", 5);
+    });
+    to_second_factor(&mut h, "alice");
+    let Screen::Login(l) = h.screen() else {
+        panic!()
+    };
+    assert_eq!(l.gate, Some(Gate::Delayed { seconds_left: 30 }));
+    assert!(h.render(80, 24).contains("next attempt allowed in 30 s"));
+    h.advance(12);
+    assert!(h.render(80, 24).contains("next attempt allowed in 18 s"));
+    h.advance(18);
+    let Screen::Login(l) = h.screen() else {
+        panic!()
+    };
+    assert_eq!(l.gate, None);
+    assert!(h.status().contains("try again now"));
+
+    let mut h = H::with(false, |s, c| {
+        enroll(s, c, "bob");
+        fail_logins(s, c, "bob", 20);
+    });
+    to_second_factor(&mut h, "bob");
+    assert!(h.render(80, 24).contains("an operator must unlock it"));
+}
+
+#[test]
+fn settings_show_slots_audit_and_disable() {
+    let mut secret = vec![];
+    let mut h = H::with(false, |s, c| {
+        let (sec, issued) = enroll(s, c, "alice");
+        c.advance(60);
+        s.login("alice", PASSWORD, Some(issued.codes[1].canonical()))
+            .unwrap();
+        secret = sec;
+    });
+    h.enter();
+    let Screen::Settings(s) = h.screen() else {
+        panic!("{:?}", h.screen())
+    };
+    assert_eq!(s.account, "alice");
+    let drawn = h.render(80, 24);
+    assert!(drawn.contains("9 of 10 unused"), "{drawn}");
+    assert!(drawn.contains("#2  used 2024-05-01 12:35 UTC"), "{drawn}");
+    h.typed("a");
+    assert!(h.render(120, 40).contains("login with backup code"));
+
+    h.typed("d");
+    h.typed(PASSWORD);
+    h.enter();
+    h.typed(&h.totp(&secret));
+    h.enter();
+    assert!(
+        h.status().contains("two-factor authentication is off"),
+        "{}",
+        h.status()
+    );
+    assert!(!h.d.service.account_summary("alice").unwrap().two_factor);
+}
+
+#[test]
+fn accounts_filter_and_quit() {
+    let mut h = H::with(false, |s, c| {
+        enroll(s, c, "alice");
+        s.create_account("bob", PASSWORD).unwrap();
+        s.create_account("alfred", PASSWORD).unwrap();
+    });
+    h.typed("/al");
+    let Screen::Accounts(a) = h.screen() else {
+        panic!()
+    };
+    assert_eq!(
+        a.visible()
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>(),
+        ["alfred", "alice"]
+    );
+    // While filtering, q is typed, not obeyed.
+    h.typed("q");
+    assert!(!h.d.app.quitting);
+    h.esc();
+    h.typed("q");
+    assert!(h.d.app.quitting);
+}
+
+#[test]
+fn help_overlay_lists_the_footer_keys() {
+    let mut h = H::new();
+    h.typed("?");
+    assert!(h.d.app.help);
+    let drawn = h.render(80, 24);
+    for key in ["new account", "filter", "simulated login", "quit"] {
+        assert!(drawn.contains(key), "{key} missing from help");
+    }
+    h.typed("x");
+    assert!(!h.d.app.help);
+}
+
+#[test]
+fn kiosk_first_start_operator_gate_and_idle() {
+    let mut h = H::with(true, |s, c| {
+        enroll(s, c, "alice");
+    });
+    assert!(matches!(h.screen(), Screen::Operator(o) if o.is_first_start()));
+    h.typed("operator-pass");
+    h.enter();
+    h.typed("operator-pass");
+    h.enter();
+    assert!(matches!(h.screen(), Screen::Login(_)), "{}", h.status());
+    assert!(h.d.service.has_operator_password().unwrap());
+
+    // Leaving the login needs the operator password.
+    h.esc();
+    assert!(matches!(h.screen(), Screen::Operator(o) if !o.is_first_start()));
+    h.typed("wrong operator");
+    h.enter();
+    assert!(h.status().contains("wrong password"));
+    h.typed("operator-pass");
+    h.enter();
+    assert!(matches!(h.screen(), Screen::Accounts(_)));
+
+    // Idle for the timeout: back to a clean login.
+    h.advance(59);
+    assert!(matches!(h.screen(), Screen::Accounts(_)));
+    h.advance(1);
+    assert!(matches!(h.screen(), Screen::Login(l) if l.is_pristine()));
+    assert!(!h.d.app.operator);
+
+    // Quitting a kiosk needs the operator too.
+    h.ctrl('c');
+    assert!(!h.d.app.quitting);
+    assert!(matches!(h.screen(), Screen::Operator(_)));
+    h.typed("operator-pass");
+    h.enter();
+    assert!(h.d.app.quitting);
+}
+
+#[test]
+fn kiosk_idle_wipes_codes_on_screen() {
+    let mut h = H::with(true, |s, _| {
+        s.set_operator_password("operator-pass").unwrap();
+        s.create_account("alice", PASSWORD).unwrap();
+    });
+    // Sign in with the password only, then enroll from the signed-in screen.
+    h.typed("alice");
+    h.enter();
+    h.typed(PASSWORD);
+    h.enter();
+    assert!(matches!(h.screen(), Screen::Secure(_)), "{}", h.status());
+    h.typed("r");
+    h.typed(PASSWORD);
+    h.enter();
+    let Screen::Enroll(e) = h.screen() else {
+        panic!()
+    };
+    let EnrollStep::Scan(en) = &e.step else {
+        panic!()
+    };
+    let secret = en.secret.as_bytes().to_vec();
+    h.enter();
+    h.typed(&h.totp(&secret));
+    h.enter();
+    let code = codes_screen(&h).codes()[0].display().to_string();
+    h.advance(60);
+    assert!(matches!(h.screen(), Screen::Login(_)));
+    assert!(!h.render(80, 24).contains(&code));
+}
+
+#[test]
+fn new_account_errors_stay_on_the_form_and_wipe_passwords() {
+    let mut h = H::new();
+    h.typed("n");
+    h.typed("zoe");
+    h.press(KeyCode::Tab);
+    h.typed("short");
+    h.press(KeyCode::Tab);
+    h.typed("shorter");
+    h.enter();
+    assert!(h.status().contains("differ"));
+    let Screen::NewAccount(f) = h.screen() else {
+        panic!()
+    };
+    assert!(f.password.is_empty() && f.confirm.is_empty());
+    h.typed("short");
+    h.press(KeyCode::Tab);
+    h.typed("short");
+    h.enter();
+    assert!(
+        h.status().contains("at least 8 characters"),
+        "{}",
+        h.status()
+    );
+    assert!(matches!(h.screen(), Screen::NewAccount(_)));
+}

@@ -1,0 +1,140 @@
+//! Shared helpers of the TUI tests: a console driven by key events on an in-memory service with a
+//! manual clock and seeded randomness, and rendering to ratatui's TestBackend. Nothing here
+//! touches a terminal, the clipboard or the disk.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use sparekey::app::open_in_memory;
+use sparekey::core::clock::ManualClock;
+use sparekey::core::entropy::SeededEntropy;
+use sparekey::core::password::HashParams;
+use sparekey::core::service::{Config, IssuedCodes, Service};
+use sparekey::core::totp::{TotpParams, code_at};
+use sparekey::tui::app::{AppOptions, Screen};
+use sparekey::tui::runtime::{Driver, RecordingPlatform};
+use sparekey::tui::ui::view;
+use sparekey::tui::widgets::Theme;
+
+/// 2024-05-01 12:34:50 UTC, 10 s into a TOTP step.
+pub const T0: i64 = 1_714_566_890;
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct H {
+    pub d: Driver<RecordingPlatform>,
+    pub clock: Arc<ManualClock>,
+}
+
+pub fn service(clock: Arc<ManualClock>) -> Service {
+    open_in_memory(
+        Config {
+            hash_params: HashParams::TEST_ONLY,
+            ..Default::default()
+        },
+        clock,
+        Box::new(SeededEntropy::new(7)),
+    )
+}
+
+pub fn options(kiosk: bool) -> AppOptions {
+    AppOptions {
+        kiosk,
+        idle_timeout: Duration::from_secs(60),
+        theme: Theme::plain(),
+        export_dir: PathBuf::from("/home/ada/Documents"),
+        totp: TotpParams::default(),
+    }
+}
+
+impl H {
+    /// A console over a service prepared by `setup` (called before the app starts, like an
+    /// existing store).
+    pub fn with(kiosk: bool, setup: impl FnOnce(&Service, &ManualClock)) -> Self {
+        let clock = Arc::new(ManualClock::new(T0));
+        let service = service(clock.clone());
+        setup(&service, &clock);
+        let d = Driver::new(service, RecordingPlatform::default(), options(kiosk));
+        Self { d, clock }
+    }
+
+    pub fn new() -> Self {
+        Self::with(false, |_, _| {})
+    }
+
+    pub fn press(&mut self, code: KeyCode) {
+        self.d.key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+    pub fn enter(&mut self) {
+        self.press(KeyCode::Enter);
+    }
+    pub fn esc(&mut self) {
+        self.press(KeyCode::Esc);
+    }
+    pub fn ctrl(&mut self, c: char) {
+        self.d
+            .key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
+    }
+    pub fn typed(&mut self, text: &str) {
+        for c in text.chars() {
+            self.press(KeyCode::Char(c));
+        }
+    }
+    /// Moves the service clock and lets the app see it.
+    pub fn advance(&mut self, secs: i64) {
+        self.clock.advance(secs);
+        self.d.tick();
+    }
+
+    pub fn screen(&self) -> &Screen {
+        &self.d.app.screen
+    }
+    pub fn status(&self) -> String {
+        self.d
+            .app
+            .status
+            .as_ref()
+            .map(|s| s.text.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn render(&self, w: u16, h: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        terminal.draw(|f| view(&self.d.app, f)).unwrap();
+        terminal.backend().to_string()
+    }
+
+    /// The current TOTP code of an account enrolled by [`enroll`].
+    pub fn totp(&self, secret: &[u8]) -> String {
+        code_at(secret, self.clock_now(), TotpParams::default()).unwrap()
+    }
+    pub fn clock_now(&self) -> i64 {
+        use sparekey::core::clock::Clock;
+        self.clock.now()
+    }
+}
+
+/// Creates and enrolls `name` through the service; returns the TOTP secret and the codes.
+pub fn enroll(service: &Service, clock: &ManualClock, name: &str) -> (Vec<u8>, IssuedCodes) {
+    use sparekey::core::clock::Clock;
+    service.create_account(name, PASSWORD).unwrap();
+    let e = service.begin_enrollment(name, Some(PASSWORD)).unwrap();
+    let secret = e.secret.as_bytes().to_vec();
+    let code = code_at(&secret, clock.now(), e.params).unwrap();
+    let issued = service.confirm_enrollment(name, &code).unwrap();
+    (secret, issued)
+}
+
+/// Fails `n` logins of `name` with a wrong password, moving the clock past each delay.
+pub fn fail_logins(service: &Service, clock: &ManualClock, name: &str, n: u32) {
+    for _ in 0..n {
+        if let Ok(sparekey::core::throttle::Gate::Delayed { seconds_left }) = service.gate(name) {
+            clock.advance(seconds_left);
+        }
+        let _ = service.login(name, "wrong password!", Some("000000"));
+    }
+}
