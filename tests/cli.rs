@@ -644,7 +644,13 @@ fn created_files_are_private() {
             path.display()
         );
     }
-    // The console has no JSON mode: refused before anything opens.
+    // The console has no JSON mode, and needs a terminal: refused before anything opens.
     let tui = env.run(&["--json"], "").fails(2);
     assert_eq!(tui.json()["kind"], "invalid");
+    let piped = env.run(&["tui", "--kiosk"], "").fails(2);
+    assert!(
+        piped.stderr.contains("needs a terminal"),
+        "{}",
+        piped.stderr
+    );
 }

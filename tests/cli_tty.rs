@@ -171,3 +171,20 @@ fn enroll_asks_for_the_code_on_a_terminal() {
     assert!(screen.contains("New backup codes for bob"), "{screen}");
     assert!(screen.contains(" 10. "), "{screen}");
 }
+
+#[test]
+fn the_bare_command_opens_the_console_and_q_quits() {
+    let dir = TempDir::new().unwrap();
+    let mut s = Session::start(&dir, &[]);
+    // The console takes the alternate screen, then draws.
+    s.expect("\x1b[?1049h", 1);
+    std::thread::sleep(Duration::from_millis(300));
+    s.writer.write_all(b"q").unwrap();
+    s.writer.flush().unwrap();
+    let (code, screen) = s.finish();
+    assert_eq!(code, 0, "{screen}");
+    // The terminal is given back.
+    assert!(screen.contains("\x1b[?1049l"), "{screen}");
+    // It opened (created) the store.
+    assert!(dir.path().join("data").join("store").exists());
+}

@@ -84,6 +84,11 @@ pub struct TuiArgs {
     /// Kiosk mode: a shared terminal; leaving needs the operator password
     #[arg(long)]
     pub kiosk: bool,
+
+    /// Kiosk: seconds without a key before the screen is cleared back to the login
+    /// [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_timeout: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

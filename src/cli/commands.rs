@@ -91,15 +91,33 @@ fn open(global: &GlobalArgs) -> Result<Service, Error> {
 
 // ----- console -------------------------------------------------------------------------------
 
-fn tui(global: &GlobalArgs, out: Output, _args: &TuiArgs) -> Outcome {
+fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
     if out.is_json() {
         return Err(Error::Invalid(
             "the console is interactive: --json applies to the other commands".into(),
         )
         .into());
     }
-    let _service = open(global)?;
-    out.line("The sparekey console is not built yet: see `sparekey --help` for the commands.")?;
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        return Err(Error::Invalid(
+            "the console needs a terminal: for scripts use the commands (sparekey --help)".into(),
+        )
+        .into());
+    }
+    let service = open(global)?;
+    let defaults = crate::tui::TuiOptions::default();
+    let options = crate::tui::TuiOptions {
+        kiosk: args.kiosk,
+        idle_timeout: args
+            .idle_timeout
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(defaults.idle_timeout),
+    };
+    crate::tui::run(service, options).map_err(|e| {
+        Error::Store(StoreError::Io(format!(
+            "the console stopped on a terminal error: {e}"
+        )))
+    })?;
     Ok(())
 }
 
