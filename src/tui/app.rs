@@ -327,6 +327,7 @@ impl Cx {
     pub fn open(&mut self, target: Target) {
         let needs_operator = self.options.kiosk && !self.operator && target != Target::Login;
         if needs_operator {
+            self.clear_status();
             self.goto = Some(Screen::Operator(Operator::unlock(target)));
             return;
         }

@@ -16,9 +16,12 @@ pub const fn hint(key: &'static str, action: &'static str) -> KeyHint {
     KeyHint { key, action }
 }
 
+/// Always shown last in the footer, whatever else fits.
+pub const HELP_KEY: KeyHint = hint("?/F1", "all keys");
+
 /// Keys every screen obeys.
 pub const GLOBAL_KEYS: &[KeyHint] = &[
-    hint("?/F1", "help"),
+    HELP_KEY,
     hint("Esc", "back"),
     hint("q", "quit (when not typing)"),
     hint("Ctrl-C", "quit"),

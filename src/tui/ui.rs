@@ -6,10 +6,11 @@
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph};
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
 use crate::tui::app::{App, StatusKind, ViewCx};
-use crate::tui::keys::{CLEAR_CLIPBOARD, GLOBAL_KEYS, KeyHint};
+use crate::tui::keys::{CLEAR_CLIPBOARD, GLOBAL_KEYS, HELP_KEY, KeyHint};
+use crate::tui::widgets::margin;
 
 /// The smallest terminal the layout is made for (a default SSH session).
 pub const MIN_WIDTH: u16 = 80;
@@ -32,10 +33,21 @@ pub fn view(app: &App, frame: &mut Frame<'_>) {
         frame.render_widget(Paragraph::new(lines).alignment(Alignment::Center), middle);
         return;
     }
+    // A long message (a drift explanation, a path) gets a second line rather than being cut.
+    let status_text = app
+        .status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default();
+    let status_height = if Line::raw(status_text.as_str()).width() + 2 > area.width as usize {
+        2
+    } else {
+        1
+    };
     let [title, body, status, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(1),
-        Constraint::Length(1),
+        Constraint::Length(status_height),
         Constraint::Length(1),
     ])
     .areas(area);
@@ -66,7 +78,9 @@ pub fn view(app: &App, frame: &mut Frame<'_>) {
             theme.ok()
         };
         frame.render_widget(
-            Paragraph::new(Line::styled(format!(" {}", s.text), style)),
+            Paragraph::new(Line::styled(status_text, style))
+                .wrap(Wrap { trim: false })
+                .block(margin()),
             status,
         );
     }
@@ -89,26 +103,39 @@ pub fn all_keys(app: &App) -> Vec<KeyHint> {
         keys.push(CLEAR_CLIPBOARD);
     }
     for g in GLOBAL_KEYS {
-        // A screen's own meaning of a key (Esc: "cancel") replaces the generic one.
-        if !keys.iter().any(|k| k.key == g.key) {
+        // While a field has focus, q is typed, so it is not offered.
+        if app.screen.typing() && g.key == "q" {
+            continue;
+        }
+        // A screen's own meaning of a key (Esc: "cancel", "n/Esc": "stay") replaces the generic one.
+        let taken = |k: &KeyHint| k.key.split('/').any(|a| g.key.split('/').any(|b| a == b));
+        if !keys.iter().any(taken) {
             keys.push(*g);
         }
     }
     keys
 }
 
+/// As many keys as fit, always ending with the way to the full list.
 fn footer_line(keys: &[KeyHint], width: u16, vx: &ViewCx) -> Line<'static> {
+    let help = keys
+        .iter()
+        .find(|k| k.key == HELP_KEY.key)
+        .copied()
+        .unwrap_or(HELP_KEY);
+    let cost = |k: &KeyHint| k.key.chars().count() + k.action.chars().count() + 3;
     let mut spans = vec![Span::raw(" ")];
-    let mut used = 1usize;
-    for k in keys {
-        let len = k.key.chars().count() + k.action.chars().count() + 3;
-        if used + len > width as usize {
+    let mut used = 1 + cost(&help);
+    for k in keys.iter().filter(|k| k.key != help.key) {
+        if used + cost(k) > width as usize {
             break;
         }
         spans.push(Span::styled(k.key, vx.theme.key()));
         spans.push(Span::raw(format!(" {}  ", k.action)));
-        used += len;
+        used += cost(k);
     }
+    spans.push(Span::styled(help.key, vx.theme.key()));
+    spans.push(Span::raw(format!(" {}", help.action)));
     Line::from(spans)
 }
 

@@ -5,6 +5,7 @@
 use qrcode::{Color as QrColor, EcLevel, QrCode};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Padding};
 use zeroize::Zeroizing;
 
 use crate::core::clock::UnixTime;
@@ -162,7 +163,7 @@ pub fn field_line(label: &str, field: &Field, focused: bool, theme: &Theme) -> L
         Style::default()
     };
     Line::from(vec![
-        Span::styled(format!("{label:>18}: "), style),
+        Span::styled(format!("{label:>17}: "), style),
         Span::raw(format!("{value}{cursor}")),
     ])
 }
@@ -256,6 +257,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// The bordered box every screen body sits in, with a column of air inside the border.
+pub fn panel() -> Block<'static> {
+    Block::bordered().padding(Padding::horizontal(1))
+}
+
+/// The same air as [`panel`], without the border.
+pub fn margin() -> Block<'static> {
+    Block::new().padding(Padding::horizontal(1))
 }
 
 #[cfg(test)]

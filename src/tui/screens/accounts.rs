@@ -7,7 +7,7 @@ use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Row, Table};
+use ratatui::widgets::{Paragraph, Row, Table};
 
 use crate::core::account::AccountSummary;
 use crate::core::audit::LoginMethod;
@@ -16,7 +16,7 @@ use crate::tui::keys::{KeyHint, hint};
 use crate::tui::screens::enroll::Enroll;
 use crate::tui::screens::login::Login;
 use crate::tui::screens::new_account::NewAccount;
-use crate::tui::widgets::Field;
+use crate::tui::widgets::{Field, panel};
 
 #[derive(Debug, Default)]
 pub struct Accounts {
@@ -71,7 +71,7 @@ impl Accounts {
 /// "on", "off" or "pending", with re-enrollment noted.
 fn two_factor_label(a: &AccountSummary) -> &'static str {
     match (a.two_factor, a.enrollment_pending) {
-        (true, true) => "on, re-enrolling",
+        (true, true) => "re-enrolling",
         (true, false) => "on",
         (false, true) => "pending",
         (false, false) => "off",
@@ -209,13 +209,12 @@ impl Component for Accounts {
                 "no account matches the filter"
             };
             frame.render_widget(
-                Paragraph::new(Line::styled(text, theme.dim()))
-                    .block(Block::default().borders(Borders::ALL)),
+                Paragraph::new(Line::styled(text, theme.dim())).block(panel()),
                 table_area,
             );
             return;
         }
-        let header = Row::new(["Account", "2FA", "Codes", "State", ""]).style(theme.title());
+        let header = Row::new(["  Account", "2FA", "Codes", "State", ""]).style(theme.title());
         let rows = visible.iter().enumerate().map(|(i, a)| {
             let codes = if a.total_codes > 0 {
                 format!("{}/{}", a.remaining_codes, a.total_codes)
@@ -230,7 +229,12 @@ impl Component for Accounts {
                 "ok".to_string()
             };
             let mut row = Row::new(vec![
-                Line::raw(a.name.clone()),
+                // A marker as well as the reverse style, so the selection shows without colour.
+                Line::raw(format!(
+                    "{} {}",
+                    if i == self.selected { "›" } else { " " },
+                    a.name
+                )),
                 Line::raw(two_factor_label(a)),
                 Line::raw(codes),
                 Line::styled(
@@ -251,15 +255,15 @@ impl Component for Accounts {
         let table = Table::new(
             rows,
             [
-                Constraint::Min(16),
-                Constraint::Length(17),
+                Constraint::Min(18),
+                Constraint::Length(12),
                 Constraint::Length(7),
                 Constraint::Length(10),
                 Constraint::Length(20),
             ],
         )
         .header(header)
-        .block(Block::default().borders(Borders::ALL));
+        .block(panel());
         frame.render_widget(table, table_area);
     }
 }

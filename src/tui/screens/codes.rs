@@ -10,14 +10,14 @@ use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Wrap};
+use ratatui::widgets::{Paragraph, Wrap};
 use zeroize::Zeroizing;
 
 use crate::core::backup_code::{BackupCode, FORMAT_HINT};
 use crate::core::service::IssuedCodes;
 use crate::tui::app::{Component, Cx, Effect, ExportError, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
-use crate::tui::widgets::{Field, field_line, format_date, format_time};
+use crate::tui::widgets::{Field, field_line, format_date, format_time, margin, panel};
 
 #[derive(Debug)]
 pub enum Mode {
@@ -273,10 +273,7 @@ impl Component for Codes {
     fn draw(&self, frame: &mut Frame<'_>, area: Rect, vx: &ViewCx) {
         let t = &vx.theme;
         let Some(issued) = &self.issued else {
-            frame.render_widget(
-                Paragraph::new("the codes were wiped").block(Block::bordered()),
-                area,
-            );
+            frame.render_widget(Paragraph::new("the codes were wiped").block(panel()), area);
             return;
         };
         let rows = issued.codes.len().div_ceil(2) as u16;
@@ -302,7 +299,7 @@ impl Component for Codes {
                 t.dim(),
             ),
         ];
-        frame.render_widget(Paragraph::new(intro_lines), intro);
+        frame.render_widget(Paragraph::new(intro_lines).block(margin()), intro);
 
         // Two columns, numbered down then across, like the export file read in two halves.
         let half = rows as usize;
@@ -322,7 +319,7 @@ impl Component for Codes {
             }
             lines.push(Line::from(spans));
         }
-        frame.render_widget(Paragraph::new(lines).block(Block::bordered()), grid);
+        frame.render_widget(Paragraph::new(lines).block(panel()), grid);
 
         let mut done = Vec::new();
         if self.copied {
@@ -354,7 +351,7 @@ impl Component for Codes {
             }
             Mode::Export(field) => {
                 bottom_lines.push(Line::raw("Export to (a new file, readable by you only):"));
-                bottom_lines.push(Line::raw(format!("  {}_", field.as_str())));
+                bottom_lines.push(Line::raw(format!("{}_", field.as_str())));
             }
             Mode::ConfirmLeave(_) => bottom_lines.push(Line::styled(
                 "These codes will never be shown again: leave anyway? (y/n)",
@@ -362,7 +359,9 @@ impl Component for Codes {
             )),
         }
         frame.render_widget(
-            Paragraph::new(bottom_lines).wrap(Wrap { trim: false }),
+            Paragraph::new(bottom_lines)
+                .wrap(Wrap { trim: false })
+                .block(margin()),
             bottom,
         );
     }

@@ -8,13 +8,13 @@ use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+use ratatui::widgets::{Paragraph, Wrap};
 
 use crate::core::service::Enrollment;
 use crate::tui::app::{Call, Component, Cx, Outcome, Screen, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::screens::codes::Codes;
-use crate::tui::widgets::{Field, field_line, qr_lines, qr_size};
+use crate::tui::widgets::{Field, field_line, panel, qr_lines, qr_size};
 
 #[derive(Debug)]
 pub enum Step {
@@ -148,20 +148,20 @@ impl Component for Enroll {
 
     fn draw(&self, frame: &mut Frame<'_>, area: Rect, vx: &ViewCx) {
         let t = &vx.theme;
-        let block = Block::default().borders(Borders::ALL);
+        let block = panel();
         match &self.step {
             Step::Password(field) => {
                 let lines = vec![
                     Line::raw(""),
                     Line::raw(format!(
-                        "  Confirm the password of '{}' to start.",
+                        "Confirm the password of '{}' to start.",
                         self.account
                     )),
                     Line::raw(""),
                     field_line("Password", field, true, t),
                     Line::raw(""),
                     Line::styled(
-                        "  If the account already has an authenticator, it keeps working until the new one is confirmed.",
+                        "If the account already has an authenticator, it keeps working until the new one is confirmed.",
                         t.dim(),
                     ),
                 ];
@@ -177,14 +177,14 @@ impl Component for Enroll {
                 let lines = vec![
                     Line::raw(""),
                     Line::raw(format!(
-                        "  Enter the {}-digit code your authenticator now shows for {} ({}).",
+                        "Enter the {}-digit code your authenticator now shows for {} ({}).",
                         enrollment.params.digits, enrollment.issuer, enrollment.account
                     )),
                     Line::raw(""),
                     field_line("Code", code, true, t),
                     Line::raw(""),
                     Line::styled(
-                        "  Esc goes back to the QR code if you need to scan it again.",
+                        "Esc goes back to the QR code if you need to scan it again.",
                         t.dim(),
                     ),
                 ];
@@ -272,7 +272,7 @@ fn draw_scan(frame: &mut Frame<'_>, area: Rect, e: &Enrollment, vx: &ViewCx) {
     frame.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
-            .block(Block::default().borders(Borders::ALL)),
+            .block(panel()),
         area,
     );
 }

@@ -8,7 +8,7 @@ use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::Rect;
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Paragraph, Wrap};
+use ratatui::widgets::{Paragraph, Wrap};
 
 use crate::core::audit::LoginMethod;
 use crate::core::backup_code::{BackupCode, CODE_SYMBOLS, CodeInputError, FORMAT_HINT};
@@ -18,7 +18,7 @@ use crate::core::throttle::Gate;
 use crate::tui::app::{Call, Component, Cx, Outcome, Screen, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::screens::secure::Secure;
-use crate::tui::widgets::{Field, field_line};
+use crate::tui::widgets::{Field, field_line, panel};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -291,34 +291,33 @@ impl Component for Login {
             Step::Totp => {
                 lines.push(Line::raw(""));
                 lines.push(Line::raw(format!(
-                    "  Enter the {}-digit code from your authenticator",
+                    "Enter the {}-digit code from your authenticator",
                     vx_digits(vx)
                 )));
                 lines.push(field_line("Code", &self.code, true, t));
                 lines.push(Line::raw(""));
                 lines.push(Line::styled(
-                    "  Lost your device? Press b to use a backup code",
+                    "Lost your device? Press b to use a backup code",
                     t.dim(),
                 ));
             }
             Step::Backup => {
                 lines.push(Line::raw(""));
                 lines.push(Line::raw(format!(
-                    "  Enter one of your backup codes: {FORMAT_HINT} (any case, spaces or dashes)"
+                    "Enter a backup code: {FORMAT_HINT} (any case or spacing)"
                 )));
                 lines.push(field_line("Backup code", &self.code, true, t));
                 match &self.live {
                     Some(Ok(())) => {
-                        lines.push(Line::styled("                      ✓ well-formed", t.ok()))
+                        lines.push(Line::styled("                   ✓ well-formed", t.ok()))
                     }
-                    Some(Err(e)) => lines.push(Line::styled(
-                        format!("                      ✗ {e}"),
-                        t.error(),
-                    )),
+                    Some(Err(e)) => {
+                        lines.push(Line::styled(format!("                   ✗ {e}"), t.error()))
+                    }
                     None => lines.push(Line::raw("")),
                 }
                 lines.push(Line::styled(
-                    "  Each backup code works once. Tab goes back to the authenticator code.",
+                    "Each backup code works once. Tab goes back to the authenticator code.",
                     t.dim(),
                 ));
             }
@@ -329,7 +328,7 @@ impl Component for Login {
                 lines.push(Line::raw(""));
                 lines.push(Line::styled(
                     format!(
-                        "  Too many failed attempts: next attempt allowed in {}",
+                        "Too many failed attempts: next attempt allowed in {}",
                         human_duration(seconds_left)
                     ),
                     t.warn(),
@@ -338,7 +337,7 @@ impl Component for Login {
             Some(Gate::Locked) => {
                 lines.push(Line::raw(""));
                 lines.push(Line::styled(
-                    "  Account locked after too many failed attempts: an operator must unlock it.",
+                    "Account locked after too many failed attempts: an operator must unlock it.",
                     t.error(),
                 ));
             }
@@ -347,7 +346,7 @@ impl Component for Login {
         frame.render_widget(
             Paragraph::new(lines)
                 .wrap(Wrap { trim: false })
-                .block(Block::bordered()),
+                .block(panel()),
             area,
         );
     }

@@ -6,13 +6,13 @@ use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::Rect;
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+use ratatui::widgets::{Paragraph, Wrap};
 
 use crate::core::service::MIN_PASSWORD_CHARS;
 use crate::tui::app::{Call, Component, Cx, Outcome, Screen, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::screens::enroll::Enroll;
-use crate::tui::widgets::{Field, field_line};
+use crate::tui::widgets::{Field, field_line, panel};
 
 #[derive(Debug)]
 pub struct NewAccount {
@@ -129,7 +129,7 @@ impl Component for NewAccount {
             Line::raw(""),
             Line::styled(
                 format!(
-                    "  The password needs at least {MIN_PASSWORD_CHARS} characters. It is never shown."
+                    "The password needs at least {MIN_PASSWORD_CHARS} characters. It is never shown."
                 ),
                 t.dim(),
             ),
@@ -137,7 +137,7 @@ impl Component for NewAccount {
         frame.render_widget(
             Paragraph::new(lines)
                 .wrap(Wrap { trim: false })
-                .block(Block::default().borders(Borders::ALL)),
+                .block(panel()),
             area,
         );
     }

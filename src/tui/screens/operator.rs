@@ -6,12 +6,12 @@ use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::Rect;
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Paragraph, Wrap};
+use ratatui::widgets::{Paragraph, Wrap};
 
 use crate::core::service::MIN_PASSWORD_CHARS;
 use crate::tui::app::{Call, Component, Cx, Outcome, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
-use crate::tui::widgets::{Field, field_line};
+use crate::tui::widgets::{Field, field_line, panel};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Purpose {
@@ -130,10 +130,10 @@ impl Component for Operator {
         match &self.purpose {
             Purpose::FirstStart => {
                 lines.push(Line::raw(
-                    "  This is the first kiosk start. Choose the operator password: it will be",
+                    "This is the first kiosk start. Choose the operator password: it will be",
                 ));
                 lines.push(Line::raw(
-                    "  asked before the accounts list, settings, or quitting the kiosk.",
+                    "asked before the accounts list, settings, or quitting the kiosk.",
                 ));
                 lines.push(Line::raw(""));
                 lines.push(field_line(
@@ -145,7 +145,7 @@ impl Component for Operator {
                 lines.push(field_line("Confirm", &self.confirm, self.on_confirm, t));
                 lines.push(Line::raw(""));
                 lines.push(Line::styled(
-                    format!("  At least {MIN_PASSWORD_CHARS} characters."),
+                    format!("At least {MIN_PASSWORD_CHARS} characters."),
                     t.dim(),
                 ));
             }
@@ -157,7 +157,7 @@ impl Component for Operator {
                     Target::Login => "continue",
                 };
                 lines.push(Line::raw(format!(
-                    "  The operator password is needed to {what}."
+                    "The operator password is needed to {what}."
                 )));
                 lines.push(Line::raw(""));
                 lines.push(field_line("Operator password", &self.password, true, t));
@@ -166,7 +166,7 @@ impl Component for Operator {
         frame.render_widget(
             Paragraph::new(lines)
                 .wrap(Wrap { trim: false })
-                .block(Block::bordered()),
+                .block(panel()),
             area,
         );
     }

@@ -7,7 +7,7 @@ use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::Rect;
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Paragraph, Wrap};
+use ratatui::widgets::{Paragraph, Wrap};
 
 use crate::core::audit::LoginMethod;
 use crate::core::service::LoginSuccess;
@@ -15,7 +15,7 @@ use crate::tui::app::{Call, Component, Cx, Outcome, Screen, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::screens::codes::Codes;
 use crate::tui::screens::enroll::Enroll;
-use crate::tui::widgets::{Field, field_line};
+use crate::tui::widgets::{Field, field_line, panel};
 
 #[derive(Debug)]
 pub struct Secure {
@@ -142,21 +142,20 @@ impl Component for Secure {
             LoginMethod::BackupCode => {
                 lines.push(Line::styled(
                     format!(
-                        "  You signed in with a backup code. {} of {} codes remain.",
+                        "You signed in with a backup code. {} of {} codes remain.",
                         s.remaining_codes, s.total_codes
                     ),
                     t.title(),
                 ));
                 lines.push(Line::raw(""));
                 lines.push(Line::raw(
-                    "  If your authenticator is lost or broken, re-enroll it now (r): the old one stops",
+                    "If your authenticator is lost or broken, re-enroll it now (r): the old one stops working once the new one is confirmed.",
                 ));
-                lines.push(Line::raw("  working once the new one is confirmed."));
             }
             LoginMethod::Totp => {
                 lines.push(Line::styled(
                     format!(
-                        "  You signed in with your authenticator. {} of {} backup codes remain.",
+                        "You signed in with your authenticator. {} of {} backup codes remain.",
                         s.remaining_codes, s.total_codes
                     ),
                     t.title(),
@@ -164,12 +163,12 @@ impl Component for Secure {
             }
             LoginMethod::Password => {
                 lines.push(Line::styled(
-                    "  You signed in with your password only.",
+                    "You signed in with your password only.",
                     t.title(),
                 ));
                 lines.push(Line::raw(""));
                 lines.push(Line::raw(
-                    "  Turn on two-factor authentication: press r to enroll an authenticator.",
+                    "Turn on two-factor authentication: press r to enroll an authenticator.",
                 ));
             }
         }
@@ -177,7 +176,7 @@ impl Component for Secure {
             lines.push(Line::raw(""));
             lines.push(Line::styled(
                 format!(
-                    "  ⚠ Only {} backup codes left: generate a new set (g) before you run out.",
+                    "⚠ Only {} backup codes left: generate a new set (g) before you run out.",
                     s.remaining_codes
                 ),
                 t.warn(),
@@ -186,14 +185,14 @@ impl Component for Secure {
         if let Some(field) = &self.regenerate {
             lines.push(Line::raw(""));
             lines.push(Line::raw(
-                "  A new set replaces every old code. Confirm with the password:",
+                "A new set replaces every old code. Confirm with the password:",
             ));
             lines.push(field_line("Password", field, true, t));
         }
         frame.render_widget(
             Paragraph::new(lines)
                 .wrap(Wrap { trim: false })
-                .block(Block::bordered()),
+                .block(panel()),
             area,
         );
     }

@@ -7,13 +7,13 @@ use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Gauge, Paragraph, Wrap};
+use ratatui::widgets::{Gauge, Paragraph, Wrap};
 
 use crate::tui::app::{Call, Component, Cx, Outcome, Screen, SettingsData, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::screens::codes::Codes;
 use crate::tui::screens::enroll::Enroll;
-use crate::tui::widgets::{Field, field_line, format_time};
+use crate::tui::widgets::{Field, field_line, format_time, panel};
 
 /// Audit events loaded for the log panel.
 pub const AUDIT_LIMIT: usize = 200;
@@ -211,7 +211,7 @@ impl Component for Settings {
     fn draw(&self, frame: &mut Frame<'_>, area: Rect, vx: &ViewCx) {
         let t = &vx.theme;
         let Some(data) = &self.data else {
-            frame.render_widget(Paragraph::new("loading…").block(Block::bordered()), area);
+            frame.render_widget(Paragraph::new("loading…").block(panel()), area);
             return;
         };
         let prompt_height = if self.prompt.is_some() { 5 } else { 0 };
@@ -243,7 +243,7 @@ impl Component for Settings {
         let lock = if s.locked {
             "locked: an operator must unlock it".to_string()
         } else {
-            format!("{} failed attempts in a row", s.consecutive_failures)
+            format!("failed attempts in a row: {}", s.consecutive_failures)
         };
         let summary = vec![
             Line::raw(format!(" Two-factor authentication: {state}")),
@@ -269,7 +269,7 @@ impl Component for Settings {
         let gauge_style = if s.needs_attention { t.warn() } else { t.ok() };
         frame.render_widget(
             Gauge::default()
-                .block(Block::bordered().title(" Backup codes "))
+                .block(panel().title(" Backup codes "))
                 .gauge_style(gauge_style)
                 .use_unicode(true)
                 .ratio(ratio.clamp(0.0, 1.0))
@@ -322,7 +322,7 @@ impl Component for Settings {
         frame.render_widget(
             Paragraph::new(visible)
                 .wrap(Wrap { trim: false })
-                .block(Block::bordered().title(title)),
+                .block(panel().title(title)),
             panel_area,
         );
 
@@ -330,12 +330,12 @@ impl Component for Settings {
             Some(Prompt::Regenerate(field)) => {
                 let lines = vec![
                     Line::styled(
-                        " Regenerate: every old code stops working. Confirm with the password:",
+                        "Regenerate: every old code stops working. Confirm with the password:",
                         t.warn(),
                     ),
                     field_line("Password", field, true, t),
                 ];
-                frame.render_widget(Paragraph::new(lines).block(Block::bordered()), prompt_area);
+                frame.render_widget(Paragraph::new(lines).block(panel()), prompt_area);
             }
             Some(Prompt::Disable {
                 password,
@@ -344,13 +344,13 @@ impl Component for Settings {
             }) => {
                 let lines = vec![
                     Line::styled(
-                        " Turn 2FA off: give the password and a current authenticator code.",
+                        "Turn 2FA off: give the password and a current authenticator code.",
                         t.warn(),
                     ),
                     field_line("Password", password, !on_code, t),
                     field_line("Code", code, *on_code, t),
                 ];
-                frame.render_widget(Paragraph::new(lines).block(Block::bordered()), prompt_area);
+                frame.render_widget(Paragraph::new(lines).block(panel()), prompt_area);
             }
             None => {}
         }
