@@ -1,0 +1,172 @@
+//! End to end: the real `sparekey` binary runs the console in a pseudo-terminal and a login with
+//! a backup code is walked by keystrokes, read back through a vt100 emulator. Checks what only a
+//! real terminal shows: the alternate screen is entered and left, and the terminal is restored.
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use sparekey::app::{Paths, open_with};
+use sparekey::core::clock::SystemClock;
+use sparekey::core::entropy::OsEntropy;
+use sparekey::core::password::HashParams;
+use sparekey::core::service::Config;
+use tempfile::TempDir;
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Console {
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    writer: Box<dyn Write + Send>,
+    screen: Arc<Mutex<vt100::Parser>>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+impl Console {
+    fn start(dir: &TempDir) -> Self {
+        let pair = native_pty_system()
+            .openpty(PtySize {
+                rows: 24,
+                cols: 80,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_sparekey"));
+        cmd.arg("tui");
+        cmd.env("SPAREKEY_DATA_DIR", dir.path().join("data"));
+        cmd.env("SPAREKEY_KEY_FILE", dir.path().join("key"));
+        cmd.env("HOME", dir.path());
+        cmd.env("TERM", "xterm-256color");
+        cmd.env_remove("DISPLAY");
+        cmd.env_remove("WAYLAND_DISPLAY");
+        let child = pair.slave.spawn_command(cmd).unwrap();
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        let writer = pair.master.take_writer().unwrap();
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(24, 80, 0)));
+        let sink = Arc::clone(&screen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().process(&buf[..n]);
+            }
+        });
+        Self {
+            child,
+            writer,
+            screen,
+            _master: pair.master,
+        }
+    }
+
+    fn contents(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    #[track_caller]
+    fn expect(&self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.contents().contains(what) {
+            assert!(
+                Instant::now() < deadline,
+                "never saw {what:?}; screen:\n{}",
+                self.contents()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn send(&mut self, bytes: &str) {
+        self.writer.write_all(bytes.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+        // Lets the console read each burst as its own keys (a lone Esc included).
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
+#[test]
+fn login_with_a_backup_code_in_a_real_terminal() {
+    let dir = TempDir::new().unwrap();
+    let paths =
+        Paths::resolve(Some(dir.path().join("data")), Some(dir.path().join("key"))).unwrap();
+    let code = {
+        let config = Config {
+            hash_params: HashParams::TEST_ONLY,
+            ..Default::default()
+        };
+        let service =
+            open_with(&paths, config, Arc::new(SystemClock), Box::new(OsEntropy)).unwrap();
+        service.create_account("alice", PASSWORD).unwrap();
+        let e = service.begin_enrollment("alice", Some(PASSWORD)).unwrap();
+        let now = service.now();
+        let totp = sparekey::core::totp::code_at(e.secret.as_bytes(), now, e.params).unwrap();
+        let issued = service.confirm_enrollment("alice", &totp).unwrap();
+        issued.codes[3].display().to_string()
+        // The service is dropped here, releasing the store for the binary.
+    };
+
+    let mut c = Console::start(&dir);
+    c.expect("Accounts");
+    c.expect("alice");
+    assert!(
+        c.screen.lock().unwrap().screen().alternate_screen(),
+        "the console uses the alternate screen"
+    );
+
+    c.send("l");
+    c.expect("Password:");
+    c.send(PASSWORD);
+    c.send("\r");
+    c.expect("Lost your device? Press b to use a backup code");
+    assert!(!c.contents().contains(PASSWORD), "the password is masked");
+    c.send("b");
+    c.expect("Enter a backup code");
+    c.send(&code.to_uppercase());
+    c.expect("well-formed");
+    c.send("\r");
+    c.expect("Secure your account");
+    c.expect("You signed in with a backup code. 9 of 10 codes remain.");
+
+    c.send("\x1b");
+    c.expect("Account:");
+    c.send("\x03");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = c.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the console did not quit; screen:\n{}",
+            c.contents()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        status.success(),
+        "exit status {status:?}; screen:\n{}",
+        c.contents()
+    );
+    let parser = c.screen.lock().unwrap();
+    assert!(
+        !parser.screen().alternate_screen(),
+        "the alternate screen was left"
+    );
+    assert!(!parser.screen().hide_cursor(), "the cursor is shown again");
+    drop(parser);
+
+    // The login really happened in the store.
+    let config = Config {
+        hash_params: HashParams::TEST_ONLY,
+        ..Default::default()
+    };
+    let service = open_with(&paths, config, Arc::new(SystemClock), Box::new(OsEntropy)).unwrap();
+    assert_eq!(service.code_status("alice").unwrap().remaining, 9);
+}
