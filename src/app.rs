@@ -233,6 +233,18 @@ pub fn backup(store: &dyn Store, file: &Path) -> Result<BackupSummary, Error> {
     })
 }
 
+/// Opens the store at `paths` (waiting briefly for another process) and backs it up.
+pub fn backup_store(paths: &Paths, file: &Path) -> Result<BackupSummary, Error> {
+    if !paths.store.exists() {
+        return Err(Error::NotFound(format!(
+            "there is no store at {} to back up",
+            paths.store.display()
+        )));
+    }
+    let store = SledStore::open(&paths.store, LOCK_WAIT)?;
+    backup(&store, file)
+}
+
 /// Reads and checks a backup file.
 pub fn read_backup(file: &Path) -> Result<crate::core::store::StoreImage, Error> {
     let bytes = fs::read(file).map_err(|e| io_err("cannot read the backup file", file, e))?;
@@ -408,8 +420,8 @@ pub fn doctor(paths: &Paths, now: i64) -> Vec<Check> {
                     format!("version {}", crate::store::SCHEMA_VERSION),
                 );
                 let bound = store.export_image();
-                match (&bound, &key) {
-                    (Ok(image), Some(key)) => match &image.key_fingerprint {
+                if let (Ok(image), Some(key)) = (&bound, &key) {
+                    match &image.key_fingerprint {
                         Some(fp) if *fp != key.fingerprint() => check(
                             "key binding",
                             false,
@@ -423,8 +435,7 @@ pub fn doctor(paths: &Paths, now: i64) -> Vec<Check> {
                             true,
                             "the key file belongs to this store".into(),
                         ),
-                    },
-                    _ => {}
+                    }
                 }
                 match bound {
                     Ok(image) => {

@@ -654,3 +654,42 @@ fn created_files_are_private() {
         piped.stderr
     );
 }
+
+#[test]
+fn backup_restore_and_doctor() {
+    let env = Env::new();
+    let (_, codes) = env.enrolled("alice");
+    let file = env.path("alice.backup");
+    let file_arg = file.to_str().unwrap();
+    let backup = env.run(&["--json", "backup", file_arg], "").ok().json();
+    assert_eq!(backup["accounts"], 1);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Never overwritten: the second backup to the same file is refused.
+    env.run(&["backup", file_arg], "").fails(4);
+
+    // A code used after the backup is usable again once the backup is restored; the store it
+    // replaced is kept aside.
+    env.login("alice", &codes[0]).ok();
+    let restored = env.run(&["--json", "restore", file_arg], "").ok().json();
+    let aside = PathBuf::from(restored["previous_store"].as_str().unwrap());
+    assert!(aside.is_dir());
+    assert_eq!(
+        env.login("alice", &codes[0]).ok().json()["result"],
+        "accepted"
+    );
+
+    let doctor = env.run(&["--json", "doctor"], "").ok().json();
+    assert_eq!(doctor["ok"], true, "{doctor}");
+    std::fs::set_permissions(env.key_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = env.run(&["doctor"], "").fails(4);
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("FIX") && l.contains("chmod 600")),
+        "{}",
+        run.stdout
+    );
+}

@@ -77,6 +77,22 @@ pub enum Command {
 
     /// Operator: turn two-factor authentication off for an account (authenticator and codes)
     Reset(NameArg),
+
+    /// Write a consistent copy of the store to a new file (mode 0600; the key file is needed to
+    /// use it, so back that up separately)
+    Backup(FileArg),
+
+    /// Replace the store with a backup; the current store is moved aside, never deleted
+    Restore(FileArg),
+
+    /// Check permissions, the key file, the store and the clock, and say what to fix
+    Doctor,
+}
+
+#[derive(Debug, Args)]
+pub struct FileArg {
+    /// The backup file
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args, Default)]

@@ -62,6 +62,9 @@ pub fn run(cli: Cli) -> u8 {
         Some(Command::Audit(args)) => audit(global, out, args),
         Some(Command::Unlock(a)) => unlock(global, out, &a.name),
         Some(Command::Reset(a)) => reset(global, out, &a.name),
+        Some(Command::Backup(f)) => backup(global, out, &f.file),
+        Some(Command::Restore(f)) => restore(global, out, &f.file),
+        Some(Command::Doctor) => doctor(global, out),
     };
     match result {
         Ok(()) => 0,
@@ -586,6 +589,92 @@ fn reset(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
         out.line(&format!(
             "two-factor authentication is off for '{name}': its authenticator and backup codes no longer work"
         ))?;
+    }
+    Ok(())
+}
+
+// ----- recovery ------------------------------------------------------------------------------
+
+fn paths(global: &GlobalArgs) -> Result<Paths, Error> {
+    Paths::resolve(global.data_dir.clone(), global.key_file.clone())
+}
+
+fn backup(global: &GlobalArgs, out: Output, file: &Path) -> Outcome {
+    let summary = app::backup_store(&paths(global)?, file)?;
+    if out.is_json() {
+        out.json(&serde_json::json!({
+            "file": file.display().to_string(),
+            "accounts": summary.accounts,
+            "audit_events": summary.audit_events,
+        }))?;
+    } else {
+        out.line(&format!(
+            "backed up {} accounts and {} audit events to {} (keep the key file too: the backup is useless without it)",
+            summary.accounts,
+            summary.audit_events,
+            file.display()
+        ))?;
+    }
+    Ok(())
+}
+
+fn restore(global: &GlobalArgs, out: Output, file: &Path) -> Outcome {
+    let now = crate::core::clock::Clock::now(&crate::core::clock::SystemClock);
+    let summary = app::restore(&paths(global)?, file, now)?;
+    let aside = summary
+        .previous_store
+        .as_ref()
+        .map(|p| p.display().to_string());
+    if out.is_json() {
+        out.json(&serde_json::json!({
+            "file": file.display().to_string(),
+            "accounts": summary.accounts,
+            "audit_events": summary.audit_events,
+            "previous_store": aside,
+        }))?;
+    } else {
+        let mut line = format!(
+            "restored {} accounts and {} audit events from {}",
+            summary.accounts,
+            summary.audit_events,
+            file.display()
+        );
+        if let Some(aside) = aside {
+            line.push_str(&format!("; the previous store was moved to {aside}"));
+        }
+        out.line(&line)?;
+    }
+    Ok(())
+}
+
+fn doctor(global: &GlobalArgs, out: Output) -> Outcome {
+    let now = crate::core::clock::Clock::now(&crate::core::clock::SystemClock);
+    let checks = app::doctor(&paths(global)?, now);
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if out.is_json() {
+        let list: Vec<_> = checks
+            .iter()
+            .map(|c| serde_json::json!({ "check": c.name, "ok": c.ok, "detail": c.detail }))
+            .collect();
+        out.json(&serde_json::json!({ "ok": failed == 0, "checks": list }))?;
+    } else {
+        let mut text = String::new();
+        for c in &checks {
+            text.push_str(&format!(
+                "{} {:<12} {}\n",
+                if c.ok { "ok  " } else { "FIX " },
+                c.name,
+                c.detail
+            ));
+        }
+        out.text(&text)?;
+    }
+    if failed > 0 {
+        // The findings are already printed; the stderr line sums them up.
+        return Err(Failure::Shown(Error::Store(StoreError::Io(format!(
+            "doctor found {failed} problem{} to fix",
+            if failed == 1 { "" } else { "s" }
+        )))));
     }
     Ok(())
 }
