@@ -27,6 +27,7 @@ fn confirming_code_cannot_log_in_but_the_next_step_can() {
     let code = code_for(&enrollment.secret, T0);
     let issued = service.confirm_enrollment("alice", &code).unwrap();
     assert_eq!(issued.codes.len(), 10);
+    assert_eq!(issued.issuer, "sparekey");
     // Same code, same step: RFC 6238 section 5.2 says no.
     let err = service.login("alice", PASSWORD, Some(&code)).unwrap_err();
     assert_eq!(reason(err), RejectReason::TotpReplay);

@@ -271,3 +271,38 @@ fn the_account_list_follows_every_change() {
     service.remove_account("gina").unwrap();
     assert_eq!(service.list_accounts().unwrap().len(), 1);
 }
+
+#[test]
+fn the_issuer_stays_with_the_authenticator() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    {
+        let config = sparekey::core::service::Config {
+            issuer: "Acme VPN".into(),
+            ..test_config()
+        };
+        let service = app::open_with(
+            &paths,
+            config,
+            clock.clone(),
+            Box::new(SeededEntropy::new(12)),
+        )
+        .unwrap();
+        service.create_account("hana", PASSWORD).unwrap();
+        let enrollment = service.begin_enrollment("hana", None).unwrap();
+        assert!(enrollment.otpauth_uri.contains("issuer=Acme%20VPN"));
+        drop(service);
+        // Confirmed by a run with the default issuer: the pending one's issuer wins.
+        let service = open(&paths, &clock, 13).unwrap();
+        let issued = service
+            .confirm_enrollment("hana", &code_for(&enrollment.secret, T0))
+            .unwrap();
+        assert_eq!(issued.issuer, "Acme VPN");
+    }
+    let service = open(&paths, &clock, 14).unwrap();
+    assert_eq!(
+        service.regenerate_codes("hana", PASSWORD).unwrap().issuer,
+        "Acme VPN"
+    );
+}

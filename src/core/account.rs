@@ -16,6 +16,8 @@ pub const MAX_NAME_CHARS: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActiveTotp {
+    /// The issuer the authenticator shows, kept so later exports name the same one.
+    pub issuer: String,
     pub secret: SealedSecret,
     pub params: TotpParams,
     /// The last accepted time step: only a later one is accepted (RFC 6238 section 5.2).
@@ -27,6 +29,7 @@ pub struct ActiveTotp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingTotp {
     pub id: u64,
+    pub issuer: String,
     pub secret: SealedSecret,
     pub params: TotpParams,
     pub started_at: UnixTime,

@@ -278,6 +278,7 @@ impl Service {
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let pending = PendingTotp {
             id,
+            issuer: self.config.issuer.clone(),
             secret: sealed,
             params,
             started_at: self.now(),
@@ -321,6 +322,7 @@ impl Service {
         };
         let (codes, set) = self.new_code_set();
         let active = ActiveTotp {
+            issuer: pending.issuer.clone(),
             secret: pending.secret.clone(),
             params: pending.params,
             last_step: Some(step),
@@ -345,7 +347,7 @@ impl Service {
                 count: codes.len() as u32,
             },
         )?;
-        Ok(self.issued(name, codes))
+        Ok(self.issued(name, &pending.issuer, codes))
     }
 
     // ----- login ----------------------------------------------------------------------------
@@ -633,10 +635,10 @@ impl Service {
         })
     }
 
-    fn issued(&self, name: &str, codes: Vec<BackupCode>) -> IssuedCodes {
+    fn issued(&self, name: &str, issuer: &str, codes: Vec<BackupCode>) -> IssuedCodes {
         IssuedCodes {
             account: name.to_string(),
-            issuer: self.config.issuer.clone(),
+            issuer: issuer.to_string(),
             issued_at: self.now(),
             codes,
         }
@@ -666,11 +668,11 @@ impl Service {
     pub fn regenerate_codes(&self, name: &str, password: &str) -> Result<IssuedCodes, Error> {
         let account = self.load(name)?;
         self.check_password(&account, password)?;
-        if account.totp.is_none() {
+        let Some(active) = account.totp.as_ref() else {
             return Err(Error::Invalid(format!(
                 "'{name}' has no two-factor authentication: enroll an authenticator first"
             )));
-        }
+        };
         let (codes, set) = self.new_code_set();
         if !self.store.replace_codes(name, &set)? {
             return Err(Error::no_account(name));
@@ -681,7 +683,7 @@ impl Service {
                 count: codes.len() as u32,
             },
         )?;
-        Ok(self.issued(name, codes))
+        Ok(self.issued(name, &active.issuer, codes))
     }
 
     /// Operator: clears the failure counter of a locked or throttled account.
