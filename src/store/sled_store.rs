@@ -47,6 +47,8 @@ pub struct SledStore {
 fn io(e: sled::Error) -> StoreError {
     match e {
         sled::Error::Corruption { .. } => StoreError::Corrupt(format!("{e}")),
+        // sled's own Display shows the io::Error's Debug form; people want the OS sentence.
+        sled::Error::Io(e) => StoreError::Io(e.to_string()),
         other => StoreError::Io(other.to_string()),
     }
 }
