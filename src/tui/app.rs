@@ -256,7 +256,7 @@ impl Status {
     }
 }
 
-/// What a copy left in the clipboard, to offer clearing it later. Only a digest of the text is
+/// That a copy happened, to offer clearing the clipboard later. Nothing of the copied text is
 /// kept, so the codes are not held in memory after their screen is gone.
 #[derive(Debug, Clone)]
 pub struct ClipboardNote {
