@@ -693,3 +693,35 @@ fn backup_restore_and_doctor() {
         run.stdout
     );
 }
+
+#[test]
+fn parallel_processes_wait_for_the_store_or_fail_cleanly() {
+    let env = Env::new();
+    let (_, codes) = env.enrolled("alice");
+    // Six processes at once, each with its own code: each waits for the lock and succeeds, or
+    // gives up with exit 4 and one clear line; none corrupts anything.
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let handles: Vec<_> = codes[..6]
+            .iter()
+            .map(|code| s.spawn(|| env.login("alice", code)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut accepted = 0;
+    for run in runs {
+        match run.code {
+            0 => accepted += 1,
+            4 => {
+                let run = run.fails(4);
+                assert!(run.stderr.contains("in use by another sparekey process"));
+            }
+            other => panic!("unexpected exit {other}: {}", run.stderr),
+        }
+    }
+    assert!(accepted >= 1);
+    let status = env
+        .run(&["--json", "codes", "status", "alice"], "")
+        .ok()
+        .json();
+    assert_eq!(status["remaining"], 10 - accepted);
+}
