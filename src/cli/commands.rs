@@ -21,8 +21,9 @@ use super::args::{
     TuiArgs,
 };
 use super::input::SecretInput;
-use super::output::{self, Output, utc_timestamp};
-use super::qr;
+use super::output::{self, Output};
+use crate::core::qr;
+use crate::core::time_text::utc_iso as utc_timestamp;
 
 /// TEST ONLY: when this environment variable is `1`, passwords and codes are hashed with
 /// [`HashParams::TEST_ONLY`] (trivially cheap Argon2id) so integration tests run fast. It is
@@ -276,7 +277,7 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
 
     let mut text = Zeroizing::new(String::new());
     text.push_str("Scan this QR code with the authenticator app:\n\n");
-    match qr::half_block_lines(enrollment.otpauth_uri.as_bytes()) {
+    match qr::half_block_lines(enrollment.otpauth_uri.as_bytes(), qr::Glyphs::Dark) {
         Some(lines) => {
             // Dark on light whatever the terminal's theme; plain blocks into a pipe or file.
             let colour = std::io::stdout().is_terminal();
@@ -384,7 +385,10 @@ fn check_new_file(path: &Path) -> Result<(), Error> {
 fn deliver_codes(out: Output, issued: &IssuedCodes, file: Option<&Path>) -> Outcome {
     let write_error = match file {
         Some(path) => {
-            match app::write_new_private_file(path, output::codes_file(issued).as_bytes()) {
+            match app::write_new_private_file(
+                path,
+                crate::core::recovery_sheet::sheet(issued).as_bytes(),
+            ) {
                 Ok(()) => {
                     if out.is_json() {
                         out.json(&serde_json::json!({

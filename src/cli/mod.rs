@@ -7,7 +7,6 @@ pub mod args;
 pub mod commands;
 pub mod input;
 pub mod output;
-pub mod qr;
 
 use clap::Parser;
 

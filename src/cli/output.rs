@@ -8,7 +8,6 @@ use std::io::{self, Write};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::core::clock::UnixTime;
 use crate::core::error::{Error, ErrorKind};
 use crate::core::service::IssuedCodes;
 use crate::core::store::StoreError;
@@ -124,51 +123,16 @@ pub fn usage_error_json(message: &str) {
     });
 }
 
-/// Year, month and day of the civil (proleptic Gregorian) calendar from days since 1970-01-01
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// `2026-11-28T14:03:05Z` from Unix seconds.
-pub fn utc_timestamp(at: UnixTime) -> String {
-    let (days, secs) = (at.div_euclid(86_400), at.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-/// `2026-11-28` (UTC) from Unix seconds.
-pub fn utc_date(at: UnixTime) -> String {
-    let (y, m, d) = civil_from_days(at.div_euclid(86_400));
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 /// The numbered list of a new code set, for the terminal.
 pub fn codes_text(issued: &IssuedCodes) -> Zeroizing<String> {
     let mut text = Zeroizing::new(format!(
         "New backup codes for {} ({}), shown only this once: save them now.\n\n",
         issued.account, issued.issuer
     ));
-    let width = issued.codes.len().to_string().len();
-    for (i, code) in issued.codes.iter().enumerate() {
-        text.push_str(&format!("  {:>width$}. ", i + 1));
-        text.push_str(&code.display());
-        text.push('\n');
-    }
+    text.push_str(&crate::core::recovery_sheet::numbered_list(
+        &issued.codes,
+        false,
+    ));
     text.push_str(
         "\nEach code works once, together with the password, when the authenticator is not at hand.\n\
          Keep them offline (print them or store them in a password manager); every earlier code is void.\n",
@@ -176,46 +140,9 @@ pub fn codes_text(issued: &IssuedCodes) -> Zeroizing<String> {
     text
 }
 
-/// The contents of a `--out` file: issuer, account, date, numbered codes with a box to tick,
-/// and how to use and keep them.
-pub fn codes_file(issued: &IssuedCodes) -> Zeroizing<String> {
-    let mut text = Zeroizing::new(format!(
-        "sparekey backup codes\n\nIssuer:  {}\nAccount: {}\nIssued:  {} (UTC)\n\n",
-        issued.issuer,
-        issued.account,
-        utc_date(issued.issued_at)
-    ));
-    let width = issued.codes.len().to_string().len();
-    for (i, code) in issued.codes.iter().enumerate() {
-        text.push_str(&format!("{:>width$}. [ ] ", i + 1));
-        text.push_str(&code.display());
-        text.push('\n');
-    }
-    text.push_str(&format!(
-        "\nEach code logs in once, together with your password, when your authenticator is not at hand; tick it off when used.\n\
-         Keep this list offline and private (print it, then delete this file): anyone with a code and your password can log in.\n\
-         When few codes remain, run `sparekey codes regenerate {}`: the new set replaces every code above.\n",
-        issued.account
-    ));
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc_timestamp(1_795_874_585), "2026-11-28T14:03:05Z");
-        assert_eq!(utc_timestamp(4_107_542_399), "2100-02-28T23:59:59Z");
-        assert_eq!(utc_timestamp(-1), "1969-12-31T23:59:59Z");
-        assert_eq!(utc_date(1_795_874_585), "2026-11-28");
-        // No overflow or panic at the extremes.
-        let _ = utc_timestamp(i64::MAX);
-        let _ = utc_timestamp(i64::MIN);
-    }
 
     #[test]
     fn exit_codes() {

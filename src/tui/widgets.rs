@@ -2,13 +2,12 @@
 //! (colour or NO_COLOR), the QR code drawn with half blocks, and date formatting. Must never
 //! hold a typed secret in a buffer that is not zeroized, and never read the clock.
 
-use qrcode::{Color as QrColor, EcLevel, QrCode};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Padding};
 use zeroize::Zeroizing;
 
-use crate::core::clock::UnixTime;
+use crate::core::qr;
 
 /// A one-line text input. The buffer is zeroized on every change of size and on drop, so a
 /// password does not linger in freed memory.
@@ -168,96 +167,34 @@ pub fn field_line(label: &str, field: &Field, focused: bool, theme: &Theme) -> L
     ])
 }
 
-/// Modules of quiet zone around the QR code (ISO/IEC 18004 asks for four).
-pub const QR_QUIET_ZONE: usize = 4;
-
-/// The QR code of `data` as terminal lines of half blocks, two module rows per line, with its
-/// quiet zone, or `None` if it cannot be encoded. Dark modules are drawn black on white when
-/// colour is allowed; without colour the light modules are drawn as blocks, which reads right
-/// on the usual dark terminal background.
+/// The QR code of `data` as terminal lines (see [`crate::core::qr`]), or `None` if it cannot
+/// be encoded. Dark modules are drawn black on white when colour is allowed; without colour the
+/// light modules are drawn as blocks, which reads right on the usual dark terminal background.
 pub fn qr_lines(data: &str, theme: &Theme) -> Option<Vec<Line<'static>>> {
-    let code = QrCode::with_error_correction_level(data.as_bytes(), EcLevel::L).ok()?;
-    let width = code.width();
-    let colors = code.to_colors();
-    let side = width + 2 * QR_QUIET_ZONE;
-    let dark = |x: usize, y: usize| -> bool {
-        if x < QR_QUIET_ZONE
-            || y < QR_QUIET_ZONE
-            || x >= width + QR_QUIET_ZONE
-            || y >= width + QR_QUIET_ZONE
-        {
-            return false;
-        }
-        colors[(y - QR_QUIET_ZONE) * width + (x - QR_QUIET_ZONE)] == QrColor::Dark
-    };
-    let style = if theme.color {
-        Style::default().fg(Color::Black).bg(Color::White)
+    let (glyphs, style) = if theme.color {
+        (
+            qr::Glyphs::Dark,
+            Style::default().fg(Color::Black).bg(Color::White),
+        )
     } else {
-        Style::default()
+        (qr::Glyphs::Light, Style::default())
     };
-    let mut lines = Vec::with_capacity(side.div_ceil(2));
-    for row in (0..side).step_by(2) {
-        let mut text = String::with_capacity(side * 3);
-        for x in 0..side {
-            let top = dark(x, row);
-            let bottom = row + 1 < side && dark(x, row + 1);
-            // With colour the glyph paints dark modules; without, it paints light ones.
-            let (a, b) = if theme.color {
-                (top, bottom)
-            } else {
-                (!top, row + 1 < side && !bottom)
-            };
-            text.push(match (a, b) {
-                (true, true) => '█',
-                (true, false) => '▀',
-                (false, true) => '▄',
-                (false, false) => ' ',
-            });
-        }
-        lines.push(Line::from(Span::styled(text, style)));
-    }
-    Some(lines)
+    let lines = qr::half_block_lines(data.as_bytes(), glyphs)?;
+    Some(
+        lines
+            .iter()
+            .map(|l| Line::from(Span::styled(l.clone(), style)))
+            .collect(),
+    )
 }
 
 /// Columns and rows the QR code of `data` needs.
 pub fn qr_size(data: &str) -> Option<(u16, u16)> {
-    let code = QrCode::with_error_correction_level(data.as_bytes(), EcLevel::L).ok()?;
-    let side = code.width() + 2 * QR_QUIET_ZONE;
-    Some((side as u16, side.div_ceil(2) as u16))
+    let (w, h) = qr::size(data.as_bytes())?;
+    Some((u16::try_from(w).ok()?, u16::try_from(h).ok()?))
 }
 
-/// `2024-05-01 12:34 UTC`: UTC so that what the screen, the export file and the audit log say
-/// agree whatever the machine's time zone.
-pub fn format_time(t: UnixTime) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60
-    )
-}
-
-/// `2024-05-01`.
-pub fn format_date(t: UnixTime) -> String {
-    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+pub use crate::core::time_text::{utc_date as format_date, utc_minute as format_time};
 
 /// The bordered box every screen body sits in, with a column of air inside the border.
 pub fn panel() -> Block<'static> {
@@ -272,14 +209,6 @@ pub fn margin() -> Block<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
-        assert_eq!(format_time(1_714_566_896), "2024-05-01 12:34 UTC");
-        assert_eq!(format_date(951_782_400), "2000-02-29");
-        assert_eq!(format_date(-86_400), "1969-12-31");
-    }
 
     #[test]
     fn fields_mask_and_wipe() {

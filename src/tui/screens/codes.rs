@@ -14,10 +14,11 @@ use ratatui::widgets::{Paragraph, Wrap};
 use zeroize::Zeroizing;
 
 use crate::core::backup_code::{BackupCode, FORMAT_HINT};
+use crate::core::recovery_sheet;
 use crate::core::service::IssuedCodes;
 use crate::tui::app::{Component, Cx, Effect, ExportError, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
-use crate::tui::widgets::{Field, field_line, format_date, format_time, margin, panel};
+use crate::tui::widgets::{Field, field_line, format_date, margin, panel};
 
 #[derive(Debug)]
 pub enum Mode {
@@ -115,54 +116,6 @@ fn pick_code(codes: &[BackupCode]) -> usize {
     mix % codes.len()
 }
 
-/// The file name proposed for an export, with anything a file system might choke on replaced.
-pub fn export_file_name(account: &str) -> String {
-    let safe: String = account
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!(
-        "sparekey-recovery-codes-{}.txt",
-        safe.trim_start_matches('.')
-    )
-}
-
-/// What an export file holds: who, when, the numbered codes with boxes to tick, and how to use
-/// and keep them.
-pub fn export_text(issued: &IssuedCodes) -> Zeroizing<String> {
-    let mut text = Zeroizing::new(String::with_capacity(512 + issued.codes.len() * 32));
-    text.push_str("sparekey recovery codes\n\n");
-    text.push_str(&format!("Issuer:  {}\n", issued.issuer));
-    text.push_str(&format!("Account: {}\n", issued.account));
-    text.push_str(&format!("Date:    {}\n\n", format_time(issued.issued_at)));
-    for (i, code) in issued.codes.iter().enumerate() {
-        text.push_str(&format!("{:>2}. [ ] ", i + 1));
-        text.push_str(&code.display());
-        text.push('\n');
-    }
-    text.push_str("\nEach code signs you in once when your authenticator is not at hand; tick its box when used.\n");
-    text.push_str("Keep this file offline and private (print it, or store it in a password manager), away from your phone.\n");
-    text.push_str("When few codes are left, sign in and generate a new set: the old codes then stop working.\n");
-    text
-}
-
-/// The codes as copied: one per line, numbered, so a paste into notes keeps the order.
-fn clipboard_text(codes: &[BackupCode]) -> Zeroizing<String> {
-    let mut text = Zeroizing::new(String::with_capacity(codes.len() * 32));
-    for (i, code) in codes.iter().enumerate() {
-        text.push_str(&format!("{:>2}. ", i + 1));
-        text.push_str(&code.display());
-        text.push('\n');
-    }
-    text
-}
-
 impl Component for Codes {
     fn title(&self) -> String {
         let step = self
@@ -189,9 +142,15 @@ impl Component for Codes {
         match &mut self.mode {
             Mode::Browse => match key.code {
                 KeyCode::Enter => self.mode = Mode::Proof(Field::new()),
-                KeyCode::Char('c') => cx.effects.push(Effect::Copy(clipboard_text(self.codes()))),
+                KeyCode::Char('c') => cx.effects.push(Effect::Copy(recovery_sheet::numbered_list(
+                    self.codes(),
+                    false,
+                ))),
                 KeyCode::Char('e') => {
-                    let path = cx.options.export_dir.join(export_file_name(self.account()));
+                    let path = cx
+                        .options
+                        .export_dir
+                        .join(recovery_sheet::file_name(self.account()));
                     self.mode = Mode::Export(Field::with_text(&path.to_string_lossy()));
                 }
                 KeyCode::Esc => self.ask_leave(self.then.clone()),
@@ -224,7 +183,7 @@ impl Component for Codes {
                     if let Some(issued) = &self.issued {
                         cx.effects.push(Effect::Export {
                             path,
-                            contents: export_text(issued),
+                            contents: recovery_sheet::sheet(issued),
                         });
                     }
                 }
