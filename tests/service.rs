@@ -341,3 +341,126 @@ fn operator_password_is_set_once() {
     assert!(service.check_operator_password("operator secret").is_ok());
     assert!(service.check_operator_password("operator secreT").is_err());
 }
+
+#[test]
+fn two_step_login_reveals_nothing_before_the_password() {
+    use sparekey::core::service::LoginStep;
+    let (service, clock) = memory_service(13);
+    let (secret, codes) = enrolled(&service, &clock, "lee");
+    service.create_account("max", PASSWORD).unwrap();
+    // Wrong password, unknown name, and a 2FA account without a code: all the same rejection,
+    // so nobody learns whether a name exists or has two-factor before the password is right.
+    for (name, pw) in [("lee", "not the password"), ("nobody", PASSWORD)] {
+        assert_eq!(
+            reason(service.start_login(name, pw).unwrap_err()),
+            RejectReason::WrongNameOrPassword
+        );
+    }
+    assert_eq!(
+        reason(service.login("lee", "not the password", None).unwrap_err()),
+        RejectReason::WrongNameOrPassword
+    );
+    service.unlock("lee").unwrap();
+
+    // No second factor: done at once.
+    assert!(
+        matches!(service.start_login("max", PASSWORD).unwrap(), LoginStep::Done(s) if s.method == LoginMethod::Password)
+    );
+
+    let LoginStep::SecondFactorNeeded(pending) = service.start_login("lee", PASSWORD).unwrap()
+    else {
+        panic!("lee has two-factor");
+    };
+    assert_eq!(pending.account(), "lee");
+    // A typo is a structured error that costs nothing; a wrong code counts; the right one works.
+    let typo = format!("{}x", &codes[0][..codes[0].len() - 1]);
+    assert!(matches!(
+        service.finish_login(&pending, &typo),
+        Err(Error::InvalidBackupCode(_))
+    ));
+    assert_eq!(
+        service.account_summary("lee").unwrap().consecutive_failures,
+        0
+    );
+    assert_eq!(
+        reason(service.finish_login(&pending, "000000").unwrap_err()),
+        RejectReason::WrongCode
+    );
+    let ok = service
+        .finish_login(&pending, &code_for(&secret, T0 + 30))
+        .unwrap();
+    assert_eq!(ok.method, LoginMethod::Totp);
+    assert_eq!(
+        service.account_summary("lee").unwrap().consecutive_failures,
+        0
+    );
+
+    // A checked password does not wait forever for its second factor.
+    let LoginStep::SecondFactorNeeded(pending) = service.start_login("lee", PASSWORD).unwrap()
+    else {
+        panic!("lee has two-factor");
+    };
+    clock.advance(sparekey::core::service::PENDING_LOGIN_TTL_SECS + 1);
+    let err = service.finish_login(&pending, &codes[1]).unwrap_err();
+    assert!(
+        err.to_string().contains("enter the password again"),
+        "{err}"
+    );
+    assert_eq!(
+        service.code_status("lee").unwrap().remaining,
+        10,
+        "the code was not spent"
+    );
+}
+
+#[test]
+fn summary_flags_say_why_an_account_needs_attention() {
+    let (service, clock) = memory_service(14);
+    let (_, codes) = enrolled(&service, &clock, "nia");
+    let s = service.account_summary("nia").unwrap();
+    assert!(!s.codes_low && !s.last_login_used_backup_code && !s.needs_attention);
+    service.login("nia", PASSWORD, Some(&codes[0])).unwrap();
+    let s = service.account_summary("nia").unwrap();
+    assert!(!s.codes_low && s.last_login_used_backup_code && s.needs_attention);
+    service.create_account("oz", PASSWORD).unwrap();
+    let s = service.account_summary("oz").unwrap();
+    assert!(
+        !s.codes_low && !s.needs_attention,
+        "no 2FA: nothing to regenerate"
+    );
+}
+
+#[test]
+fn the_operator_password_is_throttled_but_never_locked() {
+    let (service, clock) = memory_service(15);
+    service.set_operator_password("operator secret").unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            service
+                .check_operator_password("guess guess")
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Rejected
+        );
+    }
+    assert_eq!(
+        service
+            .check_operator_password("operator secret")
+            .unwrap_err(),
+        Error::Throttled { seconds_left: 30 }
+    );
+    for _ in 0..30 {
+        clock.advance(3_600);
+        let _ = service.check_operator_password("guess guess");
+    }
+    clock.advance(3_600);
+    assert!(
+        service.check_operator_password("operator secret").is_ok(),
+        "never locked"
+    );
+    assert!(service.check_operator_password("guess guess").is_err());
+    assert!(
+        service.check_operator_password("operator secret").is_ok(),
+        "success cleared the count"
+    );
+}

@@ -129,10 +129,12 @@ pub fn codes_text(issued: &IssuedCodes) -> Zeroizing<String> {
         "New backup codes for {} ({}), shown only this once: save them now.\n\n",
         issued.account, issued.issuer
     ));
-    text.push_str(&crate::core::recovery_sheet::numbered_list(
-        &issued.codes,
-        false,
-    ));
+    // Indented, so the codes stand out from the sentences around them.
+    for line in crate::core::recovery_sheet::numbered_list(&issued.codes, false).lines() {
+        text.push_str("  ");
+        text.push_str(line);
+        text.push('\n');
+    }
     text.push_str(
         "\nEach code works once, together with the password, when the authenticator is not at hand.\n\
          Keep them offline (print them or store them in a password manager); every earlier code is void.\n",

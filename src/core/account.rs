@@ -97,8 +97,11 @@ pub struct AccountSummary {
     pub locked: bool,
     pub consecutive_failures: u32,
     pub last_login: Option<LastLogin>,
-    /// Codes are running low (at or under the threshold) or the last login spent one: the user
-    /// should regenerate or re-enroll.
+    /// Two-factor is on and at most [`LOW_CODES`] codes remain: regenerate.
+    pub codes_low: bool,
+    /// The last login spent a backup code: the authenticator may be lost; re-enroll.
+    pub last_login_used_backup_code: bool,
+    /// Either of the two above.
     pub needs_attention: bool,
 }
 
@@ -112,9 +115,11 @@ impl AccountSummary {
 
     pub fn from_facts(facts: &AccountFacts, policy: &ThrottlePolicy) -> Self {
         let remaining = facts.remaining_codes as usize;
-        let last_used_backup = facts
-            .last_login
-            .is_some_and(|l| l.method == LoginMethod::BackupCode);
+        let codes_low = facts.two_factor && remaining <= LOW_CODES;
+        let last_login_used_backup_code = facts.two_factor
+            && facts
+                .last_login
+                .is_some_and(|l| l.method == LoginMethod::BackupCode);
         Self {
             name: facts.name.clone(),
             two_factor: facts.two_factor,
@@ -124,7 +129,9 @@ impl AccountSummary {
             locked: policy.is_locked(&facts.failures),
             consecutive_failures: facts.failures.consecutive,
             last_login: facts.last_login,
-            needs_attention: facts.two_factor && (remaining <= LOW_CODES || last_used_backup),
+            codes_low,
+            last_login_used_backup_code,
+            needs_attention: codes_low || last_login_used_backup_code,
         }
     }
 }

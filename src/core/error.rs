@@ -2,6 +2,7 @@
 //! react to (the CLI maps them to exit codes, the TUI to its status line). Must never put a
 //! secret, password or code into a message.
 
+use crate::core::backup_code::CodeInputError;
 use crate::core::store::StoreError;
 use crate::core::totp;
 
@@ -45,10 +46,14 @@ pub struct Rejection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     Invalid(String),
+    /// A typed backup code that cannot be one (typo, wrong length…): no attempt was spent.
+    InvalidBackupCode(CodeInputError),
     NotFound(String),
     AlreadyExists(String),
     Rejected(Rejection),
-    Throttled { seconds_left: i64 },
+    Throttled {
+        seconds_left: i64,
+    },
     Locked(String),
     Store(StoreError),
 }
@@ -56,7 +61,10 @@ pub enum Error {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Invalid(_) | Error::NotFound(_) | Error::AlreadyExists(_) => ErrorKind::Invalid,
+            Error::Invalid(_)
+            | Error::InvalidBackupCode(_)
+            | Error::NotFound(_)
+            | Error::AlreadyExists(_) => ErrorKind::Invalid,
             Error::Rejected(_) => ErrorKind::Rejected,
             Error::Throttled { .. } | Error::Locked(_) => ErrorKind::Throttled,
             Error::Store(_) => ErrorKind::Store,
@@ -132,6 +140,7 @@ impl std::fmt::Display for Error {
             Error::Invalid(m) | Error::NotFound(m) | Error::AlreadyExists(m) | Error::Locked(m) => {
                 f.write_str(m)
             }
+            Error::InvalidBackupCode(e) => write!(f, "{e}"),
             Error::Rejected(r) => write!(f, "{r}"),
             Error::Throttled { seconds_left } => write!(
                 f,

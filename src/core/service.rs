@@ -104,6 +104,30 @@ impl LoginSuccess {
     }
 }
 
+/// How long a checked password waits for its second factor.
+pub const PENDING_LOGIN_TTL_SECS: i64 = 300;
+
+/// A login whose password was checked and which waits for its second factor. Only the service
+/// makes one (its fields are private), so a face cannot skip the password step.
+#[derive(Debug)]
+pub struct PendingLogin {
+    account: String,
+    password_checked_at: UnixTime,
+}
+
+impl PendingLogin {
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+}
+
+/// The outcome of [`Service::start_login`].
+#[derive(Debug)]
+pub enum LoginStep {
+    Done(LoginSuccess),
+    SecondFactorNeeded(PendingLogin),
+}
+
 /// A second factor as typed, classified without any hashing.
 #[derive(Debug)]
 pub enum SecondFactor {
@@ -359,17 +383,36 @@ impl Service {
         parse_second_factor(input, self.config.totp)
     }
 
-    /// The simulated login: password, then a second factor (TOTP or backup code) when the
-    /// account has one. Exactly one Argon2id evaluation for the password and, for a backup
-    /// code, one more.
+    /// The simulated login in one call (the CLI's): password, then a second factor (TOTP or
+    /// backup code) when the account has one. Exactly one Argon2id evaluation for the password
+    /// and, for a backup code, one more. A malformed code is refused before any hashing.
     pub fn login(
         &self,
         name: &str,
         password: &str,
         second_factor: Option<&str>,
     ) -> Result<LoginSuccess, Error> {
+        // Parsed first so a typo costs neither a hash nor an attempt.
+        let factor = second_factor
+            .map(|input| self.parse_second_factor(input))
+            .transpose()?;
+        match self.start_login(name, password)? {
+            LoginStep::Done(success) => Ok(success),
+            LoginStep::SecondFactorNeeded(pending) => match factor {
+                Some(factor) => self.finish_with(&pending, factor),
+                None => Err(Error::Invalid(
+                    "this account has two-factor authentication: give a code from the authenticator or a backup code".into(),
+                )),
+            },
+        }
+    }
+
+    /// First step of a two-step login (the console's): checks the password. An account without
+    /// a second factor is then logged in; otherwise the returned [`PendingLogin`] is finished
+    /// with [`Service::finish_login`]. Nothing about the account is revealed before the password
+    /// is right (unknown names cost the same hash and get the same answer).
+    pub fn start_login(&self, name: &str, password: &str) -> Result<LoginStep, Error> {
         let Some(account) = self.store.load_account(name)? else {
-            // Spend the same hash as a real check so response times do not reveal names.
             let _ = password::verify_password(self.hash_secret.as_ref(), password, DUMMY_PHC);
             return Err(Error::Rejected(Rejection {
                 reason: RejectReason::WrongNameOrPassword,
@@ -379,15 +422,6 @@ impl Service {
             }));
         };
         self.pass_gate(&account)?;
-        let factor = match (&account.totp, second_factor) {
-            (Some(_), Some(input)) => Some(self.parse_second_factor(input)?),
-            (Some(_), None) => {
-                return Err(Error::Invalid(
-                    "this account has two-factor authentication: give a code from the authenticator or a backup code".into(),
-                ));
-            }
-            (None, _) => None,
-        };
         if !password::verify_password(self.hash_secret.as_ref(), password, &account.password) {
             return Err(self.fail(
                 &account,
@@ -395,25 +429,56 @@ impl Service {
                 FailureReason::WrongPassword,
             )?);
         }
-        let Some(factor) = factor else {
-            if !self.store.record_password_login(name, self.now())? {
-                return Err(Error::no_account(name));
-            }
-            self.audit(
-                name,
-                AuditKind::LoginSucceeded {
-                    method: LoginMethod::Password,
-                },
-            )?;
-            return Ok(LoginSuccess {
-                method: LoginMethod::Password,
-                remaining_codes: 0,
-                total_codes: 0,
-            });
-        };
-        let success = self.accept_second_factor(&account, factor)?;
+        if account.totp.is_some() {
+            return Ok(LoginStep::SecondFactorNeeded(PendingLogin {
+                account: name.to_string(),
+                password_checked_at: self.now(),
+            }));
+        }
+        if !self.store.record_password_login(name, self.now())? {
+            return Err(Error::no_account(name));
+        }
         self.audit(
             name,
+            AuditKind::LoginSucceeded {
+                method: LoginMethod::Password,
+            },
+        )?;
+        Ok(LoginStep::Done(LoginSuccess {
+            method: LoginMethod::Password,
+            remaining_codes: 0,
+            total_codes: 0,
+        }))
+    }
+
+    /// Second step: a TOTP code or a backup code for a login whose password was checked. May be
+    /// retried with the same `pending` (each wrong code counts) until it expires.
+    pub fn finish_login(
+        &self,
+        pending: &PendingLogin,
+        second_factor: &str,
+    ) -> Result<LoginSuccess, Error> {
+        let factor = self.parse_second_factor(second_factor)?;
+        self.finish_with(pending, factor)
+    }
+
+    fn finish_with(
+        &self,
+        pending: &PendingLogin,
+        factor: SecondFactor,
+    ) -> Result<LoginSuccess, Error> {
+        let age = self.now().saturating_sub(pending.password_checked_at);
+        if !(0..=PENDING_LOGIN_TTL_SECS).contains(&age) {
+            return Err(Error::Invalid(
+                "the sign-in took too long: enter the password again".into(),
+            ));
+        }
+        let account = self.load(&pending.account)?;
+        // The throttle may have started, or an operator locked it, since the password step.
+        self.pass_gate(&account)?;
+        let success = self.accept_second_factor(&account, factor)?;
+        self.audit(
+            &account.name,
             AuditKind::LoginSucceeded {
                 method: success.method,
             },
@@ -747,21 +812,33 @@ impl Service {
         }
     }
 
-    /// Checks the kiosk operator password (one Argon2id evaluation).
+    /// Checks the kiosk operator password (one Argon2id evaluation), throttled like a login but
+    /// never locked: a locked operator would leave the kiosk with nobody able to unlock it.
     pub fn check_operator_password(&self, password: &str) -> Result<(), Error> {
         let Some(phc) = self.store.operator_password()? else {
             return Err(Error::Invalid("no operator password is set".into()));
         };
-        if password::verify_password(self.hash_secret.as_ref(), password, &phc) {
-            Ok(())
-        } else {
-            Err(Error::Rejected(Rejection {
-                reason: RejectReason::WrongPassword,
-                attempts_before_lock: None,
-                next_delay_secs: None,
-                now_locked: false,
-            }))
+        let policy = ThrottlePolicy {
+            lock_after: u32::MAX,
+            ..self.config.throttle
+        };
+        let failures = self.store.operator_failures()?;
+        if let Gate::Delayed { seconds_left } = policy.gate(&failures, self.now()) {
+            return Err(Error::Throttled { seconds_left });
         }
+        if password::verify_password(self.hash_secret.as_ref(), password, &phc) {
+            if failures.consecutive > 0 {
+                self.store.clear_operator_failures()?;
+            }
+            return Ok(());
+        }
+        let record = self.store.record_operator_failure(self.now())?;
+        Err(Error::Rejected(Rejection {
+            reason: RejectReason::WrongPassword,
+            attempts_before_lock: None,
+            next_delay_secs: policy.delay_after(record.consecutive),
+            now_locked: false,
+        }))
     }
 
     /// The newest `limit` audit events, oldest first.
@@ -827,5 +904,5 @@ pub fn parse_second_factor(input: &str, params: TotpParams) -> Result<SecondFact
     }
     BackupCode::parse(input)
         .map(SecondFactor::BackupCode)
-        .map_err(|e| Error::Invalid(e.to_string()))
+        .map_err(Error::InvalidBackupCode)
 }

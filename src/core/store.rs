@@ -166,6 +166,11 @@ pub trait Store: Send + Sync {
     fn operator_password(&self) -> Result<Option<String>, StoreError>;
     /// Sets the kiosk operator's password hash only if none is set; `false` if one already was.
     fn set_operator_password(&self, phc: &str) -> Result<bool, StoreError>;
+    /// The kiosk operator's consecutive failures.
+    fn operator_failures(&self) -> Result<FailureRecord, StoreError>;
+    /// Counts one more operator failure; returns the new record.
+    fn record_operator_failure(&self, at: UnixTime) -> Result<FailureRecord, StoreError>;
+    fn clear_operator_failures(&self) -> Result<(), StoreError>;
 
     /// A copy of everything, consistent as long as the caller is the store's only writer
     /// (the process holds the store's lock, and each face runs its effects one at a time).

@@ -20,6 +20,7 @@ struct Inner {
     audit: Vec<AuditEvent>,
     key: Option<String>,
     operator: Option<String>,
+    operator_failures: FailureRecord,
 }
 
 #[derive(Debug, Default)]
@@ -156,6 +157,24 @@ impl Store for MemoryStore {
             inner.operator = Some(phc.to_string());
             Ok(true)
         })
+    }
+
+    fn operator_failures(&self) -> Result<FailureRecord, StoreError> {
+        self.with(|inner| Ok(inner.operator_failures))
+    }
+
+    fn record_operator_failure(&self, at: UnixTime) -> Result<FailureRecord, StoreError> {
+        self.with(|inner| {
+            let record = &mut inner.operator_failures;
+            record.consecutive = record.consecutive.saturating_add(1);
+            record.last_failure_at = Some(at);
+            Ok(*record)
+        })
+    }
+
+    fn clear_operator_failures(&self) -> Result<(), StoreError> {
+        self.with(|inner| inner.operator_failures = FailureRecord::default());
+        Ok(())
     }
 
     fn export_image(&self) -> Result<StoreImage, StoreError> {

@@ -25,6 +25,7 @@ use crate::store::{SCHEMA_VERSION, decode, encode};
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_KEY: &[u8] = b"key_fingerprint";
 const META_OPERATOR: &[u8] = b"operator_password";
+const META_OPERATOR_FAILURES: &[u8] = b"operator_failures";
 
 /// Audit events kept; older ones are pruned so the log cannot grow without bound.
 pub const AUDIT_RETENTION: usize = 100_000;
@@ -351,6 +352,37 @@ impl Store for SledStore {
             self.flush()?;
         }
         Ok(set)
+    }
+
+    fn operator_failures(&self) -> Result<FailureRecord, StoreError> {
+        match self.db.get(META_OPERATOR_FAILURES).map_err(io)? {
+            Some(bytes) => decode(&bytes, "the operator's failure record"),
+            None => Ok(FailureRecord::default()),
+        }
+    }
+
+    fn record_operator_failure(&self, at: UnixTime) -> Result<FailureRecord, StoreError> {
+        let updated = self
+            .db
+            .update_and_fetch(META_OPERATOR_FAILURES, |old| {
+                let mut record: FailureRecord = old
+                    .and_then(|b| postcard::from_bytes(b).ok())
+                    .unwrap_or_default();
+                record.consecutive = record.consecutive.saturating_add(1);
+                record.last_failure_at = Some(at);
+                Some(encode(&record))
+            })
+            .map_err(io)?;
+        self.flush()?;
+        decode(
+            &updated.unwrap_or_default(),
+            "the operator's failure record",
+        )
+    }
+
+    fn clear_operator_failures(&self) -> Result<(), StoreError> {
+        self.db.remove(META_OPERATOR_FAILURES).map_err(io)?;
+        self.flush()
     }
 
     fn export_image(&self) -> Result<StoreImage, StoreError> {
