@@ -135,3 +135,51 @@ fn a_damaged_store_file_is_one_clear_error() {
         },
     }
 }
+
+/// Percent-decodes as an authenticator app would (RFC 3986).
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Any issuer and account an operator can type either round-trips through the otpauth URI
+    /// exactly, or is refused with a clear reason (a ':' or a control character, or empty).
+    #[test]
+    fn otpauth_uri_round_trips_or_refuses(issuer in "\\PC{0,24}", account in "\\PC{0,24}", seed in any::<u64>()) {
+        use sparekey::core::totp::{TotpParams, TotpSecret, otpauth_uri};
+        let secret = TotpSecret::generate(&mut SeededEntropy::new(seed));
+        match otpauth_uri(&issuer, &account, &secret, TotpParams::default()) {
+            Ok(uri) => {
+                let rest = uri.strip_prefix("otpauth://totp/").unwrap();
+                let (label, query) = rest.split_once('?').unwrap();
+                // Only unreserved characters and escapes: nothing that could split the URI.
+                prop_assert!(label.bytes().chain(query.bytes()).all(|b| b.is_ascii_graphic()));
+                let (i, a) = label.split_once(':').unwrap();
+                prop_assert_eq!(percent_decode(i), issuer.as_bytes());
+                prop_assert_eq!(percent_decode(a), account.as_bytes());
+                let secret_b32 = secret.to_base32();
+                let expected_query = format!("secret={}&issuer={i}&algorithm=SHA1&digits=6&period=30", secret_b32.as_str());
+                prop_assert_eq!(query, expected_query.as_str());
+            }
+            Err(e) => {
+                let refused = |s: &str| s.trim().is_empty() || s.contains(':') || s.chars().any(char::is_control);
+                prop_assert!(refused(&issuer) || refused(&account), "{e}");
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+    }
+}
