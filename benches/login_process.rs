@@ -1,0 +1,328 @@
+//! A whole `sparekey login` process (start, open the store, read the key file, password, second
+//! factor, durable write and audit) against the Argon2id evaluations it cannot avoid with the
+//! same parameters (production `HashParams::OWASP`): one for the password, and for a backup code
+//! one more. The release-profile binary cargo builds for this bench is used
+//! (`CARGO_BIN_EXE_sparekey`).
+//!
+//! Run: `cargo bench --bench login_process`. The store is a fresh one under
+//! `target/sparekey-fixtures/`: 64 fixture accounts for TOTP logins (see
+//! `benches/support/fixture.rs`; each can log in once per 30 s step, so the bench rotates them)
+//! and one account enrolled through the CLI with 20 real backup codes (regenerated through the
+//! CLI, untimed, when spent). `SPAREKEY_BENCH_ACCOUNTS` sets the fixture size (default 64).
+
+#[path = "support/mod.rs"]
+mod support;
+
+#[path = "support/fixture.rs"]
+mod fixture;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use criterion::{Criterion, SamplingMode};
+use sparekey::app::{DATA_DIR_ENV, KEY_FILE_ENV};
+use sparekey::core::entropy::SeededEntropy;
+use sparekey::core::password::{self, HashParams};
+use sparekey::core::totp;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sparekey");
+const CODER: &str = "coder";
+const PERIOD: i64 = 30;
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+struct Cli {
+    data: PathBuf,
+    key: PathBuf,
+}
+
+impl Cli {
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env(DATA_DIR_ENV, &self.data)
+            .env(KEY_FILE_ENV, &self.key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sparekey");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("wait for sparekey")
+    }
+
+    fn ok(&self, args: &[&str], stdin: &str) -> Output {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "sparekey {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn json(&self, args: &[&str], stdin: &str) -> serde_json::Value {
+        serde_json::from_slice(&self.ok(args, stdin).stdout).expect("JSON output")
+    }
+}
+
+fn codes_of(value: &serde_json::Value) -> Vec<String> {
+    value["codes"]
+        .as_array()
+        .expect("codes in the JSON output")
+        .iter()
+        .map(|c| c.as_str().expect("code").to_string())
+        .collect()
+}
+
+/// Logins ready to run: backup codes of `coder`, and fixture accounts for TOTP.
+struct Bench {
+    cli: Cli,
+    codes: RefCell<VecDeque<String>>,
+    totp_secret: Vec<u8>,
+    /// Per fixture account, the last TOTP step used.
+    last_step: RefCell<Vec<i64>>,
+}
+
+impl Bench {
+    fn new(dir: &std::path::Path, accounts: usize) -> Self {
+        let generated = fixture::generate(
+            &dir.join("data"),
+            &dir.join("key"),
+            accounts,
+            0,
+            fixture::Method::Import,
+        )
+        .expect("generate the fixture");
+        let cli = Cli {
+            data: generated.paths.data_dir.clone(),
+            key: generated.paths.key_file.clone(),
+        };
+        let pw = format!("{}\n", fixture::PASSWORD);
+        cli.ok(&["account", "add", CODER], &pw);
+        let enrolled = cli.json(&["enroll", CODER, "--json"], "");
+        let secret = data_encoding::BASE32_NOPAD
+            .decode(enrolled["secret"].as_str().expect("secret").as_bytes())
+            .expect("base32 secret");
+        let code = totp::code_at(&secret, unix_now(), Default::default()).expect("code");
+        let issued = cli.json(
+            &["enroll", CODER, "--confirm", "--json", "--codes", "20"],
+            &format!("{code}\n"),
+        );
+        let totp_secret = data_encoding::BASE32_NOPAD
+            .decode(generated.totp_secret.as_bytes())
+            .expect("fixture secret");
+        Self {
+            cli,
+            codes: RefCell::new(codes_of(&issued).into()),
+            totp_secret,
+            last_step: RefCell::new(vec![-1; accounts]),
+        }
+    }
+
+    /// The stdin of a backup-code login (regenerates the set through the CLI when spent).
+    fn next_backup(&self) -> String {
+        let mut codes = self.codes.borrow_mut();
+        if codes.is_empty() {
+            let pw = format!("{}\n", fixture::PASSWORD);
+            let issued = self.cli.json(
+                &["codes", "regenerate", CODER, "--json", "--codes", "20"],
+                &pw,
+            );
+            codes.extend(codes_of(&issued));
+        }
+        format!(
+            "{}\n{}\n",
+            fixture::PASSWORD,
+            codes.pop_front().expect("a code")
+        )
+    }
+
+    /// A fixture account and the stdin of a TOTP login on it: the code of the next step (inside
+    /// the verification window), on an account that has not used that step yet. Waits for the
+    /// next step if every account has (untimed: callers prepare before timing).
+    fn next_totp(&self) -> (String, String) {
+        loop {
+            let now = unix_now();
+            let step = now.div_euclid(PERIOD) + 1;
+            let mut last = self.last_step.borrow_mut();
+            if let Some(i) = last.iter().position(|&s| s < step) {
+                last[i] = step;
+                let code = totp::code_at(&self.totp_secret, step * PERIOD, Default::default())
+                    .expect("code");
+                return (
+                    fixture::account_name(i),
+                    format!("{}\n{code}\n", fixture::PASSWORD),
+                );
+            }
+            drop(last);
+            let wait = PERIOD - now.rem_euclid(PERIOD);
+            std::thread::sleep(Duration::from_secs(wait as u64) + Duration::from_millis(50));
+        }
+    }
+
+    fn login(&self, name: &str, stdin: &str) -> Output {
+        let out = self.cli.run(&["login", name, "--json"], stdin);
+        assert!(
+            out.status.success(),
+            "login {name} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+struct Floor {
+    phc: String,
+    secret: [u8; 32],
+}
+
+impl Floor {
+    fn new() -> Self {
+        let secret = [7; 32];
+        let phc = password::hash_password(
+            HashParams::OWASP,
+            &secret,
+            fixture::PASSWORD,
+            &mut SeededEntropy::new(1),
+        );
+        Self { phc, secret }
+    }
+    /// The password check: one Argon2id evaluation with the parameters in the PHC string.
+    fn one(&self) -> bool {
+        let ok = password::verify_password(&self.secret, fixture::PASSWORD, &self.phc);
+        assert!(ok);
+        ok
+    }
+    /// The password check and one backup-code digest.
+    fn two(&self) -> bool {
+        let digest = password::digest(
+            HashParams::OWASP,
+            &self.secret,
+            b"0000111122223333",
+            &[9; 16],
+        );
+        std::hint::black_box(digest);
+        self.one()
+    }
+}
+
+fn secs(f: impl FnOnce()) -> f64 {
+    let start = Instant::now();
+    f();
+    start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let accounts: usize = std::env::var("SPAREKEY_BENCH_ACCOUNTS")
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(64)
+        .max(32);
+    let dir = fixture::scratch_dir("login_process");
+    let bench = Bench::new(&dir, accounts);
+    let floor = Floor::new();
+
+    let mut c = Criterion::default().configure_from_args();
+    {
+        let mut group = c.benchmark_group("login_process");
+        group
+            .sample_size(10)
+            .sampling_mode(SamplingMode::Flat)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2));
+        group.bench_function("floor/argon2id_x1", |b| {
+            support::timed(b, "floor/argon2id_x1", || floor.one())
+        });
+        group.bench_function("floor/argon2id_x2", |b| {
+            support::timed(b, "floor/argon2id_x2", || floor.two())
+        });
+        group.bench_function("process/version", |b| {
+            support::timed(b, "process/version", || bench.cli.ok(&["--version"], ""))
+        });
+        group.bench_function("process/codes_status", |b| {
+            support::timed(b, "process/codes_status", || {
+                bench.cli.ok(&["codes", "status", CODER, "--json"], "")
+            })
+        });
+        group.bench_function("process/login_backup_code", |b| {
+            support::timed_with_setup(
+                b,
+                "process/login_backup_code",
+                || bench.next_backup(),
+                |stdin| bench.login(CODER, &stdin),
+            )
+        });
+        group.bench_function("process/login_totp", |b| {
+            support::timed_with_setup(
+                b,
+                "process/login_totp",
+                || bench.next_totp(),
+                |(name, stdin)| bench.login(&name, &stdin),
+            )
+        });
+        group.finish();
+    }
+    c.final_summary();
+    support::print_summary(
+        "login_process (criterion groups, measured one after the other)",
+        &[],
+    );
+    if !support::test_mode() {
+        println!(
+            "== login_process: paired ratios A/B (A and B alternated, the figures to quote) =="
+        );
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for round in 0..12 {
+            let stdin = bench.next_backup();
+            let mut run_a = || a.push(secs(|| drop(bench.login(CODER, &stdin))));
+            let mut run_b = || b.push(secs(|| assert!(floor.two())));
+            if round % 2 == 0 {
+                run_a();
+                run_b();
+            } else {
+                run_b();
+                run_a();
+            }
+        }
+        let p = support::Paired::from_samples(&a, &b);
+        support::print_paired("login process, backup code / 2 Argon2id", &p, Some(1.3));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for round in 0..12 {
+            let (name, stdin) = bench.next_totp();
+            let mut run_a = || a.push(secs(|| drop(bench.login(&name, &stdin))));
+            let mut run_b = || b.push(secs(|| assert!(floor.one())));
+            if round % 2 == 0 {
+                run_a();
+                run_b();
+            } else {
+                run_b();
+                run_a();
+            }
+        }
+        let p = support::Paired::from_samples(&a, &b);
+        support::print_paired("login process, TOTP / 1 Argon2id", &p, None);
+        println!(
+            "  {:<52} {:>7.2} ms (median TOTP login - median Argon2id)",
+            "login process, TOTP, beyond the password hash",
+            (p.a.as_secs_f64() - p.b.as_secs_f64()) * 1e3
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
