@@ -1,10 +1,13 @@
-//! Renders the main screens to SVG pictures in `assets/` for the README, from the same
-//! deterministic TestBackend frames as the snapshots, in colour. Not part of the normal run:
-//! `cargo test --test tui_assets -- --ignored` rewrites the pictures.
+//! The README's pictures of the console: the main screens rendered to SVG from the same
+//! deterministic TestBackend frames as the snapshots, in colour. The test fails when a committed
+//! `assets/*.svg` differs from what the screens draw now, so the pictures cannot go stale;
+//! `SPAREKEY_UPDATE_ASSETS=1 cargo test --test tui_assets` rewrites them instead (review them
+//! like a changed snapshot before committing).
 
 mod tui_support;
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -113,20 +116,70 @@ fn svg(buffer: &Buffer) -> String {
     out
 }
 
-fn save(h: &mut H, name: &str) {
-    h.d.app.options.theme = Theme { color: true };
-    let mut terminal = Terminal::new(TestBackend::new(W, H_)).unwrap();
-    terminal.draw(|f| view(&h.d.app, f)).unwrap();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets")
-        .join(format!("{name}.svg"));
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, svg(terminal.backend().buffer())).unwrap();
+/// The variable that turns the check into a rewrite.
+const UPDATE_VAR: &str = "SPAREKEY_UPDATE_ASSETS";
+
+fn assets_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets")
 }
 
-#[test]
-#[ignore = "rewrites assets/*.svg; run explicitly"]
-fn render_readme_pictures() {
+/// The pictures, rendered in memory and in order.
+#[derive(Default)]
+struct Pictures(Vec<(String, String)>);
+
+impl Pictures {
+    fn take(&mut self, h: &mut H, name: &str) {
+        h.d.app.options.theme = Theme { color: true };
+        let mut terminal = Terminal::new(TestBackend::new(W, H_)).unwrap();
+        terminal.draw(|f| view(&h.d.app, f)).unwrap();
+        self.0
+            .push((format!("{name}.svg"), svg(terminal.backend().buffer())));
+    }
+}
+
+/// Each picture against its committed file, and committed pictures that nothing renders.
+fn stale(pictures: &Pictures, dir: &Path) -> Vec<String> {
+    let mut problems = vec![];
+    for (file, rendered) in &pictures.0 {
+        match std::fs::read_to_string(dir.join(file)) {
+            Ok(committed) if committed == *rendered => {}
+            Ok(_) => problems.push(format!("{file} differs from what the screen draws now")),
+            Err(e) => problems.push(format!("{file} cannot be read: {e}")),
+        }
+    }
+    for orphan in orphans(pictures, dir) {
+        problems.push(format!("{orphan} is no longer rendered"));
+    }
+    problems
+}
+
+fn orphans(pictures: &Pictures, dir: &Path) -> Vec<String> {
+    let mut orphans: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|f| f.ends_with(".svg"))
+                .filter(|f| !pictures.0.iter().any(|(name, _)| name == f))
+                .collect()
+        })
+        .unwrap_or_default();
+    orphans.sort();
+    orphans
+}
+
+fn update(pictures: &Pictures, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (file, rendered) in &pictures.0 {
+        std::fs::write(dir.join(file), rendered).unwrap();
+    }
+    for orphan in orphans(pictures, dir) {
+        std::fs::remove_file(dir.join(orphan)).unwrap();
+    }
+}
+
+/// The screens the README shows, driven by keys like the state tests.
+fn render_readme_pictures() -> Pictures {
+    let mut pictures = Pictures::default();
     let mut h = H::with(false, |s, c| {
         enroll(s, c, "alice@example.com");
         s.create_account("bob", PASSWORD).unwrap();
@@ -135,7 +188,7 @@ fn render_readme_pictures() {
             s.login("dave", PASSWORD, Some(code.canonical())).unwrap();
         }
     });
-    save(&mut h, "accounts");
+    pictures.take(&mut h, "accounts");
 
     h.typed("n");
     h.typed("carol");
@@ -146,7 +199,7 @@ fn render_readme_pictures() {
     h.enter();
     h.typed(PASSWORD);
     h.enter();
-    save(&mut h, "enroll-qr");
+    pictures.take(&mut h, "enroll-qr");
     let sparekey::tui::app::Screen::Enroll(e) = h.screen() else {
         panic!()
     };
@@ -157,10 +210,10 @@ fn render_readme_pictures() {
     h.enter();
     h.typed(&h.totp(&secret));
     h.enter();
-    save(&mut h, "codes-once");
+    pictures.take(&mut h, "codes-once");
     h.esc();
     h.typed("y");
-    save(&mut h, "settings");
+    pictures.take(&mut h, "settings");
 
     h.esc();
     h.typed("j");
@@ -170,10 +223,30 @@ fn render_readme_pictures() {
     h.enter();
     h.typed("b");
     h.typed("1026-658x-4dg9");
-    save(&mut h, "login-backup-code");
+    pictures.take(&mut h, "login-backup-code");
     h.esc();
     h.esc();
     h.esc();
     h.typed("?");
-    save(&mut h, "help");
+    pictures.take(&mut h, "help");
+    pictures
+}
+
+#[test]
+fn readme_pictures_match_the_screens() {
+    let pictures = render_readme_pictures();
+    let dir = assets_dir();
+    if std::env::var(UPDATE_VAR).as_deref() == Ok("1") {
+        update(&pictures, &dir);
+        return;
+    }
+    let problems = stale(&pictures, &dir);
+    assert!(
+        problems.is_empty(),
+        "the README pictures in {} are stale:\n  {}\nIf the screens changed on purpose, \
+         rewrite them with `{UPDATE_VAR}=1 cargo test --test tui_assets`, then look at them \
+         (and `git diff assets/`) before committing.",
+        dir.display(),
+        problems.join("\n  ")
+    );
 }

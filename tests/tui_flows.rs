@@ -237,6 +237,13 @@ fn export_writes_a_new_file_and_never_overwrites() {
     );
 }
 
+fn login(h: &H) -> &sparekey::tui::screens::login::Login {
+    match h.screen() {
+        Screen::Login(l) => l,
+        other => panic!("expected the login screen, got {other:?}"),
+    }
+}
+
 /// Logs in by keys up to the second-factor prompt.
 fn to_second_factor(h: &mut H, name: &str) {
     h.typed("l");
@@ -260,11 +267,13 @@ fn login_with_a_backup_code_then_secure_the_account() {
     let mut h = H::with(false, |s, c| codes = Some(enroll(s, c, "alice").1));
     let codes = codes.unwrap();
     to_second_factor(&mut h, "alice");
-    assert!(matches!(h.screen(), Screen::Login(l) if l.step == LoginStep::Totp));
-    assert!(
-        h.render(80, 24)
-            .contains("Lost your device? Press b to use a backup code")
-    );
+    assert_eq!(login(&h).step, LoginStep::Totp, "{}", h.status());
+    assert_eq!(login(&h).pending_account(), Some("alice"));
+    assert!(login(&h).password.is_empty(), "the password is not kept");
+    let drawn = h.render(80, 24);
+    assert!(drawn.contains("Enter the 6-digit code from your authenticator"));
+    assert!(drawn.contains("Lost your device? Press b to use a backup code"));
+    assert!(drawn.contains("Password: ✓ checked"), "{drawn}");
     h.typed("b");
     assert!(matches!(h.screen(), Screen::Login(l) if l.step == LoginStep::Backup));
 
@@ -276,7 +285,12 @@ fn login_with_a_backup_code_then_secure_the_account() {
     h.typed(&typo);
     assert!(h.render(80, 24).contains("check for typos"));
     h.enter();
-    assert!(h.status().contains("no attempt was used"), "{}", h.status());
+    assert!(
+        h.status()
+            .contains("not a valid backup code: check for typos (no attempt was used)"),
+        "{}",
+        h.status()
+    );
     assert_eq!(
         h.d.service
             .account_summary("alice")
@@ -284,6 +298,9 @@ fn login_with_a_backup_code_then_secure_the_account() {
             .consecutive_failures,
         0
     );
+    // The typo stays to be corrected, and the pending login stays for the retry.
+    assert_eq!(login(&h).code.as_str(), typo);
+    assert_eq!(login(&h).pending_account(), Some("alice"));
 
     h.ctrl('u');
     h.typed(&good.to_uppercase());
@@ -342,29 +359,313 @@ fn throttling_shows_a_live_countdown_and_locking_says_so() {
         enroll(s, c, "alice");
         fail_logins(s, c, "alice", 5);
     });
+    // The delay is known only from the core's answer to the password, and the login stays at
+    // the password with nothing pending.
     to_second_factor(&mut h, "alice");
-    let Screen::Login(l) = h.screen() else {
-        panic!()
-    };
-    assert_eq!(l.gate, Some(Gate::Delayed { seconds_left: 30 }));
+    // The panel counts down; a status line saying "30 s" would go stale.
+    assert_eq!(h.status(), "");
+    assert_eq!(login(&h).step, LoginStep::Password);
+    assert_eq!(login(&h).pending_account(), None);
+    assert_eq!(login(&h).gate, Some(Gate::Delayed { seconds_left: 30 }));
+    assert!(login(&h).password.is_empty());
     assert!(h.render(80, 24).contains("next attempt allowed in 30 s"));
     h.advance(12);
     assert!(h.render(80, 24).contains("next attempt allowed in 18 s"));
+    // While the delay runs, Enter does not ask the core (no throttled event in the log).
+    let audit_before = h.d.service.audit_log(Some("alice"), 1000).unwrap().len();
+    h.typed(PASSWORD);
+    h.enter();
+    assert_eq!(
+        h.d.service.audit_log(Some("alice"), 1000).unwrap().len(),
+        audit_before
+    );
     h.advance(18);
-    let Screen::Login(l) = h.screen() else {
-        panic!()
-    };
-    assert_eq!(l.gate, None);
+    assert_eq!(login(&h).gate, None);
     assert!(h.status().contains("try again now"));
+    h.enter();
+    assert_eq!(login(&h).step, LoginStep::Totp, "{}", h.status());
 
     let mut h = H::with(false, |s, c| {
         enroll(s, c, "bob");
         fail_logins(s, c, "bob", 20);
     });
     to_second_factor(&mut h, "bob");
+    assert_eq!(login(&h).gate, Some(Gate::Locked));
     assert!(h.render(80, 24).contains("an operator must unlock it"));
 }
 
+#[test]
+fn nothing_is_asked_before_the_password() {
+    use ratatui::crossterm::event::{KeyEvent, KeyModifiers};
+    use sparekey::tui::app::{Msg, update};
+    let mut h = H::with(false, |s, c| {
+        enroll(s, c, "alice");
+        fail_logins(s, c, "alice", 20);
+    });
+    let key = |code| Msg::Key(KeyEvent::new(code, KeyModifiers::NONE));
+    // From the list: `l` opens the login at the password without any call.
+    let effects = update(&mut h.d.app, key(KeyCode::Char('l')));
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(login(&h).step, LoginStep::Password);
+    h.esc();
+    // Typed names: an enrolled, locked account and an unknown one look the same, and neither
+    // is looked up, until the password is sent.
+    let mut screens = vec![];
+    // Names of the same length, so the two frames can be compared whole.
+    for name in ["alice", "zelda"] {
+        h.ctrl('u');
+        h.typed(name);
+        let effects = update(&mut h.d.app, key(KeyCode::Enter));
+        assert!(effects.is_empty(), "{name}: {effects:?}");
+        assert_eq!(login(&h).gate, None);
+        h.advance(1);
+        screens.push(h.render(80, 24).replace(name, "NAME"));
+        h.esc();
+    }
+    assert_eq!(screens[0], screens[1]);
+}
+
+#[test]
+fn a_countdown_stays_with_its_account() {
+    use sparekey::tui::app::{Msg, update};
+    let mut h = H::with(false, |s, c| {
+        enroll(s, c, "bob");
+        fail_logins(s, c, "bob", 20);
+        // Last, so that bob's delays do not run out alice's.
+        enroll(s, c, "alice");
+        fail_logins(s, c, "alice", 5);
+    });
+    to_second_factor(&mut h, "alice");
+    assert_eq!(login(&h).gate, Some(Gate::Delayed { seconds_left: 30 }));
+    // Back to another name: alice's countdown must not turn into a look-up of bob.
+    h.esc();
+    h.ctrl('u');
+    h.typed("bob");
+    h.clock.advance(1);
+    let now = h.clock_now();
+    let effects = update(&mut h.d.app, Msg::Tick(now));
+    assert!(effects.is_empty(), "{effects:?}");
+    h.enter();
+    h.advance(1);
+    assert_eq!(login(&h).gate, None);
+    assert!(!h.render(80, 24).contains("locked"));
+}
+
+#[test]
+fn unknown_account_reads_as_a_wrong_password() {
+    let mut h = H::with(false, |s, c| {
+        enroll(s, c, "alice");
+    });
+    to_second_factor(&mut h, "nobody");
+    assert_eq!(h.status(), "wrong account name or password");
+    assert_eq!(login(&h).step, LoginStep::Password);
+    assert!(login(&h).password.is_empty());
+    h.esc();
+    h.ctrl('u');
+    h.typed("alice");
+    h.enter();
+    h.typed("not the password");
+    h.enter();
+    assert_eq!(h.status(), "wrong account name or password");
+    assert_eq!(login(&h).step, LoginStep::Password);
+}
+
+#[test]
+fn wrong_code_keeps_the_pending_login_for_a_retry() {
+    let mut secret = vec![];
+    let mut h = H::with(false, |s, c| secret = enroll(s, c, "alice").0);
+    // The enrollment spent the current step's code.
+    h.advance(30);
+    to_second_factor(&mut h, "alice");
+    // Too short: the core's parser says so, and no attempt is spent.
+    h.typed("123");
+    h.enter();
+    assert!(
+        h.status()
+            .contains("enter the 6-digit code from your authenticator (no attempt was used)"),
+        "{}",
+        h.status()
+    );
+    assert_eq!(
+        h.d.service
+            .account_summary("alice")
+            .unwrap()
+            .consecutive_failures,
+        0
+    );
+    assert_eq!(login(&h).pending_account(), Some("alice"));
+    h.press(KeyCode::Backspace);
+    h.press(KeyCode::Backspace);
+    h.press(KeyCode::Backspace);
+
+    let right = h.totp(&secret);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    h.typed(wrong);
+    h.enter();
+    assert!(h.status().starts_with("wrong code"), "{}", h.status());
+    assert_eq!(login(&h).step, LoginStep::Totp);
+    assert!(login(&h).code.is_empty());
+    assert_eq!(login(&h).pending_account(), Some("alice"));
+    assert_eq!(
+        h.d.service
+            .account_summary("alice")
+            .unwrap()
+            .consecutive_failures,
+        1
+    );
+    // The same pending login, no password again.
+    h.typed(&right);
+    h.enter();
+    let Screen::Secure(secure) = h.screen() else {
+        panic!("{:?} {}", h.screen(), h.status())
+    };
+    assert_eq!(secure.success.method, LoginMethod::Totp);
+    assert_eq!(h.status(), "signed in as 'alice' with the authenticator");
+}
+
+#[test]
+fn a_delay_at_the_code_step_counts_down_then_the_same_login_goes_on() {
+    let mut secret = vec![];
+    let mut h = H::with(false, |s, c| {
+        secret = enroll(s, c, "alice").0;
+        fail_logins(s, c, "alice", 4);
+    });
+    to_second_factor(&mut h, "alice");
+    let wrong = if h.totp(&secret) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    h.typed(wrong);
+    h.enter();
+    assert!(
+        h.status().contains("wait 30 s before the next attempt"),
+        "{}",
+        h.status()
+    );
+    assert_eq!(login(&h).gate, Some(Gate::Delayed { seconds_left: 30 }));
+    assert_eq!(login(&h).step, LoginStep::Totp);
+    h.advance(10);
+    assert!(h.render(80, 24).contains("next attempt allowed in 20 s"));
+    h.advance(20);
+    assert!(h.status().contains("try again now"));
+    h.typed(&h.totp(&secret));
+    h.enter();
+    assert!(
+        matches!(h.screen(), Screen::Secure(_)),
+        "{:?} {}",
+        h.screen(),
+        h.status()
+    );
+}
+
+#[test]
+fn an_expired_pending_login_asks_for_the_password_again() {
+    use sparekey::core::service::PENDING_LOGIN_TTL_SECS;
+    let mut secret = vec![];
+    let mut h = H::with(false, |s, c| secret = enroll(s, c, "alice").0);
+    to_second_factor(&mut h, "alice");
+    h.advance(PENDING_LOGIN_TTL_SECS + 1);
+    h.typed(&h.totp(&secret));
+    h.enter();
+    assert!(
+        h.status().contains("enter the password again"),
+        "{}",
+        h.status()
+    );
+    assert_eq!(login(&h).step, LoginStep::Password);
+    assert_eq!(login(&h).pending_account(), None);
+    assert!(login(&h).code.is_empty());
+    // Starting again works, with a fresh code.
+    h.typed(PASSWORD);
+    h.enter();
+    assert_eq!(login(&h).step, LoginStep::Totp, "{}", h.status());
+    h.typed(&h.totp(&secret));
+    h.enter();
+    assert!(matches!(h.screen(), Screen::Secure(_)), "{}", h.status());
+}
+
+#[test]
+fn escape_from_the_code_drops_the_pending_login() {
+    let mut h = H::with(false, |s, c| {
+        enroll(s, c, "alice");
+    });
+    to_second_factor(&mut h, "alice");
+    // Seven digits are no authenticator code: the core calls them a short backup code…
+    h.typed("1234567");
+    h.enter();
+    assert!(
+        h.status().contains("this has 7 (no attempt was used)"),
+        "{}",
+        h.status()
+    );
+    // …a verdict that does not follow to the backup-code field, which starts empty.
+    h.typed("b");
+    assert!(login(&h).live.is_none() && login(&h).code.is_empty());
+    assert!(!h.render(80, 24).contains('✗'), "no verdict drawn");
+    h.typed("k7p2");
+    h.esc();
+    assert_eq!(login(&h).step, LoginStep::Password);
+    assert_eq!(login(&h).pending_account(), None);
+    assert!(login(&h).code.is_empty() && login(&h).password.is_empty());
+}
+
+#[test]
+fn badges_follow_the_core_flags_and_can_both_show() {
+    let h = H::with(false, |s, c| {
+        use sparekey::core::clock::Clock as _;
+        // Backup code used, codes fine.
+        let (_, a) = enroll(s, c, "alice");
+        s.login("alice", PASSWORD, Some(a.codes[0].canonical()))
+            .unwrap();
+        // Codes low, last login with the authenticator.
+        let (secret, b) = enroll(s, c, "bob");
+        for code in &b.codes[..7] {
+            s.login("bob", PASSWORD, Some(code.canonical())).unwrap();
+        }
+        c.advance(30);
+        let totp = sparekey::core::totp::code_at(&secret, c.now(), Default::default()).unwrap();
+        s.login("bob", PASSWORD, Some(&totp)).unwrap();
+        // Both.
+        let (_, d) = enroll(s, c, "dave");
+        for code in &d.codes[..8] {
+            s.login("dave", PASSWORD, Some(code.canonical())).unwrap();
+        }
+        // Neither.
+        enroll(s, c, "erin");
+    });
+    let drawn = h.render(120, 40);
+    let lines: Vec<&str> = drawn.lines().collect();
+    // An account's row and the line under it (where a second badge goes).
+    let row = |name: &str| -> (&str, &str) {
+        let i = lines
+            .iter()
+            .position(|l| l.contains(&format!(" {name} ")))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{drawn}"));
+        (lines[i], lines[i + 1])
+    };
+    let badge_of = |line: &str| -> String {
+        line.split_once('⚠')
+            .map(|(_, b)| format!("⚠{}", b.trim_end_matches(['│', '"', ' '])))
+            .unwrap_or_default()
+    };
+    let (alice, under) = row("alice");
+    assert_eq!(badge_of(alice), "⚠ backup code used", "{drawn}");
+    assert!(under.contains(" bob "), "one badge, one line:\n{drawn}");
+    let (bob, under) = row("bob");
+    assert_eq!(badge_of(bob), "⚠ codes low", "{drawn}");
+    assert!(under.contains(" dave "), "{drawn}");
+    let (dave, under) = row("dave");
+    assert_eq!(badge_of(dave), "⚠ backup code used", "{drawn}");
+    assert_eq!(badge_of(under), "⚠ codes low", "{drawn}");
+    assert!(!under.contains("dave") && !under.contains("on"), "{drawn}");
+    let (erin, _) = row("erin");
+    assert_eq!(badge_of(erin), "", "{drawn}");
+}
 #[test]
 fn settings_show_slots_audit_and_disable() {
     let mut secret = vec![];

@@ -15,7 +15,9 @@ use crate::core::account::AccountSummary;
 use crate::core::audit::AuditEvent;
 use crate::core::clock::UnixTime;
 use crate::core::error::Error;
-use crate::core::service::{CodeStatus, Enrollment, IssuedCodes, LoginSuccess};
+use crate::core::service::{
+    CodeStatus, Enrollment, IssuedCodes, LoginStep, LoginSuccess, PendingLogin,
+};
 use crate::core::throttle::Gate;
 use crate::core::totp::TotpParams;
 use crate::tui::keys::KeyHint;
@@ -152,15 +154,19 @@ pub enum Call {
         name: String,
         code: Zeroizing<String>,
     },
-    /// What the login screen may know before the password: 2FA and throttle state.
-    ProbeLogin {
-        name: String,
-    },
-    Login {
+    /// The login's first step: the password. Nothing about the account is asked before it.
+    StartLogin {
         name: String,
         password: Zeroizing<String>,
-        factor: Option<Zeroizing<String>>,
     },
+    /// The login's second step. The pending login moves here from the login screen and comes
+    /// back in [`Outcome::LoginFinished`]: it is never copied.
+    FinishLogin {
+        pending: PendingLogin,
+        code: Zeroizing<String>,
+    },
+    /// The throttle state, for the live countdown: only asked after the core answered a login
+    /// attempt with a delay or a lock, which had already told as much.
     Gate {
         name: String,
     },
@@ -199,13 +205,13 @@ pub enum Outcome {
     EnrollmentBegun(Result<Enrollment, Error>),
     /// From confirming an enrollment or regenerating.
     Issued(Result<IssuedCodes, Error>),
-    LoginProbed {
+    LoginStarted {
         name: String,
-        two_factor: Option<bool>,
-        gate: Option<Gate>,
+        result: Result<LoginStep, Error>,
     },
-    LoggedIn {
-        name: String,
+    /// The pending login is handed back whatever the result, for a retry after a wrong code.
+    LoginFinished {
+        pending: PendingLogin,
         result: Result<LoginSuccess, Error>,
     },
     Gate(Result<Gate, Error>),

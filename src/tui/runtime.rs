@@ -41,22 +41,13 @@ pub fn execute_call(service: &Service, call: Call) -> Outcome {
         Call::ConfirmEnrollment { name, code } => {
             Outcome::Issued(service.confirm_enrollment(&name, &code))
         }
-        Call::ProbeLogin { name } => {
-            let summary = service.account_summary(&name).ok();
-            let gate = service.gate(&name).ok();
-            Outcome::LoginProbed {
-                name,
-                two_factor: summary.map(|s| s.two_factor),
-                gate,
-            }
+        Call::StartLogin { name, password } => {
+            let result = service.start_login(&name, &password);
+            Outcome::LoginStarted { name, result }
         }
-        Call::Login {
-            name,
-            password,
-            factor,
-        } => {
-            let result = service.login(&name, &password, factor.as_deref().map(String::as_str));
-            Outcome::LoggedIn { name, result }
+        Call::FinishLogin { pending, code } => {
+            let result = service.finish_login(&pending, &code);
+            Outcome::LoginFinished { pending, result }
         }
         Call::Gate { name } => Outcome::Gate(service.gate(&name)),
         Call::LoadSettings { name } => Outcome::Settings(load_settings(service, &name)),

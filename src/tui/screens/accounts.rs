@@ -1,4 +1,4 @@
-//! The accounts list: each account's 2FA state, remaining codes, lock state and a warning badge,
+//! The accounts list: each account's 2FA state, remaining codes, lock state and warning badges,
 //! with a filter typed after `/`. Owns its selection and filter. Must never decide on its own
 //! whether an account needs attention or is locked: it shows the core's
 //! [`AccountSummary`] flags.
@@ -6,11 +6,10 @@
 use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Row, Table};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use crate::core::account::AccountSummary;
-use crate::core::audit::LoginMethod;
 use crate::tui::app::{Call, Component, Cx, Outcome, Screen, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::screens::enroll::Enroll;
@@ -78,17 +77,17 @@ fn two_factor_label(a: &AccountSummary) -> &'static str {
     }
 }
 
-fn badge(a: &AccountSummary) -> &'static str {
-    if !a.needs_attention {
-        ""
-    } else if a
-        .last_login
-        .is_some_and(|l| l.method == LoginMethod::BackupCode)
-    {
-        "⚠ backup code used"
-    } else {
-        "⚠ codes low"
+/// The warning badges, from the core's flags: the authenticator may be lost (re-enroll), the
+/// codes are running low (regenerate). Both can apply.
+fn badges(a: &AccountSummary) -> Vec<&'static str> {
+    let mut badges = Vec::new();
+    if a.last_login_used_backup_code {
+        badges.push("⚠ backup code used");
     }
+    if a.codes_low {
+        badges.push("⚠ codes low");
+    }
+    badges
 }
 
 impl Component for Accounts {
@@ -129,13 +128,11 @@ impl Component for Accounts {
             KeyCode::Char('n') => cx.goto = Some(Screen::NewAccount(NewAccount::new())),
             KeyCode::Char('r') => cx.call(Call::ListAccounts),
             KeyCode::Char('l') => {
+                // Nothing is looked up for the login: it starts at the password.
                 let login = match self.selected_name() {
                     Some(name) => Login::for_account(&name),
                     None => Login::new(),
                 };
-                if let Some(name) = self.selected_name() {
-                    cx.call(Call::ProbeLogin { name });
-                }
                 cx.goto = Some(Screen::Login(login));
             }
             KeyCode::Esc if cx.kiosk() => cx.open(Target::Login),
@@ -228,25 +225,32 @@ impl Component for Accounts {
             } else {
                 "ok".to_string()
             };
+            // One badge per line: both together would not fit the column at 80 columns.
+            let badges = badges(a);
+            let height = u16::try_from(badges.len().max(1)).unwrap_or(1);
             let mut row = Row::new(vec![
                 // A marker as well as the reverse style, so the selection shows without colour.
-                Line::raw(format!(
+                Cell::from(format!(
                     "{} {}",
                     if i == self.selected { "›" } else { " " },
                     a.name
                 )),
-                Line::raw(two_factor_label(a)),
-                Line::raw(codes),
-                Line::styled(
+                Cell::from(two_factor_label(a)),
+                Cell::from(codes),
+                Cell::from(Line::styled(
                     state,
                     if a.locked {
                         theme.error()
                     } else {
                         Default::default()
                     },
-                ),
-                Line::styled(badge(a), theme.warn()),
-            ]);
+                )),
+                // Styled per line, not per cell: an empty cell of a selected row stays plain.
+                Cell::from(Text::from_iter(
+                    badges.into_iter().map(|b| Line::styled(b, theme.warn())),
+                )),
+            ])
+            .height(height);
             if i == self.selected {
                 row = row.style(theme.selected());
             }

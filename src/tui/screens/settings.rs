@@ -266,7 +266,8 @@ impl Component for Settings {
         } else {
             "no backup codes".to_string()
         };
-        let gauge_style = if s.needs_attention { t.warn() } else { t.ok() };
+        // The gauge is about the codes: a login by backup code alone does not make them low.
+        let gauge_style = if s.codes_low { t.warn() } else { t.ok() };
         frame.render_widget(
             Gauge::default()
                 .block(panel().title(" Backup codes "))
