@@ -23,7 +23,7 @@ pub const DATA_DIR_ENV: &str = "SPAREKEY_DATA_DIR";
 /// Environment variable naming the key file (overridden by `--key-file`).
 pub const KEY_FILE_ENV: &str = "SPAREKEY_KEY_FILE";
 /// How long to wait for a store held by another sparekey process before giving up.
-pub const LOCK_WAIT: Duration = Duration::from_secs(2);
+pub const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 /// Where things live.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -67,7 +67,7 @@ fn sample_account() -> Account {
     let clock = ManualClock::new(T0);
     enrolled(&service, &clock, "zed");
     drop(service);
-    let store = SledStore::open(&paths.store, Duration::ZERO).unwrap();
+    let store = SledStore::open(&paths.store, Duration::from_secs(5)).unwrap();
     store.load_account("zed").unwrap().unwrap()
 }
 
@@ -122,7 +122,7 @@ fn a_damaged_store_file_is_one_clear_error() {
         *b = 0xA5;
     }
     std::fs::write(&db, &bytes).unwrap();
-    match SledStore::open(&store_dir, Duration::ZERO) {
+    match SledStore::open(&store_dir, Duration::from_secs(5)) {
         Err(e) => assert!(
             matches!(e, StoreError::Corrupt(_) | StoreError::Io(_)),
             "{e:?}"

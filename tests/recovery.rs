@@ -48,7 +48,7 @@ fn backup_then_restore_gives_back_the_same_state() {
         let (_, codes) = enrolled(&service, &clock, "alice");
         service.login("alice", PASSWORD, Some(&codes[0])).unwrap();
         drop(service);
-        let store = SledStore::open(&paths.store, std::time::Duration::ZERO).unwrap();
+        let store = SledStore::open(&paths.store, std::time::Duration::from_secs(5)).unwrap();
         let summary = app::backup(&store, &backup_file).unwrap();
         assert_eq!(summary.accounts, 1);
         assert!(summary.audit_events >= 4);
@@ -63,7 +63,7 @@ fn backup_then_restore_gives_back_the_same_state() {
         0o600
     );
     // A backup is never overwritten.
-    let store = SledStore::open(&paths.store, std::time::Duration::ZERO).unwrap();
+    let store = SledStore::open(&paths.store, std::time::Duration::from_secs(5)).unwrap();
     assert!(app::backup(&store, &backup_file).is_err());
     // Lose a code after the backup: the restore brings back the state at backup time.
     drop(store);
@@ -94,7 +94,7 @@ fn a_damaged_backup_is_refused_and_nothing_is_touched() {
         service.create_account("bob", PASSWORD).unwrap();
     }
     {
-        let store = SledStore::open(&paths.store, std::time::Duration::ZERO).unwrap();
+        let store = SledStore::open(&paths.store, std::time::Duration::from_secs(5)).unwrap();
         app::backup(&store, &file).unwrap();
     }
     let mut bytes = std::fs::read(&file).unwrap();
@@ -123,7 +123,7 @@ fn a_backup_from_another_key_is_refused_and_the_store_put_back() {
         service.create_account("eve", PASSWORD).unwrap();
         drop(service);
         app::backup(
-            &SledStore::open(&other.store, std::time::Duration::ZERO).unwrap(),
+            &SledStore::open(&other.store, std::time::Duration::from_secs(5)).unwrap(),
             &file,
         )
         .unwrap();
@@ -177,7 +177,7 @@ fn doctor_names_what_is_wrong_and_how_to_fix_it() {
 
     // While another process holds the store, doctor says so instead of failing.
     std::fs::set_permissions(&paths.data_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let _held = SledStore::open(&paths.store, std::time::Duration::ZERO).unwrap();
+    let _held = SledStore::open(&paths.store, std::time::Duration::from_secs(5)).unwrap();
     let checks = app::doctor(&paths, T0);
     let store = checks.iter().find(|c| c.name == "store").unwrap();
     assert!(store.ok && store.detail.contains("in use"), "{store:?}");

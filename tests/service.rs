@@ -464,3 +464,17 @@ fn the_operator_password_is_throttled_but_never_locked() {
         "success cleared the count"
     );
 }
+
+#[test]
+fn wrong_password_and_unknown_name_read_the_same_until_the_throttle() {
+    let (service, _) = memory_service(16);
+    service.create_account("pat", PASSWORD).unwrap();
+    for _ in 0..5 {
+        let known = service.login("pat", "not the password", None).unwrap_err();
+        let unknown = service
+            .login("nobody", "not the password", None)
+            .unwrap_err();
+        assert_eq!(known, unknown);
+        assert_eq!(known.to_string(), "wrong account name or password");
+    }
+}

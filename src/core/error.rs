@@ -48,6 +48,8 @@ pub enum Error {
     Invalid(String),
     /// A typed backup code that cannot be one (typo, wrong length…): no attempt was spent.
     InvalidBackupCode(CodeInputError),
+    /// A checked password waited too long for its second factor.
+    LoginExpired,
     NotFound(String),
     AlreadyExists(String),
     Rejected(Rejection),
@@ -63,6 +65,7 @@ impl Error {
         match self {
             Error::Invalid(_)
             | Error::InvalidBackupCode(_)
+            | Error::LoginExpired
             | Error::NotFound(_)
             | Error::AlreadyExists(_) => ErrorKind::Invalid,
             Error::Rejected(_) => ErrorKind::Rejected,
@@ -141,6 +144,9 @@ impl std::fmt::Display for Error {
                 f.write_str(m)
             }
             Error::InvalidBackupCode(e) => write!(f, "{e}"),
+            Error::LoginExpired => {
+                f.write_str("the sign-in took too long: enter the password again")
+            }
             Error::Rejected(r) => write!(f, "{r}"),
             Error::Throttled { seconds_left } => write!(
                 f,

@@ -469,9 +469,7 @@ impl Service {
     ) -> Result<LoginSuccess, Error> {
         let age = self.now().saturating_sub(pending.password_checked_at);
         if !(0..=PENDING_LOGIN_TTL_SECS).contains(&age) {
-            return Err(Error::Invalid(
-                "the sign-in took too long: enter the password again".into(),
-            ));
+            return Err(Error::LoginExpired);
         }
         let account = self.load(&pending.account)?;
         // The throttle may have started, or an operator locked it, since the password step.
@@ -631,6 +629,8 @@ impl Service {
     }
 
     /// Counts a failure and builds the rejection to return. `Err` only if the store failed.
+    /// A wrong password gets no attempt count or delay in its answer: an unknown name has none
+    /// to give, and the difference would tell which names exist.
     fn fail(
         &self,
         account: &Account,
@@ -651,6 +651,14 @@ impl Service {
         let now_locked = policy.is_locked(&record);
         if now_locked && record.consecutive == policy.lock_after {
             self.audit(&account.name, AuditKind::Locked)?;
+        }
+        if reason == RejectReason::WrongNameOrPassword {
+            return Ok(Error::Rejected(Rejection {
+                reason,
+                attempts_before_lock: None,
+                next_delay_secs: None,
+                now_locked: false,
+            }));
         }
         Ok(Error::Rejected(Rejection {
             reason,

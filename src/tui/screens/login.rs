@@ -314,8 +314,8 @@ impl Component for Login {
                     self.typo(&e, cx);
                 }
                 // The code was well-formed, so the core refuses the pending login itself: it
-                // expired ("enter the password again") or the account changed meanwhile.
-                Err(e @ (Error::Invalid(_) | Error::NotFound(_))) => {
+                // expired, or the account changed meanwhile.
+                Err(e @ (Error::LoginExpired | Error::Invalid(_) | Error::NotFound(_))) => {
                     self.back_to_password();
                     cx.error(e);
                 }
