@@ -1,6 +1,8 @@
 //! The TUI's data path at scale: opening a store of 100,000 accounts with 2FA on and listing
 //! them (`Service::list_accounts`, what the first frame needs), and filtering 100,000 names per
-//! keystroke the naive way (a full scan per keystroke).
+//! keystroke the naive way (a full scan per keystroke); then the console itself
+//! (`sparekey::tui`): its start to the first frame drawn at 200x60, one frame, and one filter
+//! keystroke with its frame.
 //!
 //! Run: `cargo bench --bench store_scale`. The fixture is generated first (see
 //! `benches/support/fixture.rs`, also `examples/gen_store.rs`) under `target/sparekey-fixtures/`
@@ -13,12 +15,19 @@ mod support;
 #[path = "support/fixture.rs"]
 mod fixture;
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
 use sparekey::app;
 use sparekey::core::account::AccountSummary;
 use sparekey::core::service::Config;
+use sparekey::tui::TuiOptions;
+use sparekey::tui::runtime::{Driver, RecordingPlatform};
+use sparekey::tui::ui::view;
 
 /// Indices of the names containing `query`, case-sensitively (one `memmem` per name).
 fn filter_contains(list: &[AccountSummary], query: &str) -> Vec<usize> {
@@ -38,6 +47,23 @@ fn filter_lowercase(list: &[AccountSummary], query: &str) -> Vec<usize> {
         .filter(|(_, s)| s.name.to_lowercase().contains(&query))
         .map(|(i, _)| i)
         .collect()
+}
+
+/// The console as `sparekey tui` starts it, on a test platform.
+fn console(paths: &app::Paths) -> Driver<RecordingPlatform> {
+    let service = app::open(paths, Config::default()).expect("open");
+    let options = TuiOptions::default().app_options(&service);
+    Driver::new(service, RecordingPlatform::default(), options)
+}
+
+fn draw(driver: &Driver<RecordingPlatform>) -> usize {
+    let mut terminal = Terminal::new(TestBackend::new(200, 60)).expect("terminal");
+    terminal.draw(|f| view(&driver.app, f)).expect("draw");
+    terminal.backend().buffer().content.len()
+}
+
+fn press(driver: &mut Driver<RecordingPlatform>, code: KeyCode) {
+    driver.key(KeyEvent::new(code, KeyModifiers::NONE));
 }
 
 fn main() {
@@ -81,6 +107,44 @@ fn main() {
         let id = format!("tui_start/list_accounts/{accounts}");
         group.bench_function(format!("list_accounts/{accounts}"), |b| {
             support::timed(b, &id, || service.list_accounts().expect("list").len())
+        });
+        group.finish();
+    }
+
+    {
+        // The console itself: its real start (open, the app's first effects, one frame drawn
+        // at 200x60 on ratatui's TestBackend), one frame, and one keystroke of the filter.
+        let mut group = c.benchmark_group("tui");
+        group
+            .sample_size(10)
+            .sampling_mode(SamplingMode::Flat)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2));
+        let id = format!("tui/first_frame_200x60/{accounts}");
+        group.bench_function(format!("first_frame_200x60/{accounts}"), |b| {
+            support::timed(b, &id, || {
+                let driver = console(&paths);
+                draw(&driver)
+            })
+        });
+        let driver = RefCell::new(console(&paths));
+        let id = format!("tui/frame_200x60/{accounts}");
+        group.bench_function(format!("frame_200x60/{accounts}"), |b| {
+            support::timed(b, &id, || draw(&driver.borrow()))
+        });
+        press(&mut driver.borrow_mut(), KeyCode::Char('/'));
+        let id = format!("tui/filter_keystroke_and_frame/{accounts}");
+        group.bench_function(format!("filter_keystroke_and_frame/{accounts}"), |b| {
+            support::timed_with_setup(
+                b,
+                &id,
+                || press(&mut driver.borrow_mut(), KeyCode::Backspace),
+                |()| {
+                    let mut d = driver.borrow_mut();
+                    press(&mut d, KeyCode::Char('o'));
+                    draw(&d)
+                },
+            )
         });
         group.finish();
     }
