@@ -308,3 +308,33 @@ fn the_issuer_stays_with_the_authenticator() {
         "Acme VPN"
     );
 }
+
+#[test]
+fn accounts_page_by_page_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let sled = open(&paths(&dir), &clock, 15).unwrap();
+    let (memory, _) = memory_service(15);
+    for service in [&sled, &memory] {
+        for name in ["delta", "alpha", "echo", "charlie", "bravo"] {
+            service.create_account(name, PASSWORD).unwrap();
+        }
+        let names = |after: Option<&str>, limit| -> Vec<String> {
+            service
+                .list_accounts_page(after, limit)
+                .unwrap()
+                .into_iter()
+                .map(|s| s.name)
+                .collect()
+        };
+        assert_eq!(names(None, 2), ["alpha", "bravo"]);
+        assert_eq!(names(Some("bravo"), 2), ["charlie", "delta"]);
+        assert_eq!(names(Some("delta"), 10), ["echo"]);
+        assert_eq!(names(Some("echo"), 10), Vec::<String>::new());
+        assert_eq!(
+            names(Some("b"), 1),
+            ["bravo"],
+            "after a name that is not an account"
+        );
+    }
+}

@@ -259,6 +259,21 @@ impl Service {
             .collect())
     }
 
+    /// At most `limit` accounts named after `after` (from the first if `None`), sorted by name:
+    /// lets a face show the first screenful of 100,000 accounts at once and load the rest later.
+    pub fn list_accounts_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AccountSummary>, Error> {
+        Ok(self
+            .store
+            .list_accounts_page(after, limit)?
+            .iter()
+            .map(|facts| AccountSummary::from_facts(facts, &self.config.throttle))
+            .collect())
+    }
+
     pub fn account_summary(&self, name: &str) -> Result<AccountSummary, Error> {
         Ok(AccountSummary::of(&self.load(name)?, &self.config.throttle))
     }

@@ -117,6 +117,13 @@ pub trait Store: Send + Sync {
     fn load_account(&self, name: &str) -> Result<Option<Account>, StoreError>;
     /// The list facts of every account, sorted by name (never the full records).
     fn list_accounts(&self) -> Result<Vec<AccountFacts>, StoreError>;
+    /// At most `limit` list facts of the accounts named after `after` (from the first if
+    /// `None`), sorted by name: a screenful without reading the rest.
+    fn list_accounts_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AccountFacts>, StoreError>;
     fn delete_account(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Stores (or replaces) the pending enrollment; `false` if there is no such account.

@@ -78,6 +78,23 @@ impl Store for MemoryStore {
         self.with(|inner| Ok(inner.accounts.values().map(Account::facts).collect()))
     }
 
+    fn list_accounts_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AccountFacts>, StoreError> {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_string()));
+        self.with(|inner| {
+            Ok(inner
+                .accounts
+                .range((start, Bound::Unbounded))
+                .take(limit)
+                .map(|(_, a)| a.facts())
+                .collect())
+        })
+    }
+
     fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
         self.with(|inner| Ok(inner.accounts.remove(name).is_some()))
     }

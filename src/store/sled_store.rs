@@ -262,6 +262,26 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn list_accounts_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AccountFacts>, StoreError> {
+        let range = match after {
+            // Names are compared as bytes, the order sled keeps them in.
+            Some(after) => self.facts.range::<&[u8], _>((
+                std::ops::Bound::Excluded(after.as_bytes()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.facts.iter(),
+        };
+        range
+            .values()
+            .take(limit)
+            .map(|bytes| decode(&bytes.map_err(io)?, "the list facts of an account"))
+            .collect()
+    }
+
     fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
         let result = (&self.accounts, &self.facts).transaction(|(accounts, facts)| {
             let removed = accounts.remove(name.as_bytes())?.is_some();
