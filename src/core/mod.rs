@@ -4,6 +4,7 @@
 //! [`clock::Clock`] and randomness through [`entropy::Entropy`], so every outcome is reproducible.
 
 pub mod account;
+pub mod argon_memory;
 pub mod audit;
 pub mod backup_code;
 pub mod clock;

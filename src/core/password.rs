@@ -1,11 +1,14 @@
 //! Argon2id hashing, shared by account passwords and backup codes. Owns the cost parameters and
 //! the PHC string format of password hashes. Must never log, store or return a plaintext.
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::password_hash::PasswordHasher;
+use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::core::argon_memory::ArgonMemory;
 use crate::core::entropy::Entropy;
 
 /// Argon2id cost parameters, stored with every hash so a later release can raise them without
@@ -55,9 +58,10 @@ impl Default for HashParams {
 /// One raw Argon2id evaluation with an explicit salt: the 32-byte digest used for backup codes.
 pub fn digest(params: HashParams, secret: &[u8], input: &[u8], salt: &[u8]) -> Zeroizing<[u8; 32]> {
     let mut out = Zeroizing::new([0u8; 32]);
-    params
-        .argon2(secret)
-        .hash_password_into(input, salt, out.as_mut())
+    let argon2 = params.argon2(secret);
+    let memory = ArgonMemory::new(argon2.params().block_count());
+    argon2
+        .hash_password_into_with_memory(input, salt, out.as_mut(), memory)
         .expect("salt and output lengths are fixed and valid");
     out
 }
@@ -71,6 +75,8 @@ pub fn hash_password(
 ) -> String {
     let mut salt = [0u8; 16];
     entropy.fill(&mut salt);
+    // argon2's own allocation is fine here: a password is hashed once per account, not on the
+    // attempt path.
     params
         .argon2(secret)
         .hash_password_with_salt(password.as_bytes(), &salt)
@@ -79,10 +85,33 @@ pub fn hash_password(
 }
 
 /// Checks a password against its PHC string, with the parameters stored in the string. A
-/// malformed stored hash never verifies.
+/// malformed stored hash, or one of another algorithm, never verifies.
 pub fn verify_password(secret: &[u8], password: &str, phc: &str) -> bool {
-    let verifier = HashParams::TEST_ONLY.argon2(secret);
-    PasswordVerifier::<str>::verify_password(&verifier, password.as_bytes(), phc).is_ok()
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let argon2 = match (hash.algorithm.as_str(), Params::try_from(&hash)) {
+        ("argon2id", Ok(params)) => {
+            match Argon2::new_with_secret(secret, Algorithm::Argon2id, version, params) {
+                Ok(a) => a,
+                Err(_) => return false,
+            }
+        }
+        _ => return false,
+    };
+    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    let memory = ArgonMemory::new(argon2.params().block_count());
+    argon2
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, memory)
+        .is_ok()
+        && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
 #[cfg(test)]
