@@ -183,3 +183,53 @@ fn doctor_names_what_is_wrong_and_how_to_fix_it() {
     assert!(store.ok && store.detail.contains("in use"), "{store:?}");
     let _ = _held.list_accounts();
 }
+
+#[test]
+fn a_large_restore_is_chunked_and_an_interrupted_one_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let template = {
+        let service = open(&small, &clock);
+        enrolled(&service, &clock, "template");
+        drop(service);
+        let store = SledStore::open(&small.store, std::time::Duration::from_secs(5)).unwrap();
+        store.export_image().unwrap()
+    };
+    // 2,500 accounts: more than two chunks.
+    let mut image = template.clone();
+    image.accounts = (0..2_500)
+        .map(|i| {
+            let mut a = template.accounts[0].clone();
+            a.name = format!("user{i:05}");
+            a
+        })
+        .collect();
+    let other = paths(&dir.path().join("big"));
+    std::fs::create_dir_all(&other.data_dir).unwrap();
+    {
+        let store = SledStore::open(&other.store, std::time::Duration::from_secs(5)).unwrap();
+        store.import_image(&image).unwrap();
+        let listed = store.list_accounts().unwrap();
+        assert_eq!(listed.len(), 2_500);
+        assert_eq!(listed[2_499].name, "user02499");
+        assert!(
+            listed
+                .iter()
+                .all(|f| f.two_factor && f.remaining_codes == 10)
+        );
+    }
+    // A restore that stopped half-way leaves its marker: the store is refused, not half-used.
+    {
+        let db = sled::open(&other.store).unwrap();
+        db.insert("restore_in_progress", &[1u8]).unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStore::open(&other.store, std::time::Duration::from_secs(5)).unwrap_err();
+    assert!(err.to_string().contains("restore into"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("run 'sparekey restore FILE' again"),
+        "{err}"
+    );
+}

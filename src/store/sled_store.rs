@@ -26,6 +26,10 @@ const META_SCHEMA: &[u8] = b"schema_version";
 const META_KEY: &[u8] = b"key_fingerprint";
 const META_OPERATOR: &[u8] = b"operator_password";
 const META_OPERATOR_FAILURES: &[u8] = b"operator_failures";
+/// Present while a restore fills the store; a store that still has it was interrupted.
+const META_RESTORING: &[u8] = b"restore_in_progress";
+/// Accounts (or audit events) written per transaction by a restore.
+const IMPORT_CHUNK: usize = 1_000;
 
 /// Audit events kept; older ones are pruned so the log cannot grow without bound.
 pub const AUDIT_RETENTION: usize = 100_000;
@@ -109,6 +113,12 @@ impl SledStore {
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
+        if self.db.contains_key(META_RESTORING).map_err(io)? {
+            return Err(StoreError::Corrupt(format!(
+                "a restore into {} was interrupted, so the store is incomplete: run 'sparekey restore FILE' again",
+                self.path.display()
+            )));
+        }
         match self.db.get(META_SCHEMA).map_err(io)? {
             Some(v) => {
                 let bytes: [u8; 4] = v.as_ref().try_into().map_err(|_| {
@@ -440,31 +450,42 @@ impl Store for SledStore {
                 self.path.display()
             )));
         }
-        let mut accounts = sled::Batch::default();
-        let mut facts = sled::Batch::default();
-        for account in &image.accounts {
-            accounts.insert(account.name.as_bytes(), encode(account));
-            facts.insert(account.name.as_bytes(), encode(&account.facts()));
-        }
-        let mut audit = sled::Batch::default();
-        for event in &image.audit {
-            let id = self.db.generate_id().map_err(io)?;
-            audit.insert(&id.to_be_bytes(), encode(event));
-        }
-        let result =
-            (&self.accounts, &self.facts, &self.audit, &*self.db).transaction(|(a, f, l, meta)| {
+        // In chunks, so a restore of 100,000 accounts does not hold them all in one transaction
+        // (1.6 GiB measured); the marker, set first and cleared last, makes an interrupted
+        // restore visible instead of leaving a store that looks whole but is not.
+        self.db.insert(META_RESTORING, &[1u8]).map_err(io)?;
+        self.flush()?;
+        for chunk in image.accounts.chunks(IMPORT_CHUNK) {
+            let mut accounts = sled::Batch::default();
+            let mut facts = sled::Batch::default();
+            for account in chunk {
+                accounts.insert(account.name.as_bytes(), encode(account));
+                facts.insert(account.name.as_bytes(), encode(&account.facts()));
+            }
+            let result = (&self.accounts, &self.facts).transaction(|(a, f)| {
                 a.apply_batch(&accounts)?;
                 f.apply_batch(&facts)?;
-                l.apply_batch(&audit)?;
-                if let Some(k) = &image.key_fingerprint {
-                    meta.insert(META_KEY, k.as_bytes())?;
-                }
-                if let Some(o) = &image.operator_password {
-                    meta.insert(META_OPERATOR, o.as_bytes())?;
-                }
                 Ok(((), true))
             });
-        self.finish(result)
+            self.finish(result)?;
+        }
+        for chunk in image.audit.chunks(IMPORT_CHUNK) {
+            let mut audit = sled::Batch::default();
+            for event in chunk {
+                let id = self.db.generate_id().map_err(io)?;
+                audit.insert(&id.to_be_bytes(), encode(event));
+            }
+            self.audit.apply_batch(audit).map_err(io)?;
+        }
+        if let Some(k) = &image.key_fingerprint {
+            self.db.insert(META_KEY, k.as_bytes()).map_err(io)?;
+        }
+        if let Some(o) = &image.operator_password {
+            self.db.insert(META_OPERATOR, o.as_bytes()).map_err(io)?;
+        }
+        self.flush()?;
+        self.db.remove(META_RESTORING).map_err(io)?;
+        self.flush()
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
