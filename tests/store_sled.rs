@@ -338,3 +338,36 @@ fn accounts_page_by_page_in_name_order() {
         );
     }
 }
+
+#[test]
+fn the_audit_log_is_bounded_to_its_newest_events() {
+    use sparekey::core::audit::{AuditEvent, AuditKind};
+    use sparekey::core::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("store"), Duration::ZERO).unwrap();
+    for i in 0..1_200 {
+        let event = AuditEvent {
+            at: i,
+            account: format!("a{}", i % 3),
+            kind: AuditKind::Unlocked,
+        };
+        store.append_audit(&event).unwrap();
+    }
+    store.prune_audit(500).unwrap();
+    let events = store.audit_events(None, 10_000).unwrap();
+    assert_eq!(events.len(), 500);
+    assert_eq!(
+        (events[0].at, events[499].at),
+        (700, 1_199),
+        "the oldest went first"
+    );
+    assert_eq!(
+        store
+            .audit_events(Some("a1"), 3)
+            .unwrap()
+            .iter()
+            .map(|e| e.at)
+            .collect::<Vec<_>>(),
+        [1_192, 1_195, 1_198]
+    );
+}

@@ -35,6 +35,7 @@ const IMPORT_CHUNK: usize = 1_000;
 pub const AUDIT_RETENTION: usize = 100_000;
 /// How often (in appended events) the retention bound is enforced.
 const PRUNE_EVERY: u64 = 512;
+const META_AUDIT_APPENDS: &[u8] = b"audit_appends_since_prune";
 
 /// sled's page cache. Its default (1 GiB) is sized for a database server; sparekey reads one
 /// account per operation and lists names, so a small cache keeps a kiosk's memory flat.
@@ -199,12 +200,13 @@ impl SledStore {
         }
     }
 
-    fn prune_audit(&self) -> Result<(), StoreError> {
+    /// Keeps at most `retention` audit events, dropping the oldest.
+    pub fn prune_audit(&self, retention: usize) -> Result<(), StoreError> {
         let len = self.audit.len();
-        if len <= AUDIT_RETENTION {
+        if len <= retention {
             return Ok(());
         }
-        for entry in self.audit.iter().keys().take(len - AUDIT_RETENTION) {
+        for entry in self.audit.iter().keys().take(len - retention) {
             self.audit.remove(entry.map_err(io)?).map_err(io)?;
         }
         Ok(())
@@ -493,8 +495,22 @@ impl Store for SledStore {
         self.audit
             .insert(id.to_be_bytes(), encode(event))
             .map_err(io)?;
-        if id % PRUNE_EVERY == 0 {
-            self.prune_audit()?;
+        // A counter rather than the id: ids jump at every restart, so a test on them could
+        // miss forever in a store written by many short CLI runs.
+        let appended = self
+            .db
+            .update_and_fetch(META_AUDIT_APPENDS, |old| {
+                let n = old
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u64::from_be_bytes);
+                Some((n + 1).to_be_bytes().to_vec())
+            })
+            .map_err(io)?
+            .and_then(|b| b.as_ref().try_into().ok())
+            .map_or(0, u64::from_be_bytes);
+        if appended >= PRUNE_EVERY {
+            self.prune_audit(AUDIT_RETENTION)?;
+            self.db.remove(META_AUDIT_APPENDS).map_err(io)?;
         }
         self.flush()
     }
