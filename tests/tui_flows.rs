@@ -712,10 +712,7 @@ fn accounts_filter_and_quit() {
         panic!()
     };
     assert_eq!(
-        a.visible()
-            .iter()
-            .map(|a| a.name.as_str())
-            .collect::<Vec<_>>(),
+        a.visible().map(|a| a.name.as_str()).collect::<Vec<_>>(),
         ["alfred", "alice"]
     );
     // While filtering, q is typed, not obeyed.
@@ -834,4 +831,237 @@ fn new_account_errors_stay_on_the_form_and_wipe_passwords() {
         h.status()
     );
     assert!(matches!(h.screen(), Screen::NewAccount(_)));
+}
+
+// ----- the account list at scale: windowed scrolling, incremental filter, chunked loading -----
+
+use sparekey::tui::app::Msg;
+use sparekey::tui::screens::accounts::{Accounts, CHUNK, FIRST_PAGE};
+
+fn accounts_screen(h: &H) -> &Accounts {
+    match h.screen() {
+        Screen::Accounts(a) => a,
+        other => panic!("expected the accounts list, got {other:?}"),
+    }
+}
+
+fn visible_names(h: &H) -> Vec<String> {
+    accounts_screen(h)
+        .visible()
+        .map(|a| a.name.clone())
+        .collect()
+}
+
+/// The names a fresh, full scan would show for `filter` over the first `loaded` accounts.
+fn fresh_filter(h: &H, filter: &str, loaded: usize) -> Vec<String> {
+    let needle = filter.to_lowercase();
+    h.d.service
+        .list_accounts_page(None, loaded)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .filter(|n| n.to_lowercase().contains(&needle))
+        .collect()
+}
+
+/// A console over `n` accounts named `user0000`, `user0001`…, the first `upper` of them in
+/// capitals (`USER0000`), so the filter's case folding is exercised.
+fn many_accounts(n: usize, upper: usize) -> H {
+    H::with(false, |s, _| {
+        for i in 0..n {
+            let name = if i < upper {
+                format!("USER{i:04}")
+            } else {
+                format!("user{i:04}")
+            };
+            s.create_account(&name, PASSWORD).unwrap();
+        }
+    })
+}
+
+fn selected_name(h: &H) -> String {
+    accounts_screen(h)
+        .selected_account()
+        .map(|a| a.name.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn accounts_window_scrolls_with_the_selection() {
+    let mut h = many_accounts(150, 0);
+    // 80x24: the table has 17 rows.
+    h.d.send(Msg::Resize {
+        width: 80,
+        height: 24,
+    });
+    for _ in 0..16 {
+        h.press(KeyCode::Down);
+    }
+    assert_eq!(accounts_screen(&h).offset, 0, "row 17 is still on screen");
+    h.press(KeyCode::Down);
+    assert_eq!(selected_name(&h), "user0017");
+    assert_eq!(
+        accounts_screen(&h).offset,
+        1,
+        "the window follows the selection"
+    );
+    let drawn = h.render(80, 24);
+    assert!(drawn.contains("› user0017"), "{drawn}");
+    assert!(!drawn.contains("user0000"), "{drawn}");
+    assert!(drawn.contains("user0001"), "{drawn}");
+
+    // Moving up inside the window does not scroll it; past its top does.
+    for _ in 0..16 {
+        h.press(KeyCode::Up);
+    }
+    assert_eq!(selected_name(&h), "user0001");
+    assert_eq!(accounts_screen(&h).offset, 1);
+    h.press(KeyCode::Up);
+    assert_eq!(accounts_screen(&h).offset, 0);
+    assert!(h.render(80, 24).contains("› user0000"));
+
+    // Pages, the end and the start.
+    h.press(KeyCode::PageDown);
+    assert_eq!(selected_name(&h), "user0017");
+    h.press(KeyCode::End);
+    assert_eq!(selected_name(&h), "user0149");
+    let drawn = h.render(80, 24);
+    assert!(drawn.contains("› user0149"), "{drawn}");
+    assert!(
+        drawn.contains("user0133") && !drawn.contains("user0132"),
+        "{drawn}"
+    );
+    h.press(KeyCode::PageUp);
+    assert_eq!(selected_name(&h), "user0132");
+    assert!(h.render(80, 24).contains("› user0132"));
+    h.press(KeyCode::Home);
+    assert_eq!(selected_name(&h), "user0000");
+
+    // Whatever size the frame is drawn at, the selection shows.
+    h.press(KeyCode::End);
+    for (w, ht) in [(80, 24), (120, 40), (200, 60)] {
+        assert!(h.render(w, ht).contains("› user0149"), "{w}x{ht}");
+    }
+}
+
+#[test]
+fn accounts_filter_is_incremental_and_equals_a_fresh_scan() {
+    let mut h = many_accounts(120, 40);
+    h.typed("/");
+    // Grows (narrowing), shrinks, changes, clears: each step equals a fresh filter.
+    let steps: &[&str] = &[
+        "u", "s", "E", "r", "0", "0", "\u{8}", "\u{8}", "1", "1", "\u{8}", "\u{8}", "\u{8}", "x",
+        "\u{8}", "\u{8}", "\u{8}", "\u{8}", "\u{8}", "0", "9", "\u{8}", "\u{8}",
+    ];
+    let mut filter = String::new();
+    for step in steps {
+        if *step == "\u{8}" {
+            filter.pop();
+            h.press(KeyCode::Backspace);
+        } else {
+            filter.push_str(step);
+            h.typed(step);
+        }
+        assert_eq!(
+            visible_names(&h),
+            fresh_filter(&h, &filter, usize::MAX),
+            "filter {filter:?}"
+        );
+    }
+    h.typed("user01");
+    assert_eq!(visible_names(&h).len(), 20, "USER0100..user0119");
+    assert!(h.render(120, 40).contains(" 20 of 120 accounts "));
+    // Esc clears it: every account again.
+    h.esc();
+    assert_eq!(visible_names(&h), fresh_filter(&h, "", usize::MAX));
+    assert_eq!(visible_names(&h).len(), 120);
+    assert!(h.render(120, 40).contains(" 120 accounts "));
+}
+
+#[test]
+fn accounts_load_in_chunks_and_filter_while_loading() {
+    let total = FIRST_PAGE + CHUNK + 300;
+    let mut h = many_accounts(total, 10);
+    // The first frame has the first page only, and says the rest is coming.
+    let a = accounts_screen(&h);
+    assert_eq!(a.loaded_len(), FIRST_PAGE);
+    assert!(a.is_loading());
+    assert!(h.d.busy());
+    let drawn = h.render(120, 40);
+    assert!(drawn.contains(" loading accounts… 200 "), "{drawn}");
+    assert!(drawn.contains("› USER0000"), "{drawn}");
+
+    // Keys work meanwhile; the filter applies to what is loaded…
+    h.press(KeyCode::Down);
+    h.typed("/r01");
+    let loaded = accounts_screen(&h).loaded_len();
+    assert_eq!(visible_names(&h), fresh_filter(&h, "r01", loaded));
+    assert_eq!(visible_names(&h).len(), 100, "user0100..user0199");
+    assert!(
+        h.render(120, 40)
+            .contains(" 100 match so far · loading accounts… 200 ")
+    );
+    h.press(KeyCode::Backspace);
+    h.press(KeyCode::Backspace);
+    h.typed("2");
+    assert!(visible_names(&h).is_empty());
+    assert!(
+        h.render(120, 40)
+            .contains("no account loaded so far matches the filter")
+    );
+
+    // …and extends as chunks arrive.
+    assert!(h.d.step());
+    let a = accounts_screen(&h);
+    assert_eq!(a.loaded_len(), FIRST_PAGE + CHUNK);
+    assert!(a.is_loading());
+    assert_eq!(
+        visible_names(&h),
+        fresh_filter(&h, "r2", FIRST_PAGE + CHUNK)
+    );
+    assert_eq!(visible_names(&h).len(), 700, "user2000..user2699");
+    h.typed("6");
+    assert_eq!(
+        visible_names(&h),
+        fresh_filter(&h, "r26", FIRST_PAGE + CHUNK)
+    );
+    assert!(h.d.step());
+    assert!(!h.d.busy());
+    let a = accounts_screen(&h);
+    assert_eq!(a.loaded_len(), total);
+    assert!(!a.is_loading());
+    assert_eq!(visible_names(&h), fresh_filter(&h, "r26", total));
+    assert!(h.render(120, 40).contains(" 100 of 3,000 accounts "));
+    h.esc();
+    assert_eq!(visible_names(&h), fresh_filter(&h, "", total));
+
+    // A refresh reads it all again, keeping the selection; pages of an older load are dropped.
+    h.press(KeyCode::End);
+    h.typed("r");
+    assert!(h.d.busy());
+    assert_eq!(
+        accounts_screen(&h).loaded_len(),
+        total,
+        "the old rest stays"
+    );
+    assert_eq!(selected_name(&h), format!("user{:04}", total - 1));
+    h.typed("r");
+    h.d.settle();
+    assert_eq!(visible_names(&h), fresh_filter(&h, "", total));
+    assert_eq!(selected_name(&h), format!("user{:04}", total - 1));
+    assert!(h.render(120, 40).contains(" 3,000 accounts "));
+}
+
+#[test]
+fn accounts_page_that_ends_the_list_exactly() {
+    // The last chunk is full: one more (empty) page ends the load.
+    let mut h = many_accounts(FIRST_PAGE + CHUNK, 0);
+    h.d.settle();
+    let a = accounts_screen(&h);
+    assert_eq!(a.loaded_len(), FIRST_PAGE + CHUNK);
+    assert!(!a.is_loading());
+    // A store that fits the first page loads before the first frame.
+    let h = many_accounts(3, 0);
+    assert!(!h.d.busy());
+    assert!(!accounts_screen(&h).is_loading());
 }

@@ -88,6 +88,12 @@ pub enum Target {
 #[derive(Debug)]
 pub enum Msg {
     Key(KeyEvent),
+    /// The terminal's size, sent by the runtime at start and on every resize, so a list knows
+    /// how many rows a page has (the view does not depend on it: it draws at any size).
+    Resize {
+        width: u16,
+        height: u16,
+    },
     /// The service clock's time, sent about once a second and before the first draw.
     Tick(UnixTime),
     Done(Outcome),
@@ -129,6 +135,10 @@ impl ClipboardUsed {
 #[derive(Debug)]
 pub enum Effect {
     Call(Call),
+    /// A service call to run when no input is waiting, one per turn of the event loop: work in
+    /// chunks (the rest of a long account list) that must not delay keys or the first frame.
+    /// Its result comes back as [`Msg::Done`] like a [`Call`]'s.
+    Later(Call),
     Copy(Zeroizing<String>),
     ClearClipboard,
     Export {
@@ -141,7 +151,11 @@ pub enum Effect {
 /// A service call; its result comes back as [`Msg::Done`].
 #[derive(Debug)]
 pub enum Call {
-    ListAccounts,
+    /// At most `limit` accounts named after `after` (from the first if `None`), sorted by name.
+    ListAccountsPage {
+        after: Option<String>,
+        limit: usize,
+    },
     CreateAccount {
         name: String,
         password: Zeroizing<String>,
@@ -197,7 +211,12 @@ pub enum Call {
 /// The result of a [`Call`].
 #[derive(Debug)]
 pub enum Outcome {
-    Accounts(Result<Vec<AccountSummary>, Error>),
+    /// A page of [`Call::ListAccountsPage`], with the cursor and limit it was asked with.
+    AccountsPage {
+        after: Option<String>,
+        limit: usize,
+        result: Result<Vec<AccountSummary>, Error>,
+    },
     Created {
         name: String,
         result: Result<(), Error>,
@@ -296,6 +315,9 @@ pub struct App {
     pub operator: bool,
     pub clipboard: Option<ClipboardNote>,
     pub quitting: bool,
+    /// The terminal's size (columns, rows) as last reported by [`Msg::Resize`]; `None` until
+    /// then (tests that only render).
+    pub size: Option<(u16, u16)>,
 }
 
 /// The context a screen's handlers work through: they queue effects and navigation here
@@ -305,6 +327,8 @@ pub struct Cx {
     pub now: UnixTime,
     pub options: AppOptions,
     pub operator: bool,
+    /// The terminal's size (columns, rows), if the runtime reported it.
+    pub size: Option<(u16, u16)>,
     pub effects: Vec<Effect>,
     pub goto: Option<Screen>,
     pub status: Option<Option<Status>>,
@@ -315,6 +339,10 @@ pub struct Cx {
 impl Cx {
     pub fn call(&mut self, call: Call) {
         self.effects.push(Effect::Call(call));
+    }
+    /// Queues a call for when no input is waiting (see [`Effect::Later`]).
+    pub fn later(&mut self, call: Call) {
+        self.effects.push(Effect::Later(call));
     }
     pub fn info(&mut self, text: impl Into<String>) {
         self.status = Some(Some(Status::info(text)));
@@ -343,7 +371,7 @@ impl Cx {
         match target {
             Target::Accounts => {
                 self.goto = Some(Screen::Accounts(Accounts::new()));
-                self.call(Call::ListAccounts);
+                self.call(Accounts::first_page());
             }
             Target::Settings(name) => {
                 self.call(Call::LoadSettings { name: name.clone() });
@@ -367,7 +395,7 @@ impl App {
         } else {
             (
                 Screen::Accounts(Accounts::new()),
-                vec![Effect::Call(Call::ListAccounts)],
+                vec![Effect::Call(Accounts::first_page())],
             )
         };
         let app = Self {
@@ -380,6 +408,7 @@ impl App {
             operator: false,
             clipboard: None,
             quitting: false,
+            size: None,
         };
         (app, effects)
     }
@@ -389,6 +418,7 @@ impl App {
             now: self.now,
             options: self.options.clone(),
             operator: self.operator,
+            size: self.size,
             effects: Vec::new(),
             goto: None,
             status: None,
@@ -415,6 +445,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
                 effects.extend(screen_key(app, key));
             }
         }
+        Msg::Resize { width, height } => app.size = Some((width, height)),
         Msg::Tick(now) => {
             app.now = now;
             effects.extend(tick(app));

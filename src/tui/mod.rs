@@ -11,7 +11,8 @@
 //! - [`ui`]: the pure [`ui::view`]`(&App, &mut Frame)`. Same app, same frame: time comes from
 //!   the service's clock as [`app::Msg::Tick`], never from the system, so snapshots are stable.
 //! - [`runtime`] (the event side): the terminal loop, and the executor of [`app::Effect`]s:
-//!   service calls, clipboard, file export, quitting. Their results come back as messages, and
+//!   service calls, clipboard, file export, quitting, and [`app::Effect::Later`] calls run one at
+//!   a time between keys (the rest of a long account list). Their results come back as messages, and
 //!   the clipboard and disk sit behind [`runtime::Platform`], so tests drive the whole app with
 //!   an in-memory service and never touch a terminal, the clipboard or the disk.
 //!

@@ -4,6 +4,7 @@
 //! the disk or the clipboard. Also owns the terminal event loop. Must never hold application
 //! state of its own or decide anything a screen shows.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,7 +31,14 @@ pub trait Platform {
 /// Runs one service call.
 pub fn execute_call(service: &Service, call: Call) -> Outcome {
     match call {
-        Call::ListAccounts => Outcome::Accounts(service.list_accounts()),
+        Call::ListAccountsPage { after, limit } => {
+            let result = service.list_accounts_page(after.as_deref(), limit);
+            Outcome::AccountsPage {
+                after,
+                limit,
+                result,
+            }
+        }
         Call::CreateAccount { name, password } => {
             let result = service.create_account(&name, &password);
             Outcome::Created { name, result }
@@ -87,6 +95,8 @@ pub struct Driver<P: Platform> {
     pub app: App,
     pub service: Service,
     pub platform: P,
+    /// [`Effect::Later`] calls not run yet, oldest first.
+    later: VecDeque<Call>,
 }
 
 impl<P: Platform> Driver<P> {
@@ -97,6 +107,7 @@ impl<P: Platform> Driver<P> {
             app,
             service,
             platform,
+            later: VecDeque::new(),
         };
         driver.run(effects);
         driver
@@ -118,11 +129,38 @@ impl<P: Platform> Driver<P> {
         self.send(Msg::Tick(now));
     }
 
+    /// Whether [`Effect::Later`] work is waiting for [`Driver::step`].
+    pub fn busy(&self) -> bool {
+        !self.later.is_empty()
+    }
+
+    /// Runs the oldest waiting [`Effect::Later`] call and everything its result sets off (which
+    /// may queue the next one); `false` if nothing was waiting. The event loop calls it when no
+    /// input is pending, so a key waits for at most one such call.
+    pub fn step(&mut self) -> bool {
+        let Some(call) = self.later.pop_front() else {
+            return false;
+        };
+        let outcome = execute_call(&self.service, call);
+        self.send(Msg::Done(outcome));
+        true
+    }
+
+    /// Runs all waiting [`Effect::Later`] work to the end (tests and benches: the same order
+    /// the event loop would run it in, without input in between).
+    pub fn settle(&mut self) {
+        while self.step() {}
+    }
+
     fn run(&mut self, effects: Vec<Effect>) {
-        let mut queue: std::collections::VecDeque<Effect> = effects.into();
+        let mut queue: VecDeque<Effect> = effects.into();
         while let Some(effect) = queue.pop_front() {
             let msg = match effect {
                 Effect::Call(call) => Msg::Done(execute_call(&self.service, call)),
+                Effect::Later(call) => {
+                    self.later.push_back(call);
+                    continue;
+                }
                 Effect::Copy(text) => Msg::Copied(self.platform.copy(&text)),
                 Effect::ClearClipboard => Msg::ClipboardCleared(self.platform.clear_clipboard()),
                 Effect::Export { path, contents } => {
@@ -287,7 +325,9 @@ pub fn write_new_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
 }
 
 /// The terminal event loop. Draws, waits for a key or resize (at most until the next second, so
-/// countdowns and the idle timer move), and feeds the app.
+/// countdowns and the idle timer move), and feeds the app. While [`Effect::Later`] work waits
+/// (the rest of a long account list), it only looks for input without waiting and runs one
+/// piece of that work when there is none, so keys are served between chunks.
 pub fn event_loop<B: ratatui::backend::Backend>(
     terminal: &mut ratatui::Terminal<B>,
     driver: &mut Driver<RealPlatform>,
@@ -295,6 +335,11 @@ pub fn event_loop<B: ratatui::backend::Backend>(
 where
     B::Error: Send + Sync + 'static,
 {
+    let size = terminal.size().map_err(io::Error::other)?;
+    driver.send(Msg::Resize {
+        width: size.width,
+        height: size.height,
+    });
     loop {
         terminal
             .draw(|frame| view(&driver.app, frame))
@@ -302,13 +347,20 @@ where
         if driver.app.quitting {
             return Ok(());
         }
-        if event::poll(Duration::from_millis(250))? {
+        let wait = if driver.busy() {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(250)
+        };
+        if event::poll(wait)? {
             match event::read()? {
                 Event::Key(key) if key.kind != KeyEventKind::Release => driver.key(key),
                 // Redrawn at the top of the loop at the new size.
-                Event::Resize(..) => {}
+                Event::Resize(width, height) => driver.send(Msg::Resize { width, height }),
                 _ => {}
             }
+        } else {
+            driver.step();
         }
         if driver.service.now() != driver.app.now {
             driver.tick();
