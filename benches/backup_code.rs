@@ -89,7 +89,7 @@ fn code_set_with_unused(codes: &[BackupCode], unused: usize) -> CodeSet {
 /// deleted, so an attempt hashes the input once per unused code.
 struct PeerCode {
     salt: [u8; 16],
-    digest: [u8; 32],
+    digest: password::Digest,
 }
 
 fn peer_codes(codes: &[BackupCode]) -> Vec<PeerCode> {

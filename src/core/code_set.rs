@@ -3,7 +3,7 @@
 //! # One Argon2id evaluation per attempt
 //! Every code of a set is hashed with the **same random per-set salt** (and the key file's
 //! secret). An attempt therefore costs exactly one Argon2id evaluation, whatever the number of
-//! unused codes, and its digest is compared in constant time against *every* slot, used or not,
+//! unused codes, and its 128-bit digest is compared in constant time against *every* slot, used or not,
 //! so codes work in any order and timing reveals neither which slot matched nor how many are used.
 //!
 //! Trade-off: with a shared salt, someone holding both the store and the key file can test one
@@ -21,7 +21,7 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 use crate::core::backup_code::BackupCode;
 use crate::core::clock::UnixTime;
 use crate::core::entropy::Entropy;
-use crate::core::password::{self, HashParams};
+use crate::core::password::{self, Digest, HashParams};
 
 /// Allowed number of codes per set.
 pub const MIN_CODES: usize = 5;
@@ -30,7 +30,7 @@ pub const DEFAULT_CODES: usize = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeSlot {
-    pub digest: [u8; 32],
+    pub digest: Digest,
     pub used_at: Option<UnixTime>,
 }
 
@@ -83,13 +83,13 @@ impl CodeSet {
     }
 
     /// The one Argon2id evaluation of an attempt.
-    pub fn digest_of(&self, code: &BackupCode, secret: &[u8]) -> [u8; 32] {
+    pub fn digest_of(&self, code: &BackupCode, secret: &[u8]) -> Digest {
         *password::digest(self.params, secret, code.canonical().as_bytes(), &self.salt)
     }
 
     /// Compares a digest with every slot in constant time (no early exit, no branch on a
     /// secret-dependent value until the single result is known).
-    pub fn find(&self, digest: &[u8; 32]) -> SlotMatch {
+    pub fn find(&self, digest: &Digest) -> SlotMatch {
         let mut found = subtle::Choice::from(0);
         let mut index = 0u32;
         let mut used = subtle::Choice::from(0);

@@ -37,8 +37,8 @@ impl HashParams {
         p: 1,
     };
 
-    fn argon2<'k>(&self, secret: &'k [u8]) -> Argon2<'k> {
-        let params = Params::new(self.m_kib, self.t, self.p, Some(32))
+    fn argon2<'k>(&self, secret: &'k [u8], output_len: usize) -> Argon2<'k> {
+        let params = Params::new(self.m_kib, self.t, self.p, Some(output_len))
             .expect("HashParams are validated when configured");
         Argon2::new_with_secret(secret, Algorithm::Argon2id, Version::V0x13, params)
             .expect("the Argon2 secret is 32 bytes")
@@ -55,16 +55,27 @@ impl Default for HashParams {
     }
 }
 
-/// One raw Argon2id evaluation with an explicit salt: the 32-byte digest used for backup codes.
-pub fn digest(params: HashParams, secret: &[u8], input: &[u8], salt: &[u8]) -> Zeroizing<[u8; 32]> {
-    let mut out = Zeroizing::new([0u8; 32]);
-    let argon2 = params.argon2(secret);
+/// Bytes of a backup-code digest. 128 bits: a code has 75 bits, so guessing codes stays far
+/// cheaper than attacking the digest, and each stored slot is 16 bytes smaller than with
+/// Argon2's default 32 (the store's size per account is a target).
+pub const DIGEST_LEN: usize = 16;
+
+/// A backup code's digest.
+pub type Digest = [u8; DIGEST_LEN];
+
+/// One raw Argon2id evaluation with an explicit salt: the digest stored for a backup code.
+pub fn digest(params: HashParams, secret: &[u8], input: &[u8], salt: &[u8]) -> Zeroizing<Digest> {
+    let mut out = Zeroizing::new([0u8; DIGEST_LEN]);
+    let argon2 = params.argon2(secret, DIGEST_LEN);
     let memory = ArgonMemory::new(argon2.params().block_count());
     argon2
         .hash_password_into_with_memory(input, salt, out.as_mut(), memory)
         .expect("salt and output lengths are fixed and valid");
     out
 }
+
+/// Bytes of a password hash in its PHC string (Argon2's default).
+const PASSWORD_HASH_LEN: usize = 32;
 
 /// Hashes a password into a PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
 pub fn hash_password(
@@ -78,7 +89,7 @@ pub fn hash_password(
     // argon2's own allocation is fine here: a password is hashed once per account, not on the
     // attempt path.
     params
-        .argon2(secret)
+        .argon2(secret, PASSWORD_HASH_LEN)
         .hash_password_with_salt(password.as_bytes(), &salt)
         .expect("salt and parameters are valid")
         .to_string()
