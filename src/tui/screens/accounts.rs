@@ -277,10 +277,20 @@ impl Accounts {
                     format!(" loading accounts… {read} ")
                 })
             }
-            Load::Done | Load::Failed if filtered => Some(format!(" {matched} of {all} accounts ")),
-            Load::Done | Load::Failed => Some(format!(" {all} accounts ")),
+            Load::Done | Load::Failed if filtered => Some(format!(
+                " {matched} of {all} {} ",
+                plural(self.list.len(), "account", "accounts")
+            )),
+            Load::Done | Load::Failed => Some(format!(
+                " {all} {} ",
+                plural(self.list.len(), "account", "accounts")
+            )),
         }
     }
+}
+
+fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
 }
 
 /// `1234567` as `1,234,567`.
