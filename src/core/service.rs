@@ -526,19 +526,8 @@ impl Service {
                             remaining_codes: remaining,
                             total_codes: total,
                         }),
-                        StepConsumption::Replay => {
-                            self.audit(
-                                name,
-                                AuditKind::ReplayRefused {
-                                    method: LoginMethod::Totp,
-                                },
-                            )?;
-                            Err(self.fail(
-                                account,
-                                RejectReason::TotpReplay,
-                                FailureReason::WrongTotp,
-                            )?)
-                        }
+                        // Another attempt took this step between our check and the write.
+                        StepConsumption::Replay => self.totp_replay(account),
                         StepConsumption::NotEnrolled => Err(Error::Invalid(format!(
                             "'{name}' has no two-factor authentication"
                         ))),
@@ -546,19 +535,7 @@ impl Service {
                     Err(TotpRejection::Malformed) => Err(Error::Invalid(
                         TotpRejection::Malformed.message(active.params),
                     )),
-                    Err(TotpRejection::Replay) => {
-                        self.audit(
-                            name,
-                            AuditKind::ReplayRefused {
-                                method: LoginMethod::Totp,
-                            },
-                        )?;
-                        Err(self.fail(
-                            account,
-                            RejectReason::TotpReplay,
-                            FailureReason::WrongTotp,
-                        )?)
-                    }
+                    Err(TotpRejection::Replay) => self.totp_replay(account),
                     Err(rejection) => {
                         let (reason, audit_reason) = totp_failure(rejection, active.params);
                         Err(self.fail(account, reason, audit_reason)?)
@@ -612,6 +589,16 @@ impl Service {
                 }
             }
         }
+    }
+
+    fn totp_replay(&self, account: &Account) -> Result<LoginSuccess, Error> {
+        self.audit(
+            &account.name,
+            AuditKind::ReplayRefused {
+                method: LoginMethod::Totp,
+            },
+        )?;
+        Err(self.fail(account, RejectReason::TotpReplay, FailureReason::WrongTotp)?)
     }
 
     fn backup_replay(&self, account: &Account) -> Result<LoginSuccess, Error> {

@@ -572,15 +572,7 @@ fn dispatch(app: &mut App, f: impl FnOnce(&mut dyn Component, &mut Cx)) -> Vec<E
         Screen::Operator(s) => s,
     };
     f(handler, &mut cx);
-    let Cx {
-        effects,
-        goto,
-        status,
-        quit,
-        grant_operator,
-        ..
-    } = cx;
-    finish(app, effects, goto, status, quit, grant_operator)
+    apply(app, cx)
 }
 
 fn apply(app: &mut App, cx: Cx) -> Vec<Effect> {

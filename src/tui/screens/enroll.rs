@@ -149,9 +149,9 @@ impl Component for Enroll {
     fn draw(&self, frame: &mut Frame<'_>, area: Rect, vx: &ViewCx) {
         let t = &vx.theme;
         let block = panel();
-        match &self.step {
+        let lines = match &self.step {
             Step::Password(field) => {
-                let lines = vec![
+                vec![
                     Line::raw(""),
                     Line::raw(format!(
                         "Confirm the password of '{}' to start.",
@@ -164,17 +164,11 @@ impl Component for Enroll {
                         "If the account already has an authenticator, it keeps working until the new one is confirmed.",
                         t.dim(),
                     ),
-                ];
-                frame.render_widget(
-                    Paragraph::new(lines)
-                        .wrap(Wrap { trim: false })
-                        .block(block),
-                    area,
-                );
+                ]
             }
-            Step::Scan(enrollment) => draw_scan(frame, area, enrollment, vx),
+            Step::Scan(enrollment) => return draw_scan(frame, area, enrollment, vx),
             Step::Code { enrollment, code } => {
-                let lines = vec![
+                vec![
                     Line::raw(""),
                     Line::raw(format!(
                         "Enter the {}-digit code your authenticator now shows for {} ({}).",
@@ -187,15 +181,15 @@ impl Component for Enroll {
                         "Esc goes back to the QR code if you need to scan it again.",
                         t.dim(),
                     ),
-                ];
-                frame.render_widget(
-                    Paragraph::new(lines)
-                        .wrap(Wrap { trim: false })
-                        .block(block),
-                    area,
-                );
+                ]
             }
-        }
+        };
+        frame.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .block(block),
+            area,
+        );
     }
 }
 
