@@ -380,13 +380,7 @@ impl Service {
             Activation::NoAccount => return Err(Error::no_account(name)),
         }
         self.audit(name, AuditKind::TwoFactorEnrolled)?;
-        self.audit(
-            name,
-            AuditKind::CodesRegenerated {
-                count: codes.len() as u32,
-            },
-        )?;
-        Ok(self.issued(name, &pending.issuer, codes))
+        self.issued(name, &pending.issuer, codes)
     }
 
     // ----- login ----------------------------------------------------------------------------
@@ -710,13 +704,25 @@ impl Service {
         })
     }
 
-    fn issued(&self, name: &str, issuer: &str, codes: Vec<BackupCode>) -> IssuedCodes {
-        IssuedCodes {
+    /// Records that a new set was issued and hands it over, in clear for this one time.
+    fn issued(
+        &self,
+        name: &str,
+        issuer: &str,
+        codes: Vec<BackupCode>,
+    ) -> Result<IssuedCodes, Error> {
+        self.audit(
+            name,
+            AuditKind::CodesRegenerated {
+                count: codes.len() as u32,
+            },
+        )?;
+        Ok(IssuedCodes {
             account: name.to_string(),
             issuer: issuer.to_string(),
             issued_at: self.now(),
             codes,
-        }
+        })
     }
 
     // ----- codes and administration ---------------------------------------------------------
@@ -752,13 +758,7 @@ impl Service {
         if !self.store.replace_codes(name, &set)? {
             return Err(Error::no_account(name));
         }
-        self.audit(
-            name,
-            AuditKind::CodesRegenerated {
-                count: codes.len() as u32,
-            },
-        )?;
-        Ok(self.issued(name, &active.issuer, codes))
+        self.issued(name, &active.issuer, codes)
     }
 
     /// Operator: clears the failure counter of a locked or throttled account.
