@@ -163,7 +163,7 @@ fn newer_schema_is_refused_and_left_alone() {
     let paths = paths(&dir);
     std::fs::create_dir_all(&paths.data_dir).unwrap();
     {
-        let db = sled::open(&paths.store).unwrap();
+        let db = SledStore::raw_config(&paths.store).open().unwrap();
         db.insert("schema_version", &99u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
@@ -180,7 +180,7 @@ fn newer_schema_is_refused_and_left_alone() {
         "{err:?}"
     );
     assert!(err.to_string().contains("upgrade sparekey"));
-    let db = sled::open(&paths.store).unwrap();
+    let db = SledStore::raw_config(&paths.store).open().unwrap();
     assert_eq!(
         db.get("schema_version").unwrap().unwrap().as_ref(),
         &99u32.to_be_bytes()

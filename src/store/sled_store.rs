@@ -41,6 +41,12 @@ const META_AUDIT_APPENDS: &[u8] = b"audit_appends_since_prune";
 /// account per operation and lists names, so a small cache keeps a kiosk's memory flat.
 const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// sled's log segment. Every open zero-fills and fsyncs the rest of the current segment; at the
+/// default 512 KiB that was ~4.5 ms of each short CLI run (median of 40 process runs: 12.4 ms
+/// vs 7.9 ms with 64 KiB), with no change in size or listing speed at 100,000 accounts. Part of
+/// the on-disk format: sled refuses to open a store with another segment size.
+const SEGMENT_BYTES: usize = 64 * 1024;
+
 #[derive(Debug)]
 pub struct SledStore {
     db: sled::Db,
@@ -86,8 +92,17 @@ impl SledStore {
         Ok(store)
     }
 
+    /// sled's configuration for a store at `path`: for tests and tools that must reach below the
+    /// `Store` trait (a raw sled open with other settings is refused by sled).
+    pub fn raw_config(path: &Path) -> sled::Config {
+        sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_BYTES)
+            .segment_size(SEGMENT_BYTES)
+    }
+
     fn try_open(path: &Path) -> Result<sled::Db, StoreError> {
-        let config = sled::Config::new().path(path).cache_capacity(CACHE_BYTES);
+        let config = Self::raw_config(path);
         // sled panics on some kinds of damage instead of returning an error: turn that into
         // one clear line rather than a crash.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
