@@ -148,7 +148,7 @@ impl State {
         for (_, set) in &sets {
             // The check finds a real code by the same path the bench times.
             assert_eq!(
-                set.find(&set.digest_of(&codes[0], &SECRET)),
+                set.find(&set.digest_of(&codes[0], &SECRET).expect("valid params")),
                 SlotMatch::Unused(0)
             );
         }
@@ -179,7 +179,7 @@ impl State {
 
     fn check(&self, unused: usize) -> SlotMatch {
         let set = &self.sets.iter().find(|(n, _)| *n == unused).expect("set").1;
-        let found = set.find(&set.digest_of(&self.attempt, &SECRET));
+        let found = set.find(&set.digest_of(&self.attempt, &SECRET).expect("valid params"));
         assert_eq!(found, SlotMatch::NoMatch);
         found
     }

@@ -183,3 +183,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn impossible_stored_hash_parameters_are_a_clear_error_not_a_crash() {
+    use sparekey::core::backup_code::BackupCode;
+    use sparekey::core::error::ErrorKind;
+    use sparekey::core::keys::MasterKey;
+    use sparekey::core::service::Service;
+    use sparekey::core::store::StoreImage;
+    use sparekey::store::memory::MemoryStore;
+
+    let mut account = sample_account_cached();
+    // A damaged record asking for 4 TiB of memory per hash.
+    account.codes.as_mut().unwrap().params.m_kib = u32::MAX;
+    let store = MemoryStore::new();
+    let image = StoreImage {
+        key_fingerprint: None,
+        operator_password: None,
+        accounts: vec![account],
+        audit: vec![],
+    };
+    store.import_image(&image).unwrap();
+    // The key the sample account was made with (the first bytes of its seeded entropy).
+    let key = MasterKey::generate(&mut SeededEntropy::new(1));
+    let service = Service::new(
+        Box::new(store),
+        Arc::new(ManualClock::new(T0 + 600)),
+        Box::new(SeededEntropy::new(2)),
+        key,
+        test_config(),
+    )
+    .unwrap();
+    let stranger = BackupCode::generate(&mut SeededEntropy::new(3)).display();
+    let err = service.login("zed", PASSWORD, Some(&stranger)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Store, "{err}");
+    assert!(
+        err.to_string().contains("impossible Argon2id parameters"),
+        "{err}"
+    );
+}

@@ -83,8 +83,11 @@ impl CodeSet {
     }
 
     /// The one Argon2id evaluation of an attempt.
-    pub fn digest_of(&self, code: &BackupCode, secret: &[u8]) -> Digest {
-        *password::digest(self.params, secret, code.canonical().as_bytes(), &self.salt)
+    /// `None` when the set's stored parameters are not sane (a damaged record).
+    pub fn digest_of(&self, code: &BackupCode, secret: &[u8]) -> Option<Digest> {
+        self.params.is_valid().then(|| {
+            *password::digest(self.params, secret, code.canonical().as_bytes(), &self.salt)
+        })
     }
 
     /// Compares a digest with every slot in constant time (no early exit, no branch on a
@@ -136,7 +139,7 @@ mod tests {
         assert_eq!(set.remaining(), 10);
         for (i, code) in codes.iter().enumerate().rev() {
             assert_eq!(
-                set.find(&set.digest_of(code, &[5; 32])),
+                set.find(&set.digest_of(code, &[5; 32]).unwrap()),
                 SlotMatch::Unused(i)
             );
         }
@@ -148,18 +151,18 @@ mod tests {
         set.slots[3].used_at = Some(2_000);
         assert_eq!(set.remaining(), 4);
         assert_eq!(
-            set.find(&set.digest_of(&codes[3], &[5; 32])),
+            set.find(&set.digest_of(&codes[3], &[5; 32]).unwrap()),
             SlotMatch::AlreadyUsed(3)
         );
         let mut e = SeededEntropy::new(99);
         let stranger = BackupCode::generate(&mut e);
         assert_eq!(
-            set.find(&set.digest_of(&stranger, &[5; 32])),
+            set.find(&set.digest_of(&stranger, &[5; 32]).unwrap()),
             SlotMatch::NoMatch
         );
         // A different key file secret gives different digests: the store alone is not enough.
         assert_eq!(
-            set.find(&set.digest_of(&codes[0], &[6; 32])),
+            set.find(&set.digest_of(&codes[0], &[6; 32]).unwrap()),
             SlotMatch::NoMatch
         );
     }

@@ -44,10 +44,21 @@ impl HashParams {
             .expect("the Argon2 secret is 32 bytes")
     }
 
+    /// Valid for Argon2 and within bounds this machine can afford. Parameters read back from a
+    /// store are checked against this before anything is allocated: a damaged record must be an
+    /// error, not a 4 TiB allocation or an hour-long hash.
     pub fn is_valid(&self) -> bool {
-        Params::new(self.m_kib, self.t, self.p, Some(32)).is_ok()
+        self.m_kib <= MAX_M_KIB
+            && self.t <= MAX_T
+            && self.p <= MAX_P
+            && Params::new(self.m_kib, self.t, self.p, Some(32)).is_ok()
     }
 }
+
+/// Upper bounds on stored Argon2id parameters: 1 GiB, 64 passes, 64 lanes.
+const MAX_M_KIB: u32 = 1 << 20;
+const MAX_T: u32 = 64;
+const MAX_P: u32 = 64;
 
 impl Default for HashParams {
     fn default() -> Self {
@@ -110,6 +121,14 @@ pub fn verify_password(secret: &[u8], password: &str, phc: &str) -> bool {
     };
     let argon2 = match (hash.algorithm.as_str(), Params::try_from(&hash)) {
         ("argon2id", Ok(params)) => {
+            let bounded = HashParams {
+                m_kib: params.m_cost(),
+                t: params.t_cost(),
+                p: params.p_cost(),
+            };
+            if !bounded.is_valid() {
+                return false;
+            }
             match Argon2::new_with_secret(secret, Algorithm::Argon2id, version, params) {
                 Ok(a) => a,
                 Err(_) => return false,
@@ -169,6 +188,26 @@ mod tests {
         assert_ne!(*base, *digest(p, &[1; 32], b"codf", b"saltsaltsaltsalt"));
         assert_ne!(*base, *digest(p, &[1; 32], b"code", b"saltsaltsaltsalu"));
         assert!(HashParams::OWASP.is_valid());
+        assert!(
+            !HashParams {
+                m_kib: u32::MAX,
+                t: 2,
+                p: 1
+            }
+            .is_valid()
+        );
+        assert!(
+            !HashParams {
+                m_kib: 19_456,
+                t: 1_000,
+                p: 1
+            }
+            .is_valid()
+        );
+        // A stored hash with absurd parameters is refused before anything is allocated.
+        let huge =
+            "$argon2id$v=19$m=4294967295,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$AAAAAAAAAAAAAAAAAAAAAA";
+        assert!(!verify_password(&[1; 32], "pw", huge));
         assert!(
             !HashParams {
                 m_kib: 1,

@@ -544,7 +544,13 @@ impl Service {
                         FailureReason::WrongBackupCode,
                     )?);
                 };
-                let digest = set.digest_of(&code, self.hash_secret.as_ref());
+                let Some(digest) = set.digest_of(&code, self.hash_secret.as_ref()) else {
+                    return Err(Error::Store(crate::core::store::StoreError::Corrupt(
+                        format!(
+                            "account '{name}': its backup-code set has impossible Argon2id parameters"
+                        ),
+                    )));
+                };
                 match set.find(&digest) {
                     SlotMatch::Unused(slot) => {
                         match self
