@@ -478,3 +478,50 @@ fn wrong_password_and_unknown_name_read_the_same_until_the_throttle() {
         assert_eq!(known.to_string(), "wrong account name or password");
     }
 }
+
+#[test]
+fn a_failing_audit_write_never_hides_a_done_change() {
+    use sparekey::core::clock::ManualClock;
+    use sparekey::core::entropy::SeededEntropy;
+    use sparekey::core::keys::MasterKey;
+    use sparekey::core::service::Service;
+    use sparekey::store::memory::MemoryStore;
+    use std::sync::Arc;
+
+    let store = MemoryStore::new();
+    let handle = store.clone();
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut entropy = SeededEntropy::new(18);
+    let key = MasterKey::generate(&mut entropy);
+    let service = Service::new(
+        Box::new(store),
+        clock.clone(),
+        Box::new(entropy),
+        key,
+        test_config(),
+    )
+    .unwrap();
+    let (_, codes) = enrolled(&service, &clock, "quinn");
+    let before = service.audit_log(None, 1_000).unwrap().len();
+
+    // From here every audit write fails, as on a disk that filled up after the state write.
+    handle.fail_audit_writes();
+    let ok = service.login("quinn", PASSWORD, Some(&codes[0])).unwrap();
+    assert_eq!(
+        ok.remaining_codes, 9,
+        "the consumed code is reported as accepted"
+    );
+    assert!(
+        service.login("quinn", PASSWORD, Some(&codes[0])).is_err(),
+        "and it is consumed"
+    );
+    service.unlock("quinn").unwrap();
+    let fresh = service.regenerate_codes("quinn", PASSWORD).unwrap();
+    assert_eq!(fresh.codes.len(), 10, "new codes are handed over, not lost");
+    assert!(
+        service
+            .login("quinn", PASSWORD, Some(&fresh.codes[0].display()))
+            .is_ok()
+    );
+    assert_eq!(service.audit_log(None, 1_000).unwrap().len(), before);
+}

@@ -197,13 +197,17 @@ impl Service {
         f(guard.as_mut())
     }
 
-    fn audit(&self, account: &str, kind: AuditKind) -> Result<(), Error> {
+    /// Appends an audit event, best effort. It runs after the change it records is durable, and
+    /// that change must be reported as it is: a failed audit write must not turn a consumed code
+    /// into an error, or drop freshly issued codes on the floor. A store that cannot write fails
+    /// the next state change anyway, loudly.
+    fn audit(&self, account: &str, kind: AuditKind) {
         let event = AuditEvent {
             at: self.now(),
             account: account.to_string(),
             kind,
         };
-        Ok(self.store.append_audit(&event)?)
+        let _ = self.store.append_audit(&event);
     }
 
     fn load(&self, name: &str) -> Result<Account, Error> {
@@ -240,14 +244,16 @@ impl Service {
                 "an account named '{name}' already exists"
             )));
         }
-        self.audit(name, AuditKind::AccountCreated)
+        self.audit(name, AuditKind::AccountCreated);
+        Ok(())
     }
 
     pub fn remove_account(&self, name: &str) -> Result<(), Error> {
         if !self.store.delete_account(name)? {
             return Err(Error::no_account(name));
         }
-        self.audit(name, AuditKind::AccountRemoved)
+        self.audit(name, AuditKind::AccountRemoved);
+        Ok(())
     }
 
     pub fn list_accounts(&self) -> Result<Vec<AccountSummary>, Error> {
@@ -325,7 +331,7 @@ impl Service {
         if !self.store.set_pending(name, &pending)? {
             return Err(Error::no_account(name));
         }
-        self.audit(name, AuditKind::EnrollmentStarted)?;
+        self.audit(name, AuditKind::EnrollmentStarted);
         Ok(Enrollment {
             account: name.to_string(),
             issuer: self.config.issuer.clone(),
@@ -379,8 +385,8 @@ impl Service {
             }
             Activation::NoAccount => return Err(Error::no_account(name)),
         }
-        self.audit(name, AuditKind::TwoFactorEnrolled)?;
-        self.issued(name, &pending.issuer, codes)
+        self.audit(name, AuditKind::TwoFactorEnrolled);
+        Ok(self.issued(name, &pending.issuer, codes))
     }
 
     // ----- login ----------------------------------------------------------------------------
@@ -452,7 +458,7 @@ impl Service {
             AuditKind::LoginSucceeded {
                 method: LoginMethod::Password,
             },
-        )?;
+        );
         Ok(LoginStep::Done(LoginSuccess {
             method: LoginMethod::Password,
             remaining_codes: 0,
@@ -489,7 +495,7 @@ impl Service {
             AuditKind::LoginSucceeded {
                 method: success.method,
             },
-        )?;
+        );
         Ok(success)
     }
 
@@ -564,7 +570,7 @@ impl Service {
                                         slot: slot as u32,
                                         remaining: remaining as u32,
                                     },
-                                )?;
+                                );
                                 Ok(LoginSuccess {
                                     method: LoginMethod::BackupCode,
                                     remaining_codes: remaining,
@@ -597,7 +603,7 @@ impl Service {
             AuditKind::ReplayRefused {
                 method: LoginMethod::Totp,
             },
-        )?;
+        );
         Err(self.fail(account, RejectReason::TotpReplay, FailureReason::WrongTotp)?)
     }
 
@@ -607,7 +613,7 @@ impl Service {
             AuditKind::ReplayRefused {
                 method: LoginMethod::BackupCode,
             },
-        )?;
+        );
         Err(self.fail(
             account,
             RejectReason::BackupCodeAlreadyUsed,
@@ -620,7 +626,7 @@ impl Service {
         match self.config.throttle.gate(&account.failures, self.now()) {
             Gate::Open => Ok(()),
             Gate::Delayed { seconds_left } => {
-                self.audit(&account.name, AuditKind::Throttled { seconds_left })?;
+                self.audit(&account.name, AuditKind::Throttled { seconds_left });
                 Err(Error::Throttled { seconds_left })
             }
             Gate::Locked => Err(Error::Locked(format!(
@@ -649,10 +655,10 @@ impl Service {
                 reason: audit_reason,
                 consecutive: record.consecutive,
             },
-        )?;
+        );
         let now_locked = policy.is_locked(&record);
         if now_locked && record.consecutive == policy.lock_after {
-            self.audit(&account.name, AuditKind::Locked)?;
+            self.audit(&account.name, AuditKind::Locked);
         }
         if reason == RejectReason::WrongNameOrPassword {
             return Ok(Error::Rejected(Rejection {
@@ -711,24 +717,19 @@ impl Service {
     }
 
     /// Records that a new set was issued and hands it over, in clear for this one time.
-    fn issued(
-        &self,
-        name: &str,
-        issuer: &str,
-        codes: Vec<BackupCode>,
-    ) -> Result<IssuedCodes, Error> {
+    fn issued(&self, name: &str, issuer: &str, codes: Vec<BackupCode>) -> IssuedCodes {
         self.audit(
             name,
             AuditKind::CodesRegenerated {
                 count: codes.len() as u32,
             },
-        )?;
-        Ok(IssuedCodes {
+        );
+        IssuedCodes {
             account: name.to_string(),
             issuer: issuer.to_string(),
             issued_at: self.now(),
             codes,
-        })
+        }
     }
 
     // ----- codes and administration ---------------------------------------------------------
@@ -764,7 +765,7 @@ impl Service {
         if !self.store.replace_codes(name, &set)? {
             return Err(Error::no_account(name));
         }
-        self.issued(name, &active.issuer, codes)
+        Ok(self.issued(name, &active.issuer, codes))
     }
 
     /// Operator: clears the failure counter of a locked or throttled account.
@@ -772,7 +773,8 @@ impl Service {
         if !self.store.clear_failures(name)? {
             return Err(Error::no_account(name));
         }
-        self.audit(name, AuditKind::Unlocked)
+        self.audit(name, AuditKind::Unlocked);
+        Ok(())
     }
 
     /// Operator: turns two-factor off (authenticator, pending enrollment and codes).
@@ -780,7 +782,8 @@ impl Service {
         if !self.store.remove_two_factor(name)? {
             return Err(Error::no_account(name));
         }
-        self.audit(name, AuditKind::TwoFactorReset)
+        self.audit(name, AuditKind::TwoFactorReset);
+        Ok(())
     }
 
     /// The account holder turns two-factor off: needs the password and a current code (which
@@ -798,7 +801,8 @@ impl Service {
         if !self.store.remove_two_factor(name)? {
             return Err(Error::no_account(name));
         }
-        self.audit(name, AuditKind::TwoFactorDisabled)
+        self.audit(name, AuditKind::TwoFactorDisabled);
+        Ok(())
     }
 
     // ----- kiosk operator --------------------------------------------------------------------

@@ -21,14 +21,22 @@ struct Inner {
     key: Option<String>,
     operator: Option<String>,
     operator_failures: FailureRecord,
+    fail_audit_writes: bool,
 }
 
-#[derive(Debug, Default)]
-pub struct MemoryStore(Mutex<Inner>);
+/// Clones share one store, so a test can keep a handle on the store a service owns.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore(std::sync::Arc<Mutex<Inner>>);
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Makes every audit write fail from now on, as a full disk would after the state write
+    /// before it went through: for tests that nothing done is then reported as failed.
+    pub fn fail_audit_writes(&self) {
+        self.with(|inner| inner.fail_audit_writes = true);
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
@@ -223,8 +231,13 @@ impl Store for MemoryStore {
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        self.with(|inner| inner.audit.push(event.clone()));
-        Ok(())
+        self.with(|inner| {
+            if inner.fail_audit_writes {
+                return Err(StoreError::Io("No space left on device (simulated)".into()));
+            }
+            inner.audit.push(event.clone());
+            Ok(())
+        })
     }
 
     fn audit_events(
