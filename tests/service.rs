@@ -119,8 +119,12 @@ fn clock_drift_is_explained() {
         }
     );
     assert!(err.to_string().contains("about 5 minutes ahead"), "{err}");
+    // A code confirmed as "ahead" is spent: five minutes later it does not log in.
+    clock.advance(5 * 60);
+    let later = service.login("erin", PASSWORD, Some(&ahead)).unwrap_err();
+    assert_eq!(reason(later), RejectReason::TotpReplay);
     // Behind, far enough after enrollment that the step was never used (else it is a replay).
-    clock.advance(600);
+    clock.advance(300);
     let behind = code_for(&secret, now + 600 - 90);
     let err = service.login("erin", PASSWORD, Some(&behind)).unwrap_err();
     assert!(err.to_string().contains("behind"), "{err}");

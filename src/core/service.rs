@@ -537,6 +537,18 @@ impl Service {
                     )),
                     Err(TotpRejection::Replay) => self.totp_replay(account),
                     Err(rejection) => {
+                        if let TotpRejection::ClockDrift { steps } = rejection
+                            && steps > 0
+                        {
+                            // The code is right for a step still to come. Saying so confirms it,
+                            // so that step (and all before it) is spent now: otherwise a guess
+                            // confirmed as "ahead" would simply work a few minutes later.
+                            let matched = totp::step_at(self.now(), active.params.period)
+                                .map(|s| s.saturating_add(steps.unsigned_abs()));
+                            if let Some(step) = matched {
+                                self.store.spend_totp_step(name, step)?;
+                            }
+                        }
                         let (reason, audit_reason) = totp_failure(rejection, active.params);
                         Err(self.fail(account, reason, audit_reason)?)
                     }

@@ -146,6 +146,9 @@ pub trait Store: Send + Sync {
         step: u64,
         at: UnixTime,
     ) -> Result<StepConsumption, StoreError>;
+    /// Marks TOTP step `step` (and every earlier one) as used without logging in; `false` if
+    /// there is no such account or authenticator.
+    fn spend_totp_step(&self, name: &str, step: u64) -> Result<bool, StoreError>;
     /// Marks `slot` of set `set_id` used if it is unused; on success also clears the failure
     /// counter and records the login.
     fn consume_backup_code(

@@ -72,6 +72,17 @@ pub fn consume_totp_step(
     changed(StepConsumption::Accepted)
 }
 
+pub fn spend_totp_step(account: &mut Account, step: u64) -> Applied<bool> {
+    let Some(totp) = account.totp.as_mut() else {
+        return unchanged(false);
+    };
+    if totp.last_step.is_some_and(|last| step <= last) {
+        return unchanged(true);
+    }
+    totp.last_step = Some(step);
+    changed(true)
+}
+
 pub fn consume_backup_code(
     account: &mut Account,
     set_id: u64,

@@ -345,6 +345,10 @@ impl Store for SledStore {
         })
     }
 
+    fn spend_totp_step(&self, name: &str, step: u64) -> Result<bool, StoreError> {
+        self.modify(name, false, |a| mutation::spend_totp_step(a, step))
+    }
+
     fn consume_backup_code(
         &self,
         name: &str,
