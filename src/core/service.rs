@@ -424,8 +424,10 @@ impl Service {
 
     /// First step of a two-step login (the console's): checks the password. An account without
     /// a second factor is then logged in; otherwise the returned [`PendingLogin`] is finished
-    /// with [`Service::finish_login`]. Nothing about the account is revealed before the password
-    /// is right (unknown names cost the same hash and get the same answer).
+    /// with [`Service::finish_login`]. Whether the account has a second factor is revealed only
+    /// once the password is right, and an unknown name costs the same hash and gets the same
+    /// answer as a wrong password. What remains: after 5 failures a real account answers
+    /// "throttled" where an unknown name does not, the price of per-account throttling.
     pub fn start_login(&self, name: &str, password: &str) -> Result<LoginStep, Error> {
         let Some(account) = self.store.load_account(name)? else {
             let _ = password::verify_password(self.hash_secret.as_ref(), password, DUMMY_PHC);
