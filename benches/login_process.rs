@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, SamplingMode};
 use sparekey::app::{DATA_DIR_ENV, KEY_FILE_ENV};
@@ -223,12 +223,6 @@ impl Floor {
     }
 }
 
-fn secs(f: impl FnOnce()) -> f64 {
-    let start = Instant::now();
-    f();
-    start.elapsed().as_secs_f64()
-}
-
 fn main() {
     let accounts: usize = std::env::var("SPAREKEY_BENCH_ACCOUNTS")
         .ok()
@@ -288,35 +282,19 @@ fn main() {
         println!(
             "== login_process: paired ratios A/B (A and B alternated, the figures to quote) =="
         );
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for round in 0..12 {
-            let stdin = bench.next_backup();
-            let mut run_a = || a.push(secs(|| drop(bench.login(CODER, &stdin))));
-            let mut run_b = || b.push(secs(|| assert!(floor.two())));
-            if round % 2 == 0 {
-                run_a();
-                run_b();
-            } else {
-                run_b();
-                run_a();
-            }
-        }
-        let p = support::Paired::from_samples(&a, &b);
+        let p = support::paired_with_setup(
+            12,
+            || bench.next_backup(),
+            |stdin| bench.login(CODER, &stdin),
+            || assert!(floor.two()),
+        );
         support::print_paired("login process, backup code / 2 Argon2id", &p, Some(1.3));
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for round in 0..12 {
-            let (name, stdin) = bench.next_totp();
-            let mut run_a = || a.push(secs(|| drop(bench.login(&name, &stdin))));
-            let mut run_b = || b.push(secs(|| assert!(floor.one())));
-            if round % 2 == 0 {
-                run_a();
-                run_b();
-            } else {
-                run_b();
-                run_a();
-            }
-        }
-        let p = support::Paired::from_samples(&a, &b);
+        let p = support::paired_with_setup(
+            12,
+            || bench.next_totp(),
+            |(name, stdin)| bench.login(&name, &stdin),
+            || assert!(floor.one()),
+        );
         support::print_paired("login process, TOTP / 1 Argon2id", &p, None);
         println!(
             "  {:<52} {:>7.2} ms (median TOTP login - median Argon2id)",

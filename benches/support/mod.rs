@@ -124,22 +124,37 @@ pub fn median_f64(mut v: Vec<f64>) -> f64 {
 /// and returns the medians and the median of the per-round ratios A/B. On a machine shared with
 /// other work, load that drifts over seconds hits both sides of a round alike, which separate
 /// criterion groups measured a minute apart do not guarantee.
-pub fn paired<A, B>(rounds: usize, mut a: impl FnMut() -> A, mut b: impl FnMut() -> B) -> Paired {
-    let time = |f: &mut dyn FnMut()| {
-        let start = Instant::now();
-        f();
-        start.elapsed()
-    };
+pub fn paired<A, B>(rounds: usize, mut a: impl FnMut() -> A, b: impl FnMut() -> B) -> Paired {
+    paired_with_setup(rounds, || (), |()| a(), b)
+}
+
+/// Like [`paired`], with an untimed `setup` before each round whose result A consumes (a fresh
+/// input for a process that can use each input once).
+pub fn paired_with_setup<S, A, B>(
+    rounds: usize,
+    mut setup: impl FnMut() -> S,
+    mut a: impl FnMut(S) -> A,
+    mut b: impl FnMut() -> B,
+) -> Paired {
     let (mut ta, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
+        let input = setup();
+        let time_a = || {
+            let start = Instant::now();
+            drop(std::hint::black_box(a(input)));
+            start.elapsed()
+        };
+        let mut time_b = || {
+            let start = Instant::now();
+            drop(std::hint::black_box(b()));
+            start.elapsed()
+        };
         let (da, db) = if round % 2 == 0 {
-            let da = time(&mut || drop(std::hint::black_box(a())));
-            let db = time(&mut || drop(std::hint::black_box(b())));
-            (da, db)
+            let da = time_a();
+            (da, time_b())
         } else {
-            let db = time(&mut || drop(std::hint::black_box(b())));
-            let da = time(&mut || drop(std::hint::black_box(a())));
-            (da, db)
+            let db = time_b();
+            (time_a(), db)
         };
         ta.push(da.as_secs_f64());
         tb.push(db.as_secs_f64());
@@ -150,19 +165,6 @@ pub fn paired<A, B>(rounds: usize, mut a: impl FnMut() -> A, mut b: impl FnMut()
         b: Duration::from_secs_f64(median_f64(tb)),
         ratio: median_f64(ratios),
         rounds,
-    }
-}
-
-impl Paired {
-    /// From per-round samples of A and B (seconds), taken alternately by the caller.
-    pub fn from_samples(a: &[f64], b: &[f64]) -> Self {
-        let ratios = a.iter().zip(b).map(|(x, y)| x / y).collect();
-        Self {
-            a: Duration::from_secs_f64(median_f64(a.to_vec())),
-            b: Duration::from_secs_f64(median_f64(b.to_vec())),
-            ratio: median_f64(ratios),
-            rounds: a.len().min(b.len()),
-        }
     }
 }
 

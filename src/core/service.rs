@@ -216,19 +216,24 @@ impl Service {
             .ok_or_else(|| Error::no_account(name))
     }
 
-    // ----- accounts -------------------------------------------------------------------------
-
-    pub fn create_account(&self, name: &str, password: &str) -> Result<(), Error> {
-        account::validate_name(name).map_err(Error::Invalid)?;
+    /// Checks a new password against the rules and hashes it (one Argon2id evaluation).
+    fn hash_new_password(&self, password: &str) -> Result<String, Error> {
         validate_new_password(password)?;
-        let phc = self.with_entropy(|e| {
+        Ok(self.with_entropy(|e| {
             password::hash_password(
                 self.config.hash_params,
                 self.hash_secret.as_ref(),
                 password,
                 e,
             )
-        });
+        }))
+    }
+
+    // ----- accounts -------------------------------------------------------------------------
+
+    pub fn create_account(&self, name: &str, password: &str) -> Result<(), Error> {
+        account::validate_name(name).map_err(Error::Invalid)?;
+        let phc = self.hash_new_password(password)?;
         let record = Account {
             name: name.to_string(),
             password: phc,
@@ -828,15 +833,7 @@ impl Service {
 
     /// Sets the kiosk operator password; refused if one is already set.
     pub fn set_operator_password(&self, password: &str) -> Result<(), Error> {
-        validate_new_password(password)?;
-        let phc = self.with_entropy(|e| {
-            password::hash_password(
-                self.config.hash_params,
-                self.hash_secret.as_ref(),
-                password,
-                e,
-            )
-        });
+        let phc = self.hash_new_password(password)?;
         if self.store.set_operator_password(&phc)? {
             Ok(())
         } else {

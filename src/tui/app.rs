@@ -56,6 +56,18 @@ impl Screen {
             Screen::Operator(s) => s,
         }
     }
+    pub fn component_mut(&mut self) -> &mut dyn Component {
+        match self {
+            Screen::Accounts(s) => s,
+            Screen::NewAccount(s) => s,
+            Screen::Enroll(s) => s,
+            Screen::Codes(s) => s,
+            Screen::Login(s) => s,
+            Screen::Secure(s) => s,
+            Screen::Settings(s) => s,
+            Screen::Operator(s) => s,
+        }
+    }
     pub fn keys(&self) -> &'static [KeyHint] {
         self.component().keys()
     }
@@ -561,17 +573,7 @@ fn tick(app: &mut App) -> Vec<Effect> {
 /// Runs a screen handler with a fresh context and applies what it asked for.
 fn dispatch(app: &mut App, f: impl FnOnce(&mut dyn Component, &mut Cx)) -> Vec<Effect> {
     let mut cx = app.cx();
-    let handler: &mut dyn Component = match &mut app.screen {
-        Screen::Accounts(s) => s,
-        Screen::NewAccount(s) => s,
-        Screen::Enroll(s) => s,
-        Screen::Codes(s) => s,
-        Screen::Login(s) => s,
-        Screen::Secure(s) => s,
-        Screen::Settings(s) => s,
-        Screen::Operator(s) => s,
-    };
-    f(handler, &mut cx);
+    f(app.screen.component_mut(), &mut cx);
     apply(app, cx)
 }
 
