@@ -101,12 +101,14 @@ pub fn print_summary(title: &str, ratios: &[(&str, &str, &str, Option<f64>)]) {
     }
 }
 
-/// The result of [`paired`]: medians of A, of B, and of the per-round ratio A/B.
+/// The result of [`paired`]: medians of A, of B, of the per-round ratio A/B and of the
+/// per-round difference A - B (in seconds, negative when A is faster).
 #[derive(Debug, Clone, Copy)]
 pub struct Paired {
     pub a: Duration,
     pub b: Duration,
     pub ratio: f64,
+    pub difference_secs: f64,
     pub rounds: usize,
 }
 
@@ -136,7 +138,8 @@ pub fn paired_with_setup<S, A, B>(
     mut a: impl FnMut(S) -> A,
     mut b: impl FnMut() -> B,
 ) -> Paired {
-    let (mut ta, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ta, mut tb, mut ratios, mut differences) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let input = setup();
         let time_a = || {
@@ -159,11 +162,13 @@ pub fn paired_with_setup<S, A, B>(
         ta.push(da.as_secs_f64());
         tb.push(db.as_secs_f64());
         ratios.push(da.as_secs_f64() / db.as_secs_f64());
+        differences.push(da.as_secs_f64() - db.as_secs_f64());
     }
     Paired {
         a: Duration::from_secs_f64(median_f64(ta)),
         b: Duration::from_secs_f64(median_f64(tb)),
         ratio: median_f64(ratios),
+        difference_secs: median_f64(differences),
         rounds,
     }
 }
