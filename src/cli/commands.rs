@@ -452,8 +452,6 @@ fn login(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
     let code = input
         .optional("code (authenticator or backup code; empty if none)")?
         .filter(|c| !c.trim().is_empty());
-    // The password hash comes right after the store opens: have its memory ready by then.
-    crate::core::password::prepare(config(global).hash_params);
     let success = open(global)?.login(name, &password, code.as_deref().map(|c| c.as_str()))?;
     drop((password, code));
     // Durable from here on: only now may "accepted" be said.

@@ -10,14 +10,8 @@
 //! memory. The bytes Argon2 wrote are wiped before the memory is released: they were derived
 //! from a password or a code. Must never hand out memory that is not zeroed or not aligned for
 //! [`Block`].
-//!
-//! A short-lived process that knows it is about to hash can [`prepare`] the memory on a helper
-//! thread while it waits for its disk: the kernel's zeroing of 19 MiB (about 1.5 ms) then leaves
-//! the path from the password to the answer.
 
 use std::ptr::NonNull;
-use std::sync::Mutex;
-use std::thread::JoinHandle;
 
 use argon2::Block;
 use zeroize::Zeroize;
@@ -31,55 +25,14 @@ pub struct ArgonMemory {
     region: Region,
 }
 
-/// Memory being faulted in by [`prepare`] for the next evaluation.
-static PREPARED: Mutex<Option<JoinHandle<ArgonMemory>>> = Mutex::new(None);
-
-/// Maps and faults in the memory of one evaluation of `blocks` blocks on a helper thread. The
-/// next [`ArgonMemory::new`] of that size takes it (waiting for the helper if it is still at
-/// work); a call of another size drops it and maps fresh memory. Only for processes that hash
-/// once and exit: the console never calls it, so it never holds 19 MiB it does not use.
-pub fn prepare(blocks: usize) {
-    let helper = std::thread::Builder::new()
-        .name("argon2-memory".into())
-        .spawn(move || {
-            let mut memory = ArgonMemory::map(blocks);
-            memory.fault_in();
-            memory
-        });
-    // Without a thread the memory is simply mapped when it is needed, as without `prepare`.
-    if let Ok(helper) = helper {
-        *PREPARED.lock().unwrap_or_else(|e| e.into_inner()) = Some(helper);
-    }
-}
-
 impl ArgonMemory {
     pub fn new(blocks: usize) -> Self {
-        let prepared = PREPARED.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match prepared.map(JoinHandle::join) {
-            Some(Ok(memory)) if memory.blocks == blocks => memory,
-            _ => Self::map(blocks),
-        }
-    }
-
-    fn map(blocks: usize) -> Self {
         let bytes = (blocks.max(1) * Block::SIZE).next_multiple_of(HUGE_PAGE);
         let (ptr, region) = Region::zeroed(bytes);
         Self {
             ptr,
             blocks,
             region,
-        }
-    }
-
-    /// Touches every page so the kernel backs (and zeroes) it now rather than during the hash.
-    fn fault_in(&mut self) {
-        const PAGE: usize = 4096;
-        let bytes = self.blocks * Block::SIZE;
-        let base = self.ptr.as_ptr().cast::<u8>();
-        for offset in (0..bytes).step_by(PAGE) {
-            // SAFETY: `offset` is inside the `blocks` blocks owned by `self`, and writing the
-            // zero that is already there keeps the memory zeroed.
-            unsafe { base.add(offset).write_volatile(0) };
         }
     }
 }
@@ -185,6 +138,19 @@ impl Region {
 mod tests {
     use super::*;
 
+    /// Pages of `memory` the kernel has backed (mincore), in 4 KiB pages.
+    #[cfg(target_os = "linux")]
+    fn resident_pages(memory: &mut ArgonMemory) -> usize {
+        let blocks = memory.as_mut();
+        let len = blocks.len() * Block::SIZE;
+        let mut residency = vec![0u8; len.div_ceil(4096)];
+        // SAFETY: the range is the live, page-aligned allocation behind `blocks`, and
+        // `residency` has one byte per 4 KiB page of it (the smallest page size on Linux).
+        let rc = unsafe { libc::mincore(blocks.as_mut_ptr().cast(), len, residency.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        residency.iter().filter(|r| *r & 1 == 1).count()
+    }
+
     #[test]
     fn memory_is_zeroed_aligned_and_sized() {
         let mut memory = ArgonMemory::new(19_456);
@@ -196,42 +162,11 @@ mod tests {
         assert!(bytes.iter().all(|b| *b == 0));
     }
 
-    #[test]
-    fn prepared_memory_is_used_once_and_only_at_its_size() {
-        prepare(72);
-        let mut memory = ArgonMemory::new(72);
-        assert_eq!(memory.as_mut().len(), 72);
-        let bytes = unsafe {
-            std::slice::from_raw_parts(memory.as_mut().as_ptr().cast::<u8>(), 72 * Block::SIZE)
-        };
-        assert!(bytes.iter().all(|b| *b == 0), "prepared memory is zeroed");
-        assert!(PREPARED.lock().unwrap().is_none(), "taken, not shared");
-        prepare(72);
-        assert_eq!(
-            ArgonMemory::new(136).as_mut().len(),
-            136,
-            "another size maps its own"
-        );
-        assert!(PREPARED.lock().unwrap().is_none(), "a mismatch discards it");
-    }
-
     /// The huge-page advice only works if it comes before the first touch: memory that an
     /// allocator had already zeroed is resident in 4 KiB pages by the time it is advised.
     #[cfg(target_os = "linux")]
     #[test]
     fn fresh_memory_is_untouched_until_argon2_writes_it() {
-        let resident_pages = |memory: &mut ArgonMemory| {
-            let blocks = memory.as_mut();
-            let len = blocks.len() * Block::SIZE;
-            let pages = len.div_ceil(4096);
-            let mut residency = vec![0u8; pages];
-            // SAFETY: the range is the live, page-aligned allocation behind `blocks`, and
-            // `residency` has one byte per 4 KiB page of it (the smallest page size on Linux).
-            let rc =
-                unsafe { libc::mincore(blocks.as_mut_ptr().cast(), len, residency.as_mut_ptr()) };
-            assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
-            residency.iter().filter(|r| *r & 1 == 1).count()
-        };
         let mut memory = ArgonMemory::new(19_456);
         assert_eq!(resident_pages(&mut memory), 0);
         memory.as_mut()[0] = Block::new();

@@ -106,18 +106,6 @@ pub fn hash_password(
         .to_string()
 }
 
-/// Readies, on a helper thread, the memory of the next Argon2id evaluation with `params`: for a
-/// process that is about to open its store and then hash once (`sparekey login`), so the kernel
-/// zeroes that memory while the process waits on its disk. Invalid parameters are ignored here;
-/// they are refused where they are used.
-pub fn prepare(params: HashParams) {
-    if let Ok(argon2_params) = Params::new(params.m_kib, params.t, params.p, None)
-        && params.is_valid()
-    {
-        crate::core::argon_memory::prepare(argon2_params.block_count());
-    }
-}
-
 /// Checks a password against its PHC string, with the parameters stored in the string. A
 /// malformed stored hash, or one of another algorithm, never verifies.
 pub fn verify_password(secret: &[u8], password: &str, phc: &str) -> bool {
