@@ -333,29 +333,44 @@ fn scan_segment_headers_and_tail(
         segments
     );
 
-    // scatter
-    let header_promises_res: Result<Vec<_>> = (0..segments)
-        .map({
-            // let config = config.clone();
-            move |idx| {
-                threadpool::spawn({
-                    let config = config.clone();
-                    move || fetch(idx, min, &config)
-                })
-            }
-        })
-        .collect();
+    // sparekey patch 5: the headers are read in batches of at least
+    // `HEADERS_PER_TASK` segments, one pool task per batch, and a log of one
+    // batch is read on this thread. It used to be one pool task per segment:
+    // a store of a few segments started a worker thread for each 20-byte read
+    // of a file the page cache already held, on every open.
+    const HEADERS_PER_TASK: u64 = 64;
+    let parallelism = std::thread::available_parallelism()
+        .map_or(1, |n| u64::try_from(n.get()).unwrap_or(1));
+    let per_task = std::cmp::max(
+        HEADERS_PER_TASK,
+        (segments + parallelism - 1) / std::cmp::max(parallelism, 1),
+    );
 
-    let header_promises = header_promises_res?;
-
-    // gather
     let mut headers: Vec<(LogOffset, SegmentHeader)> = vec![];
-    for promise in header_promises {
-        let read_attempt =
-            promise.wait().expect("thread pool should not crash");
+    if segments <= per_task {
+        headers.extend((0..segments).filter_map(|idx| fetch(idx, min, config)));
+    } else {
+        // scatter
+        let header_promises_res: Result<Vec<_>> = (0..segments)
+            .step_by(usize::try_from(per_task).unwrap())
+            .map(|first| {
+                let config = config.clone();
+                let last = std::cmp::min(first + per_task, segments);
+                threadpool::spawn(move || {
+                    (first..last)
+                        .filter_map(|idx| fetch(idx, min, &config))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
 
-        if let Some(completed_result) = read_attempt {
-            headers.push(completed_result);
+        let header_promises = header_promises_res?;
+
+        // gather
+        for promise in header_promises {
+            let read_attempt =
+                promise.wait().expect("thread pool should not crash");
+            headers.extend(read_attempt);
         }
     }
 

@@ -1,0 +1,72 @@
+//! sled's worker threads under sparekey's vendored patches 4 and 5 (vendor/sled/PATCHES.md):
+//! opening a store reads its segment headers without starting a worker per segment, and no
+//! worker is started before there is work for it. A short `sparekey login` paid for seven
+//! workers and one more per segment on every open. Alone in its test binary because sled's
+//! pool is one per process: the store is written by a child process, so this process opens it
+//! with a pool that has never run.
+
+#![cfg(target_os = "linux")]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use sparekey::store::sled_store::SledStore;
+
+const CHILD_WRITES_TO: &str = "SPAREKEY_TEST_SLED_POOL_WRITE";
+const VALUES: u32 = 2_000;
+
+/// Names of this process's sled worker threads ("sled-io-N", N counting every spawn).
+fn sled_workers() -> BTreeSet<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_string())
+        .filter(|name| name.starts_with("sled-io-"))
+        .collect()
+}
+
+fn write_store(path: &Path) {
+    let db = SledStore::raw_config(path).open().unwrap();
+    for i in 0..VALUES {
+        db.insert(i.to_be_bytes(), vec![7u8; 512]).unwrap();
+    }
+    db.flush().unwrap();
+}
+
+#[test]
+fn opening_a_store_of_many_segments_starts_no_worker_per_segment() {
+    if let Some(path) = std::env::var_os(CHILD_WRITES_TO) {
+        write_store(Path::new(&path));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "opening_a_store_of_many_segments_starts_no_worker_per_segment",
+        ])
+        .env(CHILD_WRITES_TO, &path)
+        .output()
+        .unwrap();
+    assert!(
+        child.status.success(),
+        "the writing child failed: {child:?}"
+    );
+    let segments = std::fs::metadata(path.join("db")).unwrap().len() / 65_536;
+    assert!(segments >= 16, "only {segments} segments were written");
+    assert!(sled_workers().is_empty(), "no store was opened here yet");
+
+    let db = SledStore::raw_config(&path).open().unwrap();
+    assert_eq!(
+        db.get(5u32.to_be_bytes()).unwrap().as_deref(),
+        Some(&[7u8; 512][..])
+    );
+
+    let started = sled_workers();
+    assert!(
+        started.len() <= 1,
+        "opening a store of {segments} segments and reading it started {started:?}"
+    );
+}
