@@ -291,7 +291,7 @@ fn main() {
         support::print_paired("login process, backup code / 2 Argon2id", &p, Some(1.3));
         // More rounds than the backup-code pair: the figure here is a difference of a few ms
         // between two ~30 ms quantities on a machine whose speed drifts by more than that
-        // (with 30 rounds, three runs of one build gave 6.9, 7.8 and 8.3 ms).
+        // (with 30 rounds, runs of one build gave 6.9 to 8.3 ms; with 60, still 7.3 to 9.9 ms).
         let p = support::paired_with_setup(
             60,
             || bench.next_totp(),

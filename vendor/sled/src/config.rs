@@ -349,11 +349,7 @@ impl Config {
         let file = config.open_file()?;
 
         // seal config in a Config
-        let config = RunningConfig {
-            inner: config,
-            file: Arc::new(file),
-            recovery_writes: Arc::default(),
-        };
+        let config = RunningConfig { inner: config, file: Arc::new(file) };
 
         Db::start_inner(config)
     }
@@ -443,11 +439,7 @@ impl Config {
         });
 
         // seal config in a Config
-        RunningConfig {
-            inner: self,
-            file: Arc::new(file),
-            recovery_writes: Arc::default(),
-        }
+        RunningConfig { inner: self, file: Arc::new(file) }
     }
 
     fn gen_temp_path() -> PathBuf {
@@ -793,30 +785,6 @@ impl Config {
 pub struct RunningConfig {
     inner: Config,
     pub(crate) file: Arc<File>,
-    /// sparekey patch 6: the syncs and the snapshot rename that recovery used
-    /// to wait for before the store could be read, now running on a thread of
-    /// their own. See `defer_recovery_writes`.
-    pub(crate) recovery_writes: Arc<Mutex<RecoveryWrites>>,
-}
-
-/// sparekey patch 6: the state of the writes `advance_snapshot` defers.
-#[derive(Default)]
-pub(crate) enum RecoveryWrites {
-    /// Nothing deferred, or done.
-    #[default]
-    Done,
-    Running(std::thread::JoinHandle<Result<()>>),
-    Failed(Error),
-}
-
-impl fmt::Debug for RecoveryWrites {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RecoveryWrites::Done => f.write_str("Done"),
-            RecoveryWrites::Running(_) => f.write_str("Running"),
-            RecoveryWrites::Failed(e) => write!(f, "Failed({:?})", e),
-        }
-    }
 }
 
 #[allow(unsafe_code)]
@@ -850,61 +818,6 @@ impl Drop for Inner {
 }
 
 impl RunningConfig {
-    /// sparekey patch 6: runs `work` (recovery's fsyncs of the log and of the
-    /// new snapshot, and the snapshot's rename) on a thread of its own, so the
-    /// store can be read while the disk works. Nothing may be written to the
-    /// log before it is done: `IoBufs::write_to_log` calls
-    /// `wait_for_recovery_writes` before every write, as does `Log::drop`, so
-    /// the order of durable effects on disk is the one recovery had when it
-    /// ran these inline. If no thread can be started, `work` runs here.
-    pub(crate) fn defer_recovery_writes(
-        &self,
-        work: impl FnOnce() -> Result<()> + Send + 'static,
-    ) -> Result<()> {
-        // writes deferred earlier (a second recovery in this process) first
-        self.wait_for_recovery_writes()?;
-        let mut slot = self.recovery_writes.lock();
-        // shared so that the work can still run here if no thread starts
-        let work = Arc::new(Mutex::new(Some(work)));
-        let spawned = std::thread::Builder::new()
-            .name("sled-recovery".into())
-            .spawn({
-                let work = work.clone();
-                move || work.lock().take().map_or(Ok(()), |work| work())
-            });
-        match spawned {
-            Ok(handle) => {
-                *slot = RecoveryWrites::Running(handle);
-                Ok(())
-            }
-            Err(_) => {
-                drop(slot);
-                let work = work.lock().take();
-                work.map_or(Ok(()), |work| work())
-            }
-        }
-    }
-
-    /// sparekey patch 6: waits for the writes `defer_recovery_writes` started;
-    /// their error, if any, from then on.
-    pub(crate) fn wait_for_recovery_writes(&self) -> Result<()> {
-        let mut slot = self.recovery_writes.lock();
-        *slot = match std::mem::take(&mut *slot) {
-            RecoveryWrites::Running(handle) => match handle.join() {
-                Ok(Ok(())) => RecoveryWrites::Done,
-                Ok(Err(e)) => RecoveryWrites::Failed(e),
-                Err(_) => RecoveryWrites::Failed(Error::ReportableBug(
-                    "the recovery-writes thread panicked".into(),
-                )),
-            },
-            settled => settled,
-        };
-        match &*slot {
-            RecoveryWrites::Failed(e) => Err(e.clone()),
-            _ => Ok(()),
-        }
-    }
-
     // returns the snapshot file paths for this system
     #[doc(hidden)]
     pub fn get_snapshot_files(&self) -> io::Result<Vec<PathBuf>> {

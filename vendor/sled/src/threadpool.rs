@@ -82,6 +82,16 @@ impl Queue {
 
         needs_worker
     }
+
+    /// Takes a task that no idle worker is there to take, if any.
+    fn take_unclaimed(&self) -> Option<Work> {
+        let mut pending = self.mu.lock();
+        if pending.tasks.len() > pending.idle {
+            pending.tasks.pop_back()
+        } else {
+            None
+        }
+    }
 }
 
 static QUEUE: Lazy<Queue, fn() -> Queue> = Lazy::new(init_queue);
@@ -121,7 +131,8 @@ fn perform_work() {
     }
 }
 
-fn spawn_new_thread() -> Result<()> {
+/// Starts a worker; false when the OS refused a thread.
+fn spawn_new_thread() -> Result<bool> {
     if BROKEN.load(Relaxed) {
         return Err(Error::ReportableBug(
             "IO thread unexpectedly panicked. please report \
@@ -133,7 +144,7 @@ fn spawn_new_thread() -> Result<()> {
     if TOTAL_THREAD_COUNT.fetch_add(1, SeqCst) >= MAX_THREADS {
         // the queued task waits for one of the running workers
         TOTAL_THREAD_COUNT.fetch_sub(1, SeqCst);
-        return Ok(());
+        return Ok(true);
     }
 
     let spawn_id = SPAWNS.fetch_add(1, SeqCst);
@@ -155,7 +166,7 @@ fn spawn_new_thread() -> Result<()> {
             }
         });
 
-    if let Err(e) = spawn_res {
+    if let Err(e) = &spawn_res {
         TOTAL_THREAD_COUNT.fetch_sub(1, SeqCst);
 
         static E: AtomicBool = AtomicBool::new(false);
@@ -169,7 +180,7 @@ fn spawn_new_thread() -> Result<()> {
         }
     }
 
-    Ok(())
+    Ok(spawn_res.is_ok())
 }
 
 /// Spawn a function on the threadpool.
@@ -184,8 +195,14 @@ where
         promise_filler.fill(result);
     };
 
-    if QUEUE.send(Box::new(task)) {
-        spawn_new_thread()?;
+    // sparekey patch 4: when no thread can be started, the tasks no idle
+    // worker will take run here. Upstream's seven standing workers made a
+    // refused spawn harmless; on demand, it could leave a task with no worker
+    // at all, and whoever waits for it waiting forever.
+    if QUEUE.send(Box::new(task)) && !spawn_new_thread()? {
+        while let Some(unclaimed) = QUEUE.take_unclaimed() {
+            (unclaimed)();
+        }
     }
 
     Ok(promise)

@@ -454,13 +454,6 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
-        // sparekey patch 6: a store closed is a store whose recovery writes
-        // are done; a failure there is the global error checked below.
-        if let Err(e) = self.config.wait_for_recovery_writes() {
-            error!("recovery writes failed: {}", e);
-            self.config.set_global_error(e);
-        }
-
         // don't do any more IO if we're crashing
         if self.config.global_error().is_err() {
             return;

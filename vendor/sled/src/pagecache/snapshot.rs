@@ -219,11 +219,6 @@ fn advance_snapshot(
 
     let old_stable_lsn = snapshot.stable_lsn;
 
-    // sparekey patch 6: whether the log file has writes of recovery's own
-    // (the shredded tail, zeroed torn segments) that must be synced before
-    // anything new is written to it. The sync runs deferred; see below.
-    let mut log_needs_sync = false;
-
     while let Some((log_kind, pid, lsn, ptr, sz)) = iter.next() {
         trace!(
             "in advance_snapshot looking at item with pid {} lsn {} ptr {}",
@@ -338,7 +333,7 @@ fn advance_snapshot(
                     shred_base + shred_len as LogOffset
                 );
                 pwrite_all(&config.file, &shred_zone, shred_base)?;
-                log_needs_sync = true;
+                config.file.sync_all()?;
             }
             (iterated_lsn, iter.segment_base.map(|bb| bb.offset))
         };
@@ -366,11 +361,9 @@ fn advance_snapshot(
         return Err(Error::corruption(None));
     }
 
-    let written_snapshot = if snapshot.stable_lsn > old_stable_lsn {
-        Some(write_snapshot(config, &snapshot)?)
-    } else {
-        None
-    };
+    if snapshot.stable_lsn > old_stable_lsn {
+        write_snapshot(config, &snapshot)?;
+    }
 
     #[cfg(feature = "testing")]
     let reverse_segments = {
@@ -429,37 +422,13 @@ fn advance_snapshot(
             *to_zero,
         )?;
         if !config.temporary {
-            log_needs_sync = true;
+            config.file.sync_all()?;
         }
     }
 
     // remove all blob files larger than our stable offset
     if let Some(stable_lsn) = snapshot.stable_lsn {
         gc_blobs(config, stable_lsn)?;
-    }
-
-    // sparekey patch 6: recovery used to sync the log after shredding its
-    // tail, then sync and rename the new snapshot, then sync the log again
-    // after zeroing torn segments, all before the store could be read. On a
-    // store written by short processes every open follows a write, so every
-    // open paid two or three fsyncs before its first read, which needs none of
-    // them. These syncs now run on a thread of their own while the store is
-    // read, in this order: the log (both kinds of zeroing at once), then the
-    // snapshot, then its rename. Nothing is written to the log before they are
-    // done (`RunningConfig::wait_for_recovery_writes`), so recovery's effects
-    // are durable before anything new, as they were; the torn segments' zeroes
-    // are now synced before the snapshot's rename instead of after it.
-    if log_needs_sync || written_snapshot.is_some() {
-        let deferred = config.clone();
-        config.defer_recovery_writes(move || {
-            if log_needs_sync {
-                deferred.file.sync_all()?;
-            }
-            if let Some(written) = written_snapshot {
-                written.commit(&deferred)?;
-            }
-            Ok(())
-        })?;
     }
 
     #[cfg(feature = "event_log")]
@@ -488,10 +457,11 @@ pub fn read_snapshot_or_default(config: &RunningConfig) -> Result<Snapshot> {
 /// Returns `Ok(Some(snapshot))` if there was nothing written.
 fn read_snapshot(config: &RunningConfig) -> Result<Option<Snapshot>> {
     let mut candidates = config.get_snapshot_files()?;
-    // sparekey patch 6: a snapshot is complete and durable only once renamed
-    // from `.generating`; one left by a process that stopped before its rename
-    // sorts after the snapshot it was to replace, and used to be read (and,
-    // half written, refused as corruption).
+    // sparekey patch 6: a snapshot is complete only once renamed from
+    // `.generating`. One left by a process stopped before its rename sorts
+    // after the snapshot it was to replace, and used to be read as the newest
+    // (and, half written, refused as corruption). Nothing destructive happens
+    // before that rename, so the older snapshot is still the right one.
     candidates.retain(|path| {
         !path.to_string_lossy().ends_with(SNAPSHOT_GENERATING)
     });
@@ -547,21 +517,10 @@ fn read_snapshot(config: &RunningConfig) -> Result<Option<Snapshot>> {
     Snapshot::deserialize(&mut bytes.as_slice()).map(Some)
 }
 
-/// sparekey patch 6: suffix of a snapshot file still being written.
+/// sparekey patch 6: the suffix of a snapshot file not yet complete.
 const SNAPSHOT_GENERATING: &str = ".generating";
 
-/// sparekey patch 6: a snapshot written to its `.generating` file but not yet
-/// synced or renamed; `commit` does both.
-struct WrittenSnapshot {
-    file: std::fs::File,
-    generating: std::path::PathBuf,
-    path: std::path::PathBuf,
-}
-
-fn write_snapshot(
-    config: &RunningConfig,
-    snapshot: &Snapshot,
-) -> Result<WrittenSnapshot> {
+fn write_snapshot(config: &RunningConfig, snapshot: &Snapshot) -> Result<()> {
     trace!("writing snapshot {:?}", snapshot);
 
     let raw_bytes = snapshot.serialize();
@@ -597,8 +556,14 @@ fn write_snapshot(
 
     let parent = path_1.parent().unwrap();
     std::fs::create_dir_all(parent)?;
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create(true).open(&path_1)?;
+    // sparekey patch 6: truncated, because a `.generating` file of the same
+    // name may be left by a stopped process, and a longer one would leave its
+    // tail behind this snapshot's checksum.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path_1)?;
 
     // write the snapshot bytes, followed by a crc64 checksum at the end
     io_fail!(config, "snap write");
@@ -608,42 +573,39 @@ fn write_snapshot(
     io_fail!(config, "snap write crc");
     f.write_all(&crc32)?;
     io_fail!(config, "snap write post");
+    f.sync_all()?;
 
-    Ok(WrittenSnapshot { file: f, generating: path_1, path: path_2 })
-}
+    trace!("wrote snapshot to {}", path_1.to_string_lossy());
 
-impl WrittenSnapshot {
-    fn commit(self, config: &RunningConfig) -> Result<()> {
-        let WrittenSnapshot { file: f, generating: path_1, path: path_2 } =
-            self;
-        f.sync_all()?;
+    io_fail!(config, "snap write mv");
+    std::fs::rename(&path_1, &path_2)?;
+    // sparekey patch 6: the rename is durable before recovery goes on to zero
+    // segments that only this snapshot no longer needs (torn segments below,
+    // free segments when the log starts). Without it, a power cut could keep
+    // those zeroes and lose the rename, and the older snapshot still on disk
+    // would point into zeroed segments.
+    std::fs::File::open(parent)?.sync_all()?;
+    io_fail!(config, "snap write mv post");
 
-        trace!("wrote snapshot to {}", path_1.to_string_lossy());
+    trace!("renamed snapshot to {}", path_2.to_string_lossy());
 
-        io_fail!(config, "snap write mv");
-        std::fs::rename(&path_1, &path_2)?;
-        io_fail!(config, "snap write mv post");
+    // clean up any old snapshots
+    let candidates = config.get_snapshot_files()?;
+    for path in candidates {
+        let path_str = path.file_name().unwrap().to_str().unwrap();
+        if !path_2.to_string_lossy().ends_with(&*path_str) {
+            debug!("removing old snapshot file {:?}", path);
 
-        trace!("renamed snapshot to {}", path_2.to_string_lossy());
+            io_fail!(config, "snap write rm old");
 
-        // clean up any old snapshots
-        let candidates = config.get_snapshot_files()?;
-        for path in candidates {
-            let path_str = path.file_name().unwrap().to_str().unwrap();
-            if !path_2.to_string_lossy().ends_with(&*path_str) {
-                debug!("removing old snapshot file {:?}", path);
-
-                io_fail!(config, "snap write rm old");
-
-                if let Err(e) = std::fs::remove_file(&path) {
-                    // TODO should this just be a try return?
-                    warn!(
-                        "failed to remove old snapshot file, maybe snapshot race? {}",
-                        e
-                    );
-                }
+            if let Err(e) = std::fs::remove_file(&path) {
+                // TODO should this just be a try return?
+                warn!(
+                    "failed to remove old snapshot file, maybe snapshot race? {}",
+                    e
+                );
             }
         }
-        Ok(())
     }
+    Ok(())
 }
