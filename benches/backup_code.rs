@@ -12,7 +12,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{Criterion, SamplingMode};
+use criterion::Criterion;
 use sparekey::core::backup_code::{self, BackupCode};
 use sparekey::core::clock::{Clock, ManualClock};
 use sparekey::core::code_set::{CodeSet, SlotMatch};
@@ -118,19 +118,6 @@ fn peer_check(stored: &[PeerCode], attempt: &BackupCode) -> Option<usize> {
     hit
 }
 
-fn configure<'a>(
-    c: &'a mut Criterion,
-    name: &str,
-) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
-    let mut group = c.benchmark_group(name);
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(1));
-    group
-}
-
 struct State {
     attempt: BackupCode,
     services: Vec<(usize, Service)>,
@@ -195,7 +182,7 @@ fn main() {
     let state = State::new();
     let mut c = Criterion::default().configure_from_args();
     {
-        let mut group = configure(&mut c, "code_check");
+        let mut group = support::configure(&mut c, "code_check", Duration::from_secs(1));
         for n in [CODES, 1] {
             let id = format!("code_check/unused={n}");
             group.bench_function(format!("unused={n}"), |b| {
@@ -205,7 +192,8 @@ fn main() {
         group.finish();
     }
     {
-        let mut group = configure(&mut c, "service_login_backup_code");
+        let mut group =
+            support::configure(&mut c, "service_login_backup_code", Duration::from_secs(1));
         for n in [CODES, 1] {
             let id = format!("service_login_backup_code/unused={n}");
             group.bench_function(format!("unused={n}"), |b| {
@@ -215,7 +203,7 @@ fn main() {
         group.finish();
     }
     {
-        let mut group = configure(&mut c, "peers_per_code_salt");
+        let mut group = support::configure(&mut c, "peers_per_code_salt", Duration::from_secs(1));
         for n in [1, 10, 20] {
             let id = format!("peers_per_code_salt/unused={n}");
             group.bench_function(format!("unused={n}"), |b| {
@@ -225,10 +213,7 @@ fn main() {
         group.finish();
     }
     c.final_summary();
-    support::print_summary(
-        "backup_code (criterion groups, measured one after the other)",
-        &[],
-    );
+    support::print_summary("backup_code (criterion groups, measured one after the other)");
     if support::test_mode() {
         return;
     }

@@ -5,10 +5,11 @@
 //! (`CARGO_BIN_EXE_sparekey`).
 //!
 //! Run: `cargo bench --bench login_process`. The store is a fresh one under
-//! `target/sparekey-fixtures/`: 64 fixture accounts for TOTP logins (see
-//! `benches/support/fixture.rs`; each can log in once per 30 s step, so the bench rotates them)
-//! and one account enrolled through the CLI with 20 real backup codes (regenerated through the
-//! CLI, untimed, when spent). `SPAREKEY_BENCH_ACCOUNTS` sets the fixture size (default 64).
+//! `target/sparekey-fixtures/`: 512 fixture accounts for TOTP logins (see
+//! `benches/support/fixture.rs`; each can log in once per 30 s step, so the bench rotates them;
+//! 512 covers a run's TOTP logins without waiting for the next step) and one account
+//! enrolled through the CLI with 20 real backup codes (regenerated through the CLI, untimed,
+//! when spent). `SPAREKEY_BENCH_ACCOUNTS` sets the fixture size (default 512, at least 32).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -21,10 +22,11 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use criterion::{Criterion, SamplingMode};
+use criterion::Criterion;
 use sparekey::app::{DATA_DIR_ENV, KEY_FILE_ENV};
+use sparekey::core::clock::{Clock, SystemClock};
 use sparekey::core::entropy::SeededEntropy;
 use sparekey::core::password::{self, HashParams};
 use sparekey::core::totp;
@@ -32,13 +34,6 @@ use sparekey::core::totp;
 const BIN: &str = env!("CARGO_BIN_EXE_sparekey");
 const CODER: &str = "coder";
 const PERIOD: i64 = 30;
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64
-}
 
 struct Cli {
     data: PathBuf,
@@ -119,7 +114,7 @@ impl Bench {
         let secret = data_encoding::BASE32_NOPAD
             .decode(enrolled["secret"].as_str().expect("secret").as_bytes())
             .expect("base32 secret");
-        let code = totp::code_at(&secret, unix_now(), Default::default()).expect("code");
+        let code = totp::code_at(&secret, SystemClock.now(), Default::default()).expect("code");
         let issued = cli.json(
             &["enroll", CODER, "--confirm", "--json", "--codes", "20"],
             &format!("{code}\n"),
@@ -158,7 +153,7 @@ impl Bench {
     /// next step if every account has (untimed: callers prepare before timing).
     fn next_totp(&self) -> (String, String) {
         loop {
-            let now = unix_now();
+            let now = SystemClock.now();
             let step = now.div_euclid(PERIOD) + 1;
             let mut last = self.last_step.borrow_mut();
             if let Some(i) = last.iter().position(|&s| s < step) {
@@ -224,23 +219,14 @@ impl Floor {
 }
 
 fn main() {
-    let accounts: usize = std::env::var("SPAREKEY_BENCH_ACCOUNTS")
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(64)
-        .max(32);
+    let accounts = fixture::accounts_from_env(512).max(32);
     let dir = fixture::scratch_dir("login_process");
     let bench = Bench::new(&dir, accounts);
     let floor = Floor::new();
 
     let mut c = Criterion::default().configure_from_args();
     {
-        let mut group = c.benchmark_group("login_process");
-        group
-            .sample_size(10)
-            .sampling_mode(SamplingMode::Flat)
-            .warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_secs(2));
+        let mut group = support::configure(&mut c, "login_process", Duration::from_secs(2));
         group.bench_function("floor/argon2id_x1", |b| {
             support::timed(b, "floor/argon2id_x1", || floor.one())
         });
@@ -274,10 +260,7 @@ fn main() {
         group.finish();
     }
     c.final_summary();
-    support::print_summary(
-        "login_process (criterion groups, measured one after the other)",
-        &[],
-    );
+    support::print_summary("login_process (criterion groups, measured one after the other)");
     if !support::test_mode() {
         println!(
             "== login_process: paired ratios A/B (A and B alternated, the figures to quote) =="

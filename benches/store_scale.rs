@@ -9,7 +9,8 @@
 //!
 //! Run: `cargo bench --bench store_scale`. The fixture is generated first (see
 //! `benches/support/fixture.rs`, also `examples/gen_store.rs`) under `target/sparekey-fixtures/`
-//! and removed afterwards. `SPAREKEY_BENCH_ACCOUNTS` changes the count (default 100000).
+//! and removed afterwards. `SPAREKEY_BENCH_ACCOUNTS` changes the count (default 100000; 1000 in
+//! criterion's test mode, e.g. `cargo test --benches`, which also skips the RSS child).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -17,7 +18,7 @@ mod support;
 #[path = "support/fixture.rs"]
 mod fixture;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ use sparekey::app;
 use sparekey::core::account::AccountSummary;
 use sparekey::core::service::Config;
 use sparekey::tui::TuiOptions;
-use sparekey::tui::app::Screen;
+use sparekey::tui::app::{Msg, Screen};
 use sparekey::tui::runtime::{Driver, RecordingPlatform};
 use sparekey::tui::screens::accounts::FIRST_PAGE;
 use sparekey::tui::ui::view;
@@ -54,15 +55,26 @@ fn filter_lowercase(list: &[AccountSummary], query: &str) -> Vec<usize> {
         .collect()
 }
 
-/// The console as `sparekey tui` starts it, on a test platform.
+/// The console as `sparekey tui` starts it, on a test platform: like the real event loop
+/// (`sparekey::tui::runtime::event_loop`), it is told the terminal's size (200x60, the size
+/// [`draw`] draws at) before the first frame, so paging moves by a screenful of that size.
 fn console(paths: &app::Paths) -> Driver<RecordingPlatform> {
     let service = app::open(paths, Config::default()).expect("open");
     let options = TuiOptions::default().app_options(&service);
-    Driver::new(service, RecordingPlatform::default(), options)
+    let mut driver = Driver::new(service, RecordingPlatform::default(), options);
+    driver.send(Msg::Resize {
+        width: WIDTH,
+        height: HEIGHT,
+    });
+    driver
 }
 
+/// The terminal size of every frame.
+const WIDTH: u16 = 200;
+const HEIGHT: u16 = 60;
+
 fn draw(driver: &Driver<RecordingPlatform>) -> usize {
-    let mut terminal = Terminal::new(TestBackend::new(200, 60)).expect("terminal");
+    let mut terminal = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("terminal");
     terminal.draw(|f| view(&driver.app, f)).expect("draw");
     terminal.backend().buffer().content.len()
 }
@@ -79,15 +91,8 @@ fn typed(driver: &mut Driver<RecordingPlatform>, text: &str) {
 
 /// `VmHWM` (peak) and `VmRSS` (now) of this process, in KiB.
 fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
+    let field = |name: &str| fixture::proc_status_kib(name).unwrap_or(0);
+    (field("VmHWM"), field("VmRSS"))
 }
 
 const RSS_CHILD: &str = "SPAREKEY_BENCH_RSS_CHILD";
@@ -132,10 +137,9 @@ fn main() {
         rss_child(&var("SPAREKEY_BENCH_DATA"), &var("SPAREKEY_BENCH_KEY"));
         return;
     }
-    let accounts: usize = std::env::var("SPAREKEY_BENCH_ACCOUNTS")
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(100_000);
+    // In test mode (`cargo test --benches`) every benchmark runs once: a small fixture will do.
+    let test_mode = support::test_mode();
+    let accounts = fixture::accounts_from_env(if test_mode { 1_000 } else { 100_000 });
     let dir = fixture::scratch_dir("store_scale");
     let generated = fixture::generate(
         &dir.join("data"),
@@ -153,12 +157,7 @@ fn main() {
 
     let mut c = Criterion::default().configure_from_args();
     {
-        let mut group = c.benchmark_group("tui_start");
-        group
-            .sample_size(10)
-            .sampling_mode(SamplingMode::Flat)
-            .warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_secs(2));
+        let mut group = support::configure(&mut c, "tui_start", Duration::from_secs(2));
         let id = format!("tui_start/open_and_list/{accounts}");
         group.bench_function(format!("open_and_list/{accounts}"), |b| {
             support::timed(b, &id, || {
@@ -192,12 +191,7 @@ fn main() {
         // the list, one frame drawn at 200x60 on ratatui's TestBackend), then with all accounts
         // loaded (the rest comes in chunks between keys: `Driver::settle` runs them all) one
         // frame, filter and scroll keystrokes with their frames, and the other screens.
-        let mut group = c.benchmark_group("tui");
-        group
-            .sample_size(10)
-            .sampling_mode(SamplingMode::Flat)
-            .warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_secs(2));
+        let mut group = support::configure(&mut c, "tui", Duration::from_secs(2));
         let id = format!("tui/first_frame_200x60/{accounts}");
         group.bench_function(format!("first_frame_200x60/{accounts}"), |b| {
             support::timed(b, &id, || {
@@ -297,6 +291,9 @@ fn main() {
             press(&mut d, KeyCode::Backspace);
             typed(&mut d, "olivia.kim34");
         }
+        // Each iteration times "olivia.kim34" to "olivia.kim342"; the untimed setup takes the
+        // '2' of the previous iteration back off first.
+        let narrowed = Cell::new(false);
         let id = format!("tui/filter_narrow_keystroke_and_frame/{accounts}");
         group.bench_function(
             format!("filter_narrow_keystroke_and_frame/{accounts}"),
@@ -304,10 +301,20 @@ fn main() {
                 support::timed_with_setup(
                     b,
                     &id,
-                    || press(&mut driver.borrow_mut(), KeyCode::Backspace),
+                    || {
+                        let mut d = driver.borrow_mut();
+                        if narrowed.replace(false) {
+                            press(&mut d, KeyCode::Backspace);
+                        }
+                        let Screen::Accounts(list) = &d.app.screen else {
+                            panic!("not on the accounts list")
+                        };
+                        assert_eq!(list.filter.as_str(), "olivia.kim34");
+                    },
                     |()| {
                         let mut d = driver.borrow_mut();
-                        press(&mut d, KeyCode::Char('4'));
+                        press(&mut d, KeyCode::Char('2'));
+                        narrowed.set(true);
                         draw(&d)
                     },
                 )
@@ -348,29 +355,34 @@ fn main() {
         group.finish();
     }
 
-    // Peak RSS of the console alone: a fresh process of this bench.
-    let child = std::process::Command::new(std::env::current_exe().expect("current exe"))
-        .env(RSS_CHILD, "1")
-        .env("SPAREKEY_BENCH_DATA", &paths.data_dir)
-        .env("SPAREKEY_BENCH_KEY", &paths.key_file)
-        .output()
-        .expect("run the RSS child");
-    assert!(
-        child.status.success(),
-        "{}",
-        String::from_utf8_lossy(&child.stderr)
-    );
-    let rss_line = String::from_utf8_lossy(&child.stdout).trim().to_string();
+    // Peak RSS of the console alone: a fresh process of this bench (not in test mode).
+    let rss_line = if test_mode {
+        "rss_child: skipped in test mode".to_string()
+    } else {
+        let child = std::process::Command::new(std::env::current_exe().expect("current exe"))
+            .env(RSS_CHILD, "1")
+            .env("SPAREKEY_BENCH_DATA", &paths.data_dir)
+            .env("SPAREKEY_BENCH_KEY", &paths.key_file)
+            .output()
+            .expect("run the RSS child");
+        assert!(
+            child.status.success(),
+            "{}",
+            String::from_utf8_lossy(&child.stderr)
+        );
+        String::from_utf8_lossy(&child.stdout).trim().to_string()
+    };
 
     let service = app::open(&paths, Config::default()).expect("open");
     let list = service.list_accounts().expect("list");
     drop(service);
     {
-        let mut group = c.benchmark_group("filter_keystroke");
+        let mut group = support::configure(&mut c, "filter_keystroke", Duration::from_secs(1));
+        // Microseconds to a millisecond per iteration: criterion's automatic sampling, and a
+        // shorter warm-up, as before.
         group
-            .sample_size(10)
-            .warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_secs(1));
+            .sampling_mode(SamplingMode::Auto)
+            .warm_up_time(Duration::from_millis(300));
         // One character (most matches), a typical prefix, a full name, and no match.
         for query in ["a", "olivia", "olivia.kim342", "zzz"] {
             let hits = filter_contains(&list, query).len();
@@ -387,7 +399,7 @@ fn main() {
         group.finish();
     }
     c.final_summary();
-    support::print_summary("store_scale", &[]);
+    support::print_summary("store_scale");
     println!("== store_scale: the console's memory (fresh process, {accounts} accounts) ==");
     println!("  {rss_line}  (target: peak RSS <= 65536 KiB)");
     let _ = std::fs::remove_dir_all(&dir);

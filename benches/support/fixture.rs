@@ -267,3 +267,12 @@ pub fn proc_status_kib(field: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+/// The fixture size: `SPAREKEY_BENCH_ACCOUNTS` (underscores allowed, e.g. `100_000`), else
+/// `default`.
+pub fn accounts_from_env(default: usize) -> usize {
+    std::env::var("SPAREKEY_BENCH_ACCOUNTS")
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
