@@ -6,6 +6,8 @@
 //!
 //! `SPAREKEY_CRASH_ITERATIONS` raises the number of kills (default 200).
 
+mod common;
+
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,9 +19,8 @@ use sparekey::core::account::Account;
 use sparekey::core::entropy::{Entropy, SeededEntropy};
 use sparekey::core::store::Store;
 use sparekey::core::totp::{TotpParams, TotpSecret, code_at};
-use sparekey::store::sled_store::SledStore;
 
-const PASSWORD: &str = "correct horse battery";
+use common::PASSWORD;
 
 struct Harness {
     dir: tempfile::TempDir,
@@ -76,7 +77,7 @@ impl Harness {
     }
 
     fn account(&self) -> Account {
-        let store = SledStore::open(&self.data_dir().join("store"), Duration::from_secs(5))
+        let store = common::open_store(&self.data_dir().join("store"))
             .unwrap_or_else(|e| panic!("the store must always open after a kill: {e}"));
         store
             .load_account("alice")

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use common::*;
 use sparekey::app::{self, Paths};
 use sparekey::core::clock::ManualClock;
-use sparekey::core::entropy::SeededEntropy;
 use sparekey::core::error::ErrorKind;
 use sparekey::core::service::Service;
 use sparekey::core::store::Store;
@@ -28,13 +27,7 @@ fn open(paths: &Paths, clock: &Arc<ManualClock>) -> Service {
         .bytes()
         .map(u64::from)
         .sum();
-    app::open_with(
-        paths,
-        test_config(),
-        clock.clone(),
-        Box::new(SeededEntropy::new(seed)),
-    )
-    .unwrap()
+    open_disk(paths, clock, seed).unwrap()
 }
 
 #[test]
@@ -48,7 +41,7 @@ fn backup_then_restore_gives_back_the_same_state() {
         let (_, codes) = enrolled(&service, &clock, "alice");
         service.login("alice", PASSWORD, Some(&codes[0])).unwrap();
         drop(service);
-        let store = SledStore::open(&paths.store, std::time::Duration::from_secs(5)).unwrap();
+        let store = open_store(&paths.store).unwrap();
         let summary = app::backup(&store, &backup_file).unwrap();
         assert_eq!(summary.accounts, 1);
         assert!(summary.audit_events >= 4);
@@ -63,7 +56,7 @@ fn backup_then_restore_gives_back_the_same_state() {
         0o600
     );
     // A backup is never overwritten.
-    let store = SledStore::open(&paths.store, std::time::Duration::from_secs(5)).unwrap();
+    let store = open_store(&paths.store).unwrap();
     assert!(app::backup(&store, &backup_file).is_err());
     // Lose a code after the backup: the restore brings back the state at backup time.
     drop(store);
@@ -94,7 +87,7 @@ fn a_damaged_backup_is_refused_and_nothing_is_touched() {
         service.create_account("bob", PASSWORD).unwrap();
     }
     {
-        let store = SledStore::open(&paths.store, std::time::Duration::from_secs(5)).unwrap();
+        let store = open_store(&paths.store).unwrap();
         app::backup(&store, &file).unwrap();
     }
     let mut bytes = std::fs::read(&file).unwrap();
@@ -122,11 +115,7 @@ fn a_backup_from_another_key_is_refused_and_the_store_put_back() {
         let service = open(&other, &clock);
         service.create_account("eve", PASSWORD).unwrap();
         drop(service);
-        app::backup(
-            &SledStore::open(&other.store, std::time::Duration::from_secs(5)).unwrap(),
-            &file,
-        )
-        .unwrap();
+        app::backup(&open_store(&other.store).unwrap(), &file).unwrap();
     }
     let mine = paths(&dir.path().join("mine"));
     open(&mine, &clock)
@@ -177,7 +166,7 @@ fn doctor_names_what_is_wrong_and_how_to_fix_it() {
 
     // While another process holds the store, doctor says so instead of failing.
     std::fs::set_permissions(&paths.data_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let _held = SledStore::open(&paths.store, std::time::Duration::from_secs(5)).unwrap();
+    let _held = open_store(&paths.store).unwrap();
     let checks = app::doctor(&paths, T0);
     let store = checks.iter().find(|c| c.name == "store").unwrap();
     assert!(store.ok && store.detail.contains("in use"), "{store:?}");
@@ -193,7 +182,7 @@ fn a_large_restore_is_chunked_and_an_interrupted_one_is_detected() {
         let service = open(&small, &clock);
         enrolled(&service, &clock, "template");
         drop(service);
-        let store = SledStore::open(&small.store, std::time::Duration::from_secs(5)).unwrap();
+        let store = open_store(&small.store).unwrap();
         store.export_image().unwrap()
     };
     // 2,500 accounts: more than two chunks.
@@ -208,7 +197,7 @@ fn a_large_restore_is_chunked_and_an_interrupted_one_is_detected() {
     let other = paths(&dir.path().join("big"));
     std::fs::create_dir_all(&other.data_dir).unwrap();
     {
-        let store = SledStore::open(&other.store, std::time::Duration::from_secs(5)).unwrap();
+        let store = open_store(&other.store).unwrap();
         store.import_image(&image).unwrap();
         let listed = store.list_accounts().unwrap();
         assert_eq!(listed.len(), 2_500);
@@ -225,7 +214,7 @@ fn a_large_restore_is_chunked_and_an_interrupted_one_is_detected() {
         db.insert("restore_in_progress", &[1u8]).unwrap();
         db.flush().unwrap();
     }
-    let err = SledStore::open(&other.store, std::time::Duration::from_secs(5)).unwrap_err();
+    let err = open_store(&other.store).unwrap_err();
     assert!(err.to_string().contains("restore into"), "{err}");
     assert!(
         err.to_string()

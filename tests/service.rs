@@ -7,13 +7,6 @@ use common::*;
 use sparekey::core::audit::{AuditKind, LoginMethod};
 use sparekey::core::error::{Error, ErrorKind, RejectReason};
 
-fn reason(e: Error) -> RejectReason {
-    match e {
-        Error::Rejected(r) => r.reason,
-        other => panic!("expected a rejection, got {other:?}"),
-    }
-}
-
 #[test]
 fn confirming_code_cannot_log_in_but_the_next_step_can() {
     let (service, clock) = memory_service(1);

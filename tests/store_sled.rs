@@ -12,7 +12,6 @@ use sparekey::app::{self, Paths};
 use sparekey::core::clock::ManualClock;
 use sparekey::core::entropy::SeededEntropy;
 use sparekey::core::error::{Error, ErrorKind};
-use sparekey::core::service::Service;
 use sparekey::core::store::StoreError;
 use sparekey::store::sled_store::SledStore;
 
@@ -22,15 +21,6 @@ fn paths(dir: &tempfile::TempDir) -> Paths {
         Some(dir.path().join("config/key")),
     )
     .unwrap()
-}
-
-fn open(paths: &Paths, clock: &Arc<ManualClock>, seed: u64) -> Result<Service, Error> {
-    app::open_with(
-        paths,
-        test_config(),
-        clock.clone(),
-        Box::new(SeededEntropy::new(seed)),
-    )
 }
 
 fn race<T: Send>(threads: usize, f: impl Fn() -> T + Sync) -> Vec<T> {
@@ -52,7 +42,7 @@ fn race<T: Send>(threads: usize, f: impl Fn() -> T + Sync) -> Vec<T> {
 fn one_backup_code_redeemed_by_many_threads_succeeds_once() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    let service = open(&paths(&dir), &clock, 1).unwrap();
+    let service = open_disk(&paths(&dir), &clock, 1).unwrap();
     let (_, codes) = enrolled(&service, &clock, "alice");
     let results = race(8, || service.login("alice", PASSWORD, Some(&codes[4])));
     assert_eq!(
@@ -75,7 +65,7 @@ fn one_backup_code_redeemed_by_many_threads_succeeds_once() {
 fn one_totp_step_accepted_once_across_threads() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    let service = open(&paths(&dir), &clock, 2).unwrap();
+    let service = open_disk(&paths(&dir), &clock, 2).unwrap();
     let (secret, _) = enrolled(&service, &clock, "bob");
     let code = code_for(&secret, T0 + 30);
     let results = race(8, || service.login("bob", PASSWORD, Some(&code)));
@@ -90,7 +80,7 @@ fn one_totp_step_accepted_once_across_threads() {
 fn parallel_failures_are_counted_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    let service = open(&paths(&dir), &clock, 3).unwrap();
+    let service = open_disk(&paths(&dir), &clock, 3).unwrap();
     service.create_account("carol", PASSWORD).unwrap();
     // Four at once stay under the free-failure limit, so none is refused by the gate.
     let results = race(4, || service.login("carol", "not the password", None));
@@ -114,7 +104,7 @@ fn throttling_and_consumption_survive_a_restart() {
     let paths = paths(&dir);
     let clock = Arc::new(ManualClock::new(T0));
     let codes = {
-        let service = open(&paths, &clock, 4).unwrap();
+        let service = open_disk(&paths, &clock, 4).unwrap();
         let (_, codes) = enrolled(&service, &clock, "dan");
         service.login("dan", PASSWORD, Some(&codes[0])).unwrap();
         for _ in 0..5 {
@@ -124,7 +114,7 @@ fn throttling_and_consumption_survive_a_restart() {
         }
         codes
     };
-    let service = open(&paths, &clock, 5).unwrap();
+    let service = open_disk(&paths, &clock, 5).unwrap();
     let r = service.login("dan", PASSWORD, Some(&codes[1]));
     assert!(matches!(r, Err(Error::Throttled { .. })), "{r:?}");
     clock.advance(31);
@@ -192,7 +182,7 @@ fn key_file_is_private_and_bound_to_its_store() {
     let dir = tempfile::tempdir().unwrap();
     let paths = paths(&dir);
     let clock = Arc::new(ManualClock::new(T0));
-    drop(open(&paths, &clock, 6).unwrap());
+    drop(open_disk(&paths, &clock, 6).unwrap());
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&paths.key_file), 0o600);
     assert_eq!(mode(&paths.data_dir), 0o700);
@@ -200,7 +190,7 @@ fn key_file_is_private_and_bound_to_its_store() {
 
     // Another key for the same store: one clear error, nothing rewritten.
     std::fs::write(&paths.key_file, format!("{}\n", "ab".repeat(32))).unwrap();
-    let err = open(&paths, &clock, 7).unwrap_err();
+    let err = open_disk(&paths, &clock, 7).unwrap_err();
     assert!(
         err.to_string().contains("does not belong to this store"),
         "{err}"
@@ -209,12 +199,12 @@ fn key_file_is_private_and_bound_to_its_store() {
 
     // A missing key for a store that has one: refused, and no new key left behind.
     std::fs::remove_file(&paths.key_file).unwrap();
-    let err = open(&paths, &clock, 8).unwrap_err();
+    let err = open_disk(&paths, &clock, 8).unwrap_err();
     assert!(err.to_string().contains("is missing"), "{err}");
     assert!(!paths.key_file.exists());
 
     std::fs::write(&paths.key_file, &original).unwrap();
-    assert!(open(&paths, &clock, 9).is_ok());
+    assert!(open_disk(&paths, &clock, 9).is_ok());
 }
 
 #[test]
@@ -223,7 +213,7 @@ fn nothing_secret_is_stored_in_clear() {
     let paths = paths(&dir);
     let clock = Arc::new(ManualClock::new(T0));
     let (secret, codes) = {
-        let service = open(&paths, &clock, 10).unwrap();
+        let service = open_disk(&paths, &clock, 10).unwrap();
         enrolled(&service, &clock, "erin")
     };
     let mut bytes = Vec::new();
@@ -256,7 +246,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn the_account_list_follows_every_change() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    let service = open(&paths(&dir), &clock, 11).unwrap();
+    let service = open_disk(&paths(&dir), &clock, 11).unwrap();
     let (_, codes) = enrolled(&service, &clock, "fred");
     service.create_account("gina", PASSWORD).unwrap();
     service.login("fred", PASSWORD, Some(&codes[0])).unwrap();
@@ -296,13 +286,13 @@ fn the_issuer_stays_with_the_authenticator() {
         assert!(enrollment.otpauth_uri.contains("issuer=Acme%20VPN"));
         drop(service);
         // Confirmed by a run with the default issuer: the pending one's issuer wins.
-        let service = open(&paths, &clock, 13).unwrap();
+        let service = open_disk(&paths, &clock, 13).unwrap();
         let issued = service
             .confirm_enrollment("hana", &code_for(&enrollment.secret, T0))
             .unwrap();
         assert_eq!(issued.issuer, "Acme VPN");
     }
-    let service = open(&paths, &clock, 14).unwrap();
+    let service = open_disk(&paths, &clock, 14).unwrap();
     assert_eq!(
         service.regenerate_codes("hana", PASSWORD).unwrap().issuer,
         "Acme VPN"
@@ -313,7 +303,7 @@ fn the_issuer_stays_with_the_authenticator() {
 fn accounts_page_by_page_in_name_order() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    let sled = open(&paths(&dir), &clock, 15).unwrap();
+    let sled = open_disk(&paths(&dir), &clock, 15).unwrap();
     let (memory, _) = memory_service(15);
     for service in [&sled, &memory] {
         for name in ["delta", "alpha", "echo", "charlie", "bravo"] {

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
-use ratatui::crossterm::event::KeyCode;
 use ratatui::style::{Color, Modifier};
 use sparekey::tui::ui::view;
 use sparekey::tui::widgets::Theme;
@@ -190,23 +189,8 @@ fn render_readme_pictures() -> Pictures {
     });
     pictures.take(&mut h, "accounts");
 
-    h.typed("n");
-    h.typed("carol");
-    h.press(KeyCode::Tab);
-    h.typed(PASSWORD);
-    h.press(KeyCode::Tab);
-    h.typed(PASSWORD);
-    h.enter();
-    h.typed(PASSWORD);
-    h.enter();
+    let secret = new_account_to_scan(&mut h, "carol");
     pictures.take(&mut h, "enroll-qr");
-    let sparekey::tui::app::Screen::Enroll(e) = h.screen() else {
-        panic!()
-    };
-    let sparekey::tui::screens::enroll::Step::Scan(en) = &e.step else {
-        panic!()
-    };
-    let secret = en.secret.as_bytes().to_vec();
     h.enter();
     h.typed(&h.totp(&secret));
     h.enter();

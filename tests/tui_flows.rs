@@ -20,35 +20,6 @@ fn codes_screen(h: &H) -> &sparekey::tui::screens::codes::Codes {
     }
 }
 
-/// New account form to the codes screen, all by keys.
-fn enroll_by_keys(h: &mut H, name: &str) -> Vec<u8> {
-    h.typed("n");
-    assert!(matches!(h.screen(), Screen::NewAccount(_)));
-    h.typed(name);
-    h.press(KeyCode::Tab);
-    h.typed(PASSWORD);
-    h.press(KeyCode::Tab);
-    h.typed(PASSWORD);
-    h.enter();
-    assert!(
-        matches!(h.screen(), Screen::Enroll(_)),
-        "status: {}",
-        h.status()
-    );
-    h.typed(PASSWORD);
-    h.enter();
-    let secret = match h.screen() {
-        Screen::Enroll(e) => match &e.step {
-            EnrollStep::Scan(enrollment) => enrollment.secret.as_bytes().to_vec(),
-            other => panic!("expected the scan step, got {other:?}"),
-        },
-        other => panic!("{other:?}"),
-    };
-    h.enter();
-    assert!(matches!(h.screen(), Screen::Enroll(e) if e.step_number() == 3));
-    secret
-}
-
 #[test]
 fn enrollment_wizard_to_codes_once_and_proof() {
     let mut h = H::new();

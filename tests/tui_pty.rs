@@ -2,24 +2,27 @@
 //! a backup code is walked by keystrokes, read back through a vt100 emulator. Checks what only a
 //! real terminal shows: the alternate screen is entered and left, and the terminal is restored.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::{PASSWORD, test_config};
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use sparekey::app::{Paths, open_with};
 use sparekey::core::clock::SystemClock;
 use sparekey::core::entropy::OsEntropy;
-use sparekey::core::password::HashParams;
-use sparekey::core::service::Config;
 use tempfile::TempDir;
-
-const PASSWORD: &str = "correct horse battery";
 
 struct Console {
     child: Box<dyn portable_pty::Child + Send + Sync>,
     writer: Box<dyn Write + Send>,
     screen: Arc<Mutex<vt100::Parser>>,
+    /// Feeds the screen until the terminal's output ends (the child and every copy of the slave
+    /// side closed); taken by [`Console::wait_for_output_end`].
+    reader: Option<JoinHandle<()>>,
     _master: Box<dyn portable_pty::MasterPty + Send>,
 }
 
@@ -42,12 +45,13 @@ impl Console {
         cmd.env_remove("DISPLAY");
         cmd.env_remove("WAYLAND_DISPLAY");
         let child = pair.slave.spawn_command(cmd).unwrap();
+        // Our copy of the slave side: while it is open the reader never sees the output end.
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader().unwrap();
         let writer = pair.master.take_writer().unwrap();
         let screen = Arc::new(Mutex::new(vt100::Parser::new(24, 80, 0)));
         let sink = Arc::clone(&screen);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = reader.read(&mut buf) {
                 if n == 0 {
@@ -60,8 +64,25 @@ impl Console {
             child,
             writer,
             screen,
+            reader: Some(reader),
             _master: pair.master,
         }
+    }
+
+    /// Once the child has exited: waits until the reader has put everything the child wrote on
+    /// the screen (its read ends with EOF or EIO when the slave side is closed everywhere).
+    fn wait_for_output_end(&mut self) {
+        let reader = self.reader.take().expect("waited for once");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !reader.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "the terminal's output never ended; screen:\n{}",
+                self.contents()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        reader.join().expect("the reader thread panicked");
     }
 
     fn contents(&self) -> String {
@@ -95,12 +116,13 @@ fn login_with_a_backup_code_in_a_real_terminal() {
     let paths =
         Paths::resolve(Some(dir.path().join("data")), Some(dir.path().join("key"))).unwrap();
     let code = {
-        let config = Config {
-            hash_params: HashParams::TEST_ONLY,
-            ..Default::default()
-        };
-        let service =
-            open_with(&paths, config, Arc::new(SystemClock), Box::new(OsEntropy)).unwrap();
+        let service = open_with(
+            &paths,
+            test_config(),
+            Arc::new(SystemClock),
+            Box::new(OsEntropy),
+        )
+        .unwrap();
         service.create_account("alice", PASSWORD).unwrap();
         let e = service.begin_enrollment("alice", Some(PASSWORD)).unwrap();
         let now = service.now();
@@ -148,7 +170,7 @@ fn login_with_a_backup_code_in_a_real_terminal() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    std::thread::sleep(Duration::from_millis(100));
+    c.wait_for_output_end();
     assert!(
         status.success(),
         "exit status {status:?}; screen:\n{}",
@@ -163,10 +185,12 @@ fn login_with_a_backup_code_in_a_real_terminal() {
     drop(parser);
 
     // The login really happened in the store.
-    let config = Config {
-        hash_params: HashParams::TEST_ONLY,
-        ..Default::default()
-    };
-    let service = open_with(&paths, config, Arc::new(SystemClock), Box::new(OsEntropy)).unwrap();
+    let service = open_with(
+        &paths,
+        test_config(),
+        Arc::new(SystemClock),
+        Box::new(OsEntropy),
+    )
+    .unwrap();
     assert_eq!(service.code_status("alice").unwrap().remaining, 9);
 }

@@ -2,13 +2,19 @@
 //! entropy and cheap Argon2 parameters (these tests are not about the parameters).
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use sparekey::app::Paths;
 use sparekey::core::clock::ManualClock;
 use sparekey::core::entropy::SeededEntropy;
+use sparekey::core::error::{Error, RejectReason};
 use sparekey::core::password::HashParams;
 use sparekey::core::service::{Config, Service};
+use sparekey::core::store::StoreError;
 use sparekey::core::totp::{self, TotpSecret};
+use sparekey::store::sled_store::SledStore;
 
 /// 2026-11-28T12:00:00Z, on a 30 s step boundary.
 pub const T0: i64 = 1_795_867_200;
@@ -28,6 +34,32 @@ pub fn memory_service(seed: u64) -> (Service, Arc<ManualClock>) {
         Box::new(SeededEntropy::new(seed)),
     );
     (service, clock)
+}
+
+/// A service on the sled store at `paths`, with the test config, `clock` and entropy seeded
+/// with `seed`.
+pub fn open_disk(paths: &Paths, clock: &Arc<ManualClock>, seed: u64) -> Result<Service, Error> {
+    sparekey::app::open_with(
+        paths,
+        test_config(),
+        clock.clone(),
+        Box::new(SeededEntropy::new(seed)),
+    )
+}
+
+/// Opens the sled store at `path` directly, waiting up to 5 s for a process that still holds it
+/// (a service just dropped, a child just killed) to let go. Tests of the lock itself pass their
+/// own wait to `SledStore::open`.
+pub fn open_store(path: &Path) -> Result<SledStore, StoreError> {
+    SledStore::open(path, Duration::from_secs(5))
+}
+
+/// The reason of a refused login; panics on any other error.
+pub fn reason(e: Error) -> RejectReason {
+    match e {
+        Error::Rejected(r) => r.reason,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
 }
 
 pub fn code_for(secret: &TotpSecret, at: i64) -> String {

@@ -18,6 +18,7 @@ use sparekey::core::service::{Config, IssuedCodes, Service};
 use sparekey::core::totp::{TotpParams, code_at};
 use sparekey::tui::app::{AppOptions, Screen};
 use sparekey::tui::runtime::{Driver, RecordingPlatform};
+use sparekey::tui::screens::enroll::Step as EnrollStep;
 use sparekey::tui::ui::view;
 use sparekey::tui::widgets::Theme;
 
@@ -116,6 +117,42 @@ impl H {
         use sparekey::core::clock::Clock;
         self.clock.now()
     }
+}
+
+/// From the account list, by keys: the new account form for `name` (password [`PASSWORD`]), then
+/// the enrollment's password step, up to the wizard's scan step (step 2). Returns the TOTP secret
+/// it shows.
+pub fn new_account_to_scan(h: &mut H, name: &str) -> Vec<u8> {
+    h.typed("n");
+    assert!(matches!(h.screen(), Screen::NewAccount(_)));
+    h.typed(name);
+    h.press(KeyCode::Tab);
+    h.typed(PASSWORD);
+    h.press(KeyCode::Tab);
+    h.typed(PASSWORD);
+    h.enter();
+    assert!(
+        matches!(h.screen(), Screen::Enroll(_)),
+        "status: {}",
+        h.status()
+    );
+    h.typed(PASSWORD);
+    h.enter();
+    match h.screen() {
+        Screen::Enroll(e) => match &e.step {
+            EnrollStep::Scan(enrollment) => enrollment.secret.as_bytes().to_vec(),
+            other => panic!("expected the scan step, got {other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+/// New account form to the wizard's confirm step (step 3), all by keys; returns the TOTP secret.
+pub fn enroll_by_keys(h: &mut H, name: &str) -> Vec<u8> {
+    let secret = new_account_to_scan(h, name);
+    h.enter();
+    assert!(matches!(h.screen(), Screen::Enroll(e) if e.step_number() == 3));
+    secret
 }
 
 /// Creates and enrolls `name` through the service; returns the TOTP secret and the codes.
