@@ -5,7 +5,13 @@ mod common;
 
 use common::*;
 use sparekey::core::audit::{AuditKind, LoginMethod};
+use sparekey::core::clock::ManualClock;
+use sparekey::core::entropy::SeededEntropy;
 use sparekey::core::error::{Error, ErrorKind, RejectReason};
+use sparekey::core::keys::MasterKey;
+use sparekey::core::service::Service;
+use sparekey::store::memory::MemoryStore;
+use std::sync::Arc;
 
 #[test]
 fn confirming_code_cannot_log_in_but_the_next_step_can() {
@@ -476,15 +482,8 @@ fn wrong_password_and_unknown_name_read_the_same_until_the_throttle() {
     }
 }
 
-#[test]
-fn a_failing_audit_write_never_hides_a_done_change() {
-    use sparekey::core::clock::ManualClock;
-    use sparekey::core::entropy::SeededEntropy;
-    use sparekey::core::keys::MasterKey;
-    use sparekey::core::service::Service;
-    use sparekey::store::memory::MemoryStore;
-    use std::sync::Arc;
-
+/// A service on a memory store whose audit writes a test can make fail, as on a full disk.
+fn service_with_failing_audit() -> (Service, MemoryStore, Arc<ManualClock>) {
     let store = MemoryStore::new();
     let handle = store.clone();
     let clock = Arc::new(ManualClock::new(T0));
@@ -498,27 +497,74 @@ fn a_failing_audit_write_never_hides_a_done_change() {
         test_config(),
     )
     .unwrap();
+    (service, handle, clock)
+}
+
+#[test]
+fn a_login_and_its_audit_events_are_written_together_or_not_at_all() {
+    let (service, handle, clock) = service_with_failing_audit();
     let (_, codes) = enrolled(&service, &clock, "quinn");
+    let before = service.audit_log(None, 1_000).unwrap();
+
+    handle.fail_audit_writes(true);
+    let refused = service
+        .login("quinn", PASSWORD, Some(&codes[0]))
+        .unwrap_err();
+    assert!(matches!(refused, Error::Store(_)), "{refused:?}");
+    assert_eq!(
+        service.code_status("quinn").unwrap().remaining,
+        10,
+        "a login whose event cannot be written spends no code"
+    );
+    let wrong = service
+        .login("quinn", "not the password", None)
+        .unwrap_err();
+    assert!(matches!(wrong, Error::Store(_)), "{wrong:?}");
+    assert_eq!(
+        service
+            .account_summary("quinn")
+            .unwrap()
+            .consecutive_failures,
+        0,
+        "nor is a failure counted without its event"
+    );
+    assert_eq!(service.audit_log(None, 1_000).unwrap(), before);
+
+    handle.fail_audit_writes(false);
+    let ok = service.login("quinn", PASSWORD, Some(&codes[0])).unwrap();
+    assert_eq!(ok.remaining_codes, 9);
+    let after = service.audit_log(None, 1_000).unwrap();
+    let kinds: Vec<&AuditKind> = after[before.len()..].iter().map(|e| &e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            &AuditKind::BackupCodeUsed {
+                slot: 0,
+                remaining: 9
+            },
+            &AuditKind::LoginSucceeded {
+                method: LoginMethod::BackupCode
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_failing_audit_write_never_hides_regenerated_codes() {
+    let (service, handle, clock) = service_with_failing_audit();
+    let (_, _) = enrolled(&service, &clock, "quinn");
     let before = service.audit_log(None, 1_000).unwrap().len();
 
-    // From here every audit write fails, as on a disk that filled up after the state write.
-    handle.fail_audit_writes();
-    let ok = service.login("quinn", PASSWORD, Some(&codes[0])).unwrap();
-    assert_eq!(
-        ok.remaining_codes, 9,
-        "the consumed code is reported as accepted"
-    );
-    assert!(
-        service.login("quinn", PASSWORD, Some(&codes[0])).is_err(),
-        "and it is consumed"
-    );
-    service.unlock("quinn").unwrap();
+    // Regeneration's event follows the change, best effort: the new codes are already the
+    // only valid ones, so they must be handed over even when the event cannot be written.
+    handle.fail_audit_writes(true);
     let fresh = service.regenerate_codes("quinn", PASSWORD).unwrap();
     assert_eq!(fresh.codes.len(), 10, "new codes are handed over, not lost");
+    assert_eq!(service.audit_log(None, 1_000).unwrap().len(), before);
+    handle.fail_audit_writes(false);
     assert!(
         service
             .login("quinn", PASSWORD, Some(&fresh.codes[0].display()))
             .is_ok()
     );
-    assert_eq!(service.audit_log(None, 1_000).unwrap().len(), before);
 }

@@ -21,7 +21,7 @@ use crate::core::error::{Error, RejectReason, Rejection};
 use crate::core::keys::MasterKey;
 use crate::core::password::{self, HashParams};
 use crate::core::store::{Activation, CodeConsumption, StepConsumption, Store};
-use crate::core::throttle::{Gate, ThrottlePolicy};
+use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::core::totp::{self, TotpParams, TotpRejection, TotpSecret};
 
 /// Settings of the service; the defaults are the production ones.
@@ -197,10 +197,12 @@ impl Service {
         f(guard.as_mut())
     }
 
-    /// Appends an audit event, best effort. It runs after the change it records is durable, and
-    /// that change must be reported as it is: a failed audit write must not turn a consumed code
-    /// into an error, or drop freshly issued codes on the floor. A store that cannot write fails
-    /// the next state change anyway, loudly.
+    /// Appends an audit event, best effort. Logins and failures do not come here: the store
+    /// writes their events in the same atomic step as the change (see
+    /// [`crate::core::store::AuditFor`]), so a code is never spent without its event. This is
+    /// for events that record no change (a throttled attempt) and for those after a durable
+    /// change that must be reported as it is: a failed audit write must not drop freshly issued
+    /// codes on the floor. A store that cannot write fails the next state change anyway, loudly.
     fn audit(&self, account: &str, kind: AuditKind) {
         let event = AuditEvent {
             at: self.now(),
@@ -457,15 +459,14 @@ impl Service {
                 password_checked_at: self.now(),
             }));
         }
-        if !self.store.record_password_login(name, self.now())? {
+        let recorded = self.store.record_password_login(name, self.now(), &|_| {
+            vec![AuditKind::LoginSucceeded {
+                method: LoginMethod::Password,
+            }]
+        })?;
+        if !recorded {
             return Err(Error::no_account(name));
         }
-        self.audit(
-            name,
-            AuditKind::LoginSucceeded {
-                method: LoginMethod::Password,
-            },
-        );
         Ok(LoginStep::Done(LoginSuccess {
             method: LoginMethod::Password,
             remaining_codes: 0,
@@ -496,14 +497,7 @@ impl Service {
         let account = self.load(&pending.account)?;
         // The throttle may have started, or an operator locked it, since the password step.
         self.pass_gate(&account)?;
-        let success = self.accept_second_factor(&account, factor)?;
-        self.audit(
-            &account.name,
-            AuditKind::LoginSucceeded {
-                method: success.method,
-            },
-        );
-        Ok(success)
+        self.accept_second_factor(&account, factor)
     }
 
     /// Checks and consumes a second factor; on failure counts it and returns the rejection.
@@ -527,18 +521,24 @@ impl Service {
             SecondFactor::Totp(code) => {
                 let secret = self.open_secret(&active.secret, name)?;
                 match totp::verify(&secret, &code, self.now(), active.params, active.last_step) {
-                    Ok(step) => match self.store.consume_totp_step(name, step, self.now())? {
-                        StepConsumption::Accepted => Ok(LoginSuccess {
-                            method: LoginMethod::Totp,
-                            remaining_codes: remaining,
-                            total_codes: total,
-                        }),
-                        // Another attempt took this step between our check and the write.
-                        StepConsumption::Replay => self.totp_replay(account),
-                        StepConsumption::NotEnrolled => Err(Error::Invalid(format!(
-                            "'{name}' has no two-factor authentication"
-                        ))),
-                    },
+                    Ok(step) => {
+                        match self.store.consume_totp_step(name, step, self.now(), &|_| {
+                            vec![AuditKind::LoginSucceeded {
+                                method: LoginMethod::Totp,
+                            }]
+                        })? {
+                            StepConsumption::Accepted => Ok(LoginSuccess {
+                                method: LoginMethod::Totp,
+                                remaining_codes: remaining,
+                                total_codes: total,
+                            }),
+                            // Another attempt took this step between our check and the write.
+                            StepConsumption::Replay => self.totp_replay(account),
+                            StepConsumption::NotEnrolled => Err(Error::Invalid(format!(
+                                "'{name}' has no two-factor authentication"
+                            ))),
+                        }
+                    }
                     Err(TotpRejection::Malformed) => Err(Error::Invalid(
                         TotpRejection::Malformed.message(active.params),
                     )),
@@ -578,24 +578,30 @@ impl Service {
                 };
                 match set.find(&digest) {
                     SlotMatch::Unused(slot) => {
-                        match self
-                            .store
-                            .consume_backup_code(name, set.id, slot, self.now())?
-                        {
-                            CodeConsumption::Consumed { remaining, total } => {
-                                self.audit(
-                                    name,
-                                    AuditKind::BackupCodeUsed {
-                                        slot: slot as u32,
-                                        remaining: remaining as u32,
-                                    },
-                                );
-                                Ok(LoginSuccess {
+                        let audit = |outcome: &CodeConsumption| match outcome {
+                            CodeConsumption::Consumed { remaining, .. } => vec![
+                                AuditKind::BackupCodeUsed {
+                                    slot: slot as u32,
+                                    remaining: *remaining as u32,
+                                },
+                                AuditKind::LoginSucceeded {
                                     method: LoginMethod::BackupCode,
-                                    remaining_codes: remaining,
-                                    total_codes: total,
-                                })
-                            }
+                                },
+                            ],
+                            _ => Vec::new(),
+                        };
+                        match self.store.consume_backup_code(
+                            name,
+                            set.id,
+                            slot,
+                            self.now(),
+                            &audit,
+                        )? {
+                            CodeConsumption::Consumed { remaining, total } => Ok(LoginSuccess {
+                                method: LoginMethod::BackupCode,
+                                remaining_codes: remaining,
+                                total_codes: total,
+                            }),
                             CodeConsumption::AlreadyUsed => self.backup_replay(account),
                             CodeConsumption::SetReplaced => Err(self.fail(
                                 account,
@@ -617,26 +623,24 @@ impl Service {
     }
 
     fn totp_replay(&self, account: &Account) -> Result<LoginSuccess, Error> {
-        self.audit(
-            &account.name,
-            AuditKind::ReplayRefused {
+        Err(self.fail_with(
+            account,
+            RejectReason::TotpReplay,
+            FailureReason::WrongTotp,
+            Some(AuditKind::ReplayRefused {
                 method: LoginMethod::Totp,
-            },
-        );
-        Err(self.fail(account, RejectReason::TotpReplay, FailureReason::WrongTotp)?)
+            }),
+        )?)
     }
 
     fn backup_replay(&self, account: &Account) -> Result<LoginSuccess, Error> {
-        self.audit(
-            &account.name,
-            AuditKind::ReplayRefused {
-                method: LoginMethod::BackupCode,
-            },
-        );
-        Err(self.fail(
+        Err(self.fail_with(
             account,
             RejectReason::BackupCodeAlreadyUsed,
             FailureReason::WrongBackupCode,
+            Some(AuditKind::ReplayRefused {
+                method: LoginMethod::BackupCode,
+            }),
         )?)
     }
 
@@ -664,21 +668,40 @@ impl Service {
         reason: RejectReason,
         audit_reason: FailureReason,
     ) -> Result<Error, Error> {
-        let Some(record) = self.store.record_failure(&account.name, self.now())? else {
-            return Ok(Error::no_account(&account.name));
-        };
+        self.fail_with(account, reason, audit_reason, None)
+    }
+
+    /// [`Service::fail`], with an event that explains the failure (a refused replay) recorded
+    /// with the count, in the same atomic step.
+    fn fail_with(
+        &self,
+        account: &Account,
+        reason: RejectReason,
+        audit_reason: FailureReason,
+        explanation: Option<AuditKind>,
+    ) -> Result<Error, Error> {
         let policy = &self.config.throttle;
-        self.audit(
-            &account.name,
-            AuditKind::FailedAttempt {
+        let audit = |record: &Option<FailureRecord>| {
+            let Some(record) = record else {
+                return Vec::new();
+            };
+            let mut kinds: Vec<AuditKind> = explanation.iter().cloned().collect();
+            kinds.push(AuditKind::FailedAttempt {
                 reason: audit_reason,
                 consecutive: record.consecutive,
-            },
-        );
+            });
+            if policy.is_locked(record) && record.consecutive == policy.lock_after {
+                kinds.push(AuditKind::Locked);
+            }
+            kinds
+        };
+        let Some(record) = self
+            .store
+            .record_failure(&account.name, self.now(), &audit)?
+        else {
+            return Ok(Error::no_account(&account.name));
+        };
         let now_locked = policy.is_locked(&record);
-        if now_locked && record.consecutive == policy.lock_after {
-            self.audit(&account.name, AuditKind::Locked);
-        }
         if reason == RejectReason::WrongNameOrPassword {
             return Ok(Error::Rejected(Rejection {
                 reason,

@@ -7,7 +7,7 @@
 //! (flushed to disk before `Ok`), because the core reports security-relevant successes right after.
 
 use crate::core::account::{Account, AccountFacts, ActiveTotp, PendingTotp};
-use crate::core::audit::AuditEvent;
+use crate::core::audit::{AuditEvent, AuditKind};
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
 use crate::core::throttle::FailureRecord;
@@ -107,6 +107,12 @@ pub struct StoreImage {
     pub audit: Vec<AuditEvent>,
 }
 
+/// Builds, from a change's outcome, the audit events that record it. The store calls it only
+/// when the change was made, and writes the events (stamped with the change's time and
+/// account) in the same atomic step: an accepted code never lacks its event, and no event
+/// records a change that did not happen.
+pub type AuditFor<'a, T> = &'a dyn Fn(&T) -> Vec<AuditKind>;
+
 /// Persistent storage of accounts and the audit log. See the module doc for the contract.
 pub trait Store: Send + Sync {
     /// Records which master key this store belongs to, or checks it.
@@ -139,31 +145,44 @@ pub trait Store: Send + Sync {
     ) -> Result<Activation, StoreError>;
 
     /// Accepts TOTP step `step` if it is later than the last accepted one; on success also
-    /// clears the failure counter and records the login.
+    /// clears the failure counter and records the login, with `audit`'s events.
     fn consume_totp_step(
         &self,
         name: &str,
         step: u64,
         at: UnixTime,
+        audit: AuditFor<'_, StepConsumption>,
     ) -> Result<StepConsumption, StoreError>;
     /// Marks TOTP step `step` (and every earlier one) as used without logging in; `false` if
     /// there is no such account or authenticator.
     fn spend_totp_step(&self, name: &str, step: u64) -> Result<bool, StoreError>;
     /// Marks `slot` of set `set_id` used if it is unused; on success also clears the failure
-    /// counter and records the login.
+    /// counter and records the login, with `audit`'s events.
     fn consume_backup_code(
         &self,
         name: &str,
         set_id: u64,
         slot: usize,
         at: UnixTime,
+        audit: AuditFor<'_, CodeConsumption>,
     ) -> Result<CodeConsumption, StoreError>;
-    /// Records a successful password-only login (no second factor enrolled) and clears failures.
-    fn record_password_login(&self, name: &str, at: UnixTime) -> Result<bool, StoreError>;
+    /// Records a successful password-only login (no second factor enrolled) and clears
+    /// failures, with `audit`'s events.
+    fn record_password_login(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError>;
 
-    /// Counts one more consecutive failure; returns the new record (`None`: no such account).
-    fn record_failure(&self, name: &str, at: UnixTime)
-    -> Result<Option<FailureRecord>, StoreError>;
+    /// Counts one more consecutive failure, with `audit`'s events; returns the new record
+    /// (`None`: no such account).
+    fn record_failure(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, Option<FailureRecord>>,
+    ) -> Result<Option<FailureRecord>, StoreError>;
     /// Clears the failure counter (operator unlock); `false` if there is no such account.
     fn clear_failures(&self, name: &str) -> Result<bool, StoreError>;
 
@@ -188,6 +207,8 @@ pub trait Store: Send + Sync {
     /// Loads an image into this store, which must be empty; durable on return.
     fn import_image(&self, image: &StoreImage) -> Result<(), StoreError>;
 
+    /// Appends an event that records no change of its own (a refused replay, a throttled
+    /// attempt) or follows one that is already durable.
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// The newest `limit` events (of one account, or all), oldest first.
     fn audit_events(

@@ -9,7 +9,8 @@ use crate::core::audit::AuditEvent;
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
 use crate::core::store::{
-    Activation, CodeConsumption, KeyBinding, StepConsumption, Store, StoreError, StoreImage,
+    Activation, AuditFor, CodeConsumption, KeyBinding, StepConsumption, Store, StoreError,
+    StoreImage,
 };
 use crate::core::throttle::FailureRecord;
 use crate::store::mutation::{self, Applied};
@@ -33,10 +34,11 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Makes every audit write fail from now on, as a full disk would after the state write
-    /// before it went through: for tests that nothing done is then reported as failed.
-    pub fn fail_audit_writes(&self) {
-        self.with(|inner| inner.fail_audit_writes = true);
+    /// Makes every audit write fail (`true`), as a full disk would, or succeed again: for tests
+    /// that a change and its events are written together, and that nothing done is then
+    /// reported as failed.
+    pub fn fail_audit_writes(&self, fail: bool) {
+        self.with(|inner| inner.fail_audit_writes = fail);
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
@@ -49,9 +51,40 @@ impl MemoryStore {
         missing: T,
         f: impl FnOnce(&mut Account) -> Applied<T>,
     ) -> Result<T, StoreError> {
-        self.with(|inner| match inner.accounts.get_mut(name) {
-            Some(account) => Ok(f(account).outcome),
-            None => Ok(missing),
+        self.modify_audited(name, missing, UnixTime::default(), &|_| Vec::new(), f)
+    }
+
+    /// A change and the events that record it, both or neither (see [`AuditFor`]).
+    fn modify_audited<T>(
+        &self,
+        name: &str,
+        missing: T,
+        at: UnixTime,
+        audit: AuditFor<'_, T>,
+        f: impl FnOnce(&mut Account) -> Applied<T>,
+    ) -> Result<T, StoreError> {
+        self.with(|inner| {
+            let Some(account) = inner.accounts.get(name) else {
+                return Ok(missing);
+            };
+            let mut changed = account.clone();
+            let applied = f(&mut changed);
+            if !applied.changed {
+                return Ok(applied.outcome);
+            }
+            let events = audit(&applied.outcome);
+            if !events.is_empty() && inner.fail_audit_writes {
+                return Err(StoreError::Io("No space left on device (simulated)".into()));
+            }
+            inner.accounts.insert(name.to_string(), changed);
+            inner
+                .audit
+                .extend(events.into_iter().map(|kind| AuditEvent {
+                    at,
+                    account: name.to_string(),
+                    kind,
+                }));
+            Ok(applied.outcome)
         })
     }
 }
@@ -128,8 +161,9 @@ impl Store for MemoryStore {
         name: &str,
         step: u64,
         at: UnixTime,
+        audit: AuditFor<'_, StepConsumption>,
     ) -> Result<StepConsumption, StoreError> {
-        self.modify(name, StepConsumption::NotEnrolled, |a| {
+        self.modify_audited(name, StepConsumption::NotEnrolled, at, audit, |a| {
             mutation::consume_totp_step(a, step, at)
         })
     }
@@ -144,22 +178,31 @@ impl Store for MemoryStore {
         set_id: u64,
         slot: usize,
         at: UnixTime,
+        audit: AuditFor<'_, CodeConsumption>,
     ) -> Result<CodeConsumption, StoreError> {
-        self.modify(name, CodeConsumption::NoAccount, |a| {
+        self.modify_audited(name, CodeConsumption::NoAccount, at, audit, |a| {
             mutation::consume_backup_code(a, set_id, slot, at)
         })
     }
 
-    fn record_password_login(&self, name: &str, at: UnixTime) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::record_password_login(a, at))
+    fn record_password_login(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, |a| {
+            mutation::record_password_login(a, at)
+        })
     }
 
     fn record_failure(
         &self,
         name: &str,
         at: UnixTime,
+        audit: AuditFor<'_, Option<FailureRecord>>,
     ) -> Result<Option<FailureRecord>, StoreError> {
-        self.modify(name, None, |a| mutation::record_failure(a, at))
+        self.modify_audited(name, None, at, audit, |a| mutation::record_failure(a, at))
     }
 
     fn clear_failures(&self, name: &str) -> Result<bool, StoreError> {

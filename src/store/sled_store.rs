@@ -9,14 +9,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use crate::core::account::{Account, AccountFacts, ActiveTotp, PendingTotp};
-use crate::core::audit::AuditEvent;
+use crate::core::audit::{AuditEvent, AuditKind};
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
 use crate::core::store::{
-    Activation, CodeConsumption, KeyBinding, StepConsumption, Store, StoreError, StoreImage,
+    Activation, AuditFor, CodeConsumption, KeyBinding, StepConsumption, Store, StoreError,
+    StoreImage,
 };
 use crate::core::throttle::FailureRecord;
 use crate::store::mutation::{self, Applied};
@@ -203,20 +204,51 @@ impl SledStore {
         missing: T,
         f: impl Fn(&mut Account) -> Applied<T>,
     ) -> Result<T, StoreError> {
-        let result = (&self.accounts, &self.facts).transaction(|(accounts, facts)| {
+        self.modify_audited(name, missing, UnixTime::default(), &|_| Vec::new(), f)
+    }
+
+    /// [`SledStore::modify`] with the events that record the change in the same transaction
+    /// (see [`AuditFor`]), so one flush makes both durable.
+    fn modify_audited<T: Clone>(
+        &self,
+        name: &str,
+        missing: T,
+        at: UnixTime,
+        audit: AuditFor<'_, T>,
+        f: impl Fn(&mut Account) -> Applied<T>,
+    ) -> Result<T, StoreError> {
+        let trees = (&self.accounts, &self.facts, &self.audit, &*self.db);
+        let result = trees.transaction(|(accounts, facts, events, meta)| {
             let Some(bytes) = accounts.get(name.as_bytes())? else {
-                return Ok((missing.clone(), false));
+                return Ok(((missing.clone(), false), 0));
             };
             let mut account: Account = decode(&bytes, &format!("the record of account '{name}'"))
                 .map_err(ConflictableTransactionError::Abort)?;
             let applied = f(&mut account);
-            if applied.changed {
-                accounts.insert(name.as_bytes(), encode(&account))?;
-                facts.insert(name.as_bytes(), encode(&account.facts()))?;
+            if !applied.changed {
+                return Ok(((applied.outcome, false), 0));
             }
-            Ok((applied.outcome, applied.changed))
+            accounts.insert(name.as_bytes(), encode(&account))?;
+            facts.insert(name.as_bytes(), encode(&account.facts()))?;
+            let kinds = audit(&applied.outcome);
+            let appended = write_events(events, meta, at, name, kinds)?;
+            Ok(((applied.outcome, true), appended))
         });
-        self.finish(result)
+        let (result, appended) = match result {
+            Ok((done, appended)) => (Ok(done), appended),
+            Err(e) => (Err(e), 0),
+        };
+        let outcome = self.finish(result)?;
+        self.prune_if_due(appended);
+        Ok(outcome)
+    }
+
+    /// Enforces the audit log's retention bound every [`PRUNE_EVERY`] appended events, given
+    /// the count [`write_events`] returned. Best effort: pruning late loses nothing.
+    fn prune_if_due(&self, appended: u64) {
+        if appended >= PRUNE_EVERY && self.prune_audit(AUDIT_RETENTION).is_ok() {
+            let _ = self.db.remove(META_AUDIT_APPENDS);
+        }
     }
 
     /// Turns a transaction's result into ours, flushing when something was written.
@@ -360,8 +392,9 @@ impl Store for SledStore {
         name: &str,
         step: u64,
         at: UnixTime,
+        audit: AuditFor<'_, StepConsumption>,
     ) -> Result<StepConsumption, StoreError> {
-        self.modify(name, StepConsumption::NotEnrolled, |a| {
+        self.modify_audited(name, StepConsumption::NotEnrolled, at, audit, |a| {
             mutation::consume_totp_step(a, step, at)
         })
     }
@@ -376,22 +409,31 @@ impl Store for SledStore {
         set_id: u64,
         slot: usize,
         at: UnixTime,
+        audit: AuditFor<'_, CodeConsumption>,
     ) -> Result<CodeConsumption, StoreError> {
-        self.modify(name, CodeConsumption::NoAccount, |a| {
+        self.modify_audited(name, CodeConsumption::NoAccount, at, audit, |a| {
             mutation::consume_backup_code(a, set_id, slot, at)
         })
     }
 
-    fn record_password_login(&self, name: &str, at: UnixTime) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::record_password_login(a, at))
+    fn record_password_login(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, |a| {
+            mutation::record_password_login(a, at)
+        })
     }
 
     fn record_failure(
         &self,
         name: &str,
         at: UnixTime,
+        audit: AuditFor<'_, Option<FailureRecord>>,
     ) -> Result<Option<FailureRecord>, StoreError> {
-        self.modify(name, None, |a| mutation::record_failure(a, at))
+        self.modify_audited(name, None, at, audit, |a| mutation::record_failure(a, at))
     }
 
     fn clear_failures(&self, name: &str) -> Result<bool, StoreError> {
@@ -531,27 +573,21 @@ impl Store for SledStore {
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let id = self.db.generate_id().map_err(io)?;
-        self.audit
-            .insert(id.to_be_bytes(), encode(event))
-            .map_err(io)?;
-        // A counter rather than the id: ids jump at every restart, so a test on them could
-        // miss forever in a store written by many short CLI runs.
-        let appended = self
-            .db
-            .update_and_fetch(META_AUDIT_APPENDS, |old| {
-                let n = old
-                    .and_then(|b| b.try_into().ok())
-                    .map_or(0, u64::from_be_bytes);
-                Some((n + 1).to_be_bytes().to_vec())
-            })
-            .map_err(io)?
-            .and_then(|b| b.as_ref().try_into().ok())
-            .map_or(0, u64::from_be_bytes);
-        if appended >= PRUNE_EVERY {
-            self.prune_audit(AUDIT_RETENTION)?;
-            self.db.remove(META_AUDIT_APPENDS).map_err(io)?;
-        }
+        let result = (&self.audit, &*self.db).transaction(|(events, meta)| {
+            write_events(
+                events,
+                meta,
+                event.at,
+                &event.account,
+                vec![event.kind.clone()],
+            )
+        });
+        let appended = match result {
+            Ok(appended) => appended,
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(io(e)),
+        };
+        self.prune_if_due(appended);
         self.flush_to_os()
     }
 
@@ -574,4 +610,36 @@ impl Store for SledStore {
         events.reverse();
         Ok(events)
     }
+}
+
+/// Writes audit events in a transaction and counts them towards the next prune; returns the
+/// count so far (0 when there was nothing to write).
+fn write_events(
+    events: &TransactionalTree,
+    meta: &TransactionalTree,
+    at: UnixTime,
+    account: &str,
+    kinds: Vec<AuditKind>,
+) -> Result<u64, ConflictableTransactionError<StoreError>> {
+    if kinds.is_empty() {
+        return Ok(0);
+    }
+    let written = kinds.len() as u64;
+    for kind in kinds {
+        let event = AuditEvent {
+            at,
+            account: account.to_string(),
+            kind,
+        };
+        events.insert(&events.generate_id()?.to_be_bytes(), encode(&event))?;
+    }
+    // A counter rather than the ids: ids jump at every restart, so a test on them could miss
+    // forever in a store written by many short CLI runs.
+    let before = meta
+        .get(META_AUDIT_APPENDS)?
+        .and_then(|b| b.as_ref().try_into().ok())
+        .map_or(0, u64::from_be_bytes);
+    let appended = before + written;
+    meta.insert(META_AUDIT_APPENDS, &appended.to_be_bytes())?;
+    Ok(appended)
 }
