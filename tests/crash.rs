@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sparekey::core::account::Account;
+use sparekey::core::audit::AuditKind;
 use sparekey::core::entropy::{Entropy, SeededEntropy};
 use sparekey::core::store::Store;
 use sparekey::core::totp::{TotpParams, TotpSecret, code_at};
@@ -74,6 +75,21 @@ impl Harness {
         let _ = child.kill();
         let out = child.wait_with_output().unwrap();
         (String::from_utf8_lossy(&out.stdout).into_owned(), !finished)
+    }
+
+    /// The slots of alice's `BackupCodeUsed` events, oldest first.
+    fn spent_slot_events(&self) -> Vec<u32> {
+        let store = common::open_store(&self.data_dir().join("store"))
+            .unwrap_or_else(|e| panic!("the store must always open after a kill: {e}"));
+        store
+            .audit_events(Some("alice"), usize::MAX)
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                AuditKind::BackupCodeUsed { slot, .. } => Some(slot),
+                _ => None,
+            })
+            .collect()
     }
 
     fn account(&self) -> Account {
@@ -155,6 +171,7 @@ fn killed_at_random_moments_the_store_stays_consistent() {
 
     let mut reported: HashSet<String> = HashSet::from([codes[0].clone()]);
     let mut before = h.account();
+    let mut spent_before = h.spent_slot_events();
     let (mut kills, mut regenerations_unseen) = (0, 0);
     for _ in 0..iterations {
         if before.failures.consecutive >= 4 {
@@ -193,8 +210,24 @@ fn killed_at_random_moments_the_store_stays_consistent() {
         }
 
         let after = h.account();
+        let spent_after = h.spent_slot_events();
         let (old_id, old_used) = used_slots(&before);
         let (new_id, new_used) = used_slots(&after);
+        // A spent code and its audit event are one transaction: a kill leaves both or neither.
+        let newly_used: Vec<u32> = if new_id == old_id {
+            (0..new_used.len())
+                .filter(|&i| new_used[i] && !old_used[i])
+                .map(|i| i as u32)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        assert_eq!(
+            &spent_after[spent_before.len()..],
+            &newly_used[..],
+            "the codes spent and their BackupCodeUsed events differ"
+        );
+        spent_before = spent_after;
         let set = after.codes.as_ref().unwrap();
         assert_eq!(
             set.remaining(),

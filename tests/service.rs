@@ -270,6 +270,42 @@ fn low_codes_are_flagged_and_disable_needs_password_and_code() {
     assert_eq!(ok.method, LoginMethod::Password);
 }
 
+/// Turning two-factor off spends the code it was given, but is not a login: its audit trail
+/// says what happened, a used backup code and the disable, and no login.
+#[test]
+fn turning_two_factor_off_is_audited_as_such_and_not_as_a_login() {
+    let (service, clock) = memory_service(21);
+    let (secret, _) = enrolled(&service, &clock, "una");
+    let (_, codes) = enrolled(&service, &clock, "vic");
+    let events_after = |name: &str, before: usize| -> Vec<AuditKind> {
+        service.audit_log(Some(name), 1_000).unwrap()[before..]
+            .iter()
+            .map(|e| e.kind.clone())
+            .collect()
+    };
+
+    let before = service.audit_log(Some("una"), 1_000).unwrap().len();
+    service
+        .disable_two_factor("una", PASSWORD, &code_for(&secret, T0 + 30))
+        .unwrap();
+    assert_eq!(events_after("una", before), [AuditKind::TwoFactorDisabled]);
+
+    let before = service.audit_log(Some("vic"), 1_000).unwrap().len();
+    service
+        .disable_two_factor("vic", PASSWORD, &codes[4])
+        .unwrap();
+    assert_eq!(
+        events_after("vic", before),
+        [
+            AuditKind::BackupCodeUsed {
+                slot: 4,
+                remaining: 9
+            },
+            AuditKind::TwoFactorDisabled
+        ]
+    );
+}
+
 #[test]
 fn audit_log_holds_no_secret() {
     let (service, clock) = memory_service(10);

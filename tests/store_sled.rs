@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use sparekey::app::{self, Paths};
+use sparekey::core::audit::AuditKind;
 use sparekey::core::clock::ManualClock;
 use sparekey::core::entropy::SeededEntropy;
 use sparekey::core::error::{Error, ErrorKind};
@@ -59,6 +60,21 @@ fn one_backup_code_redeemed_by_many_threads_succeeds_once() {
         "{results:?}"
     );
     assert_eq!(service.code_status("alice").unwrap().remaining, 9);
+    // The one spend and its event are one transaction: exactly one event, for that slot.
+    let used: Vec<_> = service
+        .audit_log(Some("alice"), 1_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.kind, AuditKind::BackupCodeUsed { .. }))
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        used,
+        [AuditKind::BackupCodeUsed {
+            slot: 4,
+            remaining: 9
+        }]
+    );
 }
 
 #[test]
@@ -359,6 +375,91 @@ fn the_audit_log_is_bounded_to_its_newest_events() {
             .map(|e| e.at)
             .collect::<Vec<_>>(),
         [1_192, 1_195, 1_198]
+    );
+}
+
+/// Stores written before sparekey numbered its audit events itself hold them under ids from
+/// sled's `generate_id`, which jump by millions at every restart: new events must still come
+/// after the newest of those, in order, and keep counting from there after a reopen.
+#[test]
+fn new_audit_events_follow_those_under_older_ids() {
+    use sparekey::core::audit::{AuditEvent, AuditKind};
+    use sparekey::core::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let event = |at| AuditEvent {
+        at,
+        account: "old".into(),
+        kind: AuditKind::Unlocked,
+    };
+    {
+        // What an older sparekey left: events under ids of a few restarts in.
+        let store = SledStore::open(&path, Duration::ZERO).unwrap();
+        drop(store);
+        let db = SledStore::raw_config(&path).open().unwrap();
+        let audit = db.open_tree("audit").unwrap();
+        for (id, at) in [(2_000_000u64, 1), (4_000_003, 2), (6_000_001, 3)] {
+            audit
+                .insert(id.to_be_bytes(), sparekey::store::encode(&event(at)))
+                .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    for at in 4..=5 {
+        let store = open_store(&path).unwrap();
+        store.append_audit(&event(at)).unwrap();
+    }
+    let store = open_store(&path).unwrap();
+    let ats: Vec<i64> = store
+        .audit_events(None, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(ats, [1, 2, 3, 4, 5]);
+    drop(store);
+    let ids = |path: &std::path::Path| -> Vec<u64> {
+        let db = SledStore::raw_config(path).open().unwrap();
+        db.open_tree("audit")
+            .unwrap()
+            .iter()
+            .keys()
+            .map(|k| u64::from_be_bytes(k.unwrap().as_ref().try_into().unwrap()))
+            .collect()
+    };
+    assert_eq!(
+        ids(&path),
+        [2_000_000, 4_000_003, 6_000_001, 6_000_002, 6_000_003]
+    );
+
+    // The stored next number, not the newest key, says where numbering goes on (the newest
+    // event may have been removed), unless an older sparekey wrote past it since.
+    {
+        let db = SledStore::raw_config(&path).open().unwrap();
+        db.open_tree("audit")
+            .unwrap()
+            .remove(6_000_003u64.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    open_store(&path).unwrap().append_audit(&event(6)).unwrap();
+    {
+        let db = SledStore::raw_config(&path).open().unwrap();
+        db.open_tree("audit")
+            .unwrap()
+            .insert(
+                9_000_000u64.to_be_bytes(),
+                sparekey::store::encode(&event(7)),
+            )
+            .unwrap();
+        db.flush().unwrap();
+    }
+    open_store(&path).unwrap().append_audit(&event(8)).unwrap();
+    assert_eq!(
+        ids(&path),
+        [
+            2_000_000, 4_000_003, 6_000_001, 6_000_002, 6_000_004, 9_000_000, 9_000_001
+        ]
     );
 }
 

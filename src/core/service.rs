@@ -145,6 +145,13 @@ pub struct CodeStatus {
     pub used_at: Vec<Option<UnixTime>>,
 }
 
+/// Why a second factor is being checked: it decides the audit events written with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Login,
+    DisableTwoFactor,
+}
+
 /// The service. Cheap to share across threads (`&self` everywhere).
 pub struct Service {
     store: Box<dyn Store>,
@@ -497,15 +504,21 @@ impl Service {
         let account = self.load(&pending.account)?;
         // The throttle may have started, or an operator locked it, since the password step.
         self.pass_gate(&account)?;
-        self.accept_second_factor(&account, factor)
+        self.accept_second_factor(&account, factor, Purpose::Login)
     }
 
     /// Checks and consumes a second factor; on failure counts it and returns the rejection.
+    /// A login records itself in the same step; turning two-factor off records its own event.
     fn accept_second_factor(
         &self,
         account: &Account,
         factor: SecondFactor,
+        purpose: Purpose,
     ) -> Result<LoginSuccess, Error> {
+        let logged_in = |method| match purpose {
+            Purpose::Login => vec![AuditKind::LoginSucceeded { method }],
+            Purpose::DisableTwoFactor => Vec::new(),
+        };
         let name = account.name.as_str();
         let Some(active) = account.totp.as_ref() else {
             return Err(Error::Invalid(format!(
@@ -523,9 +536,7 @@ impl Service {
                 match totp::verify(&secret, &code, self.now(), active.params, active.last_step) {
                     Ok(step) => {
                         match self.store.consume_totp_step(name, step, self.now(), &|_| {
-                            vec![AuditKind::LoginSucceeded {
-                                method: LoginMethod::Totp,
-                            }]
+                            logged_in(LoginMethod::Totp)
                         })? {
                             StepConsumption::Accepted => Ok(LoginSuccess {
                                 method: LoginMethod::Totp,
@@ -579,15 +590,14 @@ impl Service {
                 match set.find(&digest) {
                     SlotMatch::Unused(slot) => {
                         let audit = |outcome: &CodeConsumption| match outcome {
-                            CodeConsumption::Consumed { remaining, .. } => vec![
-                                AuditKind::BackupCodeUsed {
+                            CodeConsumption::Consumed { remaining, .. } => {
+                                let mut kinds = vec![AuditKind::BackupCodeUsed {
                                     slot: slot as u32,
                                     remaining: *remaining as u32,
-                                },
-                                AuditKind::LoginSucceeded {
-                                    method: LoginMethod::BackupCode,
-                                },
-                            ],
+                                }];
+                                kinds.extend(logged_in(LoginMethod::BackupCode));
+                                kinds
+                            }
                             _ => Vec::new(),
                         };
                         match self.store.consume_backup_code(
@@ -839,7 +849,7 @@ impl Service {
         }
         let factor = self.parse_second_factor(code)?;
         self.check_password(&account, password)?;
-        self.accept_second_factor(&account, factor)?;
+        self.accept_second_factor(&account, factor, Purpose::DisableTwoFactor)?;
         if !self.store.remove_two_factor(name)? {
             return Err(Error::no_account(name));
         }

@@ -207,8 +207,8 @@ pub trait Store: Send + Sync {
     /// Loads an image into this store, which must be empty; durable on return.
     fn import_image(&self, image: &StoreImage) -> Result<(), StoreError>;
 
-    /// Appends an event that records no change of its own (a refused replay, a throttled
-    /// attempt) or follows one that is already durable.
+    /// Appends an event that records no change of its own (a throttled attempt) or follows one
+    /// that is already durable (new codes, an unlock).
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// The newest `limit` events (of one account, or all), oldest first.
     fn audit_events(

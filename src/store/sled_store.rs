@@ -1,9 +1,10 @@
 //! The sled backend: one tree of accounts (name -> postcard record), one of their list facts
 //! (name -> [`AccountFacts`], so listing never decodes full records), one of audit events
 //! (sequence number -> event), and meta keys (schema version, key fingerprint) in the default
-//! tree. Every mutation is one sled transaction over the record and its facts, and is flushed
-//! before it returns. Must never block forever on a store held by another process, and never rewrite a
-//! store written by a newer schema.
+//! tree. Every mutation is one sled transaction over the record and its facts (and, for a login
+//! or a failed attempt, the audit events that record it and the next event's number), and is
+//! flushed before it returns. Must never block forever on a store held by another process, and
+//! never rewrite a store written by a newer schema.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,6 +38,9 @@ pub const AUDIT_RETENTION: usize = 100_000;
 /// How often (in appended events) the retention bound is enforced.
 const PRUNE_EVERY: u64 = 512;
 const META_AUDIT_APPENDS: &[u8] = b"audit_appends_since_prune";
+/// The key of the next audit event. sled's `generate_id` would do, but the first id a process
+/// takes writes sled's id counter to the log, one more write and wait in every CLI run.
+const META_AUDIT_NEXT: &[u8] = b"audit_next_id";
 
 /// sled's page cache. Its default (1 GiB) is sized for a database server; sparekey reads one
 /// account per operation and lists names, so a small cache keeps a kiosk's memory flat.
@@ -191,8 +195,9 @@ impl SledStore {
     }
 
     /// Hands writes to the OS (they survive this process being killed) without waiting for the
-    /// disk: for audit events, which are best effort after the change they record and reach
-    /// the disk with the next [`SledStore::flush`], sled's periodic fsync (500 ms) or the close.
+    /// disk: for audit events appended on their own ([`Store::append_audit`]), which are best
+    /// effort after the change they record and reach the disk with the next
+    /// [`SledStore::flush`], sled's periodic fsync (500 ms) or the close.
     fn flush_to_os(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(io)
     }
@@ -204,7 +209,11 @@ impl SledStore {
         missing: T,
         f: impl Fn(&mut Account) -> Applied<T>,
     ) -> Result<T, StoreError> {
-        self.modify_audited(name, missing, UnixTime::default(), &|_| Vec::new(), f)
+        let result = (&self.accounts, &self.facts).transaction(|(accounts, facts)| {
+            let applied = apply(accounts, facts, name, &missing, &f)?;
+            Ok((applied.outcome, applied.changed))
+        });
+        self.finish(result)
     }
 
     /// [`SledStore::modify`] with the events that record the change in the same transaction
@@ -217,21 +226,15 @@ impl SledStore {
         audit: AuditFor<'_, T>,
         f: impl Fn(&mut Account) -> Applied<T>,
     ) -> Result<T, StoreError> {
+        let first_id = self.first_audit_id()?;
         let trees = (&self.accounts, &self.facts, &self.audit, &*self.db);
         let result = trees.transaction(|(accounts, facts, events, meta)| {
-            let Some(bytes) = accounts.get(name.as_bytes())? else {
-                return Ok(((missing.clone(), false), 0));
-            };
-            let mut account: Account = decode(&bytes, &format!("the record of account '{name}'"))
-                .map_err(ConflictableTransactionError::Abort)?;
-            let applied = f(&mut account);
+            let applied = apply(accounts, facts, name, &missing, &f)?;
             if !applied.changed {
                 return Ok(((applied.outcome, false), 0));
             }
-            accounts.insert(name.as_bytes(), encode(&account))?;
-            facts.insert(name.as_bytes(), encode(&account.facts()))?;
             let kinds = audit(&applied.outcome);
-            let appended = write_events(events, meta, at, name, kinds)?;
+            let appended = write_events(events, meta, first_id, at, name, kinds)?;
             Ok(((applied.outcome, true), appended))
         });
         let (result, appended) = match result {
@@ -241,6 +244,13 @@ impl SledStore {
         let outcome = self.finish(result)?;
         self.prune_if_due(appended);
         Ok(outcome)
+    }
+
+    /// See [`AuditIds`]. Read before the transaction, which cannot ask for a tree's last key.
+    fn first_audit_id(&self) -> Result<AuditIds, StoreError> {
+        let newest = self.audit.last().map_err(io)?.map(|(key, _)| key);
+        let newest = read_u64(newest, "the key of the newest audit event")?;
+        Ok(AuditIds(newest.map_or(0, |id| id + 1)))
     }
 
     /// Enforces the audit log's retention bound every [`PRUNE_EVERY`] appended events, given
@@ -553,14 +563,18 @@ impl Store for SledStore {
             });
             self.finish(result)?;
         }
+        let mut next_id = 0u64;
         for chunk in image.audit.chunks(IMPORT_CHUNK) {
             let mut audit = sled::Batch::default();
             for event in chunk {
-                let id = self.db.generate_id().map_err(io)?;
-                audit.insert(&id.to_be_bytes(), encode(event));
+                audit.insert(&next_id.to_be_bytes(), encode(event));
+                next_id += 1;
             }
             self.audit.apply_batch(audit).map_err(io)?;
         }
+        self.db
+            .insert(META_AUDIT_NEXT, &next_id.to_be_bytes())
+            .map_err(io)?;
         if let Some(k) = &image.key_fingerprint {
             self.db.insert(META_KEY, k.as_bytes()).map_err(io)?;
         }
@@ -573,10 +587,12 @@ impl Store for SledStore {
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let first_id = self.first_audit_id()?;
         let result = (&self.audit, &*self.db).transaction(|(events, meta)| {
             write_events(
                 events,
                 meta,
+                first_id,
                 event.at,
                 &event.account,
                 vec![event.kind.clone()],
@@ -617,6 +633,7 @@ impl Store for SledStore {
 fn write_events(
     events: &TransactionalTree,
     meta: &TransactionalTree,
+    first_id: AuditIds,
     at: UnixTime,
     account: &str,
     kinds: Vec<AuditKind>,
@@ -625,21 +642,69 @@ fn write_events(
         return Ok(0);
     }
     let written = kinds.len() as u64;
+    let stored = read_u64(meta.get(META_AUDIT_NEXT)?, "the next audit id")
+        .map_err(ConflictableTransactionError::Abort)?;
+    // The larger of the two: an older sparekey run on this store since (a downgrade) wrote
+    // events under sled's ids without moving the stored one.
+    let mut id = stored.map_or(first_id.0, |next| next.max(first_id.0));
     for kind in kinds {
         let event = AuditEvent {
             at,
             account: account.to_string(),
             kind,
         };
-        events.insert(&events.generate_id()?.to_be_bytes(), encode(&event))?;
+        events.insert(&id.to_be_bytes(), encode(&event))?;
+        id += 1;
     }
-    // A counter rather than the ids: ids jump at every restart, so a test on them could miss
-    // forever in a store written by many short CLI runs.
-    let before = meta
-        .get(META_AUDIT_APPENDS)?
-        .and_then(|b| b.as_ref().try_into().ok())
-        .map_or(0, u64::from_be_bytes);
+    meta.insert(META_AUDIT_NEXT, &id.to_be_bytes())?;
+    // A counter of its own: keys written by sparekeys before `META_AUDIT_NEXT` jump.
+    let before = read_u64(meta.get(META_AUDIT_APPENDS)?, "the audit append count")
+        .map_err(ConflictableTransactionError::Abort)?
+        .unwrap_or(0);
     let appended = before + written;
     meta.insert(META_AUDIT_APPENDS, &appended.to_be_bytes())?;
     Ok(appended)
+}
+
+/// The key after the newest audit event, below which no new event may go: in a store that
+/// has no [`META_AUDIT_NEXT`] yet, or whose newest events an older sparekey keyed with
+/// sled's `generate_id`, it is where numbering goes on.
+#[derive(Clone, Copy)]
+struct AuditIds(u64);
+
+/// A big-endian u64 stored by sparekey; anything else is damage, never read as zero (a
+/// numbering restarted at zero would overwrite the oldest events).
+fn read_u64(bytes: Option<sled::IVec>, what: &str) -> Result<Option<u64>, StoreError> {
+    bytes
+        .map(|b| {
+            <[u8; 8]>::try_from(b.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt(format!("{what} is not an 8-byte number")))
+        })
+        .transpose()
+}
+
+/// A record mutation inside a transaction: decode, apply, write back the record and its facts
+/// when it changed; `missing` when there is no such account.
+fn apply<T: Clone>(
+    accounts: &TransactionalTree,
+    facts: &TransactionalTree,
+    name: &str,
+    missing: &T,
+    f: &impl Fn(&mut Account) -> Applied<T>,
+) -> Result<Applied<T>, ConflictableTransactionError<StoreError>> {
+    let Some(bytes) = accounts.get(name.as_bytes())? else {
+        return Ok(Applied {
+            outcome: missing.clone(),
+            changed: false,
+        });
+    };
+    let mut account: Account = decode(&bytes, &format!("the record of account '{name}'"))
+        .map_err(ConflictableTransactionError::Abort)?;
+    let applied = f(&mut account);
+    if applied.changed {
+        accounts.insert(name.as_bytes(), encode(&account))?;
+        facts.insert(name.as_bytes(), encode(&account.facts()))?;
+    }
+    Ok(applied)
 }
