@@ -338,13 +338,19 @@ fn scan_segment_headers_and_tail(
     // batch is read on this thread. It used to be one pool task per segment:
     // a store of a few segments started a worker thread for each 20-byte read
     // of a file the page cache already held, on every open.
+    // The CPU count is asked only for a log of more than one batch: it reads
+    // cgroup files, which cost a short process more than its header reads.
     const HEADERS_PER_TASK: u64 = 64;
-    let parallelism = std::thread::available_parallelism()
-        .map_or(1, |n| u64::try_from(n.get()).unwrap_or(1));
-    let per_task = std::cmp::max(
-        HEADERS_PER_TASK,
-        (segments + parallelism - 1) / std::cmp::max(parallelism, 1),
-    );
+    let per_task = if segments <= HEADERS_PER_TASK {
+        HEADERS_PER_TASK
+    } else {
+        let parallelism = std::thread::available_parallelism()
+            .map_or(1, |n| u64::try_from(n.get()).unwrap_or(1));
+        std::cmp::max(
+            HEADERS_PER_TASK,
+            (segments + parallelism - 1) / std::cmp::max(parallelism, 1),
+        )
+    };
 
     let mut headers: Vec<(LogOffset, SegmentHeader)> = vec![];
     if segments <= per_task {
