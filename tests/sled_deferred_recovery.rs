@@ -18,6 +18,8 @@
 
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
@@ -149,13 +151,7 @@ fn child(role: &str, store: &Path, round: u32) -> Output {
 
 /// `snap.*` files in the store, sorted: complete ones, then `.generating` leftovers.
 fn snapshot_files(store: &Path) -> (Vec<String>, Vec<String>) {
-    let mut names: Vec<String> = std::fs::read_dir(store)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("snap."))
-        .collect();
-    names.sort();
-    names
+    common::snapshot_files(store)
         .into_iter()
         .partition(|name| !name.ends_with(".generating"))
 }

@@ -485,17 +485,6 @@ fn a_page_stored_as_a_blob_survives_a_reopen() {
     );
 }
 
-/// Names of the snapshot files in a sled store's directory.
-fn snapshot_files(store: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(store)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("snap."))
-        .collect();
-    names.sort();
-    names
-}
-
 /// sled writes a new snapshot as `snap.N.generating` and renames it once synced. A process
 /// killed before the rename leaves that file behind, and it sorts after the last complete
 /// snapshot: sled read it as the newest and refused a half-written one as corruption, so the

@@ -94,3 +94,15 @@ impl NowForTests for ManualClock {
         self.now()
     }
 }
+
+/// Names of the snapshot files (`snap.*`, complete or `.generating`) in a sled store's
+/// directory, sorted.
+pub fn snapshot_files(store: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(store)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("snap."))
+        .collect();
+    names.sort();
+    names
+}
