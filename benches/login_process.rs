@@ -47,22 +47,12 @@ struct Cli {
 
 impl Cli {
     fn run(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(args)
             .env(DATA_DIR_ENV, &self.data)
-            .env(KEY_FILE_ENV, &self.key)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sparekey");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
-        child.wait_with_output().expect("wait for sparekey")
+            .env(KEY_FILE_ENV, &self.key);
+        run_piped(command, stdin)
     }
 
     fn ok(&self, args: &[&str], stdin: &str) -> Output {
@@ -79,6 +69,25 @@ impl Cli {
     fn json(&self, args: &[&str], stdin: &str) -> serde_json::Value {
         serde_json::from_slice(&self.ok(args, stdin).stdout).expect("JSON output")
     }
+}
+
+/// Runs `command` with `stdin` written to its standard input and its output collected, the
+/// way a script drives `sparekey`; both sides of a process-against-process figure go
+/// through here.
+fn run_piped(mut command: Command, stdin: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the process");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait for the process")
 }
 
 fn codes_of(value: &serde_json::Value) -> Vec<String> {
@@ -225,23 +234,9 @@ impl Floor {
     /// [`Floor::one`] in a process of its own (this bench's binary, see [`VERIFY_ONCE`]),
     /// started, fed and waited for the way [`Cli::run`] runs `sparekey`.
     fn one_in_a_process(&self) -> bool {
-        let exe = std::env::current_exe().expect("the bench's own binary");
-        let mut child = Command::new(exe)
-            .env(VERIFY_ONCE, "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the verifying process");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(format!("{}\n", self.phc).as_bytes())
-            .expect("write stdin");
-        let out = child
-            .wait_with_output()
-            .expect("wait for the verifying process");
+        let mut command = Command::new(std::env::current_exe().expect("the bench's own binary"));
+        command.env(VERIFY_ONCE, "1");
+        let out = run_piped(command, &format!("{}\n", self.phc));
         assert!(
             out.status.success(),
             "the verifying process failed: {out:?}"
