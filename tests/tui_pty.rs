@@ -110,19 +110,25 @@ impl Console {
     }
 }
 
+/// The service on the store the console uses, on the real clock: the console's TOTP and
+/// timestamps are real time, so the test's must be too.
+fn open_real(paths: &Paths) -> sparekey::core::service::Service {
+    open_with(
+        paths,
+        test_config(),
+        Arc::new(SystemClock),
+        Box::new(OsEntropy),
+    )
+    .unwrap()
+}
+
 #[test]
 fn login_with_a_backup_code_in_a_real_terminal() {
     let dir = TempDir::new().unwrap();
     let paths =
         Paths::resolve(Some(dir.path().join("data")), Some(dir.path().join("key"))).unwrap();
     let code = {
-        let service = open_with(
-            &paths,
-            test_config(),
-            Arc::new(SystemClock),
-            Box::new(OsEntropy),
-        )
-        .unwrap();
+        let service = open_real(&paths);
         service.create_account("alice", PASSWORD).unwrap();
         let e = service.begin_enrollment("alice", Some(PASSWORD)).unwrap();
         let now = service.now();
@@ -185,12 +191,6 @@ fn login_with_a_backup_code_in_a_real_terminal() {
     drop(parser);
 
     // The login really happened in the store.
-    let service = open_with(
-        &paths,
-        test_config(),
-        Arc::new(SystemClock),
-        Box::new(OsEntropy),
-    )
-    .unwrap();
+    let service = open_real(&paths);
     assert_eq!(service.code_status("alice").unwrap().remaining, 9);
 }

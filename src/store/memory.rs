@@ -25,6 +25,21 @@ struct Inner {
     fail_audit_writes: bool,
 }
 
+impl Inner {
+    /// Appends events, or fails as a full disk would once a test asked for that (see
+    /// [`MemoryStore::fail_audit_writes`]). Writing no event never fails.
+    fn write_events(&mut self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        if self.fail_audit_writes {
+            return Err(StoreError::Io("No space left on device (simulated)".into()));
+        }
+        self.audit.extend(events);
+        Ok(())
+    }
+}
+
 /// Clones share one store, so a test can keep a handle on the store a service owns.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore(std::sync::Arc<Mutex<Inner>>);
@@ -72,18 +87,13 @@ impl MemoryStore {
             if !applied.changed {
                 return Ok(applied.outcome);
             }
-            let events = audit(&applied.outcome);
-            if !events.is_empty() && inner.fail_audit_writes {
-                return Err(StoreError::Io("No space left on device (simulated)".into()));
-            }
+            let events = audit(&applied.outcome).into_iter().map(|kind| AuditEvent {
+                at,
+                account: name.to_string(),
+                kind,
+            });
+            inner.write_events(events.collect())?;
             inner.accounts.insert(name.to_string(), changed);
-            inner
-                .audit
-                .extend(events.into_iter().map(|kind| AuditEvent {
-                    at,
-                    account: name.to_string(),
-                    kind,
-                }));
             Ok(applied.outcome)
         })
     }
@@ -278,13 +288,7 @@ impl Store for MemoryStore {
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        self.with(|inner| {
-            if inner.fail_audit_writes {
-                return Err(StoreError::Io("No space left on device (simulated)".into()));
-            }
-            inner.audit.push(event.clone());
-            Ok(())
-        })
+        self.with(|inner| inner.write_events(vec![event.clone()]))
     }
 
     fn audit_events(

@@ -35,9 +35,9 @@ const IMPORT_CHUNK: usize = 1_000;
 
 /// Audit events kept; older ones are pruned so the log cannot grow without bound.
 pub const AUDIT_RETENTION: usize = 100_000;
-/// How often (in appended events) the retention bound is enforced.
+/// How often (in appended events: whenever the next event's number crosses a multiple of
+/// it) the retention bound is enforced.
 const PRUNE_EVERY: u64 = 512;
-const META_AUDIT_APPENDS: &[u8] = b"audit_appends_since_prune";
 /// The key of the next audit event. sled's `generate_id` would do, but the first id a process
 /// takes writes sled's id counter to the log, one more write and wait in every CLI run.
 const META_AUDIT_NEXT: &[u8] = b"audit_next_id";
@@ -231,33 +231,36 @@ impl SledStore {
         let result = trees.transaction(|(accounts, facts, events, meta)| {
             let applied = apply(accounts, facts, name, &missing, &f)?;
             if !applied.changed {
-                return Ok(((applied.outcome, false), 0));
+                return Ok(((applied.outcome, false), false));
             }
             let kinds = audit(&applied.outcome);
-            let appended = write_events(events, meta, first_id, at, name, kinds)?;
-            Ok(((applied.outcome, true), appended))
+            let prune_due = write_events(events, meta, first_id, at, name, kinds)?;
+            Ok(((applied.outcome, true), prune_due))
         });
-        let (result, appended) = match result {
-            Ok((done, appended)) => (Ok(done), appended),
-            Err(e) => (Err(e), 0),
+        let (result, prune_due) = match result {
+            Ok((done, prune_due)) => (Ok(done), prune_due),
+            Err(e) => (Err(e), false),
         };
         let outcome = self.finish(result)?;
-        self.prune_if_due(appended);
+        self.prune_if(prune_due);
         Ok(outcome)
     }
 
-    /// See [`AuditIds`]. Read before the transaction, which cannot ask for a tree's last key.
-    fn first_audit_id(&self) -> Result<AuditIds, StoreError> {
+    /// The number after the newest audit event's, below which no new event may go: in a store
+    /// that has no [`META_AUDIT_NEXT`] yet, or whose newest events an older sparekey keyed with
+    /// sled's `generate_id`, it is where numbering goes on. Read before the transaction, which
+    /// cannot ask for a tree's last key.
+    fn first_audit_id(&self) -> Result<u64, StoreError> {
         let newest = self.audit.last().map_err(io)?.map(|(key, _)| key);
         let newest = read_u64(newest, "the key of the newest audit event")?;
-        Ok(AuditIds(newest.map_or(0, |id| id + 1)))
+        Ok(newest.map_or(0, |id| id + 1))
     }
 
-    /// Enforces the audit log's retention bound every [`PRUNE_EVERY`] appended events, given
-    /// the count [`write_events`] returned. Best effort: pruning late loses nothing.
-    fn prune_if_due(&self, appended: u64) {
-        if appended >= PRUNE_EVERY && self.prune_audit(AUDIT_RETENTION).is_ok() {
-            let _ = self.db.remove(META_AUDIT_APPENDS);
+    /// Enforces the audit log's retention bound when [`write_events`] says it is due. Best
+    /// effort: pruning late loses nothing.
+    fn prune_if(&self, due: bool) {
+        if due {
+            let _ = self.prune_audit(AUDIT_RETENTION);
         }
     }
 
@@ -598,12 +601,12 @@ impl Store for SledStore {
                 vec![event.kind.clone()],
             )
         });
-        let appended = match result {
-            Ok(appended) => appended,
+        let prune_due = match result {
+            Ok(prune_due) => prune_due,
             Err(TransactionError::Abort(e)) => return Err(e),
             Err(TransactionError::Storage(e)) => return Err(io(e)),
         };
-        self.prune_if_due(appended);
+        self.prune_if(prune_due);
         self.flush_to_os()
     }
 
@@ -628,25 +631,25 @@ impl Store for SledStore {
     }
 }
 
-/// Writes audit events in a transaction and counts them towards the next prune; returns the
-/// count so far (0 when there was nothing to write).
+/// Writes audit events in a transaction under the next numbers; returns whether the
+/// retention bound is due (the numbering crossed a multiple of [`PRUNE_EVERY`]).
 fn write_events(
     events: &TransactionalTree,
     meta: &TransactionalTree,
-    first_id: AuditIds,
+    first_id: u64,
     at: UnixTime,
     account: &str,
     kinds: Vec<AuditKind>,
-) -> Result<u64, ConflictableTransactionError<StoreError>> {
+) -> Result<bool, ConflictableTransactionError<StoreError>> {
     if kinds.is_empty() {
-        return Ok(0);
+        return Ok(false);
     }
-    let written = kinds.len() as u64;
     let stored = read_u64(meta.get(META_AUDIT_NEXT)?, "the next audit id")
         .map_err(ConflictableTransactionError::Abort)?;
     // The larger of the two: an older sparekey run on this store since (a downgrade) wrote
     // events under sled's ids without moving the stored one.
-    let mut id = stored.map_or(first_id.0, |next| next.max(first_id.0));
+    let start = stored.map_or(first_id, |next| next.max(first_id));
+    let mut id = start;
     for kind in kinds {
         let event = AuditEvent {
             at,
@@ -657,20 +660,8 @@ fn write_events(
         id += 1;
     }
     meta.insert(META_AUDIT_NEXT, &id.to_be_bytes())?;
-    // A counter of its own: keys written by sparekeys before `META_AUDIT_NEXT` jump.
-    let before = read_u64(meta.get(META_AUDIT_APPENDS)?, "the audit append count")
-        .map_err(ConflictableTransactionError::Abort)?
-        .unwrap_or(0);
-    let appended = before + written;
-    meta.insert(META_AUDIT_APPENDS, &appended.to_be_bytes())?;
-    Ok(appended)
+    Ok(start / PRUNE_EVERY != id / PRUNE_EVERY)
 }
-
-/// The key after the newest audit event, below which no new event may go: in a store that
-/// has no [`META_AUDIT_NEXT`] yet, or whose newest events an older sparekey keyed with
-/// sled's `generate_id`, it is where numbering goes on.
-#[derive(Clone, Copy)]
-struct AuditIds(u64);
 
 /// A big-endian u64 stored by sparekey; anything else is damage, never read as zero (a
 /// numbering restarted at zero would overwrite the oldest events).
