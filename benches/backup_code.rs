@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::Criterion;
+use sparekey::core::argon_memory::HashMemory;
 use sparekey::core::backup_code::{self, BackupCode};
 use sparekey::core::clock::{Clock, ManualClock};
 use sparekey::core::code_set::{CodeSet, SlotMatch};
@@ -99,7 +100,13 @@ fn peer_codes(codes: &[BackupCode]) -> Vec<PeerCode> {
         .map(|code| {
             let mut salt = [0u8; 16];
             e.fill(&mut salt);
-            let digest = *password::digest(PARAMS, &SECRET, code.canonical().as_bytes(), &salt);
+            let digest = *password::digest(
+                PARAMS,
+                &SECRET,
+                code.canonical().as_bytes(),
+                &salt,
+                &HashMemory::ON_DEMAND,
+            );
             PeerCode { salt, digest }
         })
         .collect()
@@ -110,7 +117,13 @@ fn peer_codes(codes: &[BackupCode]) -> Vec<PeerCode> {
 fn peer_check(stored: &[PeerCode], attempt: &BackupCode) -> Option<usize> {
     let mut hit = None;
     for (i, code) in stored.iter().enumerate() {
-        let digest = password::digest(PARAMS, &SECRET, attempt.canonical().as_bytes(), &code.salt);
+        let digest = password::digest(
+            PARAMS,
+            &SECRET,
+            attempt.canonical().as_bytes(),
+            &code.salt,
+            &HashMemory::ON_DEMAND,
+        );
         if bool::from(digest.ct_eq(&code.digest)) && hit.is_none() {
             hit = Some(i);
         }
@@ -135,7 +148,10 @@ impl State {
         for (_, set) in &sets {
             // The check finds a real code by the same path the bench times.
             assert_eq!(
-                set.find(&set.digest_of(&codes[0], &SECRET).expect("valid params")),
+                set.find(
+                    &set.digest_of(&codes[0], &SECRET, &HashMemory::ON_DEMAND)
+                        .expect("valid params")
+                ),
                 SlotMatch::Unused(0)
             );
         }
@@ -166,7 +182,10 @@ impl State {
 
     fn check(&self, unused: usize) -> SlotMatch {
         let set = &self.sets.iter().find(|(n, _)| *n == unused).expect("set").1;
-        let found = set.find(&set.digest_of(&self.attempt, &SECRET).expect("valid params"));
+        let found = set.find(
+            &set.digest_of(&self.attempt, &SECRET, &HashMemory::ON_DEMAND)
+                .expect("valid params"),
+        );
         assert_eq!(found, SlotMatch::NoMatch);
         found
     }

@@ -1,77 +1,283 @@
-//! The working memory of one Argon2id evaluation (19 MiB with OWASP parameters), mapped so that
-//! the kernel can back it with 2 MiB pages from the first touch.
+//! The working memory of Argon2id evaluations (19 MiB each with OWASP parameters): how it is
+//! mapped, set up ahead and wiped. Must never hand out memory that is not zeroed or not aligned
+//! for [`Block`], and never let memory that Argon2 wrote be released, or the process exit,
+//! before it is wiped.
 //!
-//! Why: a fresh 19 MiB buffer in 4 KiB pages costs about 5,000 page faults the first time it is
-//! touched, which in a short-lived `sparekey login` process was a large share of the whole run
-//! (BENCHMARKS.md). On Linux the buffer is an anonymous mapping (already zero, so nothing writes
-//! it before Argon2 does), aligned to 2 MiB and marked `MADV_HUGEPAGE` before any page is
-//! touched: it then faults about ten times. An allocator's `alloc_zeroed` cannot do this, as it
-//! writes the zeroes itself before the advice can be given. Elsewhere it is ordinary zeroed heap
-//! memory. The bytes Argon2 wrote are wiped before the memory is released: they were derived
-//! from a password or a code. Must never hand out memory that is not zeroed or not aligned for
-//! [`Block`].
+//! Three costs of that memory are not Argon2's own work, and in a short-lived `sparekey login`
+//! process each is a large share of the budget beyond the hash (BENCHMARKS.md, row 7):
+//!
+//! - **Page faults.** In 4 KiB pages a fresh 19 MiB buffer takes about 5,000 of them. On Linux
+//!   the memory is an anonymous mapping (already zero, so nothing writes it before Argon2 does),
+//!   aligned to 2 MiB and marked `MADV_HUGEPAGE` before any page is touched, so it faults about
+//!   ten times; an allocator's `alloc_zeroed` cannot do this, as it writes the zeroes itself
+//!   before the advice can be given. Even so the faults cost 2–3 ms on the 2-core machine of
+//!   the benchmarks.
+//! - **The wipe.** The bytes Argon2 wrote were derived from a password or a code, so they are
+//!   zeroed before release, as the reference implementation does: about 2 ms more.
+//! - **Both on the critical path.** [`HashMemory::ahead`] moves them off it for a process that
+//!   knows it is about to hash: a helper thread faults the memory in (`MADV_POPULATE_WRITE`,
+//!   which backs pages without touching their bytes, so it may run while Argon2 already writes
+//!   them) while the process opens its store, and wipes it while the process commits. The
+//!   helper runs at idle priority, so it never takes the CPU from the thread it serves, and
+//!   whatever it has not wiped when the owner finishes, the owner wipes itself.
+//!
+//! Elsewhere (other systems, long-lived processes) the memory is fresh for each evaluation and
+//! wiped inline.
 
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use argon2::Block;
 use zeroize::Zeroize;
 
 const HUGE_PAGE: usize = 2 * 1024 * 1024;
 
+/// Bytes wiped per claim when two threads share a wipe: small enough that the owner never
+/// waits long for the helper's last chunk, large enough that claiming costs nothing.
+const WIPE_CHUNK: usize = 256 * 1024;
+
 /// Zeroed, [`Block`]-aligned memory for `blocks` Argon2 blocks, wiped and released on drop.
 pub struct ArgonMemory {
     ptr: NonNull<Block>,
     blocks: usize,
-    region: Region,
+    /// Shared with a helper that is still faulting it in, if any: the memory is released only
+    /// when both are done with it.
+    mapping: Arc<Mapping>,
+    /// Whether the blocks were ever lent out (to Argon2). Memory that never was holds only the
+    /// zeroes it was created with, and is released without a wipe.
+    lent: bool,
 }
 
 impl ArgonMemory {
     pub fn new(blocks: usize) -> Self {
         let bytes = (blocks.max(1) * Block::SIZE).next_multiple_of(HUGE_PAGE);
-        let (ptr, region) = Region::zeroed(bytes);
+        let mapping = Arc::new(Mapping::zeroed(bytes));
         Self {
-            ptr,
+            ptr: mapping.start,
             blocks,
-            region,
+            mapping,
+            lent: false,
         }
+    }
+
+    fn bytes(&self) -> usize {
+        self.blocks * Block::SIZE
+    }
+
+    /// Turns memory that is no longer lent out into a wipe that two threads can share.
+    fn into_wipe(mut self) -> Wipe {
+        let wipe = Wipe {
+            start: self.ptr.cast::<u8>(),
+            len: if self.lent { self.bytes() } else { 0 },
+            next_chunk: AtomicUsize::new(0),
+            _mapping: Arc::clone(&self.mapping),
+        };
+        // The wipe owns the duty now; this value only drops its share of the mapping.
+        self.lent = false;
+        wipe
     }
 }
 
 impl AsMut<[Block]> for ArgonMemory {
     fn as_mut(&mut self) -> &mut [Block] {
+        self.lent = true;
         // SAFETY: `ptr` points to at least `blocks` zero-initialised, aligned blocks owned by
-        // `self`, and the `&mut self` borrow makes this the only reference.
+        // `self`, and the `&mut self` borrow makes this the only reference. A helper may be
+        // faulting the same pages in, which never reads or writes their bytes.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.blocks) }
     }
 }
 
 impl Drop for ArgonMemory {
     fn drop(&mut self) {
-        // Only the first `blocks` blocks were ever handed out, so only they can hold anything.
-        self.as_mut().iter_mut().for_each(|block| {
-            // SAFETY: a `Block` is 1 KiB of plain integers; viewing it as bytes is valid.
-            let bytes = unsafe {
-                std::slice::from_raw_parts_mut((block as *mut Block).cast::<u8>(), Block::SIZE)
+        if self.lent {
+            let wipe = Wipe {
+                start: self.ptr.cast::<u8>(),
+                len: self.bytes(),
+                next_chunk: AtomicUsize::new(0),
+                _mapping: Arc::clone(&self.mapping),
             };
-            bytes.zeroize();
-        });
-        self.region.release();
+            wipe.run();
+        }
     }
 }
 
-// SAFETY: `ArgonMemory` owns its memory exclusively, like a `Box<[Block]>`.
+// SAFETY: `ArgonMemory` owns its blocks exclusively, like a `Box<[Block]>`; the mapping it
+// shares with a helper is only ever faulted in by that helper, never read or written.
 unsafe impl Send for ArgonMemory {}
 
-/// An anonymous private mapping with room to align `bytes` to a huge page inside it.
+/// The wipe of memory Argon2 wrote, in chunks that any number of threads may claim: each chunk
+/// is zeroed by exactly one of them. The memory is released when the last one lets go.
+struct Wipe {
+    start: NonNull<u8>,
+    len: usize,
+    next_chunk: AtomicUsize,
+    _mapping: Arc<Mapping>,
+}
+
+impl Wipe {
+    /// Zeroes chunks until none is left to claim. When this returns on every thread that called
+    /// it, the whole range is zero.
+    fn run(&self) {
+        loop {
+            let offset = self.next_chunk.fetch_add(1, Ordering::Relaxed) * WIPE_CHUNK;
+            if offset >= self.len {
+                return;
+            }
+            let len = WIPE_CHUNK.min(self.len - offset);
+            // SAFETY: `offset..offset + len` lies inside the range, which the mapping keeps
+            // alive, and the atomic claim gives this chunk to this thread alone. Nothing else
+            // references the bytes: the memory was given up by its `ArgonMemory`.
+            let chunk =
+                unsafe { std::slice::from_raw_parts_mut(self.start.as_ptr().add(offset), len) };
+            chunk.zeroize();
+        }
+    }
+}
+
+// SAFETY: threads that share a `Wipe` write only the disjoint chunks they claimed atomically.
+unsafe impl Send for Wipe {}
+unsafe impl Sync for Wipe {}
+
+/// Where a service's Argon2id evaluations get their working memory: fresh for each, or set up
+/// ahead and wiped behind by a helper thread (see the module comment).
+pub struct HashMemory {
+    ahead: Option<Ahead>,
+}
+
+/// The memory [`HashMemory::ahead`] set up, and its helper thread.
+struct Ahead {
+    blocks: usize,
+    ready: Mutex<Vec<ArgonMemory>>,
+    /// Memory given back, which the helper wipes as it can and the owner finishes on drop.
+    given_back: Mutex<Vec<Arc<Wipe>>>,
+    to_helper: Mutex<Option<Sender<Arc<Wipe>>>>,
+    /// Tells the helper to stop faulting memory in: its owner is done.
+    stop: Arc<AtomicBool>,
+    helper: Option<JoinHandle<()>>,
+}
+
+impl HashMemory {
+    /// Fresh memory for every evaluation, wiped inline: for long-lived processes and anything
+    /// that does not know ahead that it will hash.
+    pub const ON_DEMAND: HashMemory = HashMemory { ahead: None };
+
+    /// Sets up memory for `count` evaluations of `blocks` blocks: mapped now, faulted in from
+    /// now on by a helper thread, which also wipes what is given back. Evaluations beyond
+    /// `count`, or of another size (a hash stored with older parameters), get fresh memory. If
+    /// no thread can be started, this is [`HashMemory::ON_DEMAND`].
+    pub fn ahead(blocks: usize, count: usize) -> Self {
+        let ready: Vec<ArgonMemory> = (0..count).map(|_| ArgonMemory::new(blocks)).collect();
+        let mappings: Vec<Arc<Mapping>> = ready.iter().map(|m| Arc::clone(&m.mapping)).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (to_helper, wipes) = mpsc::channel::<Arc<Wipe>>();
+        let helper_stop = Arc::clone(&stop);
+        let helper = std::thread::Builder::new()
+            .name("sparekey-memory".into())
+            .spawn(move || {
+                lower_own_priority();
+                for mapping in mappings {
+                    mapping.fault_in(&helper_stop);
+                }
+                wipes.into_iter().for_each(|wipe| wipe.run());
+            });
+        match helper {
+            Ok(helper) => Self {
+                ahead: Some(Ahead {
+                    blocks,
+                    ready: Mutex::new(ready),
+                    given_back: Mutex::new(Vec::new()),
+                    to_helper: Mutex::new(Some(to_helper)),
+                    stop,
+                    helper: Some(helper),
+                }),
+            },
+            Err(_) => Self::ON_DEMAND,
+        }
+    }
+
+    /// Memory for one evaluation of `blocks` blocks: memory set up ahead if there is some left
+    /// of that size, otherwise fresh. Never waits for the helper.
+    pub fn take(&self, blocks: usize) -> ArgonMemory {
+        self.ahead
+            .as_ref()
+            .filter(|ahead| ahead.blocks == blocks)
+            .and_then(|ahead| lock(&ahead.ready).pop())
+            .unwrap_or_else(|| ArgonMemory::new(blocks))
+    }
+
+    /// Releases memory after an evaluation. With a helper, the wipe is left to it and finished
+    /// by this value's drop at the latest; otherwise it happens here.
+    pub fn give_back(&self, memory: ArgonMemory) {
+        let Some(ahead) = &self.ahead else {
+            return drop(memory);
+        };
+        let wipe = Arc::new(memory.into_wipe());
+        lock(&ahead.given_back).push(Arc::clone(&wipe));
+        if let Some(to_helper) = lock(&ahead.to_helper).as_ref() {
+            // If the helper is gone (it cannot be, short of a panic), drop finishes the wipe.
+            let _ = to_helper.send(wipe);
+        }
+    }
+}
+
+impl Drop for HashMemory {
+    /// Finishes every wipe the helper has not, then waits for the helper: when this returns,
+    /// all memory given back is zero.
+    fn drop(&mut self) {
+        let Some(ahead) = &mut self.ahead else {
+            return;
+        };
+        ahead.stop.store(true, Ordering::Relaxed);
+        lock(&ahead.to_helper).take();
+        for wipe in lock(&ahead.given_back).drain(..) {
+            wipe.run();
+        }
+        if let Some(helper) = ahead.helper.take() {
+            let _ = helper.join();
+        }
+    }
+}
+
+/// A poisoned lock here only means another thread panicked while taking or giving back memory;
+/// the lists themselves are intact.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Makes the calling thread run only when a CPU would otherwise be idle, so that waking it
+/// never delays the thread it serves. Best effort: if refused, it runs at normal priority.
 #[cfg(target_os = "linux")]
-struct Region {
+fn lower_own_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: changes only the calling thread's policy (pid 0); `param` is valid for the call.
+    unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_own_priority() {}
+
+/// An anonymous private mapping with room to align `bytes` to a huge page inside it, released
+/// on drop.
+#[cfg(target_os = "linux")]
+struct Mapping {
     base: *mut libc::c_void,
     len: usize,
+    /// The aligned start of the `bytes` usable bytes.
+    start: NonNull<Block>,
+    bytes: usize,
 }
 
 #[cfg(target_os = "linux")]
-impl Region {
-    fn zeroed(bytes: usize) -> (NonNull<Block>, Self) {
+impl Mapping {
+    fn zeroed(bytes: usize) -> Self {
         let len = bytes + HUGE_PAGE;
         // SAFETY: a fresh anonymous private mapping; no existing memory is affected.
         let base = unsafe {
@@ -89,19 +295,52 @@ impl Region {
                 std::alloc::Layout::from_size_align(bytes, HUGE_PAGE).expect("a valid layout"),
             );
         }
-        let start = (base as usize).next_multiple_of(HUGE_PAGE);
-        let aligned = start as *mut libc::c_void;
+        let aligned = (base as usize).next_multiple_of(HUGE_PAGE) as *mut libc::c_void;
         // SAFETY: `aligned..aligned + bytes` lies inside the mapping (it has a spare huge page).
         // The advice is a hint: if the kernel refuses it, the memory is still valid and zero.
         unsafe {
             libc::madvise(aligned, bytes, libc::MADV_HUGEPAGE);
         }
-        let ptr = NonNull::new(aligned.cast::<Block>()).expect("mmap never returns null");
-        (ptr, Self { base, len })
+        let start = NonNull::new(aligned.cast::<Block>()).expect("mmap never returns null");
+        Self {
+            base,
+            len,
+            start,
+            bytes,
+        }
     }
 
-    fn release(&mut self) {
-        // SAFETY: `base..base + len` is exactly the mapping made in `zeroed`, unmapped only here.
+    /// Backs every page with memory, huge page by huge page, until done or told to stop.
+    /// `MADV_POPULATE_WRITE` faults pages in as a write would, without reading or writing a
+    /// byte, so the owner may already be using the memory. Kernels before 5.14 refuse it; the
+    /// pages are then faulted in by their first write, as without a helper.
+    fn fault_in(&self, stop: &AtomicBool) {
+        for offset in (0..self.bytes).step_by(HUGE_PAGE) {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let len = HUGE_PAGE.min(self.bytes - offset);
+            // SAFETY: the range lies inside this live mapping (`self` keeps it mapped), and the
+            // advice changes no byte of it.
+            let rc = unsafe {
+                libc::madvise(
+                    self.start.as_ptr().cast::<u8>().add(offset).cast(),
+                    len,
+                    libc::MADV_POPULATE_WRITE,
+                )
+            };
+            if rc != 0 {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `base..base + len` is exactly the mapping made in `zeroed`, unmapped only
+        // here, when no `ArgonMemory`, wipe or helper refers to it any more.
         unsafe {
             libc::munmap(self.base, self.len);
         }
@@ -110,29 +349,40 @@ impl Region {
 
 /// Zeroed heap memory aligned to a huge page, where anonymous mappings are not used.
 #[cfg(not(target_os = "linux"))]
-struct Region {
-    base: *mut u8,
+struct Mapping {
     layout: std::alloc::Layout,
+    start: NonNull<Block>,
 }
 
 #[cfg(not(target_os = "linux"))]
-impl Region {
-    fn zeroed(bytes: usize) -> (NonNull<Block>, Self) {
+impl Mapping {
+    fn zeroed(bytes: usize) -> Self {
         let layout = std::alloc::Layout::from_size_align(bytes, HUGE_PAGE).expect("a valid layout");
         // SAFETY: the layout has a non-zero size. Zeroed memory is a valid `Block` (an array of
         // u64), and the alignment (2 MiB) is a multiple of `Block`'s (64 bytes).
         let base = unsafe { std::alloc::alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(base.cast::<Block>()) else {
+        let Some(start) = NonNull::new(base.cast::<Block>()) else {
             std::alloc::handle_alloc_error(layout)
         };
-        (ptr, Self { base, layout })
+        Self { layout, start }
     }
 
-    fn release(&mut self) {
+    /// Nothing to do: the allocator has already written (and so backed) the memory.
+    fn fault_in(&self, _stop: &AtomicBool) {}
+}
+
+#[cfg(not(target_os = "linux"))]
+impl Drop for Mapping {
+    fn drop(&mut self) {
         // SAFETY: allocated in `zeroed` with this same layout, and freed only here.
-        unsafe { std::alloc::dealloc(self.base, self.layout) }
+        unsafe { std::alloc::dealloc(self.start.as_ptr().cast(), self.layout) }
     }
 }
+
+// SAFETY: a `Mapping` is only an address range; who may touch its bytes is decided by the
+// `ArgonMemory` or `Wipe` that holds it. Faulting it in reads and writes nothing.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
 
 #[cfg(test)]
 mod tests {
@@ -140,15 +390,21 @@ mod tests {
 
     /// Pages of `memory` the kernel has backed (mincore), in 4 KiB pages.
     #[cfg(target_os = "linux")]
-    fn resident_pages(memory: &mut ArgonMemory) -> usize {
-        let blocks = memory.as_mut();
-        let len = blocks.len() * Block::SIZE;
+    fn resident_pages(memory: &ArgonMemory) -> usize {
+        let len = memory.bytes();
         let mut residency = vec![0u8; len.div_ceil(4096)];
-        // SAFETY: the range is the live, page-aligned allocation behind `blocks`, and
-        // `residency` has one byte per 4 KiB page of it (the smallest page size on Linux).
-        let rc = unsafe { libc::mincore(blocks.as_mut_ptr().cast(), len, residency.as_mut_ptr()) };
+        // SAFETY: the range is the live, page-aligned mapping behind `memory`, and `residency`
+        // has one byte per 4 KiB page of it (the smallest page size on Linux).
+        let rc = unsafe { libc::mincore(memory.ptr.as_ptr().cast(), len, residency.as_mut_ptr()) };
         assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
         residency.iter().filter(|r| *r & 1 == 1).count()
+    }
+
+    fn all_zero(memory: &mut ArgonMemory) -> bool {
+        memory
+            .as_mut()
+            .iter()
+            .all(|block| block.as_ref().iter().all(|word| *word == 0))
     }
 
     #[test]
@@ -157,9 +413,7 @@ mod tests {
         let blocks = memory.as_mut();
         assert_eq!(blocks.len(), 19_456);
         assert_eq!(blocks.as_ptr() as usize % HUGE_PAGE, 0);
-        let bytes =
-            unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), 19_456 * 1024) };
-        assert!(bytes.iter().all(|b| *b == 0));
+        assert!(all_zero(&mut memory));
     }
 
     /// The huge-page advice only works if it comes before the first touch: memory that an
@@ -168,11 +422,72 @@ mod tests {
     #[test]
     fn fresh_memory_is_untouched_until_argon2_writes_it() {
         let mut memory = ArgonMemory::new(19_456);
-        assert_eq!(resident_pages(&mut memory), 0);
+        assert_eq!(resident_pages(&memory), 0);
         memory.as_mut()[0] = Block::new();
-        assert!(
-            resident_pages(&mut memory) > 0,
-            "a written page is resident"
-        );
+        assert!(resident_pages(&memory) > 0, "a written page is resident");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn memory_set_up_ahead_is_faulted_in_and_still_zero() {
+        let memory = HashMemory::ahead(4_096, 2);
+        let mut first = memory.take(4_096);
+        let mut second = memory.take(4_096);
+        // The helper gets there eventually: poll rather than guess a time.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while resident_pages(&second) < 4_096 * 1024 / 4096 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the helper never faulted the memory in"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(all_zero(&mut first) && all_zero(&mut second));
+        // Only `count` are set up; a third, or one of another size, is fresh.
+        assert_eq!(resident_pages(&memory.take(4_096)), 0);
+        assert_eq!(resident_pages(&memory.take(1_024)), 0);
+    }
+
+    /// What Argon2 wrote is zero once the memory is given back and its `HashMemory` dropped,
+    /// whether the helper or the owner did the wiping. The bytes are read through a second
+    /// mapping of the same pages, which outlives the first.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn memory_given_back_is_wiped_before_its_owner_is_gone() {
+        for count in [1, 3] {
+            let memory = HashMemory::ahead(2_048, count);
+            let mut lent = memory.take(2_048);
+            lent.as_mut()
+                .iter_mut()
+                .for_each(|block| block.as_mut().fill(0xA5A5_A5A5_A5A5_A5A5));
+            let watch = Arc::clone(&lent.mapping);
+            let blocks = lent.blocks;
+            memory.give_back(lent);
+            drop(memory);
+            // SAFETY: `watch` keeps the mapping alive; nothing else refers to it any more.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(watch.start.as_ptr().cast::<u8>(), blocks * 1024)
+            };
+            assert!(bytes.iter().all(|b| *b == 0), "count {count}: not wiped");
+        }
+    }
+
+    #[test]
+    fn a_shared_wipe_zeroes_every_chunk_once_whoever_claims_it() {
+        let mut memory = ArgonMemory::new(3_000);
+        memory
+            .as_mut()
+            .iter_mut()
+            .for_each(|block| block.as_mut().fill(u64::MAX));
+        let watch = Arc::clone(&memory.mapping);
+        let wipe = Arc::new(memory.into_wipe());
+        let other = Arc::clone(&wipe);
+        let helper = std::thread::spawn(move || other.run());
+        wipe.run();
+        helper.join().expect("the helper wipes without panicking");
+        // SAFETY: `watch` keeps the mapping alive; the wipes are done.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(watch.start.as_ptr().cast::<u8>(), 3_000 * 1024) };
+        assert!(bytes.iter().all(|b| *b == 0));
     }
 }

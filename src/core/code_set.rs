@@ -18,6 +18,7 @@
 use serde::{Deserialize, Serialize};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
+use crate::core::argon_memory::HashMemory;
 use crate::core::backup_code::BackupCode;
 use crate::core::clock::UnixTime;
 use crate::core::entropy::Entropy;
@@ -69,7 +70,13 @@ impl CodeSet {
         let slots = codes
             .iter()
             .map(|code| CodeSlot {
-                digest: *password::digest(params, secret, code.canonical().as_bytes(), &salt),
+                digest: *password::digest(
+                    params,
+                    secret,
+                    code.canonical().as_bytes(),
+                    &salt,
+                    &HashMemory::ON_DEMAND,
+                ),
                 used_at: None,
             })
             .collect();
@@ -84,9 +91,20 @@ impl CodeSet {
 
     /// The one Argon2id evaluation of an attempt.
     /// `None` when the set's stored parameters are not sane (a damaged record).
-    pub fn digest_of(&self, code: &BackupCode, secret: &[u8]) -> Option<Digest> {
+    pub fn digest_of(
+        &self,
+        code: &BackupCode,
+        secret: &[u8],
+        memory: &HashMemory,
+    ) -> Option<Digest> {
         self.params.is_valid().then(|| {
-            *password::digest(self.params, secret, code.canonical().as_bytes(), &self.salt)
+            *password::digest(
+                self.params,
+                secret,
+                code.canonical().as_bytes(),
+                &self.salt,
+                memory,
+            )
         })
     }
 
@@ -139,7 +157,10 @@ mod tests {
         assert_eq!(set.remaining(), 10);
         for (i, code) in codes.iter().enumerate().rev() {
             assert_eq!(
-                set.find(&set.digest_of(code, &[5; 32]).unwrap()),
+                set.find(
+                    &set.digest_of(code, &[5; 32], &HashMemory::ON_DEMAND)
+                        .unwrap()
+                ),
                 SlotMatch::Unused(i)
             );
         }
@@ -151,18 +172,27 @@ mod tests {
         set.slots[3].used_at = Some(2_000);
         assert_eq!(set.remaining(), 4);
         assert_eq!(
-            set.find(&set.digest_of(&codes[3], &[5; 32]).unwrap()),
+            set.find(
+                &set.digest_of(&codes[3], &[5; 32], &HashMemory::ON_DEMAND)
+                    .unwrap()
+            ),
             SlotMatch::AlreadyUsed(3)
         );
         let mut e = SeededEntropy::new(99);
         let stranger = BackupCode::generate(&mut e);
         assert_eq!(
-            set.find(&set.digest_of(&stranger, &[5; 32]).unwrap()),
+            set.find(
+                &set.digest_of(&stranger, &[5; 32], &HashMemory::ON_DEMAND)
+                    .unwrap()
+            ),
             SlotMatch::NoMatch
         );
         // A different key file secret gives different digests: the store alone is not enough.
         assert_eq!(
-            set.find(&set.digest_of(&codes[0], &[6; 32]).unwrap()),
+            set.find(
+                &set.digest_of(&codes[0], &[6; 32], &HashMemory::ON_DEMAND)
+                    .unwrap()
+            ),
             SlotMatch::NoMatch
         );
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::core::argon_memory::ArgonMemory;
+use crate::core::argon_memory::HashMemory;
 use crate::core::entropy::Entropy;
 
 /// Argon2id cost parameters, stored with every hash so a later release can raise them without
@@ -44,6 +44,11 @@ impl HashParams {
             .expect("the Argon2 secret is 32 bytes")
     }
 
+    /// Argon2 blocks (1 KiB each) one evaluation works in: the size of its [`HashMemory`].
+    pub fn block_count(&self) -> usize {
+        self.argon2(&[], PASSWORD_HASH_LEN).params().block_count()
+    }
+
     /// Valid for Argon2 and within bounds this machine can afford. Parameters read back from a
     /// store are checked against this before anything is allocated: a damaged record must be an
     /// error, not a 4 TiB allocation or an hour-long hash.
@@ -75,13 +80,20 @@ pub const DIGEST_LEN: usize = 16;
 pub type Digest = [u8; DIGEST_LEN];
 
 /// One raw Argon2id evaluation with an explicit salt: the digest stored for a backup code.
-pub fn digest(params: HashParams, secret: &[u8], input: &[u8], salt: &[u8]) -> Zeroizing<Digest> {
+pub fn digest(
+    params: HashParams,
+    secret: &[u8],
+    input: &[u8],
+    salt: &[u8],
+    memory: &HashMemory,
+) -> Zeroizing<Digest> {
     let mut out = Zeroizing::new([0u8; DIGEST_LEN]);
     let argon2 = params.argon2(secret, DIGEST_LEN);
-    let memory = ArgonMemory::new(argon2.params().block_count());
+    let mut blocks = memory.take(argon2.params().block_count());
     argon2
-        .hash_password_into_with_memory(input, salt, out.as_mut(), memory)
+        .hash_password_into_with_memory(input, salt, out.as_mut(), &mut blocks)
         .expect("salt and output lengths are fixed and valid");
+    memory.give_back(blocks);
     out
 }
 
@@ -108,7 +120,7 @@ pub fn hash_password(
 
 /// Checks a password against its PHC string, with the parameters stored in the string. A
 /// malformed stored hash, or one of another algorithm, never verifies.
-pub fn verify_password(secret: &[u8], password: &str, phc: &str) -> bool {
+pub fn verify_password(secret: &[u8], password: &str, phc: &str, memory: &HashMemory) -> bool {
     let Ok(hash) = PasswordHash::new(phc) else {
         return false;
     };
@@ -137,11 +149,12 @@ pub fn verify_password(secret: &[u8], password: &str, phc: &str) -> bool {
         _ => return false,
     };
     let mut out = Zeroizing::new(vec![0u8; expected.len()]);
-    let memory = ArgonMemory::new(argon2.params().block_count());
-    argon2
-        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, memory)
-        .is_ok()
-        && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
+    let mut blocks = memory.take(argon2.params().block_count());
+    let hashed = argon2
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut blocks)
+        .is_ok();
+    memory.give_back(blocks);
+    hashed && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
 #[cfg(test)]
@@ -155,14 +168,30 @@ mod tests {
         let phc = hash_password(HashParams::TEST_ONLY, &[7; 32], "correct horse", &mut e);
         assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
         assert!(!phc.contains("correct horse"));
-        assert!(verify_password(&[7; 32], "correct horse", &phc));
-        assert!(!verify_password(&[7; 32], "correct horsf", &phc));
+        assert!(verify_password(
+            &[7; 32],
+            "correct horse",
+            &phc,
+            &HashMemory::ON_DEMAND
+        ));
+        assert!(!verify_password(
+            &[7; 32],
+            "correct horsf",
+            &phc,
+            &HashMemory::ON_DEMAND
+        ));
         // The same hash under another key file's secret must not verify: that is the pepper.
-        assert!(!verify_password(&[8; 32], "correct horse", &phc));
+        assert!(!verify_password(
+            &[8; 32],
+            "correct horse",
+            &phc,
+            &HashMemory::ON_DEMAND
+        ));
         assert!(!verify_password(
             &[7; 32],
             "correct horse",
-            "not a phc string"
+            "not a phc string",
+            &HashMemory::ON_DEMAND
         ));
     }
 
@@ -176,17 +205,64 @@ mod tests {
         };
         let phc = hash_password(params, &[1; 32], "pw", &mut e);
         assert!(phc.contains("m=128,t=2,p=1"));
-        assert!(verify_password(&[1; 32], "pw", &phc));
+        assert!(verify_password(
+            &[1; 32],
+            "pw",
+            &phc,
+            &HashMemory::ON_DEMAND
+        ));
     }
 
     #[test]
     fn digest_depends_on_every_input() {
         let p = HashParams::TEST_ONLY;
-        let base = digest(p, &[1; 32], b"code", b"saltsaltsaltsalt");
-        assert_eq!(*base, *digest(p, &[1; 32], b"code", b"saltsaltsaltsalt"));
-        assert_ne!(*base, *digest(p, &[2; 32], b"code", b"saltsaltsaltsalt"));
-        assert_ne!(*base, *digest(p, &[1; 32], b"codf", b"saltsaltsaltsalt"));
-        assert_ne!(*base, *digest(p, &[1; 32], b"code", b"saltsaltsaltsalu"));
+        let base = digest(
+            p,
+            &[1; 32],
+            b"code",
+            b"saltsaltsaltsalt",
+            &HashMemory::ON_DEMAND,
+        );
+        assert_eq!(
+            *base,
+            *digest(
+                p,
+                &[1; 32],
+                b"code",
+                b"saltsaltsaltsalt",
+                &HashMemory::ON_DEMAND
+            )
+        );
+        assert_ne!(
+            *base,
+            *digest(
+                p,
+                &[2; 32],
+                b"code",
+                b"saltsaltsaltsalt",
+                &HashMemory::ON_DEMAND
+            )
+        );
+        assert_ne!(
+            *base,
+            *digest(
+                p,
+                &[1; 32],
+                b"codf",
+                b"saltsaltsaltsalt",
+                &HashMemory::ON_DEMAND
+            )
+        );
+        assert_ne!(
+            *base,
+            *digest(
+                p,
+                &[1; 32],
+                b"code",
+                b"saltsaltsaltsalu",
+                &HashMemory::ON_DEMAND
+            )
+        );
         assert!(HashParams::OWASP.is_valid());
         assert!(
             !HashParams {
@@ -207,7 +283,12 @@ mod tests {
         // A stored hash with absurd parameters is refused before anything is allocated.
         let huge =
             "$argon2id$v=19$m=4294967295,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$AAAAAAAAAAAAAAAAAAAAAA";
-        assert!(!verify_password(&[1; 32], "pw", huge));
+        assert!(!verify_password(
+            &[1; 32],
+            "pw",
+            huge,
+            &HashMemory::ON_DEMAND
+        ));
         assert!(
             !HashParams {
                 m_kib: 1,

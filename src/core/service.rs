@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
 
 use crate::core::account::{self, Account, AccountSummary, ActiveTotp, LOW_CODES, PendingTotp};
+use crate::core::argon_memory::HashMemory;
 use crate::core::audit::{AuditEvent, AuditKind, FailureReason, LoginMethod};
 use crate::core::backup_code::{self, BackupCode};
 use crate::core::clock::{Clock, UnixTime};
@@ -160,6 +161,8 @@ pub struct Service {
     key: MasterKey,
     hash_secret: Zeroizing<[u8; 32]>,
     config: Config,
+    /// After `store`, so a process's store is closed while its hash memory is still being wiped.
+    hash_memory: HashMemory,
 }
 
 impl std::fmt::Debug for Service {
@@ -187,7 +190,32 @@ impl Service {
             key,
             hash_secret,
             config,
+            hash_memory: HashMemory::ON_DEMAND,
         })
+    }
+
+    /// Memory for the Argon2id evaluations of one [`Service::login`] with `second_factor`, set
+    /// up from now on: one for the password and, for a backup code, one for the code. For a
+    /// process that logs in once and exits: started before the store is opened, it takes the
+    /// page faults and the wipe off the login's path (see [`HashMemory`]). Hand it to
+    /// [`Service::with_hash_memory`].
+    pub fn login_memory(config: &Config, second_factor: Option<&str>) -> HashMemory {
+        let backup_code = second_factor.is_some_and(|input| {
+            matches!(
+                parse_second_factor(input, config.totp),
+                Ok(SecondFactor::BackupCode(_))
+            )
+        });
+        HashMemory::ahead(
+            config.hash_params.block_count(),
+            1 + usize::from(backup_code),
+        )
+    }
+
+    /// This service with its Argon2id evaluations working in `memory`.
+    pub fn with_hash_memory(mut self, memory: HashMemory) -> Self {
+        self.hash_memory = memory;
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -444,7 +472,12 @@ impl Service {
     /// "throttled" where an unknown name does not, the price of per-account throttling.
     pub fn start_login(&self, name: &str, password: &str) -> Result<LoginStep, Error> {
         let Some(account) = self.store.load_account(name)? else {
-            let _ = password::verify_password(self.hash_secret.as_ref(), password, DUMMY_PHC);
+            let _ = password::verify_password(
+                self.hash_secret.as_ref(),
+                password,
+                DUMMY_PHC,
+                &self.hash_memory,
+            );
             return Err(Error::Rejected(Rejection {
                 reason: RejectReason::WrongNameOrPassword,
                 attempts_before_lock: None,
@@ -453,7 +486,12 @@ impl Service {
             }));
         };
         self.pass_gate(&account)?;
-        if !password::verify_password(self.hash_secret.as_ref(), password, &account.password) {
+        if !password::verify_password(
+            self.hash_secret.as_ref(),
+            password,
+            &account.password,
+            &self.hash_memory,
+        ) {
             return Err(self.fail(
                 &account,
                 RejectReason::WrongNameOrPassword,
@@ -580,7 +618,9 @@ impl Service {
                         FailureReason::WrongBackupCode,
                     )?);
                 };
-                let Some(digest) = set.digest_of(&code, self.hash_secret.as_ref()) else {
+                let Some(digest) =
+                    set.digest_of(&code, self.hash_secret.as_ref(), &self.hash_memory)
+                else {
                     return Err(Error::Store(crate::core::store::StoreError::Corrupt(
                         format!(
                             "account '{name}': its backup-code set has impossible Argon2id parameters"
@@ -730,7 +770,12 @@ impl Service {
 
     fn check_password(&self, account: &Account, password: &str) -> Result<(), Error> {
         self.pass_gate(account)?;
-        if password::verify_password(self.hash_secret.as_ref(), password, &account.password) {
+        if password::verify_password(
+            self.hash_secret.as_ref(),
+            password,
+            &account.password,
+            &self.hash_memory,
+        ) {
             Ok(())
         } else {
             Err(self.fail(
@@ -890,7 +935,7 @@ impl Service {
         if let Gate::Delayed { seconds_left } = policy.gate(&failures, self.now()) {
             return Err(Error::Throttled { seconds_left });
         }
-        if password::verify_password(self.hash_secret.as_ref(), password, &phc) {
+        if password::verify_password(self.hash_secret.as_ref(), password, &phc, &self.hash_memory) {
             if failures.consecutive > 0 {
                 self.store.clear_operator_failures()?;
             }
