@@ -1,7 +1,8 @@
-//! sled's worker threads under sparekey's vendored patches 4 and 5 (vendor/sled/PATCHES.md):
-//! opening a store reads its segment headers without starting a worker per segment, and no
-//! worker is started before there is work for it. A short `sparekey login` paid for seven
-//! workers and one more per segment on every open. Alone in its test binary because sled's
+//! sled's worker threads under sparekey's vendored patches 4, 5 and 9 (vendor/sled/PATCHES.md):
+//! opening a store reads its segment headers without starting a worker per segment, and the
+//! only workers started before there is work for them are the two that recovery starts for
+//! the first commit. A short `sparekey login` paid for seven workers and one more per segment
+//! on every open. Alone in its test binary because sled's
 //! pool is one per process: the store is written by a child process, so this process opens it
 //! with a pool that has never run.
 
@@ -64,16 +65,15 @@ fn opening_a_store_of_many_segments_starts_no_worker_per_segment() {
         Some(&[7u8; 512][..])
     );
 
+    // Recovery starts its two in the background: there may be fewer yet, never more. N counts
+    // every spawn in this process, so a worker that was started and has already exited still
+    // shows in the name of the next one.
     let started = sled_workers();
     assert!(
-        started.len() <= 1,
-        "opening a store of {segments} segments and reading it started {started:?}"
-    );
-    // N counts every spawn in this process, so a worker that was started and has already
-    // exited still shows in the name of the next one.
-    assert!(
-        started.iter().all(|name| name == "sled-io-0"),
-        "opening a store of {segments} segments and reading it started more than one worker: \
+        started
+            .iter()
+            .all(|name| name == "sled-io-0" || name == "sled-io-1"),
+        "opening a store of {segments} segments and reading it started more than two workers: \
          {started:?} are live"
     );
 }

@@ -88,9 +88,10 @@ fn config(global: &GlobalArgs) -> Config {
     }
 }
 
+/// The store and service for one command, closed when the command is done.
 fn open(global: &GlobalArgs) -> Result<Service, Error> {
     let paths = Paths::resolve(global.data_dir.clone(), global.key_file.clone())?;
-    app::open(&paths, config(global))
+    app::open_for_one_command(&paths, config(global))
 }
 
 // ----- console -------------------------------------------------------------------------------
@@ -108,7 +109,8 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
         )
         .into());
     }
-    let service = open(global)?;
+    let paths = Paths::resolve(global.data_dir.clone(), global.key_file.clone())?;
+    let service = app::open(&paths, config(global))?;
     let defaults = crate::tui::TuiOptions::default();
     let options = crate::tui::TuiOptions {
         kiosk: args.kiosk,

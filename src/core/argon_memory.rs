@@ -1,9 +1,9 @@
 //! The working memory of Argon2id evaluations (19 MiB each with OWASP parameters): how it is
 //! mapped, set up ahead and wiped. Must never hand out memory that is not zeroed or not aligned
-//! for [`Block`], and never let memory that Argon2 wrote be released, or the process exit,
+//! for [`Block`], and never let memory that Argon2 wrote be released, or its owner finish,
 //! before it is wiped.
 //!
-//! Three costs of that memory are not Argon2's own work, and in a short-lived `sparekey login`
+//! Two costs of that memory are not Argon2's own work, and in a short-lived `sparekey login`
 //! process each is a large share of the budget beyond the hash (BENCHMARKS.md, row 7):
 //!
 //! - **Page faults.** In 4 KiB pages a fresh 19 MiB buffer takes about 5,000 of them. On Linux
@@ -14,21 +14,22 @@
 //!   the benchmarks.
 //! - **The wipe.** The bytes Argon2 wrote were derived from a password or a code, so they are
 //!   zeroed before release, as the reference implementation does: about 2 ms more.
-//! - **Both on the critical path.** [`HashMemory::ahead`] moves them off it for a process that
-//!   knows it is about to hash: a helper thread faults the memory in (`MADV_POPULATE_WRITE`,
-//!   which backs pages without touching their bytes, so it may run while Argon2 already writes
-//!   them) while the process opens its store, and wipes it while the process commits. The
-//!   helper runs at idle priority, so it never takes the CPU from the thread it serves, and
-//!   whatever it has not wiped when the owner finishes, the owner wipes itself.
 //!
-//! Elsewhere (other systems, long-lived processes) the memory is fresh for each evaluation and
-//! wiped inline.
+//! [`HashMemory::ahead`] takes both off the critical path of a process that knows it is about
+//! to hash. A helper thread faults the memory in (`MADV_POPULATE_WRITE`, which backs pages
+//! without reading or writing their bytes, so Argon2 may already be writing them) while the
+//! process opens its store, then drops to idle priority and wipes what is given back while the
+//! process commits. Idle, so that handing it a wipe does not preempt the committing thread;
+//! whatever it has not wiped when the owner is dropped, the owner wipes itself, and the owner
+//! never waits for anything but a chunk the helper is zeroing at that moment.
+//!
+//! [`HashMemory::ON_DEMAND`] (long-lived processes, everything that does not know ahead) gives
+//! fresh memory to each evaluation and wipes it inline.
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use argon2::Block;
 use zeroize::Zeroize;
@@ -43,8 +44,8 @@ const WIPE_CHUNK: usize = 256 * 1024;
 pub struct ArgonMemory {
     ptr: NonNull<Block>,
     blocks: usize,
-    /// Shared with a helper that is still faulting it in, if any: the memory is released only
-    /// when both are done with it.
+    /// Shared with the helper that faults it in and with the wipe it becomes, if any: the
+    /// memory is released only when all are done with it.
     mapping: Arc<Mapping>,
     /// Whether the blocks were ever lent out (to Argon2). Memory that never was holds only the
     /// zeroes it was created with, and is released without a wipe.
@@ -67,17 +68,20 @@ impl ArgonMemory {
         self.blocks * Block::SIZE
     }
 
-    /// Turns memory that is no longer lent out into a wipe that two threads can share.
-    fn into_wipe(mut self) -> Wipe {
-        let wipe = Wipe {
+    /// The wipe this memory owes, if Argon2 ever had it; this value then owes nothing.
+    fn take_wipe(&mut self) -> Option<Wipe> {
+        if !std::mem::take(&mut self.lent) {
+            return None;
+        }
+        let chunks = self.bytes().div_ceil(WIPE_CHUNK);
+        Some(Wipe {
             start: self.ptr.cast::<u8>(),
-            len: if self.lent { self.bytes() } else { 0 },
+            len: self.bytes(),
             next_chunk: AtomicUsize::new(0),
+            chunks_left: Mutex::new(chunks),
+            all_done: Condvar::new(),
             _mapping: Arc::clone(&self.mapping),
-        };
-        // The wipe owns the duty now; this value only drops its share of the mapping.
-        self.lent = false;
-        wipe
+        })
     }
 }
 
@@ -93,15 +97,8 @@ impl AsMut<[Block]> for ArgonMemory {
 
 impl Drop for ArgonMemory {
     fn drop(&mut self) {
-        if self.lent {
-            let wipe = Wipe {
-                start: self.ptr.cast::<u8>(),
-                len: self.bytes(),
-                next_chunk: AtomicUsize::new(0),
-                _mapping: Arc::clone(&self.mapping),
-            };
-            wipe.run();
-        }
+        // Dropping the wipe runs it, here.
+        drop(self.take_wipe());
     }
 }
 
@@ -110,17 +107,21 @@ impl Drop for ArgonMemory {
 unsafe impl Send for ArgonMemory {}
 
 /// The wipe of memory Argon2 wrote, in chunks that any number of threads may claim: each chunk
-/// is zeroed by exactly one of them. The memory is released when the last one lets go.
+/// is zeroed by exactly one of them. Dropping a wipe finishes it, so whoever lets go of it
+/// last cannot release the memory unwiped.
 struct Wipe {
     start: NonNull<u8>,
     len: usize,
     next_chunk: AtomicUsize,
+    /// Chunks not yet zeroed, claimed or not, and the signal that there are none left.
+    chunks_left: Mutex<usize>,
+    all_done: Condvar,
     _mapping: Arc<Mapping>,
 }
 
 impl Wipe {
-    /// Zeroes chunks until none is left to claim. When this returns on every thread that called
-    /// it, the whole range is zero.
+    /// Zeroes chunks until none is left to claim. Others may still be zeroing theirs: see
+    /// [`Wipe::finish`].
     fn run(&self) {
         loop {
             let offset = self.next_chunk.fetch_add(1, Ordering::Relaxed) * WIPE_CHUNK;
@@ -134,7 +135,32 @@ impl Wipe {
             let chunk =
                 unsafe { std::slice::from_raw_parts_mut(self.start.as_ptr().add(offset), len) };
             chunk.zeroize();
+            let mut left = lock(&self.chunks_left);
+            *left -= 1;
+            if *left == 0 {
+                self.all_done.notify_all();
+            }
         }
+    }
+
+    /// Zeroes what no one has claimed, then waits for the chunks others are zeroing: when this
+    /// returns, the whole range is zero.
+    fn finish(&self) {
+        self.run();
+        let mut left = lock(&self.chunks_left);
+        while *left > 0 {
+            left = self
+                .all_done
+                .wait(left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+}
+
+impl Drop for Wipe {
+    fn drop(&mut self) {
+        // The last holder: no one else can be zeroing, so running is finishing.
+        self.run();
     }
 }
 
@@ -157,7 +183,6 @@ struct Ahead {
     to_helper: Mutex<Option<Sender<Arc<Wipe>>>>,
     /// Tells the helper to stop faulting memory in: its owner is done.
     stop: Arc<AtomicBool>,
-    helper: Option<JoinHandle<()>>,
 }
 
 impl HashMemory {
@@ -171,28 +196,32 @@ impl HashMemory {
     /// no thread can be started, this is [`HashMemory::ON_DEMAND`].
     pub fn ahead(blocks: usize, count: usize) -> Self {
         let ready: Vec<ArgonMemory> = (0..count).map(|_| ArgonMemory::new(blocks)).collect();
-        let mappings: Vec<Arc<Mapping>> = ready.iter().map(|m| Arc::clone(&m.mapping)).collect();
+        let to_fault_in: Vec<(Arc<Mapping>, usize)> = ready
+            .iter()
+            .map(|memory| (Arc::clone(&memory.mapping), memory.bytes()))
+            .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let (to_helper, wipes) = mpsc::channel::<Arc<Wipe>>();
         let helper_stop = Arc::clone(&stop);
+        // Detached: the owner waits only for wipes, never for the faulting, and the helper
+        // ends by itself once the owner is gone.
         let helper = std::thread::Builder::new()
             .name("sparekey-memory".into())
             .spawn(move || {
-                lower_own_priority();
-                for mapping in mappings {
-                    mapping.fault_in(&helper_stop);
+                for (mapping, bytes) in to_fault_in {
+                    mapping.fault_in(bytes, &helper_stop);
                 }
+                lower_own_priority();
                 wipes.into_iter().for_each(|wipe| wipe.run());
             });
         match helper {
-            Ok(helper) => Self {
+            Ok(_) => Self {
                 ahead: Some(Ahead {
                     blocks,
                     ready: Mutex::new(ready),
                     given_back: Mutex::new(Vec::new()),
                     to_helper: Mutex::new(Some(to_helper)),
                     stop,
-                    helper: Some(helper),
                 }),
             },
             Err(_) => Self::ON_DEMAND,
@@ -211,11 +240,11 @@ impl HashMemory {
 
     /// Releases memory after an evaluation. With a helper, the wipe is left to it and finished
     /// by this value's drop at the latest; otherwise it happens here.
-    pub fn give_back(&self, memory: ArgonMemory) {
-        let Some(ahead) = &self.ahead else {
+    pub fn give_back(&self, mut memory: ArgonMemory) {
+        let (Some(ahead), Some(wipe)) = (&self.ahead, memory.take_wipe()) else {
             return drop(memory);
         };
-        let wipe = Arc::new(memory.into_wipe());
+        let wipe = Arc::new(wipe);
         lock(&ahead.given_back).push(Arc::clone(&wipe));
         if let Some(to_helper) = lock(&ahead.to_helper).as_ref() {
             // If the helper is gone (it cannot be, short of a panic), drop finishes the wipe.
@@ -225,8 +254,8 @@ impl HashMemory {
 }
 
 impl Drop for HashMemory {
-    /// Finishes every wipe the helper has not, then waits for the helper: when this returns,
-    /// all memory given back is zero.
+    /// Finishes every wipe the helper has not: when this returns, all memory given back is
+    /// zero. The helper is told to stop faulting memory in, and is not waited for.
     fn drop(&mut self) {
         let Some(ahead) = &mut self.ahead else {
             return;
@@ -234,10 +263,7 @@ impl Drop for HashMemory {
         ahead.stop.store(true, Ordering::Relaxed);
         lock(&ahead.to_helper).take();
         for wipe in lock(&ahead.given_back).drain(..) {
-            wipe.run();
-        }
-        if let Some(helper) = ahead.helper.take() {
-            let _ = helper.join();
+            wipe.finish();
         }
     }
 }
@@ -250,8 +276,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Makes the calling thread run only when a CPU would otherwise be idle, so that waking it
-/// never delays the thread it serves. Best effort: if refused, it runs at normal priority.
+/// Makes the calling thread run only when a CPU would otherwise be idle, so that waking it does
+/// not preempt the thread it serves. Best effort: if refused, it runs at normal priority.
 #[cfg(target_os = "linux")]
 fn lower_own_priority() {
     let param = libc::sched_param { sched_priority: 0 };
@@ -310,16 +336,16 @@ impl Mapping {
         }
     }
 
-    /// Backs every page with memory, huge page by huge page, until done or told to stop.
+    /// Backs the first `bytes` with memory, huge page by huge page, until done or told to stop.
     /// `MADV_POPULATE_WRITE` faults pages in as a write would, without reading or writing a
     /// byte, so the owner may already be using the memory. Kernels before 5.14 refuse it; the
     /// pages are then faulted in by their first write, as without a helper.
-    fn fault_in(&self, stop: &AtomicBool) {
-        for offset in (0..self.bytes).step_by(HUGE_PAGE) {
+    fn fault_in(&self, bytes: usize, stop: &AtomicBool) {
+        for offset in (0..bytes.min(self.bytes)).step_by(HUGE_PAGE) {
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            let len = HUGE_PAGE.min(self.bytes - offset);
+            let len = HUGE_PAGE.min(bytes - offset);
             // SAFETY: the range lies inside this live mapping (`self` keeps it mapped), and the
             // advice changes no byte of it.
             let rc = unsafe {
@@ -368,7 +394,7 @@ impl Mapping {
     }
 
     /// Nothing to do: the allocator has already written (and so backed) the memory.
-    fn fault_in(&self, _stop: &AtomicBool) {}
+    fn fault_in(&self, _bytes: usize, _stop: &AtomicBool) {}
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -450,7 +476,7 @@ mod tests {
 
     /// What Argon2 wrote is zero once the memory is given back and its `HashMemory` dropped,
     /// whether the helper or the owner did the wiping. The bytes are read through a second
-    /// mapping of the same pages, which outlives the first.
+    /// handle on the mapping, which keeps it mapped.
     #[cfg(target_os = "linux")]
     #[test]
     fn memory_given_back_is_wiped_before_its_owner_is_gone() {
@@ -480,14 +506,34 @@ mod tests {
             .iter_mut()
             .for_each(|block| block.as_mut().fill(u64::MAX));
         let watch = Arc::clone(&memory.mapping);
-        let wipe = Arc::new(memory.into_wipe());
+        let wipe = Arc::new(memory.take_wipe().expect("lent memory owes a wipe"));
+        drop(memory);
         let other = Arc::clone(&wipe);
         let helper = std::thread::spawn(move || other.run());
-        wipe.run();
-        helper.join().expect("the helper wipes without panicking");
+        // `finish` alone must be enough: the helper is not joined before the check.
+        wipe.finish();
         // SAFETY: `watch` keeps the mapping alive; the wipes are done.
         let bytes =
             unsafe { std::slice::from_raw_parts(watch.start.as_ptr().cast::<u8>(), 3_000 * 1024) };
+        assert!(bytes.iter().all(|b| *b == 0));
+        helper.join().expect("the helper wipes without panicking");
+    }
+
+    #[test]
+    fn memory_argon2_never_had_owes_no_wipe_and_a_dropped_wipe_finishes_itself() {
+        let mut untouched = ArgonMemory::new(16);
+        assert!(untouched.take_wipe().is_none());
+        let mut lent = ArgonMemory::new(600);
+        lent.as_mut()
+            .iter_mut()
+            .for_each(|block| block.as_mut().fill(7));
+        let watch = Arc::clone(&lent.mapping);
+        let wipe = lent.take_wipe().expect("lent memory owes a wipe");
+        assert!(lent.take_wipe().is_none(), "the duty moved to the wipe");
+        drop(wipe);
+        // SAFETY: `watch` keeps the mapping alive; the wipe is done.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(watch.start.as_ptr().cast::<u8>(), 600 * 1024) };
         assert!(bytes.iter().all(|b| *b == 0));
     }
 }

@@ -200,6 +200,10 @@ impl Service {
     /// page faults and the wipe off the login's path (see [`HashMemory`]). Hand it to
     /// [`Service::with_hash_memory`].
     pub fn login_memory(config: &Config, second_factor: Option<&str>) -> HashMemory {
+        if config.validate().is_err() {
+            // The open that follows reports it; there is nothing to set up for.
+            return HashMemory::ON_DEMAND;
+        }
         let backup_code = second_factor.is_some_and(|input| {
             matches!(
                 parse_second_factor(input, config.totp),

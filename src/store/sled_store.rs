@@ -76,9 +76,22 @@ impl SledStore {
     /// Opens (or creates) the store at `path`. If another process holds it, retries for up to
     /// `wait`, then fails with [`StoreError::InUse`].
     pub fn open(path: &Path, wait: Duration) -> Result<Self, StoreError> {
+        Self::open_with(path, wait, Self::raw_config(path))
+    }
+
+    /// Like [`SledStore::open`], for a process that runs one command and closes the store:
+    /// without sled's periodic flusher. Every change is flushed before it returns anyway, and
+    /// the best-effort audit events the flusher would sync within 500 ms are synced by the
+    /// close a moment later; the thread's start, wake-ups and join were a measurable part of a
+    /// `sparekey login` (BENCHMARKS.md, row 7). A console keeps the flusher.
+    pub fn open_for_one_command(path: &Path, wait: Duration) -> Result<Self, StoreError> {
+        Self::open_with(path, wait, Self::raw_config(path).flush_every_ms(None))
+    }
+
+    fn open_with(path: &Path, wait: Duration, config: sled::Config) -> Result<Self, StoreError> {
         let deadline = Instant::now() + wait;
         let db = loop {
-            match Self::try_open(path) {
+            match Self::try_open(path, &config) {
                 Err(StoreError::InUse { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -112,8 +125,7 @@ impl SledStore {
             .segment_size(SEGMENT_BYTES)
     }
 
-    fn try_open(path: &Path) -> Result<sled::Db, StoreError> {
-        let config = Self::raw_config(path);
+    fn try_open(path: &Path, config: &sled::Config) -> Result<sled::Db, StoreError> {
         // sled panics on some kinds of damage instead of returning an error: turn that into
         // one clear line rather than a crash.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));

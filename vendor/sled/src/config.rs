@@ -877,7 +877,12 @@ impl RunningConfig {
             .name("sled-recovery".into())
             .spawn({
                 let work = work.clone();
-                move || work.lock().take().map_or(Ok(()), |work| work())
+                move || {
+                    let result =
+                        work.lock().take().map_or(Ok(()), |work| work());
+                    crate::threadpool::prestart(2);
+                    result
+                }
             });
         match spawned {
             Ok(handle) => {

@@ -183,6 +183,18 @@ fn spawn_new_thread() -> Result<bool> {
     Ok(spawn_res.is_ok())
 }
 
+/// sparekey patch 9: starts workers until `workers` are running, so that a
+/// short process's first log writes find workers waiting instead of starting
+/// them while its commit waits. Best effort: stops at the first refusal.
+pub(crate) fn prestart(workers: usize) {
+    while TOTAL_THREAD_COUNT.load(Acquire) < workers {
+        match spawn_new_thread() {
+            Ok(true) => {}
+            _ => return,
+        }
+    }
+}
+
 /// Spawn a function on the threadpool.
 pub fn spawn<F, R>(work: F) -> Result<OneShot<R>>
 where
