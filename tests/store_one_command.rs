@@ -1,6 +1,6 @@
 //! A store opened for one command (the CLI's) runs without sled's periodic flusher, and loses
-//! nothing by it: the close syncs what the flusher would have. Alone in its own test binary,
-//! because it counts the threads of its process.
+//! nothing by it: the close writes and syncs what the flusher would have. Alone in its own
+//! test binary, because it counts the threads of its process.
 
 use std::time::Duration;
 
@@ -33,6 +33,22 @@ fn a_store_for_one_command_has_no_flusher_and_keeps_what_it_was_given() {
             !thread_names().iter().any(|name| name == "log flusher"),
             "{:?}",
             thread_names()
+        );
+    }
+    // The close, not a flush, must write: sled without a flusher, never flushed, dropped.
+    {
+        let db = SledStore::raw_config(&path)
+            .flush_every_ms(None)
+            .open()
+            .unwrap();
+        db.insert(b"written only by the close", &b"yes"[..])
+            .unwrap();
+    }
+    {
+        let db = SledStore::raw_config(&path).open().unwrap();
+        assert_eq!(
+            db.get(b"written only by the close").unwrap().as_deref(),
+            Some(&b"yes"[..])
         );
     }
     let store = SledStore::open(&path, Duration::ZERO).unwrap();

@@ -83,7 +83,10 @@ impl SledStore {
     /// without sled's periodic flusher. Every change is flushed before it returns anyway, and
     /// the best-effort audit events the flusher would sync within 500 ms are synced by the
     /// close a moment later; the thread's start, wake-ups and join were a measurable part of a
-    /// `sparekey login` (BENCHMARKS.md, row 7). A console keeps the flusher.
+    /// `sparekey login` (BENCHMARKS.md, row 7). What the flusher also did, moving live pages
+    /// out of sparse log segments, is left to the console and to sled's clean-up on every
+    /// page write: 1,500 `sparekey unlock` runs grew a 64-account store by one 64 KiB segment
+    /// without it and by none with it. A console keeps the flusher.
     pub fn open_for_one_command(path: &Path, wait: Duration) -> Result<Self, StoreError> {
         Self::open_with(path, wait, Self::raw_config(path).flush_every_ms(None))
     }
@@ -197,7 +200,7 @@ impl SledStore {
     /// Makes every write so far durable. sled's own flush ends in `sync_file_range`, which
     /// survives a killed process but not a power cut: it flushes neither the drive's cache nor
     /// the file's metadata (sled grows the file a segment at a time). sled's background thread
-    /// fsyncs every 500 ms and sled fsyncs when the database is closed, but "accepted" cannot
+    /// fsyncs every 500 ms (in a console) and sled fsyncs when the database is closed, but "accepted" cannot
     /// wait for either, so every change that is reported done also gets an `fdatasync` here.
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(io)?;
@@ -209,7 +212,7 @@ impl SledStore {
     /// Hands writes to the OS (they survive this process being killed) without waiting for the
     /// disk: for audit events appended on their own ([`Store::append_audit`]), which are best
     /// effort after the change they record and reach the disk with the next
-    /// [`SledStore::flush`], sled's periodic fsync (500 ms) or the close.
+    /// [`SledStore::flush`], sled's periodic fsync (every 500 ms, in a console) or the close.
     fn flush_to_os(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(io)
     }

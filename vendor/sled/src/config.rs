@@ -805,7 +805,9 @@ pub(crate) enum RecoveryWrites {
     /// Nothing deferred, or done.
     #[default]
     Done,
-    Running(std::thread::JoinHandle<Result<()>>),
+    /// sparekey patch 9: the thread's result, sent before it goes on to
+    /// start I/O workers; a closed channel means it panicked.
+    Running(std::sync::mpsc::Receiver<Result<()>>),
     Failed(Error),
 }
 
@@ -873,6 +875,7 @@ impl RunningConfig {
         let mut slot = self.recovery_writes.lock();
         // shared so that the work can still run here if no thread starts
         let work = Arc::new(Mutex::new(Some(work)));
+        let (result_tx, result_rx) = std::sync::mpsc::sync_channel(1);
         let spawned = std::thread::Builder::new()
             .name("sled-recovery".into())
             .spawn({
@@ -880,13 +883,15 @@ impl RunningConfig {
                 move || {
                     let result =
                         work.lock().take().map_or(Ok(()), |work| work());
+                    let _ = result_tx.send(result);
+                    // sparekey patch 9: after the result, so no one waits
+                    // for these starts
                     crate::threadpool::prestart(2);
-                    result
                 }
             });
         match spawned {
-            Ok(handle) => {
-                *slot = RecoveryWrites::Running(handle);
+            Ok(_) => {
+                *slot = RecoveryWrites::Running(result_rx);
                 Ok(())
             }
             Err(_) => {
@@ -902,8 +907,8 @@ impl RunningConfig {
     pub(crate) fn wait_for_recovery_writes(&self) -> Result<()> {
         let mut slot = self.recovery_writes.lock();
         *slot = match std::mem::take(&mut *slot) {
-            RecoveryWrites::Running(handle) => {
-                let failed = match handle.join() {
+            RecoveryWrites::Running(result) => {
+                let failed = match result.recv() {
                     Ok(Ok(())) => None,
                     Ok(Err(e)) => Some(e),
                     Err(_) => Some(Error::ReportableBug(
