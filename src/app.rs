@@ -171,38 +171,16 @@ pub fn open(paths: &Paths, config: Config) -> Result<Service, Error> {
     open_with(paths, config, Arc::new(SystemClock), Box::new(OsEntropy))
 }
 
-/// Like [`open`], for a process that runs one command and exits (the CLI's commands): the
-/// store is opened without a periodic flusher (see [`SledStore::open_for_one_command`]).
-pub fn open_for_one_command(paths: &Paths, config: Config) -> Result<Service, Error> {
-    open_sled(
-        paths,
-        config,
-        Arc::new(SystemClock),
-        Box::new(OsEntropy),
-        SledStore::open_for_one_command,
-    )
-}
-
 /// Like [`open`] with an injected clock and entropy (for tests and deterministic runs).
 pub fn open_with(
     paths: &Paths,
     config: Config,
     clock: Arc<dyn Clock>,
-    entropy: Box<dyn Entropy>,
-) -> Result<Service, Error> {
-    open_sled(paths, config, clock, entropy, SledStore::open)
-}
-
-fn open_sled(
-    paths: &Paths,
-    config: Config,
-    clock: Arc<dyn Clock>,
     mut entropy: Box<dyn Entropy>,
-    open_store: fn(&Path, Duration) -> Result<SledStore, StoreError>,
 ) -> Result<Service, Error> {
     config.validate()?;
     create_private_dir(&paths.data_dir)?;
-    let store = open_store(&paths.store, LOCK_WAIT)?;
+    let store = SledStore::open(&paths.store, LOCK_WAIT)?;
     let key = load_or_create_key(&paths.key_file, &store, entropy.as_mut())?;
     Service::new(Box::new(store), clock, entropy, key, config)
 }

@@ -88,10 +88,9 @@ fn config(global: &GlobalArgs) -> Config {
     }
 }
 
-/// The store and service for one command, closed when the command is done.
 fn open(global: &GlobalArgs) -> Result<Service, Error> {
     let paths = Paths::resolve(global.data_dir.clone(), global.key_file.clone())?;
-    app::open_for_one_command(&paths, config(global))
+    app::open(&paths, config(global))
 }
 
 // ----- console -------------------------------------------------------------------------------
@@ -109,8 +108,7 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
         )
         .into());
     }
-    let paths = Paths::resolve(global.data_dir.clone(), global.key_file.clone())?;
-    let service = app::open(&paths, config(global))?;
+    let service = open(global)?;
     let defaults = crate::tui::TuiOptions::default();
     let options = crate::tui::TuiOptions {
         kiosk: args.kiosk,

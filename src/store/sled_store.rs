@@ -76,25 +76,9 @@ impl SledStore {
     /// Opens (or creates) the store at `path`. If another process holds it, retries for up to
     /// `wait`, then fails with [`StoreError::InUse`].
     pub fn open(path: &Path, wait: Duration) -> Result<Self, StoreError> {
-        Self::open_with(path, wait, Self::raw_config(path))
-    }
-
-    /// Like [`SledStore::open`], for a process that runs one command and closes the store:
-    /// without sled's periodic flusher. Every change is flushed before it returns anyway, and
-    /// the best-effort audit events the flusher would sync within 500 ms are synced by the
-    /// close a moment later; the thread's start, wake-ups and join were a measurable part of a
-    /// `sparekey login` (BENCHMARKS.md, row 7). What the flusher also did, moving live pages
-    /// out of sparse log segments, is left to the console and to sled's clean-up on every
-    /// page write: 1,500 `sparekey unlock` runs grew a 64-account store by one 64 KiB segment
-    /// without it and by none with it. A console keeps the flusher.
-    pub fn open_for_one_command(path: &Path, wait: Duration) -> Result<Self, StoreError> {
-        Self::open_with(path, wait, Self::raw_config(path).flush_every_ms(None))
-    }
-
-    fn open_with(path: &Path, wait: Duration, config: sled::Config) -> Result<Self, StoreError> {
         let deadline = Instant::now() + wait;
         let db = loop {
-            match Self::try_open(path, &config) {
+            match Self::try_open(path) {
                 Err(StoreError::InUse { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -128,7 +112,8 @@ impl SledStore {
             .segment_size(SEGMENT_BYTES)
     }
 
-    fn try_open(path: &Path, config: &sled::Config) -> Result<sled::Db, StoreError> {
+    fn try_open(path: &Path) -> Result<sled::Db, StoreError> {
+        let config = Self::raw_config(path);
         // sled panics on some kinds of damage instead of returning an error: turn that into
         // one clear line rather than a crash.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
@@ -200,7 +185,7 @@ impl SledStore {
     /// Makes every write so far durable. sled's own flush ends in `sync_file_range`, which
     /// survives a killed process but not a power cut: it flushes neither the drive's cache nor
     /// the file's metadata (sled grows the file a segment at a time). sled's background thread
-    /// fsyncs every 500 ms (in a console) and sled fsyncs when the database is closed, but "accepted" cannot
+    /// fsyncs every 500 ms and sled fsyncs when the database is closed, but "accepted" cannot
     /// wait for either, so every change that is reported done also gets an `fdatasync` here.
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(io)?;
@@ -212,7 +197,7 @@ impl SledStore {
     /// Hands writes to the OS (they survive this process being killed) without waiting for the
     /// disk: for audit events appended on their own ([`Store::append_audit`]), which are best
     /// effort after the change they record and reach the disk with the next
-    /// [`SledStore::flush`], sled's periodic fsync (every 500 ms, in a console) or the close.
+    /// [`SledStore::flush`], sled's periodic fsync (500 ms) or the close.
     fn flush_to_os(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(io)
     }
