@@ -340,7 +340,9 @@ fn scan_segment_headers_and_tail(
     // of a file the page cache already held, on every open.
     // The CPU count is asked only for a log of more than one batch: it reads
     // cgroup files, which cost a short process more than its header reads.
-    const HEADERS_PER_TASK: u64 = 64;
+    // 512, not 64: below that, starting the workers on the opening thread
+    // cost more than the reads they shared (PATCHES.md).
+    const HEADERS_PER_TASK: u64 = 512;
     let per_task = if segments <= HEADERS_PER_TASK {
         HEADERS_PER_TASK
     } else {
