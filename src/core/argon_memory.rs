@@ -7,37 +7,36 @@
 //! process each is a large share of the budget beyond the hash (BENCHMARKS.md, row 7):
 //!
 //! - **Page faults.** In 4 KiB pages a fresh 19 MiB buffer takes about 5,000 of them. On Linux
-//!   the memory is an anonymous mapping (already zero, so nothing writes it before Argon2 does),
-//!   aligned to 2 MiB and marked `MADV_HUGEPAGE` before any page is touched, so it faults about
-//!   ten times; an allocator's `alloc_zeroed` cannot do this, as it writes the zeroes itself
-//!   before the advice can be given. Even so the faults cost 2–3 ms on the 2-core machine of
-//!   the benchmarks.
+//!   the memory is an anonymous mapping (already zero, so nothing needs to write it before
+//!   Argon2 does), aligned to 2 MiB and marked `MADV_HUGEPAGE` before any page is touched, so
+//!   it faults about ten times; an allocator's `alloc_zeroed` cannot do this, as it writes the
+//!   zeroes itself before the advice can be given. Even so the faults cost 2–3 ms on the
+//!   2-core machine of the benchmarks.
 //! - **The wipe.** The bytes Argon2 wrote were derived from a password or a code, so they are
 //!   zeroed before release, as the reference implementation does: about 2 ms more.
 //!
-//! [`HashMemory::ahead`] takes both off the critical path of a process that knows it is about
-//! to hash. A helper thread faults the memory in (`MADV_POPULATE_WRITE`, which backs pages
-//! without reading or writing their bytes, so Argon2 may already be writing them) while the
-//! process opens its store, then drops to idle priority and wipes what is given back while the
-//! process commits. Idle, so that handing it a wipe does not preempt the committing thread;
-//! whatever it has not wiped when the owner is dropped, the owner wipes itself, and the owner
-//! never waits for anything but a chunk the helper is zeroing at that moment.
+//! [`HashMemory::ahead`] takes most of both off the critical path of a process that knows it
+//! is about to hash. A helper thread waits until the first memory is taken, then faults it in
+//! ahead of Argon2's first pass (`MADV_POPULATE_WRITE`, which backs pages without reading or
+//! writing their bytes, so Argon2 may be writing the same memory meanwhile; the helper, at
+//! about 7 MiB/ms, soon runs ahead of Argon2's 1.6). It waits rather than starting at once
+//! because a thread faulting pages in from its first moment made its own start and the
+//! store's open that followed about a millisecond slower. It then drops to idle priority, so
+//! that being handed a wipe never preempts the committing thread, and wipes what is given
+//! back while the process commits; the owner finishes whatever is left, without waiting.
 //!
 //! [`HashMemory::ON_DEMAND`] (long-lived processes, everything that does not know ahead) gives
 //! fresh memory to each evaluation and wipes it inline.
 
 use std::collections::VecDeque;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use argon2::Block;
 
 const HUGE_PAGE: usize = 2 * 1024 * 1024;
-
-/// The smallest page size there is: writing one byte in each of these faults every page in.
-const SMALL_PAGE: usize = 4096;
 
 /// Bytes per claim when two threads share a wipe: large enough that claiming costs nothing,
 /// small enough that the helper rarely zeroes a chunk the owner has already zeroed.
@@ -169,84 +168,45 @@ impl Drop for Wipe {
 unsafe impl Send for Wipe {}
 unsafe impl Sync for Wipe {}
 
-/// Memory the helper is faulting in, and who may touch it: the helper until the owner claims
-/// it, then the owner alone.
-struct Prefault {
-    mapping: Arc<Mapping>,
-    bytes: usize,
-    state: AtomicU8,
-    /// Where the owner waits for the helper to let go.
-    released: Mutex<()>,
-    let_go: Condvar,
+/// When the helper may start faulting memory in: once the owner takes the first memory, so that
+/// it never competes with the owner's start (a thread that faults pages in from the moment it
+/// starts made its own spawn, and the store's open after it, slower by about a millisecond:
+/// BENCHMARKS.md), or never, if the owner is dropped first.
+struct StartSignal {
+    state: Mutex<Start>,
+    changed: Condvar,
 }
 
-/// [`Prefault::state`]: nobody has started; the helper is writing; the owner is waiting for
-/// the helper to stop; the owner has it.
-const PENDING: u8 = 0;
-const TOUCHING: u8 = 1;
-const WANTED: u8 = 2;
-const OWNED: u8 = 3;
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    Waiting,
+    Go,
+    Stop,
+}
 
-impl Prefault {
-    /// The helper's part: writes a zero into every page, so the kernel backs them, until done or
-    /// until the owner wants the memory. Page faults take no lock the owner's own mappings
-    /// need (unlike `MADV_POPULATE_WRITE`, which holds the address space's lock while it works
-    /// and so stalled the owner's every `mmap` while it opened the store).
-    fn touch(&self) {
-        if self
-            .state
-            .compare_exchange(PENDING, TOUCHING, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-        {
-            return;
-        }
-        let start = self.mapping.start.as_ptr().cast::<u8>();
-        for offset in (0..self.bytes).step_by(SMALL_PAGE) {
-            if self.state.load(Ordering::Relaxed) != TOUCHING {
-                break;
-            }
-            // SAFETY: inside the mapping, which `self` keeps alive. Until the release below, no
-            // one else accesses these bytes: the owner claims the memory before lending it out.
-            // Writing the zero it holds keeps the memory zeroed.
-            unsafe { start.add(offset).write_volatile(0) };
-        }
-        if self.state.swap(OWNED, Ordering::Release) == WANTED {
-            let _released = lock(&self.released);
-            self.let_go.notify_all();
+impl StartSignal {
+    fn set(&self, to: Start) {
+        let mut state = lock(&self.state);
+        if *state == Start::Waiting || to == Start::Stop {
+            *state = to;
+            self.changed.notify_all();
         }
     }
 
-    /// The owner's part: when this returns, the helper has stopped touching the memory (its
-    /// writes visible here) or never will. Waits at most for the page it is on.
-    fn claim(&self) {
-        let acquire = Ordering::Acquire;
-        match self
-            .state
-            .compare_exchange(PENDING, OWNED, acquire, acquire)
-        {
-            Ok(_) | Err(OWNED) => return,
-            Err(_) => {}
-        }
-        if self
-            .state
-            .compare_exchange(TOUCHING, WANTED, acquire, acquire)
-            .is_err()
-        {
-            return; // it finished meanwhile: the state is OWNED, read with acquire
-        }
-        let mut released = lock(&self.released);
-        while self.state.load(acquire) != OWNED {
-            released = self
-                .let_go
-                .wait(released)
+    /// Waits for a decision; true to go.
+    fn wait(&self) -> bool {
+        let mut state = lock(&self.state);
+        while *state == Start::Waiting {
+            state = self
+                .changed
+                .wait(state)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
+        *state == Start::Go
     }
 
-    /// For memory that will never be claimed: the helper stops at its next page, if it has
-    /// started, and never starts otherwise. Does not wait: the helper keeps the mapping alive.
-    fn cancel(&self) {
-        self.state.store(OWNED, Ordering::Relaxed);
+    fn stopped(&self) -> bool {
+        *lock(&self.state) == Start::Stop
     }
 }
 
@@ -260,7 +220,8 @@ pub struct HashMemory {
 struct Ahead {
     blocks: usize,
     /// In the order the helper faults them in.
-    ready: Mutex<VecDeque<(ArgonMemory, Arc<Prefault>)>>,
+    ready: Mutex<VecDeque<ArgonMemory>>,
+    start: Arc<StartSignal>,
     /// Memory given back, which the helper wipes as it can and the owner finishes on drop.
     given_back: Mutex<Vec<Arc<Wipe>>>,
     to_helper: Mutex<Option<Sender<Arc<Wipe>>>>,
@@ -276,28 +237,26 @@ impl HashMemory {
     /// `count`, or of another size (a hash stored with older parameters), get fresh memory. If
     /// no thread can be started, this is [`HashMemory::ON_DEMAND`].
     pub fn ahead(blocks: usize, count: usize) -> Self {
-        let ready: VecDeque<(ArgonMemory, Arc<Prefault>)> = (0..count)
-            .map(|_| {
-                let memory = ArgonMemory::new(blocks);
-                let prefault = Arc::new(Prefault {
-                    mapping: Arc::clone(&memory.mapping),
-                    bytes: memory.bytes(),
-                    state: AtomicU8::new(PENDING),
-                    released: Mutex::new(()),
-                    let_go: Condvar::new(),
-                });
-                (memory, prefault)
-            })
+        let ready: VecDeque<ArgonMemory> = (0..count).map(|_| ArgonMemory::new(blocks)).collect();
+        let to_fault_in: Vec<(Arc<Mapping>, usize)> = ready
+            .iter()
+            .map(|memory| (Arc::clone(&memory.mapping), memory.bytes()))
             .collect();
-        let to_touch: Vec<Arc<Prefault>> = ready.iter().map(|(_, p)| Arc::clone(p)).collect();
+        let start = Arc::new(StartSignal {
+            state: Mutex::new(Start::Waiting),
+            changed: Condvar::new(),
+        });
         let (to_helper, wipes) = mpsc::channel::<Arc<Wipe>>();
-        // Detached: the owner never waits for it as a whole (see `Prefault::claim` and
-        // `Wipe::finish`), and it ends by itself once the owner is gone.
+        let helper_start = Arc::clone(&start);
+        // Detached: the owner never waits for it (see `Wipe::finish`), and it ends by itself
+        // once the owner is gone.
         let helper = std::thread::Builder::new()
             .name("sparekey-memory".into())
             .spawn(move || {
-                for prefault in to_touch {
-                    prefault.touch();
+                if helper_start.wait() {
+                    for (mapping, bytes) in to_fault_in {
+                        mapping.fault_in(bytes, &helper_start);
+                    }
                 }
                 lower_own_priority();
                 wipes.into_iter().for_each(|wipe| wipe.run());
@@ -307,6 +266,7 @@ impl HashMemory {
                 ahead: Some(Ahead {
                     blocks,
                     ready: Mutex::new(ready),
+                    start,
                     given_back: Mutex::new(Vec::new()),
                     to_helper: Mutex::new(Some(to_helper)),
                 }),
@@ -316,20 +276,15 @@ impl HashMemory {
     }
 
     /// Memory for one evaluation of `blocks` blocks: memory set up ahead if there is some left
-    /// of that size, otherwise fresh. Waits at most for the page the helper is faulting in.
+    /// of that size, otherwise fresh. The first call lets the helper start faulting the memory
+    /// in, ahead of Argon2's first pass through it. Never waits.
     pub fn take(&self, blocks: usize) -> ArgonMemory {
-        let prepared = self
-            .ahead
-            .as_ref()
-            .filter(|ahead| ahead.blocks == blocks)
-            .and_then(|ahead| lock(&ahead.ready).pop_front());
-        match prepared {
-            Some((memory, prefault)) => {
-                prefault.claim();
-                memory
-            }
-            None => ArgonMemory::new(blocks),
-        }
+        let Some(ahead) = self.ahead.as_ref().filter(|ahead| ahead.blocks == blocks) else {
+            return ArgonMemory::new(blocks);
+        };
+        ahead.start.set(Start::Go);
+        let prepared = lock(&ahead.ready).pop_front();
+        prepared.unwrap_or_else(|| ArgonMemory::new(blocks))
     }
 
     /// Releases memory after an evaluation. With a helper, the wipe is left to it and finished
@@ -354,10 +309,8 @@ impl Drop for HashMemory {
         let Some(ahead) = &mut self.ahead else {
             return;
         };
+        ahead.start.set(Start::Stop);
         lock(&ahead.to_helper).take();
-        for (_, prefault) in lock(&ahead.ready).iter() {
-            prefault.cancel();
-        }
         for wipe in lock(&ahead.given_back).drain(..) {
             wipe.finish();
         }
@@ -425,6 +378,33 @@ impl Mapping {
         let start = NonNull::new(aligned.cast::<Block>()).expect("mmap never returns null");
         Self { base, len, start }
     }
+
+    /// Backs the first `bytes` with memory, huge page by huge page, until done or stopped.
+    /// `MADV_POPULATE_WRITE` faults pages in as a write would, without reading or writing a
+    /// byte, so Argon2 may be writing the same memory meanwhile: whichever faults a page first,
+    /// the other finds it backed. Kernels before 5.14 refuse it; the pages are then faulted in
+    /// by Argon2's first writes, as without a helper.
+    fn fault_in(&self, bytes: usize, start: &StartSignal) {
+        let bytes = bytes.min(self.len - HUGE_PAGE);
+        for offset in (0..bytes).step_by(HUGE_PAGE) {
+            if start.stopped() {
+                return;
+            }
+            let len = HUGE_PAGE.min(bytes - offset);
+            // SAFETY: the range lies inside this live mapping (`self` keeps it mapped), and the
+            // advice changes no byte of it.
+            let rc = unsafe {
+                libc::madvise(
+                    self.start.as_ptr().cast::<u8>().add(offset).cast(),
+                    len,
+                    libc::MADV_POPULATE_WRITE,
+                )
+            };
+            if rc != 0 {
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -457,6 +437,9 @@ impl Mapping {
         };
         Self { layout, start }
     }
+
+    /// Nothing to do: the allocator has already written (and so backed) the memory.
+    fn fault_in(&self, _bytes: usize, _start: &StartSignal) {}
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -486,6 +469,17 @@ mod tests {
         let rc = unsafe { libc::mincore(memory.ptr.as_ptr().cast(), len, residency.as_mut_ptr()) };
         assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
         residency.iter().filter(|r| *r & 1 == 1).count()
+    }
+
+    /// Whether the first `bytes` of `mapping` are zero, read atomically: a helper may still be
+    /// storing zeroes into chunks the owner has already zeroed.
+    fn mapping_is_zero(mapping: &Mapping, bytes: usize) -> bool {
+        // SAFETY: the caller's `Arc` keeps the mapping alive, it is 8-byte aligned, and every
+        // access to it from here on is atomic.
+        let words = unsafe {
+            std::slice::from_raw_parts(mapping.start.as_ptr().cast::<AtomicU64>(), bytes / 8)
+        };
+        words.iter().all(|word| word.load(Ordering::Acquire) == 0)
     }
 
     fn all_zero(memory: &mut ArgonMemory) -> bool {
@@ -519,31 +513,34 @@ mod tests {
     #[test]
     fn memory_set_up_ahead_is_faulted_in_and_still_zero() {
         let memory = HashMemory::ahead(4_096, 2);
+        // Nothing is faulted in before the first memory is taken.
+        std::thread::sleep(std::time::Duration::from_millis(50));
         let ahead = memory.ahead.as_ref().expect("a helper was started");
+        assert!(
+            lock(&ahead.ready)
+                .iter()
+                .all(|memory| resident_pages(memory) == 0)
+        );
+        let mut first = memory.take(4_096);
+        let mut second = memory.take(4_096);
         // The helper gets there eventually: poll rather than guess a time.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while lock(&ahead.ready)
-            .iter()
-            .any(|(_, prefault)| prefault.state.load(Ordering::Acquire) != OWNED)
-        {
+        while resident_pages(&second) < 4_096 * 1024 / 4096 {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the helper never finished"
+                "the helper never faulted the memory in"
             );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        let mut first = memory.take(4_096);
-        let mut second = memory.take(4_096);
         assert_eq!(resident_pages(&first), 4_096 * 1024 / 4096);
-        assert_eq!(resident_pages(&second), 4_096 * 1024 / 4096);
         assert!(all_zero(&mut first) && all_zero(&mut second));
         // Only `count` are set up; a third, or one of another size, is fresh.
         assert_eq!(resident_pages(&memory.take(4_096)), 0);
         assert_eq!(resident_pages(&memory.take(1_024)), 0);
     }
 
-    /// Taken while the helper may still be writing it, the memory is the taker's alone: zero
-    /// and usable, whoever got to which page first.
+    /// Written while the helper may still be faulting it in, the memory keeps every write and
+    /// starts zero, whoever got to which page first.
     #[test]
     fn memory_taken_at_once_is_zero_and_whole() {
         for _ in 0..20 {
@@ -559,7 +556,7 @@ mod tests {
                     .as_mut()
                     .iter()
                     .all(|block| block.as_ref().iter().all(|word| *word == 3)),
-                "a write was lost to the helper"
+                "a write was lost while the helper faulted pages in"
             );
             memory.give_back(taken);
         }
@@ -581,11 +578,10 @@ mod tests {
             let blocks = lent.blocks;
             memory.give_back(lent);
             drop(memory);
-            // SAFETY: `watch` keeps the mapping alive; nothing else refers to it any more.
-            let bytes = unsafe {
-                std::slice::from_raw_parts(watch.start.as_ptr().cast::<u8>(), blocks * 1024)
-            };
-            assert!(bytes.iter().all(|b| *b == 0), "count {count}: not wiped");
+            assert!(
+                mapping_is_zero(&watch, blocks * 1024),
+                "count {count}: not wiped"
+            );
         }
     }
 
@@ -603,10 +599,7 @@ mod tests {
         let helper = std::thread::spawn(move || other.run());
         // `finish` alone must be enough: the helper is not waited for before the check.
         wipe.finish();
-        // SAFETY: `watch` keeps the mapping alive; the wipes are done.
-        let bytes =
-            unsafe { std::slice::from_raw_parts(watch.start.as_ptr().cast::<u8>(), 3_000 * 1024) };
-        assert!(bytes.iter().all(|b| *b == 0));
+        assert!(mapping_is_zero(&watch, 3_000 * 1024));
         helper.join().expect("the helper wipes without panicking");
     }
 
@@ -622,9 +615,6 @@ mod tests {
         let wipe = lent.take_wipe().expect("lent memory owes a wipe");
         assert!(lent.take_wipe().is_none(), "the duty moved to the wipe");
         drop(wipe);
-        // SAFETY: `watch` keeps the mapping alive; the wipe is done.
-        let bytes =
-            unsafe { std::slice::from_raw_parts(watch.start.as_ptr().cast::<u8>(), 600 * 1024) };
-        assert!(bytes.iter().all(|b| *b == 0));
+        assert!(mapping_is_zero(&watch, 600 * 1024));
     }
 }
