@@ -353,13 +353,14 @@ fn main() {
         support::print_paired("login process, backup code / 2 Argon2id", &p, Some(1.3));
         // More rounds than the backup-code pair: the figure here is a difference of a few ms
         // between two ~30 ms quantities on a machine whose speed drifts by more than that
-        // (with 30 rounds, runs of one build gave 6.9 to 8.3 ms; with 60, still 7.3 to 9.9 ms).
+        // (with 30 rounds, runs of one build gave 6.9 to 8.3 ms; with 60, still 7.3 to 9.9 ms;
+        // the per-round differences spread over about ±2 ms, hence 150 rounds).
         // A third side splits it: a process that only verifies the password pays the start,
         // the exit and a first hash in fresh memory, as any process that checks a password
         // must; what the login costs beyond that process is sparekey's own share (the store,
         // the TOTP check, the durable write). The three alternate within each round.
         let t = three_way(
-            60,
+            150,
             || bench.next_totp(),
             |(name, stdin)| bench.login(&name, &stdin),
             || floor.one_in_a_process(),

@@ -453,7 +453,7 @@ fn login(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
         .optional("code (authenticator or backup code; empty if none)")?
         .filter(|c| !c.trim().is_empty());
     let second_factor = code.as_deref().map(|c| c.as_str());
-    // Set up before the store is opened, so the two overlap.
+    // Mapped before the store is opened; faulted in by a helper once the hash begins.
     let memory = Service::login_memory(&config(global), second_factor);
     let success = open(global)?
         .with_hash_memory(memory)

@@ -16,8 +16,8 @@
 //!   zeroed before release, as the reference implementation does: about 2 ms more.
 //!
 //! [`HashMemory::ahead`] takes most of both off the critical path of a process that knows it
-//! is about to hash. A helper thread waits until the first memory is taken, then faults it in
-//! ahead of Argon2's first pass (`MADV_POPULATE_WRITE`, which backs pages without reading or
+//! is about to hash. A helper thread waits until the first memory is taken, then faults all of
+//! it in ahead of Argon2's first pass (`MADV_POPULATE_WRITE`, which backs pages without reading or
 //! writing their bytes, so Argon2 may be writing the same memory meanwhile; the helper, at
 //! about 7 MiB/ms, soon runs ahead of Argon2's 1.6). It waits rather than starting at once
 //! because a thread faulting pages in from its first moment made its own start and the
@@ -90,9 +90,9 @@ impl AsMut<[Block]> for ArgonMemory {
     fn as_mut(&mut self) -> &mut [Block] {
         self.lent = true;
         // SAFETY: `ptr` points to at least `blocks` zero-initialised, aligned blocks owned by
-        // `self`, and the `&mut self` borrow makes this the only reference. A helper that was
-        // faulting them in has let go of them before this value was handed out
-        // ([`Prefault::claim`]).
+        // `self`, and the `&mut self` borrow makes this the only reference. A helper may be
+        // faulting the same pages in meanwhile (`Mapping::fault_in`), which never reads or
+        // writes their bytes.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.blocks) }
     }
 }
@@ -168,10 +168,11 @@ impl Drop for Wipe {
 unsafe impl Send for Wipe {}
 unsafe impl Sync for Wipe {}
 
-/// When the helper may start faulting memory in: once the owner takes the first memory, so that
-/// it never competes with the owner's start (a thread that faults pages in from the moment it
-/// starts made its own spawn, and the store's open after it, slower by about a millisecond:
-/// BENCHMARKS.md), or never, if the owner is dropped first.
+/// When the helper may start faulting memory in: once the owner takes (or gives back) memory
+/// of the prepared size, so that it never competes with the owner's start (a thread that
+/// faults pages in from the moment it starts made its own spawn, and the store's open after
+/// it, slower by about a millisecond: BENCHMARKS.md); never, if the owner is dropped first.
+/// Stop also ends a fault-in under way, between two huge pages.
 struct StartSignal {
     state: Mutex<Start>,
     changed: Condvar,
@@ -232,8 +233,8 @@ impl HashMemory {
     /// that does not know ahead that it will hash.
     pub const ON_DEMAND: HashMemory = HashMemory { ahead: None };
 
-    /// Sets up memory for `count` evaluations of `blocks` blocks: mapped now, faulted in from
-    /// now on by a helper thread, which also wipes what is given back. Evaluations beyond
+    /// Sets up memory for `count` evaluations of `blocks` blocks: mapped now, all of it faulted
+    /// in by a helper thread once the first is taken; the helper also wipes what is given back. Evaluations beyond
     /// `count`, or of another size (a hash stored with older parameters), get fresh memory. If
     /// no thread can be started, this is [`HashMemory::ON_DEMAND`].
     pub fn ahead(blocks: usize, count: usize) -> Self {
@@ -276,8 +277,8 @@ impl HashMemory {
     }
 
     /// Memory for one evaluation of `blocks` blocks: memory set up ahead if there is some left
-    /// of that size, otherwise fresh. The first call lets the helper start faulting the memory
-    /// in, ahead of Argon2's first pass through it. Never waits.
+    /// of that size, otherwise fresh. The first take of that size lets the helper start
+    /// faulting the prepared memory in, ahead of Argon2's first pass through it. Never waits.
     pub fn take(&self, blocks: usize) -> ArgonMemory {
         let Some(ahead) = self.ahead.as_ref().filter(|ahead| ahead.blocks == blocks) else {
             return ArgonMemory::new(blocks);
@@ -288,11 +289,14 @@ impl HashMemory {
     }
 
     /// Releases memory after an evaluation. With a helper, the wipe is left to it and finished
-    /// by this value's drop at the latest; otherwise it happens here.
+    /// by this value's drop at the latest (the memory stays mapped until then: 19 MiB for each
+    /// evaluation, for a process that makes one or two); otherwise it happens here.
     pub fn give_back(&self, mut memory: ArgonMemory) {
         let (Some(ahead), Some(wipe)) = (&self.ahead, memory.take_wipe()) else {
             return drop(memory);
         };
+        // A helper still waiting (the memory was of another size) must get to the wipe.
+        ahead.start.set(Start::Go);
         let wipe = Arc::new(wipe);
         lock(&ahead.given_back).push(Arc::clone(&wipe));
         if let Some(to_helper) = lock(&ahead.to_helper).as_ref() {
@@ -438,7 +442,8 @@ impl Mapping {
         Self { layout, start }
     }
 
-    /// Nothing to do: the allocator has already written (and so backed) the memory.
+    /// Nothing to do here: the memory is the allocator's, faulted in as the allocator and the
+    /// system see fit.
     fn fault_in(&self, _bytes: usize, _start: &StartSignal) {}
 }
 
@@ -471,11 +476,27 @@ mod tests {
         residency.iter().filter(|r| *r & 1 == 1).count()
     }
 
+    /// Whether this kernel faults pages in on `MADV_POPULATE_WRITE` (5.14 and later).
+    #[cfg(target_os = "linux")]
+    fn populate_write_works() -> bool {
+        let mapping = Mapping::zeroed(HUGE_PAGE);
+        // SAFETY: advice on a live mapping of ours; it changes no byte.
+        unsafe {
+            libc::madvise(
+                mapping.start.as_ptr().cast(),
+                4096,
+                libc::MADV_POPULATE_WRITE,
+            ) == 0
+        }
+    }
+
     /// Whether the first `bytes` of `mapping` are zero, read atomically: a helper may still be
     /// storing zeroes into chunks the owner has already zeroed.
     fn mapping_is_zero(mapping: &Mapping, bytes: usize) -> bool {
-        // SAFETY: the caller's `Arc` keeps the mapping alive, it is 8-byte aligned, and every
-        // access to it from here on is atomic.
+        #[cfg(target_os = "linux")]
+        debug_assert!(bytes <= mapping.len - HUGE_PAGE);
+        // SAFETY: the caller's `Arc` keeps the mapping alive, it is 8-byte aligned, `bytes` is
+        // inside it, and every access to it from here on is atomic.
         let words = unsafe {
             std::slice::from_raw_parts(mapping.start.as_ptr().cast::<AtomicU64>(), bytes / 8)
         };
@@ -512,6 +533,10 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn memory_set_up_ahead_is_faulted_in_and_still_zero() {
+        if !populate_write_works() {
+            eprintln!("MADV_POPULATE_WRITE is not supported here (kernel < 5.14?): skipped");
+            return;
+        }
         let memory = HashMemory::ahead(4_096, 2);
         // Nothing is faulted in before the first memory is taken.
         std::thread::sleep(std::time::Duration::from_millis(50));

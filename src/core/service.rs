@@ -194,11 +194,11 @@ impl Service {
         })
     }
 
-    /// Memory for the Argon2id evaluations of one [`Service::login`] with `second_factor`, set
-    /// up from now on: one for the password and, for a backup code, one for the code. For a
-    /// process that logs in once and exits: started before the store is opened, it takes the
-    /// page faults and the wipe off the login's path (see [`HashMemory`]). Hand it to
-    /// [`Service::with_hash_memory`].
+    /// Memory for the Argon2id evaluations of one [`Service::login`] with `second_factor`: one
+    /// for the password and, for a backup code, one for the code. For a process that logs in
+    /// once and exits: a helper thread faults the memory in ahead of Argon2 and wipes it while
+    /// the login commits, which takes most of the page faults and the wipe off the login's path
+    /// (see [`HashMemory`]). Hand it to [`Service::with_hash_memory`].
     pub fn login_memory(config: &Config, second_factor: Option<&str>) -> HashMemory {
         if config.validate().is_err() {
             // The open that follows reports it; there is nothing to set up for.
