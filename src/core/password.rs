@@ -213,6 +213,27 @@ mod tests {
         ));
     }
 
+    /// Memory set up ahead gives the same answers as fresh memory: for the evaluations it was
+    /// set up for, one beyond them, and one of another size (a hash with older parameters).
+    #[test]
+    fn memory_set_up_ahead_changes_no_result() {
+        let params = HashParams {
+            m_kib: 256,
+            t: 1,
+            p: 1,
+        };
+        let mut e = SeededEntropy::new(5);
+        let phc = hash_password(params, &[3; 32], "pw", &mut e);
+        let older = hash_password(HashParams::TEST_ONLY, &[3; 32], "pw", &mut e);
+        let fresh = digest(params, &[3; 32], b"code", &[4; 16], &HashMemory::ON_DEMAND);
+        let ahead = HashMemory::ahead(params.block_count(), 2);
+        assert!(verify_password(&[3; 32], "pw", &phc, &ahead));
+        assert!(!verify_password(&[3; 32], "pv", &phc, &ahead));
+        assert!(verify_password(&[3; 32], "pw", &older, &ahead));
+        assert_eq!(*digest(params, &[3; 32], b"code", &[4; 16], &ahead), *fresh);
+        assert_eq!(*digest(params, &[3; 32], b"code", &[4; 16], &ahead), *fresh);
+    }
+
     #[test]
     fn digest_depends_on_every_input() {
         let p = HashParams::TEST_ONLY;
