@@ -250,7 +250,8 @@ impl Floor {
     /// beyond this is the memory's faults and wipe, which a login process can overlap with
     /// its own work and an in-process hash cannot.
     fn arithmetic_only(&self, mut memory: ArgonMemory) -> ArgonMemory {
-        let params = argon2::Params::new(19_456, 2, 1, Some(32)).expect("OWASP parameters");
+        let p = HashParams::OWASP;
+        let params = argon2::Params::new(p.m_kib, p.t, p.p, Some(32)).expect("OWASP parameters");
         let argon2 = argon2::Argon2::new_with_secret(
             &self.secret,
             argon2::Algorithm::Argon2id,

@@ -200,7 +200,7 @@ impl Service {
     /// the login commits, which takes most of the page faults and the wipe off the login's path
     /// (see [`HashMemory`]). Hand it to [`Service::with_hash_memory`].
     pub fn login_memory(config: &Config, second_factor: Option<&str>) -> HashMemory {
-        if config.validate().is_err() {
+        if !config.hash_params.is_valid() {
             // The open that follows reports it; there is nothing to set up for.
             return HashMemory::ON_DEMAND;
         }
