@@ -488,7 +488,7 @@ fn a_page_stored_as_a_blob_survives_a_reopen() {
 /// sled writes a new snapshot as `snap.N.generating` and renames it once synced. A process
 /// killed before the rename leaves that file behind, and it sorts after the last complete
 /// snapshot: sled read it as the newest and refused a half-written one as corruption, so the
-/// store would not open again. sparekey's sled ignores it (vendor/sled/PATCHES.md, patch 6)
+/// store would not open again. sparekey's sled ignores it (vendor/sled/PATCHES.md, patch 4)
 /// and removes it with the next snapshot.
 #[test]
 fn a_snapshot_left_half_written_by_a_killed_process_is_ignored() {

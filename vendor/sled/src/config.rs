@@ -349,11 +349,7 @@ impl Config {
         let file = config.open_file()?;
 
         // seal config in a Config
-        let config = RunningConfig {
-            inner: config,
-            file: Arc::new(file),
-            recovery_writes: Arc::default(),
-        };
+        let config = RunningConfig { inner: config, file: Arc::new(file) };
 
         Db::start_inner(config)
     }
@@ -443,11 +439,7 @@ impl Config {
         });
 
         // seal config in a Config
-        RunningConfig {
-            inner: self,
-            file: Arc::new(file),
-            recovery_writes: Arc::default(),
-        }
+        RunningConfig { inner: self, file: Arc::new(file) }
     }
 
     fn gen_temp_path() -> PathBuf {
@@ -793,32 +785,6 @@ impl Config {
 pub struct RunningConfig {
     inner: Config,
     pub(crate) file: Arc<File>,
-    /// sparekey patch 7: the syncs and the snapshot writes that recovery used
-    /// to wait for before the store could be read, now running on a thread of
-    /// their own. See `defer_recovery_writes`.
-    pub(crate) recovery_writes: Arc<Mutex<RecoveryWrites>>,
-}
-
-/// sparekey patch 7: the state of the writes `advance_snapshot` defers.
-#[derive(Default)]
-pub(crate) enum RecoveryWrites {
-    /// Nothing deferred, or done.
-    #[default]
-    Done,
-    /// sparekey patch 9: the thread's result, sent before it goes on to
-    /// start I/O workers; a closed channel means it panicked.
-    Running(std::sync::mpsc::Receiver<Result<()>>),
-    Failed(Error),
-}
-
-impl fmt::Debug for RecoveryWrites {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RecoveryWrites::Done => f.write_str("Done"),
-            RecoveryWrites::Running(_) => f.write_str("Running"),
-            RecoveryWrites::Failed(e) => write!(f, "Failed({:?})", e),
-        }
-    }
 }
 
 #[allow(unsafe_code)]
@@ -852,87 +818,6 @@ impl Drop for Inner {
 }
 
 impl RunningConfig {
-    /// sparekey patch 7: runs `work` (recovery's zeroing of the log's tail,
-    /// the new snapshot's write, each synced, and the removal of blob files
-    /// beyond the recovered log, in upstream's order) on a thread of its own,
-    /// so the store can be read while the disk works. Reads change nothing
-    /// on disk; everything else that does waits for `work` first
-    /// (`wait_for_recovery_writes`): every reservation of log space, which
-    /// may write a blob (`Log::reserve_inner`), every log write
-    /// (`IoBufs::write_to_log`), the zeroing of free segments and every
-    /// truncation (`SegmentAccountant`), the flusher's fsync and the close
-    /// (`Log::drop`). When torn segments must be zeroed, `advance_snapshot`
-    /// defers nothing. So the disk sees the same writes in the same order as
-    /// when recovery ran them inline, and a process stopped at any point
-    /// leaves what upstream's would. If no thread can be started, `work` runs
-    /// here.
-    pub(crate) fn defer_recovery_writes(
-        &self,
-        work: impl FnOnce() -> Result<()> + Send + 'static,
-    ) -> Result<()> {
-        // writes deferred earlier (a second recovery in this process) first
-        self.wait_for_recovery_writes()?;
-        let mut slot = self.recovery_writes.lock();
-        // shared so that the work can still run here if no thread starts
-        let work = Arc::new(Mutex::new(Some(work)));
-        let (result_tx, result_rx) = std::sync::mpsc::sync_channel(1);
-        let spawned = std::thread::Builder::new()
-            .name("sled-recovery".into())
-            .spawn({
-                let work = work.clone();
-                move || {
-                    let result =
-                        work.lock().take().map_or(Ok(()), |work| work());
-                    let _ = result_tx.send(result);
-                    // sparekey patch 9: after the result, so no one waits
-                    // for these starts
-                    crate::threadpool::prestart(2);
-                }
-            });
-        match spawned {
-            Ok(_) => {
-                *slot = RecoveryWrites::Running(result_rx);
-                Ok(())
-            }
-            Err(_) => {
-                drop(slot);
-                let work = work.lock().take();
-                work.map_or(Ok(()), |work| work())
-            }
-        }
-    }
-
-    /// sparekey patch 7: waits for the writes `defer_recovery_writes` started;
-    /// their error, if any, from then on.
-    pub(crate) fn wait_for_recovery_writes(&self) -> Result<()> {
-        let mut slot = self.recovery_writes.lock();
-        *slot = match std::mem::take(&mut *slot) {
-            RecoveryWrites::Running(result) => {
-                let failed = match result.recv() {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e),
-                    Err(_) => Some(Error::ReportableBug(
-                        "the recovery-writes thread panicked".into(),
-                    )),
-                };
-                match failed {
-                    None => RecoveryWrites::Done,
-                    Some(e) => {
-                        // so that every later write, flush and close
-                        // gives up too, as after a failed log write
-                        self.set_global_error(e.clone());
-                        RecoveryWrites::Failed(e)
-                    }
-                }
-            }
-            settled => settled,
-        };
-        match &*slot {
-            RecoveryWrites::Failed(e) => Err(e.clone()),
-            _ => Ok(()),
-        }
-    }
-
     // returns the snapshot file paths for this system
     #[doc(hidden)]
     pub fn get_snapshot_files(&self) -> io::Result<Vec<PathBuf>> {

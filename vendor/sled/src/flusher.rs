@@ -134,12 +134,7 @@ fn run(
                 && before.elapsed() < flush_every / 2
         } {}
 
-        // sparekey patch 7: not before recovery's own writes are synced: an
-        // I/O error of theirs must reach their fsync, which reports it, not
-        // this one, which only logs it.
-        if let Err(e) = pagecache.config.wait_for_recovery_writes() {
-            error!("recovery writes failed: {}", e);
-        } else if let Err(e) = pagecache.config.file.sync_all() {
+        if let Err(e) = pagecache.config.file.sync_all() {
             error!("failed to fsync from periodic flush thread: {}", e);
         }
 

@@ -47,7 +47,7 @@ pub struct Histogram {
 impl Default for Histogram {
     #[allow(unsafe_code)]
     fn default() -> Histogram {
-        // sparekey patch 8: with `no_metrics` (a default feature) nothing
+        // sparekey patch: with `no_metrics` (a default feature) nothing
         // reads or writes the buckets (`measure` and `percentile` are compiled
         // out), yet every process allocated 512 KiB of them for each of the
         // ~40 histograms of sled's metrics static, which its first operation

@@ -65,7 +65,7 @@ where
             // sparekey patch: yield instead of spinning. The threadpool's initialiser spawns
             // its worker threads while holding this lock, and each worker immediately derefs
             // the pool's queue: with fewer cores than workers, pure spinning starved the
-            // initialising thread for whole scheduler slices (8 ms at open on 2 cores).
+            // initialising thread for whole scheduler slices.
             std::thread::yield_now();
         }
 

@@ -21,76 +21,56 @@ const MAX_THREADS: usize = 16;
 #[cfg(not(windows))]
 const MAX_THREADS: usize = 128;
 
-// sparekey patch 4: workers are spawned on demand. The pool used to start seven
-// immortal workers the first time a task was sent, which a short process (open,
-// one read, one write, close) paid for in full on every run, and its count of
-// waiting workers went below zero while a task ran, so it could not tell
-// whether a new task had a worker to take it. Now `spawn` starts a worker
-// whenever the queue holds more tasks than there are workers blocked waiting
-// for one, so a task never waits behind another task that may itself be
-// waiting (a flush waits for log writes that are tasks of this pool too), and
-// a worker left idle for `IDLE_EXIT` exits.
-const IDLE_EXIT: Duration = Duration::from_secs(1);
+const DESIRED_WAITING_THREADS: usize = 7;
 
+static WAITING_THREAD_COUNT: AtomicUsize = AtomicUsize::new(0);
 static TOTAL_THREAD_COUNT: AtomicUsize = AtomicUsize::new(0);
 static SPAWNS: AtomicUsize = AtomicUsize::new(0);
+static SPAWNING: AtomicBool = AtomicBool::new(false);
 
 type Work = Box<dyn FnOnce() + Send + 'static>;
 
-struct Pending {
-    tasks: VecDeque<Work>,
-    /// Workers blocked in `recv_timeout`, counted under the same lock as
-    /// `tasks`.
-    idle: usize,
-}
-
 struct Queue {
     cv: Condvar,
-    mu: Mutex<Pending>,
+    mu: Mutex<VecDeque<Work>>,
 }
 
 impl Queue {
     fn recv_timeout(&self, duration: Duration) -> Option<Work> {
-        let mut pending = self.mu.lock();
+        let mut queue = self.mu.lock();
 
         let cutoff = Instant::now() + duration;
 
-        while pending.tasks.is_empty() {
-            pending.idle += 1;
-            let res = self.cv.wait_until(&mut pending, cutoff);
-            pending.idle -= 1;
+        while queue.is_empty() {
+            WAITING_THREAD_COUNT.fetch_add(1, SeqCst);
+            let res = self.cv.wait_until(&mut queue, cutoff);
+            WAITING_THREAD_COUNT.fetch_sub(1, SeqCst);
             if res.timed_out() {
                 break;
             }
         }
 
-        pending.tasks.pop_front()
+        queue.pop_front()
     }
 
-    /// Queues `work`; true when no idle worker is left to take it.
-    fn send(&self, work: Work) -> bool {
-        let mut pending = self.mu.lock();
-        pending.tasks.push_back(work);
+    fn try_recv(&self) -> Option<Work> {
+        let mut queue = self.mu.lock();
+        queue.pop_front()
+    }
 
-        let needs_worker = pending.tasks.len() > pending.idle;
+    fn send(&self, work: Work) -> usize {
+        let mut queue = self.mu.lock();
+        queue.push_back(work);
+
+        let len = queue.len();
 
         // having held the mutex makes this linearized
         // with the notify below.
-        drop(pending);
+        drop(queue);
 
         self.cv.notify_all();
 
-        needs_worker
-    }
-
-    /// Takes a task that no idle worker is there to take, if any.
-    fn take_unclaimed(&self) -> Option<Work> {
-        let mut pending = self.mu.lock();
-        if pending.tasks.len() > pending.idle {
-            pending.tasks.pop_back()
-        } else {
-            None
-        }
+        len
     }
 }
 
@@ -99,40 +79,75 @@ static BROKEN: AtomicBool = AtomicBool::new(false);
 
 fn init_queue() -> Queue {
     debug_delay();
-    Queue {
-        cv: Condvar::new(),
-        mu: Mutex::new(Pending { tasks: VecDeque::new(), idle: 0 }),
+    for _ in 0..DESIRED_WAITING_THREADS {
+        debug_delay();
+        if let Err(e) = spawn_new_thread(true) {
+            log::error!("failed to initialize threadpool: {:?}", e);
+        }
     }
+    Queue { cv: Condvar::new(), mu: Mutex::new(VecDeque::new()) }
 }
 
-/// Runs tasks until this worker has been idle for `IDLE_EXIT` and is not the
-/// last one; the last worker stays, so a later failure to spawn leaves queued
-/// tasks waiting for it rather than for nobody. Returns after taking itself out
-/// of `TOTAL_THREAD_COUNT`.
-fn perform_work() {
-    loop {
-        if let Some(task) = QUEUE.recv_timeout(IDLE_EXIT) {
-            debug_delay();
+fn perform_work(is_immortal: bool) {
+    let wait_limit = Duration::from_secs(1);
+
+    let mut performed = 0;
+    let mut contiguous_overshoots = 0;
+
+    while is_immortal || performed < 5 || contiguous_overshoots < 3 {
+        debug_delay();
+        let task_res = QUEUE.recv_timeout(wait_limit);
+
+        if let Some(task) = task_res {
+            WAITING_THREAD_COUNT.fetch_sub(1, SeqCst);
             (task)();
-            continue;
+            WAITING_THREAD_COUNT.fetch_add(1, SeqCst);
+            performed += 1;
         }
-        let mut total = TOTAL_THREAD_COUNT.load(Acquire);
-        while total > 1 {
-            match TOTAL_THREAD_COUNT.compare_exchange(
-                total,
-                total - 1,
-                SeqCst,
-                Acquire,
-            ) {
-                Ok(_) => return,
-                Err(now) => total = now,
-            }
+
+        while let Some(task) = QUEUE.try_recv() {
+            debug_delay();
+            WAITING_THREAD_COUNT.fetch_sub(1, SeqCst);
+            (task)();
+            WAITING_THREAD_COUNT.fetch_add(1, SeqCst);
+            performed += 1;
+        }
+
+        debug_delay();
+
+        let waiting = WAITING_THREAD_COUNT.load(Acquire);
+
+        if waiting > DESIRED_WAITING_THREADS {
+            contiguous_overshoots += 1;
+        } else {
+            contiguous_overshoots = 0;
         }
     }
 }
 
-/// Starts a worker; false when the OS refused a thread.
-fn spawn_new_thread() -> Result<bool> {
+// Create up to MAX_THREADS dynamic blocking task worker threads.
+// Dynamic threads will terminate themselves if they don't
+// receive any work after one second.
+fn maybe_spawn_new_thread() -> Result<()> {
+    debug_delay();
+    let total_workers = TOTAL_THREAD_COUNT.load(Acquire);
+    debug_delay();
+    let waiting_threads = WAITING_THREAD_COUNT.load(Acquire);
+
+    if waiting_threads >= DESIRED_WAITING_THREADS
+        || total_workers >= MAX_THREADS
+    {
+        return Ok(());
+    }
+
+    if !SPAWNING.compare_and_swap(false, true, SeqCst) {
+        spawn_new_thread(false)?;
+    }
+
+    Ok(())
+}
+
+fn spawn_new_thread(is_immortal: bool) -> Result<()> {
     if BROKEN.load(Relaxed) {
         return Err(Error::ReportableBug(
             "IO thread unexpectedly panicked. please report \
@@ -141,21 +156,17 @@ fn spawn_new_thread() -> Result<bool> {
         ));
     }
 
-    if TOTAL_THREAD_COUNT.fetch_add(1, SeqCst) >= MAX_THREADS {
-        // the queued task waits for one of the running workers
-        TOTAL_THREAD_COUNT.fetch_sub(1, SeqCst);
-        return Ok(true);
-    }
-
     let spawn_id = SPAWNS.fetch_add(1, SeqCst);
 
+    TOTAL_THREAD_COUNT.fetch_add(1, SeqCst);
     let spawn_res = thread::Builder::new()
         .name(format!("sled-io-{}", spawn_id))
         .spawn(move || {
+            SPAWNING.store(false, SeqCst);
             debug_delay();
-            let res = std::panic::catch_unwind(perform_work);
-            if res.is_err() {
-                TOTAL_THREAD_COUNT.fetch_sub(1, SeqCst);
+            let res = std::panic::catch_unwind(|| perform_work(is_immortal));
+            TOTAL_THREAD_COUNT.fetch_sub(1, SeqCst);
+            if is_immortal || res.is_err() {
                 // IO thread panicked, shut down the system
                 log::error!(
                     "IO thread unexpectedly terminated.
@@ -166,10 +177,10 @@ fn spawn_new_thread() -> Result<bool> {
             }
         });
 
-    if let Err(e) = &spawn_res {
-        TOTAL_THREAD_COUNT.fetch_sub(1, SeqCst);
-
+    if let Err(e) = spawn_res {
         static E: AtomicBool = AtomicBool::new(false);
+
+        SPAWNING.store(false, SeqCst);
 
         if !E.compare_and_swap(false, true, Relaxed) {
             // only execute this once
@@ -180,19 +191,7 @@ fn spawn_new_thread() -> Result<bool> {
         }
     }
 
-    Ok(spawn_res.is_ok())
-}
-
-/// sparekey patch 9: starts workers until `workers` are running, so that a
-/// short process's first log writes find workers waiting instead of starting
-/// them while its commit waits. Best effort: stops at the first refusal.
-pub(crate) fn prestart(workers: usize) {
-    while TOTAL_THREAD_COUNT.load(Acquire) < workers {
-        match spawn_new_thread() {
-            Ok(true) => {}
-            _ => return,
-        }
-    }
+    Ok(())
 }
 
 /// Spawn a function on the threadpool.
@@ -207,14 +206,10 @@ where
         promise_filler.fill(result);
     };
 
-    // sparekey patch 4: when no thread can be started, the tasks no idle
-    // worker will take run here. Upstream's seven standing workers made a
-    // refused spawn harmless; on demand, it could leave a task with no worker
-    // at all, and whoever waits for it waiting forever.
-    if QUEUE.send(Box::new(task)) && !spawn_new_thread()? {
-        while let Some(unclaimed) = QUEUE.take_unclaimed() {
-            (unclaimed)();
-        }
+    let depth = QUEUE.send(Box::new(task));
+
+    if depth > DESIRED_WAITING_THREADS {
+        maybe_spawn_new_thread()?;
     }
 
     Ok(promise)

@@ -567,9 +567,6 @@ impl IoBufs {
     // Write an IO buffer's data to stable storage and set up the
     // next IO buffer for writing.
     pub(crate) fn write_to_log(&self, iobuf: &IoBuf) -> Result<()> {
-        // sparekey patch 7: recovery's own writes are durable before anything
-        // new reaches the log.
-        self.config.wait_for_recovery_writes()?;
         let _measure = Measure::new(&M.write_to_log);
         let header = iobuf.get_header();
         let log_offset = iobuf.offset;

@@ -333,52 +333,29 @@ fn scan_segment_headers_and_tail(
         segments
     );
 
-    // sparekey patch 5: the headers are read in batches of at least
-    // `HEADERS_PER_TASK` segments, one pool task per batch, and a log of one
-    // batch is read on this thread. It used to be one pool task per segment:
-    // a store of a few segments started a worker thread for each 20-byte read
-    // of a file the page cache already held, on every open.
-    // The CPU count is asked only for a log of more than one batch: it reads
-    // cgroup files, which cost a short process more than its header reads.
-    // 512, not 64: below that, starting the workers on the opening thread
-    // cost more than the reads they shared (PATCHES.md).
-    const HEADERS_PER_TASK: u64 = 512;
-    let per_task = if segments <= HEADERS_PER_TASK {
-        HEADERS_PER_TASK
-    } else {
-        let parallelism = std::thread::available_parallelism()
-            .map_or(1, |n| u64::try_from(n.get()).unwrap_or(1));
-        std::cmp::max(
-            HEADERS_PER_TASK,
-            (segments + parallelism - 1) / std::cmp::max(parallelism, 1),
-        )
-    };
-
-    let mut headers: Vec<(LogOffset, SegmentHeader)> = vec![];
-    if segments <= per_task {
-        headers.extend((0..segments).filter_map(|idx| fetch(idx, min, config)));
-    } else {
-        // scatter
-        let header_promises_res: Result<Vec<_>> = (0..segments)
-            .step_by(usize::try_from(per_task).unwrap())
-            .map(|first| {
-                let config = config.clone();
-                let last = std::cmp::min(first + per_task, segments);
-                threadpool::spawn(move || {
-                    (first..last)
-                        .filter_map(|idx| fetch(idx, min, &config))
-                        .collect::<Vec<_>>()
+    // scatter
+    let header_promises_res: Result<Vec<_>> = (0..segments)
+        .map({
+            // let config = config.clone();
+            move |idx| {
+                threadpool::spawn({
+                    let config = config.clone();
+                    move || fetch(idx, min, &config)
                 })
-            })
-            .collect();
+            }
+        })
+        .collect();
 
-        let header_promises = header_promises_res?;
+    let header_promises = header_promises_res?;
 
-        // gather
-        for promise in header_promises {
-            let read_attempt =
-                promise.wait().expect("thread pool should not crash");
-            headers.extend(read_attempt);
+    // gather
+    let mut headers: Vec<(LogOffset, SegmentHeader)> = vec![];
+    for promise in header_promises {
+        let read_attempt =
+            promise.wait().expect("thread pool should not crash");
+
+        if let Some(completed_result) = read_attempt {
+            headers.push(completed_result);
         }
     }
 

@@ -157,12 +157,6 @@ impl Log {
         blob_rewrite: Option<Lsn>,
         _: &Guard,
     ) -> Result<Reservation<'_>> {
-        // sparekey patch 7: a reservation may write a blob file
-        // (`IoBufs::encapsulate`), and the recovery thread's last step removes
-        // leftover blobs (`gc_blobs`); so nothing is reserved before that
-        // thread is done. Waiting here, before any space is claimed, means a
-        // failed recovery leaves no claimed space that no one will write.
-        self.config.wait_for_recovery_writes()?;
         let _measure = Measure::new(&M.reserve_lat);
 
         let serialized_len = item.serialized_size();
@@ -460,13 +454,6 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
-        // sparekey patch 7: a store closed is a store whose recovery writes
-        // are done; a failure there is the global error checked below.
-        if let Err(e) = self.config.wait_for_recovery_writes() {
-            error!("recovery writes failed: {}", e);
-            self.config.set_global_error(e);
-        }
-
         // don't do any more IO if we're crashing
         if self.config.global_error().is_err() {
             return;

@@ -632,33 +632,14 @@ impl SegmentAccountant {
             }
         }
 
-        // sparekey patch 7: these segments are free in the new snapshot, which
-        // recovery may still be writing on its own thread, and the older
-        // snapshot may still need them until that one's rename: zeroing them
-        // waits for it. Upstream zeroes every free segment at every start, so
-        // one zeroed by an earlier start is left as it is (writing the same
-        // bytes again would change nothing), and a store with free segments
-        // need not wait at every open.
-        let zeroes = vec![MessageKind::Corrupted.into(); self.config.segment_size];
-        let mut segment = vec![0_u8; self.config.segment_size];
-        let mut already_zeroed = |base: LogOffset| {
-            matches!(
-                pread_exact_or_eof(&self.config.file, &mut segment, base),
-                Ok(n) if n == zeroes.len() && segment == zeroes
-            )
-        };
-        let to_zero: Vec<LogOffset> =
-            to_free.iter().copied().filter(|&b| !already_zeroed(b)).collect();
-        if !to_zero.is_empty() {
-            self.config.wait_for_recovery_writes()?;
-        }
         for segment_base in to_free {
             self.free_segment(segment_base)?;
-            if !to_zero.contains(&segment_base) {
-                continue;
-            }
             io_fail!(self.config, "zero garbage segment SA");
-            pwrite_all(&self.config.file, &zeroes, segment_base)?;
+            pwrite_all(
+                &self.config.file,
+                &*vec![MessageKind::Corrupted.into(); self.config.segment_size],
+                segment_base,
+            )?;
         }
 
         // we want to complete all truncations because
@@ -1097,9 +1078,6 @@ impl SegmentAccountant {
 
     // truncate the file to the desired length
     fn truncate(&mut self, at: LogOffset) -> Result<()> {
-        // sparekey patch 7: as for zeroing, see `initial_segments`.
-        self.config.wait_for_recovery_writes()?;
-
         trace!("asynchronously truncating file to length {}", at);
 
         assert_eq!(

@@ -219,10 +219,6 @@ fn advance_snapshot(
 
     let old_stable_lsn = snapshot.stable_lsn;
 
-    // sparekey patch 7: where the recovered segment's tail is to be zeroed
-    // (base, length); written with the new snapshot, see below.
-    let mut shred: Option<(LogOffset, usize)> = None;
-
     while let Some((log_kind, pid, lsn, ptr, sz)) = iter.next() {
         trace!(
             "in advance_snapshot looking at item with pid {} lsn {} ptr {}",
@@ -321,6 +317,7 @@ fn advance_snapshot(
                 let shred_len = config.segment_size
                     - usize::try_from(segment_progress).unwrap()
                     - 1;
+                let shred_zone = vec![MessageKind::Corrupted.into(); shred_len];
                 let shred_base =
                     offset + LogOffset::try_from(segment_progress).unwrap();
 
@@ -335,7 +332,8 @@ fn advance_snapshot(
                     shred_base,
                     shred_base + shred_len as LogOffset
                 );
-                shred = Some((shred_base, shred_len));
+                pwrite_all(&config.file, &shred_zone, shred_base)?;
+                config.file.sync_all()?;
             }
             (iterated_lsn, iter.segment_base.map(|bb| bb.offset))
         };
@@ -363,46 +361,8 @@ fn advance_snapshot(
         return Err(Error::corruption(None));
     }
 
-    // sparekey patch 7: upstream zeroed the tail and synced it, then wrote,
-    // synced and renamed the new snapshot, all before the store could be
-    // read, and on a store written by short processes every open follows a
-    // write. The same writes, in the same order, now run on a thread of their
-    // own while the store is read, unless torn segments must be zeroed next:
-    // that needs the new snapshot durable first, so then they run here as
-    // upstream ran them. Whatever else changes the disk waits for them (see
-    // `RunningConfig::defer_recovery_writes`).
-    let prepared = if snapshot.stable_lsn > old_stable_lsn {
-        Some(PreparedSnapshot::new(config, &snapshot))
-    } else {
-        None
-    };
-    let nothing_to_write = shred.is_none() && prepared.is_none();
-    let stable_lsn = snapshot.stable_lsn;
-    let recovery_writes = move |config: &RunningConfig| -> Result<()> {
-        if let Some((shred_base, shred_len)) = shred {
-            let shred_zone = vec![MessageKind::Corrupted.into(); shred_len];
-            pwrite_all(&config.file, &shred_zone, shred_base)?;
-            config.file.sync_all()?;
-        }
-        if let Some(prepared) = prepared {
-            prepared.write(config)?;
-        }
-        Ok(())
-    };
-    // (`gc_blobs` removes blob files beyond the recovered log, as upstream
-    // did last; deferred, it is the thread's last step.)
-    let deferred_writes = iter.segments.is_empty() && !nothing_to_write;
-    if deferred_writes {
-        let deferred = config.clone();
-        config.defer_recovery_writes(move || {
-            recovery_writes(&deferred)?;
-            if let Some(stable_lsn) = stable_lsn {
-                gc_blobs(&deferred, stable_lsn)?;
-            }
-            Ok(())
-        })?;
-    } else {
-        recovery_writes(config)?;
+    if snapshot.stable_lsn > old_stable_lsn {
+        write_snapshot(config, &snapshot)?;
     }
 
     #[cfg(feature = "testing")]
@@ -467,7 +427,7 @@ fn advance_snapshot(
     }
 
     // remove all blob files larger than our stable offset
-    if let Some(stable_lsn) = snapshot.stable_lsn.filter(|_| !deferred_writes) {
+    if let Some(stable_lsn) = snapshot.stable_lsn {
         gc_blobs(config, stable_lsn)?;
     }
 
@@ -497,14 +457,12 @@ pub fn read_snapshot_or_default(config: &RunningConfig) -> Result<Snapshot> {
 /// Returns `Ok(Some(snapshot))` if there was nothing written.
 fn read_snapshot(config: &RunningConfig) -> Result<Option<Snapshot>> {
     let mut candidates = config.get_snapshot_files()?;
-    // sparekey patch 6: a snapshot is complete only once renamed from
+    // sparekey patch: a snapshot is complete only once renamed from
     // `.generating`. One left by a process stopped before its rename sorts
     // after the snapshot it was to replace, and used to be read as the newest
     // (and, half written, refused as corruption). Nothing destructive happens
     // before that rename, so the older snapshot is still the right one.
-    candidates.retain(|path| {
-        !path.to_string_lossy().ends_with(SNAPSHOT_GENERATING)
-    });
+    candidates.retain(|path| !path.to_string_lossy().ends_with(".generating"));
     if candidates.is_empty() {
         debug!("no previous snapshot found");
         return Ok(None);
@@ -557,113 +515,89 @@ fn read_snapshot(config: &RunningConfig) -> Result<Option<Snapshot>> {
     Snapshot::deserialize(&mut bytes.as_slice()).map(Some)
 }
 
-/// sparekey patch 6: the suffix of a snapshot file not yet complete.
-const SNAPSHOT_GENERATING: &str = ".generating";
+fn write_snapshot(config: &RunningConfig, snapshot: &Snapshot) -> Result<()> {
+    trace!("writing snapshot {:?}", snapshot);
 
-/// sparekey patch 7: a snapshot serialized, to be written by `write` (on
-/// recovery's own thread: see `advance_snapshot`).
-struct PreparedSnapshot {
-    bytes: Vec<u8>,
-    len_bytes: [u8; 8],
-    crc32: [u8; 4],
-    stable_lsn: Lsn,
-}
+    let raw_bytes = snapshot.serialize();
+    let decompressed_len = raw_bytes.len();
 
-impl PreparedSnapshot {
-    fn new(config: &RunningConfig, snapshot: &Snapshot) -> PreparedSnapshot {
-        trace!("writing snapshot {:?}", snapshot);
+    #[cfg(feature = "zstd")]
+    let bytes = if config.use_compression {
+        compress(&*raw_bytes, config.compression_factor).unwrap()
+    } else {
+        raw_bytes
+    };
 
-        let raw_bytes = snapshot.serialize();
-        let decompressed_len = raw_bytes.len();
+    #[cfg(not(feature = "zstd"))]
+    let bytes = raw_bytes;
 
-        #[cfg(feature = "zstd")]
-        let bytes = if config.use_compression {
-            compress(&*raw_bytes, config.compression_factor).unwrap()
-        } else {
-            raw_bytes
-        };
+    let crc32: [u8; 4] = u32_to_arr(crc32(&bytes));
+    let len_bytes: [u8; 8] = u64_to_arr(decompressed_len as u64);
 
-        #[cfg(not(feature = "zstd"))]
-        let bytes = raw_bytes;
+    let path_1_suffix =
+        format!("snap.{:016X}.generating", snapshot.stable_lsn.unwrap_or(0));
 
-        let crc32: [u8; 4] = u32_to_arr(crc32(&bytes));
-        let len_bytes: [u8; 8] = u64_to_arr(decompressed_len as u64);
+    let mut path_1 = config.get_path();
+    path_1.push(path_1_suffix);
 
-        PreparedSnapshot {
-            bytes,
-            len_bytes,
-            crc32,
-            stable_lsn: snapshot.stable_lsn.unwrap_or(0),
-        }
-    }
+    let path_2_suffix =
+        format!("snap.{:016X}", snapshot.stable_lsn.unwrap_or(0));
 
-    fn write(self, config: &RunningConfig) -> Result<()> {
-        let PreparedSnapshot { bytes, len_bytes, crc32, stable_lsn } = self;
+    let mut path_2 = config.get_path();
+    path_2.push(path_2_suffix);
 
-        let path_1_suffix =
-            format!("snap.{:016X}{}", stable_lsn, SNAPSHOT_GENERATING);
+    let parent = path_1.parent().unwrap();
+    std::fs::create_dir_all(parent)?;
+    // sparekey patch: truncated, because a `.generating` file of the same name
+    // may be left by a stopped process, and a longer one would leave its tail
+    // behind this snapshot's checksum.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path_1)?;
 
-        let mut path_1 = config.get_path();
-        path_1.push(path_1_suffix);
+    // write the snapshot bytes, followed by a crc64 checksum at the end
+    io_fail!(config, "snap write");
+    f.write_all(&*bytes)?;
+    io_fail!(config, "snap write len");
+    f.write_all(&len_bytes)?;
+    io_fail!(config, "snap write crc");
+    f.write_all(&crc32)?;
+    io_fail!(config, "snap write post");
+    f.sync_all()?;
 
-        let path_2_suffix = format!("snap.{:016X}", stable_lsn);
+    trace!("wrote snapshot to {}", path_1.to_string_lossy());
 
-        let mut path_2 = config.get_path();
-        path_2.push(path_2_suffix);
+    io_fail!(config, "snap write mv");
+    std::fs::rename(&path_1, &path_2)?;
+    // sparekey patch: the rename is durable before recovery goes on to zero
+    // segments that only this snapshot no longer needs (torn segments, free
+    // segments when the log starts). Without it, a power cut could keep those
+    // zeroes and lose the rename, leaving the older snapshot pointing into
+    // zeroed segments.
+    std::fs::File::open(parent)?.sync_all()?;
+    io_fail!(config, "snap write mv post");
 
-        let parent = path_1.parent().unwrap();
-        std::fs::create_dir_all(parent)?;
-        // sparekey patch 6: truncated, because a `.generating` file of the same
-        // name may be left by a stopped process, and a longer one would leave its
-        // tail behind this snapshot's checksum.
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path_1)?;
+    trace!("renamed snapshot to {}", path_2.to_string_lossy());
 
-        // write the snapshot bytes, followed by a crc64 checksum at the end
-        io_fail!(config, "snap write");
-        f.write_all(&*bytes)?;
-        io_fail!(config, "snap write len");
-        f.write_all(&len_bytes)?;
-        io_fail!(config, "snap write crc");
-        f.write_all(&crc32)?;
-        io_fail!(config, "snap write post");
-        f.sync_all()?;
+    // clean up any old snapshots
+    let candidates = config.get_snapshot_files()?;
+    for path in candidates {
+        let path_str = path.file_name().unwrap().to_str().unwrap();
+        if !path_2.to_string_lossy().ends_with(&*path_str) {
+            debug!("removing old snapshot file {:?}", path);
 
-        trace!("wrote snapshot to {}", path_1.to_string_lossy());
+            io_fail!(config, "snap write rm old");
 
-        io_fail!(config, "snap write mv");
-        std::fs::rename(&path_1, &path_2)?;
-        // sparekey patch 6: the rename is durable before recovery goes on to zero
-        // segments that only this snapshot no longer needs (torn segments below,
-        // free segments when the log starts). Without it, a power cut could keep
-        // those zeroes and lose the rename, and the older snapshot still on disk
-        // would point into zeroed segments.
-        std::fs::File::open(parent)?.sync_all()?;
-        io_fail!(config, "snap write mv post");
-
-        trace!("renamed snapshot to {}", path_2.to_string_lossy());
-
-        // clean up any old snapshots
-        let candidates = config.get_snapshot_files()?;
-        for path in candidates {
-            let path_str = path.file_name().unwrap().to_str().unwrap();
-            if !path_2.to_string_lossy().ends_with(&*path_str) {
-                debug!("removing old snapshot file {:?}", path);
-
-                io_fail!(config, "snap write rm old");
-
-                if let Err(e) = std::fs::remove_file(&path) {
-                    // TODO should this just be a try return?
-                    warn!(
-                        "failed to remove old snapshot file, maybe snapshot race? {}",
-                        e
-                    );
-                }
+            if let Err(e) = std::fs::remove_file(&path) {
+                // TODO should this just be a try return?
+                warn!(
+                    "failed to remove old snapshot file, maybe snapshot race? {}",
+                    e
+                );
             }
         }
-        Ok(())
     }
+    Ok(())
 }
