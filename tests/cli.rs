@@ -538,7 +538,10 @@ fn a_second_process_on_the_store_exits_4() {
     let held = sparekey::store::sled_store::SledStore::open(&store_path, Duration::ZERO).unwrap();
     let busy = env.run(&["--json", "account", "list"], "").fails(4);
     assert!(
-        busy.stderr.contains("in use by another sparekey process"),
+        busy.stderr.contains(&format!(
+            "in use by sparekey process {}",
+            std::process::id()
+        )),
         "{}",
         busy.stderr
     );
@@ -713,7 +716,7 @@ fn parallel_processes_wait_for_the_store_or_fail_cleanly() {
             0 => accepted += 1,
             4 => {
                 let run = run.fails(4);
-                assert!(run.stderr.contains("in use by another sparekey process"));
+                assert!(run.stderr.contains("is in use by"), "{}", run.stderr);
             }
             other => panic!("unexpected exit {other}: {}", run.stderr),
         }

@@ -149,18 +149,76 @@ fn throttling_and_consumption_survive_a_restart() {
 }
 
 #[test]
-fn a_second_opener_is_refused_with_a_clear_line() {
+fn a_second_opener_is_refused_naming_the_holder_until_the_first_closes() {
     let dir = tempfile::tempdir().unwrap();
     let paths = paths(&dir);
     std::fs::create_dir_all(&paths.data_dir).unwrap();
-    let _held = SledStore::open(&paths.store, Duration::ZERO).unwrap();
+    let held = SledStore::open(&paths.store, Duration::ZERO).unwrap();
     let err = SledStore::open(&paths.store, Duration::from_millis(200)).unwrap_err();
-    assert!(matches!(err, StoreError::InUse { .. }));
-    assert!(
-        err.to_string()
-            .contains("in use by another sparekey process")
+    let pid = std::process::id();
+    assert_eq!(
+        err,
+        StoreError::InUse {
+            path: paths.store.display().to_string(),
+            pid: Some(pid),
+        }
     );
-    assert!(err.to_string().contains(&paths.store.display().to_string()));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the store at {} is in use by sparekey process {pid}",
+            paths.store.display()
+        )
+    );
+    drop(held);
+    let reopened = SledStore::open(&paths.store, Duration::ZERO);
+    assert!(reopened.is_ok(), "{reopened:?}");
+}
+
+/// The lock is sparekey's own file beside the store, not sled's lock: a holder of that file
+/// alone (here this test, standing in for another process) keeps the store closed to others.
+#[test]
+fn the_store_lock_file_alone_decides_that_the_store_is_in_use() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    drop(SledStore::open(&store, Duration::ZERO).unwrap());
+    let lock_path = dir.path().join("store.lock");
+    let mut holder = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    holder.try_lock().unwrap();
+    holder.set_len(0).unwrap();
+    writeln!(holder, "4242").unwrap();
+    let err = SledStore::open(&store, Duration::from_millis(100)).unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::InUse {
+            path: store.display().to_string(),
+            pid: Some(4242),
+        }
+    );
+    drop(holder);
+    drop(SledStore::open(&store, Duration::ZERO).unwrap());
+}
+
+/// The lock file is created owner-only whatever the umask, holds the holder's pid, and stays
+/// in place when the store closes (deleting it could let two processes lock two files).
+#[test]
+fn the_store_lock_file_is_private_names_its_holder_and_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let lock_path = dir.path().join("store.lock");
+    let held = SledStore::open(&store, Duration::ZERO).unwrap();
+    let mode = std::fs::metadata(&lock_path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&lock_path).unwrap(),
+        format!("{}\n", std::process::id())
+    );
+    drop(held);
+    assert!(lock_path.exists());
 }
 
 #[test]

@@ -15,8 +15,8 @@ use crate::core::throttle::FailureRecord;
 /// Why the store could not do what was asked. Every variant reads as one clear line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
-    /// Another process holds the store.
-    InUse { path: String },
+    /// Another open store holds it: `pid` is the holding sparekey process, if known.
+    InUse { path: String, pid: Option<u32> },
     /// The store was written by a newer sparekey; it is refused, never rewritten.
     NewerSchema {
         path: String,
@@ -34,7 +34,11 @@ pub enum StoreError {
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StoreError::InUse { path } => {
+            StoreError::InUse {
+                path,
+                pid: Some(pid),
+            } => write!(f, "the store at {path} is in use by sparekey process {pid}"),
+            StoreError::InUse { path, pid: None } => {
                 write!(
                     f,
                     "the store at {path} is in use by another sparekey process"

@@ -4,6 +4,7 @@
 //! live once, in [`mutation`], so the backends differ only in how they make them atomic.
 //! Nothing here decides policy: that stays in the core.
 
+pub mod lock;
 pub mod memory;
 pub mod mutation;
 pub mod sled_store;

@@ -21,6 +21,7 @@ use crate::core::store::{
     StoreImage,
 };
 use crate::core::throttle::FailureRecord;
+use crate::store::lock::{self, StoreLock};
 use crate::store::mutation::{self, Applied};
 use crate::store::{SCHEMA_VERSION, decode, encode};
 
@@ -61,6 +62,8 @@ pub struct SledStore {
     facts: sled::Tree,
     audit: sled::Tree,
     path: PathBuf,
+    /// Declared last so that it is released only after sled has closed the store.
+    _lock: StoreLock,
 }
 
 fn io(e: sled::Error) -> StoreError {
@@ -73,18 +76,20 @@ fn io(e: sled::Error) -> StoreError {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store at `path`. If another process holds it, retries for up to
-    /// `wait`, then fails with [`StoreError::InUse`].
+    /// Opens (or creates) the store at `path`. If another open store holds its lock file (see
+    /// [`lock`](crate::store::lock)), retries for up to `wait`, then fails with
+    /// [`StoreError::InUse`].
     pub fn open(path: &Path, wait: Duration) -> Result<Self, StoreError> {
         let deadline = Instant::now() + wait;
-        let db = loop {
-            match Self::try_open(path) {
+        let lock = loop {
+            match lock::try_lock(path) {
                 Err(StoreError::InUse { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 other => break other?,
             }
         };
+        let db = Self::try_open(path)?;
         let accounts = db.open_tree("accounts").map_err(io)?;
         let facts = db.open_tree("account_facts").map_err(io)?;
         let audit = db.open_tree("audit").map_err(io)?;
@@ -98,6 +103,7 @@ impl SledStore {
             facts,
             audit,
             path: path.to_path_buf(),
+            _lock: lock,
         };
         store.check_schema()?;
         Ok(store)
@@ -119,11 +125,6 @@ impl SledStore {
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
         match opened {
             Ok(Ok(db)) => Ok(db),
-            Ok(Err(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
-                Err(StoreError::InUse {
-                    path: path.display().to_string(),
-                })
-            }
             Ok(Err(sled::Error::Io(e))) => Err(StoreError::Io(format!(
                 "cannot open the store at {}: {e}",
                 path.display()
