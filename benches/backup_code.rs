@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::Criterion;
-use sparekey::core::argon_memory::HashMemory;
+use sparekey::core::argon_memory::ArgonMemory;
 use sparekey::core::backup_code::{self, BackupCode};
 use sparekey::core::clock::{Clock, ManualClock};
 use sparekey::core::code_set::{CodeSet, SlotMatch};
@@ -78,7 +78,14 @@ fn stranger() -> BackupCode {
 }
 
 fn code_set_with_unused(codes: &[BackupCode], unused: usize) -> CodeSet {
-    let mut set = CodeSet::create(codes, PARAMS, &SECRET, &mut SeededEntropy::new(1), T0);
+    let mut set = CodeSet::create(
+        codes,
+        PARAMS,
+        &SECRET,
+        &mut SeededEntropy::new(1),
+        T0,
+        &mut ArgonMemory::new(),
+    );
     for slot in set.slots.iter_mut().skip(unused) {
         slot.used_at = Some(T0 + 60);
     }
@@ -105,7 +112,7 @@ fn peer_codes(codes: &[BackupCode]) -> Vec<PeerCode> {
                 &SECRET,
                 code.canonical().as_bytes(),
                 &salt,
-                &HashMemory::ON_DEMAND,
+                &mut ArgonMemory::new(),
             );
             PeerCode { salt, digest }
         })
@@ -122,7 +129,7 @@ fn peer_check(stored: &[PeerCode], attempt: &BackupCode) -> Option<usize> {
             &SECRET,
             attempt.canonical().as_bytes(),
             &code.salt,
-            &HashMemory::ON_DEMAND,
+            &mut ArgonMemory::new(),
         );
         if bool::from(digest.ct_eq(&code.digest)) && hit.is_none() {
             hit = Some(i);
@@ -149,7 +156,7 @@ impl State {
             // The check finds a real code by the same path the bench times.
             assert_eq!(
                 set.find(
-                    &set.digest_of(&codes[0], &SECRET, &HashMemory::ON_DEMAND)
+                    &set.digest_of(&codes[0], &SECRET, &mut ArgonMemory::new())
                         .expect("valid params")
                 ),
                 SlotMatch::Unused(0)
@@ -183,7 +190,7 @@ impl State {
     fn check(&self, unused: usize) -> SlotMatch {
         let set = &self.sets.iter().find(|(n, _)| *n == unused).expect("set").1;
         let found = set.find(
-            &set.digest_of(&self.attempt, &SECRET, &HashMemory::ON_DEMAND)
+            &set.digest_of(&self.attempt, &SECRET, &mut ArgonMemory::new())
                 .expect("valid params"),
         );
         assert_eq!(found, SlotMatch::NoMatch);

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use criterion::Criterion;
 use sparekey::app::{DATA_DIR_ENV, KEY_FILE_ENV};
-use sparekey::core::argon_memory::{ArgonMemory, HashMemory};
+use sparekey::core::argon_memory::ArgonMemory;
 use sparekey::core::clock::{Clock, SystemClock};
 use sparekey::core::entropy::SeededEntropy;
 use sparekey::core::password::{self, HashParams};
@@ -211,65 +211,34 @@ impl Floor {
             &secret,
             fixture::PASSWORD,
             &mut SeededEntropy::new(1),
+            &mut ArgonMemory::new(),
         );
         Self { phc, secret }
     }
-    /// The password check: one Argon2id evaluation with the parameters in the PHC string.
+    /// The password check: one Argon2id evaluation with the parameters in the PHC string, in
+    /// fresh memory, as a process that hashes once does it.
     fn one(&self) -> bool {
-        let ok = password::verify_password(
-            &self.secret,
-            fixture::PASSWORD,
-            &self.phc,
-            &HashMemory::ON_DEMAND,
-        );
+        self.one_in(&mut ArgonMemory::new())
+    }
+
+    /// [`Floor::one`] in `memory`, which a previous evaluation may already have faulted in.
+    fn one_in(&self, memory: &mut ArgonMemory) -> bool {
+        let ok = password::verify_password(&self.secret, fixture::PASSWORD, &self.phc, memory);
         assert!(ok);
         ok
     }
-    /// The password check and one backup-code digest.
+
+    /// The password check and one backup-code digest, each in fresh memory.
     fn two(&self) -> bool {
         let digest = password::digest(
             HashParams::OWASP,
             &self.secret,
             b"0000111122223333",
             &[9; 16],
-            &HashMemory::ON_DEMAND,
+            &mut ArgonMemory::new(),
         );
         std::hint::black_box(digest);
         self.one()
-    }
-
-    /// Memory for [`Floor::arithmetic_only`], already written (so every page is backed).
-    fn faulted_memory(&self) -> ArgonMemory {
-        let mut memory = ArgonMemory::new(HashParams::OWASP.block_count());
-        memory.as_mut().fill(argon2::Block::new());
-        memory
-    }
-
-    /// Argon2id's arithmetic alone: [`Floor::one`]'s evaluation in memory set up beforehand,
-    /// returned so that its wipe happens after the clock stops. What [`Floor::one`] costs
-    /// beyond this is the memory's faults and wipe, which a login process can overlap with
-    /// its own work and an in-process hash cannot.
-    fn arithmetic_only(&self, mut memory: ArgonMemory) -> ArgonMemory {
-        let p = HashParams::OWASP;
-        let params = argon2::Params::new(p.m_kib, p.t, p.p, Some(32)).expect("OWASP parameters");
-        let argon2 = argon2::Argon2::new_with_secret(
-            &self.secret,
-            argon2::Algorithm::Argon2id,
-            argon2::Version::V0x13,
-            params,
-        )
-        .expect("a 32-byte secret");
-        let mut out = [0u8; 32];
-        argon2
-            .hash_password_into_with_memory(
-                fixture::PASSWORD.as_bytes(),
-                &[9; 16],
-                &mut out,
-                &mut memory,
-            )
-            .expect("valid lengths");
-        std::hint::black_box(out);
-        memory
     }
 
     /// [`Floor::one`] in a process of its own (this bench's binary, see [`VERIFY_ONCE`]),
@@ -295,7 +264,7 @@ fn main() {
                 &FLOOR_SECRET,
                 fixture::PASSWORD,
                 phc.trim(),
-                &HashMemory::ON_DEMAND,
+                &mut ArgonMemory::new(),
             );
         std::process::exit(if ok { 0 } else { 1 });
     }
@@ -388,20 +357,14 @@ fn main() {
             "  {:<52} {:>7.2} ms (median of the per-round differences; sparekey's own share)",
             "login process, TOTP, beyond a verify-only process", t.login_beyond_process_ms
         );
-        // The floor above is one password hash as a process that hashes once does it: fresh
-        // memory, faulted in by the hash, wiped after it. A login process now overlaps those
-        // two with its own work (core::argon_memory), so this is reported beside it: with it,
-        // the login's figure can be read against Argon2id's arithmetic alone.
-        let p = support::paired_with_setup(
-            30,
-            || floor.faulted_memory(),
-            |memory| floor.arithmetic_only(memory),
-            || floor.one(),
-        );
+        // What a second evaluation in the same memory (a backup-code login's code, after its
+        // password) is spared: the fresh memory's page faults. Both sides wipe.
+        let mut reused = ArgonMemory::new();
+        let p = support::paired(30, || floor.one(), || floor.one_in(&mut reused));
         println!(
             "  {:<52} {:>7.2} ms (median of the per-round differences)",
-            "one password hash beyond Argon2id's arithmetic",
-            -p.difference_secs * 1e3
+            "one password hash, fresh memory beyond reused",
+            p.difference_secs * 1e3
         );
         let p = support::paired(
             30,

@@ -9,6 +9,12 @@
 //! - [`app`] opens a real environment: data dir, key file, store, then builds the service.
 //! - The faces, [`cli`] and [`tui`], only translate input into service calls and results into
 //!   output or screens. If both need something, it belongs in the core.
+//!
+//! No `unsafe` except where a system call has no safe wrapper (the hash memory's mappings, the
+//! umask): each such item says `#[allow(unsafe_code)]`, each block why it is sound.
+
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod app;
 pub mod cli;

@@ -1,3 +1,6 @@
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use sparekey::app::{self, Paths};
 use sparekey::core::account::{Account, ActiveTotp, LastLogin};
+use sparekey::core::argon_memory::ArgonMemory;
 use sparekey::core::audit::{AuditEvent, AuditKind, LoginMethod};
 use sparekey::core::backup_code::{self, BackupCode};
 use sparekey::core::code_set::CodeSet;
@@ -90,10 +91,24 @@ impl Template {
         let secret = key.hash_secret();
         let mut e = SeededEntropy::new(42);
         // The one production-cost hash of the whole fixture.
-        let phc = password::hash_password(HashParams::OWASP, secret.as_ref(), PASSWORD, &mut e);
+        let mut memory = ArgonMemory::new();
+        let phc = password::hash_password(
+            HashParams::OWASP,
+            secret.as_ref(),
+            PASSWORD,
+            &mut e,
+            &mut memory,
+        );
         let totp = TotpSecret::generate(&mut e);
         let codes = backup_code::generate_set(&mut e, 10);
-        let set = CodeSet::create(&codes, HashParams::TEST_ONLY, secret.as_ref(), &mut e, NOW);
+        let set = CodeSet::create(
+            &codes,
+            HashParams::TEST_ONLY,
+            secret.as_ref(),
+            &mut e,
+            NOW,
+            &mut memory,
+        );
         Self {
             key,
             phc,

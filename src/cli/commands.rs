@@ -453,11 +453,7 @@ fn login(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
         .optional("code (authenticator or backup code; empty if none)")?
         .filter(|c| !c.trim().is_empty());
     let second_factor = code.as_deref().map(|c| c.as_str());
-    // Mapped before the store is opened; faulted in by a helper once the hash begins.
-    let memory = Service::login_memory(&config(global), second_factor);
-    let success = open(global)?
-        .with_hash_memory(memory)
-        .login(name, &password, second_factor)?;
+    let success = open(global)?.login(name, &password, second_factor)?;
     drop((password, code));
     // Durable from here on: only now may "accepted" be said.
     if out.is_json() {

@@ -14,8 +14,11 @@ pub use args::Cli;
 pub use commands::run;
 
 /// Makes everything this process creates private to its owner (files 0600, dirs 0700 at most).
+/// The standard library has no call for the umask.
+#[allow(unsafe_code)]
 pub fn set_private_umask() {
-    // SAFETY: umask only changes this process's file-creation mask; it cannot fail.
+    // SAFETY: umask takes a plain integer, touches no memory of ours and cannot fail; it only
+    // changes this process's file-creation mask.
     unsafe {
         libc::umask(0o077);
     }

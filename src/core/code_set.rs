@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use crate::core::argon_memory::HashMemory;
+use crate::core::argon_memory::ArgonMemory;
 use crate::core::backup_code::BackupCode;
 use crate::core::clock::UnixTime;
 use crate::core::entropy::Entropy;
@@ -62,6 +62,7 @@ impl CodeSet {
         secret: &[u8],
         entropy: &mut dyn Entropy,
         now: UnixTime,
+        memory: &mut ArgonMemory,
     ) -> Self {
         let mut salt = [0u8; 16];
         entropy.fill(&mut salt);
@@ -75,7 +76,7 @@ impl CodeSet {
                     secret,
                     code.canonical().as_bytes(),
                     &salt,
-                    &HashMemory::ON_DEMAND,
+                    memory,
                 ),
                 used_at: None,
             })
@@ -95,7 +96,7 @@ impl CodeSet {
         &self,
         code: &BackupCode,
         secret: &[u8],
-        memory: &HashMemory,
+        memory: &mut ArgonMemory,
     ) -> Option<Digest> {
         self.params.is_valid().then(|| {
             *password::digest(
@@ -146,7 +147,14 @@ mod tests {
     fn set_of(n: usize) -> (Vec<BackupCode>, CodeSet) {
         let mut e = SeededEntropy::new(9);
         let codes = generate_set(&mut e, n);
-        let set = CodeSet::create(&codes, HashParams::TEST_ONLY, &[5; 32], &mut e, 1_000);
+        let set = CodeSet::create(
+            &codes,
+            HashParams::TEST_ONLY,
+            &[5; 32],
+            &mut e,
+            1_000,
+            &mut ArgonMemory::new(),
+        );
         (codes, set)
     }
 
@@ -158,7 +166,7 @@ mod tests {
         for (i, code) in codes.iter().enumerate().rev() {
             assert_eq!(
                 set.find(
-                    &set.digest_of(code, &[5; 32], &HashMemory::ON_DEMAND)
+                    &set.digest_of(code, &[5; 32], &mut ArgonMemory::new())
                         .unwrap()
                 ),
                 SlotMatch::Unused(i)
@@ -173,7 +181,7 @@ mod tests {
         assert_eq!(set.remaining(), 4);
         assert_eq!(
             set.find(
-                &set.digest_of(&codes[3], &[5; 32], &HashMemory::ON_DEMAND)
+                &set.digest_of(&codes[3], &[5; 32], &mut ArgonMemory::new())
                     .unwrap()
             ),
             SlotMatch::AlreadyUsed(3)
@@ -182,7 +190,7 @@ mod tests {
         let stranger = BackupCode::generate(&mut e);
         assert_eq!(
             set.find(
-                &set.digest_of(&stranger, &[5; 32], &HashMemory::ON_DEMAND)
+                &set.digest_of(&stranger, &[5; 32], &mut ArgonMemory::new())
                     .unwrap()
             ),
             SlotMatch::NoMatch
@@ -190,7 +198,7 @@ mod tests {
         // A different key file secret gives different digests: the store alone is not enough.
         assert_eq!(
             set.find(
-                &set.digest_of(&codes[0], &[6; 32], &HashMemory::ON_DEMAND)
+                &set.digest_of(&codes[0], &[6; 32], &mut ArgonMemory::new())
                     .unwrap()
             ),
             SlotMatch::NoMatch

@@ -1,14 +1,13 @@
 //! Argon2id hashing, shared by account passwords and backup codes. Owns the cost parameters and
 //! the PHC string format of password hashes. Must never log, store or return a plaintext.
 
-use argon2::password_hash::PasswordHasher;
-use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::core::argon_memory::HashMemory;
+use crate::core::argon_memory::ArgonMemory;
 use crate::core::entropy::Entropy;
 
 /// Argon2id cost parameters, stored with every hash so a later release can raise them without
@@ -42,11 +41,6 @@ impl HashParams {
             .expect("HashParams are validated when configured");
         Argon2::new_with_secret(secret, Algorithm::Argon2id, Version::V0x13, params)
             .expect("the Argon2 secret is 32 bytes")
-    }
-
-    /// Argon2 blocks (1 KiB each) one evaluation works in: the size of its [`HashMemory`].
-    pub fn block_count(&self) -> usize {
-        self.argon2(&[], PASSWORD_HASH_LEN).params().block_count()
     }
 
     /// Valid for Argon2 and within bounds this machine can afford. Parameters read back from a
@@ -85,15 +79,17 @@ pub fn digest(
     secret: &[u8],
     input: &[u8],
     salt: &[u8],
-    memory: &HashMemory,
+    memory: &mut ArgonMemory,
 ) -> Zeroizing<Digest> {
     let mut out = Zeroizing::new([0u8; DIGEST_LEN]);
-    let argon2 = params.argon2(secret, DIGEST_LEN);
-    let mut blocks = memory.take(argon2.params().block_count());
-    argon2
-        .hash_password_into_with_memory(input, salt, out.as_mut(), &mut blocks)
-        .expect("salt and output lengths are fixed and valid");
-    memory.give_back(blocks);
+    evaluate(
+        &params.argon2(secret, DIGEST_LEN),
+        input,
+        salt,
+        out.as_mut(),
+        memory,
+    )
+    .expect("salt and output lengths are fixed and valid");
     out
 }
 
@@ -106,21 +102,27 @@ pub fn hash_password(
     secret: &[u8],
     password: &str,
     entropy: &mut dyn Entropy,
+    memory: &mut ArgonMemory,
 ) -> String {
     let mut salt = [0u8; 16];
     entropy.fill(&mut salt);
-    // argon2's own allocation is fine here: a password is hashed once per account, not on the
-    // attempt path.
-    params
-        .argon2(secret, PASSWORD_HASH_LEN)
-        .hash_password_with_salt(password.as_bytes(), &salt)
-        .expect("salt and parameters are valid")
-        .to_string()
+    let argon2 = params.argon2(secret, PASSWORD_HASH_LEN);
+    let mut out = Zeroizing::new([0u8; PASSWORD_HASH_LEN]);
+    evaluate(&argon2, password.as_bytes(), &salt, out.as_mut(), memory)
+        .expect("salt and output lengths are fixed and valid");
+    PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(argon2.params()).expect("valid parameters print"),
+        salt: Some(Salt::new(&salt).expect("16 bytes are a valid salt")),
+        hash: Some(Output::new(out.as_ref()).expect("32 bytes are a valid output")),
+    }
+    .to_string()
 }
 
 /// Checks a password against its PHC string, with the parameters stored in the string. A
 /// malformed stored hash, or one of another algorithm, never verifies.
-pub fn verify_password(secret: &[u8], password: &str, phc: &str, memory: &HashMemory) -> bool {
+pub fn verify_password(secret: &[u8], password: &str, phc: &str, memory: &mut ArgonMemory) -> bool {
     let Ok(hash) = PasswordHash::new(phc) else {
         return false;
     };
@@ -149,49 +151,67 @@ pub fn verify_password(secret: &[u8], password: &str, phc: &str, memory: &HashMe
         _ => return false,
     };
     let mut out = Zeroizing::new(vec![0u8; expected.len()]);
-    let mut blocks = memory.take(argon2.params().block_count());
-    let hashed = argon2
-        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut blocks)
-        .is_ok();
-    memory.give_back(blocks);
+    let hashed = evaluate(&argon2, password.as_bytes(), salt, &mut out, memory).is_ok();
     hashed && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
+}
+
+/// Every Argon2id evaluation goes through here, so that each works in `memory` and leaves it
+/// wiped.
+fn evaluate(
+    argon2: &Argon2,
+    input: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut ArgonMemory,
+) -> argon2::Result<()> {
+    memory.with_blocks(argon2.params().block_count(), |blocks| {
+        argon2.hash_password_into_with_memory(input, salt, out, blocks)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::password_hash::PasswordHasher;
+
     use crate::core::entropy::SeededEntropy;
 
     #[test]
     fn password_round_trip_and_secret_binding() {
         let mut e = SeededEntropy::new(3);
-        let phc = hash_password(HashParams::TEST_ONLY, &[7; 32], "correct horse", &mut e);
+        let phc = hash_password(
+            HashParams::TEST_ONLY,
+            &[7; 32],
+            "correct horse",
+            &mut e,
+            &mut ArgonMemory::new(),
+        );
         assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
         assert!(!phc.contains("correct horse"));
         assert!(verify_password(
             &[7; 32],
             "correct horse",
             &phc,
-            &HashMemory::ON_DEMAND
+            &mut ArgonMemory::new()
         ));
         assert!(!verify_password(
             &[7; 32],
             "correct horsf",
             &phc,
-            &HashMemory::ON_DEMAND
+            &mut ArgonMemory::new()
         ));
         // The same hash under another key file's secret must not verify: that is the pepper.
         assert!(!verify_password(
             &[8; 32],
             "correct horse",
             &phc,
-            &HashMemory::ON_DEMAND
+            &mut ArgonMemory::new()
         ));
         assert!(!verify_password(
             &[7; 32],
             "correct horse",
             "not a phc string",
-            &HashMemory::ON_DEMAND
+            &mut ArgonMemory::new()
         ));
     }
 
@@ -203,35 +223,72 @@ mod tests {
             t: 2,
             p: 1,
         };
-        let phc = hash_password(params, &[1; 32], "pw", &mut e);
+        let phc = hash_password(params, &[1; 32], "pw", &mut e, &mut ArgonMemory::new());
         assert!(phc.contains("m=128,t=2,p=1"));
         assert!(verify_password(
             &[1; 32],
             "pw",
             &phc,
-            &HashMemory::ON_DEMAND
+            &mut ArgonMemory::new()
         ));
     }
 
-    /// Memory set up ahead gives the same answers as fresh memory: for the evaluations it was
-    /// set up for, one beyond them, and one of another size (a hash with older parameters).
+    /// Reused memory gives the answers of fresh memory, and of argon2's own allocation:
+    /// after an evaluation of the same size, and after one of another size (a hash with older
+    /// parameters).
     #[test]
-    fn memory_set_up_ahead_changes_no_result() {
+    fn reused_memory_changes_no_result() {
         let params = HashParams {
             m_kib: 256,
             t: 1,
             p: 1,
         };
-        let mut e = SeededEntropy::new(5);
-        let phc = hash_password(params, &[3; 32], "pw", &mut e);
-        let older = hash_password(HashParams::TEST_ONLY, &[3; 32], "pw", &mut e);
-        let fresh = digest(params, &[3; 32], b"code", &[4; 16], &HashMemory::ON_DEMAND);
-        let ahead = HashMemory::ahead(params.block_count(), 2);
-        assert!(verify_password(&[3; 32], "pw", &phc, &ahead));
-        assert!(!verify_password(&[3; 32], "pv", &phc, &ahead));
-        assert!(verify_password(&[3; 32], "pw", &older, &ahead));
-        assert_eq!(*digest(params, &[3; 32], b"code", &[4; 16], &ahead), *fresh);
-        assert_eq!(*digest(params, &[3; 32], b"code", &[4; 16], &ahead), *fresh);
+        let secret = [3; 32];
+        let own = params.argon2(&secret, PASSWORD_HASH_LEN);
+        let mut memory = ArgonMemory::new();
+        let phc = hash_password(
+            params,
+            &secret,
+            "pw",
+            &mut SeededEntropy::new(5),
+            &mut memory,
+        );
+        let mut salt = [0u8; 16];
+        SeededEntropy::new(5).fill(&mut salt);
+        let expected = own.hash_password_with_salt(b"pw", &salt).unwrap();
+        assert_eq!(phc, expected.to_string());
+        let again = hash_password(
+            params,
+            &secret,
+            "pw",
+            &mut SeededEntropy::new(5),
+            &mut memory,
+        );
+        assert_eq!(again, phc);
+        let older = hash_password(
+            HashParams::TEST_ONLY,
+            &secret,
+            "pw",
+            &mut SeededEntropy::new(6),
+            &mut memory,
+        );
+        assert!(verify_password(&secret, "pw", &phc, &mut memory));
+        assert!(!verify_password(&secret, "pv", &phc, &mut memory));
+        assert!(verify_password(&secret, "pw", &older, &mut memory));
+
+        let mut fresh = [0u8; DIGEST_LEN];
+        params
+            .argon2(&secret, DIGEST_LEN)
+            .hash_password_into(b"code", &[4; 16], &mut fresh)
+            .unwrap();
+        let fresh_memory = digest(params, &secret, b"code", &[4; 16], &mut ArgonMemory::new());
+        assert_eq!(*fresh_memory, fresh);
+        for _ in 0..2 {
+            assert_eq!(
+                *digest(params, &secret, b"code", &[4; 16], &mut memory),
+                fresh
+            );
+        }
     }
 
     #[test]
@@ -242,7 +299,7 @@ mod tests {
             &[1; 32],
             b"code",
             b"saltsaltsaltsalt",
-            &HashMemory::ON_DEMAND,
+            &mut ArgonMemory::new(),
         );
         assert_eq!(
             *base,
@@ -251,7 +308,7 @@ mod tests {
                 &[1; 32],
                 b"code",
                 b"saltsaltsaltsalt",
-                &HashMemory::ON_DEMAND
+                &mut ArgonMemory::new()
             )
         );
         assert_ne!(
@@ -261,7 +318,7 @@ mod tests {
                 &[2; 32],
                 b"code",
                 b"saltsaltsaltsalt",
-                &HashMemory::ON_DEMAND
+                &mut ArgonMemory::new()
             )
         );
         assert_ne!(
@@ -271,7 +328,7 @@ mod tests {
                 &[1; 32],
                 b"codf",
                 b"saltsaltsaltsalt",
-                &HashMemory::ON_DEMAND
+                &mut ArgonMemory::new()
             )
         );
         assert_ne!(
@@ -281,7 +338,7 @@ mod tests {
                 &[1; 32],
                 b"code",
                 b"saltsaltsaltsalu",
-                &HashMemory::ON_DEMAND
+                &mut ArgonMemory::new()
             )
         );
         assert!(HashParams::OWASP.is_valid());
@@ -308,7 +365,7 @@ mod tests {
             &[1; 32],
             "pw",
             huge,
-            &HashMemory::ON_DEMAND
+            &mut ArgonMemory::new()
         ));
         assert!(
             !HashParams {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
 
 use crate::core::account::{self, Account, AccountSummary, ActiveTotp, LOW_CODES, PendingTotp};
-use crate::core::argon_memory::HashMemory;
+use crate::core::argon_memory::SharedMemory;
 use crate::core::audit::{AuditEvent, AuditKind, FailureReason, LoginMethod};
 use crate::core::backup_code::{self, BackupCode};
 use crate::core::clock::{Clock, UnixTime};
@@ -161,8 +161,8 @@ pub struct Service {
     key: MasterKey,
     hash_secret: Zeroizing<[u8; 32]>,
     config: Config,
-    /// After `store`, so a process's store is closed while its hash memory is still being wiped.
-    hash_memory: HashMemory,
+    /// Where every Argon2id evaluation of this service works (see [`SharedMemory`]).
+    hash_memory: SharedMemory,
 }
 
 impl std::fmt::Debug for Service {
@@ -190,36 +190,8 @@ impl Service {
             key,
             hash_secret,
             config,
-            hash_memory: HashMemory::ON_DEMAND,
+            hash_memory: SharedMemory::default(),
         })
-    }
-
-    /// Memory for the Argon2id evaluations of one [`Service::login`] with `second_factor`: one
-    /// for the password and, for a backup code, one for the code. For a process that logs in
-    /// once and exits: a helper thread faults the memory in ahead of Argon2 and wipes it while
-    /// the login commits, which takes most of the page faults and the wipe off the login's path
-    /// (see [`HashMemory`]). Hand it to [`Service::with_hash_memory`].
-    pub fn login_memory(config: &Config, second_factor: Option<&str>) -> HashMemory {
-        if !config.hash_params.is_valid() {
-            // The open that follows reports it; there is nothing to set up for.
-            return HashMemory::ON_DEMAND;
-        }
-        let backup_code = second_factor.is_some_and(|input| {
-            matches!(
-                parse_second_factor(input, config.totp),
-                Ok(SecondFactor::BackupCode(_))
-            )
-        });
-        HashMemory::ahead(
-            config.hash_params.block_count(),
-            1 + usize::from(backup_code),
-        )
-    }
-
-    /// This service with its Argon2id evaluations working in `memory`.
-    pub fn with_hash_memory(mut self, memory: HashMemory) -> Self {
-        self.hash_memory = memory;
-        self
     }
 
     pub fn config(&self) -> &Config {
@@ -261,13 +233,23 @@ impl Service {
     fn hash_new_password(&self, password: &str) -> Result<String, Error> {
         validate_new_password(password)?;
         Ok(self.with_entropy(|e| {
-            password::hash_password(
-                self.config.hash_params,
-                self.hash_secret.as_ref(),
-                password,
-                e,
-            )
+            self.hash_memory.with_memory(|memory| {
+                password::hash_password(
+                    self.config.hash_params,
+                    self.hash_secret.as_ref(),
+                    password,
+                    e,
+                    memory,
+                )
+            })
         }))
+    }
+
+    /// One Argon2id evaluation: `password` against a stored PHC string.
+    fn verify_password(&self, password: &str, phc: &str) -> bool {
+        self.hash_memory.with_memory(|memory| {
+            password::verify_password(self.hash_secret.as_ref(), password, phc, memory)
+        })
     }
 
     // ----- accounts -------------------------------------------------------------------------
@@ -476,12 +458,7 @@ impl Service {
     /// "throttled" where an unknown name does not, the price of per-account throttling.
     pub fn start_login(&self, name: &str, password: &str) -> Result<LoginStep, Error> {
         let Some(account) = self.store.load_account(name)? else {
-            let _ = password::verify_password(
-                self.hash_secret.as_ref(),
-                password,
-                DUMMY_PHC,
-                &self.hash_memory,
-            );
+            let _ = self.verify_password(password, DUMMY_PHC);
             return Err(Error::Rejected(Rejection {
                 reason: RejectReason::WrongNameOrPassword,
                 attempts_before_lock: None,
@@ -490,12 +467,7 @@ impl Service {
             }));
         };
         self.pass_gate(&account)?;
-        if !password::verify_password(
-            self.hash_secret.as_ref(),
-            password,
-            &account.password,
-            &self.hash_memory,
-        ) {
+        if !self.verify_password(password, &account.password) {
             return Err(self.fail(
                 &account,
                 RejectReason::WrongNameOrPassword,
@@ -622,8 +594,9 @@ impl Service {
                         FailureReason::WrongBackupCode,
                     )?);
                 };
-                let Some(digest) =
-                    set.digest_of(&code, self.hash_secret.as_ref(), &self.hash_memory)
+                let Some(digest) = self
+                    .hash_memory
+                    .with_memory(|memory| set.digest_of(&code, self.hash_secret.as_ref(), memory))
                 else {
                     return Err(Error::Store(crate::core::store::StoreError::Corrupt(
                         format!(
@@ -774,12 +747,7 @@ impl Service {
 
     fn check_password(&self, account: &Account, password: &str) -> Result<(), Error> {
         self.pass_gate(account)?;
-        if password::verify_password(
-            self.hash_secret.as_ref(),
-            password,
-            &account.password,
-            &self.hash_memory,
-        ) {
+        if self.verify_password(password, &account.password) {
             Ok(())
         } else {
             Err(self.fail(
@@ -806,13 +774,16 @@ impl Service {
     fn new_code_set(&self) -> (Vec<BackupCode>, CodeSet) {
         self.with_entropy(|e| {
             let codes = backup_code::generate_set(e, self.config.code_count);
-            let set = CodeSet::create(
-                &codes,
-                self.config.hash_params,
-                self.hash_secret.as_ref(),
-                e,
-                self.now(),
-            );
+            let set = self.hash_memory.with_memory(|memory| {
+                CodeSet::create(
+                    &codes,
+                    self.config.hash_params,
+                    self.hash_secret.as_ref(),
+                    e,
+                    self.now(),
+                    memory,
+                )
+            });
             (codes, set)
         })
     }
@@ -939,7 +910,7 @@ impl Service {
         if let Gate::Delayed { seconds_left } = policy.gate(&failures, self.now()) {
             return Err(Error::Throttled { seconds_left });
         }
-        if password::verify_password(self.hash_secret.as_ref(), password, &phc, &self.hash_memory) {
+        if self.verify_password(password, &phc) {
             if failures.consecutive > 0 {
                 self.store.clear_operator_failures()?;
             }
