@@ -155,7 +155,7 @@ fn a_second_opener_is_refused_with_a_clear_line() {
     std::fs::create_dir_all(&paths.data_dir).unwrap();
     let _held = SledStore::open(&paths.store, Duration::ZERO).unwrap();
     let err = SledStore::open(&paths.store, Duration::from_millis(200)).unwrap_err();
-    assert!(matches!(err, StoreError::InUse { .. }));
+    assert!(matches!(err, StoreError::Busy { .. }));
     assert!(
         err.to_string()
             .contains("in use by another sparekey process")
@@ -219,8 +219,13 @@ fn key_file_is_private_and_bound_to_its_store() {
     assert!(err.to_string().contains("is missing"), "{err}");
     assert!(!paths.key_file.exists());
 
+    // Put back readable by others: refused with the fix, until it is private again.
     std::fs::write(&paths.key_file, &original).unwrap();
-    assert!(open_disk(&paths, &clock, 9).is_ok());
+    std::fs::set_permissions(&paths.key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = open_disk(&paths, &clock, 9).unwrap_err();
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&paths.key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(open_disk(&paths, &clock, 10).is_ok());
 }
 
 #[test]
