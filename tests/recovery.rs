@@ -57,7 +57,11 @@ fn backup_then_restore_gives_back_the_same_state() {
     );
     // A backup is never overwritten.
     let store = open_store(&paths.store).unwrap();
-    assert!(app::backup(&store, &backup_file).is_err());
+    let refused = app::backup(&store, &backup_file).unwrap_err();
+    assert!(
+        refused.to_string().contains("never overwrites"),
+        "{refused}"
+    );
     // Lose a code after the backup: the restore brings back the state at backup time.
     drop(store);
     {

@@ -64,8 +64,8 @@ fn decode(bytes: &[u8]) -> Result<StoreImage, String> {
 /// file, which must be backed up separately.
 pub fn backup(store: &dyn Store, file: &Path) -> Result<BackupSummary, Error> {
     let image = store.export_image()?;
-    write_new_file(file, &encode(&image))
-        .map_err(|e| Error::Io(format!("cannot write the backup: {e}")))?;
+    // Exit 4 also for a taken name, as before: the CLI documents a refused backup so.
+    write_new_file(file, &encode(&image)).map_err(|e| Error::Io(e.to_string()))?;
     Ok(summary(&image, None))
 }
 

@@ -285,7 +285,8 @@ impl Platform for RealPlatform {
     fn export(&mut self, path: &Path, contents: &[u8]) -> Result<(), ExportError> {
         crate::app::write_new_file(path, contents).map_err(|e| match e {
             crate::app::NewFileError::Exists(_) => ExportError::Exists,
-            other => ExportError::Other(other.to_string()),
+            // The screen names the path itself: pass on only the system's reason.
+            crate::app::NewFileError::Io(_, e) => ExportError::Other(e.to_string()),
         })
     }
 }
