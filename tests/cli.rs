@@ -555,12 +555,54 @@ fn a_second_process_on_the_store_exits_4() {
     env.run(&["account", "list"], "").ok();
 }
 
+fn write_private(path: &Path, contents: &[u8]) {
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn a_key_file_others_may_read_exits_4_with_the_fix() {
+    let env = Env::new();
+    env.add("ivan");
+    let key = env.key_file();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let refused = env.run(&["--json", "account", "list"], "").fails(4);
+    let fix = format!("run chmod 600 {}", key.display());
+    assert!(refused.stderr.contains(&fix), "{}", refused.stderr);
+    assert_eq!(refused.stderr.lines().count(), 1, "{}", refused.stderr);
+    assert_eq!(refused.json()["kind"], "store");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.run(&["account", "list"], "").ok();
+
+    // A new key is never put where other users could swap it.
+    let shared = env.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let new_key = shared.join("key");
+    let data = env.path("fresh-data");
+    let refused = env
+        .run(
+            &[
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--key-file",
+                new_key.to_str().unwrap(),
+                "account",
+                "list",
+            ],
+            "",
+        )
+        .fails(4);
+    assert!(refused.stderr.contains("chmod go-w"), "{}", refused.stderr);
+    assert!(!new_key.exists());
+}
+
 #[test]
 fn a_wrong_or_missing_key_file_exits_4() {
     let env = Env::new();
     env.add("heidi");
     let other = env.path("other-key");
-    std::fs::write(&other, format!("{}\n", "ab".repeat(32))).unwrap();
+    write_private(&other, format!("{}\n", "ab".repeat(32)).as_bytes());
     let wrong = env
         .run(
             &["--key-file", other.to_str().unwrap(), "account", "list"],
@@ -584,12 +626,14 @@ fn a_wrong_or_missing_key_file_exits_4() {
     assert!(!missing.exists(), "no stray key file is left behind");
 
     let garbage = env.path("garbage-key");
-    std::fs::write(&garbage, "not a key").unwrap();
-    env.run(
-        &["--key-file", garbage.to_str().unwrap(), "account", "list"],
-        "",
-    )
-    .fails(4);
+    write_private(&garbage, b"not a key");
+    let bad = env
+        .run(
+            &["--key-file", garbage.to_str().unwrap(), "account", "list"],
+            "",
+        )
+        .fails(4);
+    assert!(bad.stderr.contains("not a sparekey key"), "{}", bad.stderr);
     // The right key still opens it.
     env.run(&["account", "list"], "").ok();
 }

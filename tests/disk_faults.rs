@@ -14,6 +14,7 @@ use sparekey::app::Paths;
 use sparekey::core::clock::ManualClock;
 use sparekey::core::error::{Error, ErrorKind, RejectReason};
 use sparekey::core::service::Service;
+use sparekey::core::store::StoreError;
 
 /// A tmpfs mounted for one test, unmounted when dropped.
 struct Mount(PathBuf);
@@ -93,6 +94,10 @@ fn a_full_disk_is_one_clear_error_and_nothing_is_lost() {
             Ok(_) => accepted.push(code.clone()),
             Err(e) => {
                 assert_eq!(e.kind(), ErrorKind::Store, "{e}");
+                assert!(
+                    matches!(e, Error::Store(StoreError::Unavailable(_))),
+                    "a full disk is Unavailable, not a generic I/O error: {e:?}"
+                );
                 assert!(e.to_string().contains("No space left on device"), "{e}");
                 assert!(e.to_string().lines().count() == 1);
                 saw_store_error = true;

@@ -80,7 +80,7 @@ proptest! {
         match decode::<Account>(&bytes, "the record") {
             Ok(_) => {}
             Err(e) => {
-                prop_assert!(matches!(e, StoreError::Corrupt(_)));
+                prop_assert!(matches!(e, StoreError::Damaged(_)));
                 prop_assert!(e.to_string().starts_with("the store is damaged: the record cannot be decoded"));
             }
         }
@@ -118,14 +118,14 @@ fn a_damaged_store_file_is_one_clear_error() {
     std::fs::write(&db, &bytes).unwrap();
     match open_store(&store_dir) {
         Err(e) => assert!(
-            matches!(e, StoreError::Corrupt(_) | StoreError::Io(_)),
+            matches!(e, StoreError::Damaged(_) | StoreError::Io(_)),
             "{e:?}"
         ),
         // sled may recover to the last consistent state; then the record must read back or
         // fail as damaged, never panic.
         Ok(store) => match store.load_account("zed") {
             Ok(_) => {}
-            Err(e) => assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}"),
+            Err(e) => assert!(matches!(e, StoreError::Damaged(_)), "{e:?}"),
         },
     }
 }

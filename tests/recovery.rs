@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use common::*;
-use sparekey::app::{self, Paths};
+use sparekey::app::{self, Paths, Status};
 use sparekey::core::clock::ManualClock;
 use sparekey::core::error::ErrorKind;
 use sparekey::core::service::Service;
@@ -57,7 +57,11 @@ fn backup_then_restore_gives_back_the_same_state() {
     );
     // A backup is never overwritten.
     let store = open_store(&paths.store).unwrap();
-    assert!(app::backup(&store, &backup_file).is_err());
+    let refused = app::backup(&store, &backup_file).unwrap_err();
+    assert!(
+        refused.to_string().contains("never overwrites"),
+        "{refused}"
+    );
     // Lose a code after the backup: the restore brings back the state at backup time.
     drop(store);
     {
@@ -139,8 +143,9 @@ fn doctor_names_what_is_wrong_and_how_to_fix_it() {
     let clock = Arc::new(ManualClock::new(T0));
     drop(open(&paths, &clock));
     let checks = app::doctor(&paths, T0);
-    assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
+    assert!(checks.iter().all(|c| c.status == Status::Ok), "{checks:#?}");
     assert!(checks.iter().any(|c| c.name == "records"));
+    assert!(checks.iter().any(|c| c.name == "secrets"));
 
     std::fs::set_permissions(&paths.key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::set_permissions(&paths.data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -149,18 +154,25 @@ fn doctor_names_what_is_wrong_and_how_to_fix_it() {
         checks
             .iter()
             .find(|c| c.name == name)
-            .map(|c| (c.ok, c.detail.clone()))
+            .map(|c| (c.status == Status::Ok, c.detail.clone()))
             .unwrap()
     };
+    let status =
+        |checks: &[app::Check], name: &str| checks.iter().find(|c| c.name == name).unwrap().status;
     assert!(!failed("key file").0 && failed("key file").1.contains("chmod 600"));
     assert!(!failed("data dir").0 && failed("data dir").1.contains("chmod 700"));
     assert!(!failed("clock").0 && failed("clock").1.contains("NTP"));
+    // A key file others may read is not used, so what needs the key is skipped, not passed.
+    assert_eq!(status(&checks, "key binding"), Status::Skipped);
+    assert_eq!(status(&checks, "secrets"), Status::Skipped);
+    assert_eq!(status(&checks, "records"), Status::Ok);
 
+    std::fs::set_permissions(&paths.key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::write(&paths.key_file, format!("{}\n", "cd".repeat(32))).unwrap();
     let checks = app::doctor(&paths, T0);
     let binding = checks.iter().find(|c| c.name == "key binding").unwrap();
     assert!(
-        !binding.ok && binding.detail.contains("use the right --key-file"),
+        binding.status == Status::Fix && binding.detail.contains("use the right --key-file"),
         "{binding:?}"
     );
 
@@ -169,7 +181,13 @@ fn doctor_names_what_is_wrong_and_how_to_fix_it() {
     let _held = open_store(&paths.store).unwrap();
     let checks = app::doctor(&paths, T0);
     let store = checks.iter().find(|c| c.name == "store").unwrap();
-    assert!(store.ok && store.detail.contains("in use"), "{store:?}");
+    assert!(
+        store.status == Status::Skipped && store.detail.contains("in use"),
+        "{store:?}"
+    );
+    for name in ["schema", "key binding", "records", "secrets"] {
+        assert_eq!(status(&checks, name), Status::Skipped, "{name}");
+    }
     let _ = _held.list_accounts();
 }
 

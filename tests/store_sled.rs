@@ -158,7 +158,7 @@ fn a_second_opener_is_refused_naming_the_holder_until_the_first_closes() {
     let pid = std::process::id();
     assert_eq!(
         err,
-        StoreError::InUse {
+        StoreError::Busy {
             path: paths.store.display().to_string(),
             pid: Some(pid),
         }
@@ -194,7 +194,7 @@ fn the_store_lock_file_alone_decides_that_the_store_is_in_use() {
     let err = SledStore::open(&store, Duration::from_millis(100)).unwrap_err();
     assert_eq!(
         err,
-        StoreError::InUse {
+        StoreError::Busy {
             path: store.display().to_string(),
             pid: Some(4242),
         }
@@ -277,8 +277,13 @@ fn key_file_is_private_and_bound_to_its_store() {
     assert!(err.to_string().contains("is missing"), "{err}");
     assert!(!paths.key_file.exists());
 
+    // Put back readable by others: refused with the fix, until it is private again.
     std::fs::write(&paths.key_file, &original).unwrap();
-    assert!(open_disk(&paths, &clock, 9).is_ok());
+    std::fs::set_permissions(&paths.key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = open_disk(&paths, &clock, 9).unwrap_err();
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&paths.key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(open_disk(&paths, &clock, 10).is_ok());
 }
 
 #[test]

@@ -9,12 +9,11 @@ use std::path::Path;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::app::{self, Paths};
+use crate::app::{self, Paths, Status};
 use crate::core::audit::LoginMethod;
 use crate::core::error::{Error, ErrorKind};
 use crate::core::password::HashParams;
 use crate::core::service::{Config, IssuedCodes, Service};
-use crate::core::store::StoreError;
 
 use super::args::{
     AccountCommand, AuditArgs, Cli, CodesCommand, Command, EnrollArgs, GlobalArgs, RegenerateArgs,
@@ -117,11 +116,8 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
             .map(std::time::Duration::from_secs)
             .unwrap_or(defaults.idle_timeout),
     };
-    crate::tui::run(service, options).map_err(|e| {
-        Error::Store(StoreError::Io(format!(
-            "the console stopped on a terminal error: {e}"
-        )))
-    })?;
+    crate::tui::run(service, options)
+        .map_err(|e| Error::Io(format!("the console stopped on a terminal error: {e}")))?;
     Ok(())
 }
 
@@ -360,23 +356,7 @@ fn shell_word(name: &str) -> String {
 /// Refuses an `--out` file before anything is changed, so issued codes are never lost to a file
 /// that cannot be written.
 fn check_new_file(path: &Path) -> Result<(), Error> {
-    if path.symlink_metadata().is_ok() {
-        return Err(Error::Invalid(format!(
-            "{} already exists: sparekey never overwrites a file, choose a new name",
-            path.display()
-        )));
-    }
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !parent.is_dir() {
-        return Err(Error::Invalid(format!(
-            "the directory {} does not exist",
-            parent.display()
-        )));
-    }
-    Ok(())
+    app::new_file::check_free(path).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// Shows a new code set once: on stdout, or in a new private file. If the file cannot be
@@ -385,10 +365,7 @@ fn check_new_file(path: &Path) -> Result<(), Error> {
 fn deliver_codes(out: Output, issued: &IssuedCodes, file: Option<&Path>) -> Outcome {
     let write_error = match file {
         Some(path) => {
-            match app::write_new_private_file(
-                path,
-                crate::core::recovery_sheet::sheet(issued).as_bytes(),
-            ) {
+            match app::write_new_file(path, crate::core::recovery_sheet::sheet(issued).as_bytes()) {
                 Ok(()) => {
                     if out.is_json() {
                         out.json(&serde_json::json!({
@@ -406,10 +383,9 @@ fn deliver_codes(out: Output, issued: &IssuedCodes, file: Option<&Path>) -> Outc
                     }
                     return Ok(());
                 }
-                Err(e) => Some(Error::Store(StoreError::Io(format!(
-                    "cannot write {}: {e}; the new codes are shown on standard output instead",
-                    path.display()
-                )))),
+                Err(e) => Some(Error::Io(format!(
+                    "{e}; the new codes are shown on standard output instead"
+                ))),
             }
         }
         None => None,
@@ -655,11 +631,18 @@ fn restore(global: &GlobalArgs, out: Output, file: &Path) -> Outcome {
 fn doctor(global: &GlobalArgs, out: Output) -> Outcome {
     let now = crate::core::clock::Clock::now(&crate::core::clock::SystemClock);
     let checks = app::doctor(&paths(global)?, now);
-    let failed = checks.iter().filter(|c| !c.ok).count();
+    let failed = checks.iter().filter(|c| c.status == Status::Fix).count();
     if out.is_json() {
         let list: Vec<_> = checks
             .iter()
-            .map(|c| serde_json::json!({ "check": c.name, "ok": c.ok, "detail": c.detail }))
+            .map(|c| {
+                serde_json::json!({
+                    "check": c.name,
+                    "ok": c.status == Status::Ok,
+                    "skipped": c.status == Status::Skipped,
+                    "detail": c.detail,
+                })
+            })
             .collect();
         out.json(&serde_json::json!({ "ok": failed == 0, "checks": list }))?;
     } else {
@@ -667,7 +650,11 @@ fn doctor(global: &GlobalArgs, out: Output) -> Outcome {
         for c in &checks {
             text.push_str(&format!(
                 "{} {:<12} {}\n",
-                if c.ok { "ok  " } else { "FIX " },
+                match c.status {
+                    Status::Ok => "ok  ",
+                    Status::Fix => "FIX ",
+                    Status::Skipped => "skip",
+                },
                 c.name,
                 c.detail
             ));
@@ -676,10 +663,10 @@ fn doctor(global: &GlobalArgs, out: Output) -> Outcome {
     }
     if failed > 0 {
         // The findings are already printed; the stderr line sums them up.
-        return Err(Failure::Shown(Error::Store(StoreError::Io(format!(
+        return Err(Failure::Shown(Error::NeedsFixing(format!(
             "doctor found {failed} problem{} to fix",
             if failed == 1 { "" } else { "s" }
-        )))));
+        ))));
     }
     Ok(())
 }

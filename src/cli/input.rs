@@ -8,7 +8,6 @@ use std::io::{self, BufRead, IsTerminal};
 use zeroize::Zeroizing;
 
 use crate::core::error::Error;
-use crate::core::store::StoreError;
 
 /// Longest line accepted on stdin, in bytes (without its line ending).
 pub const MAX_LINE_BYTES: usize = 4096;
@@ -109,11 +108,7 @@ pub fn read_bounded_line(
     let limit = (MAX_LINE_BYTES + 2) as u64;
     let read = io::Read::take(&mut *reader, limit)
         .read_until(b'\n', &mut bytes)
-        .map_err(|e| {
-            Error::Store(StoreError::Io(format!(
-                "cannot read the {what} from standard input: {e}"
-            )))
-        })?;
+        .map_err(|e| Error::Io(format!("cannot read the {what} from standard input: {e}")))?;
     if read == 0 {
         return Ok(None);
     }

@@ -10,7 +10,6 @@ use zeroize::Zeroizing;
 
 use crate::core::error::{Error, ErrorKind};
 use crate::core::service::IssuedCodes;
-use crate::core::store::StoreError;
 
 /// Exit codes, one per [`ErrorKind`]; 0 is success.
 pub fn exit_code(kind: ErrorKind) -> u8 {
@@ -39,9 +38,7 @@ pub struct Output {
 }
 
 fn stdout_failed(e: io::Error) -> Error {
-    Error::Store(StoreError::Io(format!(
-        "cannot write to standard output: {e}"
-    )))
+    Error::Io(format!("cannot write to standard output: {e}"))
 }
 
 impl Output {

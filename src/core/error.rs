@@ -15,7 +15,7 @@ pub enum ErrorKind {
     Invalid,
     /// Throttled or locked: exit 3.
     Throttled,
-    /// The store failed: exit 4.
+    /// The store, the key file or the system around them failed: exit 4.
     Store,
 }
 
@@ -58,6 +58,14 @@ pub enum Error {
     },
     Locked(String),
     Store(StoreError),
+    /// The key file is missing, unreadable, unsafe (others may read it) or belongs to another
+    /// store. Never a store error: the store is fine, the key to it is not.
+    Key(String),
+    /// Reading or writing outside the store failed: standard input or output, the terminal, a
+    /// file being written (an export, a backup).
+    Io(String),
+    /// A check of the environment found something to fix (the line sums the findings up).
+    NeedsFixing(String),
 }
 
 impl Error {
@@ -70,7 +78,9 @@ impl Error {
             | Error::AlreadyExists(_) => ErrorKind::Invalid,
             Error::Rejected(_) => ErrorKind::Rejected,
             Error::Throttled { .. } | Error::Locked(_) => ErrorKind::Throttled,
-            Error::Store(_) => ErrorKind::Store,
+            Error::Store(_) | Error::Key(_) | Error::Io(_) | Error::NeedsFixing(_) => {
+                ErrorKind::Store
+            }
         }
     }
 
@@ -140,9 +150,13 @@ impl std::fmt::Display for Rejection {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Invalid(m) | Error::NotFound(m) | Error::AlreadyExists(m) | Error::Locked(m) => {
-                f.write_str(m)
-            }
+            Error::Invalid(m)
+            | Error::NotFound(m)
+            | Error::AlreadyExists(m)
+            | Error::Locked(m)
+            | Error::Key(m)
+            | Error::Io(m)
+            | Error::NeedsFixing(m) => f.write_str(m),
             Error::InvalidBackupCode(e) => write!(f, "{e}"),
             Error::LoginExpired => {
                 f.write_str("the sign-in took too long: enter the password again")

@@ -598,7 +598,7 @@ impl Service {
                     .hash_memory
                     .with_memory(|memory| set.digest_of(&code, self.hash_secret.as_ref(), memory))
                 else {
-                    return Err(Error::Store(crate::core::store::StoreError::Corrupt(
+                    return Err(Error::Store(crate::core::store::StoreError::Damaged(
                         format!(
                             "account '{name}': its backup-code set has impossible Argon2id parameters"
                         ),
@@ -764,7 +764,7 @@ impl Service {
         name: &str,
     ) -> Result<TotpSecret, Error> {
         let bytes = self.key.open(sealed, name).map_err(|e| {
-            Error::Store(crate::core::store::StoreError::Corrupt(format!(
+            Error::Store(crate::core::store::StoreError::Damaged(format!(
                 "account '{name}': {e}"
             )))
         })?;

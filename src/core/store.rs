@@ -12,11 +12,20 @@ use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
 use crate::core::throttle::FailureRecord;
 
-/// Why the store could not do what was asked. Every variant reads as one clear line.
+/// Why the store could not do what was asked, in terms of the store, never of one backend: a
+/// face reacts to these without knowing which database is behind the trait. Key files, terminals
+/// and exported files are not the store's business: their errors live in
+/// [`crate::core::error::Error`]. Every variant reads as one clear line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
     /// Another open store holds it: `pid` is the holding sparekey process, if known.
-    InUse { path: String, pid: Option<u32> },
+    Busy { path: String, pid: Option<u32> },
+    /// The store cannot be written right now (disk full, or the backend refuses every write
+    /// after an earlier failure); nothing was changed.
+    Unavailable(String),
+    /// The store is not in the state the request needs (e.g. a restore into a store that is
+    /// not empty); nothing was changed.
+    Conflict(String),
     /// The store was written by a newer sparekey; it is refused, never rewritten.
     NewerSchema {
         path: String,
@@ -24,26 +33,28 @@ pub enum StoreError {
         supported: u32,
     },
     /// A record or the store itself cannot be read back.
-    Corrupt(String),
-    /// The operating system refused (permissions, disk full, …).
+    Damaged(String),
+    /// The operating system refused (permissions, a missing directory, ...).
     Io(String),
-    /// The key file is missing, unreadable or belongs to another store.
-    Key(String),
 }
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StoreError::InUse {
+            StoreError::Busy {
                 path,
                 pid: Some(pid),
             } => write!(f, "the store at {path} is in use by sparekey process {pid}"),
-            StoreError::InUse { path, pid: None } => {
+            StoreError::Busy { path, pid: None } => {
                 write!(
                     f,
                     "the store at {path} is in use by another sparekey process"
                 )
             }
+            StoreError::Unavailable(what) => {
+                write!(f, "the store cannot be written right now: {what}")
+            }
+            StoreError::Conflict(what) => f.write_str(what),
             StoreError::NewerSchema {
                 path,
                 found,
@@ -52,9 +63,8 @@ impl std::fmt::Display for StoreError {
                 f,
                 "the store at {path} has schema version {found}, newer than this sparekey supports ({supported}): upgrade sparekey"
             ),
-            StoreError::Corrupt(what) => write!(f, "the store is damaged: {what}"),
+            StoreError::Damaged(what) => write!(f, "the store is damaged: {what}"),
             StoreError::Io(what) => write!(f, "store error: {what}"),
-            StoreError::Key(what) => f.write_str(what),
         }
     }
 }

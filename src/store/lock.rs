@@ -29,7 +29,7 @@ pub fn lock_path(store: &Path) -> PathBuf {
 }
 
 /// Takes the lock of the store at `store` without waiting, and writes this process's id into
-/// it. Fails with [`StoreError::InUse`] (naming the holder's id when it can be read) if another
+/// it. Fails with [`StoreError::Busy`] (naming the holder's id when it can be read) if another
 /// open store holds it, in this process or another.
 pub fn try_lock(store: &Path) -> Result<StoreLock, StoreError> {
     let path = lock_path(store);
@@ -58,7 +58,7 @@ pub fn try_lock(store: &Path) -> Result<StoreLock, StoreError> {
             writeln!(file, "{}", std::process::id()).map_err(fail)?;
             Ok(StoreLock { _file: file })
         }
-        Err(TryLockError::WouldBlock) => Err(StoreError::InUse {
+        Err(TryLockError::WouldBlock) => Err(StoreError::Busy {
             path: store.display().to_string(),
             pid: holder(&mut file),
         }),

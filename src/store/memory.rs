@@ -33,7 +33,9 @@ impl Inner {
             return Ok(());
         }
         if self.fail_audit_writes {
-            return Err(StoreError::Io("No space left on device (simulated)".into()));
+            return Err(StoreError::Unavailable(
+                "No space left on device (simulated)".into(),
+            ));
         }
         self.audit.extend(events);
         Ok(())
@@ -273,7 +275,7 @@ impl Store for MemoryStore {
     fn import_image(&self, image: &StoreImage) -> Result<(), StoreError> {
         self.with(|inner| {
             if !inner.accounts.is_empty() || !inner.audit.is_empty() {
-                return Err(StoreError::Io("the store is not empty".into()));
+                return Err(StoreError::Conflict("the store is not empty".into()));
             }
             inner.key = image.key_fingerprint.clone();
             inner.operator = image.operator_password.clone();

@@ -24,6 +24,6 @@ pub fn decode<T: serde::de::DeserializeOwned>(
     what: &str,
 ) -> Result<T, crate::core::store::StoreError> {
     postcard::from_bytes(bytes).map_err(|e| {
-        crate::core::store::StoreError::Corrupt(format!("{what} cannot be decoded ({e})"))
+        crate::core::store::StoreError::Damaged(format!("{what} cannot be decoded ({e})"))
     })
 }

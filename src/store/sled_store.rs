@@ -68,8 +68,13 @@ pub struct SledStore {
 
 fn io(e: sled::Error) -> StoreError {
     match e {
-        sled::Error::Corruption { .. } => StoreError::Corrupt(format!("{e}")),
+        sled::Error::Corruption { .. } => StoreError::Damaged(format!("{e}")),
         // sled's own Display shows the io::Error's Debug form; people want the OS sentence.
+        // sled repeats a failed write's error on every later write: a full disk stays
+        // Unavailable until the process starts again.
+        sled::Error::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+            StoreError::Unavailable(e.to_string())
+        }
         sled::Error::Io(e) => StoreError::Io(e.to_string()),
         other => StoreError::Io(other.to_string()),
     }
@@ -78,12 +83,12 @@ fn io(e: sled::Error) -> StoreError {
 impl SledStore {
     /// Opens (or creates) the store at `path`. If another open store holds its lock file (see
     /// [`lock`](crate::store::lock)), retries for up to `wait`, then fails with
-    /// [`StoreError::InUse`].
+    /// [`StoreError::Busy`].
     pub fn open(path: &Path, wait: Duration) -> Result<Self, StoreError> {
         let deadline = Instant::now() + wait;
         let lock = loop {
             match lock::try_lock(path) {
-                Err(StoreError::InUse { .. }) if Instant::now() < deadline => {
+                Err(StoreError::Busy { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 other => break other?,
@@ -129,11 +134,11 @@ impl SledStore {
                 "cannot open the store at {}: {e}",
                 path.display()
             ))),
-            Ok(Err(e)) => Err(StoreError::Corrupt(format!(
+            Ok(Err(e)) => Err(StoreError::Damaged(format!(
                 "cannot open the store at {}: {e}",
                 path.display()
             ))),
-            Err(_) => Err(StoreError::Corrupt(format!(
+            Err(_) => Err(StoreError::Damaged(format!(
                 "the store at {} cannot be read (sled failed while opening it)",
                 path.display()
             ))),
@@ -142,7 +147,7 @@ impl SledStore {
 
     fn check_schema(&self) -> Result<(), StoreError> {
         if self.db.contains_key(META_RESTORING).map_err(io)? {
-            return Err(StoreError::Corrupt(format!(
+            return Err(StoreError::Damaged(format!(
                 "a restore into {} was interrupted, so the store is incomplete: run 'sparekey restore FILE' again",
                 self.path.display()
             )));
@@ -150,7 +155,7 @@ impl SledStore {
         match self.db.get(META_SCHEMA).map_err(io)? {
             Some(v) => {
                 let bytes: [u8; 4] = v.as_ref().try_into().map_err(|_| {
-                    StoreError::Corrupt("the schema version record is malformed".into())
+                    StoreError::Damaged("the schema version record is malformed".into())
                 })?;
                 let found = u32::from_be_bytes(bytes);
                 if found > SCHEMA_VERSION {
@@ -161,7 +166,7 @@ impl SledStore {
                     });
                 }
                 if found < SCHEMA_VERSION {
-                    return Err(StoreError::Corrupt(format!(
+                    return Err(StoreError::Damaged(format!(
                         "schema version {found} is not one this sparekey can read or migrate"
                     )));
                 }
@@ -173,7 +178,7 @@ impl SledStore {
                     .map_err(io)?;
                 self.flush()
             }
-            None => Err(StoreError::Corrupt(
+            None => Err(StoreError::Damaged(
                 "the store has data but no schema version".into(),
             )),
         }
@@ -543,7 +548,7 @@ impl Store for SledStore {
 
     fn import_image(&self, image: &StoreImage) -> Result<(), StoreError> {
         if !self.accounts.is_empty() || !self.audit.is_empty() {
-            return Err(StoreError::Io(format!(
+            return Err(StoreError::Conflict(format!(
                 "the store at {} is not empty: restore only fills an empty store",
                 self.path.display()
             )));
@@ -671,7 +676,7 @@ fn read_u64(bytes: Option<sled::IVec>, what: &str) -> Result<Option<u64>, StoreE
         .map(|b| {
             <[u8; 8]>::try_from(b.as_ref())
                 .map(u64::from_be_bytes)
-                .map_err(|_| StoreError::Corrupt(format!("{what} is not an 8-byte number")))
+                .map_err(|_| StoreError::Damaged(format!("{what} is not an 8-byte number")))
         })
         .transpose()
 }

@@ -283,44 +283,11 @@ impl Platform for RealPlatform {
     }
 
     fn export(&mut self, path: &Path, contents: &[u8]) -> Result<(), ExportError> {
-        write_new_atomically(path, contents).map_err(|e| match e.kind() {
-            io::ErrorKind::AlreadyExists => ExportError::Exists,
-            _ => ExportError::Other(e.to_string()),
+        crate::app::write_new_file(path, contents).map_err(|e| match e {
+            crate::app::NewFileError::Exists(_) => ExportError::Exists,
+            // The screen names the path itself: pass on only the system's reason.
+            crate::app::NewFileError::Io(_, e) => ExportError::Other(e.to_string()),
         })
-    }
-}
-
-/// Writes the whole file under a temporary name, then hard-links it to `path`: the file appears
-/// complete or not at all, and `link` fails rather than replace an existing file (a rename
-/// would overwrite). Falls back to a direct create-new write where hard links are unsupported.
-pub fn write_new_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    if path.exists() {
-        return Err(io::Error::from(io::ErrorKind::AlreadyExists));
-    }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    crate::app::write_new_private_file(&tmp, contents)?;
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
-        Err(_) => crate::app::write_new_private_file(path, contents),
     }
 }
 
