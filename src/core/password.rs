@@ -30,7 +30,9 @@ impl HashParams {
         t: 2,
         p: 1,
     };
-    /// Cheap parameters for tests that are not about the parameters. Never for real data.
+    /// Cheap parameters for in-process tests that are not about the parameters. Never for real
+    /// data, and never reachable from the binary.
+    #[cfg(any(test, feature = "test-support"))]
     pub const TEST_ONLY: HashParams = HashParams {
         m_kib: 64,
         t: 1,
