@@ -329,8 +329,44 @@ fn mode_of(path: &Path) -> Option<u32> {
         .map(|m| m.permissions().mode() & 0o777)
 }
 
-/// Checks permissions, the key file, the store (lock, schema, key binding, every record) and
-/// the system clock, and says what to fix. Changes nothing.
+/// Whether every stored hash costs at least the OWASP minimum, and if not, which are cheaper.
+fn hash_strength(image: &crate::core::store::StoreImage) -> (bool, String) {
+    let weak = |phc: &str| crate::core::password::phc_params(phc).is_none_or(|p| p.below_owasp());
+    let accounts = image.accounts.iter();
+    let passwords: Vec<&str> = (accounts.clone())
+        .filter(|a| weak(&a.password))
+        .map(|a| a.name.as_str())
+        .collect();
+    let codes: Vec<&str> = accounts
+        .filter(|a| a.codes.as_ref().is_some_and(|c| c.params.below_owasp()))
+        .map(|a| a.name.as_str())
+        .collect();
+    let mut found = Vec::new();
+    if !passwords.is_empty() {
+        found.push(format!("the passwords of {}", passwords.join(", ")));
+    }
+    if !codes.is_empty() {
+        let names = codes.join(", ");
+        found.push(format!(
+            "the backup codes of {names} (run 'sparekey codes regenerate NAME')"
+        ));
+    }
+    if image.operator_password.as_deref().is_some_and(weak) {
+        found.push("the operator password".to_string());
+    }
+    if found.is_empty() {
+        let detail = "every stored hash meets the OWASP minimum (Argon2id, 19 MiB, 2 passes)";
+        (true, detail.into())
+    } else {
+        (
+            false,
+            format!("hashed below the OWASP minimum: {}", found.join("; ")),
+        )
+    }
+}
+
+/// Checks permissions, the key file, the store (lock, schema, key binding, every record, hash
+/// strength) and the system clock, and says what to fix. Changes nothing.
 pub fn doctor(paths: &Paths, now: i64) -> Vec<Check> {
     let mut checks = Vec::new();
     let mut check = |name, ok, detail: String| checks.push(Check { name, ok, detail });
@@ -460,6 +496,8 @@ pub fn doctor(paths: &Paths, now: i64) -> Vec<Check> {
                         } else {
                             check("records", false, "some TOTP secrets do not open with this key: wrong key file or altered records".into());
                         }
+                        let (ok, detail) = hash_strength(&image);
+                        check("hash parameters", ok, detail);
                     }
                     Err(e) => check("records", false, format!("{e}: restore from a backup")),
                 }

@@ -159,6 +159,24 @@ pub fn verify_password(secret: &[u8], password: &str, phc: &str, memory: &HashMe
     hashed && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
+/// The cost parameters of a stored PHC string, if it is a readable Argon2id hash.
+pub fn phc_params(phc: &str) -> Option<HashParams> {
+    let hash = PasswordHash::new(phc).ok()?;
+    let params = Params::try_from(&hash).ok()?;
+    (hash.algorithm.as_str() == "argon2id").then(|| HashParams {
+        m_kib: params.m_cost(),
+        t: params.t_cost(),
+        p: params.p_cost(),
+    })
+}
+
+impl HashParams {
+    /// Cheaper than the OWASP minimum in memory or passes: no release writes such a hash.
+    pub fn below_owasp(&self) -> bool {
+        self.m_kib < Self::OWASP.m_kib || self.t < Self::OWASP.t
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
