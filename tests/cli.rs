@@ -1,6 +1,7 @@
 //! The real `sparekey` binary, run end to end on throwaway stores: every command, its exit code,
 //! its JSON and its errors. Each test has its own data dir and key file (both always set, so
-//! nothing touches the real home) and uses the test-only cheap hash to stay fast.
+//! nothing touches the real home). The binary has no cheap-hash switch, so every hash here costs
+//! what it costs a user (OWASP parameters).
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -98,7 +99,6 @@ impl Env {
             .args(args)
             .env("SPAREKEY_DATA_DIR", self.data_dir())
             .env("SPAREKEY_KEY_FILE", self.key_file())
-            .env("SPAREKEY_INSECURE_TEST_HASH", "1")
             .env("HOME", self.dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -663,7 +663,7 @@ fn usage_errors_exit_2_and_errors_are_json_under_json() {
         .fails(1);
     assert_eq!(login.json()["error"], "wrong account name or password");
 
-    // The test-only hash switch stays out of the help; the real options are there.
+    // No hash switch shows in the help (there is none); the real options are there.
     let help = env.run(&["--help"], "").ok().stdout;
     assert!(
         !help.contains("INSECURE") && !help.contains("TEST_HASH"),
@@ -673,6 +673,65 @@ fn usage_errors_exit_2_and_errors_are_json_under_json() {
         help.contains("SPAREKEY_DATA_DIR") && help.contains("--key-file"),
         "{help}"
     );
+}
+
+/// The variable that once made the binary hash cheaply for tests, and any flag-like spelling of
+/// it, change nothing: what the binary stores is hashed with the OWASP parameters.
+#[test]
+fn no_environment_variable_weakens_hashing() {
+    use sparekey::core::password::HashParams;
+    use sparekey::core::store::Store;
+    let env = Env::new();
+    let run = |args: &[&str], stdin: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sparekey"))
+            .args(args)
+            .env("SPAREKEY_DATA_DIR", env.data_dir())
+            .env("SPAREKEY_KEY_FILE", env.key_file())
+            .env("HOME", env.dir.path())
+            .env("SPAREKEY_INSECURE_TEST_HASH", "1")
+            .env("SPAREKEY_TEST_HASH", "1")
+            .env("SPAREKEY_HASH_PARAMS", "m=64,t=1,p=1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        out.stdin
+            .as_ref()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = out.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    run(
+        &["--json", "account", "add", "alice"],
+        &format!("{PASSWORD}\n"),
+    );
+    let secret = run(&["--json", "enroll", "alice"], "")["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    run(
+        &["--json", "enroll", "alice", "--confirm"],
+        &format!("{}\n", totp(&secret, now())),
+    );
+
+    let store = sparekey::store::sled_store::SledStore::open(
+        &env.data_dir().join("store"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let alice = store.load_account("alice").unwrap().unwrap();
+    let o = HashParams::OWASP;
+    let phc_params = format!("$m={},t={},p={}$", o.m_kib, o.t, o.p);
+    assert!(alice.password.contains(&phc_params), "{}", alice.password);
+    assert_eq!(alice.codes.unwrap().params, o);
 }
 
 #[test]

@@ -30,7 +30,6 @@ impl Session {
         cmd.args(args);
         cmd.env("SPAREKEY_DATA_DIR", dir.path().join("data"));
         cmd.env("SPAREKEY_KEY_FILE", dir.path().join("key"));
-        cmd.env("SPAREKEY_INSECURE_TEST_HASH", "1");
         cmd.env("HOME", dir.path());
         let child = pair.slave.spawn_command(cmd).unwrap();
         drop(pair.slave);

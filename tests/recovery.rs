@@ -10,8 +10,9 @@ use std::sync::Arc;
 use common::*;
 use sparekey::app::{self, Paths, Status};
 use sparekey::core::clock::ManualClock;
+use sparekey::core::entropy::SeededEntropy;
 use sparekey::core::error::ErrorKind;
-use sparekey::core::service::Service;
+use sparekey::core::service::{Config, Service};
 use sparekey::core::store::Store;
 use sparekey::store::sled_store::SledStore;
 
@@ -189,6 +190,60 @@ fn doctor_names_what_is_wrong_and_how_to_fix_it() {
         assert_eq!(status(&checks, name), Status::Skipped, "{name}");
     }
     let _ = _held.list_accounts();
+}
+
+#[test]
+fn doctor_flags_hashes_below_the_owasp_minimum() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let real = |seed| {
+        app::open_with(
+            &paths,
+            Config::default(),
+            clock.clone(),
+            Box::new(SeededEntropy::new(seed)),
+        )
+    };
+    let hash_check = || {
+        let checks = app::doctor(&paths, T0);
+        let found = checks.iter().find(|c| c.name == "hash parameters");
+        found.cloned().unwrap_or_else(|| panic!("{checks:#?}"))
+    };
+    {
+        let service = real(1).unwrap();
+        enrolled(&service, &clock, "strong");
+        service.set_operator_password("operator pw").unwrap();
+    }
+    let check = hash_check();
+    assert!(
+        check.status == Status::Ok && check.detail.contains("OWASP minimum"),
+        "{check:?}"
+    );
+
+    // Cheap hashes (the test parameters) for one account's password and codes.
+    enrolled(&open(&paths, &clock), &clock, "weak");
+    let check = hash_check();
+    assert!(check.status == Status::Fix, "{check:?}");
+    assert!(check.detail.contains("the passwords of weak;"), "{check:?}");
+    assert!(
+        check
+            .detail
+            .contains("the backup codes of weak (run 'sparekey codes regenerate"),
+        "{check:?}"
+    );
+    assert!(
+        !check.detail.contains("strong") && !check.detail.contains("operator"),
+        "{check:?}"
+    );
+
+    // New codes made with the real parameters leave only the password to report.
+    real(2).unwrap().regenerate_codes("weak", PASSWORD).unwrap();
+    let check = hash_check();
+    assert!(
+        check.status == Status::Fix && !check.detail.contains("backup codes"),
+        "{check:?}"
+    );
 }
 
 #[test]

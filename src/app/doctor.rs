@@ -76,6 +76,7 @@ pub fn doctor(paths: &Paths, now: i64) -> Vec<Check> {
         key_binding(readable, key.as_ref()),
         records(image.as_ref()),
         secrets(readable, key.as_ref()),
+        hash_strength(readable),
         clock(now),
     ]
 }
@@ -205,6 +206,45 @@ fn secrets(image: Option<&StoreImage>, key: Option<&MasterKey>) -> Check {
         Check::fix(
             "secrets",
             "some TOTP secrets do not open with this key: wrong key file or altered records".into(),
+        )
+    }
+}
+
+/// Every stored hash costs at least the OWASP minimum; names those that do not.
+fn hash_strength(image: Option<&StoreImage>) -> Check {
+    const NAME: &str = "hash parameters";
+    let Some(image) = image else {
+        return Check::skipped(NAME, "needs readable records");
+    };
+    let weak = |phc: &str| crate::core::password::phc_params(phc).is_none_or(|p| p.below_owasp());
+    let passwords: Vec<&str> = (image.accounts.iter())
+        .filter(|a| weak(&a.password))
+        .map(|a| a.name.as_str())
+        .collect();
+    let codes: Vec<&str> = (image.accounts.iter())
+        .filter(|a| a.codes.as_ref().is_some_and(|c| c.params.below_owasp()))
+        .map(|a| a.name.as_str())
+        .collect();
+    let mut found = Vec::new();
+    if !passwords.is_empty() {
+        found.push(format!("the passwords of {}", passwords.join(", ")));
+    }
+    if !codes.is_empty() {
+        let names = codes.join(", ");
+        found.push(format!(
+            "the backup codes of {names} (run 'sparekey codes regenerate NAME')"
+        ));
+    }
+    if image.operator_password.as_deref().is_some_and(weak) {
+        found.push("the operator password".to_string());
+    }
+    if found.is_empty() {
+        let detail = "every stored hash meets the OWASP minimum (Argon2id, 19 MiB, 2 passes)";
+        Check::ok(NAME, detail.into())
+    } else {
+        Check::fix(
+            NAME,
+            format!("hashed below the OWASP minimum: {}", found.join("; ")),
         )
     }
 }

@@ -56,6 +56,7 @@ pub fn open_with(
 
 /// A service on an in-memory store, with a key drawn from `entropy`: for tests, snapshot runs
 /// and benchmarks. Nothing touches disk.
+#[cfg(any(test, feature = "test-support"))]
 pub fn open_in_memory(
     config: Config,
     clock: Arc<dyn Clock>,

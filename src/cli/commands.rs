@@ -24,12 +24,6 @@ use super::output::{self, Output};
 use crate::core::qr;
 use crate::core::time_text::utc_iso as utc_timestamp;
 
-/// TEST ONLY: when this environment variable is `1`, passwords and codes are hashed with
-/// [`HashParams::TEST_ONLY`] (trivially cheap Argon2id) so integration tests run fast. It is
-/// deliberately not a command-line option and not in `--help`; never set it for real accounts:
-/// hashes made with it stay weak until the password is changed or the codes regenerated.
-pub const INSECURE_TEST_HASH_ENV: &str = "SPAREKEY_INSECURE_TEST_HASH";
-
 /// A failure, and whether the JSON answer for it has already been written.
 pub enum Failure {
     Error(Error),
@@ -73,16 +67,13 @@ pub fn run(cli: Cli) -> u8 {
     }
 }
 
+/// The service configuration of every command. Hashing always uses [`HashParams::OWASP`]:
+/// nothing in the environment or on the command line can make it cheaper.
 fn config(global: &GlobalArgs) -> Config {
-    let insecure = std::env::var_os(INSECURE_TEST_HASH_ENV).is_some_and(|v| v == "1");
     Config {
         issuer: global.issuer.clone(),
         code_count: global.codes,
-        hash_params: if insecure {
-            HashParams::TEST_ONLY
-        } else {
-            HashParams::OWASP
-        },
+        hash_params: HashParams::OWASP,
         ..Config::default()
     }
 }

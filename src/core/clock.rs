@@ -1,6 +1,8 @@
 //! Time, injected: the core never reads the system clock directly, so tests and snapshots are
-//! deterministic. Owns the [`Clock`] trait and its two implementations; must never sleep.
+//! deterministic. Owns the [`Clock`] trait, the system clock and (for tests only, under the
+//! `test-support` feature) a manual clock; must never sleep.
 
+#[cfg(any(test, feature = "test-support"))]
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,9 +29,11 @@ impl Clock for SystemClock {
 }
 
 /// A clock that only moves when told to; shared between a test and the service under test.
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Debug, Default)]
 pub struct ManualClock(AtomicI64);
 
+#[cfg(any(test, feature = "test-support"))]
 impl ManualClock {
     pub fn new(at: UnixTime) -> Self {
         Self(AtomicI64::new(at))
@@ -42,6 +46,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Clock for ManualClock {
     fn now(&self) -> UnixTime {
         self.0.load(Ordering::SeqCst)

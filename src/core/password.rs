@@ -29,7 +29,9 @@ impl HashParams {
         t: 2,
         p: 1,
     };
-    /// Cheap parameters for tests that are not about the parameters. Never for real data.
+    /// Cheap parameters for in-process tests that are not about the parameters. Never for real
+    /// data, and never reachable from the binary.
+    #[cfg(any(test, feature = "test-support"))]
     pub const TEST_ONLY: HashParams = HashParams {
         m_kib: 64,
         t: 1,
@@ -167,6 +169,24 @@ fn evaluate(
     memory.with_blocks(argon2.params().block_count(), |blocks| {
         argon2.hash_password_into_with_memory(input, salt, out, blocks)
     })
+}
+
+/// The cost parameters of a stored PHC string, if it is a readable Argon2id hash.
+pub fn phc_params(phc: &str) -> Option<HashParams> {
+    let hash = PasswordHash::new(phc).ok()?;
+    let params = Params::try_from(&hash).ok()?;
+    (hash.algorithm.as_str() == "argon2id").then(|| HashParams {
+        m_kib: params.m_cost(),
+        t: params.t_cost(),
+        p: params.p_cost(),
+    })
+}
+
+impl HashParams {
+    /// Cheaper than the OWASP minimum in memory or passes: no release writes such a hash.
+    pub fn below_owasp(&self) -> bool {
+        self.m_kib < Self::OWASP.m_kib || self.t < Self::OWASP.t
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use ratatui::crossterm::event::{self, Event, KeyEvent, KeyEventKind};
@@ -175,14 +175,16 @@ impl<P: Platform> Driver<P> {
 }
 
 /// A platform for tests: remembers what was copied and exported, in memory.
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Debug, Default)]
 pub struct RecordingPlatform {
     pub clipboard: Option<Zeroizing<String>>,
-    pub files: Vec<(PathBuf, Zeroizing<String>)>,
+    pub files: Vec<(std::path::PathBuf, Zeroizing<String>)>,
     /// Pretend the desktop clipboard fails, to exercise the OSC 52 fallback's reporting.
     pub osc52_only: bool,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Platform for RecordingPlatform {
     fn copy(&mut self, text: &str) -> Result<ClipboardUsed, String> {
         self.clipboard = Some(Zeroizing::new(text.to_string()));
