@@ -377,8 +377,8 @@ fn operator_password_is_set_once() {
     service.set_operator_password("operator secret").unwrap();
     assert!(service.has_operator_password().unwrap());
     assert!(service.set_operator_password("another secret").is_err());
-    assert!(service.check_operator_password("operator secret").is_ok());
-    assert!(service.check_operator_password("operator secreT").is_err());
+    assert!(check_operator(&service, "operator secret").is_ok());
+    assert!(check_operator(&service, "operator secreT").is_err());
 }
 
 #[test]
@@ -469,39 +469,54 @@ fn summary_flags_say_why_an_account_needs_attention() {
     );
 }
 
+/// The operator check as a plain result, for the assertions below.
+fn check_operator(service: &Service, password: &str) -> Result<(), Error> {
+    service.start_operator_session(password).map(|_| ())
+}
+
 #[test]
-fn the_operator_password_is_throttled_but_never_locked() {
+fn the_operator_password_is_throttled_and_locks_after_100_failures() {
     let (service, clock) = memory_service(15);
     service.set_operator_password("operator secret").unwrap();
     for _ in 0..5 {
         assert_eq!(
-            service
-                .check_operator_password("guess guess")
-                .unwrap_err()
-                .kind(),
+            check_operator(&service, "guess guess").unwrap_err().kind(),
             ErrorKind::Rejected
         );
     }
     assert_eq!(
-        service
-            .check_operator_password("operator secret")
-            .unwrap_err(),
+        check_operator(&service, "operator secret").unwrap_err(),
         Error::Throttled { seconds_left: 30 }
     );
-    for _ in 0..30 {
-        clock.advance(3_600);
-        let _ = service.check_operator_password("guess guess");
-    }
     clock.advance(3_600);
+    assert!(check_operator(&service, "operator secret").is_ok());
     assert!(
-        service.check_operator_password("operator secret").is_ok(),
-        "never locked"
-    );
-    assert!(service.check_operator_password("guess guess").is_err());
-    assert!(
-        service.check_operator_password("operator secret").is_ok(),
+        check_operator(&service, "guess guess").is_err(),
         "success cleared the count"
     );
+    clock.advance(3_600);
+    assert!(check_operator(&service, "operator secret").is_ok());
+    for n in 1..=100 {
+        clock.advance(3_600);
+        let err = check_operator(&service, "guess guess").unwrap_err();
+        assert_eq!(
+            err.kind() == ErrorKind::Throttled,
+            n == 100,
+            "failure {n}: {err}"
+        );
+    }
+    clock.advance(3_600);
+    let err = check_operator(&service, "operator secret").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("sparekey kiosk reset-operator-password"),
+        "{err}"
+    );
+    service.clear_operator_failures().unwrap();
+    assert!(check_operator(&service, "operator secret").is_ok());
+    let audit = service.audit_log(Some("kiosk:operator"), 10).unwrap();
+    let kinds: Vec<AuditKind> = audit.into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [AuditKind::Locked, AuditKind::Unlocked]);
 }
 
 #[test]

@@ -735,7 +735,7 @@ fn kiosk_first_start_operator_gate_and_idle() {
     assert!(matches!(h.screen(), Screen::Accounts(_)));
     h.advance(1);
     assert!(matches!(h.screen(), Screen::Login(l) if l.is_pristine()));
-    assert!(!h.d.app.operator);
+    assert!(h.d.app.operator.is_none());
 
     // Quitting a kiosk needs the operator too.
     h.ctrl('c');
@@ -1035,4 +1035,47 @@ fn accounts_page_that_ends_the_list_exactly() {
     let h = many_accounts(3, 0);
     assert!(!h.d.busy());
     assert!(!accounts_screen(&h).is_loading());
+}
+
+#[test]
+fn kiosk_operator_locked_after_100_failures_points_to_the_cli() {
+    let mut h = H::with(true, |s, c| {
+        s.set_operator_password("operator-pass").unwrap();
+        for _ in 0..100 {
+            c.advance(3_600);
+            assert!(s.start_operator_session("wrong wrong").is_err());
+        }
+    });
+    h.esc();
+    h.typed("operator-pass");
+    h.enter();
+    assert!(matches!(h.screen(), Screen::Operator(_)), "{}", h.status());
+    assert!(
+        h.status()
+            .contains("locked after 100 failed attempts: recover it from a shell with `sparekey kiosk reset-operator-password`"),
+        "{}",
+        h.status()
+    );
+}
+
+#[test]
+fn kiosk_signing_someone_in_from_the_list_ends_the_operator_session() {
+    let mut h = H::with(true, |s, _| {
+        s.set_operator_password("operator-pass").unwrap();
+        s.create_account("alice", PASSWORD).unwrap();
+    });
+    h.esc();
+    h.typed("operator-pass");
+    h.enter();
+    assert!(matches!(h.screen(), Screen::Accounts(_)), "{}", h.status());
+    assert!(h.d.app.operator_active());
+    h.typed("l");
+    assert!(matches!(h.screen(), Screen::Login(_)));
+    assert!(h.d.app.operator.is_none());
+    // Signed in as alice: her settings (the audit log) still need the operator.
+    h.typed(PASSWORD);
+    h.enter();
+    assert!(matches!(h.screen(), Screen::Secure(_)), "{}", h.status());
+    h.typed("s");
+    assert!(matches!(h.screen(), Screen::Operator(_)));
 }

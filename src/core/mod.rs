@@ -12,6 +12,7 @@ pub mod code_set;
 pub mod entropy;
 pub mod error;
 pub mod keys;
+pub mod kiosk;
 pub mod password;
 pub mod qr;
 pub mod recovery_sheet;

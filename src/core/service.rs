@@ -20,6 +20,9 @@ use crate::core::code_set::{self, CodeSet, SlotMatch};
 use crate::core::entropy::Entropy;
 use crate::core::error::{Error, RejectReason, Rejection};
 use crate::core::keys::MasterKey;
+use crate::core::kiosk::{
+    OPERATOR_AUDIT_NAME, OPERATOR_LOCK_AFTER, OPERATOR_RECOVERY_COMMAND, OperatorSession,
+};
 use crate::core::password::{self, HashParams};
 use crate::core::store::{Activation, CodeConsumption, StepConsumption, Store};
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
@@ -896,27 +899,36 @@ impl Service {
         }
     }
 
-    /// Checks the kiosk operator password (one Argon2id evaluation), throttled like a login but
-    /// never locked: a locked operator would leave the kiosk with nobody able to unlock it.
-    pub fn check_operator_password(&self, password: &str) -> Result<(), Error> {
+    /// Checks the kiosk operator password (one Argon2id evaluation) and, if it is right, starts
+    /// an operator session: the only way to get an [`OperatorSession`]. Throttled like a login,
+    /// and locked after [`OPERATOR_LOCK_AFTER`] consecutive failures; once locked, even the
+    /// right password is refused until a shell operator runs [`Service::clear_operator_failures`]
+    /// (the CLI's `kiosk reset-operator-password`).
+    pub fn start_operator_session(&self, password: &str) -> Result<OperatorSession, Error> {
         let Some(phc) = self.store.operator_password()? else {
             return Err(Error::Invalid("no operator password is set".into()));
         };
         let policy = ThrottlePolicy {
-            lock_after: u32::MAX,
+            lock_after: OPERATOR_LOCK_AFTER,
             ..self.config.throttle
         };
         let failures = self.store.operator_failures()?;
-        if let Gate::Delayed { seconds_left } = policy.gate(&failures, self.now()) {
-            return Err(Error::Throttled { seconds_left });
+        match policy.gate(&failures, self.now()) {
+            Gate::Open => {}
+            Gate::Delayed { seconds_left } => return Err(Error::Throttled { seconds_left }),
+            Gate::Locked => return Err(operator_locked()),
         }
         if self.verify_password(password, &phc) {
             if failures.consecutive > 0 {
                 self.store.clear_operator_failures()?;
             }
-            return Ok(());
+            return Ok(OperatorSession::start(self.now()));
         }
         let record = self.store.record_operator_failure(self.now())?;
+        if policy.is_locked(&record) {
+            self.audit(OPERATOR_AUDIT_NAME, AuditKind::Locked);
+            return Err(operator_locked());
+        }
         Err(Error::Rejected(Rejection {
             reason: RejectReason::WrongPassword,
             attempts_before_lock: None,
@@ -925,10 +937,25 @@ impl Service {
         }))
     }
 
+    /// Shell operator: clears the kiosk operator's failure counter, so a locked-out operator can
+    /// try the password again. Audited under [`OPERATOR_AUDIT_NAME`].
+    pub fn clear_operator_failures(&self) -> Result<(), Error> {
+        self.store.clear_operator_failures()?;
+        self.audit(OPERATOR_AUDIT_NAME, AuditKind::Unlocked);
+        Ok(())
+    }
+
     /// The newest `limit` audit events, oldest first.
     pub fn audit_log(&self, name: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>, Error> {
         Ok(self.store.audit_events(name, limit)?)
     }
+}
+
+fn operator_locked() -> Error {
+    Error::Locked(format!(
+        "the operator password is locked after {OPERATOR_LOCK_AFTER} failed attempts: \
+         recover it from a shell with `{OPERATOR_RECOVERY_COMMAND}`"
+    ))
 }
 
 /// A fixed, valid PHC string for timing-equalising checks of unknown account names.

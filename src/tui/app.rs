@@ -1,9 +1,11 @@
 //! The application state and its one transition function, Elm style: [`update`] takes a [`Msg`]
 //! (a key, a clock tick, the result of an effect) and returns the [`Effect`]s to run. Owns
 //! navigation, the status line, the help overlay, quitting, kiosk idle clearing and the
-//! clipboard-clear offer. Must never call the service, touch the terminal, the clipboard or the
-//! disk, nor read the system clock: all of that is an [`Effect`] run by
-//! [`crate::tui::runtime`], and time arrives as [`Msg::Tick`] from the service's clock.
+//! clipboard-clear offer, and holds the kiosk operator's session. Must never call the service,
+//! touch the terminal, the clipboard or the disk, nor read the system clock: all of that is an
+//! [`Effect`] run by [`crate::tui::runtime`], and time arrives as [`Msg::Tick`] from the
+//! service's clock. Must never decide what needs the kiosk operator or when a session ends:
+//! [`Cx`] asks the core's [`KioskPolicy`] for every screen change and service call.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use crate::core::account::AccountSummary;
 use crate::core::audit::AuditEvent;
 use crate::core::clock::UnixTime;
 use crate::core::error::Error;
+use crate::core::kiosk::{Action, KioskPolicy, OperatorSession};
 use crate::core::service::{
     CodeStatus, Enrollment, IssuedCodes, LoginStep, LoginSuccess, PendingLogin,
 };
@@ -77,6 +80,17 @@ impl Screen {
     pub fn typing(&self) -> bool {
         self.component().typing()
     }
+    /// What being on this screen amounts to, for the kiosk policy.
+    pub fn action(&self) -> Action {
+        match self {
+            Screen::Accounts(_) => Action::ListAccounts,
+            Screen::NewAccount(_) => Action::CreateAccount,
+            Screen::Settings(_) => Action::ViewAccount,
+            Screen::Login(_) => Action::SignIn,
+            Screen::Enroll(_) | Screen::Codes(_) | Screen::Secure(_) => Action::SelfService,
+            Screen::Operator(_) => Action::OperatorGate,
+        }
+    }
     /// Whether this screen shows a secret, codes or account data that a kiosk must not leave on
     /// screen for the next person.
     pub fn sensitive(&self) -> bool {
@@ -87,13 +101,33 @@ impl Screen {
     }
 }
 
-/// Where a navigation goes; the runtime-free constructors in [`Cx::open`] load what it needs.
+/// Where a navigation goes; [`Cx::open`] builds its screen and loads what it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Accounts,
     Settings(String),
+    /// The public login, empty.
     Login,
+    /// The login at the password step for this account.
+    LoginFor(String),
+    NewAccount,
+    /// Enrolling an authenticator for this account; back goes to its settings.
+    Enroll(String),
     Quit,
+}
+
+impl Target {
+    /// What going there amounts to, for the kiosk policy.
+    pub fn action(&self) -> Action {
+        match self {
+            Target::Accounts => Action::ListAccounts,
+            Target::Settings(_) => Action::ViewAccount,
+            Target::Login | Target::LoginFor(_) => Action::SignIn,
+            Target::NewAccount => Action::CreateAccount,
+            Target::Enroll(_) => Action::SelfService,
+            Target::Quit => Action::QuitKiosk,
+        }
+    }
 }
 
 /// What happened.
@@ -215,9 +249,32 @@ pub enum Call {
     SetOperator {
         password: Zeroizing<String>,
     },
-    CheckOperator {
+    /// Checks the operator password; on success the service hands back an [`OperatorSession`].
+    StartOperatorSession {
         password: Zeroizing<String>,
     },
+}
+
+impl Call {
+    /// What the call amounts to, for the kiosk policy.
+    pub fn action(&self) -> Action {
+        match self {
+            Call::ListAccountsPage { .. } => Action::ListAccounts,
+            Call::CreateAccount { .. } => Action::CreateAccount,
+            Call::LoadSettings { .. } => Action::ViewAccount,
+            Call::Unlock { .. } => Action::Unlock,
+            Call::StartLogin { .. } | Call::FinishLogin { .. } | Call::Gate { .. } => {
+                Action::SignIn
+            }
+            Call::BeginEnrollment { .. }
+            | Call::ConfirmEnrollment { .. }
+            | Call::Regenerate { .. }
+            | Call::DisableTwoFactor { .. } => Action::SelfService,
+            Call::HasOperator | Call::SetOperator { .. } | Call::StartOperatorSession { .. } => {
+                Action::OperatorGate
+            }
+        }
+    }
 }
 
 /// The result of a [`Call`].
@@ -254,7 +311,7 @@ pub enum Outcome {
     },
     HasOperator(Result<bool, Error>),
     OperatorSet(Result<(), Error>),
-    OperatorChecked(Result<(), Error>),
+    OperatorSession(Result<OperatorSession, Error>),
 }
 
 /// Everything the settings screen shows about one account.
@@ -322,9 +379,8 @@ pub struct App {
     pub now: UnixTime,
     pub last_input: UnixTime,
     pub options: AppOptions,
-    /// The operator password was given in this kiosk session (until the console idles out or
-    /// returns to the login).
-    pub operator: bool,
+    /// The kiosk operator's session, while the core's [`KioskPolicy`] keeps it alive.
+    pub operator: Option<OperatorSession>,
     pub clipboard: Option<ClipboardNote>,
     pub quitting: bool,
     /// The terminal's size (columns, rows) as last reported by [`Msg::Resize`]; `None` until
@@ -333,28 +389,54 @@ pub struct App {
 }
 
 /// The context a screen's handlers work through: they queue effects and navigation here
-/// instead of reaching into the [`App`].
+/// instead of reaching into the [`App`]. Its private fields make it the kiosk's one gate: every
+/// service call passes [`Cx::call`] or [`Cx::later`] and every screen change passes
+/// [`Cx::show`] (which [`Cx::open`] ends in), and each asks the core's [`KioskPolicy`] with the
+/// operator session the app lent this context.
 #[derive(Debug)]
 pub struct Cx {
     pub now: UnixTime,
     pub options: AppOptions,
-    pub operator: bool,
     /// The terminal's size (columns, rows), if the runtime reported it.
     pub size: Option<(u16, u16)>,
-    pub effects: Vec<Effect>,
-    pub goto: Option<Screen>,
-    pub status: Option<Option<Status>>,
-    pub quit: bool,
-    pub grant_operator: bool,
+    /// `None` outside kiosk mode: nothing needs the operator there.
+    policy: Option<KioskPolicy>,
+    session: Option<OperatorSession>,
+    effects: Vec<Effect>,
+    goto: Option<Screen>,
+    status: Option<Option<Status>>,
+    quit: bool,
 }
 
+/// Said when a screen asks for an operator action without a session (only a screen bug can get
+/// here: the operator screens are opened before such actions).
+const NEEDS_OPERATOR: &str = "the operator password is needed for that";
+
 impl Cx {
+    fn allows(&self, action: Action) -> bool {
+        self.policy
+            .is_none_or(|p| p.allows(action, self.session.as_ref(), self.now))
+    }
     pub fn call(&mut self, call: Call) {
-        self.effects.push(Effect::Call(call));
+        if self.allows(call.action()) {
+            self.effects.push(Effect::Call(call));
+        } else {
+            self.error(NEEDS_OPERATOR);
+        }
     }
     /// Queues a call for when no input is waiting (see [`Effect::Later`]).
     pub fn later(&mut self, call: Call) {
-        self.effects.push(Effect::Later(call));
+        if self.allows(call.action()) {
+            self.effects.push(Effect::Later(call));
+        } else {
+            self.error(NEEDS_OPERATOR);
+        }
+    }
+    pub fn copy(&mut self, text: Zeroizing<String>) {
+        self.effects.push(Effect::Copy(text));
+    }
+    pub fn export(&mut self, path: PathBuf, contents: Zeroizing<String>) {
+        self.effects.push(Effect::Export { path, contents });
     }
     pub fn info(&mut self, text: impl Into<String>) {
         self.status = Some(Some(Status::info(text)));
@@ -368,30 +450,50 @@ impl Cx {
     pub fn kiosk(&self) -> bool {
         self.options.kiosk
     }
-    /// Goes to `target` and loads what it shows. In kiosk mode the accounts list, settings and
-    /// quitting need the operator password first.
+    /// Keeps the session the service minted after the operator password (see
+    /// [`crate::core::service::Service::start_operator_session`]).
+    pub fn begin_operator_session(&mut self, session: OperatorSession) {
+        self.session = Some(session);
+    }
+    /// Goes to `target` and loads what it shows. When the kiosk policy wants the operator
+    /// first, goes to the operator password instead, which comes back here once it is given.
     pub fn open(&mut self, target: Target) {
-        let needs_operator = self.options.kiosk && !self.operator && target != Target::Login;
-        if needs_operator {
+        if !self.allows(target.action()) {
             self.clear_status();
-            self.goto = Some(Screen::Operator(Operator::unlock(target)));
+            self.show(Screen::Operator(Operator::unlock(target)));
             return;
         }
-        self.open_unchecked(target);
-    }
-    pub(crate) fn open_unchecked(&mut self, target: Target) {
         match target {
             Target::Accounts => {
-                self.goto = Some(Screen::Accounts(Accounts::new()));
                 self.call(Accounts::first_page());
+                self.show(Screen::Accounts(Accounts::new()));
             }
             Target::Settings(name) => {
                 self.call(Call::LoadSettings { name: name.clone() });
-                self.goto = Some(Screen::Settings(Settings::new(name)));
+                self.show(Screen::Settings(Settings::new(name)));
             }
-            Target::Login => self.goto = Some(Screen::Login(Login::new())),
+            Target::Login => self.show(Screen::Login(Login::new())),
+            Target::LoginFor(name) => self.show(Screen::Login(Login::for_account(&name))),
+            Target::NewAccount => self.show(Screen::NewAccount(NewAccount::new())),
+            Target::Enroll(name) => self.show(Screen::Enroll(Enroll::new(
+                &name,
+                Target::Settings(name.clone()),
+            ))),
             Target::Quit => self.quit = true,
         }
+    }
+    /// The one way to change the screen: refused (with an error line) if the kiosk policy
+    /// wants the operator for it, and showing the public login ends the operator session.
+    pub fn show(&mut self, screen: Screen) {
+        let action = screen.action();
+        if !self.allows(action) {
+            self.error(NEEDS_OPERATOR);
+            return;
+        }
+        if self.policy.is_some() && KioskPolicy::ends_session(action) {
+            self.session = None;
+        }
+        self.goto = Some(screen);
     }
 }
 
@@ -417,7 +519,7 @@ impl App {
             now,
             last_input: now,
             options,
-            operator: false,
+            operator: None,
             clipboard: None,
             quitting: false,
             size: None,
@@ -425,17 +527,33 @@ impl App {
         (app, effects)
     }
 
-    fn cx(&self) -> Cx {
+    /// The kiosk policy, in kiosk mode.
+    pub fn policy(&self) -> Option<KioskPolicy> {
+        self.options
+            .kiosk
+            .then(|| KioskPolicy::new(self.options.idle_timeout))
+    }
+
+    /// A context for one handler; it holds the operator session until [`apply`] hands it back.
+    fn cx(&mut self) -> Cx {
         Cx {
             now: self.now,
             options: self.options.clone(),
-            operator: self.operator,
             size: self.size,
+            policy: self.policy(),
+            session: self.operator.take(),
             effects: Vec::new(),
             goto: None,
             status: None,
             quit: false,
-            grant_operator: false,
+        }
+    }
+
+    /// Whether an operator session is alive now.
+    pub fn operator_active(&self) -> bool {
+        match (self.policy(), &self.operator) {
+            (Some(policy), Some(session)) => policy.session_active(session, self.now),
+            _ => false,
         }
     }
 
@@ -451,6 +569,9 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Key(key) => {
             app.last_input = app.now;
+            if let Some(session) = &mut app.operator {
+                session.touch(app.now);
+            }
             if let Some(e) = global_key(app, key) {
                 effects.extend(e);
             } else {
@@ -463,7 +584,9 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             effects.extend(tick(app));
         }
         Msg::Done(Outcome::HasOperator(Ok(false))) if app.options.kiosk => {
-            app.screen = Screen::Operator(Operator::first_start());
+            let mut cx = app.cx();
+            cx.show(Screen::Operator(Operator::first_start()));
+            effects.extend(apply(app, cx));
         }
         Msg::Done(outcome) => effects.extend(dispatch(app, |s, cx| s.on_outcome(outcome, cx))),
         Msg::Copied(result) => match result {
@@ -544,16 +667,22 @@ fn screen_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
 }
 
 fn tick(app: &mut App) -> Vec<Effect> {
-    let idle = i64::try_from(app.options.idle_timeout.as_secs()).unwrap_or(i64::MAX);
-    if app.options.kiosk && app.now.saturating_sub(app.last_input) >= idle && app.screen.sensitive()
+    let policy = app.policy();
+    if let Some(policy) = policy
+        && policy.is_idle(app.last_input, app.now)
+        && app.screen.sensitive()
     {
-        // Dropping the old screen wipes whatever secret or codes it held.
-        app.screen = Screen::Login(Login::new());
-        app.operator = false;
+        // Dropping the old screen wipes whatever secret or codes it held; the login ends the
+        // operator session.
+        let mut cx = app.cx();
+        cx.open(Target::Login);
+        cx.info("the console was idle: the screen was cleared");
         app.help = false;
         app.last_input = app.now;
-        app.status = Some(Status::info("the console was idle: the screen was cleared"));
-        return vec![];
+        return apply(app, cx);
+    }
+    if !app.operator_active() {
+        app.operator = None;
     }
     let mut effects = Vec::new();
     if let Some(note) = &mut app.clipboard
@@ -577,37 +706,22 @@ fn dispatch(app: &mut App, f: impl FnOnce(&mut dyn Component, &mut Cx)) -> Vec<E
     apply(app, cx)
 }
 
+/// Applies what a handler asked for and takes the operator session back. The only place the
+/// screen is replaced.
 fn apply(app: &mut App, cx: Cx) -> Vec<Effect> {
     let Cx {
-        effects,
+        mut effects,
         goto,
         status,
         quit,
-        grant_operator,
+        session,
         ..
     } = cx;
-    finish(app, effects, goto, status, quit, grant_operator)
-}
-
-fn finish(
-    app: &mut App,
-    mut effects: Vec<Effect>,
-    goto: Option<Screen>,
-    status: Option<Option<Status>>,
-    quit: bool,
-    grant_operator: bool,
-) -> Vec<Effect> {
-    if grant_operator {
-        app.operator = true;
-    }
+    app.operator = session;
     if let Some(status) = status {
         app.status = status;
     }
     if let Some(screen) = goto {
-        if matches!(screen, Screen::Login(_)) {
-            // Back at the kiosk's public screen: the operator session ends.
-            app.operator = false;
-        }
         app.screen = screen;
     }
     if quit {

@@ -75,8 +75,8 @@ pub fn execute_call(service: &Service, call: Call) -> Outcome {
         Call::SetOperator { password } => {
             Outcome::OperatorSet(service.set_operator_password(&password))
         }
-        Call::CheckOperator { password } => {
-            Outcome::OperatorChecked(service.check_operator_password(&password))
+        Call::StartOperatorSession { password } => {
+            Outcome::OperatorSession(service.start_operator_session(&password))
         }
     }
 }

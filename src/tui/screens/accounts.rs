@@ -10,11 +10,8 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use crate::core::account::AccountSummary;
-use crate::tui::app::{Call, Component, Cx, Outcome, Screen, Target, ViewCx};
+use crate::tui::app::{Call, Component, Cx, Outcome, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
-use crate::tui::screens::enroll::Enroll;
-use crate::tui::screens::login::Login;
-use crate::tui::screens::new_account::NewAccount;
 use crate::tui::widgets::{Field, panel};
 
 /// Accounts asked for before the first frame: a screenful on any sensible terminal.
@@ -367,15 +364,14 @@ impl Component for Accounts {
             KeyCode::Home => self.select(0, cx),
             KeyCode::End => self.select(usize::MAX, cx),
             KeyCode::Char('/') => self.filtering = true,
-            KeyCode::Char('n') => cx.goto = Some(Screen::NewAccount(NewAccount::new())),
+            KeyCode::Char('n') => cx.open(Target::NewAccount),
             KeyCode::Char('r') => self.reload(cx),
             KeyCode::Char('l') => {
                 // Nothing is looked up for the login: it starts at the password.
-                let login = match self.selected_name() {
-                    Some(name) => Login::for_account(&name),
-                    None => Login::new(),
-                };
-                cx.goto = Some(Screen::Login(login));
+                match self.selected_name() {
+                    Some(name) => cx.open(Target::LoginFor(name)),
+                    None => cx.open(Target::Login),
+                }
             }
             KeyCode::Esc if cx.kiosk() => cx.open(Target::Login),
             _ => {
@@ -384,12 +380,7 @@ impl Component for Accounts {
                 };
                 match key.code {
                     KeyCode::Enter => cx.open(Target::Settings(name)),
-                    KeyCode::Char('e') => {
-                        cx.goto = Some(Screen::Enroll(Enroll::new(
-                            &name,
-                            Target::Settings(name.clone()),
-                        )))
-                    }
+                    KeyCode::Char('e') => cx.open(Target::Enroll(name)),
                     KeyCode::Char('u') => cx.call(Call::Unlock { name }),
                     _ => {}
                 }

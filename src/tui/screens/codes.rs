@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use crate::core::backup_code::{BackupCode, FORMAT_HINT};
 use crate::core::recovery_sheet;
 use crate::core::service::IssuedCodes;
-use crate::tui::app::{Component, Cx, Effect, ExportError, Target, ViewCx};
+use crate::tui::app::{Component, Cx, ExportError, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::widgets::{Field, field_line, format_date, margin, panel};
 
@@ -142,10 +142,7 @@ impl Component for Codes {
         match &mut self.mode {
             Mode::Browse => match key.code {
                 KeyCode::Enter => self.mode = Mode::Proof(Field::new()),
-                KeyCode::Char('c') => cx.effects.push(Effect::Copy(recovery_sheet::numbered_list(
-                    self.codes(),
-                    false,
-                ))),
+                KeyCode::Char('c') => cx.copy(recovery_sheet::numbered_list(self.codes(), false)),
                 KeyCode::Char('e') => {
                     let path = cx
                         .options
@@ -181,10 +178,7 @@ impl Component for Codes {
                 KeyCode::Enter if !field.is_empty() => {
                     let path = PathBuf::from(field.as_str());
                     if let Some(issued) = &self.issued {
-                        cx.effects.push(Effect::Export {
-                            path,
-                            contents: recovery_sheet::sheet(issued),
-                        });
+                        cx.export(path, recovery_sheet::sheet(issued));
                     }
                 }
                 _ => {

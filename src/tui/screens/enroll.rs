@@ -135,7 +135,7 @@ impl Component for Enroll {
             }
             Outcome::Issued(Ok(issued)) => {
                 cx.info("two-factor authentication is on: save these backup codes");
-                cx.goto = Some(Screen::Codes(Codes::new(
+                cx.show(Screen::Codes(Codes::new(
                     issued,
                     Some(STEPS),
                     self.back.clone(),

@@ -215,7 +215,7 @@ impl Login {
             LoginMethod::BackupCode => "with a backup code",
         };
         cx.info(format!("signed in as '{name}' {how}"));
-        cx.goto = Some(Screen::Secure(Secure::new(name, success)));
+        cx.show(Screen::Secure(Secure::new(name, success)));
     }
 }
 

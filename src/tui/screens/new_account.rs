@@ -9,9 +9,8 @@ use ratatui::text::Line;
 use ratatui::widgets::{Paragraph, Wrap};
 
 use crate::core::service::MIN_PASSWORD_CHARS;
-use crate::tui::app::{Call, Component, Cx, Outcome, Screen, Target, ViewCx};
+use crate::tui::app::{Call, Component, Cx, Outcome, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
-use crate::tui::screens::enroll::Enroll;
 use crate::tui::widgets::{Field, field_line, panel};
 
 #[derive(Debug)]
@@ -107,10 +106,7 @@ impl Component for NewAccount {
                 cx.info(format!(
                     "account '{name}' created: now enroll its authenticator"
                 ));
-                cx.goto = Some(Screen::Enroll(Enroll::new(
-                    &name,
-                    Target::Settings(name.clone()),
-                )));
+                cx.open(Target::Enroll(name));
             }
             Err(e) => {
                 self.focus = 1;

@@ -1,6 +1,7 @@
 //! The kiosk's operator gate: sets the operator password at the first kiosk start, and asks for
-//! it before the accounts list, settings or quitting. Owns the typed password (zeroized). Must
-//! never compare passwords itself: the core hashes and checks them.
+//! it when [`crate::tui::app::Cx::open`] finds that the core's kiosk policy wants the operator.
+//! Owns the typed password (zeroized). Must never compare passwords nor decide what needs the
+//! operator: the core hashes and checks the password, mints the session and keeps the policy.
 
 use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
@@ -81,7 +82,7 @@ impl Component for Operator {
             (Purpose::Unlock(_), KeyCode::Esc) => cx.open(Target::Login),
             (Purpose::Unlock(_), KeyCode::Enter) => {
                 let password = self.password.take();
-                cx.call(Call::CheckOperator { password });
+                cx.call(Call::StartOperatorSession { password });
             }
             (
                 Purpose::FirstStart,
@@ -112,14 +113,14 @@ impl Component for Operator {
                 cx.info("operator password set: the kiosk is ready");
                 cx.open(Target::Login);
             }
-            Outcome::OperatorChecked(Ok(())) => {
+            Outcome::OperatorSession(Ok(session)) => {
                 if let Purpose::Unlock(target) = &self.purpose {
-                    cx.grant_operator = true;
+                    cx.begin_operator_session(session);
                     cx.clear_status();
-                    cx.open_unchecked(target.clone());
+                    cx.open(target.clone());
                 }
             }
-            Outcome::OperatorSet(Err(e)) | Outcome::OperatorChecked(Err(e)) => cx.error(e),
+            Outcome::OperatorSet(Err(e)) | Outcome::OperatorSession(Err(e)) => cx.error(e),
             _ => {}
         }
     }
@@ -153,8 +154,9 @@ impl Component for Operator {
                 let what = match target {
                     Target::Accounts => "open the accounts list",
                     Target::Settings(_) => "open account settings",
+                    Target::NewAccount => "create an account",
                     Target::Quit => "quit the kiosk",
-                    Target::Login => "continue",
+                    Target::Login | Target::LoginFor(_) | Target::Enroll(_) => "continue",
                 };
                 lines.push(Line::raw(format!(
                     "The operator password is needed to {what}."

@@ -14,7 +14,6 @@ use crate::core::service::LoginSuccess;
 use crate::tui::app::{Call, Component, Cx, Outcome, Screen, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::screens::codes::Codes;
-use crate::tui::screens::enroll::Enroll;
 use crate::tui::widgets::{Field, field_line, panel};
 
 #[derive(Debug)]
@@ -101,12 +100,7 @@ impl Component for Secure {
         }
         let name = self.account.clone();
         match key.code {
-            KeyCode::Char('r') => {
-                cx.goto = Some(Screen::Enroll(Enroll::new(
-                    &name,
-                    Target::Settings(name.clone()),
-                )))
-            }
+            KeyCode::Char('r') => cx.open(Target::Enroll(name)),
             KeyCode::Char('g') if self.success.low_on_codes() => {
                 self.regenerate = Some(Field::masked())
             }
@@ -123,7 +117,7 @@ impl Component for Secure {
         match outcome {
             Outcome::Issued(Ok(issued)) => {
                 cx.info("a new set of backup codes replaces the old one");
-                cx.goto = Some(Screen::Codes(Codes::new(
+                cx.show(Screen::Codes(Codes::new(
                     issued,
                     None,
                     Target::Settings(self.account.clone()),

@@ -12,7 +12,6 @@ use ratatui::widgets::{Gauge, Paragraph, Wrap};
 use crate::tui::app::{Call, Component, Cx, Outcome, Screen, SettingsData, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::screens::codes::Codes;
-use crate::tui::screens::enroll::Enroll;
 use crate::tui::widgets::{Field, field_line, format_time, panel};
 
 /// Audit events loaded for the log panel.
@@ -157,12 +156,7 @@ impl Component for Settings {
                         on_code: false,
                     })
                 }
-                KeyCode::Char('r') => {
-                    cx.goto = Some(Screen::Enroll(Enroll::new(
-                        &name,
-                        Target::Settings(name.clone()),
-                    )))
-                }
+                KeyCode::Char('r') => cx.open(Target::Enroll(name)),
                 KeyCode::Char('a') => {
                     self.panel = if self.panel == Panel::Slots {
                         Panel::Audit
@@ -187,7 +181,7 @@ impl Component for Settings {
             Outcome::Issued(Ok(issued)) => {
                 self.prompt = None;
                 cx.info("a new set of backup codes replaces the old one");
-                cx.goto = Some(Screen::Codes(Codes::new(
+                cx.show(Screen::Codes(Codes::new(
                     issued,
                     None,
                     Target::Settings(self.account.clone()),
