@@ -1,5 +1,5 @@
 //! Crash safety: the real binary is SIGKILLed at random moments while it logs in with backup
-//! codes, records failures and regenerates sets, hundreds of times. After every kill the store
+//! codes, records failures and regenerates sets, many times. After every kill the store
 //! is opened and checked: it opens; a code reported accepted is never accepted again; used
 //! slots never become unused; remaining = total - used; a set is either the old one or a whole
 //! new one; the failure counter never goes backwards except through a success or an unlock.
