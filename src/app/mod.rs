@@ -22,7 +22,6 @@ use std::time::Duration;
 use crate::core::clock::{Clock, SystemClock};
 use crate::core::entropy::{Entropy, OsEntropy};
 use crate::core::error::Error;
-use crate::core::keys::MasterKey;
 use crate::core::service::{Config, Service};
 use crate::store::sled_store::SledStore;
 
@@ -62,7 +61,7 @@ pub fn open_in_memory(
     clock: Arc<dyn Clock>,
     mut entropy: Box<dyn Entropy>,
 ) -> Service {
-    let key = MasterKey::generate(entropy.as_mut());
+    let key = crate::core::keys::MasterKey::generate(entropy.as_mut());
     let store = crate::store::memory::MemoryStore::new();
     Service::new(Box::new(store), clock, entropy, key, config).expect("the configuration is valid")
 }
