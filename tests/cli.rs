@@ -831,3 +831,24 @@ fn parallel_processes_wait_for_the_store_or_fail_cleanly() {
         .json();
     assert_eq!(status["remaining"], 10 - accepted);
 }
+
+#[test]
+fn kiosk_reset_operator_password_clears_the_operator_failures_and_is_audited() {
+    let env = Env::new();
+    env.run(&["account", "add", "erin"], &format!("{PASSWORD}\n"))
+        .ok();
+    let cleared = env.run(&["kiosk", "reset-operator-password"], "").ok();
+    assert!(
+        cleared.stdout.contains("failed attempts are cleared"),
+        "{}",
+        cleared.stdout
+    );
+    let audit = env.run(&["audit", "kiosk:operator"], "").ok();
+    assert!(
+        audit
+            .stdout
+            .contains("kiosk operator failures cleared from the shell"),
+        "{}",
+        audit.stdout
+    );
+}

@@ -516,7 +516,13 @@ fn the_operator_password_is_throttled_and_locks_after_100_failures() {
     assert!(check_operator(&service, "operator secret").is_ok());
     let audit = service.audit_log(Some("kiosk:operator"), 10).unwrap();
     let kinds: Vec<AuditKind> = audit.into_iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, [AuditKind::Locked, AuditKind::Unlocked]);
+    assert_eq!(
+        kinds,
+        [
+            AuditKind::OperatorLocked,
+            AuditKind::OperatorFailuresCleared
+        ]
+    );
 }
 
 #[test]

@@ -1079,3 +1079,83 @@ fn kiosk_signing_someone_in_from_the_list_ends_the_operator_session() {
     h.typed("s");
     assert!(matches!(h.screen(), Screen::Operator(_)));
 }
+
+#[test]
+fn a_running_call_shows_working_and_keys_wait_for_its_answer() {
+    let mut secret = Vec::new();
+    let mut h = H::with(false, |s, c| {
+        secret = enroll(s, c, "alice").0;
+        c.advance(30);
+    });
+    h.d.tick();
+    h.d.hold_calls();
+    h.typed("l");
+    assert!(matches!(h.screen(), Screen::Login(l) if l.step == LoginStep::Password));
+    h.typed(PASSWORD);
+    h.enter();
+    // The password check is running: the login says so and stays on its screen.
+    assert!(h.d.app.working());
+    assert!(h.render(80, 24).contains("working…"));
+    // Help opens and closes at once; it starts nothing.
+    h.press(KeyCode::F(1));
+    assert!(h.d.app.help);
+    assert!(h.render(80, 24).contains("Any key closes this help."));
+    h.press(KeyCode::F(1));
+    assert!(!h.d.app.help);
+    // Typed ahead: the code and its Enter wait for the answer, so no second call starts yet.
+    let code = h.totp(&secret);
+    h.typed(&code);
+    h.enter();
+    assert_eq!(h.d.app.typed_ahead.len(), code.len() + 1);
+    assert!(matches!(h.screen(), Screen::Login(l) if l.step == LoginStep::Password));
+    // The answer arrives: the keys reach the code step in order and send the code.
+    assert!(h.d.release_call());
+    assert!(h.d.app.typed_ahead.is_empty());
+    assert!(h.d.app.working(), "the typed-ahead Enter sent the code");
+    assert!(h.d.release_call());
+    assert!(!h.d.app.working());
+    assert!(!h.render(80, 24).contains("working…"));
+    let Screen::Secure(secure) = h.screen() else {
+        panic!("{}", h.status())
+    };
+    assert_eq!(secure.success.method, LoginMethod::Totp);
+    assert!(!h.d.release_call());
+}
+
+#[test]
+fn the_worker_runs_calls_off_the_caller_and_answers_through_pump() {
+    use sparekey::tui::runtime::{Driver, RecordingPlatform};
+    let clock = std::sync::Arc::new(sparekey::core::clock::ManualClock::new(T0));
+    let service = tui_support::service(clock.clone());
+    service.create_account("alice", PASSWORD).unwrap();
+    let mut d = Driver::with_worker(
+        service,
+        RecordingPlatform::default(),
+        tui_support::options(false),
+    )
+    .unwrap();
+    let settle = |d: &mut Driver<RecordingPlatform>| {
+        // Bounded so a lost answer fails the test instead of hanging it.
+        for _ in 0..10_000 {
+            d.pump().unwrap();
+            if !d.busy() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        panic!("the worker never answered");
+    };
+    settle(&mut d);
+    assert!(matches!(d.app.screen, Screen::Accounts(_)));
+    use ratatui::crossterm::event::{KeyEvent, KeyModifiers};
+    let key = |c| KeyEvent::new(c, KeyModifiers::NONE);
+    d.key(key(KeyCode::Char('l')));
+    for c in PASSWORD.chars() {
+        d.key(key(KeyCode::Char(c)));
+    }
+    d.key(key(KeyCode::Enter));
+    assert!(d.app.working(), "the call went to the worker");
+    settle(&mut d);
+    assert!(!d.app.working());
+    assert!(matches!(d.app.screen, Screen::Secure(_)));
+}

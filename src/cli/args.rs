@@ -78,6 +78,10 @@ pub enum Command {
     /// Operator: turn two-factor authentication off for an account (authenticator and codes)
     Reset(NameArg),
 
+    /// Kiosk operator recovery
+    #[command(subcommand)]
+    Kiosk(KioskCommand),
+
     /// Write a consistent copy of the store to a new file (mode 0600; the key file is needed to
     /// use it, so back that up separately)
     Backup(FileArg),
@@ -105,6 +109,12 @@ pub struct TuiArgs {
     /// [default: 60]
     #[arg(long, value_name = "SECONDS")]
     pub idle_timeout: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KioskCommand {
+    /// Clear the kiosk operator's failed attempts, so a locked-out operator can try again
+    ResetOperatorPassword,
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,8 +16,8 @@ use crate::core::password::HashParams;
 use crate::core::service::{Config, IssuedCodes, Service};
 
 use super::args::{
-    AccountCommand, AuditArgs, Cli, CodesCommand, Command, EnrollArgs, GlobalArgs, RegenerateArgs,
-    TuiArgs,
+    AccountCommand, AuditArgs, Cli, CodesCommand, Command, EnrollArgs, GlobalArgs, KioskCommand,
+    RegenerateArgs, TuiArgs,
 };
 use super::input::SecretInput;
 use super::output::{self, Output};
@@ -56,6 +56,9 @@ pub fn run(cli: Cli) -> u8 {
         Some(Command::Audit(args)) => audit(global, out, args),
         Some(Command::Unlock(a)) => unlock(global, out, &a.name),
         Some(Command::Reset(a)) => reset(global, out, &a.name),
+        Some(Command::Kiosk(KioskCommand::ResetOperatorPassword)) => {
+            reset_operator_failures(global, out)
+        }
         Some(Command::Backup(f)) => backup(global, out, &f.file),
         Some(Command::Restore(f)) => restore(global, out, &f.file),
         Some(Command::Doctor) => doctor(global, out),
@@ -540,6 +543,18 @@ fn audit(global: &GlobalArgs, out: Output, args: &AuditArgs) -> Outcome {
         ));
     }
     out.text(&text)?;
+    Ok(())
+}
+
+fn reset_operator_failures(global: &GlobalArgs, out: Output) -> Outcome {
+    open(global)?.clear_operator_failures()?;
+    if out.is_json() {
+        out.json(&serde_json::json!({ "operator_failures_cleared": true }))?;
+    } else {
+        out.line(
+            "the kiosk operator's failed attempts are cleared: the operator password works again",
+        )?;
+    }
     Ok(())
 }
 

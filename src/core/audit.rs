@@ -68,6 +68,10 @@ pub enum AuditKind {
     Unlocked,
     TwoFactorReset,
     TwoFactorDisabled,
+    /// The kiosk operator password locked after too many failures.
+    OperatorLocked,
+    /// A shell operator cleared the kiosk operator's failures.
+    OperatorFailuresCleared,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +99,8 @@ impl AuditKind {
             AuditKind::Unlocked => "unlocked",
             AuditKind::TwoFactorReset => "two_factor_reset",
             AuditKind::TwoFactorDisabled => "two_factor_disabled",
+            AuditKind::OperatorLocked => "operator_locked",
+            AuditKind::OperatorFailuresCleared => "operator_failures_cleared",
         }
     }
 }
@@ -146,6 +152,12 @@ impl std::fmt::Display for AuditKind {
             AuditKind::Unlocked => write!(f, "account unlocked by operator"),
             AuditKind::TwoFactorReset => write!(f, "two-factor authentication reset by operator"),
             AuditKind::TwoFactorDisabled => write!(f, "two-factor authentication turned off"),
+            AuditKind::OperatorLocked => {
+                write!(f, "kiosk operator password locked after repeated failures")
+            }
+            AuditKind::OperatorFailuresCleared => {
+                write!(f, "kiosk operator failures cleared from the shell")
+            }
         }
     }
 }

@@ -926,7 +926,7 @@ impl Service {
         }
         let record = self.store.record_operator_failure(self.now())?;
         if policy.is_locked(&record) {
-            self.audit(OPERATOR_AUDIT_NAME, AuditKind::Locked);
+            self.audit(OPERATOR_AUDIT_NAME, AuditKind::OperatorLocked);
             return Err(operator_locked());
         }
         Err(Error::Rejected(Rejection {
@@ -941,7 +941,7 @@ impl Service {
     /// try the password again. Audited under [`OPERATOR_AUDIT_NAME`].
     pub fn clear_operator_failures(&self) -> Result<(), Error> {
         self.store.clear_operator_failures()?;
-        self.audit(OPERATOR_AUDIT_NAME, AuditKind::Unlocked);
+        self.audit(OPERATOR_AUDIT_NAME, AuditKind::OperatorFailuresCleared);
         Ok(())
     }
 

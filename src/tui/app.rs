@@ -7,6 +7,7 @@
 //! service's clock. Must never decide what needs the kiosk operator or when a session ends:
 //! [`Cx`] asks the core's [`KioskPolicy`] for every screen change and service call.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,6 +30,12 @@ use crate::tui::screens::{
     operator::Operator, secure::Secure, settings::Settings,
 };
 use crate::tui::widgets::Theme;
+
+/// Keys kept while a call runs (see [`App::typed_ahead`]); more are dropped.
+pub const TYPE_AHEAD_KEYS: usize = 64;
+
+/// Shown on the status line while a service call runs.
+pub const WORKING: &str = "working…";
 
 /// Seconds after a copy before offering to clear the clipboard.
 pub const CLIPBOARD_OFFER_SECS: i64 = 60;
@@ -142,7 +149,10 @@ pub enum Msg {
     },
     /// The service clock's time, sent about once a second and before the first draw.
     Tick(UnixTime),
+    /// The result of an [`Effect::Call`].
     Done(Outcome),
+    /// The result of an [`Effect::Later`] call.
+    LaterDone(Outcome),
     Copied(Result<ClipboardUsed, String>),
     ClipboardCleared(Result<ClipboardUsed, String>),
     Exported {
@@ -183,7 +193,7 @@ pub enum Effect {
     Call(Call),
     /// A service call to run when no input is waiting, one per turn of the event loop: work in
     /// chunks (the rest of a long account list) that must not delay keys or the first frame.
-    /// Its result comes back as [`Msg::Done`] like a [`Call`]'s.
+    /// Its result comes back as [`Msg::LaterDone`]; it does not count as [`App::working`].
     Later(Call),
     Copy(Zeroizing<String>),
     ClearClipboard,
@@ -383,6 +393,12 @@ pub struct App {
     pub operator: Option<OperatorSession>,
     pub clipboard: Option<ClipboardNote>,
     pub quitting: bool,
+    /// [`Effect::Call`]s returned and not yet answered by [`Msg::Done`].
+    pub calls_running: usize,
+    /// Keys pressed while a call runs, handled in order once it is answered: the screen sees
+    /// them exactly as if the call had been instant, and a second call never starts before the
+    /// first is answered. Only the help overlay reacts at once.
+    pub typed_ahead: VecDeque<KeyEvent>,
     /// The terminal's size (columns, rows) as last reported by [`Msg::Resize`]; `None` until
     /// then (tests that only render).
     pub size: Option<(u16, u16)>,
@@ -522,6 +538,8 @@ impl App {
             operator: None,
             clipboard: None,
             quitting: false,
+            calls_running: 0,
+            typed_ahead: VecDeque::new(),
             size: None,
         };
         (app, effects)
@@ -549,6 +567,11 @@ impl App {
         }
     }
 
+    /// Whether a service call is running: the status line says so and keys wait.
+    pub fn working(&self) -> bool {
+        self.calls_running > 0
+    }
+
     /// Whether an operator session is alive now.
     pub fn operator_active(&self) -> bool {
         match (self.policy(), &self.operator) {
@@ -565,6 +588,26 @@ impl App {
 
 /// Applies a message. The only place the state changes.
 pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
+    let mut effects = apply_msg(app, msg);
+    count_calls(app, &effects);
+    while !app.working()
+        && let Some(key) = app.typed_ahead.pop_front()
+    {
+        let more = key_now(app, key);
+        count_calls(app, &more);
+        effects.extend(more);
+    }
+    effects
+}
+
+fn count_calls(app: &mut App, effects: &[Effect]) {
+    app.calls_running += effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Call(_)))
+        .count();
+}
+
+fn apply_msg(app: &mut App, msg: Msg) -> Vec<Effect> {
     let mut effects = Vec::new();
     match msg {
         Msg::Key(key) => {
@@ -572,10 +615,10 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             if let Some(session) = &mut app.operator {
                 session.touch(app.now);
             }
-            if let Some(e) = global_key(app, key) {
-                effects.extend(e);
+            if app.working() {
+                key_while_working(app, key);
             } else {
-                effects.extend(screen_key(app, key));
+                effects.extend(key_now(app, key));
             }
         }
         Msg::Resize { width, height } => app.size = Some((width, height)),
@@ -584,11 +627,18 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             effects.extend(tick(app));
         }
         Msg::Done(Outcome::HasOperator(Ok(false))) if app.options.kiosk => {
+            app.calls_running = app.calls_running.saturating_sub(1);
             let mut cx = app.cx();
             cx.show(Screen::Operator(Operator::first_start()));
             effects.extend(apply(app, cx));
         }
-        Msg::Done(outcome) => effects.extend(dispatch(app, |s, cx| s.on_outcome(outcome, cx))),
+        Msg::Done(outcome) => {
+            app.calls_running = app.calls_running.saturating_sub(1);
+            effects.extend(dispatch(app, |s, cx| s.on_outcome(outcome, cx)));
+        }
+        Msg::LaterDone(outcome) => {
+            effects.extend(dispatch(app, |s, cx| s.on_outcome(outcome, cx)));
+        }
         Msg::Copied(result) => match result {
             Ok(used) => {
                 app.clipboard = Some(ClipboardNote {
@@ -616,6 +666,27 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         }
     }
     effects
+}
+
+fn key_now(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    match global_key(app, key) {
+        Some(effects) => effects,
+        None => screen_key(app, key),
+    }
+}
+
+/// A key while a call runs: the help overlay opens and closes at once (it starts nothing);
+/// every other key, Ctrl-C included, waits in [`App::typed_ahead`] for the call's answer.
+fn key_while_working(app: &mut App, key: KeyEvent) {
+    let help_key = key.code == KeyCode::F(1)
+        || (key.code == KeyCode::Char('?') && !app.screen.typing() && app.typed_ahead.is_empty());
+    if app.help && app.typed_ahead.is_empty() {
+        app.help = false;
+    } else if help_key && app.typed_ahead.is_empty() {
+        app.help = true;
+    } else if app.typed_ahead.len() < TYPE_AHEAD_KEYS {
+        app.typed_ahead.push_back(key);
+    }
 }
 
 fn global_key(app: &mut App, key: KeyEvent) -> Option<Vec<Effect>> {
@@ -678,6 +749,7 @@ fn tick(app: &mut App) -> Vec<Effect> {
         cx.open(Target::Login);
         cx.info("the console was idle: the screen was cleared");
         app.help = false;
+        app.typed_ahead.clear();
         app.last_input = app.now;
         return apply(app, cx);
     }

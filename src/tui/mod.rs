@@ -11,7 +11,8 @@
 //! - [`ui`]: the pure [`ui::view`]`(&App, &mut Frame)`. Same app, same frame: time comes from
 //!   the service's clock as [`app::Msg::Tick`], never from the system, so snapshots are stable.
 //! - [`runtime`] (the event side): the terminal loop, and the executor of [`app::Effect`]s:
-//!   service calls, clipboard, file export, quitting, and [`app::Effect::Later`] calls run one at
+//!   service calls (on one worker thread in the terminal, so a password hash never freezes the
+//!   screen), clipboard, file export, quitting, and [`app::Effect::Later`] calls run one at
 //!   a time between keys (the rest of a long account list). Their results come back as messages, and
 //!   the clipboard and disk sit behind [`runtime::Platform`], so tests drive the whole app with
 //!   an in-memory service and never touch a terminal, the clipboard or the disk.
@@ -68,7 +69,7 @@ pub fn run(service: Service, options: TuiOptions) -> std::io::Result<()> {
     let app_options = options.app_options(&service);
     // Before the terminal changes mode, so a failing clipboard setup cannot leave it raw.
     let platform = runtime::RealPlatform::new();
-    let mut driver = runtime::Driver::new(service, platform, app_options);
+    let mut driver = runtime::Driver::with_worker(service, platform, app_options)?;
     let mut terminal = ratatui::try_init()?;
     let result = runtime::event_loop(&mut terminal, &mut driver);
     let restored = ratatui::try_restore();

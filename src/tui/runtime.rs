@@ -3,10 +3,22 @@
 //! through a [`Platform`], real in the terminal and recording in tests, so UI tests never touch
 //! the disk or the clipboard. Also owns the terminal event loop. Must never hold application
 //! state of its own or decide anything a screen shows.
+//!
+//! # Where service calls run
+//! In the terminal, on one worker thread ([`Driver::with_worker`]), so a password hash never
+//! freezes the screen: the loop keeps drawing and reading keys, and results come back through
+//! [`Driver::pump`]. The worker runs its calls strictly one at a time, in the order they were
+//! made (the store contract wants each face's effects one at a time), and the app holds keys
+//! back while a call runs (see [`App::typed_ahead`]). Tests and benches run calls inline
+//! ([`Driver::new`]) or hold them until released ([`Driver::hold_calls`]): the same update and
+//! view code, with a synchronous executor, so they stay deterministic.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ratatui::crossterm::event::{self, Event, KeyEvent, KeyEventKind};
@@ -89,28 +101,148 @@ fn load_settings(service: &Service, name: &str) -> Result<SettingsData, Error> {
     })
 }
 
+/// Whether a call came from [`Effect::Call`] or [`Effect::Later`]: its result goes back as
+/// [`Msg::Done`] or [`Msg::LaterDone`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Now,
+    Later,
+}
+
+impl Kind {
+    fn done(self, outcome: Outcome) -> Msg {
+        match self {
+            Kind::Now => Msg::Done(outcome),
+            Kind::Later => Msg::LaterDone(outcome),
+        }
+    }
+}
+
+/// The one thread that runs service calls for the terminal loop.
+struct Worker {
+    jobs: Option<Sender<(Kind, Call)>>,
+    results: Receiver<(Kind, Outcome)>,
+    handle: Option<JoinHandle<()>>,
+    /// Calls sent and not yet answered.
+    in_flight: usize,
+}
+
+impl Worker {
+    fn start(service: Arc<Service>) -> io::Result<Self> {
+        let (jobs, inbox) = mpsc::channel::<(Kind, Call)>();
+        let (outbox, results) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("sparekey-service".into())
+            .spawn(move || {
+                for (kind, call) in inbox {
+                    if outbox.send((kind, execute_call(&service, call))).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Self {
+            jobs: Some(jobs),
+            results,
+            handle: Some(handle),
+            in_flight: 0,
+        })
+    }
+
+    fn send(&mut self, kind: Kind, call: Call) {
+        // A send fails only if the thread is gone; `pump` then reports it.
+        if let Some(jobs) = &self.jobs
+            && jobs.send((kind, call)).is_ok()
+        {
+            self.in_flight += 1;
+        }
+    }
+}
+
+impl Drop for Worker {
+    /// Lets the call in flight finish (its store write is not cut short), then ends the thread.
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// How a [`Driver`] runs [`Effect::Call`]s.
+enum Calls {
+    /// At once, inside [`Driver::send`].
+    Inline,
+    /// Kept, oldest first, until [`Driver::release_call`].
+    Held(VecDeque<Call>),
+    /// On the worker thread; answers come in through [`Driver::pump`].
+    Worker(Worker),
+}
+
 /// The app, the service and the platform wired together: what the event loop and the state
 /// tests both drive.
 pub struct Driver<P: Platform> {
     pub app: App,
-    pub service: Service,
+    pub service: Arc<Service>,
     pub platform: P,
     /// [`Effect::Later`] calls not run yet, oldest first.
     later: VecDeque<Call>,
+    calls: Calls,
 }
 
 impl<P: Platform> Driver<P> {
+    /// A driver that runs service calls inline: deterministic, for tests and benches.
     pub fn new(service: Service, platform: P, options: AppOptions) -> Self {
+        Self::build(Arc::new(service), platform, options, Calls::Inline)
+    }
+
+    /// A driver that runs service calls on one worker thread (the terminal's).
+    pub fn with_worker(service: Service, platform: P, options: AppOptions) -> io::Result<Self> {
+        let service = Arc::new(service);
+        let worker = Worker::start(service.clone())?;
+        Ok(Self::build(
+            service,
+            platform,
+            options,
+            Calls::Worker(worker),
+        ))
+    }
+
+    fn build(service: Arc<Service>, platform: P, options: AppOptions, calls: Calls) -> Self {
         let now = service.now();
         let (app, effects) = App::new(options, now);
         let mut driver = Self {
+            calls,
             app,
             service,
             platform,
             later: VecDeque::new(),
         };
+        // The first effects are returned by `App::new`, not by `update`: count their calls.
+        driver.app.calls_running = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Call(_)))
+            .count();
         driver.run(effects);
         driver
+    }
+
+    /// From now on, keeps each [`Effect::Call`] until [`Driver::release_call`], so a test can
+    /// look at the app while the call is running.
+    pub fn hold_calls(&mut self) {
+        self.calls = Calls::Held(VecDeque::new());
+    }
+
+    /// Runs the oldest held call and everything its result sets off; `false` if none was held.
+    pub fn release_call(&mut self) -> bool {
+        let Calls::Held(held) = &mut self.calls else {
+            return false;
+        };
+        let Some(call) = held.pop_front() else {
+            return false;
+        };
+        let outcome = execute_call(&self.service, call);
+        self.send(Msg::Done(outcome));
+        true
     }
 
     /// Applies a message and everything it sets off.
@@ -129,20 +261,27 @@ impl<P: Platform> Driver<P> {
         self.send(Msg::Tick(now));
     }
 
-    /// Whether [`Effect::Later`] work is waiting for [`Driver::step`].
+    /// Whether [`Effect::Later`] work is waiting, or a call is running on the worker.
     pub fn busy(&self) -> bool {
-        !self.later.is_empty()
+        let in_flight = match &self.calls {
+            Calls::Worker(w) => w.in_flight > 0,
+            Calls::Inline | Calls::Held(_) => false,
+        };
+        in_flight || !self.later.is_empty()
     }
 
-    /// Runs the oldest waiting [`Effect::Later`] call and everything its result sets off (which
-    /// may queue the next one); `false` if nothing was waiting. The event loop calls it when no
-    /// input is pending, so a key waits for at most one such call.
+    /// Runs the oldest waiting [`Effect::Later`] call inline and everything its result sets off
+    /// (which may queue the next one); `false` if nothing was waiting. With a worker, hands it
+    /// to [`Driver::pump`] instead.
     pub fn step(&mut self) -> bool {
+        if let Calls::Worker(_) = self.calls {
+            return self.pump().unwrap_or(false);
+        }
         let Some(call) = self.later.pop_front() else {
             return false;
         };
         let outcome = execute_call(&self.service, call);
-        self.send(Msg::Done(outcome));
+        self.send(Msg::LaterDone(outcome));
         true
     }
 
@@ -152,11 +291,53 @@ impl<P: Platform> Driver<P> {
         while self.step() {}
     }
 
+    /// With a worker: feeds every answer that arrived back into the app, then, if the worker is
+    /// idle, hands it the oldest [`Effect::Later`] call (so a key's call waits behind at most
+    /// one piece of that work). `true` if anything happened; an error if the worker died.
+    pub fn pump(&mut self) -> io::Result<bool> {
+        let mut happened = false;
+        loop {
+            let Calls::Worker(worker) = &mut self.calls else {
+                return Ok(happened);
+            };
+            match worker.results.try_recv() {
+                Ok((kind, outcome)) => {
+                    worker.in_flight -= 1;
+                    happened = true;
+                    self.send(kind.done(outcome));
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) if worker.in_flight == 0 => break,
+                Err(TryRecvError::Disconnected) => {
+                    return Err(io::Error::other("the service worker stopped"));
+                }
+            }
+        }
+        if let Calls::Worker(worker) = &mut self.calls
+            && worker.in_flight == 0
+            && let Some(call) = self.later.pop_front()
+        {
+            worker.send(Kind::Later, call);
+            happened = true;
+        }
+        Ok(happened)
+    }
+
     fn run(&mut self, effects: Vec<Effect>) {
         let mut queue: VecDeque<Effect> = effects.into();
         while let Some(effect) = queue.pop_front() {
             let msg = match effect {
-                Effect::Call(call) => Msg::Done(execute_call(&self.service, call)),
+                Effect::Call(call) => match &mut self.calls {
+                    Calls::Inline => Msg::Done(execute_call(&self.service, call)),
+                    Calls::Held(held) => {
+                        held.push_back(call);
+                        continue;
+                    }
+                    Calls::Worker(worker) => {
+                        worker.send(Kind::Now, call);
+                        continue;
+                    }
+                },
                 Effect::Later(call) => {
                     self.later.push_back(call);
                     continue;
@@ -293,10 +474,9 @@ impl Platform for RealPlatform {
     }
 }
 
-/// The terminal event loop. Draws, waits for a key or resize (at most until the next second, so
-/// countdowns and the idle timer move), and feeds the app. While [`Effect::Later`] work waits
-/// (the rest of a long account list), it only looks for input without waiting and runs one
-/// piece of that work when there is none, so keys are served between chunks.
+/// The terminal event loop. Takes in the worker's answers, draws, waits for a key or resize (at
+/// most until the next second, so countdowns and the idle timer move; only briefly while the
+/// worker is busy or [`Effect::Later`] work waits, so answers show at once), and feeds the app.
 pub fn event_loop<B: ratatui::backend::Backend>(
     terminal: &mut ratatui::Terminal<B>,
     driver: &mut Driver<RealPlatform>,
@@ -310,6 +490,7 @@ where
         height: size.height,
     });
     loop {
+        driver.pump()?;
         terminal
             .draw(|frame| view(&driver.app, frame))
             .map_err(io::Error::other)?;
@@ -317,7 +498,7 @@ where
             return Ok(());
         }
         let wait = if driver.busy() {
-            Duration::ZERO
+            Duration::from_millis(20)
         } else {
             Duration::from_millis(250)
         };
@@ -328,8 +509,6 @@ where
                 Event::Resize(width, height) => driver.send(Msg::Resize { width, height }),
                 _ => {}
             }
-        } else {
-            driver.step();
         }
         if driver.service.now() != driver.app.now {
             driver.tick();

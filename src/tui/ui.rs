@@ -8,7 +8,7 @@ use ratatui::layout::{Alignment, Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
-use crate::tui::app::{App, StatusKind, ViewCx};
+use crate::tui::app::{App, Status, StatusKind, ViewCx, WORKING};
 use crate::tui::keys::{CLEAR_CLIPBOARD, GLOBAL_KEYS, HELP_KEY, KeyHint};
 use crate::tui::widgets::margin;
 
@@ -33,12 +33,12 @@ pub fn view(app: &App, frame: &mut Frame<'_>) {
         frame.render_widget(Paragraph::new(lines).alignment(Alignment::Center), middle);
         return;
     }
+    // While a call runs the status line says so, on the screen that made the call (keys wait
+    // until it is answered, so the screen cannot change meanwhile).
+    let working = app.working().then(|| Status::info(WORKING));
+    let shown = working.as_ref().or(app.status.as_ref());
     // A long message (a drift explanation, a path) gets a second line rather than being cut.
-    let status_text = app
-        .status
-        .as_ref()
-        .map(|s| s.text.clone())
-        .unwrap_or_default();
+    let status_text = shown.map(|s| s.text.clone()).unwrap_or_default();
     let status_height = if Line::raw(status_text.as_str()).width() + 2 > area.width as usize {
         2
     } else {
@@ -71,7 +71,7 @@ pub fn view(app: &App, frame: &mut Frame<'_>) {
     };
     app.screen.component().draw(frame, body, &vx);
 
-    if let Some(s) = &app.status {
+    if let Some(s) = shown {
         let style = if s.kind == StatusKind::Error {
             theme.error()
         } else {
