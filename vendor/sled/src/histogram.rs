@@ -47,20 +47,6 @@ pub struct Histogram {
 impl Default for Histogram {
     #[allow(unsafe_code)]
     fn default() -> Histogram {
-        // sparekey patch: with `no_metrics` (a default feature) nothing
-        // reads or writes the buckets (`measure` and `percentile` are compiled
-        // out), yet every process allocated 512 KiB of them for each of the
-        // ~40 histograms of sled's metrics static, which its first operation
-        // creates: 40 memory mappings made, and unmapped at exit, per process.
-        #[cfg(feature = "no_metrics")]
-        {
-            return Histogram {
-                vals: Vec::new(),
-                sum: AtomicUsize::new(0),
-                count: AtomicUsize::new(0),
-            };
-        }
-
         #[cfg(not(feature = "miri_optimizations"))]
         {
             let mut vals = Vec::with_capacity(BUCKETS);
