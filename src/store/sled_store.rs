@@ -80,6 +80,22 @@ fn io(e: sled::Error) -> StoreError {
     }
 }
 
+/// Waits, until `deadline` at the latest, while another handle of this process still holds
+/// sled's lock on the log `db`. Probes with a lock of its own, released at once; a log that
+/// does not exist yet, or cannot be probed, is left for sled's open to report.
+fn wait_for_sled_lock(db: &Path, deadline: Instant) {
+    let Ok(file) = std::fs::File::open(db) else {
+        return;
+    };
+    while let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
+        if Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = file.unlock();
+}
+
 impl SledStore {
     /// Opens (or creates) the store at `path`. If another open store holds its lock file (see
     /// [`lock`](crate::store::lock)), retries for up to `wait`, then fails with
@@ -94,6 +110,10 @@ impl SledStore {
                 other => break other?,
             }
         };
+        // Holding the lock file, no other sparekey has the store. sled's own lock on its log
+        // can still be held for a moment: a store of this process that was just dropped lets
+        // go of it only when sled's last background task does. Wait for that, within `wait`.
+        wait_for_sled_lock(&path.join("db"), deadline);
         let db = Self::try_open(path)?;
         let accounts = db.open_tree("accounts").map_err(io)?;
         let facts = db.open_tree("account_facts").map_err(io)?;
