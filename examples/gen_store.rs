@@ -167,7 +167,7 @@ fn main() -> ExitCode {
             // Where the start goes, below the Store trait (read-only, for the figures only).
             let store = PathBuf::from(&args[1]).join("store");
             let start = Instant::now();
-            let db = match SledStore::raw_config(&store).open() {
+            let db = match SledStore::raw_open(&store) {
                 Ok(db) => db,
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -283,7 +283,7 @@ fn a_large_restore_is_chunked_and_an_interrupted_one_is_detected() {
     }
     // A restore that stopped half-way leaves its marker: the store is refused, not half-used.
     {
-        let db = SledStore::raw_config(&other.store).open().unwrap();
+        let db = SledStore::raw_open(&other.store).unwrap();
         db.insert("restore_in_progress", &[1u8]).unwrap();
         db.flush().unwrap();
     }

@@ -227,7 +227,7 @@ fn newer_schema_is_refused_and_left_alone() {
     let paths = paths(&dir);
     std::fs::create_dir_all(&paths.data_dir).unwrap();
     {
-        let db = SledStore::raw_config(&paths.store).open().unwrap();
+        let db = SledStore::raw_open(&paths.store).unwrap();
         db.insert("schema_version", &99u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
@@ -244,7 +244,7 @@ fn newer_schema_is_refused_and_left_alone() {
         "{err:?}"
     );
     assert!(err.to_string().contains("upgrade sparekey"));
-    let db = SledStore::raw_config(&paths.store).open().unwrap();
+    let db = SledStore::raw_open(&paths.store).unwrap();
     assert_eq!(
         db.get("schema_version").unwrap().unwrap().as_ref(),
         &99u32.to_be_bytes()
@@ -459,7 +459,7 @@ fn new_audit_events_follow_those_under_older_ids() {
         // What an older sparekey left: events under ids of a few restarts in.
         let store = SledStore::open(&path, Duration::ZERO).unwrap();
         drop(store);
-        let db = SledStore::raw_config(&path).open().unwrap();
+        let db = SledStore::raw_open(&path).unwrap();
         let audit = db.open_tree("audit").unwrap();
         for (id, at) in [(2_000_000u64, 1), (4_000_003, 2), (6_000_001, 3)] {
             audit
@@ -482,7 +482,7 @@ fn new_audit_events_follow_those_under_older_ids() {
     assert_eq!(ats, [1, 2, 3, 4, 5]);
     drop(store);
     let ids = |path: &std::path::Path| -> Vec<u64> {
-        let db = SledStore::raw_config(path).open().unwrap();
+        let db = SledStore::raw_open(path).unwrap();
         db.open_tree("audit")
             .unwrap()
             .iter()
@@ -498,7 +498,7 @@ fn new_audit_events_follow_those_under_older_ids() {
     // The stored next number, not the newest key, says where numbering goes on (the newest
     // event may have been removed), unless an older sparekey wrote past it since.
     {
-        let db = SledStore::raw_config(&path).open().unwrap();
+        let db = SledStore::raw_open(&path).unwrap();
         db.open_tree("audit")
             .unwrap()
             .remove(6_000_003u64.to_be_bytes())
@@ -507,7 +507,7 @@ fn new_audit_events_follow_those_under_older_ids() {
     }
     open_store(&path).unwrap().append_audit(&event(6)).unwrap();
     {
-        let db = SledStore::raw_config(&path).open().unwrap();
+        let db = SledStore::raw_open(&path).unwrap();
         db.open_tree("audit")
             .unwrap()
             .insert(
@@ -535,13 +535,13 @@ fn a_page_stored_as_a_blob_survives_a_reopen() {
     let store = dir.path().join("store");
     let value: Vec<u8> = (0..40 * 1024).map(|i| (i % 251) as u8).collect();
     {
-        let db = SledStore::raw_config(&store).open().unwrap();
+        let db = SledStore::raw_open(&store).unwrap();
         db.insert(b"large", value.as_slice()).unwrap();
         db.flush().unwrap();
     }
     let blobs = std::fs::read_dir(store.join("blobs")).unwrap().count();
     assert!(blobs > 0, "the value went to a blob file");
-    let db = SledStore::raw_config(&store).open().unwrap();
+    let db = SledStore::raw_open(&store).unwrap();
     assert_eq!(
         db.get(b"large").unwrap().unwrap().as_ref(),
         value.as_slice()
@@ -558,19 +558,19 @@ fn a_snapshot_left_half_written_by_a_killed_process_is_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     {
-        let db = SledStore::raw_config(&store).open().unwrap();
+        let db = SledStore::raw_open(&store).unwrap();
         db.insert(b"kept", b"value").unwrap();
         db.flush().unwrap();
     }
     let stale = store.join("snap.7FFFFFFFFFFFFFFF.generating");
     std::fs::write(&stale, b"half").unwrap();
     {
-        let db = SledStore::raw_config(&store).open().unwrap();
+        let db = SledStore::raw_open(&store).unwrap();
         assert_eq!(db.get(b"kept").unwrap().unwrap().as_ref(), b"value");
         db.insert(b"more", b"value").unwrap();
         db.flush().unwrap();
     }
-    let db = SledStore::raw_config(&store).open().unwrap();
+    let db = SledStore::raw_open(&store).unwrap();
     assert_eq!(db.get(b"more").unwrap().unwrap().as_ref(), b"value");
     drop(db);
     assert!(!stale.exists(), "the next snapshot removes it");
@@ -585,7 +585,7 @@ fn a_longer_leftover_under_the_next_snapshots_name_is_overwritten_whole() {
     let store = dir.path().join("store");
     let twin = dir.path().join("twin");
     {
-        let db = SledStore::raw_config(&store).open().unwrap();
+        let db = SledStore::raw_open(&store).unwrap();
         db.insert(b"kept", b"value").unwrap();
         db.flush().unwrap();
     }
@@ -598,14 +598,14 @@ fn a_longer_leftover_under_the_next_snapshots_name_is_overwritten_whole() {
     }
     std::fs::create_dir(twin.join("blobs")).unwrap();
     let before = snapshot_files(&store);
-    drop(SledStore::raw_config(&store).open().unwrap());
+    drop(SledStore::raw_open(&store).unwrap());
     let next = snapshot_files(&store)
         .into_iter()
         .find(|name| !before.contains(name))
         .expect("an open after a write takes a new snapshot");
     std::fs::write(twin.join(format!("{next}.generating")), vec![0x5a; 1 << 20]).unwrap();
-    drop(SledStore::raw_config(&twin).open().unwrap());
-    let db = SledStore::raw_config(&twin).open().unwrap();
+    drop(SledStore::raw_open(&twin).unwrap());
+    let db = SledStore::raw_open(&twin).unwrap();
     assert_eq!(db.get(b"kept").unwrap().unwrap().as_ref(), b"value");
 }
 
@@ -618,7 +618,7 @@ fn short_rounds_of_open_write_close_leave_one_complete_snapshot_and_every_value(
     let mut written = 0u32;
     for round in 0u32..100 {
         {
-            let db = SledStore::raw_config(&store).open().unwrap();
+            let db = SledStore::raw_open(&store).unwrap();
             if round % 3 != 2 {
                 db.insert(written.to_be_bytes(), &written.to_le_bytes())
                     .unwrap();

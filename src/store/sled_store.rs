@@ -134,9 +134,18 @@ impl SledStore {
         Ok(store)
     }
 
-    /// sled's configuration for a store at `path`: for tests and tools that must reach below the
-    /// `Store` trait (a raw sled open with other settings is refused by sled).
-    pub fn raw_config(path: &Path) -> sled::Config {
+    /// Opens the sled database under the store at `path` directly, below the `Store` trait and
+    /// without the lock file: for tests and tools that must inspect or damage the raw records.
+    /// Like [`open`](Self::open), it first waits (up to 5 s) for sled's own lock, which a raw
+    /// database of this process that was just dropped holds until its background work ends.
+    pub fn raw_open(path: &Path) -> sled::Result<sled::Db> {
+        wait_for_sled_lock(&path.join("db"), Instant::now() + Duration::from_secs(5));
+        Self::raw_config(path).open()
+    }
+
+    /// sled's configuration for a store at `path` (a raw sled open with other settings is
+    /// refused by sled).
+    fn raw_config(path: &Path) -> sled::Config {
         sled::Config::new()
             .path(path)
             .cache_capacity(CACHE_BYTES)
