@@ -92,7 +92,9 @@ impl Template {
         let mut e = SeededEntropy::new(42);
         // The one production-cost hash of the whole fixture.
         let mut memory = ArgonMemory::new();
-        let phc = password::hash_password(
+        // Unbound (as schema 1 wrote them), since every account gets a clone; the store's
+        // record MAC binds each clone to its account.
+        let phc = password::hash_password_unbound(
             HashParams::OWASP,
             secret.as_ref(),
             PASSWORD,
@@ -101,7 +103,7 @@ impl Template {
         );
         let totp = TotpSecret::generate(&mut e);
         let codes = backup_code::generate_set(&mut e, 10);
-        let set = CodeSet::create(
+        let set = CodeSet::create_unbound(
             &codes,
             HashParams::TEST_ONLY,
             secret.as_ref(),

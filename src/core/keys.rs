@@ -1,6 +1,7 @@
 //! Key material: the one master key that makes a stolen store useless on its own. Owns the
 //! derivation of sub-keys (one for sealing TOTP secrets with XChaCha20-Poly1305, one used as
-//! Argon2's secret input for password and backup-code hashes) and sealing/opening of secrets.
+//! Argon2's secret input for password and backup-code hashes, one authenticating store records
+//! and one authenticating backup files, both with HMAC-SHA256) and sealing/opening of secrets.
 //! Must never write the key anywhere (the key file lives outside the core) or print it.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -83,6 +84,20 @@ impl MasterKey {
         self.derive("sparekey argon2 secret v1")
     }
 
+    /// What a store needs of the key: its fingerprint and the key that authenticates records.
+    pub fn store_key(&self) -> StoreKey {
+        StoreKey {
+            fingerprint: self.fingerprint(),
+            records: MacKey(self.derive("sparekey record mac v1")),
+        }
+    }
+
+    /// The key that authenticates backup files (its own label: a record's tag is never a valid
+    /// backup tag, nor the other way round).
+    pub fn backup_key(&self) -> MacKey {
+        MacKey(self.derive("sparekey backup mac v1"))
+    }
+
     pub fn seal(
         &self,
         entropy: &mut dyn Entropy,
@@ -127,6 +142,59 @@ impl MasterKey {
     }
 }
 
+/// An HMAC-SHA256 key derived from the master key for one purpose. Debug never prints it.
+pub struct MacKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for MacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MacKey(..)")
+    }
+}
+
+/// Bytes of a tag made by [`MacKey::tag`].
+pub const TAG_LEN: usize = 32;
+
+impl MacKey {
+    fn mac(&self, kind: &str, subject: &str, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(self.0.as_ref())
+            .expect("HMAC takes keys of any length");
+        // Length-prefixed, so no (kind, subject, body) can be re-split into another.
+        for part in [kind.as_bytes(), subject.as_bytes(), body] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac
+    }
+
+    /// The tag of `body`, a value of kind `kind` bound to `subject` (an account name, or empty).
+    pub fn tag(&self, kind: &str, subject: &str, body: &[u8]) -> [u8; TAG_LEN] {
+        self.mac(kind, subject, body).finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is the tag of `body` as kind `kind` bound to `subject` (constant time).
+    pub fn verify(&self, kind: &str, subject: &str, body: &[u8], tag: &[u8]) -> bool {
+        self.mac(kind, subject, body).verify_slice(tag).is_ok()
+    }
+}
+
+/// What a store needs of the master key: the fingerprint it is bound to and the key that
+/// authenticates its records. Never the master key itself.
+#[derive(Debug)]
+pub struct StoreKey {
+    fingerprint: String,
+    records: MacKey,
+}
+
+impl StoreKey {
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn records(&self) -> &MacKey {
+        &self.records
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +229,27 @@ mod tests {
         assert_ne!(a.hash_secret().as_ref(), b.hash_secret().as_ref());
         assert_ne!(a.hash_secret().as_ref(), a.as_bytes());
         assert_eq!(format!("{a:?}"), "MasterKey(..)");
+    }
+
+    #[test]
+    fn tags_bind_kind_subject_body_and_key() {
+        let mut e = SeededEntropy::new(3);
+        let key = MasterKey::generate(&mut e);
+        let records = key.store_key();
+        let tag = records.records().tag("account", "alice", b"body");
+        assert!(records.records().verify("account", "alice", b"body", &tag));
+        assert!(!records.records().verify("account", "bob", b"body", &tag));
+        assert!(!records.records().verify("operator", "alice", b"body", &tag));
+        assert!(!records.records().verify("account", "alice", b"bodY", &tag));
+        assert!(!records.records().verify("account", "alic", b"ebody", &tag));
+        assert!(
+            !records
+                .records()
+                .verify("account", "alice", b"body", &tag[..31])
+        );
+        assert!(!key.backup_key().verify("account", "alice", b"body", &tag));
+        let other = MasterKey::generate(&mut e).store_key();
+        assert!(!other.records().verify("account", "alice", b"body", &tag));
+        assert_eq!(records.fingerprint(), key.fingerprint());
     }
 }

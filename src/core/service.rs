@@ -23,7 +23,7 @@ use crate::core::keys::MasterKey;
 use crate::core::kiosk::{
     OPERATOR_AUDIT_NAME, OPERATOR_LOCK_AFTER, OPERATOR_RECOVERY_COMMAND, OperatorSession,
 };
-use crate::core::password::{self, HashParams};
+use crate::core::password::{self, Binding, HashParams};
 use crate::core::store::{Activation, CodeConsumption, StepConsumption, Store};
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::core::totp::{self, TotpParams, TotpRejection, TotpSecret};
@@ -233,7 +233,7 @@ impl Service {
     }
 
     /// Checks a new password against the rules and hashes it (one Argon2id evaluation).
-    fn hash_new_password(&self, password: &str) -> Result<String, Error> {
+    fn hash_new_password(&self, password: &str, bound_to: &Binding) -> Result<String, Error> {
         validate_new_password(password)?;
         Ok(self.with_entropy(|e| {
             self.hash_memory.with_memory(|memory| {
@@ -241,6 +241,7 @@ impl Service {
                     self.config.hash_params,
                     self.hash_secret.as_ref(),
                     password,
+                    bound_to,
                     e,
                     memory,
                 )
@@ -249,9 +250,9 @@ impl Service {
     }
 
     /// One Argon2id evaluation: `password` against a stored PHC string.
-    fn verify_password(&self, password: &str, phc: &str) -> bool {
+    fn verify_password(&self, password: &str, phc: &str, bound_to: &Binding) -> bool {
         self.hash_memory.with_memory(|memory| {
-            password::verify_password(self.hash_secret.as_ref(), password, phc, memory)
+            password::verify_password(self.hash_secret.as_ref(), password, phc, bound_to, memory)
         })
     }
 
@@ -259,7 +260,7 @@ impl Service {
 
     pub fn create_account(&self, name: &str, password: &str) -> Result<(), Error> {
         account::validate_name(name).map_err(Error::Invalid)?;
-        let phc = self.hash_new_password(password)?;
+        let phc = self.hash_new_password(password, &Binding::account(name))?;
         let record = Account {
             name: name.to_string(),
             password: phc,
@@ -396,7 +397,7 @@ impl Service {
                 return Err(self.fail(&account, reason, audit_reason)?);
             }
         };
-        let (codes, set) = self.new_code_set();
+        let (codes, set) = self.new_code_set(name);
         let active = ActiveTotp {
             issuer: pending.issuer.clone(),
             secret: pending.secret.clone(),
@@ -461,7 +462,7 @@ impl Service {
     /// "throttled" where an unknown name does not, the price of per-account throttling.
     pub fn start_login(&self, name: &str, password: &str) -> Result<LoginStep, Error> {
         let Some(account) = self.store.load_account(name)? else {
-            let _ = self.verify_password(password, DUMMY_PHC);
+            let _ = self.verify_password(password, DUMMY_PHC, &Binding::account(name));
             return Err(Error::Rejected(Rejection {
                 reason: RejectReason::WrongNameOrPassword,
                 attempts_before_lock: None,
@@ -470,7 +471,11 @@ impl Service {
             }));
         };
         self.pass_gate(&account)?;
-        if !self.verify_password(password, &account.password) {
+        if !self.verify_password(
+            password,
+            &account.password,
+            &Binding::account(&account.name),
+        ) {
             return Err(self.fail(
                 &account,
                 RejectReason::WrongNameOrPassword,
@@ -597,10 +602,9 @@ impl Service {
                         FailureReason::WrongBackupCode,
                     )?);
                 };
-                let Some(digest) = self
-                    .hash_memory
-                    .with_memory(|memory| set.digest_of(&code, self.hash_secret.as_ref(), memory))
-                else {
+                let Some(digest) = self.hash_memory.with_memory(|memory| {
+                    set.digest_of(name, &code, self.hash_secret.as_ref(), memory)
+                }) else {
                     return Err(Error::Store(crate::core::store::StoreError::Damaged(
                         format!(
                             "account '{name}': its backup-code set has impossible Argon2id parameters"
@@ -750,7 +754,11 @@ impl Service {
 
     fn check_password(&self, account: &Account, password: &str) -> Result<(), Error> {
         self.pass_gate(account)?;
-        if self.verify_password(password, &account.password) {
+        if self.verify_password(
+            password,
+            &account.password,
+            &Binding::account(&account.name),
+        ) {
             Ok(())
         } else {
             Err(self.fail(
@@ -774,11 +782,12 @@ impl Service {
         Ok(TotpSecret::from_bytes(bytes.to_vec()))
     }
 
-    fn new_code_set(&self) -> (Vec<BackupCode>, CodeSet) {
+    fn new_code_set(&self, name: &str) -> (Vec<BackupCode>, CodeSet) {
         self.with_entropy(|e| {
             let codes = backup_code::generate_set(e, self.config.code_count);
             let set = self.hash_memory.with_memory(|memory| {
                 CodeSet::create(
+                    name,
                     &codes,
                     self.config.hash_params,
                     self.hash_secret.as_ref(),
@@ -836,7 +845,7 @@ impl Service {
                 "'{name}' has no two-factor authentication: enroll an authenticator first"
             )));
         };
-        let (codes, set) = self.new_code_set();
+        let (codes, set) = self.new_code_set(name);
         if !self.store.replace_codes(name, &set)? {
             return Err(Error::no_account(name));
         }
@@ -889,7 +898,7 @@ impl Service {
 
     /// Sets the kiosk operator password; refused if one is already set.
     pub fn set_operator_password(&self, password: &str) -> Result<(), Error> {
-        let phc = self.hash_new_password(password)?;
+        let phc = self.hash_new_password(password, &Binding::operator())?;
         if self.store.set_operator_password(&phc)? {
             Ok(())
         } else {
@@ -918,7 +927,7 @@ impl Service {
             Gate::Delayed { seconds_left } => return Err(Error::Throttled { seconds_left }),
             Gate::Locked => return Err(operator_locked()),
         }
-        if self.verify_password(password, &phc) {
+        if self.verify_password(password, &phc, &Binding::operator()) {
             if failures.consecutive > 0 {
                 self.store.clear_operator_failures()?;
             }
