@@ -727,6 +727,8 @@ fn no_environment_variable_weakens_hashing() {
         Duration::from_secs(5),
     )
     .unwrap();
+    let key = sparekey::app::key_file::read_key(&env.key_file()).unwrap();
+    sparekey::core::store::Store::bind_key(&store, &key.store_key()).unwrap();
     let alice = store.load_account("alice").unwrap().unwrap();
     let o = HashParams::OWASP;
     let phc_params = format!("$m={},t={},p={}$", o.m_kib, o.t, o.p);

@@ -94,8 +94,9 @@ impl Harness {
     }
 
     fn account(&self) -> Account {
-        let store = common::open_store(&self.data_dir().join("store"))
-            .unwrap_or_else(|e| panic!("the store must always open after a kill: {e}"));
+        let store =
+            common::open_store_keyed(&self.data_dir().join("store"), &self.dir.path().join("key"))
+                .unwrap_or_else(|e| panic!("the store must always open after a kill: {e}"));
         store
             .load_account("alice")
             .unwrap()

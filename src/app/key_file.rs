@@ -126,7 +126,7 @@ pub fn load_or_create_key(
     } else {
         read_key(key_file)?
     };
-    match store.bind_key(&key.fingerprint())? {
+    match store.bind_key(&key.store_key())? {
         KeyBinding::Matches | KeyBinding::Bound => Ok(key),
         KeyBinding::Mismatch { stored } if created => {
             // The store already belongs to another key: the new file is useless and would

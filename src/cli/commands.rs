@@ -618,6 +618,7 @@ fn restore(global: &GlobalArgs, out: Output, file: &Path) -> Outcome {
             "accounts": summary.accounts,
             "audit_events": summary.audit_events,
             "previous_store": aside,
+            "codes_revived": summary.codes_revived,
         }))?;
     } else {
         let mut line = format!(
@@ -630,6 +631,15 @@ fn restore(global: &GlobalArgs, out: Output, file: &Path) -> Outcome {
             line.push_str(&format!("; the previous store was moved to {aside}"));
         }
         out.line(&line)?;
+        if !summary.codes_revived.is_empty() {
+            let names: Vec<_> = (summary.codes_revived.iter())
+                .map(|n| crate::core::account::printable(n).into_owned())
+                .collect();
+            out.line(&format!(
+                "backup codes used since the backup work again for: {} (regenerate their codes with 'sparekey codes regenerate NAME')",
+                names.join(", ")
+            ))?;
+        }
     }
     Ok(())
 }

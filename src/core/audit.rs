@@ -72,6 +72,15 @@ pub enum AuditKind {
     OperatorLocked,
     /// A shell operator cleared the kiosk operator's failures.
     OperatorFailuresCleared,
+    /// The store was replaced by a backup holding `accounts` accounts.
+    StoreRestored {
+        accounts: u32,
+    },
+    /// A restore brought back `count` backup codes of this account that had been used since
+    /// the backup was taken: they work again.
+    UsedCodesRevived {
+        count: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +110,8 @@ impl AuditKind {
             AuditKind::TwoFactorDisabled => "two_factor_disabled",
             AuditKind::OperatorLocked => "operator_locked",
             AuditKind::OperatorFailuresCleared => "operator_failures_cleared",
+            AuditKind::StoreRestored { .. } => "store_restored",
+            AuditKind::UsedCodesRevived { .. } => "used_codes_revived",
         }
     }
 }
@@ -158,6 +169,13 @@ impl std::fmt::Display for AuditKind {
             AuditKind::OperatorFailuresCleared => {
                 write!(f, "kiosk operator failures cleared from the shell")
             }
+            AuditKind::StoreRestored { accounts } => {
+                write!(f, "store replaced by a backup of {accounts} accounts")
+            }
+            AuditKind::UsedCodesRevived { count } => write!(
+                f,
+                "restore brought back {count} backup codes used since the backup: they work again"
+            ),
         }
     }
 }

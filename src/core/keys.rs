@@ -143,6 +143,7 @@ impl MasterKey {
 }
 
 /// An HMAC-SHA256 key derived from the master key for one purpose. Debug never prints it.
+#[derive(Clone)]
 pub struct MacKey(Zeroizing<[u8; 32]>);
 
 impl std::fmt::Debug for MacKey {

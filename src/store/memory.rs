@@ -102,7 +102,8 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn bind_key(&self, fingerprint: &str) -> Result<KeyBinding, StoreError> {
+    fn bind_key(&self, key: &crate::core::keys::StoreKey) -> Result<KeyBinding, StoreError> {
+        let fingerprint = key.fingerprint();
         self.with(|inner| match &inner.key {
             Some(k) if k == fingerprint => Ok(KeyBinding::Matches),
             Some(k) => Ok(KeyBinding::Mismatch { stored: k.clone() }),
@@ -115,7 +116,11 @@ impl Store for MemoryStore {
 
     fn insert_account(&self, account: &Account) -> Result<bool, StoreError> {
         self.with(|inner| {
-            if inner.accounts.contains_key(&account.name) {
+            // Unique regardless of case, as every backend keeps names.
+            let folded = crate::core::account::folded_name(&account.name);
+            let taken = (inner.accounts.keys())
+                .any(|name| crate::core::account::folded_name(name) == folded);
+            if taken {
                 return Ok(false);
             }
             inner.accounts.insert(account.name.clone(), account.clone());

@@ -9,11 +9,17 @@ pub mod lock;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 pub mod mutation;
+pub mod records;
 pub mod sled_store;
+pub mod swap;
 
 /// The schema version this build writes. Version 1: postcard-encoded `Account` records under
 /// their name, audit events under a big-endian sequence number, meta keys as plain strings.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 (see [`records`]): every account record and operator value tagged with HMAC-SHA256
+/// under a key derived from the master key and bound to the account name, code sets bound to
+/// their account, names unique regardless of case. A version-1 store is migrated in place when
+/// first opened with its key.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Encodes a record. Postcard: compact, and deterministic for the same value.
 pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {

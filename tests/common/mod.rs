@@ -54,6 +54,16 @@ pub fn open_store(path: &Path) -> Result<SledStore, StoreError> {
     SledStore::open(path, Duration::from_secs(5))
 }
 
+/// [`open_store`] with the key of `key_file` bound (schema 2 checks every record with it, and
+/// migrates a schema-1 store).
+pub fn open_store_keyed(path: &Path, key_file: &Path) -> Result<SledStore, StoreError> {
+    use sparekey::core::store::Store;
+    let store = open_store(path)?;
+    let key = sparekey::app::key_file::read_key(key_file).expect("a readable key file");
+    store.bind_key(&key.store_key())?;
+    Ok(store)
+}
+
 /// The reason of a refused login; panics on any other error.
 pub fn reason(e: Error) -> RejectReason {
     match e {
