@@ -731,7 +731,7 @@ fn no_environment_variable_weakens_hashing() {
     sparekey::core::store::Store::bind_key(&store, &key.store_key()).unwrap();
     let alice = store.load_account("alice").unwrap().unwrap();
     let o = HashParams::OWASP;
-    let phc_params = format!("$m={},t={},p={}$", o.m_kib, o.t, o.p);
+    let phc_params = format!("$m={},t={},p={},", o.m_kib, o.t, o.p);
     assert!(alice.password.contains(&phc_params), "{}", alice.password);
     assert_eq!(alice.codes.unwrap().params, o);
 }

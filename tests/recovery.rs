@@ -299,3 +299,309 @@ fn a_large_restore_is_chunked_and_an_interrupted_one_is_detected() {
         "{err}"
     );
 }
+
+// ----- attacks on backups --------------------------------------------------------------------
+
+/// A backup forged in the format of sparekey up to 8bd8069: the image and an unkeyed SHA-256
+/// that anyone can recompute after an edit.
+fn forge_unkeyed(image: &sparekey::core::store::StoreImage, file: &std::path::Path) {
+    use sha2::Digest;
+    let mut bytes = b"SPAREKEY-BACKUP\x00\x01".to_vec();
+    bytes.extend(sparekey::store::encode(image));
+    let sum = sha2::Sha256::digest(&bytes);
+    bytes.extend(sum);
+    std::fs::write(file, bytes).unwrap();
+}
+
+/// A backup in today's format, tagged with a key the forger made up (he has no other).
+fn forge_with_own_key(image: &sparekey::core::store::StoreImage, file: &std::path::Path) {
+    let forger = sparekey::core::keys::MasterKey::from_bytes([0xEE; 32]);
+    let mut image = image.clone();
+    image.key_fingerprint = None;
+    std::fs::write(file, app::backup_file::encode_for_tests(&image, &forger)).unwrap();
+}
+
+/// Alice and mallory, both enrolled; a real backup of them; the image it holds.
+fn two_accounts_backed_up(
+    paths: &Paths,
+    clock: &Arc<ManualClock>,
+    file: &std::path::Path,
+) -> (Vec<String>, Vec<String>, sparekey::core::store::StoreImage) {
+    let service = open(paths, clock);
+    let (_, alice_codes) = enrolled(&service, clock, "alice");
+    service
+        .create_account("mallory", "mallory's own password")
+        .unwrap();
+    let enrollment = service.begin_enrollment("mallory", None).unwrap();
+    let code = code_for(&enrollment.secret, clock.now_for_tests());
+    let issued = service.confirm_enrollment("mallory", &code).unwrap();
+    let mallory_codes = issued
+        .codes
+        .iter()
+        .map(|c| c.display().to_string())
+        .collect();
+    service
+        .login("alice", PASSWORD, Some(&alice_codes[0]))
+        .unwrap();
+    drop(service);
+    app::backup_store(paths, file).unwrap();
+    let key = app::key_file::read_key(&paths.key_file).unwrap();
+    let image = app::read_backup(file, &key).unwrap();
+    (alice_codes, mallory_codes, image)
+}
+
+/// The live store still holds alice as she was: her password and unused codes work, mallory's
+/// do not.
+fn alice_untouched(
+    paths: &Paths,
+    clock: &Arc<ManualClock>,
+    alice_codes: &[String],
+    mallory_codes: &[String],
+) {
+    let service = open(paths, clock);
+    let taken = service.login("alice", "mallory's own password", Some(&mallory_codes[1]));
+    assert!(taken.is_err(), "mallory got in as alice");
+    assert!(
+        service
+            .login("alice", PASSWORD, Some(&alice_codes[1]))
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_tampered_backup_swapping_accounts_is_refused_and_the_store_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let file = dir.path().join("b.bin");
+    let (alice_codes, mallory_codes, image) = two_accounts_backed_up(&paths, &clock, &file);
+    // Mallory's password hash and code set copied into alice's record.
+    let mut swapped = image.clone();
+    let mallory = swapped
+        .accounts
+        .iter()
+        .find(|a| a.name == "mallory")
+        .unwrap()
+        .clone();
+    let alice = swapped
+        .accounts
+        .iter_mut()
+        .find(|a| a.name == "alice")
+        .unwrap();
+    alice.password = mallory.password.clone();
+    alice.codes = mallory.codes.clone();
+    alice.totp = mallory.totp.clone();
+    for (forge, why) in [
+        (forge_unkeyed as fn(&_, &_), "unauthenticated checksum"),
+        (forge_with_own_key, "tag does not match"),
+    ] {
+        let forged = dir.path().join("forged.bin");
+        forge(&swapped, &forged);
+        let err = app::restore(&paths, &forged, T0 + 100).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+        assert!(err.to_string().contains(why), "{err}");
+        assert!(!err.to_string().contains('\n'));
+        std::fs::remove_file(&forged).unwrap();
+    }
+    let asides = std::fs::read_dir(&paths.data_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("replaced")
+        })
+        .count();
+    assert_eq!(asides, 0, "the live store was never moved");
+    alice_untouched(&paths, &clock, &alice_codes, &mallory_codes);
+}
+
+#[test]
+fn swapped_verifiers_do_not_verify_on_another_account_even_below_the_backup() {
+    // Even an image the store itself imports (its records freshly tagged) cannot move a
+    // password hash or a code set: each is bound to its account by Argon2's associated data.
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let file = dir.path().join("b.bin");
+    let (_, mallory_codes, image) = two_accounts_backed_up(&paths, &clock, &file);
+    let mut swapped = image.clone();
+    let mallory = swapped
+        .accounts
+        .iter()
+        .find(|a| a.name == "mallory")
+        .unwrap()
+        .clone();
+    let alice = swapped
+        .accounts
+        .iter_mut()
+        .find(|a| a.name == "alice")
+        .unwrap();
+    alice.password = mallory.password.clone();
+    alice.codes = mallory.codes.clone();
+    std::fs::remove_dir_all(&paths.store).unwrap();
+    {
+        let store = open_store_keyed(&paths.store, &paths.key_file).unwrap();
+        store.import_image(&swapped).unwrap();
+    }
+    let service = open(&paths, &clock);
+    let err = service.login("alice", "mallory's own password", Some(&mallory_codes[2]));
+    assert_eq!(
+        reason(err.unwrap_err()),
+        sparekey::core::error::RejectReason::WrongNameOrPassword
+    );
+    // With alice's own password, mallory's code set does not match either.
+    let mut only_codes = image.clone();
+    let alice = only_codes
+        .accounts
+        .iter_mut()
+        .find(|a| a.name == "alice")
+        .unwrap();
+    alice.codes = mallory.codes.clone();
+    drop(service);
+    std::fs::remove_dir_all(&paths.store).unwrap();
+    {
+        let store = open_store_keyed(&paths.store, &paths.key_file).unwrap();
+        store.import_image(&only_codes).unwrap();
+    }
+    let service = open(&paths, &clock);
+    let err = service.login("alice", PASSWORD, Some(&mallory_codes[2]));
+    assert_eq!(
+        reason(err.unwrap_err()),
+        sparekey::core::error::RejectReason::WrongCode
+    );
+}
+
+#[test]
+fn a_backup_with_two_factor_stripped_or_a_spent_code_revived_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let file = dir.path().join("b.bin");
+    let (alice_codes, mallory_codes, image) = two_accounts_backed_up(&paths, &clock, &file);
+    let mut stripped = image.clone();
+    let alice = stripped
+        .accounts
+        .iter_mut()
+        .find(|a| a.name == "alice")
+        .unwrap();
+    alice.totp = None;
+    alice.codes = None;
+    let mut revived = image.clone();
+    let alice = revived
+        .accounts
+        .iter_mut()
+        .find(|a| a.name == "alice")
+        .unwrap();
+    alice.codes.as_mut().unwrap().slots[0].used_at = None;
+    alice.failures = Default::default();
+    for forged_image in [&stripped, &revived] {
+        for forge in [forge_unkeyed as fn(&_, &_), forge_with_own_key] {
+            let forged = dir.path().join("forged.bin");
+            forge(forged_image, &forged);
+            let err = app::restore(&paths, &forged, T0 + 100).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+            std::fs::remove_file(&forged).unwrap();
+        }
+    }
+    // One flipped bit of the real backup is refused too.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    assert!(app::restore(&paths, &file, T0 + 100).is_err());
+    alice_untouched(&paths, &clock, &alice_codes, &mallory_codes);
+    let service = open(&paths, &clock);
+    let spent = service.login("alice", PASSWORD, Some(&alice_codes[0]));
+    assert!(spent.is_err(), "the spent code stays spent");
+}
+
+#[test]
+fn restore_validates_every_record_as_creation_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let file = dir.path().join("b.bin");
+    let (_, _, image) = two_accounts_backed_up(&paths, &clock, &file);
+    let key = app::key_file::read_key(&paths.key_file).unwrap();
+    let cases: Vec<(&str, Box<dyn Fn(&mut sparekey::core::account::Account)>)> = vec![
+        (
+            "control character",
+            Box::new(|a| a.name = "ali\u{1b}[2Jce".into()),
+        ),
+        ("U+202E", Box::new(|a| a.name = "\u{202E}ecila".into())),
+        ("password hash", Box::new(|a| a.password = "plain".into())),
+        (
+            "backup-code set",
+            Box::new(|a| a.codes.as_mut().unwrap().slots.clear()),
+        ),
+        (
+            "backup-code set",
+            Box::new(|a| a.codes.as_mut().unwrap().params.m_kib = u32::MAX),
+        ),
+        (
+            "authenticator",
+            Box::new(|a| a.totp.as_mut().unwrap().params.digits = 99),
+        ),
+        (
+            "authenticator",
+            Box::new(|a| a.totp.as_mut().unwrap().secret.ciphertext = vec![0; 5000]),
+        ),
+        (
+            "differ only by case",
+            Box::new(|a| a.name = "Mallory".into()),
+        ),
+    ];
+    for (why, edit) in cases {
+        let mut bad = image.clone();
+        edit(bad.accounts.iter_mut().find(|a| a.name == "alice").unwrap());
+        let forged = dir.path().join("bad.bin");
+        // Tagged with the right key: what is refused here is the content.
+        std::fs::write(&forged, app::backup_file::encode_for_tests(&bad, &key)).unwrap();
+        let err = app::restore(&paths, &forged, T0 + 100).unwrap_err();
+        assert!(err.to_string().contains(why), "{why}: {err}");
+        assert!(!err.to_string().contains('\u{1b}'), "{err:?}");
+        std::fs::remove_file(&forged).unwrap();
+    }
+}
+
+#[test]
+fn a_restore_is_audited_and_never_reuses_an_aside_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let file = dir.path().join("b.bin");
+    let (alice_codes, _, _) = two_accounts_backed_up(&paths, &clock, &file);
+    open(&paths, &clock)
+        .login("alice", PASSWORD, Some(&alice_codes[1]))
+        .unwrap();
+    let first = app::restore(&paths, &file, T0 + 100).unwrap();
+    assert_eq!(first.codes_revived, ["alice"]);
+    use sparekey::core::audit::AuditKind;
+    let events = open(&paths, &clock).audit_log(None, 1_000).unwrap();
+    let last: Vec<_> = events
+        .iter()
+        .rev()
+        .take(2)
+        .map(|e| (e.account.as_str(), &e.kind))
+        .collect();
+    assert_eq!(
+        last,
+        [
+            ("alice", &AuditKind::UsedCodesRevived { count: 1 }),
+            ("store:restore", &AuditKind::StoreRestored { accounts: 2 }),
+        ]
+    );
+    let second = app::restore(&paths, &file, T0 + 100).unwrap();
+    assert!(second.codes_revived.is_empty(), "nothing used since");
+    let (a, b) = (
+        first.previous_store.unwrap(),
+        second.previous_store.unwrap(),
+    );
+    assert!(a.ends_with("store.replaced-20261128T120140Z"), "{a:?}");
+    assert!(b.ends_with("store.replaced-20261128T120140Z-2"), "{b:?}");
+    assert!(a.exists() && b.exists());
+    assert!(!paths.data_dir.join("store.restoring").exists());
+    assert!(!paths.data_dir.join("store.restored").exists());
+}

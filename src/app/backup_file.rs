@@ -81,6 +81,13 @@ fn encode(image: &StoreImage, key: &MacKey) -> Vec<u8> {
     bytes
 }
 
+/// The bytes of a backup of `image` tagged with `key`'s backup key, written by nothing else:
+/// for tests that forge backups (with a made-up key, or with bad records under the right one).
+#[cfg(any(test, feature = "test-support"))]
+pub fn encode_for_tests(image: &StoreImage, key: &MasterKey) -> Vec<u8> {
+    encode(image, &key.backup_key())
+}
+
 /// The image in a backup file's bytes, if they are a whole backup whose tag verifies with
 /// `key` (made with this key, and not altered since).
 fn decode(bytes: &[u8], key: &MasterKey) -> Result<StoreImage, String> {
