@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::core::account::printable;
 use crate::core::error::{Error, ErrorKind};
 use crate::core::service::IssuedCodes;
 
@@ -50,18 +51,25 @@ impl Output {
         self.json
     }
 
-    /// Writes plain text as is (the caller ends lines).
+    /// Writes plain text (the caller ends lines), each line with its non-printable characters
+    /// escaped (see [`printable`]): a stored name cannot drive the terminal.
     pub fn text(&self, text: &str) -> Result<(), Error> {
         let mut out = io::stdout().lock();
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(stdout_failed)
+        let mut lines = text.split('\n').peekable();
+        while let Some(line) = lines.next() {
+            out.write_all(printable(line).as_bytes())
+                .map_err(stdout_failed)?;
+            if lines.peek().is_some() {
+                out.write_all(b"\n").map_err(stdout_failed)?;
+            }
+        }
+        out.flush().map_err(stdout_failed)
     }
 
-    /// Writes one line of plain text.
+    /// Writes one line of plain text, its non-printable characters escaped.
     pub fn line(&self, line: &str) -> Result<(), Error> {
         let mut out = io::stdout().lock();
-        writeln!(out, "{line}")
+        writeln!(out, "{}", printable(line))
             .and_then(|()| out.flush())
             .map_err(stdout_failed)
     }
@@ -81,7 +89,7 @@ impl Output {
     /// Returns the exit code.
     pub fn error(&self, error: &Error) -> u8 {
         let message = error.to_string();
-        let _ = writeln!(io::stderr().lock(), "sparekey: {message}");
+        let _ = writeln!(io::stderr().lock(), "sparekey: {}", printable(&message));
         if self.json {
             let _ = self.json(&ErrorJson::of(error, &message));
         }
