@@ -605,3 +605,56 @@ fn a_restore_is_audited_and_never_reuses_an_aside_name() {
     assert!(!paths.data_dir.join("store.restoring").exists());
     assert!(!paths.data_dir.join("store.restored").exists());
 }
+
+#[test]
+fn a_restore_killed_at_any_moment_leaves_the_old_store_or_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let file = dir.path().join("b.bin");
+    open(&paths, &clock)
+        .create_account("alice", PASSWORD)
+        .unwrap();
+    app::backup_store(&paths, &file).unwrap();
+    let (old, new): (&[&str], &[&str]) = (&["alice", "bob"], &["alice"]);
+    open(&paths, &clock)
+        .create_account("bob", PASSWORD)
+        .unwrap();
+    let (mut saw_old, mut saw_new) = (0, 0);
+    for round in 0..16u64 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sparekey"))
+            .args(["restore", file.to_str().unwrap()])
+            .env("SPAREKEY_DATA_DIR", &paths.data_dir)
+            .env("SPAREKEY_KEY_FILE", &paths.key_file)
+            .env("HOME", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kills from at once to 56 ms in, in 4 ms steps; the last round lets it finish.
+        if round < 15 {
+            std::thread::sleep(std::time::Duration::from_millis(round * 4));
+            let _ = child.kill();
+        }
+        child.wait().unwrap();
+        let service = open(&paths, &clock);
+        let names: Vec<String> = service
+            .list_accounts()
+            .unwrap()
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        if names == old {
+            saw_old += 1;
+        } else {
+            assert_eq!(
+                names, new,
+                "round {round}: neither the old store nor the new one"
+            );
+            saw_new += 1;
+            service.create_account("bob", PASSWORD).unwrap();
+        }
+    }
+    println!("kills left the old store {saw_old} times, the restored one {saw_new} times");
+    assert!(saw_new > 0, "the restore left to finish did not restore");
+}
