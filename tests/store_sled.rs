@@ -685,6 +685,15 @@ fn a_schema_one_store_migrates_keeping_every_account_code_step_and_count() {
     let dir = tempfile::tempdir().unwrap();
     let (paths, manifest) = schema_one_copy(&dir);
     assert_eq!(raw_state_schema(&paths.store), 1u32.to_be_bytes());
+    // Doctor reads a schema-1 store as it is, and leaves it so.
+    let checks = app::doctor(&paths, T0);
+    let check = |name: &str| checks.iter().find(|c| c.name == name).unwrap().clone();
+    assert!(
+        check("schema").detail.contains("version 1: it is migrated"),
+        "{checks:#?}"
+    );
+    assert_eq!(check("records").status, app::Status::Ok, "{checks:#?}");
+    assert_eq!(raw_state_schema(&paths.store), 1u32.to_be_bytes());
     let end = manifest["clock_at_end"].as_i64().unwrap();
     let clock = Arc::new(ManualClock::new(end + 3_600));
     drop(open_disk(&paths, &clock, 1).unwrap());
