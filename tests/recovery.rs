@@ -525,7 +525,8 @@ fn restore_validates_every_record_as_creation_would() {
     let file = dir.path().join("b.bin");
     let (_, _, image) = two_accounts_backed_up(&paths, &clock, &file);
     let key = app::key_file::read_key(&paths.key_file).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut sparekey::core::account::Account)>)> = vec![
+    type Edit = Box<dyn Fn(&mut sparekey::core::account::Account)>;
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "control character",
             Box::new(|a| a.name = "ali\u{1b}[2Jce".into()),

@@ -667,7 +667,10 @@ fn schema_one_copy(dir: &tempfile::TempDir) -> (Paths, serde_json::Value) {
 
 /// The schema version and every key and value of the schema-2 account tree, read below the
 /// trait.
-fn raw_state(store: &std::path::Path) -> (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>) {
+/// Every key and value of a tree, in order.
+type RawTree = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn raw_state(store: &std::path::Path) -> (Vec<u8>, RawTree) {
     let db = SledStore::raw_open(store).unwrap();
     let schema = db.get("schema_version").unwrap().unwrap().to_vec();
     let tree = db.open_tree("accounts.v2").unwrap();
