@@ -211,7 +211,7 @@ fn account_list(global: &GlobalArgs, out: Output) -> Outcome {
             state.join(", ")
         ));
     }
-    out.text(&text)?;
+    out.lines(&text)?;
     Ok(())
 }
 
@@ -288,8 +288,8 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
     text.push_str(&format!(
         "\nOr enter the secret by hand: {}\n  (account {}, issuer {}, {}, {} digits, every {} s)\n\notpauth URI: {}\n\n",
         enrollment.secret.grouped_base32().as_str(),
-        enrollment.account,
-        enrollment.issuer,
+        crate::core::account::printable(&enrollment.account),
+        crate::core::account::printable(&enrollment.issuer),
         p.algorithm.name(),
         p.digits,
         p.period,
@@ -498,7 +498,7 @@ fn codes_status(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
     for (slot, at) in used {
         text.push_str(&format!("  code #{slot} used {}\n", utc_timestamp(at)));
     }
-    out.text(&text)?;
+    out.lines(&text)?;
     Ok(())
 }
 
@@ -542,7 +542,7 @@ fn audit(global: &GlobalArgs, out: Output, args: &AuditArgs) -> Outcome {
             e.kind
         ));
     }
-    out.text(&text)?;
+    out.lines(&text)?;
     Ok(())
 }
 
@@ -675,7 +675,7 @@ fn doctor(global: &GlobalArgs, out: Output) -> Outcome {
                 c.detail
             ));
         }
-        out.text(&text)?;
+        out.lines(&text)?;
     }
     if failed > 0 {
         // The findings are already printed; the stderr line sums them up.

@@ -51,9 +51,18 @@ impl Output {
         self.json
     }
 
-    /// Writes plain text (the caller ends lines), each line with its non-printable characters
-    /// escaped (see [`printable`]): a stored name cannot drive the terminal.
+    /// Writes plain text as is (the caller ends lines): for text sparekey made itself (the QR
+    /// code's colours are escapes), with any name in it already [`printable`].
     pub fn text(&self, text: &str) -> Result<(), Error> {
+        let mut out = io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(stdout_failed)
+    }
+
+    /// Writes lines of plain text (a listing, the audit log), each with its non-printable
+    /// characters escaped (see [`printable`]): a stored name cannot drive the terminal.
+    pub fn lines(&self, text: &str) -> Result<(), Error> {
         let mut out = io::stdout().lock();
         let mut lines = text.split('\n').peekable();
         while let Some(line) = lines.next() {
@@ -132,7 +141,8 @@ pub fn usage_error_json(message: &str) {
 pub fn codes_text(issued: &IssuedCodes) -> Zeroizing<String> {
     let mut text = Zeroizing::new(format!(
         "New backup codes for {} ({}), shown only this once: save them now.\n\n",
-        issued.account, issued.issuer
+        printable(&issued.account),
+        printable(&issued.issuer)
     ));
     // Indented, so the codes stand out from the sentences around them.
     for line in crate::core::recovery_sheet::numbered_list(&issued.codes, false).lines() {
