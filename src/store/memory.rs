@@ -282,6 +282,15 @@ impl Store for MemoryStore {
             if !inner.accounts.is_empty() || !inner.audit.is_empty() {
                 return Err(StoreError::Conflict("the store is not empty".into()));
             }
+            let mut folded: Vec<String> = (image.accounts.iter())
+                .map(|a| crate::core::account::folded_name(&a.name))
+                .collect();
+            folded.sort();
+            if folded.windows(2).any(|w| w[0] == w[1]) {
+                return Err(StoreError::Conflict(
+                    "two accounts of the image differ only by case".into(),
+                ));
+            }
             inner.key = image.key_fingerprint.clone();
             inner.operator = image.operator_password.clone();
             inner.accounts = image
