@@ -950,3 +950,29 @@ fn a_stored_name_with_terminal_escapes_is_shown_escaped_by_the_cli() {
     let audit = run(&["audit"]);
     assert!(audit.contains("b\\u{001B}[2J\\u{202E}b"), "{audit}");
 }
+
+#[test]
+fn a_removed_operator_password_is_damage_not_an_unset_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    {
+        let service = open_disk(&paths, &clock, 1).unwrap();
+        assert!(!service.has_operator_password().unwrap());
+        service.set_operator_password("operator pw 1").unwrap();
+    }
+    {
+        let db = SledStore::raw_open(&paths.store).unwrap();
+        assert!(db.remove("operator_password.v2").unwrap().is_some());
+        db.flush().unwrap();
+    }
+    let service = open_disk(&paths, &clock, 2).unwrap();
+    let err = service.has_operator_password().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("operator password record is missing"),
+        "{err}"
+    );
+    // Nor can a new one be set over the hole: the kiosk stays the operator's.
+    assert!(service.set_operator_password("attacker's pw").is_err());
+}

@@ -461,16 +461,19 @@ pub fn decode_account_v1(name: &str, bytes: &[u8]) -> Result<Account, StoreError
     Ok(record.into())
 }
 
-pub fn encode_operator_password(key: &MacKey, phc: &str) -> Vec<u8> {
-    seal(key, OPERATOR_PASSWORD, "", phc.as_bytes().to_vec())
+/// The operator password's record: the PHC string, or that none is set. "None" is a tagged
+/// record too, so deleting the record cannot pass for a kiosk whose password was never set.
+pub fn encode_operator_password(key: &MacKey, phc: Option<&str>) -> Vec<u8> {
+    let body = crate::store::encode(&phc);
+    seal(key, OPERATOR_PASSWORD, "", body)
 }
 
-pub fn decode_operator_password(key: &MacKey, bytes: &[u8]) -> Result<String, StoreError> {
+pub fn decode_operator_password(key: &MacKey, bytes: &[u8]) -> Result<Option<String>, StoreError> {
     open(key, OPERATOR_PASSWORD, "", bytes)
-        .and_then(|body| String::from_utf8(body.to_vec()).ok())
+        .and_then(whole::<Option<String>>)
         .ok_or_else(|| {
             StoreError::Damaged(
-                "the operator password fails its integrity check (altered, or written with another key): restore from a backup, or reset it with 'sparekey kiosk'".into(),
+                "the operator password fails its integrity check (altered, or written with another key): restore from a backup".into(),
             )
         })
 }
@@ -587,8 +590,13 @@ mod tests {
     fn operator_values_are_tagged() {
         let key = MasterKey::from_bytes([5; 32]).store_key();
         let k = key.records();
-        let phc = encode_operator_password(k, "$argon2id$x");
-        assert_eq!(decode_operator_password(k, &phc).unwrap(), "$argon2id$x");
+        let phc = encode_operator_password(k, Some("$argon2id$x"));
+        assert_eq!(
+            decode_operator_password(k, &phc).unwrap().as_deref(),
+            Some("$argon2id$x")
+        );
+        let none = encode_operator_password(k, None);
+        assert_eq!(decode_operator_password(k, &none).unwrap(), None);
         let mut altered = phc.clone();
         altered[2] ^= 1;
         assert!(decode_operator_password(k, &altered).is_err());

@@ -411,8 +411,8 @@ impl SledStore {
         self.folds.apply_batch(folds).map_err(io)?;
         self.flush()?;
         let operator = self.db.get(META_OPERATOR_V1).map_err(io)?;
-        let operator =
-            operator.map(|v| records::encode_operator_password(key, &String::from_utf8_lossy(&v)));
+        let operator = operator.map(|v| String::from_utf8_lossy(&v).into_owned());
+        let operator = records::encode_operator_password(key, operator.as_deref());
         let failures = match self.db.get(META_OPERATOR_FAILURES_V1).map_err(io)? {
             Some(v) => Some(records::encode_operator_failures(
                 key,
@@ -422,9 +422,7 @@ impl SledStore {
         };
         let result = self.db.transaction(|meta| {
             meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
-            if let Some(o) = &operator {
-                meta.insert(META_OPERATOR, o.clone())?;
-            }
+            meta.insert(META_OPERATOR, operator.clone())?;
             if let Some(f) = &failures {
                 meta.insert(META_OPERATOR_FAILURES, f.clone())?;
             }
@@ -545,32 +543,32 @@ impl SledStore {
         }
     }
 
-    /// Records `fingerprint` as this store's key if it has none yet, or compares it.
-    fn bind_fingerprint(&self, fingerprint: &str) -> Result<KeyBinding, StoreError> {
-        let previous = self
-            .db
-            .compare_and_swap(
-                META_KEY,
-                None as Option<&[u8]>,
-                Some(fingerprint.as_bytes()),
-            )
-            .map_err(io)?;
-        match previous {
-            Ok(()) => {
-                self.flush()?;
-                Ok(KeyBinding::Bound)
-            }
-            Err(cas) => {
-                let stored = cas
-                    .current
-                    .map(|v| String::from_utf8_lossy(&v).into_owned())
-                    .unwrap_or_default();
-                if stored == fingerprint {
-                    Ok(KeyBinding::Matches)
-                } else {
-                    Ok(KeyBinding::Mismatch { stored })
+    /// Records `key`'s fingerprint as this store's key if it has none yet, or compares it. A
+    /// store of this schema bound now also gets its tagged "no operator password" record in the
+    /// same transaction, so from then on a missing record is damage (a schema-1 store gets it
+    /// from its migration).
+    fn bind_fingerprint(&self, key: &StoreKey) -> Result<KeyBinding, StoreError> {
+        let fingerprint = key.fingerprint().as_bytes();
+        let unset = (self.schema() == SCHEMA_VERSION)
+            .then(|| records::encode_operator_password(key.records(), None));
+        let result = self.db.transaction(|meta| match meta.get(META_KEY)? {
+            Some(stored) => Ok((Some(stored), false)),
+            None => {
+                meta.insert(META_KEY, fingerprint)?;
+                if let Some(unset) = &unset
+                    && meta.get(META_OPERATOR)?.is_none()
+                {
+                    meta.insert(META_OPERATOR, unset.clone())?;
                 }
+                Ok((None, true))
             }
+        });
+        match self.finish(result)? {
+            None => Ok(KeyBinding::Bound),
+            Some(stored) if stored.as_ref() == fingerprint => Ok(KeyBinding::Matches),
+            Some(stored) => Ok(KeyBinding::Mismatch {
+                stored: String::from_utf8_lossy(&stored).into_owned(),
+            }),
         }
     }
 
@@ -589,7 +587,7 @@ impl SledStore {
 
 impl Store for SledStore {
     fn bind_key(&self, key: &StoreKey) -> Result<KeyBinding, StoreError> {
-        let binding = self.bind_fingerprint(key.fingerprint())?;
+        let binding = self.bind_fingerprint(key)?;
         if matches!(binding, KeyBinding::Mismatch { .. }) {
             return Ok(binding);
         }
@@ -752,22 +750,32 @@ impl Store for SledStore {
             return Ok(v.map(|v| String::from_utf8_lossy(&v).into_owned()));
         }
         match self.db.get(META_OPERATOR).map_err(io)? {
-            Some(v) => Ok(Some(records::decode_operator_password(self.mac()?, &v)?)),
-            None => Ok(None),
+            Some(v) => records::decode_operator_password(self.mac()?, &v),
+            // Never bound to a key: nothing was ever set.
+            None if self.key_fingerprint()?.is_none() => Ok(None),
+            None => Err(missing_operator_record()),
         }
     }
 
     fn set_operator_password(&self, phc: &str) -> Result<bool, StoreError> {
-        let record = records::encode_operator_password(self.writable()?, phc);
-        let set = self
+        let key = self.writable()?;
+        let unset = records::encode_operator_password(key, None);
+        let record = records::encode_operator_password(key, Some(phc));
+        let swapped = self
             .db
-            .compare_and_swap(META_OPERATOR, None as Option<&[u8]>, Some(record))
-            .map_err(io)?
-            .is_ok();
-        if set {
-            self.flush()?;
+            .compare_and_swap(META_OPERATOR, Some(unset), Some(record))
+            .map_err(io)?;
+        match swapped {
+            Ok(()) => {
+                self.flush()?;
+                Ok(true)
+            }
+            Err(cas) => match cas.current {
+                // Set meanwhile (or before): checked, so damage is not read as "already set".
+                Some(current) => records::decode_operator_password(key, &current).map(|_| false),
+                None => Err(missing_operator_record()),
+            },
         }
-        Ok(set)
     }
 
     fn operator_failures(&self) -> Result<FailureRecord, StoreError> {
@@ -886,10 +894,8 @@ impl Store for SledStore {
         if let Some(k) = &image.key_fingerprint {
             self.db.insert(META_KEY, k.as_bytes()).map_err(io)?;
         }
-        if let Some(o) = &image.operator_password {
-            let record = records::encode_operator_password(key, o);
-            self.db.insert(META_OPERATOR, record).map_err(io)?;
-        }
+        let operator = records::encode_operator_password(key, image.operator_password.as_deref());
+        self.db.insert(META_OPERATOR, operator).map_err(io)?;
         self.flush()?;
         self.db.remove(META_RESTORING).map_err(io)?;
         self.flush()
@@ -1005,6 +1011,13 @@ fn apply<T: Clone>(
         facts.insert(name.as_bytes(), encode(&account.facts()))?;
     }
     Ok(applied)
+}
+
+fn missing_operator_record() -> StoreError {
+    StoreError::Damaged(
+        "the operator password record is missing (removed below sparekey): restore from a backup"
+            .into(),
+    )
 }
 
 /// Two names that schema 2 counts as one account.
