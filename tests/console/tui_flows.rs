@@ -2,8 +2,7 @@
 //! login with a backup code, secure-your-account, settings, kiosk) against an in-memory service,
 //! with no terminal. Each assertion fails if its feature breaks.
 
-mod tui_support;
-
+use crate::support::console::*;
 use ratatui::crossterm::event::KeyCode;
 use sparekey::core::audit::LoginMethod;
 use sparekey::core::throttle::Gate;
@@ -11,7 +10,6 @@ use sparekey::tui::app::Screen;
 use sparekey::tui::screens::codes::Mode;
 use sparekey::tui::screens::enroll::Step as EnrollStep;
 use sparekey::tui::screens::login::Step as LoginStep;
-use tui_support::*;
 
 fn codes_screen(h: &H) -> &sparekey::tui::screens::codes::Codes {
     match h.screen() {
@@ -1126,12 +1124,12 @@ fn a_running_call_shows_working_and_keys_wait_for_its_answer() {
 fn the_worker_runs_calls_off_the_caller_and_answers_through_pump() {
     use sparekey::tui::runtime::{Driver, RecordingPlatform};
     let clock = std::sync::Arc::new(sparekey::core::clock::ManualClock::new(T0));
-    let service = tui_support::service(clock.clone());
+    let service = crate::support::console::service(clock.clone());
     service.create_account("alice", PASSWORD).unwrap();
     let mut d = Driver::with_worker(
         service,
         RecordingPlatform::default(),
-        tui_support::options(false),
+        crate::support::console::options(false),
     )
     .unwrap();
     let settle = |d: &mut Driver<RecordingPlatform>| {

@@ -2,12 +2,10 @@
 //! ratatui's TestBackend, with a manual clock and seeded randomness so they never change unless
 //! the screens do. Review a changed `.snap` as you would code.
 
-mod tui_support;
-
+use crate::support::console::*;
 use ratatui::crossterm::event::KeyCode;
 use sparekey::core::throttle::Gate;
 use sparekey::tui::app::Screen;
-use tui_support::*;
 
 /// Snapshots the current frame at both sizes.
 fn snap(h: &H, name: &str) {

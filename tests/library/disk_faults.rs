@@ -3,13 +3,11 @@
 //! elsewhere the tests say so and pass without checking anything). Each must give one clear
 //! error, no panic, and a store that is consistent once the fault is gone.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use common::*;
+use crate::support::*;
 use sparekey::app::Paths;
 use sparekey::core::clock::ManualClock;
 use sparekey::core::error::{Error, ErrorKind, RejectReason};

@@ -2,12 +2,10 @@
 //! targets in `fuzz/` call), damaged store records, and a damaged store on disk. Every case must
 //! end in a clear error, never a panic.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use proptest::prelude::*;
 use sparekey::core::account::Account;
 use sparekey::core::clock::ManualClock;

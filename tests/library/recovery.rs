@@ -2,12 +2,10 @@
 //! a damaged backup is refused, restore never deletes the store it replaces, doctor finds
 //! what is wrong and says how to fix it.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
-use common::*;
+use crate::support::*;
 use sparekey::app::{self, Paths, Status};
 use sparekey::core::clock::ManualClock;
 use sparekey::core::entropy::SeededEntropy;

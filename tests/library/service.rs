@@ -1,9 +1,7 @@
 //! The use cases end to end through the service API, on the in-memory store: enrollment,
 //! TOTP and backup-code logins, replay, drift, throttling, locking, regeneration, audit.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use sparekey::core::audit::{AuditKind, LoginMethod};
 use sparekey::core::clock::ManualClock;
 use sparekey::core::entropy::SeededEntropy;

@@ -1,13 +1,11 @@
 //! The sled store under the service: atomic single use under threads, exact failure counts,
 //! throttling that survives a restart, schema and key checks, permissions.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use sparekey::app::{self, Paths};
 use sparekey::core::audit::AuditKind;
 use sparekey::core::clock::ManualClock;

@@ -8,8 +8,6 @@
 //! number of kills is 200 on CI (`CI=true`) and 50 elsewhere; `SPAREKEY_CRASH_ITERATIONS` sets
 //! it. The count used is printed.
 
-mod common;
-
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
@@ -23,7 +21,7 @@ use sparekey::core::entropy::{Entropy, SeededEntropy};
 use sparekey::core::store::Store;
 use sparekey::core::totp::{TotpParams, TotpSecret, code_at};
 
-use common::PASSWORD;
+use crate::support::{self, PASSWORD};
 
 struct Harness {
     dir: tempfile::TempDir,
@@ -80,7 +78,7 @@ impl Harness {
 
     /// The slots of alice's `BackupCodeUsed` events, oldest first.
     fn spent_slot_events(&self) -> Vec<u32> {
-        let store = common::open_store(&self.data_dir().join("store"))
+        let store = support::open_store(&self.data_dir().join("store"))
             .unwrap_or_else(|e| panic!("the store must always open after a kill: {e}"));
         store
             .audit_events(Some("alice"), usize::MAX)
@@ -94,7 +92,7 @@ impl Harness {
     }
 
     fn account(&self) -> Account {
-        let store = common::open_store(&self.data_dir().join("store"))
+        let store = support::open_store(&self.data_dir().join("store"))
             .unwrap_or_else(|e| panic!("the store must always open after a kill: {e}"));
         store
             .load_account("alice")

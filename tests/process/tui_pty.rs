@@ -2,14 +2,12 @@
 //! a backup code is walked by keystrokes, read back through a vt100 emulator. Checks what only a
 //! real terminal shows: the alternate screen is entered and left, and the terminal is restored.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, test_config};
+use crate::support::{PASSWORD, test_config};
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use sparekey::app::{Paths, open_with};
 use sparekey::core::clock::SystemClock;

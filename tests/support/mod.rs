@@ -1,6 +1,10 @@
-//! Shared set-up for the core's integration tests: a service with a manual clock, seeded
-//! entropy and cheap Argon2 parameters (these tests are not about the parameters).
+//! Shared set-up of every integration test binary (each includes this module by path): a
+//! service with a manual clock, seeded entropy and cheap Argon2 parameters (these tests are not
+//! about the parameters), and in [`console`] the console driven by key events. Each binary uses
+//! only part of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
+
+pub mod console;
 
 use std::path::Path;
 use std::sync::Arc;
