@@ -1123,7 +1123,7 @@ fn a_running_call_shows_working_and_keys_wait_for_its_answer() {
 #[test]
 fn the_worker_runs_calls_off_the_caller_and_answers_through_pump() {
     use sparekey::tui::runtime::{Driver, RecordingPlatform};
-    let clock = std::sync::Arc::new(sparekey::core::clock::ManualClock::new(T0));
+    let clock = std::sync::Arc::new(sparekey::core::clock::ManualClock::new(CONSOLE_T0));
     let service = crate::support::console::service(clock.clone());
     service.create_account("alice", PASSWORD).unwrap();
     let mut d = Driver::with_worker(

@@ -13,7 +13,8 @@ use serde_json::Value;
 use sparekey::core::totp::{TotpParams, TotpSecret, code_at};
 use tempfile::TempDir;
 
-const PASSWORD: &str = "correct horse battery";
+use crate::support::PASSWORD;
+use crate::support::process::isolated_env;
 
 struct Env {
     dir: TempDir,
@@ -97,9 +98,7 @@ impl Env {
     fn run_bytes(&self, args: &[&str], stdin: Vec<u8>) -> Run {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sparekey"))
             .args(args)
-            .env("SPAREKEY_DATA_DIR", self.data_dir())
-            .env("SPAREKEY_KEY_FILE", self.key_file())
-            .env("HOME", self.dir.path())
+            .envs(isolated_env(self.dir.path()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -685,9 +684,7 @@ fn no_environment_variable_weakens_hashing() {
     let run = |args: &[&str], stdin: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_sparekey"))
             .args(args)
-            .env("SPAREKEY_DATA_DIR", env.data_dir())
-            .env("SPAREKEY_KEY_FILE", env.key_file())
-            .env("HOME", env.dir.path())
+            .envs(isolated_env(env.dir.path()))
             .env("SPAREKEY_INSECURE_TEST_HASH", "1")
             .env("SPAREKEY_TEST_HASH", "1")
             .env("SPAREKEY_HASH_PARAMS", "m=64,t=1,p=1")

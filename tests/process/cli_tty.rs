@@ -9,6 +9,9 @@ use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use sparekey::core::totp::{TotpParams, TotpSecret, code_at};
 use tempfile::TempDir;
 
+use crate::support::PASSWORD;
+use crate::support::process::isolated_env;
+
 struct Session {
     child: Box<dyn portable_pty::Child + Send + Sync>,
     writer: Box<dyn Write + Send>,
@@ -28,9 +31,9 @@ impl Session {
             .unwrap();
         let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_sparekey"));
         cmd.args(args);
-        cmd.env("SPAREKEY_DATA_DIR", dir.path().join("data"));
-        cmd.env("SPAREKEY_KEY_FILE", dir.path().join("key"));
-        cmd.env("HOME", dir.path());
+        for (name, value) in isolated_env(dir.path()) {
+            cmd.env(name, value);
+        }
         let child = pair.slave.spawn_command(cmd).unwrap();
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader().unwrap();
@@ -98,8 +101,6 @@ impl Session {
         (status.exit_code(), self.text())
     }
 }
-
-const PASSWORD: &str = "correct horse battery";
 
 #[test]
 fn new_password_is_asked_twice_and_hidden() {

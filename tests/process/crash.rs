@@ -21,6 +21,7 @@ use sparekey::core::entropy::{Entropy, SeededEntropy};
 use sparekey::core::store::Store;
 use sparekey::core::totp::{TotpParams, TotpSecret, code_at};
 
+use crate::support::process::isolated_env;
 use crate::support::{self, PASSWORD};
 
 struct Harness {
@@ -36,9 +37,7 @@ impl Harness {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sparekey"));
         cmd.args(args)
             .arg("--json")
-            .env("SPAREKEY_DATA_DIR", self.data_dir())
-            .env("SPAREKEY_KEY_FILE", self.dir.path().join("key"))
-            .env("HOME", self.dir.path())
+            .envs(isolated_env(self.dir.path()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

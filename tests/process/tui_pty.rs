@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::support::process::isolated_env;
 use crate::support::{PASSWORD, test_config};
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use sparekey::app::{Paths, open_with};
@@ -36,9 +37,9 @@ impl Console {
             .unwrap();
         let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_sparekey"));
         cmd.arg("tui");
-        cmd.env("SPAREKEY_DATA_DIR", dir.path().join("data"));
-        cmd.env("SPAREKEY_KEY_FILE", dir.path().join("key"));
-        cmd.env("HOME", dir.path());
+        for (name, value) in isolated_env(dir.path()) {
+            cmd.env(name, value);
+        }
         cmd.env("TERM", "xterm-256color");
         cmd.env_remove("DISPLAY");
         cmd.env_remove("WAYLAND_DISPLAY");

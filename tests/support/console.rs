@@ -1,7 +1,6 @@
-//! Shared helpers of the TUI tests: a console driven by key events on an in-memory service with a
-//! manual clock and seeded randomness, and rendering to ratatui's TestBackend. Nothing here
-//! touches a terminal, the clipboard or the disk.
-#![allow(dead_code)]
+//! The console tests' harness: a console driven by key events on an in-memory service with a
+//! manual clock (from [`CONSOLE_T0`]) and seeded randomness, and rendering to ratatui's
+//! TestBackend. Nothing here touches a terminal, the clipboard or the disk.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,8 +12,9 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use sparekey::app::open_in_memory;
 use sparekey::core::clock::ManualClock;
 use sparekey::core::entropy::SeededEntropy;
-use sparekey::core::password::HashParams;
-use sparekey::core::service::{Config, IssuedCodes, Service};
+use sparekey::core::service::{IssuedCodes, Service};
+
+use super::test_config;
 use sparekey::core::totp::{TotpParams, code_at};
 use sparekey::tui::app::{AppOptions, Screen};
 use sparekey::tui::runtime::{Driver, RecordingPlatform};
@@ -22,9 +22,7 @@ use sparekey::tui::screens::enroll::Step as EnrollStep;
 use sparekey::tui::ui::view;
 use sparekey::tui::widgets::Theme;
 
-/// 2024-05-01 12:34:50 UTC, 10 s into a TOTP step.
-pub const T0: i64 = 1_714_566_890;
-pub const PASSWORD: &str = "correct horse battery";
+pub use super::{CONSOLE_T0, PASSWORD};
 
 pub struct H {
     pub d: Driver<RecordingPlatform>,
@@ -32,14 +30,7 @@ pub struct H {
 }
 
 pub fn service(clock: Arc<ManualClock>) -> Service {
-    open_in_memory(
-        Config {
-            hash_params: HashParams::TEST_ONLY,
-            ..Default::default()
-        },
-        clock,
-        Box::new(SeededEntropy::new(7)),
-    )
+    open_in_memory(test_config(), clock, Box::new(SeededEntropy::new(7)))
 }
 
 pub fn options(kiosk: bool) -> AppOptions {
@@ -56,7 +47,7 @@ impl H {
     /// A console over a service prepared by `setup` (called before the app starts, like an
     /// existing store).
     pub fn with(kiosk: bool, setup: impl FnOnce(&Service, &ManualClock)) -> Self {
-        let clock = Arc::new(ManualClock::new(T0));
+        let clock = Arc::new(ManualClock::new(CONSOLE_T0));
         let service = service(clock.clone());
         setup(&service, &clock);
         let d = Driver::new(service, RecordingPlatform::default(), options(kiosk));

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod console;
+pub mod process;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,8 +21,17 @@ use sparekey::core::store::StoreError;
 use sparekey::core::totp::{self, TotpSecret};
 use sparekey::store::sled_store::SledStore;
 
-/// 2026-11-28T12:00:00Z, on a 30 s step boundary.
+/// The password of every account the tests create.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// The library tests' start: 2026-11-28T12:00:00Z, on a 30 s step boundary, so a test can move
+/// a whole step without landing in the next one by accident.
 pub const T0: i64 = 1_795_867_200;
+
+/// The console tests' start: 2024-05-01T12:34:50Z, 20 s into a TOTP step. The snapshots and the
+/// README's pictures show dates, ages and countdowns from it, so it differs from [`T0`] on
+/// purpose and must not change.
+pub const CONSOLE_T0: i64 = 1_714_566_890;
 
 pub fn test_config() -> Config {
     Config {
@@ -69,8 +79,6 @@ pub fn reason(e: Error) -> RejectReason {
 pub fn code_for(secret: &TotpSecret, at: i64) -> String {
     totp::code_at(secret.as_bytes(), at, Default::default()).expect("valid params")
 }
-
-pub const PASSWORD: &str = "correct horse battery";
 
 /// Creates `name`, enrolls and confirms an authenticator; returns its secret and the codes in
 /// display form. The clock is left one step after the confirming code's step.
