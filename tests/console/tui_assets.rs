@@ -1,8 +1,8 @@
 //! The README's pictures of the console: the main screens rendered to SVG from the same
 //! deterministic TestBackend frames as the snapshots, in colour. The test fails when a committed
 //! `assets/*.svg` differs from what the screens draw now, so the pictures cannot go stale;
-//! `SPAREKEY_UPDATE_ASSETS=1 cargo test --test console tui_assets` rewrites them instead (review them
-//! like a changed snapshot before committing).
+//! `SPAREKEY_UPDATE_ASSETS=1 cargo test --test console tui_assets` rewrites them instead (review
+//! them like a changed snapshot before committing).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -226,8 +226,8 @@ fn readme_pictures_match_the_screens() {
     assert!(
         problems.is_empty(),
         "the README pictures in {} are stale:\n  {}\nIf the screens changed on purpose, \
-         rewrite them with `{UPDATE_VAR}=1 cargo test --test console tui_assets`, then look at them \
-         (and `git diff assets/`) before committing.",
+         rewrite them with `{UPDATE_VAR}=1 cargo test --test console tui_assets`, then look at \
+         them (and `git diff assets/`) before committing.",
         dir.display(),
         problems.join("\n  ")
     );
