@@ -5,8 +5,8 @@
 //! new one; the failure counter never goes backwards except through a success or an unlock.
 //!
 //! Every run hashes with the real OWASP parameters (the binary has no cheaper mode), so the
-//! number of kills is 200 on CI (`CI=true`) and 50 elsewhere; `SPAREKEY_CRASH_ITERATIONS` sets
-//! it. The count used is printed.
+//! number of kills is 200 with `SPAREKEY_FULL_TESTS=1` (CI) and 20 elsewhere;
+//! `SPAREKEY_CRASH_ITERATIONS` sets it. The count used is printed.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -151,12 +151,7 @@ fn used_slots(account: &Account) -> (u64, Vec<bool>) {
 
 #[test]
 fn killed_at_random_moments_the_store_stays_consistent() {
-    let on_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let iterations: usize = std::env::var("SPAREKEY_CRASH_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if on_ci { 200 } else { 50 });
-    eprintln!("{iterations} kills (200 with CI=true; SPAREKEY_CRASH_ITERATIONS sets the number)");
+    let iterations = support::rounds("crash runs", "SPAREKEY_CRASH_ITERATIONS", 20, 200);
     let h = Harness {
         dir: tempfile::tempdir().unwrap(),
     };

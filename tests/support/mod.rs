@@ -68,6 +68,42 @@ pub fn open_store(path: &Path) -> Result<SledStore, StoreError> {
     SledStore::open(path, Duration::from_secs(5))
 }
 
+/// Writes `line` to the terminal even while the test harness captures output (it captures only
+/// `print!`/`eprint!`), so a loop count shows in a plain `cargo test`.
+pub fn notice(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Set to `1` (`.ci/run` exports it) for the full counts of the long loops; unset, they run a
+/// quick count so a local `cargo test` stays short.
+pub const FULL_TESTS_VAR: &str = "SPAREKEY_FULL_TESTS";
+
+fn full_run() -> bool {
+    std::env::var(FULL_TESTS_VAR).as_deref() == Ok("1")
+}
+
+/// How many rounds a long loop runs: the number in `override_var` if it is set, else `full`
+/// with [`FULL_TESTS_VAR`]`=1`, else `quick`. Prints the count and where it came from, so a
+/// log shows how much a run proved.
+pub fn rounds(what: &str, override_var: &str, quick: usize, full: usize) -> usize {
+    let overridden = std::env::var(override_var)
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let (count, source) = match overridden {
+        Some(n) => (n, format!("from {override_var}")),
+        None if full_run() => (full, format!("full count, {FULL_TESTS_VAR}=1")),
+        None => (
+            quick,
+            format!("quick count; {FULL_TESTS_VAR}=1 runs {full}"),
+        ),
+    };
+    notice(&format!(
+        "{what}: {count} ({source}; {override_var}=N sets it)"
+    ));
+    count
+}
+
 /// The reason of a refused login; panics on any other error.
 pub fn reason(e: Error) -> RejectReason {
     match e {
