@@ -69,18 +69,46 @@ pub fn open_store(path: &Path) -> Result<SledStore, StoreError> {
 }
 
 /// Writes `line` to the terminal even while the test harness captures output (it captures only
-/// `print!`/`eprint!`), so a loop count shows in a plain `cargo test`.
+/// `print!`/`eprint!`), so a skip or a loop count shows in a plain `cargo test`.
 pub fn notice(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Set to `1` (`.ci/run` exports it) for the full counts of the long loops; unset, they run a
-/// quick count so a local `cargo test` stays short.
+/// quick count so a local `cargo test` stays short. It also makes a test that cannot run here
+/// (see [`needs_root`]) fail instead of skipping: CI must run everything.
 pub const FULL_TESTS_VAR: &str = "SPAREKEY_FULL_TESTS";
 
 fn full_run() -> bool {
     std::env::var(FULL_TESTS_VAR).as_deref() == Ok("1")
+}
+
+/// Says `skipped: <why>: <test>` visibly, for a test about to return without checking
+/// anything. Under [`FULL_TESTS_VAR`]`=1` (CI) it fails the test instead: CI must run every test,
+/// so a skip there is a broken set-up, not a pass.
+pub fn skip(why: &str) {
+    // libtest names each test's thread after the test.
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    assert!(
+        !full_run(),
+        "{test} could not run ({why}), and {FULL_TESTS_VAR}=1 runs every test"
+    );
+    notice(&format!("skipped: {why}: {test}"));
+}
+
+/// Whether the process runs as root; if not, [`skip`]s with `needs root to <what>`.
+pub fn needs_root(what: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's effective user: no system call of our own needed.
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if !root {
+        skip(&format!("needs root to {what}"));
+    }
+    root
 }
 
 /// How many rounds a long loop runs: the number in `override_var` if it is set, else `full`
