@@ -277,10 +277,11 @@ fn killed_at_random_moments_the_store_stays_consistent() {
         let (exit, out) = h.run(&["login", "alice"], &format!("{PASSWORD}\n{code}\n"));
         assert_eq!(exit, 1, "a reported code was accepted again: {out}");
     }
-    eprintln!(
-        "{iterations} runs, {kills} killed while running, {} codes reported accepted, {regenerations_unseen} regenerations finished unseen",
+    support::notice(&format!(
+        "crash runs: {iterations} runs, {kills} killed while running, {} codes reported accepted, \
+         {regenerations_unseen} regenerations finished unseen",
         reported.len()
-    );
+    ));
     // The harness must really interrupt runs, or it proves nothing.
     assert!(
         kills >= iterations / 4,
