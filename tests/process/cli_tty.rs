@@ -1,60 +1,29 @@
 //! The interactive paths of the CLI on a real pseudo-terminal: hidden prompts (asked twice for a
 //! new password) and enrolling with the code typed at the prompt.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use sparekey::core::totp::{TotpParams, TotpSecret, code_at};
 use tempfile::TempDir;
 
 use crate::support::PASSWORD;
-use crate::support::process::isolated_env;
+use crate::support::process::{Pty, pty_command, spawn_in_pty};
 
 struct Session {
-    child: Box<dyn portable_pty::Child + Send + Sync>,
-    writer: Box<dyn Write + Send>,
+    pty: Pty,
     seen: Arc<Mutex<Vec<u8>>>,
-    _master: Box<dyn portable_pty::MasterPty + Send>,
 }
 
 impl Session {
     fn start(dir: &TempDir, args: &[&str]) -> Self {
-        let pair = native_pty_system()
-            .openpty(PtySize {
-                rows: 60,
-                cols: 160,
-                pixel_width: 0,
-                pixel_height: 0,
-            })
-            .unwrap();
-        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_sparekey"));
-        cmd.args(args);
-        for (name, value) in isolated_env(dir.path()) {
-            cmd.env(name, value);
-        }
-        let child = pair.slave.spawn_command(cmd).unwrap();
-        drop(pair.slave);
-        let mut reader = pair.master.try_clone_reader().unwrap();
-        let writer = pair.master.take_writer().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
+        let pty = spawn_in_pty(60, 160, pty_command(dir.path(), args), move |bytes| {
+            sink.lock().unwrap().extend_from_slice(bytes)
         });
-        Self {
-            child,
-            writer,
-            seen,
-            _master: pair.master,
-        }
+        Self { pty, seen }
     }
 
     fn text(&self) -> String {
@@ -79,20 +48,21 @@ impl Session {
     }
 
     fn type_line(&mut self, line: &str) {
-        self.writer
+        self.pty
+            .writer
             .write_all(format!("{line}\r").as_bytes())
             .unwrap();
-        self.writer.flush().unwrap();
+        self.pty.writer.flush().unwrap();
     }
 
     fn finish(mut self) -> (u32, String) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.pty.child.try_wait().unwrap() {
                 break status;
             }
             if Instant::now() > deadline {
-                let _ = self.child.kill();
+                let _ = self.pty.child.kill();
                 panic!("sparekey did not exit; screen:\n{}", self.text());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -179,8 +149,8 @@ fn the_bare_command_opens_the_console_and_q_quits() {
     // The console takes the alternate screen, then draws.
     s.expect("\x1b[?1049h", 1);
     std::thread::sleep(Duration::from_millis(300));
-    s.writer.write_all(b"q").unwrap();
-    s.writer.flush().unwrap();
+    s.pty.writer.write_all(b"q").unwrap();
+    s.pty.writer.flush().unwrap();
     let (code, screen) = s.finish();
     assert_eq!(code, 0, "{screen}");
     // The terminal is given back.

@@ -2,76 +2,40 @@
 //! a backup code is walked by keystrokes, read back through a vt100 emulator. Checks what only a
 //! real terminal shows: the alternate screen is entered and left, and the terminal is restored.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::support::process::isolated_env;
+use crate::support::process::{Pty, pty_command, spawn_in_pty};
 use crate::support::{PASSWORD, test_config};
-use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use sparekey::app::{Paths, open_with};
 use sparekey::core::clock::SystemClock;
 use sparekey::core::entropy::OsEntropy;
 use tempfile::TempDir;
 
 struct Console {
-    child: Box<dyn portable_pty::Child + Send + Sync>,
-    writer: Box<dyn Write + Send>,
+    pty: Pty,
     screen: Arc<Mutex<vt100::Parser>>,
-    /// Feeds the screen until the terminal's output ends (the child and every copy of the slave
-    /// side closed); taken by [`Console::wait_for_output_end`].
-    reader: Option<JoinHandle<()>>,
-    _master: Box<dyn portable_pty::MasterPty + Send>,
 }
 
 impl Console {
     fn start(dir: &TempDir) -> Self {
-        let pair = native_pty_system()
-            .openpty(PtySize {
-                rows: 24,
-                cols: 80,
-                pixel_width: 0,
-                pixel_height: 0,
-            })
-            .unwrap();
-        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_sparekey"));
-        cmd.arg("tui");
-        for (name, value) in isolated_env(dir.path()) {
-            cmd.env(name, value);
-        }
+        let mut cmd = pty_command(dir.path(), &["tui"]);
         cmd.env("TERM", "xterm-256color");
         cmd.env_remove("DISPLAY");
         cmd.env_remove("WAYLAND_DISPLAY");
-        let child = pair.slave.spawn_command(cmd).unwrap();
-        // Our copy of the slave side: while it is open the reader never sees the output end.
-        drop(pair.slave);
-        let mut reader = pair.master.try_clone_reader().unwrap();
-        let writer = pair.master.take_writer().unwrap();
         let screen = Arc::new(Mutex::new(vt100::Parser::new(24, 80, 0)));
         let sink = Arc::clone(&screen);
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().process(&buf[..n]);
-            }
+        let pty = spawn_in_pty(24, 80, cmd, move |bytes| {
+            sink.lock().unwrap().process(bytes)
         });
-        Self {
-            child,
-            writer,
-            screen,
-            reader: Some(reader),
-            _master: pair.master,
-        }
+        Self { pty, screen }
     }
 
     /// Once the child has exited: waits until the reader has put everything the child wrote on
     /// the screen (its read ends with EOF or EIO when the slave side is closed everywhere).
     fn wait_for_output_end(&mut self) {
-        let reader = self.reader.take().expect("waited for once");
+        let reader = self.pty.reader.take().expect("waited for once");
         let deadline = Instant::now() + Duration::from_secs(20);
         while !reader.is_finished() {
             assert!(
@@ -102,8 +66,8 @@ impl Console {
     }
 
     fn send(&mut self, bytes: &str) {
-        self.writer.write_all(bytes.as_bytes()).unwrap();
-        self.writer.flush().unwrap();
+        self.pty.writer.write_all(bytes.as_bytes()).unwrap();
+        self.pty.writer.flush().unwrap();
         // Lets the console read each burst as its own keys (a lone Esc included).
         std::thread::sleep(Duration::from_millis(150));
     }
@@ -165,7 +129,7 @@ fn login_with_a_backup_code_in_a_real_terminal() {
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
-        if let Some(status) = c.child.try_wait().unwrap() {
+        if let Some(status) = c.pty.child.try_wait().unwrap() {
             break status;
         }
         assert!(
