@@ -238,15 +238,13 @@ fn login_with_a_backup_code_then_secure_the_account() {
     let mut h = H::with(false, |s, c| codes = Some(enroll(s, c, "alice").1));
     let codes = codes.unwrap();
     to_second_factor(&mut h, "alice");
-    assert_eq!(login(&h).step, LoginStep::Totp, "{}", h.status());
+    assert_eq!(login(&h).step, LoginStep::Code, "{}", h.status());
     assert_eq!(login(&h).pending_account(), Some("alice"));
     assert!(login(&h).password.is_empty(), "the password is not kept");
     let drawn = h.render(80, 24);
     assert!(drawn.contains("Enter the 6-digit code from your authenticator"));
-    assert!(drawn.contains("Lost your device? Press b to use a backup code"));
+    assert!(drawn.contains("or, without your device, a backup code"));
     assert!(drawn.contains("Password: ✓ checked"), "{drawn}");
-    h.typed("b");
-    assert!(matches!(h.screen(), Screen::Login(l) if l.step == LoginStep::Backup));
 
     // A typo (last character changed) is flagged live and on Enter, and costs no attempt.
     let good = codes.codes[4].display().to_string();
@@ -302,7 +300,6 @@ fn low_codes_offer_regeneration_after_a_backup_login() {
     });
     let codes = codes.unwrap();
     to_second_factor(&mut h, "alice");
-    h.typed("b");
     h.typed(&codes.codes[8].display());
     h.enter();
     let Screen::Secure(secure) = h.screen() else {
@@ -354,7 +351,7 @@ fn throttling_shows_a_live_countdown_and_locking_says_so() {
     assert_eq!(login(&h).gate, None);
     assert!(h.status().contains("try again now"));
     h.enter();
-    assert_eq!(login(&h).step, LoginStep::Totp, "{}", h.status());
+    assert_eq!(login(&h).step, LoginStep::Code, "{}", h.status());
 
     let mut h = H::with(false, |s, c| {
         enroll(s, c, "bob");
@@ -478,7 +475,7 @@ fn wrong_code_keeps_the_pending_login_for_a_retry() {
     h.typed(wrong);
     h.enter();
     assert!(h.status().starts_with("wrong code"), "{}", h.status());
-    assert_eq!(login(&h).step, LoginStep::Totp);
+    assert_eq!(login(&h).step, LoginStep::Code);
     assert!(login(&h).code.is_empty());
     assert_eq!(login(&h).pending_account(), Some("alice"));
     assert_eq!(
@@ -519,7 +516,7 @@ fn a_delay_at_the_code_step_counts_down_then_the_same_login_goes_on() {
         h.status()
     );
     assert_eq!(login(&h).gate, Some(Gate::Delayed { seconds_left: 30 }));
-    assert_eq!(login(&h).step, LoginStep::Totp);
+    assert_eq!(login(&h).step, LoginStep::Code);
     h.advance(10);
     assert!(h.render(80, 24).contains("next attempt allowed in 20 s"));
     h.advance(20);
@@ -554,7 +551,7 @@ fn an_expired_pending_login_asks_for_the_password_again() {
     // Starting again works, with a fresh code.
     h.typed(PASSWORD);
     h.enter();
-    assert_eq!(login(&h).step, LoginStep::Totp, "{}", h.status());
+    assert_eq!(login(&h).step, LoginStep::Code, "{}", h.status());
     h.typed(&h.totp(&secret));
     h.enter();
     assert!(matches!(h.screen(), Screen::Secure(_)), "{}", h.status());
@@ -574,8 +571,8 @@ fn escape_from_the_code_drops_the_pending_login() {
         "{}",
         h.status()
     );
-    // …a verdict that does not follow to the backup-code field, which starts empty.
-    h.typed("b");
+    // …a verdict that Ctrl-U clears with the field.
+    h.ctrl('u');
     assert!(login(&h).live.is_none() && login(&h).code.is_empty());
     assert!(!h.render(80, 24).contains('✗'), "no verdict drawn");
     h.typed("k7p2");
@@ -1158,4 +1155,170 @@ fn the_worker_runs_calls_off_the_caller_and_answers_through_pump() {
     settle(&mut d);
     assert!(!d.app.working());
     assert!(matches!(d.app.screen, Screen::Secure(_)));
+}
+
+#[test]
+fn one_code_field_takes_either_kind_and_no_printable_key_is_a_command() {
+    let mut codes = None;
+    let mut secret = vec![];
+    let mut h = H::with(false, |s, c| {
+        let (sec, issued) = enroll(s, c, "alice");
+        secret = sec;
+        codes = Some(issued);
+    });
+    let codes = codes.unwrap();
+    // In the name and password fields, q and ? are typed.
+    h.typed("l");
+    h.esc();
+    h.ctrl('u');
+    h.typed("q?b");
+    assert!(!h.d.app.quitting && !h.d.app.help);
+    assert_eq!(login(&h).name.as_str(), "q?b");
+    h.ctrl('u');
+    assert!(login(&h).name.is_empty(), "Ctrl-U clears the name");
+    h.typed("alice");
+    h.enter();
+    h.typed("q?");
+    assert_eq!(login(&h).password.as_str(), "q?");
+    h.ctrl('u');
+    assert!(login(&h).password.is_empty(), "Ctrl-U clears the password");
+    h.typed(PASSWORD);
+    h.enter();
+    assert_eq!(login(&h).step, LoginStep::Code, "{}", h.status());
+
+    // The code field: q, ? and b are typed, not obeyed, and the footer offers no q.
+    h.typed("q?b");
+    assert!(!h.d.app.quitting && !h.d.app.help);
+    assert_eq!(login(&h).code.as_str(), "q?b");
+    let drawn = h.render(80, 24);
+    let footer = drawn.lines().last().unwrap();
+    assert!(footer.contains("Ctrl-U clear the field"), "{footer}");
+    assert!(!footer.contains("q quit"), "{footer}");
+    // F1 still opens the help, listing the same keys.
+    h.press(KeyCode::F(1));
+    assert!(h.d.app.help);
+    assert!(h.render(80, 24).contains("clear the field"));
+    h.esc();
+    h.ctrl('u');
+    assert!(login(&h).code.is_empty());
+
+    // An authenticator code in the field signs in...
+    h.advance(30);
+    h.typed(&h.totp(&secret));
+    assert_eq!(
+        login(&h).live,
+        Some(sparekey::tui::screens::login::Live::Totp)
+    );
+    h.enter();
+    let Screen::Secure(secure) = h.screen() else {
+        panic!("{}", h.status())
+    };
+    assert_eq!(secure.success.method, LoginMethod::Totp);
+
+    // ...and so does a backup code, in the same field.
+    h.esc();
+    h.typed("alice");
+    h.enter();
+    h.typed(PASSWORD);
+    h.enter();
+    h.typed(&codes.codes[2].display());
+    assert_eq!(
+        login(&h).live,
+        Some(sparekey::tui::screens::login::Live::Backup)
+    );
+    h.enter();
+    let Screen::Secure(secure) = h.screen() else {
+        panic!("{}", h.status())
+    };
+    assert_eq!(secure.success.method, LoginMethod::BackupCode);
+}
+
+#[test]
+fn lockout_is_announced_before_and_when_it_happens() {
+    let mut secret = vec![];
+    let mut h = H::with(false, |s, c| {
+        secret = enroll(s, c, "alice").0;
+        fail_logins(s, c, "alice", 16);
+    });
+    // The password step tells nothing about the account; the code step, after the right
+    // password, carries the core's count.
+    let wrong_code = |h: &mut H| {
+        if let Ok(Gate::Delayed { seconds_left }) = h.d.service.gate("alice") {
+            h.advance(seconds_left);
+        }
+        if let Screen::Login(l) = h.screen()
+            && l.step == LoginStep::Code
+        {
+            h.esc();
+        }
+        h.typed(PASSWORD);
+        h.enter();
+        assert_eq!(login(h).step, LoginStep::Code, "{}", h.status());
+        let wrong = if h.totp(&secret) == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        h.typed(wrong);
+        h.enter();
+    };
+    h.typed("l");
+    wrong_code(&mut h);
+    // The 17th failure: three left, said on the status line and kept on the panel.
+    assert!(
+        h.status()
+            .contains("3 attempts left before the account locks"),
+        "{}",
+        h.status()
+    );
+    assert!(
+        h.render(80, 24)
+            .contains("Careful: 3 more failed attempts will lock 'alice'."),
+        "{}",
+        h.render(80, 24)
+    );
+    wrong_code(&mut h);
+    wrong_code(&mut h);
+    assert!(
+        h.render(80, 24)
+            .contains("Careful: 1 more failed attempt will lock 'alice'."),
+        "{}",
+        h.render(80, 24)
+    );
+    wrong_code(&mut h);
+    // The attempt that locks says so, and names both ways to unlock.
+    assert!(
+        h.status().contains("the account is now locked"),
+        "{}",
+        h.status()
+    );
+    assert_eq!(login(&h).gate, Some(Gate::Locked));
+    let drawn = h.render(80, 24);
+    assert!(
+        drawn.contains("'alice' is now locked after too many failed attempts."),
+        "{drawn}"
+    );
+    assert!(
+        drawn.contains("presses u on it in the account list"),
+        "{drawn}"
+    );
+    assert!(drawn.contains("or runs: sparekey unlock alice"), "{drawn}");
+    assert!(!drawn.contains("Careful"), "no warning once locked");
+
+    // The u the panel names does unlock it.
+    h.esc();
+    h.esc();
+    h.esc();
+    assert!(
+        matches!(h.screen(), Screen::Accounts(_)),
+        "{:?}",
+        h.screen()
+    );
+    h.typed("u");
+    assert_eq!(
+        h.d.service.gate("alice").unwrap(),
+        Gate::Open,
+        "{}",
+        h.status()
+    );
 }

@@ -145,7 +145,7 @@ fn login_states() {
     h.enter();
     h.typed("123");
     snap(&h, "login_totp");
-    h.typed("b");
+    h.ctrl('u');
     let good = codes.codes[0].display().to_string();
     h.typed(&good[..9]);
     snap(&h, "login_backup_typing");
@@ -205,7 +205,6 @@ fn secure_low_and_signed_in() {
     h.typed("l");
     h.typed(PASSWORD);
     h.enter();
-    h.typed("b");
     h.typed(&codes.codes[9].display());
     h.enter();
     snap(&h, "secure_low_codes");
