@@ -359,7 +359,7 @@ fn throttling_shows_a_live_countdown_and_locking_says_so() {
     });
     to_second_factor(&mut h, "bob");
     assert_eq!(login(&h).gate, Some(Gate::Locked));
-    assert!(h.render(80, 24).contains("an operator must unlock it"));
+    assert!(h.render(80, 24).contains("or runs: sparekey unlock bob"));
 }
 
 #[test]
@@ -1321,4 +1321,45 @@ fn lockout_is_announced_before_and_when_it_happens() {
         "{}",
         h.status()
     );
+}
+
+#[test]
+fn full_screen_qr_code_scans_at_80x24() {
+    use sparekey::tui::widgets::Theme;
+    use std::io::Write;
+    for color in [false, true] {
+        let mut h = H::new();
+        h.d.app.options.theme = Theme { color };
+        new_account_to_scan(&mut h, "alice@example.com");
+        let uri = match h.screen() {
+            Screen::Enroll(e) => match &e.step {
+                EnrollStep::Scan(enrollment) => enrollment.otpauth_uri.to_string(),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        // The default parameters are left out: a smaller code.
+        assert!(uri.ends_with("&issuer=sparekey"), "{uri}");
+        assert!(h.render(80, 24).contains("f full-screen QR code"));
+        h.typed("f");
+        assert!(matches!(h.screen(), Screen::Enroll(e) if matches!(e.step, EnrollStep::FullQr(_))));
+        let drawn = h.render(80, 24);
+        assert!(!drawn.contains("sparekey "), "no title bar:\n{drawn}");
+        assert!(!drawn.contains("all keys"), "no footer:\n{drawn}");
+        assert!(drawn.contains("press any key to go back"), "{drawn}");
+        match decode_qr(&frame_picture(&h.buffer(80, 24), 4)) {
+            Err(why) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipped: the 80x24 QR decode check ({why})"
+                );
+                return;
+            }
+            Ok(found) => assert_eq!(found.as_deref(), Some(uri.as_str()), "color: {color}"),
+        }
+        // Any key, q included, goes back to step 2; nothing quits.
+        h.typed("q");
+        assert!(!h.d.app.quitting);
+        assert!(matches!(h.screen(), Screen::Enroll(e) if matches!(e.step, EnrollStep::Scan(_))));
+    }
 }

@@ -81,6 +81,9 @@ fn wizard_to_code(h: &mut H) -> Vec<u8> {
     h.typed(PASSWORD);
     h.enter();
     snap(h, "enroll_2_scan");
+    h.typed("f");
+    snap(h, "enroll_2_full_screen_qr");
+    h.typed("x");
     let Screen::Enroll(e) = h.screen() else {
         panic!()
     };

@@ -266,7 +266,23 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
     }
 
     let mut text = Zeroizing::new(String::new());
-    text.push_str("Scan this QR code with the authenticator app:\n\n");
+    text.push_str("Add this account to the authenticator app with the QR code below.\n");
+    let p = enrollment.params;
+    text.push_str(&format!(
+        "\nOr enter the secret by hand: {}\n  (account {}, issuer {}, {}, {} digits, every {} s)\n\notpauth URI: {}\n",
+        enrollment.secret.grouped_base32().as_str(),
+        enrollment.account,
+        enrollment.issuer,
+        p.algorithm.name(),
+        p.digits,
+        p.period,
+        enrollment.otpauth_uri.as_str(),
+    ));
+    if has_two_factor {
+        text.push_str("The current authenticator keeps working until the new one is confirmed.\n");
+    }
+    // The QR code last, right above the prompt, so it has not scrolled away.
+    text.push_str("\nScan this QR code with the authenticator app:\n\n");
     match qr::half_block_lines(enrollment.otpauth_uri.as_bytes(), qr::Glyphs::Dark) {
         Some(lines) => {
             // Dark on light whatever the terminal's theme; plain blocks into a pipe or file.
@@ -283,20 +299,6 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
             }
         }
         None => text.push_str("(the URI is too long for a QR code: enter the secret by hand)\n"),
-    }
-    let p = enrollment.params;
-    text.push_str(&format!(
-        "\nOr enter the secret by hand: {}\n  (account {}, issuer {}, {}, {} digits, every {} s)\n\notpauth URI: {}\n\n",
-        enrollment.secret.grouped_base32().as_str(),
-        enrollment.account,
-        enrollment.issuer,
-        p.algorithm.name(),
-        p.digits,
-        p.period,
-        enrollment.otpauth_uri.as_str(),
-    ));
-    if has_two_factor {
-        text.push_str("The current authenticator keeps working until the new one is confirmed.\n");
     }
     if !input.is_interactive() {
         text.push_str(&format!(

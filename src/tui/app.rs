@@ -822,6 +822,11 @@ pub trait Component {
     fn typing(&self) -> bool {
         false
     }
+    /// Whether the screen takes the whole terminal, without title bar, status line or footer
+    /// (the full-screen QR code).
+    fn full_screen(&self) -> bool {
+        false
+    }
     fn draw(&self, frame: &mut ratatui::Frame<'_>, area: ratatui::layout::Rect, vx: &ViewCx);
     fn on_key(&mut self, key: KeyEvent, cx: &mut Cx);
     fn on_outcome(&mut self, _outcome: Outcome, _cx: &mut Cx) {}

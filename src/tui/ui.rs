@@ -33,6 +33,12 @@ pub fn view(app: &App, frame: &mut Frame<'_>) {
         frame.render_widget(Paragraph::new(lines).alignment(Alignment::Center), middle);
         return;
     }
+    if app.screen.component().full_screen() && !app.help {
+        let vx = view_cx(app);
+        frame.render_widget(Clear, area);
+        app.screen.component().draw(frame, area, &vx);
+        return;
+    }
     // While a call runs the status line says so, on the screen that made the call (keys wait
     // until it is answered, so the screen cannot change meanwhile).
     let working = app.working().then(|| Status::info(WORKING));
@@ -63,12 +69,7 @@ pub fn view(app: &App, frame: &mut Frame<'_>) {
     }
     frame.render_widget(Paragraph::new(Line::from(title_spans)), title);
 
-    let vx = ViewCx {
-        theme,
-        now: app.now,
-        kiosk: app.options.kiosk,
-        totp: app.options.totp,
-    };
+    let vx = view_cx(app);
     app.screen.component().draw(frame, body, &vx);
 
     if let Some(s) = shown {
@@ -92,6 +93,15 @@ pub fn view(app: &App, frame: &mut Frame<'_>) {
 
     if app.help {
         draw_help(app, frame, body, &vx);
+    }
+}
+
+fn view_cx(app: &App) -> ViewCx {
+    ViewCx {
+        theme: app.options.theme,
+        now: app.now,
+        kiosk: app.options.kiosk,
+        totp: app.options.totp,
     }
 }
 
