@@ -133,12 +133,20 @@ fn copy_then_offer_to_clear_after_a_minute() {
     let first = codes_screen(&h).codes()[0].display().to_string();
     h.typed("c");
     let copied = h.d.platform.clipboard.as_ref().expect("copied").to_string();
-    assert!(copied.contains(&first) && copied.lines().count() == 10);
+    assert!(copied.contains(&first));
+    assert_eq!(copied.lines().filter(|l| l.contains(". ")).count(), 10);
+    // Whose codes they are, and when, as in the export file.
     assert!(
-        h.status().contains("the system clipboard"),
+        copied.contains("Issuer:  sparekey\nAccount: alice\nDate:    2024-05-01 12:34 UTC"),
+        "{copied}"
+    );
+    assert!(
+        h.status()
+            .contains("copied the codes to the system clipboard"),
         "{}",
         h.status()
     );
+    assert!(h.render(80, 24).contains("✓ copied"));
     h.advance(59);
     assert!(!h.status().contains("Ctrl-X"));
     h.advance(1);
@@ -160,7 +168,17 @@ fn osc52_is_reported_when_used() {
     h.typed(&h.totp(&secret));
     h.enter();
     h.typed("c");
-    assert!(h.status().contains("OSC 52"), "{}", h.status());
+    // Only sent: no claim that it worked, and no tick.
+    assert_eq!(
+        h.status(),
+        "sent the codes to your terminal's clipboard: paste it to check — not all terminals support this"
+    );
+    let drawn = h.render(120, 40);
+    assert!(!drawn.contains("✓ copied"), "{drawn}");
+    assert!(
+        drawn.contains("Sent to your terminal's clipboard: paste it to check"),
+        "{drawn}"
+    );
 }
 
 #[test]
@@ -173,9 +191,10 @@ fn export_writes_a_new_file_and_never_overwrites() {
     h.typed("e");
     h.enter();
     let (path, text) = &h.d.platform.files[0];
+    // The default name carries the date and time the codes were issued.
     assert_eq!(
         path.to_str().unwrap(),
-        "/home/ada/Documents/sparekey-recovery-codes-alice.txt"
+        "/home/ada/Documents/sparekey-recovery-codes-alice-2024-05-01-1234Z.txt"
     );
     assert!(
         text.contains(&format!(" 3. [ ] {third}")),
@@ -186,7 +205,7 @@ fn export_writes_a_new_file_and_never_overwrites() {
     assert!(text.contains("Date:    2024-05-01 12:34 UTC"));
     assert!(
         h.status()
-            .contains("codes written to /home/ada/Documents/sparekey-recovery-codes-alice.txt")
+            .contains("codes written, readable by you only, to /home/ada/Documents/sparekey-recovery-codes-alice-2024-05-01-1234Z.txt")
     );
 
     // Same name again: refused, the prompt stays open for another name.
@@ -204,7 +223,72 @@ fn export_writes_a_new_file_and_never_overwrites() {
     assert!(
         h.d.platform.files[1]
             .0
-            .ends_with("sparekey-recovery-codes-alice-2.txt")
+            .ends_with("sparekey-recovery-codes-alice-2024-05-01-1234Z-2.txt")
+    );
+
+    // `~` is the home directory, as in a shell.
+    h.typed("e");
+    h.ctrl('u');
+    h.typed("~/codes.txt");
+    h.enter();
+    assert_eq!(
+        h.d.platform.files[2].0.to_str(),
+        Some("/home/ada/codes.txt")
+    );
+    assert!(
+        h.status()
+            .contains("codes written, readable by you only, to /home/ada/codes.txt"),
+        "{}",
+        h.status()
+    );
+    // A relative path is reported absolute: where it really went.
+    h.typed("e");
+    h.ctrl('u');
+    h.typed("codes.txt");
+    h.enter();
+    let expected = std::env::current_dir().unwrap().join("codes.txt");
+    assert_eq!(h.d.platform.files[3].0, expected);
+    assert!(
+        h.status()
+            .contains(&format!("readable by you only, to {}", expected.display())),
+        "{}",
+        h.status()
+    );
+}
+
+#[test]
+fn re_enrollment_says_the_codes_will_be_replaced() {
+    let mut h = H::with(false, |s, c| {
+        enroll(s, c, "alice");
+        s.create_account("bob", PASSWORD).unwrap();
+    });
+    // alice has two-factor authentication: step 1 says her codes will be replaced.
+    h.typed("e");
+    assert!(matches!(h.screen(), Screen::Enroll(e) if e.account == "alice" && e.replaces_codes));
+    let drawn = h.render(80, 24);
+    assert!(drawn.contains("Step 1 of 4"), "{drawn}");
+    assert!(
+        drawn.contains("This replaces the current authenticator and backup codes:"),
+        "{drawn}"
+    );
+    assert!(
+        drawn.contains("issued and the current backup codes stop working."),
+        "{drawn}"
+    );
+    h.esc();
+    // From her settings too.
+    h.enter();
+    h.typed("r");
+    assert!(matches!(h.screen(), Screen::Enroll(e) if e.replaces_codes));
+    h.esc();
+    h.esc();
+    // bob has none: nothing to replace.
+    h.press(KeyCode::Down);
+    h.typed("e");
+    assert!(matches!(h.screen(), Screen::Enroll(e) if e.account == "bob" && !e.replaces_codes));
+    assert!(
+        !h.render(80, 24)
+            .contains("current backup codes stop working")
     );
 }
 

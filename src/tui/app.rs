@@ -120,10 +120,22 @@ pub enum Target {
     NewAccount,
     /// Enrolling an authenticator for this account; back goes to its settings.
     Enroll(String),
+    /// The same for an account that already has two-factor authentication: step 1 says the
+    /// current backup codes will be replaced.
+    Reenroll(String),
     Quit,
 }
 
 impl Target {
+    /// Enrolling `name`, or re-enrolling it when it has two-factor authentication already.
+    pub fn enroll(name: String, has_two_factor: bool) -> Self {
+        if has_two_factor {
+            Target::Reenroll(name)
+        } else {
+            Target::Enroll(name)
+        }
+    }
+
     /// What going there amounts to, for the kiosk policy.
     pub fn action(&self) -> Action {
         match self {
@@ -131,7 +143,7 @@ impl Target {
             Target::Settings(_) => Action::ViewAccount,
             Target::Login | Target::LoginFor(_) => Action::SignIn,
             Target::NewAccount => Action::CreateAccount,
-            Target::Enroll(_) => Action::SelfService,
+            Target::Enroll(_) | Target::Reenroll(_) => Action::SelfService,
             Target::Quit => Action::QuitKiosk,
         }
     }
@@ -182,7 +194,17 @@ impl ClipboardUsed {
     pub fn describe(self) -> &'static str {
         match self {
             ClipboardUsed::System => "the system clipboard",
-            ClipboardUsed::Osc52 => "the terminal clipboard (OSC 52)",
+            ClipboardUsed::Osc52 => "your terminal's clipboard",
+        }
+    }
+    /// What a copy can honestly claim: the system clipboard says it took the text; an OSC 52
+    /// sequence is only sent, and many terminals ignore it without a word.
+    pub fn copied_message(self) -> String {
+        match self {
+            ClipboardUsed::System => format!(
+                "copied the codes to the system clipboard; you will be offered to clear it in {CLIPBOARD_OFFER_SECS} s"
+            ),
+            ClipboardUsed::Osc52 => "sent the codes to your terminal's clipboard: paste it to check — not all terminals support this".into(),
         }
     }
 }
@@ -379,6 +401,8 @@ pub struct AppOptions {
     pub export_dir: PathBuf,
     /// The service's TOTP settings, for the core's input parser and the prompts.
     pub totp: TotpParams,
+    /// What a leading `~` in a typed path stands for; `None` leaves it as typed.
+    pub home_dir: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -495,6 +519,9 @@ impl Cx {
                 &name,
                 Target::Settings(name.clone()),
             ))),
+            Target::Reenroll(name) => self.show(Screen::Enroll(
+                Enroll::new(&name, Target::Settings(name.clone())).replacing_codes(),
+            )),
             Target::Quit => self.quit = true,
         }
     }
@@ -646,18 +673,19 @@ fn apply_msg(app: &mut App, msg: Msg) -> Vec<Effect> {
                     at: app.now,
                     offered: false,
                 });
-                app.status = Some(Status::info(format!(
-                    "copied the codes to {}; you will be offered to clear it in {CLIPBOARD_OFFER_SECS} s",
-                    used.describe()
-                )));
-                effects.extend(dispatch(app, |s, cx| s.on_copied(cx)));
+                app.status = Some(Status::info(used.copied_message()));
+                effects.extend(dispatch(app, |s, cx| s.on_copied(used, cx)));
             }
             Err(e) => app.status = Some(Status::error(format!("could not copy: {e}"))),
         },
         Msg::ClipboardCleared(result) => {
             app.clipboard = None;
             app.status = Some(match result {
-                Ok(used) => Status::info(format!("cleared {}", used.describe())),
+                Ok(ClipboardUsed::System) => Status::info("cleared the system clipboard"),
+                // Sent, like the copy: the terminal may not obey.
+                Ok(ClipboardUsed::Osc52) => {
+                    Status::info("asked your terminal to clear its clipboard: paste to check")
+                }
                 Err(e) => Status::error(format!("could not clear the clipboard: {e}")),
             });
         }
@@ -831,6 +859,6 @@ pub trait Component {
     fn on_key(&mut self, key: KeyEvent, cx: &mut Cx);
     fn on_outcome(&mut self, _outcome: Outcome, _cx: &mut Cx) {}
     fn on_tick(&mut self, _cx: &mut Cx) {}
-    fn on_copied(&mut self, _cx: &mut Cx) {}
+    fn on_copied(&mut self, _used: ClipboardUsed, _cx: &mut Cx) {}
     fn on_exported(&mut self, _path: PathBuf, _result: Result<(), ExportError>, _cx: &mut Cx) {}
 }

@@ -60,6 +60,7 @@ impl TuiOptions {
             theme: widgets::Theme::from_env(),
             export_dir: screens::codes::default_export_dir(),
             totp: service.config().totp,
+            home_dir: directories::UserDirs::new().map(|d| d.home_dir().to_path_buf()),
         }
     }
 }

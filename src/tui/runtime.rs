@@ -345,6 +345,8 @@ impl<P: Platform> Driver<P> {
                 Effect::Copy(text) => Msg::Copied(self.platform.copy(&text)),
                 Effect::ClearClipboard => Msg::ClipboardCleared(self.platform.clear_clipboard()),
                 Effect::Export { path, contents } => {
+                    // Messages name the file absolutely, wherever the console was started.
+                    let path = std::path::absolute(&path).unwrap_or(path);
                     let result = self.platform.export(&path, contents.as_bytes());
                     Msg::Exported { path, result }
                 }

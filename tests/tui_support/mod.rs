@@ -49,6 +49,7 @@ pub fn options(kiosk: bool) -> AppOptions {
         theme: Theme::plain(),
         export_dir: PathBuf::from("/home/ada/Documents"),
         totp: TotpParams::default(),
+        home_dir: Some(PathBuf::from("/home/ada")),
     }
 }
 

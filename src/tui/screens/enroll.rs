@@ -37,6 +37,8 @@ pub struct Enroll {
     pub step: Step,
     /// Where Esc and the end of the wizard lead.
     pub back: Target,
+    /// The account has two-factor authentication already: confirming replaces its codes.
+    pub replaces_codes: bool,
 }
 
 /// Steps, for the "Step N of 4" indicator; the fourth is the codes screen.
@@ -57,7 +59,14 @@ impl Enroll {
             account: account.to_string(),
             step: Step::Password(Field::masked()),
             back,
+            replaces_codes: false,
         }
+    }
+
+    /// A re-enrollment: step 1 says the current backup codes will be replaced.
+    pub fn replacing_codes(mut self) -> Self {
+        self.replaces_codes = true;
+        self
     }
 
     pub fn step_number(&self) -> usize {
@@ -186,7 +195,7 @@ impl Component for Enroll {
         let block = panel();
         let lines = match &self.step {
             Step::Password(field) => {
-                vec![
+                let mut lines = vec![
                     Line::raw(""),
                     Line::raw(format!(
                         "Confirm the password of '{}' to start.",
@@ -195,11 +204,31 @@ impl Component for Enroll {
                     Line::raw(""),
                     field_line("Password", field, true, t),
                     Line::raw(""),
-                    Line::styled(
+                ];
+                if self.replaces_codes {
+                    lines.push(Line::styled(
+                        "This replaces the current authenticator and backup codes:",
+                        t.warn(),
+                    ));
+                    lines.push(Line::styled(
+                        "once the new authenticator is confirmed, a new set of backup codes is",
+                        t.warn(),
+                    ));
+                    lines.push(Line::styled(
+                        "issued and the current backup codes stop working.",
+                        t.warn(),
+                    ));
+                    lines.push(Line::styled(
+                        "Until then the current authenticator and codes keep working.",
+                        t.dim(),
+                    ));
+                } else {
+                    lines.push(Line::styled(
                         "If the account already has an authenticator, it keeps working until the new one is confirmed.",
                         t.dim(),
-                    ),
-                ]
+                    ));
+                }
+                lines
             }
             Step::Scan(enrollment) => return draw_scan(frame, area, enrollment, vx),
             Step::FullQr(enrollment) => return draw_full_qr(frame, area, enrollment, vx),
