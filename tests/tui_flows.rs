@@ -7,7 +7,7 @@ mod tui_support;
 use ratatui::crossterm::event::KeyCode;
 use sparekey::core::audit::LoginMethod;
 use sparekey::core::throttle::Gate;
-use sparekey::tui::app::Screen;
+use sparekey::tui::app::{CODES_IDLE_SECS, CODES_IDLE_WARNING_SECS, Screen};
 use sparekey::tui::screens::codes::Mode;
 use sparekey::tui::screens::enroll::Step as EnrollStep;
 use sparekey::tui::screens::login::Step as LoginStep;
@@ -853,9 +853,138 @@ fn kiosk_idle_wipes_codes_on_screen() {
     h.typed(&h.totp(&secret));
     h.enter();
     let code = codes_screen(&h).codes()[0].display().to_string();
+    // Codes being written down by hand: the 60 s idle time does not apply...
     h.advance(60);
-    assert!(matches!(h.screen(), Screen::Login(_)));
+    assert!(matches!(h.screen(), Screen::Codes(_)));
+    assert!(h.d.app.idle_countdown().is_none());
+    // ...the longer one does, and a countdown warns before it, over whatever the status said.
+    h.advance(CODES_IDLE_SECS - CODES_IDLE_WARNING_SECS - 60);
+    assert_eq!(h.d.app.idle_countdown(), Some(CODES_IDLE_WARNING_SECS));
+    let drawn = h.render(80, 24);
+    assert!(
+        drawn.contains("No key for a while: these backup codes will be cleared"),
+        "{drawn}"
+    );
+    assert!(
+        drawn.contains("in 1 min 30 s. Press any key to keep them."),
+        "{drawn}"
+    );
+    h.advance(60);
+    assert!(h.render(80, 24).contains("in 30 s. Press any key"));
+    // A key puts the clear off again.
+    h.press(KeyCode::Down);
+    assert!(h.d.app.idle_countdown().is_none());
+    assert!(matches!(h.screen(), Screen::Codes(_)));
+    h.advance(CODES_IDLE_SECS - 1);
+    assert!(matches!(h.screen(), Screen::Codes(_)));
+    h.advance(1);
+    assert!(matches!(h.screen(), Screen::Login(l) if l.is_pristine()));
     assert!(!h.render(80, 24).contains(&code));
+    assert!(
+        h.status()
+            .contains("the backup codes were cleared and cannot be shown again"),
+        "{}",
+        h.status()
+    );
+}
+
+#[test]
+fn kiosk_codes_offer_no_copy_or_export() {
+    let mut h = H::with(true, |s, _| {
+        s.set_operator_password("operator-pass").unwrap();
+        s.create_account("alice", PASSWORD).unwrap();
+    });
+    h.typed("alice");
+    h.enter();
+    h.typed(PASSWORD);
+    h.enter();
+    h.typed("r");
+    h.typed(PASSWORD);
+    h.enter();
+    let Screen::Enroll(e) = h.screen() else {
+        panic!("{}", h.status())
+    };
+    let EnrollStep::Scan(en) = &e.step else {
+        panic!()
+    };
+    let secret = en.secret.as_bytes().to_vec();
+    h.enter();
+    h.typed(&h.totp(&secret));
+    h.enter();
+    assert!(codes_screen(&h).holds_codes());
+    let drawn = h.render(80, 24);
+    assert!(
+        drawn.contains("(this kiosk cannot copy or export them)"),
+        "{drawn}"
+    );
+    assert!(
+        !drawn.contains("c copy all") && !drawn.contains("e export"),
+        "{drawn}"
+    );
+    h.typed("c");
+    h.typed("e");
+    assert!(h.d.platform.clipboard.is_none());
+    assert!(matches!(codes_screen(&h).mode, Mode::Browse));
+    h.press(KeyCode::F(1));
+    assert!(!h.render(80, 24).contains("copy all"), "nor in the help");
+}
+
+#[test]
+fn the_clipboard_is_cleared_back_at_the_login() {
+    // A copy of new codes, then the way back to the public login: the clipboard is emptied.
+    let mut codes = None;
+    let mut h = H::with(false, |s, c| {
+        let issued = enroll(s, c, "alice").1;
+        for code in &issued.codes[..7] {
+            s.login("alice", PASSWORD, Some(code.canonical())).unwrap();
+        }
+        codes = Some(issued);
+    });
+    to_second_factor(&mut h, "alice");
+    h.typed(&codes.unwrap().codes[8].display());
+    h.enter();
+    h.typed("g");
+    h.typed(PASSWORD);
+    h.enter();
+    h.typed("c");
+    assert!(h.d.platform.clipboard.is_some());
+    h.esc();
+    h.typed("y");
+    assert!(
+        matches!(h.screen(), Screen::Settings(_)),
+        "{:?}",
+        h.screen()
+    );
+    assert!(
+        h.d.platform.clipboard.is_some(),
+        "kept while the user is at work"
+    );
+    h.esc();
+    h.typed("l");
+    assert!(matches!(h.screen(), Screen::Login(_)));
+    assert!(h.d.platform.clipboard.is_none(), "cleared at the login");
+    assert!(h.d.app.clipboard.is_none());
+
+    // An idle clear on a kiosk does the same.
+    let mut h = H::with(true, |s, _| {
+        s.set_operator_password("operator-pass").unwrap();
+        s.create_account("alice", PASSWORD).unwrap();
+    });
+    h.typed("alice");
+    h.enter();
+    h.typed(PASSWORD);
+    h.enter();
+    assert!(matches!(h.screen(), Screen::Secure(_)));
+    // As if something had been copied earlier on this screen.
+    h.d.platform.clipboard = Some(zeroize::Zeroizing::new("codes".into()));
+    h.d.app.clipboard = Some(sparekey::tui::app::ClipboardNote {
+        used: sparekey::tui::app::ClipboardUsed::Osc52,
+        at: h.clock_now(),
+        offered: false,
+    });
+    h.advance(60);
+    assert!(matches!(h.screen(), Screen::Login(l) if l.is_pristine()));
+    assert!(h.d.platform.clipboard.is_none());
 }
 
 #[test]

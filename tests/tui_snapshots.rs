@@ -274,3 +274,31 @@ fn kiosk() {
     h.advance(60);
     snap(&h, "kiosk_idle_cleared");
 }
+
+#[test]
+fn kiosk_codes_are_written_down_and_warned_before_idle() {
+    let mut h = H::with(true, |s, _| {
+        s.set_operator_password("operator-pass").unwrap();
+        s.create_account("alice", PASSWORD).unwrap();
+    });
+    h.typed("alice");
+    h.enter();
+    h.typed(PASSWORD);
+    h.enter();
+    h.typed("r");
+    h.typed(PASSWORD);
+    h.enter();
+    let Screen::Enroll(e) = h.screen() else {
+        panic!("{}", h.status())
+    };
+    let sparekey::tui::screens::enroll::Step::Scan(en) = &e.step else {
+        panic!()
+    };
+    let secret = en.secret.as_bytes().to_vec();
+    h.enter();
+    h.typed(&h.totp(&secret));
+    h.enter();
+    snap(&h, "kiosk_codes_write_down");
+    h.advance(sparekey::tui::app::CODES_IDLE_SECS - 45);
+    snap(&h, "kiosk_codes_idle_countdown");
+}

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use crate::core::backup_code::{BackupCode, FORMAT_HINT};
 use crate::core::recovery_sheet;
 use crate::core::service::IssuedCodes;
-use crate::tui::app::{ClipboardUsed, Component, Cx, ExportError, Target, ViewCx};
+use crate::tui::app::{AppOptions, ClipboardUsed, Component, Cx, ExportError, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::widgets::{Field, field_line, format_date, margin, panel};
 
@@ -41,12 +41,18 @@ pub struct Codes {
     /// How the last copy went out, if any.
     pub copied: Option<ClipboardUsed>,
     pub exported: Option<PathBuf>,
+    /// On a kiosk: no copy or export (nothing of the codes may stay on a shared machine).
+    pub kiosk: bool,
 }
 
 const BROWSE_KEYS: &[KeyHint] = &[
     hint("Enter", "type one code back to finish"),
     hint("c", "copy all"),
     hint("e", "export to a file"),
+    hint("Esc", "leave"),
+];
+const KIOSK_BROWSE_KEYS: &[KeyHint] = &[
+    hint("Enter", "type one code back to finish"),
     hint("Esc", "leave"),
 ];
 const PROOF_KEYS: &[KeyHint] = &[hint("Enter", "check"), hint("Esc", "back to the codes")];
@@ -68,6 +74,7 @@ impl Codes {
             mode: Mode::Browse,
             copied: None,
             exported: None,
+            kiosk: false,
         }
     }
 
@@ -128,6 +135,7 @@ impl Component for Codes {
 
     fn keys(&self) -> &'static [KeyHint] {
         match self.mode {
+            Mode::Browse if self.kiosk => KIOSK_BROWSE_KEYS,
             Mode::Browse => BROWSE_KEYS,
             Mode::Proof(_) => PROOF_KEYS,
             Mode::Export(_) => EXPORT_KEYS,
@@ -139,10 +147,16 @@ impl Component for Codes {
         matches!(self.mode, Mode::Proof(_) | Mode::Export(_))
     }
 
+    fn on_show(&mut self, options: &AppOptions) {
+        self.kiosk = options.kiosk;
+    }
+
     fn on_key(&mut self, key: KeyEvent, cx: &mut Cx) {
         match &mut self.mode {
             Mode::Browse => match key.code {
                 KeyCode::Enter => self.mode = Mode::Proof(Field::new()),
+                // Not offered on a kiosk: the codes are written down by hand there.
+                KeyCode::Char('c' | 'e') if self.kiosk => {}
                 KeyCode::Char('c') => {
                     if let Some(issued) = &self.issued {
                         cx.copy(recovery_sheet::clipboard_text(issued));
@@ -242,12 +256,19 @@ impl Component for Codes {
             Constraint::Min(1),
         ])
         .areas(area);
+        let save = if self.kiosk {
+            "Each code signs in once when your authenticator is not at hand. Write them"
+        } else {
+            "Each code signs in once when your authenticator is not at hand. Save them now:"
+        };
+        let never = if self.kiosk {
+            "down now (this kiosk cannot copy or export them): they are never shown again."
+        } else {
+            "they will never be shown again."
+        };
         let intro_lines = vec![
-            Line::styled(
-                "Each code signs in once when your authenticator is not at hand. Save them now:",
-                t.title(),
-            ),
-            Line::styled("they will never be shown again.", t.title()),
+            Line::styled(save, t.title()),
+            Line::styled(never, t.title()),
             Line::styled(
                 format!(
                     "{} · {} · issued {}",
