@@ -56,6 +56,9 @@ pub fn run(cli: Cli) -> u8 {
         Some(Command::Audit(args)) => audit(global, out, args),
         Some(Command::Unlock(a)) => unlock(global, out, &a.name),
         Some(Command::Reset(a)) => reset(global, out, &a.name),
+        Some(Command::Kiosk(KioskCommand::SetOperatorPassword)) => {
+            set_operator_password(global, out)
+        }
         Some(Command::Kiosk(KioskCommand::ResetOperatorPassword)) => {
             reset_operator_failures(global, out)
         }
@@ -102,6 +105,14 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
         .into());
     }
     let service = open(global)?;
+    // Whoever came first would otherwise choose the password that guards every account.
+    if args.kiosk && !service.has_operator_password()? {
+        return Err(Error::Invalid(
+            "no kiosk operator password is set: run `sparekey kiosk set-operator-password` first"
+                .into(),
+        )
+        .into());
+    }
     let defaults = crate::tui::TuiOptions::default();
     let options = crate::tui::TuiOptions {
         kiosk: args.kiosk,
@@ -545,6 +556,17 @@ fn audit(global: &GlobalArgs, out: Output, args: &AuditArgs) -> Outcome {
         ));
     }
     out.text(&text)?;
+    Ok(())
+}
+
+fn set_operator_password(global: &GlobalArgs, out: Output) -> Outcome {
+    let password = SecretInput::stdin().new_password()?;
+    open(global)?.set_operator_password(&password)?;
+    if out.is_json() {
+        out.json(&serde_json::json!({ "operator_password_set": true }))?;
+    } else {
+        out.line("the kiosk operator password is set: `sparekey tui --kiosk` can start")?;
+    }
     Ok(())
 }
 
