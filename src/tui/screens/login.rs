@@ -14,12 +14,13 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
-use zeroize::Zeroizing;
 
 use crate::core::audit::LoginMethod;
-use crate::core::backup_code::{BackupCode, CODE_SYMBOLS, CodeInputError, FORMAT_HINT};
+use crate::core::backup_code::{CODE_SYMBOLS, CodeInputError, FORMAT_HINT};
 use crate::core::error::{Error, human_duration};
-use crate::core::service::{LoginStep, LoginSuccess, PendingLogin, parse_second_factor};
+use crate::core::service::{
+    LoginStep, LoginSuccess, PendingLogin, SecondFactor, parse_second_factor,
+};
 use crate::core::throttle::Gate;
 use crate::tui::app::{Call, Component, Cx, Outcome, Screen, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
@@ -202,26 +203,20 @@ impl Login {
         cx.error(format!("{error} (no attempt was used)"));
     }
 
-    /// The live verdict, by the same rule as [`parse_second_factor`]: digits up to the
-    /// authenticator's length are an authenticator code, anything else a backup code.
+    /// The live verdict: the core's own [`parse_second_factor`], which tells an authenticator
+    /// code from a backup code; no verdict while either is still incomplete.
     fn update_live(&mut self, cx: &Cx) {
-        let digits = cx.options.totp.digits as usize;
-        let squeezed: Zeroizing<String> = Zeroizing::new(
-            self.code
-                .as_str()
-                .chars()
-                .filter(|c| !matches!(c, ' ' | '-' | '\t'))
-                .collect(),
-        );
-        if squeezed.chars().all(|c| c.is_ascii_digit()) && squeezed.len() <= digits {
-            self.live = (squeezed.len() == digits).then_some(Live::Totp);
-            return;
-        }
-        self.live = match BackupCode::parse(self.code.as_str()) {
-            Ok(_) => Some(Live::Backup),
-            // Still being typed: no verdict yet.
-            Err(CodeInputError::WrongLength { symbols }) if symbols < CODE_SYMBOLS => None,
-            Err(e) => Some(Live::Typo(e)),
+        self.live = match parse_second_factor(self.code.as_str(), cx.options.totp) {
+            Ok(SecondFactor::Totp(_)) => Some(Live::Totp),
+            Ok(SecondFactor::BackupCode(_)) => Some(Live::Backup),
+            Err(Error::InvalidBackupCode(CodeInputError::WrongLength { symbols }))
+                if symbols < CODE_SYMBOLS =>
+            {
+                None
+            }
+            Err(Error::InvalidBackupCode(e)) => Some(Live::Typo(e)),
+            // Empty, or fewer digits than an authenticator code: still being typed.
+            Err(_) => None,
         };
     }
 
