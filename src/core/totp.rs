@@ -292,6 +292,9 @@ fn percent_encode(text: &str) -> String {
 
 /// The Key Uri Format URI that authenticators import (usually via a QR code). The issuer goes in
 /// both the label prefix and the `issuer` parameter, as older apps read only one of them.
+/// `algorithm`, `digits` and `period` are written only when they differ from the format's
+/// defaults (SHA1, 6, 30), which every app assumes when they are absent: a shorter URI is a
+/// smaller QR code, one that fits an 80x24 terminal.
 pub fn otpauth_uri(
     issuer: &str,
     account: &str,
@@ -303,9 +306,10 @@ pub fn otpauth_uri(
     let issuer = percent_encode(issuer);
     let account = percent_encode(account);
     let secret = secret.to_base32();
+    let defaults = TotpParams::default();
     let digits = params.digits.to_string();
     let period = params.period.to_string();
-    let parts: [&str; 14] = [
+    let mut parts: Vec<&str> = vec![
         "otpauth://totp/",
         &issuer,
         ":",
@@ -314,13 +318,16 @@ pub fn otpauth_uri(
         &secret,
         "&issuer=",
         &issuer,
-        "&algorithm=",
-        params.algorithm.name(),
-        "&digits=",
-        &digits,
-        "&period=",
-        &period,
     ];
+    if params.algorithm != defaults.algorithm {
+        parts.extend(["&algorithm=", params.algorithm.name()]);
+    }
+    if params.digits != defaults.digits {
+        parts.extend(["&digits=", &digits]);
+    }
+    if params.period != defaults.period {
+        parts.extend(["&period=", &period]);
+    }
     // Sized exactly so growing the buffer never leaves a copy of the secret unzeroed.
     let mut uri = Zeroizing::new(String::with_capacity(parts.iter().map(|p| p.len()).sum()));
     for part in parts {
@@ -634,7 +641,7 @@ mod tests {
         assert_eq!(
             *uri,
             "otpauth://totp/sparekey:alice%40example.com?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
-             &issuer=sparekey&algorithm=SHA1&digits=6&period=30"
+             &issuer=sparekey"
         );
         let other = TotpParams {
             algorithm: Algorithm::Sha512,
@@ -647,6 +654,19 @@ mod tests {
             "otpauth://totp/My%20Bank:Jos%C3%A9?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
              &issuer=My%20Bank&algorithm=SHA512&digits=8&period=60"
         );
+        // Each parameter is left out on its own when it is the default.
+        let only_period = TotpParams {
+            period: 60,
+            ..TotpParams::default()
+        };
+        let uri = otpauth_uri("sparekey", "bob", &secret(), only_period).unwrap();
+        assert!(uri.ends_with("&issuer=sparekey&period=60"), "{}", *uri);
+        let only_digits = TotpParams {
+            digits: 8,
+            ..TotpParams::default()
+        };
+        let uri = otpauth_uri("sparekey", "bob", &secret(), only_digits).unwrap();
+        assert!(uri.ends_with("&issuer=sparekey&digits=8"), "{}", *uri);
         assert_eq!(percent_encode("a-._~Z9/?&=+%"), "a-._~Z9%2F%3F%26%3D%2B%25");
     }
 

@@ -203,7 +203,6 @@ fn render_readme_pictures() -> Pictures {
     h.typed("l");
     h.typed(PASSWORD);
     h.enter();
-    h.typed("b");
     h.typed("1026-658x-4dg9");
     pictures.take(&mut h, "login-backup-code");
     h.esc();

@@ -6,7 +6,7 @@ use crate::support::console::*;
 use ratatui::crossterm::event::KeyCode;
 use sparekey::core::audit::LoginMethod;
 use sparekey::core::throttle::Gate;
-use sparekey::tui::app::Screen;
+use sparekey::tui::app::{CODES_IDLE_SECS, CODES_IDLE_WARNING_SECS, Screen};
 use sparekey::tui::screens::codes::Mode;
 use sparekey::tui::screens::enroll::Step as EnrollStep;
 use sparekey::tui::screens::login::Step as LoginStep;
@@ -131,12 +131,20 @@ fn copy_then_offer_to_clear_after_a_minute() {
     let first = codes_screen(&h).codes()[0].display().to_string();
     h.typed("c");
     let copied = h.d.platform.clipboard.as_ref().expect("copied").to_string();
-    assert!(copied.contains(&first) && copied.lines().count() == 10);
+    assert!(copied.contains(&first));
+    assert_eq!(copied.lines().filter(|l| l.contains(". ")).count(), 10);
+    // Whose codes they are, and when, as in the export file.
     assert!(
-        h.status().contains("the system clipboard"),
+        copied.contains("Issuer:  sparekey\nAccount: alice\nDate:    2024-05-01 12:34 UTC"),
+        "{copied}"
+    );
+    assert!(
+        h.status()
+            .contains("copied the codes to the system clipboard"),
         "{}",
         h.status()
     );
+    assert!(h.render(80, 24).contains("✓ copied"));
     h.advance(59);
     assert!(!h.status().contains("Ctrl-X"));
     h.advance(1);
@@ -158,7 +166,17 @@ fn osc52_is_reported_when_used() {
     h.typed(&h.totp(&secret));
     h.enter();
     h.typed("c");
-    assert!(h.status().contains("OSC 52"), "{}", h.status());
+    // Only sent: no claim that it worked, and no tick.
+    assert_eq!(
+        h.status(),
+        "sent the codes to your terminal's clipboard: paste it to check — not all terminals support this"
+    );
+    let drawn = h.render(120, 40);
+    assert!(!drawn.contains("✓ copied"), "{drawn}");
+    assert!(
+        drawn.contains("Sent to your terminal's clipboard: paste it to check"),
+        "{drawn}"
+    );
 }
 
 #[test]
@@ -171,9 +189,10 @@ fn export_writes_a_new_file_and_never_overwrites() {
     h.typed("e");
     h.enter();
     let (path, text) = &h.d.platform.files[0];
+    // The default name carries the date and time the codes were issued.
     assert_eq!(
         path.to_str().unwrap(),
-        "/home/ada/Documents/sparekey-recovery-codes-alice.txt"
+        "/home/ada/Documents/sparekey-recovery-codes-alice-2024-05-01-1234Z.txt"
     );
     assert!(
         text.contains(&format!(" 3. [ ] {third}")),
@@ -184,7 +203,7 @@ fn export_writes_a_new_file_and_never_overwrites() {
     assert!(text.contains("Date:    2024-05-01 12:34 UTC"));
     assert!(
         h.status()
-            .contains("codes written to /home/ada/Documents/sparekey-recovery-codes-alice.txt")
+            .contains("codes written, readable by you only, to /home/ada/Documents/sparekey-recovery-codes-alice-2024-05-01-1234Z.txt")
     );
 
     // Same name again: refused, the prompt stays open for another name.
@@ -202,7 +221,72 @@ fn export_writes_a_new_file_and_never_overwrites() {
     assert!(
         h.d.platform.files[1]
             .0
-            .ends_with("sparekey-recovery-codes-alice-2.txt")
+            .ends_with("sparekey-recovery-codes-alice-2024-05-01-1234Z-2.txt")
+    );
+
+    // `~` is the home directory, as in a shell.
+    h.typed("e");
+    h.ctrl('u');
+    h.typed("~/codes.txt");
+    h.enter();
+    assert_eq!(
+        h.d.platform.files[2].0.to_str(),
+        Some("/home/ada/codes.txt")
+    );
+    assert!(
+        h.status()
+            .contains("codes written, readable by you only, to /home/ada/codes.txt"),
+        "{}",
+        h.status()
+    );
+    // A relative path is reported absolute: where it really went.
+    h.typed("e");
+    h.ctrl('u');
+    h.typed("codes.txt");
+    h.enter();
+    let expected = std::env::current_dir().unwrap().join("codes.txt");
+    assert_eq!(h.d.platform.files[3].0, expected);
+    assert!(
+        h.status()
+            .contains(&format!("readable by you only, to {}", expected.display())),
+        "{}",
+        h.status()
+    );
+}
+
+#[test]
+fn re_enrollment_says_the_codes_will_be_replaced() {
+    let mut h = H::with(false, |s, c| {
+        enroll(s, c, "alice");
+        s.create_account("bob", PASSWORD).unwrap();
+    });
+    // alice has two-factor authentication: step 1 says her codes will be replaced.
+    h.typed("e");
+    assert!(matches!(h.screen(), Screen::Enroll(e) if e.account == "alice" && e.replaces_codes));
+    let drawn = h.render(80, 24);
+    assert!(drawn.contains("Step 1 of 4"), "{drawn}");
+    assert!(
+        drawn.contains("This replaces the current authenticator and backup codes:"),
+        "{drawn}"
+    );
+    assert!(
+        drawn.contains("issued and the current backup codes stop working."),
+        "{drawn}"
+    );
+    h.esc();
+    // From her settings too.
+    h.enter();
+    h.typed("r");
+    assert!(matches!(h.screen(), Screen::Enroll(e) if e.replaces_codes));
+    h.esc();
+    h.esc();
+    // bob has none: nothing to replace.
+    h.press(KeyCode::Down);
+    h.typed("e");
+    assert!(matches!(h.screen(), Screen::Enroll(e) if e.account == "bob" && !e.replaces_codes));
+    assert!(
+        !h.render(80, 24)
+            .contains("current backup codes stop working")
     );
 }
 
@@ -236,15 +320,13 @@ fn login_with_a_backup_code_then_secure_the_account() {
     let mut h = H::with(false, |s, c| codes = Some(enroll(s, c, "alice").1));
     let codes = codes.unwrap();
     to_second_factor(&mut h, "alice");
-    assert_eq!(login(&h).step, LoginStep::Totp, "{}", h.status());
+    assert_eq!(login(&h).step, LoginStep::Code, "{}", h.status());
     assert_eq!(login(&h).pending_account(), Some("alice"));
     assert!(login(&h).password.is_empty(), "the password is not kept");
     let drawn = h.render(80, 24);
     assert!(drawn.contains("Enter the 6-digit code from your authenticator"));
-    assert!(drawn.contains("Lost your device? Press b to use a backup code"));
+    assert!(drawn.contains("or, without your device, a backup code"));
     assert!(drawn.contains("Password: ✓ checked"), "{drawn}");
-    h.typed("b");
-    assert!(matches!(h.screen(), Screen::Login(l) if l.step == LoginStep::Backup));
 
     // A typo (last character changed) is flagged live and on Enter, and costs no attempt.
     let good = codes.codes[4].display().to_string();
@@ -300,7 +382,6 @@ fn low_codes_offer_regeneration_after_a_backup_login() {
     });
     let codes = codes.unwrap();
     to_second_factor(&mut h, "alice");
-    h.typed("b");
     h.typed(&codes.codes[8].display());
     h.enter();
     let Screen::Secure(secure) = h.screen() else {
@@ -352,7 +433,7 @@ fn throttling_shows_a_live_countdown_and_locking_says_so() {
     assert_eq!(login(&h).gate, None);
     assert!(h.status().contains("try again now"));
     h.enter();
-    assert_eq!(login(&h).step, LoginStep::Totp, "{}", h.status());
+    assert_eq!(login(&h).step, LoginStep::Code, "{}", h.status());
 
     let mut h = H::with(false, |s, c| {
         enroll(s, c, "bob");
@@ -360,7 +441,7 @@ fn throttling_shows_a_live_countdown_and_locking_says_so() {
     });
     to_second_factor(&mut h, "bob");
     assert_eq!(login(&h).gate, Some(Gate::Locked));
-    assert!(h.render(80, 24).contains("an operator must unlock it"));
+    assert!(h.render(80, 24).contains("or runs: sparekey unlock bob"));
 }
 
 #[test]
@@ -476,7 +557,7 @@ fn wrong_code_keeps_the_pending_login_for_a_retry() {
     h.typed(wrong);
     h.enter();
     assert!(h.status().starts_with("wrong code"), "{}", h.status());
-    assert_eq!(login(&h).step, LoginStep::Totp);
+    assert_eq!(login(&h).step, LoginStep::Code);
     assert!(login(&h).code.is_empty());
     assert_eq!(login(&h).pending_account(), Some("alice"));
     assert_eq!(
@@ -517,7 +598,7 @@ fn a_delay_at_the_code_step_counts_down_then_the_same_login_goes_on() {
         h.status()
     );
     assert_eq!(login(&h).gate, Some(Gate::Delayed { seconds_left: 30 }));
-    assert_eq!(login(&h).step, LoginStep::Totp);
+    assert_eq!(login(&h).step, LoginStep::Code);
     h.advance(10);
     assert!(h.render(80, 24).contains("next attempt allowed in 20 s"));
     h.advance(20);
@@ -552,7 +633,7 @@ fn an_expired_pending_login_asks_for_the_password_again() {
     // Starting again works, with a fresh code.
     h.typed(PASSWORD);
     h.enter();
-    assert_eq!(login(&h).step, LoginStep::Totp, "{}", h.status());
+    assert_eq!(login(&h).step, LoginStep::Code, "{}", h.status());
     h.typed(&h.totp(&secret));
     h.enter();
     assert!(matches!(h.screen(), Screen::Secure(_)), "{}", h.status());
@@ -572,8 +653,8 @@ fn escape_from_the_code_drops_the_pending_login() {
         "{}",
         h.status()
     );
-    // …a verdict that does not follow to the backup-code field, which starts empty.
-    h.typed("b");
+    // …a verdict that Ctrl-U clears with the field.
+    h.ctrl('u');
     assert!(login(&h).live.is_none() && login(&h).code.is_empty());
     assert!(!h.render(80, 24).contains('✗'), "no verdict drawn");
     h.typed("k7p2");
@@ -770,9 +851,138 @@ fn kiosk_idle_wipes_codes_on_screen() {
     h.typed(&h.totp(&secret));
     h.enter();
     let code = codes_screen(&h).codes()[0].display().to_string();
+    // Codes being written down by hand: the 60 s idle time does not apply...
     h.advance(60);
-    assert!(matches!(h.screen(), Screen::Login(_)));
+    assert!(matches!(h.screen(), Screen::Codes(_)));
+    assert!(h.d.app.idle_countdown().is_none());
+    // ...the longer one does, and a countdown warns before it, over whatever the status said.
+    h.advance(CODES_IDLE_SECS - CODES_IDLE_WARNING_SECS - 60);
+    assert_eq!(h.d.app.idle_countdown(), Some(CODES_IDLE_WARNING_SECS));
+    let drawn = h.render(80, 24);
+    assert!(
+        drawn.contains("No key for a while: these backup codes will be cleared"),
+        "{drawn}"
+    );
+    assert!(
+        drawn.contains("in 1 min 30 s. Press any key to keep them."),
+        "{drawn}"
+    );
+    h.advance(60);
+    assert!(h.render(80, 24).contains("in 30 s. Press any key"));
+    // A key puts the clear off again.
+    h.press(KeyCode::Down);
+    assert!(h.d.app.idle_countdown().is_none());
+    assert!(matches!(h.screen(), Screen::Codes(_)));
+    h.advance(CODES_IDLE_SECS - 1);
+    assert!(matches!(h.screen(), Screen::Codes(_)));
+    h.advance(1);
+    assert!(matches!(h.screen(), Screen::Login(l) if l.is_pristine()));
     assert!(!h.render(80, 24).contains(&code));
+    assert!(
+        h.status()
+            .contains("the backup codes were cleared and cannot be shown again"),
+        "{}",
+        h.status()
+    );
+}
+
+#[test]
+fn kiosk_codes_offer_no_copy_or_export() {
+    let mut h = H::with(true, |s, _| {
+        s.set_operator_password("operator-pass").unwrap();
+        s.create_account("alice", PASSWORD).unwrap();
+    });
+    h.typed("alice");
+    h.enter();
+    h.typed(PASSWORD);
+    h.enter();
+    h.typed("r");
+    h.typed(PASSWORD);
+    h.enter();
+    let Screen::Enroll(e) = h.screen() else {
+        panic!("{}", h.status())
+    };
+    let EnrollStep::Scan(en) = &e.step else {
+        panic!()
+    };
+    let secret = en.secret.as_bytes().to_vec();
+    h.enter();
+    h.typed(&h.totp(&secret));
+    h.enter();
+    assert!(codes_screen(&h).holds_codes());
+    let drawn = h.render(80, 24);
+    assert!(
+        drawn.contains("(this kiosk cannot copy or export them)"),
+        "{drawn}"
+    );
+    assert!(
+        !drawn.contains("c copy all") && !drawn.contains("e export"),
+        "{drawn}"
+    );
+    h.typed("c");
+    h.typed("e");
+    assert!(h.d.platform.clipboard.is_none());
+    assert!(matches!(codes_screen(&h).mode, Mode::Browse));
+    h.press(KeyCode::F(1));
+    assert!(!h.render(80, 24).contains("copy all"), "nor in the help");
+}
+
+#[test]
+fn the_clipboard_is_cleared_back_at_the_login() {
+    // A copy of new codes, then the way back to the public login: the clipboard is emptied.
+    let mut codes = None;
+    let mut h = H::with(false, |s, c| {
+        let issued = enroll(s, c, "alice").1;
+        for code in &issued.codes[..7] {
+            s.login("alice", PASSWORD, Some(code.canonical())).unwrap();
+        }
+        codes = Some(issued);
+    });
+    to_second_factor(&mut h, "alice");
+    h.typed(&codes.unwrap().codes[8].display());
+    h.enter();
+    h.typed("g");
+    h.typed(PASSWORD);
+    h.enter();
+    h.typed("c");
+    assert!(h.d.platform.clipboard.is_some());
+    h.esc();
+    h.typed("y");
+    assert!(
+        matches!(h.screen(), Screen::Settings(_)),
+        "{:?}",
+        h.screen()
+    );
+    assert!(
+        h.d.platform.clipboard.is_some(),
+        "kept while the user is at work"
+    );
+    h.esc();
+    h.typed("l");
+    assert!(matches!(h.screen(), Screen::Login(_)));
+    assert!(h.d.platform.clipboard.is_none(), "cleared at the login");
+    assert!(h.d.app.clipboard.is_none());
+
+    // An idle clear on a kiosk does the same.
+    let mut h = H::with(true, |s, _| {
+        s.set_operator_password("operator-pass").unwrap();
+        s.create_account("alice", PASSWORD).unwrap();
+    });
+    h.typed("alice");
+    h.enter();
+    h.typed(PASSWORD);
+    h.enter();
+    assert!(matches!(h.screen(), Screen::Secure(_)));
+    // As if something had been copied earlier on this screen.
+    h.d.platform.clipboard = Some(zeroize::Zeroizing::new("codes".into()));
+    h.d.app.clipboard = Some(sparekey::tui::app::ClipboardNote {
+        used: sparekey::tui::app::ClipboardUsed::Osc52,
+        at: h.clock_now(),
+        offered: false,
+    });
+    h.advance(60);
+    assert!(matches!(h.screen(), Screen::Login(l) if l.is_pristine()));
+    assert!(h.d.platform.clipboard.is_none());
 }
 
 #[test]
@@ -1156,4 +1366,211 @@ fn the_worker_runs_calls_off_the_caller_and_answers_through_pump() {
     settle(&mut d);
     assert!(!d.app.working());
     assert!(matches!(d.app.screen, Screen::Secure(_)));
+}
+
+#[test]
+fn one_code_field_takes_either_kind_and_no_printable_key_is_a_command() {
+    let mut codes = None;
+    let mut secret = vec![];
+    let mut h = H::with(false, |s, c| {
+        let (sec, issued) = enroll(s, c, "alice");
+        secret = sec;
+        codes = Some(issued);
+    });
+    let codes = codes.unwrap();
+    // In the name and password fields, q and ? are typed.
+    h.typed("l");
+    h.esc();
+    h.ctrl('u');
+    h.typed("q?b");
+    assert!(!h.d.app.quitting && !h.d.app.help);
+    assert_eq!(login(&h).name.as_str(), "q?b");
+    h.ctrl('u');
+    assert!(login(&h).name.is_empty(), "Ctrl-U clears the name");
+    h.typed("alice");
+    h.enter();
+    h.typed("q?");
+    assert_eq!(login(&h).password.as_str(), "q?");
+    h.ctrl('u');
+    assert!(login(&h).password.is_empty(), "Ctrl-U clears the password");
+    h.typed(PASSWORD);
+    h.enter();
+    assert_eq!(login(&h).step, LoginStep::Code, "{}", h.status());
+
+    // The code field: q, ? and b are typed, not obeyed, and the footer offers no q.
+    h.typed("q?b");
+    assert!(!h.d.app.quitting && !h.d.app.help);
+    assert_eq!(login(&h).code.as_str(), "q?b");
+    let drawn = h.render(80, 24);
+    let footer = drawn.lines().last().unwrap();
+    assert!(footer.contains("Ctrl-U clear the field"), "{footer}");
+    assert!(!footer.contains("q quit"), "{footer}");
+    // F1 still opens the help, listing the same keys.
+    h.press(KeyCode::F(1));
+    assert!(h.d.app.help);
+    assert!(h.render(80, 24).contains("clear the field"));
+    h.esc();
+    h.ctrl('u');
+    assert!(login(&h).code.is_empty());
+
+    // An authenticator code in the field signs in...
+    h.advance(30);
+    h.typed(&h.totp(&secret));
+    assert_eq!(
+        login(&h).live,
+        Some(sparekey::tui::screens::login::Live::Totp)
+    );
+    h.enter();
+    let Screen::Secure(secure) = h.screen() else {
+        panic!("{}", h.status())
+    };
+    assert_eq!(secure.success.method, LoginMethod::Totp);
+
+    // ...and so does a backup code, in the same field.
+    h.esc();
+    h.typed("alice");
+    h.enter();
+    h.typed(PASSWORD);
+    h.enter();
+    h.typed(&codes.codes[2].display());
+    assert_eq!(
+        login(&h).live,
+        Some(sparekey::tui::screens::login::Live::Backup)
+    );
+    h.enter();
+    let Screen::Secure(secure) = h.screen() else {
+        panic!("{}", h.status())
+    };
+    assert_eq!(secure.success.method, LoginMethod::BackupCode);
+}
+
+#[test]
+fn lockout_is_announced_before_and_when_it_happens() {
+    let mut secret = vec![];
+    let mut h = H::with(false, |s, c| {
+        secret = enroll(s, c, "alice").0;
+        fail_logins(s, c, "alice", 16);
+    });
+    // The password step tells nothing about the account; the code step, after the right
+    // password, carries the core's count.
+    let wrong_code = |h: &mut H| {
+        if let Ok(Gate::Delayed { seconds_left }) = h.d.service.gate("alice") {
+            h.advance(seconds_left);
+        }
+        if let Screen::Login(l) = h.screen()
+            && l.step == LoginStep::Code
+        {
+            h.esc();
+        }
+        h.typed(PASSWORD);
+        h.enter();
+        assert_eq!(login(h).step, LoginStep::Code, "{}", h.status());
+        let wrong = if h.totp(&secret) == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        h.typed(wrong);
+        h.enter();
+    };
+    h.typed("l");
+    wrong_code(&mut h);
+    // The 17th failure: three left, said on the status line and kept on the panel.
+    assert!(
+        h.status()
+            .contains("3 attempts left before the account locks"),
+        "{}",
+        h.status()
+    );
+    assert!(
+        h.render(80, 24)
+            .contains("Careful: 3 more failed attempts will lock 'alice'."),
+        "{}",
+        h.render(80, 24)
+    );
+    wrong_code(&mut h);
+    wrong_code(&mut h);
+    assert!(
+        h.render(80, 24)
+            .contains("Careful: 1 more failed attempt will lock 'alice'."),
+        "{}",
+        h.render(80, 24)
+    );
+    wrong_code(&mut h);
+    // The attempt that locks says so, and names both ways to unlock.
+    assert!(
+        h.status().contains("the account is now locked"),
+        "{}",
+        h.status()
+    );
+    assert_eq!(login(&h).gate, Some(Gate::Locked));
+    let drawn = h.render(80, 24);
+    assert!(
+        drawn.contains("'alice' is now locked after too many failed attempts."),
+        "{drawn}"
+    );
+    assert!(
+        drawn.contains("presses u on it in the account list"),
+        "{drawn}"
+    );
+    assert!(drawn.contains("or runs: sparekey unlock alice"), "{drawn}");
+    assert!(!drawn.contains("Careful"), "no warning once locked");
+
+    // The u the panel names does unlock it.
+    h.esc();
+    h.esc();
+    h.esc();
+    assert!(
+        matches!(h.screen(), Screen::Accounts(_)),
+        "{:?}",
+        h.screen()
+    );
+    h.typed("u");
+    assert_eq!(
+        h.d.service.gate("alice").unwrap(),
+        Gate::Open,
+        "{}",
+        h.status()
+    );
+}
+
+#[test]
+fn full_screen_qr_code_scans_at_80x24() {
+    use sparekey::tui::widgets::Theme;
+    use std::io::Write;
+    for color in [false, true] {
+        let mut h = H::new();
+        h.d.app.options.theme = Theme { color };
+        new_account_to_scan(&mut h, "alice@example.com");
+        let uri = match h.screen() {
+            Screen::Enroll(e) => match &e.step {
+                EnrollStep::Scan(enrollment) => enrollment.otpauth_uri.to_string(),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        // The default parameters are left out: a smaller code.
+        assert!(uri.ends_with("&issuer=sparekey"), "{uri}");
+        assert!(h.render(80, 24).contains("f full-screen QR code"));
+        h.typed("f");
+        assert!(matches!(h.screen(), Screen::Enroll(e) if matches!(e.step, EnrollStep::FullQr(_))));
+        let drawn = h.render(80, 24);
+        assert!(!drawn.contains("sparekey "), "no title bar:\n{drawn}");
+        assert!(!drawn.contains("all keys"), "no footer:\n{drawn}");
+        assert!(drawn.contains("press any key to go back"), "{drawn}");
+        match decode_qr(&frame_picture(&h.buffer(80, 24), 4)) {
+            Err(why) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipped: the 80x24 QR decode check ({why})"
+                );
+                return;
+            }
+            Ok(found) => assert_eq!(found.as_deref(), Some(uri.as_str()), "color: {color}"),
+        }
+        // Any key, q included, goes back to step 2; nothing quits.
+        h.typed("q");
+        assert!(!h.d.app.quitting);
+        assert!(matches!(h.screen(), Screen::Enroll(e) if matches!(e.step, EnrollStep::Scan(_))));
+    }
 }

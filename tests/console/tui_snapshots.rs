@@ -79,6 +79,9 @@ fn wizard_to_code(h: &mut H) -> Vec<u8> {
     h.typed(PASSWORD);
     h.enter();
     snap(h, "enroll_2_scan");
+    h.typed("f");
+    snap(h, "enroll_2_full_screen_qr");
+    h.typed("x");
     let Screen::Enroll(e) = h.screen() else {
         panic!()
     };
@@ -143,7 +146,7 @@ fn login_states() {
     h.enter();
     h.typed("123");
     snap(&h, "login_totp");
-    h.typed("b");
+    h.ctrl('u');
     let good = codes.codes[0].display().to_string();
     h.typed(&good[..9]);
     snap(&h, "login_backup_typing");
@@ -203,7 +206,6 @@ fn secure_low_and_signed_in() {
     h.typed("l");
     h.typed(PASSWORD);
     h.enter();
-    h.typed("b");
     h.typed(&codes.codes[9].display());
     h.enter();
     snap(&h, "secure_low_codes");
@@ -269,4 +271,32 @@ fn kiosk() {
     h.enter();
     h.advance(60);
     snap(&h, "kiosk_idle_cleared");
+}
+
+#[test]
+fn kiosk_codes_are_written_down_and_warned_before_idle() {
+    let mut h = H::with(true, |s, _| {
+        s.set_operator_password("operator-pass").unwrap();
+        s.create_account("alice", PASSWORD).unwrap();
+    });
+    h.typed("alice");
+    h.enter();
+    h.typed(PASSWORD);
+    h.enter();
+    h.typed("r");
+    h.typed(PASSWORD);
+    h.enter();
+    let Screen::Enroll(e) = h.screen() else {
+        panic!("{}", h.status())
+    };
+    let sparekey::tui::screens::enroll::Step::Scan(en) = &e.step else {
+        panic!()
+    };
+    let secret = en.secret.as_bytes().to_vec();
+    h.enter();
+    h.typed(&h.totp(&secret));
+    h.enter();
+    snap(&h, "kiosk_codes_write_down");
+    h.advance(sparekey::tui::app::CODES_IDLE_SECS - 45);
+    snap(&h, "kiosk_codes_idle_countdown");
 }

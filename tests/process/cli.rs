@@ -849,3 +849,32 @@ fn kiosk_reset_operator_password_clears_the_operator_failures_and_is_audited() {
         audit.stdout
     );
 }
+
+#[test]
+fn idle_timeout_needs_kiosk_and_the_operator_password_is_set_from_the_shell() {
+    let env = Env::new();
+    // Not silently ignored: without --kiosk nothing is ever cleared, so the option is refused.
+    // (A clap usage error: its wording and prefix are clap's.)
+    let refused = env.run(&["tui", "--idle-timeout", "40"], "");
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("--kiosk"), "{}", refused.stderr);
+
+    let set = env
+        .run(
+            &["kiosk", "set-operator-password"],
+            &format!("{PASSWORD}\n"),
+        )
+        .ok();
+    assert!(
+        set.stdout.contains("kiosk operator password is set"),
+        "{}",
+        set.stdout
+    );
+    // Set once: changing it is not this command's job.
+    let again = env
+        .run(&["kiosk", "set-operator-password"], "another password!\n")
+        .fails(2);
+    assert!(again.stderr.contains("already set"), "{}", again.stderr);
+    let none = env.run(&["kiosk", "set-operator-password"], "").fails(2);
+    assert!(none.stderr.contains("no password given"), "{}", none.stderr);
+}

@@ -119,6 +119,9 @@ fn enroll_asks_for_the_code_on_a_terminal() {
     let screen = s.expect("Code from the authenticator", 1);
     // The QR code is drawn dark on light whatever the terminal's colours.
     assert!(screen.contains("\x1b[30;107m"), "{screen}");
+    // The QR code comes last, right above the prompt, after the secret and the URI.
+    let uri_at = screen.find("otpauth URI:").expect("the URI is shown");
+    assert!(screen.find("\x1b[30;107m").unwrap() > uri_at, "{screen}");
     let grouped = screen
         .lines()
         .find_map(|l| {

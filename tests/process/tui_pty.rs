@@ -20,7 +20,11 @@ struct Console {
 
 impl Console {
     fn start(dir: &TempDir) -> Self {
-        let mut cmd = pty_command(dir.path(), &["tui"]);
+        Self::start_with(dir, &["tui"])
+    }
+
+    fn start_with(dir: &TempDir, args: &[&str]) -> Self {
+        let mut cmd = pty_command(dir.path(), args);
         cmd.env("TERM", "xterm-256color");
         cmd.env_remove("DISPLAY");
         cmd.env_remove("WAYLAND_DISPLAY");
@@ -63,6 +67,47 @@ impl Console {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits for the child to exit and for its last output; its exit status.
+    fn wait_for_exit(&mut self) -> portable_pty::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.pty.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the console did not end; screen:\n{}",
+                self.contents()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.wait_for_output_end();
+        status
+    }
+
+    /// Asserts what a restored terminal looks like: main screen, cursor shown.
+    #[track_caller]
+    fn assert_restored(&self) {
+        let parser = self.screen.lock().unwrap();
+        assert!(
+            !parser.screen().alternate_screen(),
+            "the alternate screen was left; screen:\n{}",
+            parser.screen().contents()
+        );
+        assert!(!parser.screen().hide_cursor(), "the cursor is shown again");
+    }
+
+    /// Sends `signal` (a name for kill(1), e.g. "TERM") to the console process.
+    fn signal(&self, signal: &str) {
+        let pid = self.pty.child.process_id().expect("the child has a pid");
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid} failed");
     }
 
     fn send(&mut self, bytes: &str) {
@@ -113,10 +158,8 @@ fn login_with_a_backup_code_in_a_real_terminal() {
     c.expect("Password:");
     c.send(PASSWORD);
     c.send("\r");
-    c.expect("Lost your device? Press b to use a backup code");
+    c.expect("or, without your device, a backup code");
     assert!(!c.contents().contains(PASSWORD), "the password is masked");
-    c.send("b");
-    c.expect("Enter a backup code");
     c.send(&code.to_uppercase());
     c.expect("well-formed");
     c.send("\r");
@@ -156,4 +199,82 @@ fn login_with_a_backup_code_in_a_real_terminal() {
     // The login really happened in the store.
     let service = open_real(&paths);
     assert_eq!(service.code_status("alice").unwrap().remaining, 9);
+}
+
+/// The paths the console started by [`Console::start_with`] uses.
+fn paths_of(dir: &TempDir) -> Paths {
+    Paths::resolve(Some(dir.path().join("data")), Some(dir.path().join("key"))).unwrap()
+}
+
+#[test]
+fn sigterm_and_sighup_restore_the_terminal() {
+    for signal in ["TERM", "HUP"] {
+        let dir = TempDir::new().unwrap();
+        {
+            let service = open_real(&paths_of(&dir));
+            service.create_account("alice", PASSWORD).unwrap();
+        }
+        let mut c = Console::start(&dir);
+        c.expect("Accounts");
+        assert!(c.screen.lock().unwrap().screen().alternate_screen());
+        c.signal(signal);
+        let status = c.wait_for_exit();
+        assert!(
+            status.success(),
+            "SIG{signal}: exit status {status:?}; screen:\n{}",
+            c.contents()
+        );
+        c.assert_restored();
+    }
+}
+
+#[test]
+fn a_kiosk_without_an_operator_password_refuses_to_start() {
+    let dir = TempDir::new().unwrap();
+    {
+        let service = open_real(&paths_of(&dir));
+        service.create_account("alice", PASSWORD).unwrap();
+    }
+    let mut c = Console::start_with(&dir, &["tui", "--kiosk"]);
+    let status = c.wait_for_exit();
+    assert_eq!(status.exit_code(), 2, "{}", c.contents());
+    assert!(
+        c.contents()
+            .contains("run `sparekey kiosk set-operator-password` first"),
+        "{}",
+        c.contents()
+    );
+    c.assert_restored();
+
+    // Once it is set from the shell, the kiosk starts at its login.
+    {
+        let service = open_real(&paths_of(&dir));
+        service.set_operator_password("operator-pass").unwrap();
+    }
+    let mut c = Console::start_with(&dir, &["tui", "--kiosk", "--idle-timeout", "30"]);
+    c.expect("KIOSK");
+    c.expect("Account:");
+    c.signal("TERM");
+    assert!(c.wait_for_exit().success());
+    c.assert_restored();
+}
+
+#[test]
+fn a_kiosk_warns_then_clears_an_idle_screen() {
+    let dir = TempDir::new().unwrap();
+    {
+        let service = open_real(&paths_of(&dir));
+        service.set_operator_password("operator-pass").unwrap();
+    }
+    let mut c = Console::start_with(&dir, &["tui", "--kiosk", "--idle-timeout", "8"]);
+    c.expect("Account:");
+    // A name typed and left: the last quarter of the idle time counts down, then it is wiped.
+    c.send("mallory");
+    c.expect("Account: mallory");
+    c.expect("No key for a while: this screen will be cleared in");
+    c.expect("the console was idle: the screen was cleared");
+    assert!(!c.contents().contains("mallory"), "{}", c.contents());
+    c.signal("TERM");
+    assert!(c.wait_for_exit().success());
+    c.assert_restored();
 }

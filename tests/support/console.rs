@@ -40,6 +40,7 @@ pub fn options(kiosk: bool) -> AppOptions {
         theme: Theme::plain(),
         export_dir: PathBuf::from("/home/ada/Documents"),
         totp: TotpParams::default(),
+        home_dir: Some(PathBuf::from("/home/ada")),
     }
 }
 
@@ -92,6 +93,12 @@ impl H {
             .as_ref()
             .map(|s| s.text.clone())
             .unwrap_or_default()
+    }
+
+    pub fn buffer(&self, w: u16, h: u16) -> ratatui::buffer::Buffer {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        terminal.draw(|f| view(&self.d.app, f)).unwrap();
+        terminal.backend().buffer().clone()
     }
 
     pub fn render(&self, w: u16, h: u16) -> String {
@@ -164,5 +171,75 @@ pub fn fail_logins(service: &Service, clock: &ManualClock, name: &str, n: u32) {
             clock.advance(seconds_left);
         }
         let _ = service.login(name, "wrong password!", Some("000000"));
+    }
+}
+
+/// A picture of a frame as a terminal on a dark background would show it, as a binary PGM
+/// image: each cell `scale` pixels wide and twice as tall, its top and bottom halves lit as the
+/// half-block glyph and its colours say. Text other than blocks is drawn as its background (a
+/// thin stroke, as a camera would mostly see). Default colours are a light foreground on a dark
+/// background.
+pub fn frame_picture(buffer: &ratatui::buffer::Buffer, scale: usize) -> Vec<u8> {
+    use ratatui::style::Color;
+    let light = |color: Color, is_fg: bool| match color {
+        Color::Black | Color::DarkGray => false,
+        Color::White | Color::Gray => true,
+        _ => is_fg,
+    };
+    let area = buffer.area;
+    let (cols, rows) = (usize::from(area.width), usize::from(area.height));
+    let (width, height) = (cols * scale, rows * 2 * scale);
+    let mut pixels = vec![0u8; width * height];
+    for y in 0..rows {
+        for x in 0..cols {
+            let cell = &buffer[(x as u16, y as u16)];
+            let (top, bottom) = match cell.symbol() {
+                "█" => (true, true),
+                "▀" => (true, false),
+                "▄" => (false, true),
+                _ => (false, false),
+            };
+            let fg = light(cell.fg, true);
+            let bg = light(cell.bg, false);
+            for (half, painted) in [(0, top), (1, bottom)] {
+                let lit = if painted { fg } else { bg };
+                let value = if lit { 255 } else { 0 };
+                for py in 0..scale {
+                    let row = (y * 2 + half) * scale + py;
+                    let start = row * width + x * scale;
+                    pixels[start..start + scale].fill(value);
+                }
+            }
+        }
+    }
+    let mut out = format!("P5\n{width} {height}\n255\n").into_bytes();
+    out.extend(pixels);
+    out
+}
+
+/// What `zbarimg` reads in a picture from [`frame_picture`]: `Ok(None)` when it found no code,
+/// `Err` with the reason when zbarimg cannot run (the caller prints "skipped").
+pub fn decode_qr(picture: &[u8]) -> Result<Option<String>, String> {
+    use std::process::Command;
+    let dir = tempfile::TempDir::new().map_err(|e| e.to_string())?;
+    let path = dir.path().join("frame.pgm");
+    std::fs::write(&path, picture).map_err(|e| e.to_string())?;
+    let output = Command::new("zbarimg")
+        .args(["--quiet", "--raw", "-Sdisable", "-Sqrcode.enable"])
+        .arg(&path)
+        .output()
+        .map_err(|e| format!("zbarimg could not run ({e}); install zbar-tools"))?;
+    // zbarimg exits 4 when the picture holds no code it can read.
+    match output.status.code() {
+        Some(0) => Ok(Some(
+            String::from_utf8_lossy(&output.stdout)
+                .trim_end()
+                .to_string(),
+        )),
+        Some(4) => Ok(None),
+        _ => Err(format!(
+            "zbarimg failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )),
     }
 }
