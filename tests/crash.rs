@@ -274,7 +274,9 @@ fn killed_at_random_moments_the_store_stays_consistent() {
                 is == 0 || is == was || is == was + 1,
                 "failures {was} -> {is}"
             ),
-            _ => assert!(is == was, "failures {was} -> {is}"),
+            // The password's attempt is counted before it is checked and given back once it
+            // is right: a kill in between leaves it counted (fail closed).
+            _ => assert!(is == was || is == was + 1, "failures {was} -> {is}"),
         }
         before = h.account();
     }
