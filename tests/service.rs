@@ -1015,7 +1015,7 @@ fn a_clock_running_ahead_burns_only_the_step_it_matched() {
     let message = err.to_string();
     assert!(message.contains("about 4 minutes ahead"), "{message}");
     assert!(
-        message.contains("enter the code it shows: that code works at once"),
+        message.contains("correct its time and the code it shows works at once"),
         "the message says what will work: {message}"
     );
     // The user fixes the clock: the current code works at once.

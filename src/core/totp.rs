@@ -363,7 +363,7 @@ impl TotpRejection {
 /// matched, never the steps before it.
 pub fn drift_advice(steps: i64, period: u64) -> String {
     format!(
-        "{}; correct its time, then enter the code it shows: that code works at once",
+        "{}; correct its time and the code it shows works at once",
         drift_description(steps, period)
     )
 }
@@ -900,8 +900,8 @@ mod tests {
         );
         assert_eq!(
             TotpRejection::ClockDrift { steps: -10 }.message(p),
-            "the authenticator's clock is about 5 minutes behind; correct its time, then enter \
-             the code it shows: that code works at once"
+            "the authenticator's clock is about 5 minutes behind; correct its time and the code it \
+             shows works at once"
         );
     }
 

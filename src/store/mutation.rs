@@ -279,3 +279,197 @@ pub fn remove_two_factor(account: &mut Account) -> Applied<bool> {
     account.codes = None;
     changed(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::keys::SealedSecret;
+    use crate::core::totp::TotpParams;
+
+    const POLICY: ThrottlePolicy = ThrottlePolicy {
+        free_failures: 2,
+        base_delay_secs: 30,
+        max_delay_secs: 3_600,
+        lock_after: 4,
+    };
+
+    fn account(last_step: Option<u64>) -> Account {
+        Account {
+            name: "ann".into(),
+            password: String::new(),
+            created_at: 0,
+            totp: Some(ActiveTotp {
+                issuer: "sparekey".into(),
+                secret: SealedSecret {
+                    nonce: [0; 24],
+                    ciphertext: Vec::new(),
+                },
+                params: TotpParams::default(),
+                last_step,
+                enrolled_at: 0,
+                burned_ahead: Vec::new(),
+            }),
+            pending: None,
+            codes: None,
+            failures: FailureRecord::default(),
+            last_login: None,
+        }
+    }
+
+    fn check() -> SettleCheck {
+        SettleCheck { policy: POLICY }
+    }
+
+    #[test]
+    fn an_attempt_is_counted_only_while_the_gate_is_open() {
+        let mut a = account(None);
+        let first = reserve_attempt(&mut a, &POLICY, 100);
+        assert!(first.changed);
+        assert_eq!(
+            first.outcome,
+            Reservation::Reserved {
+                previous: FailureRecord::default(),
+                reserved: FailureRecord {
+                    consecutive: 1,
+                    last_failure_at: Some(100)
+                }
+            }
+        );
+        reserve_attempt(&mut a, &POLICY, 100);
+        // Two failures: the delay runs, and the next attempt is refused without a count.
+        let refused = reserve_attempt(&mut a, &POLICY, 110);
+        assert!(!refused.changed);
+        assert_eq!(
+            refused.outcome,
+            Reservation::Refused(Gate::Delayed { seconds_left: 20 })
+        );
+        assert_eq!(a.failures.consecutive, 2);
+        reserve_attempt(&mut a, &POLICY, 1_000);
+        reserve_attempt(&mut a, &POLICY, 10_000);
+        assert_eq!(
+            reserve_attempt(&mut a, &POLICY, 100_000).outcome,
+            Reservation::Refused(Gate::Locked)
+        );
+        assert_eq!(a.failures.consecutive, 4);
+    }
+
+    #[test]
+    fn a_release_gives_back_only_its_own_count() {
+        let mut a = account(None);
+        a.failures = FailureRecord {
+            consecutive: 3,
+            last_failure_at: Some(50),
+        };
+        let Reservation::Reserved { previous, reserved } =
+            reserve_attempt(&mut a, &POLICY, 1_000).outcome
+        else {
+            panic!("the gate was open");
+        };
+        release_attempt(&mut a, previous, reserved);
+        assert_eq!(a.failures, previous, "untouched since: back to what it was");
+        // Another attempt counted on top: only one count goes, the later time stays.
+        reserve_attempt(&mut a, &ThrottlePolicy::default(), 2_000);
+        reserve_attempt(&mut a, &ThrottlePolicy::default(), 2_001);
+        release_attempt(&mut a, previous, reserved);
+        assert_eq!(a.failures.consecutive, 4);
+        assert_eq!(a.failures.last_failure_at, Some(2_001));
+        // Cleared meanwhile (a success, an unlock): nothing of ours is left to give back.
+        a.failures = FailureRecord::default();
+        assert!(!release_attempt(&mut a, previous, reserved).changed);
+    }
+
+    #[test]
+    fn a_success_settles_unless_other_attempts_locked_the_account() {
+        let mut a = account(Some(10));
+        // Its own count is the fourth, the last the policy allows: the success stands.
+        a.failures.consecutive = 4;
+        assert_eq!(
+            consume_totp_step(&mut a, 11, 500, &check()).outcome,
+            StepConsumption::Accepted
+        );
+        assert_eq!(a.failures, FailureRecord::default());
+        // Four others besides its own: locked, and nothing changes.
+        a.failures.consecutive = 5;
+        let locked = consume_totp_step(&mut a, 12, 600, &check());
+        assert_eq!(
+            (locked.outcome, locked.changed),
+            (StepConsumption::Locked, false)
+        );
+        assert_eq!(a.totp.as_ref().unwrap().last_step, Some(11));
+        assert_eq!(
+            record_password_login(&mut a, 600, &check()).outcome,
+            Settlement::Locked
+        );
+        let mut record = a.failures;
+        assert_eq!(settle(&mut record, &check()).outcome, Settlement::Locked);
+    }
+
+    #[test]
+    fn a_step_burned_ahead_is_refused_and_the_steps_before_it_are_not() {
+        let mut a = account(Some(100));
+        record_failure(&mut a, Some(108));
+        let totp = a.totp.as_ref().unwrap();
+        assert_eq!(
+            (totp.last_step, totp.burned_ahead.clone()),
+            (Some(100), vec![108])
+        );
+        assert_eq!(
+            consume_totp_step(&mut a, 101, 0, &check()).outcome,
+            StepConsumption::Accepted
+        );
+        assert_eq!(
+            consume_totp_step(&mut a, 108, 0, &check()).outcome,
+            StepConsumption::Replay
+        );
+        assert_eq!(
+            consume_totp_step(&mut a, 109, 0, &check()).outcome,
+            StepConsumption::Accepted
+        );
+        assert!(
+            a.totp.as_ref().unwrap().burned_ahead.is_empty(),
+            "steps at or before the last used one need no list"
+        );
+    }
+
+    #[test]
+    fn a_full_burn_list_folds_its_earliest_step_into_the_last_used_one() {
+        let mut a = account(Some(0));
+        for step in (1..=MAX_BURNED_AHEAD as u64 + 1).map(|i| i * 10) {
+            record_failure(&mut a, Some(step));
+        }
+        let totp = a.totp.as_ref().unwrap();
+        assert_eq!(totp.burned_ahead.len(), MAX_BURNED_AHEAD);
+        // The earliest (10) left the list, so everything up to it is spent: never reopened.
+        assert_eq!(totp.last_step, Some(10));
+        assert_eq!(
+            consume_totp_step(&mut a, 10, 0, &check()).outcome,
+            StepConsumption::Replay
+        );
+        assert_eq!(
+            consume_totp_step(&mut a, 11, 0, &check()).outcome,
+            StepConsumption::Accepted
+        );
+    }
+
+    #[test]
+    fn refusals_add_up_within_a_window_and_start_again_in_the_next() {
+        let window = FailureRecord {
+            consecutive: 5,
+            last_failure_at: Some(100),
+        };
+        let (first, existing) = note_refusal(None, window, 101);
+        assert_eq!((first.count, first.first_at, existing), (1, 101, false));
+        let stored = RefusalNote { event: 7, ..first };
+        let (second, existing) = note_refusal(Some(stored), window, 105);
+        assert_eq!(
+            (second.count, second.event, second.first_at, existing),
+            (2, 7, 101, true)
+        );
+        let next = FailureRecord {
+            consecutive: 6,
+            last_failure_at: Some(200),
+        };
+        let (third, existing) = note_refusal(Some(second), next, 201);
+        assert_eq!((third.count, third.first_at, existing), (1, 201, false));
+    }
+}

@@ -987,3 +987,70 @@ fn read_u64(bytes: Option<sled::IVec>, what: &str) -> Result<Option<u64>, StoreE
         })
         .transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(at: UnixTime, kind: AuditKind) -> AuditEvent {
+        AuditEvent {
+            at,
+            account: "amy".into(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn retention_drops_noise_before_any_security_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("store"), Duration::ZERO).unwrap();
+        let security = |i: i64| {
+            event(
+                i,
+                AuditKind::FailedAttempt {
+                    reason: crate::core::audit::FailureReason::WrongPassword,
+                    consecutive: i as u32,
+                },
+            )
+        };
+        let noise = |i: i64| {
+            event(
+                i,
+                AuditKind::AttemptsRefused {
+                    count: 1,
+                    locked: false,
+                },
+            )
+        };
+        // Oldest first: 10 security events, then 20 refusals, then one more login.
+        for i in 0..10 {
+            store.append_audit(&security(i)).unwrap();
+        }
+        for i in 10..30 {
+            store.append_audit(&noise(i)).unwrap();
+        }
+        store
+            .append_audit(&event(
+                30,
+                AuditKind::LoginSucceeded {
+                    method: crate::core::audit::LoginMethod::Password,
+                },
+            ))
+            .unwrap();
+        store.prune_audit(13).unwrap();
+        let kept = store.audit_events(None, 100).unwrap();
+        let times: Vec<UnixTime> = kept.iter().map(|e| e.at).collect();
+        let mut expected: Vec<UnixTime> = (0..10).collect();
+        expected.extend([28, 29, 30]);
+        assert_eq!(times, expected, "the oldest refusals went first");
+        // Past the noise, the oldest security events go.
+        store.prune_audit(4).unwrap();
+        let times: Vec<UnixTime> = store
+            .audit_events(None, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.at)
+            .collect();
+        assert_eq!(times, [7, 8, 9, 30]);
+    }
+}
