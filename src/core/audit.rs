@@ -58,6 +58,8 @@ pub enum AuditKind {
     ReplayRefused {
         method: LoginMethod,
     },
+    /// One refused attempt, as sparekey wrote them before refusals were coalesced into
+    /// [`AuditKind::AttemptsRefused`]; kept so older logs still read.
     Throttled {
         seconds_left: i64,
     },

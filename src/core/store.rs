@@ -3,8 +3,11 @@
 //! SQL database can implement it with one conditional UPDATE per method.
 //!
 //! Contract for every implementation: each mutating method is atomic (it applies entirely or not
-//! at all, even against concurrent callers in other threads or processes) and durable on return
-//! (flushed to disk before `Ok`), because the core reports security-relevant successes right after.
+//! at all, even against concurrent callers in other threads or processes), together with the
+//! audit events it is given, and durable on return (flushed to disk before `Ok`), because the
+//! core reports security-relevant successes right after. Throttle rules are applied inside that
+//! atomic step from the stored record (see [`Store::reserve_attempt`]), never from a copy the
+//! caller read earlier.
 
 use crate::core::account::{Account, AccountFacts, ActiveTotp, PendingTotp};
 use crate::core::audit::{AuditEvent, AuditKind};

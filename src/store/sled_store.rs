@@ -173,7 +173,14 @@ impl Tx<'_> {
         };
         let key = note.event.to_be_bytes();
         // The event may have been pruned meanwhile: then the count goes on in a new one.
-        if existing && self.events.get(key)?.is_some() {
+        let current = match self.events.get(key)? {
+            Some(bytes) if existing => decode::<AuditEvent>(&bytes, "an audit event").ok(),
+            _ => None,
+        };
+        let same = current.is_some_and(|e| {
+            e.account == name && matches!(e.kind, AuditKind::AttemptsRefused { .. })
+        });
+        if same {
             let event = AuditEvent {
                 at: note.first_at,
                 account: name.to_string(),
@@ -350,9 +357,9 @@ impl SledStore {
     }
 
     /// Hands writes to the OS (they survive this process being killed) without waiting for the
-    /// disk: for audit events appended on their own ([`Store::append_audit`]), which are best
-    /// effort after the change they record and reach the disk with the next
-    /// [`SledStore::flush`], sled's periodic fsync (500 ms) or the close.
+    /// disk: for writes no decision waits on (a refusal's note, an event appended on its own),
+    /// which reach the disk with the next [`SledStore::flush`], sled's periodic fsync (500 ms)
+    /// or the close.
     fn flush_to_os(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(write_failed)
     }
