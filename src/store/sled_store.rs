@@ -402,18 +402,9 @@ impl SledStore {
         Ok(outcome)
     }
 
-    /// Runs a record mutation atomically and durably; `missing` when there is no such account.
-    fn modify<T: Clone>(
-        &self,
-        name: &str,
-        missing: T,
-        f: impl Fn(&mut Account) -> Applied<T>,
-    ) -> Result<T, StoreError> {
-        self.modify_audited(name, missing, UnixTime::default(), &|_| Vec::new(), f)
-    }
-
-    /// [`SledStore::modify`] with the events that record the change in the same transaction
-    /// (see [`AuditFor`]), so one flush makes both durable.
+    /// Runs a record mutation atomically and durably, with the events that record the change
+    /// in the same transaction (see [`AuditFor`]), so one flush makes both durable; `missing`
+    /// when there is no such account.
     fn modify_audited<T: Clone>(
         &self,
         name: &str,
@@ -680,8 +671,18 @@ impl Store for SledStore {
         previous: FailureRecord,
         reserved: FailureRecord,
     ) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| {
-            mutation::release_attempt(a, previous, reserved)
+        // Handed to the OS only: a release lost to a power cut leaves one attempt too many
+        // counted, the safe side, and saves a second sync on every two-step login.
+        self.transact(|tx| {
+            let Some(mut account) = tx.load(name)? else {
+                return Ok((false, Flush::No));
+            };
+            let applied = mutation::release_attempt(&mut account, previous, reserved);
+            if !applied.changed {
+                return Ok((applied.outcome, Flush::No));
+            }
+            tx.put(&account)?;
+            Ok((applied.outcome, Flush::ToOs))
         })
     }
 
