@@ -104,7 +104,9 @@ fn a_damaged_store_file_is_one_clear_error() {
     let store_dir = dir.path().join("store");
     {
         let store = SledStore::open(&store_dir, Duration::ZERO).unwrap();
-        store.insert_account(&sample_account_cached()).unwrap();
+        store
+            .insert_account(&sample_account_cached(), &|_| Vec::new())
+            .unwrap();
     }
     // Overwrite the middle of sled's data file with garbage.
     let db = store_dir.join("db");
