@@ -317,7 +317,7 @@ fn racing_login_processes_never_verify_more_than_the_policy() {
     let verified = exits.iter().filter(|&&e| e == 1).count();
     let throttled = exits.iter().filter(|&&e| e == 3).count();
     assert_eq!(verified + throttled, processes, "exit codes: {exits:?}");
-    let store = common::open_store(&h.data_dir().join("store")).unwrap();
+    let store = support::open_store(&h.data_dir().join("store")).unwrap();
     let counted = store
         .load_account("bob")
         .unwrap()
