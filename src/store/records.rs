@@ -3,9 +3,9 @@
 //! [`Account`], so a field added to a domain type changes no stored byte until it is added here.
 //! - [`AccountV1`]: schema 1, exactly the postcard layout of sparekey up to 8bd8069; read only,
 //!   to migrate such stores.
-//! - schema 2 ([`encode_account`]): the same fields, the code set's binding flag, and an
-//!   HMAC-SHA256 tag (under the record key derived from the master key) over the whole record,
-//!   bound to the account name. The operator password and the operator's failure record carry
+//! - schema 2 ([`encode_account`]): the same fields, the code set's binding flag, the TOTP
+//!   steps burned ahead, and an HMAC-SHA256 tag (under the record key derived from the master
+//!   key) over the whole record, bound to the account name. The operator password and the operator's failure record carry
 //!   such a tag too.
 //!
 //! A record whose tag does not verify is [`StoreError::Damaged`] with one line naming the
@@ -118,6 +118,17 @@ pub struct AccountV1 {
 
 // ----- schema 2 -----------------------------------------------------------------------------
 
+/// Schema 2's TOTP state: schema 1's, and the steps burned ahead of `last_step`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ActiveTotpV2 {
+    issuer: String,
+    secret: SealedV1,
+    params: TotpParamsV1,
+    last_step: Option<u64>,
+    enrolled_at: i64,
+    burned_ahead: Vec<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct CodeSetV2 {
     id: u64,
@@ -135,7 +146,7 @@ struct AccountV2 {
     name: String,
     password: String,
     created_at: i64,
-    totp: Option<ActiveTotpV1>,
+    totp: Option<ActiveTotpV2>,
     pending: Option<PendingTotpV1>,
     codes: Option<CodeSetV2>,
     failures: FailuresV1,
@@ -182,23 +193,36 @@ fn params_from(p: TotpParamsV1) -> TotpParams {
     }
 }
 
-fn totp_to(t: &ActiveTotp) -> ActiveTotpV1 {
-    ActiveTotpV1 {
+fn totp_to(t: &ActiveTotp) -> ActiveTotpV2 {
+    ActiveTotpV2 {
         issuer: t.issuer.clone(),
         secret: sealed_to(&t.secret),
         params: params_to(t.params),
         last_step: t.last_step,
         enrolled_at: t.enrolled_at,
+        burned_ahead: t.burned_ahead.clone(),
     }
 }
-fn totp_from(t: ActiveTotpV1) -> ActiveTotp {
+fn totp_from(t: ActiveTotpV2) -> ActiveTotp {
     ActiveTotp {
         issuer: t.issuer,
         secret: sealed_from(t.secret),
         params: params_from(t.params),
         last_step: t.last_step,
         enrolled_at: t.enrolled_at,
+        burned_ahead: t.burned_ahead,
     }
+}
+/// A schema-1 TOTP state: schema 1 burned no steps ahead.
+fn totp_from_v1(t: ActiveTotpV1) -> ActiveTotp {
+    totp_from(ActiveTotpV2 {
+        issuer: t.issuer,
+        secret: t.secret,
+        params: t.params,
+        last_step: t.last_step,
+        enrolled_at: t.enrolled_at,
+        burned_ahead: Vec::new(),
+    })
 }
 
 fn pending_to(p: &PendingTotp) -> PendingTotpV1 {
@@ -350,7 +374,7 @@ impl From<AccountV1> for Account {
             name: a.name,
             password: a.password,
             created_at: a.created_at,
-            totp: a.totp.map(totp_from),
+            totp: a.totp.map(totp_from_v1),
             pending: a.pending.map(pending_from),
             codes: a.codes.map(codes_from_v1),
             failures: failures_from(a.failures),
@@ -367,7 +391,13 @@ pub fn encode_account_v1(account: &Account) -> Vec<u8> {
         name: v2.name,
         password: v2.password,
         created_at: v2.created_at,
-        totp: v2.totp,
+        totp: v2.totp.map(|t| ActiveTotpV1 {
+            issuer: t.issuer,
+            secret: t.secret,
+            params: t.params,
+            last_step: t.last_step,
+            enrolled_at: t.enrolled_at,
+        }),
         pending: v2.pending,
         codes: v2.codes.map(|c| CodeSetV1 {
             id: c.id,
@@ -520,6 +550,7 @@ mod tests {
                 params: TotpParams::default(),
                 last_step: Some(99),
                 enrolled_at: 11,
+                burned_ahead: vec![101, 103],
             }),
             pending: None,
             codes: Some(CodeSet {
@@ -551,12 +582,14 @@ mod tests {
     }
 
     /// The frozen schema-1 layout is byte for byte the domain type's layout of 8bd8069 (the
-    /// domain type had no `bound` then: a set read back is unbound).
+    /// domain type had no `bound` nor `burned_ahead` then: a set read back is unbound, and no
+    /// step is burned ahead).
     #[test]
     fn schema_one_round_trips_through_the_frozen_layout() {
         let mut account = sample();
         let bytes = encode_account_v1(&account);
         account.codes.as_mut().unwrap().bound = false;
+        account.totp.as_mut().unwrap().burned_ahead.clear();
         assert_eq!(decode_account_v1("alice", &bytes).unwrap(), account);
         assert!(decode_account_v1("bob", &bytes).is_err());
     }

@@ -2,15 +2,19 @@
 //! [`records`](crate::store::records)), one of their list facts (name -> [`AccountFacts`], so
 //! listing never decodes full records), one of case-folded names (folded -> name, so two names
 //! that differ only by case cannot both exist), one of audit events (sequence number -> event),
-//! and meta keys (schema version, key fingerprint, the tagged operator values) in the default
-//! tree. Records are checked with the record key that [`Store::bind_key`] hands over; a schema-1
-//! store is migrated, atomically, by that first bind. Every mutation is one sled transaction over the record and its facts (and, for a login
-//! or a failed attempt, the audit events that record it and the next event's number), and is
-//! flushed before it returns. Must never block forever on a store held by another process, and
+//! one of refusal notes (name -> the event that counts refused attempts in the account's current
+//! delay window), and meta keys (schema version, key fingerprint, the tagged operator values) in
+//! the default tree. Records are checked with the record key that [`Store::bind_key`] hands
+//! over; a schema-1 store is migrated, atomically, by that first bind. Every mutation is one
+//! sled transaction over what it changes and the audit events that record it (and the next
+//! event's number), and is flushed before it returns; a write that fails makes the store
+//! [`StoreError::Unavailable`]. Must never block forever on a store held by another process, and
 //! never rewrite a store written by a newer schema.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use std::cell::Cell;
 
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -25,13 +29,14 @@ use crate::core::audit::{AuditEvent, AuditKind};
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
 use crate::core::keys::{MacKey, StoreKey};
+use crate::core::kiosk::OPERATOR_AUDIT_NAME;
 use crate::core::store::{
-    Activation, AuditFor, CodeConsumption, KeyBinding, StepConsumption, Store, StoreError,
-    StoreImage,
+    Activation, AuditFor, CodeConsumption, KeyBinding, Reservation, SettleCheck, Settlement,
+    StepConsumption, Store, StoreError, StoreImage,
 };
-use crate::core::throttle::FailureRecord;
+use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::store::lock::{self, StoreLock};
-use crate::store::mutation::{self, Applied};
+use crate::store::mutation::{self, Applied, RefusalNote};
 use crate::store::records;
 use crate::store::{SCHEMA_VERSION, decode, encode};
 
@@ -84,6 +89,7 @@ pub struct SledStore {
     facts: sled::Tree,
     folds: sled::Tree,
     audit: sled::Tree,
+    refusals: sled::Tree,
     path: PathBuf,
     /// The schema of the data on disk: 1 until the first bind migrates it.
     schema: AtomicU32,
@@ -109,6 +115,147 @@ fn io(e: sled::Error) -> StoreError {
         }
         sled::Error::Io(e) => StoreError::Io(e.to_string()),
         other => StoreError::Io(other.to_string()),
+    }
+}
+
+/// A write that failed. sled repeats a failed write's error on every later one, so whatever
+/// the cause the store is unavailable to this process: never read as "nothing happened, go
+/// on" (an attempt whose count could not be written must not be verified).
+fn write_failed(e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } => StoreError::Damaged(format!("{e}")),
+        sled::Error::Io(e) => StoreError::Unavailable(e.to_string()),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+/// How far a transaction's writes must get before it returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// Nothing was written.
+    No,
+    /// To the OS: survives this process being killed (a refusal note).
+    ToOs,
+    /// To the disk: survives a power cut (every change reported done).
+    ToDisk,
+}
+
+/// The trees of one transaction, with the record key and the audit numbering it continues.
+struct Tx<'a> {
+    /// The record key, or why the store cannot be written (see [`SledStore::writable`]).
+    key: Result<&'a MacKey, &'a StoreError>,
+    accounts: &'a TransactionalTree,
+    facts: &'a TransactionalTree,
+    folds: &'a TransactionalTree,
+    events: &'a TransactionalTree,
+    meta: &'a TransactionalTree,
+    refusals: &'a TransactionalTree,
+    first_id: u64,
+    prune_due: Cell<bool>,
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+fn abort<T>(e: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+impl<'a> Tx<'a> {
+    /// The record key; aborts a transaction on a store that cannot be written yet.
+    fn key(&self) -> TxResult<&'a MacKey> {
+        self.key
+            .map_err(|e| ConflictableTransactionError::Abort(e.clone()))
+    }
+
+    /// The record of `name`, its tag checked (see [`records::decode_account`]).
+    fn load(&self, name: &str) -> TxResult<Option<Account>> {
+        let key = self.key()?;
+        match self.accounts.get(name.as_bytes())? {
+            Some(bytes) => match records::decode_account(key, name, &bytes) {
+                Ok(account) => Ok(Some(account)),
+                Err(e) => abort(e),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// Writes `account`'s tagged record and its list facts.
+    fn put(&self, account: &Account) -> TxResult<()> {
+        let record = records::encode_account(self.key()?, account);
+        let name = account.name.as_bytes();
+        self.accounts.insert(name, record)?;
+        self.facts.insert(name, encode(&account.facts()))?;
+        Ok(())
+    }
+
+    /// Appends events; returns the number of the first.
+    fn write_events(&self, at: UnixTime, account: &str, kinds: Vec<AuditKind>) -> TxResult<u64> {
+        let (first, due) = write_events(self.events, self.meta, self.first_id, at, account, kinds)?;
+        if due {
+            self.prune_due.set(true);
+        }
+        Ok(first)
+    }
+
+    /// Adds a refused attempt to the account's refusal event for `window`, or starts one
+    /// (see [`mutation::note_refusal`]).
+    fn note_refusal(
+        &self,
+        name: &str,
+        window: FailureRecord,
+        gate: Gate,
+        at: UnixTime,
+    ) -> TxResult<()> {
+        let old: Option<RefusalNote> = match self.refusals.get(name.as_bytes())? {
+            // A note that cannot be read only costs one more event.
+            Some(bytes) => decode(&bytes, "a refusal note").ok(),
+            None => None,
+        };
+        let (mut note, existing) = mutation::note_refusal(old, window, at);
+        let kind = AuditKind::AttemptsRefused {
+            count: note.count,
+            locked: gate == Gate::Locked,
+        };
+        let key = note.event.to_be_bytes();
+        // The event may have been pruned meanwhile: then the count goes on in a new one.
+        let current = match self.events.get(key)? {
+            Some(bytes) if existing => decode::<AuditEvent>(&bytes, "an audit event").ok(),
+            _ => None,
+        };
+        let same = current.is_some_and(|e| {
+            e.account == name && matches!(e.kind, AuditKind::AttemptsRefused { .. })
+        });
+        if same {
+            let event = AuditEvent {
+                at: note.first_at,
+                account: name.to_string(),
+                kind,
+            };
+            self.events.insert(&key, encode(&event))?;
+        } else {
+            note.event = self.write_events(at, name, vec![kind])?;
+        }
+        self.refusals.insert(name.as_bytes(), encode(&note))?;
+        Ok(())
+    }
+
+    /// The operator's failure record, its tag checked: one that fails stops the count with
+    /// an error, never restarts it from zero.
+    fn operator_failures(&self) -> TxResult<FailureRecord> {
+        let key = self.key()?;
+        match self.meta.get(META_OPERATOR_FAILURES)? {
+            Some(bytes) => match records::decode_operator_failures(key, &bytes) {
+                Ok(record) => Ok(record),
+                Err(e) => abort(e),
+            },
+            None => Ok(FailureRecord::default()),
+        }
+    }
+
+    fn put_operator_failures(&self, record: &FailureRecord) -> TxResult<()> {
+        let bytes = records::encode_operator_failures(self.key()?, record);
+        self.meta.insert(META_OPERATOR_FAILURES, bytes)?;
+        Ok(())
     }
 }
 
@@ -152,6 +299,7 @@ impl SledStore {
         let facts = db.open_tree("account_facts").map_err(io)?;
         let folds = db.open_tree(TREE_FOLDS).map_err(io)?;
         let audit = db.open_tree("audit").map_err(io)?;
+        let refusals = db.open_tree("refusals").map_err(io)?;
         let log_file = std::fs::File::open(path.join("db")).map_err(|e| {
             StoreError::Io(format!("cannot open {}: {e}", path.join("db").display()))
         })?;
@@ -163,6 +311,7 @@ impl SledStore {
             facts,
             folds,
             audit,
+            refusals,
             path: path.to_path_buf(),
             schema: AtomicU32::new(SCHEMA_VERSION),
             key: OnceLock::new(),
@@ -442,10 +591,10 @@ impl SledStore {
     /// fsyncs every 500 ms and sled fsyncs when the database is closed, but "accepted" cannot
     /// wait for either, so every change that is reported done also gets an `fdatasync` here.
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(io)?;
+        self.db.flush().map_err(write_failed)?;
         self.log_file
             .sync_data()
-            .map_err(|e| StoreError::Io(format!("cannot sync the store to disk: {e}")))
+            .map_err(|e| StoreError::Unavailable(format!("cannot sync the store to disk: {e}")))
     }
 
     /// Makes everything written so far durable (for a restore, before the store is put in
@@ -455,30 +604,59 @@ impl SledStore {
     }
 
     /// Hands writes to the OS (they survive this process being killed) without waiting for the
-    /// disk: for audit events appended on their own ([`Store::append_audit`]), which are best
-    /// effort after the change they record and reach the disk with the next
-    /// [`SledStore::flush`], sled's periodic fsync (500 ms) or the close.
+    /// disk: for writes no decision waits on (a refusal's note, an event appended on its own),
+    /// which reach the disk with the next [`SledStore::flush`], sled's periodic fsync (500 ms)
+    /// or the close.
     fn flush_to_os(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(io)
+        self.db.flush().map(|_| ()).map_err(write_failed)
     }
 
-    /// Runs a record mutation atomically and durably; `missing` when there is no such account.
-    fn modify<T: Clone>(
-        &self,
-        name: &str,
-        missing: T,
-        f: impl Fn(&mut Account) -> Applied<T>,
-    ) -> Result<T, StoreError> {
-        let key = self.writable()?;
-        let result = (&self.accounts, &self.facts).transaction(|(accounts, facts)| {
-            let applied = apply(key, accounts, facts, name, &missing, &f)?;
-            Ok((applied.outcome, applied.changed))
+    /// Runs `f` as one transaction over every tree, with the audit numbering, then flushes as
+    /// it asks and enforces the retention bound if the numbering says it is due.
+    fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<(T, Flush)>) -> Result<T, StoreError> {
+        // Checked when a record is touched: an event appended on its own needs no key.
+        let key = self.writable();
+        let first_id = self.first_audit_id()?;
+        let trees = (
+            &self.accounts,
+            &self.facts,
+            &self.folds,
+            &self.audit,
+            &*self.db,
+            &self.refusals,
+        );
+        let result = trees.transaction(|(accounts, facts, folds, events, meta, refusals)| {
+            let tx = Tx {
+                key: key.as_ref().copied(),
+                accounts,
+                facts,
+                folds,
+                events,
+                meta,
+                refusals,
+                first_id,
+                prune_due: Cell::new(false),
+            };
+            let (outcome, flush) = f(&tx)?;
+            Ok((outcome, flush, tx.prune_due.get()))
         });
-        self.finish(result)
+        let (outcome, flush, prune_due) = match result {
+            Ok(done) => done,
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(write_failed(e)),
+        };
+        match flush {
+            Flush::No => {}
+            Flush::ToOs => self.flush_to_os()?,
+            Flush::ToDisk => self.flush()?,
+        }
+        self.prune_if(prune_due);
+        Ok(outcome)
     }
 
-    /// [`SledStore::modify`] with the events that record the change in the same transaction
-    /// (see [`AuditFor`]), so one flush makes both durable.
+    /// Runs a record mutation atomically and durably, with the events that record the change
+    /// in the same transaction (see [`AuditFor`]), so one flush makes both durable; `missing`
+    /// when there is no such account.
     fn modify_audited<T: Clone>(
         &self,
         name: &str,
@@ -487,25 +665,37 @@ impl SledStore {
         audit: AuditFor<'_, T>,
         f: impl Fn(&mut Account) -> Applied<T>,
     ) -> Result<T, StoreError> {
-        let key = self.writable()?;
-        let first_id = self.first_audit_id()?;
-        let trees = (&self.accounts, &self.facts, &self.audit, &*self.db);
-        let result = trees.transaction(|(accounts, facts, events, meta)| {
-            let applied = apply(key, accounts, facts, name, &missing, &f)?;
+        self.transact(|tx| {
+            let Some(mut account) = tx.load(name)? else {
+                return Ok((missing.clone(), Flush::No));
+            };
+            let applied = f(&mut account);
             if !applied.changed {
-                return Ok(((applied.outcome, false), false));
+                return Ok((applied.outcome, Flush::No));
             }
-            let kinds = audit(&applied.outcome);
-            let prune_due = write_events(events, meta, first_id, at, name, kinds)?;
-            Ok(((applied.outcome, true), prune_due))
-        });
-        let (result, prune_due) = match result {
-            Ok((done, prune_due)) => (Ok(done), prune_due),
-            Err(e) => (Err(e), false),
-        };
-        let outcome = self.finish(result)?;
-        self.prune_if(prune_due);
-        Ok(outcome)
+            tx.put(&account)?;
+            tx.write_events(at, name, audit(&applied.outcome))?;
+            Ok((applied.outcome, Flush::ToDisk))
+        })
+    }
+
+    /// The kiosk operator's failure record changed by `f`, with its events.
+    fn modify_operator<T>(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, T>,
+        f: impl Fn(&mut FailureRecord) -> Applied<T>,
+    ) -> Result<T, StoreError> {
+        self.transact(|tx| {
+            let mut record = tx.operator_failures()?;
+            let applied = f(&mut record);
+            if !applied.changed {
+                return Ok((applied.outcome, Flush::No));
+            }
+            tx.put_operator_failures(&record)?;
+            tx.write_events(at, OPERATOR_AUDIT_NAME, audit(&applied.outcome))?;
+            Ok((applied.outcome, Flush::ToDisk))
+        })
     }
 
     /// The number after the newest audit event's, below which no new event may go: in a store
@@ -539,7 +729,7 @@ impl SledStore {
                 Ok(outcome)
             }
             Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(io(e)),
+            Err(TransactionError::Storage(e)) => Err(write_failed(e)),
         }
     }
 
@@ -572,14 +762,34 @@ impl SledStore {
         }
     }
 
-    /// Keeps at most `retention` audit events, dropping the oldest.
+    /// Keeps at most `retention` audit events: noise first (see [`AuditKind::is_noise`]),
+    /// oldest first, and only then the oldest security events, so a flood of refusals can never
+    /// rotate a login, a failure or a lock out of the log.
     pub fn prune_audit(&self, retention: usize) -> Result<(), StoreError> {
         let len = self.audit.len();
         if len <= retention {
             return Ok(());
         }
-        for entry in self.audit.iter().keys().take(len - retention) {
-            self.audit.remove(entry.map_err(io)?).map_err(io)?;
+        let mut excess = len - retention;
+        let mut noise = Vec::new();
+        for entry in self.audit.iter() {
+            if noise.len() >= excess {
+                break;
+            }
+            let (key, bytes) = entry.map_err(io)?;
+            let event: Result<AuditEvent, _> = decode(&bytes, "an audit event");
+            if event.is_ok_and(|e| e.kind.is_noise()) {
+                noise.push(key);
+            }
+        }
+        excess -= noise.len();
+        for key in noise {
+            self.audit.remove(key).map_err(write_failed)?;
+        }
+        for entry in self.audit.iter().keys().take(excess) {
+            self.audit
+                .remove(entry.map_err(io)?)
+                .map_err(write_failed)?;
         }
         Ok(())
     }
@@ -598,23 +808,25 @@ impl Store for SledStore {
         Ok(binding)
     }
 
-    fn insert_account(&self, account: &Account) -> Result<bool, StoreError> {
-        let key = self.writable()?;
-        let name = account.name.as_bytes();
+    fn insert_account(
+        &self,
+        account: &Account,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
         let folded = folded_name(&account.name);
-        let record = records::encode_account(key, account);
-        let facts = encode(&account.facts());
-        let trees = (&self.accounts, &self.facts, &self.folds);
-        let result = trees.transaction(|(accounts, fact_tree, folds)| {
-            if accounts.get(name)?.is_some() || folds.get(folded.as_bytes())?.is_some() {
-                return Ok((false, false));
+        self.transact(|tx| {
+            tx.key()?;
+            let taken = tx.accounts.get(account.name.as_bytes())?.is_some()
+                || tx.folds.get(folded.as_bytes())?.is_some();
+            if taken {
+                return Ok((false, Flush::No));
             }
-            accounts.insert(name, record.clone())?;
-            fact_tree.insert(name, facts.clone())?;
-            folds.insert(folded.as_bytes(), name)?;
-            Ok((true, true))
-        });
-        self.finish(result)
+            tx.put(account)?;
+            tx.folds
+                .insert(folded.as_bytes(), account.name.as_bytes())?;
+            tx.write_events(account.created_at, &account.name, audit(&true))?;
+            Ok((true, Flush::ToDisk))
+        })
     }
 
     fn load_account(&self, name: &str) -> Result<Option<Account>, StoreError> {
@@ -652,23 +864,36 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
-        self.writable()?;
+    fn delete_account(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
         let folded = folded_name(name);
-        let trees = (&self.accounts, &self.facts, &self.folds);
-        let result = trees.transaction(|(accounts, facts, folds)| {
-            let removed = accounts.remove(name.as_bytes())?.is_some();
-            facts.remove(name.as_bytes())?;
-            if removed {
-                folds.remove(folded.as_bytes())?;
+        self.transact(|tx| {
+            tx.key()?;
+            if tx.accounts.remove(name.as_bytes())?.is_none() {
+                return Ok((false, Flush::No));
             }
-            Ok((removed, removed))
-        });
-        self.finish(result)
+            tx.facts.remove(name.as_bytes())?;
+            tx.folds.remove(folded.as_bytes())?;
+            tx.refusals.remove(name.as_bytes())?;
+            tx.write_events(at, name, audit(&true))?;
+            Ok((true, Flush::ToDisk))
+        })
     }
 
-    fn set_pending(&self, name: &str, pending: &PendingTotp) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::set_pending(a, pending))
+    fn set_pending(
+        &self,
+        name: &str,
+        pending: &PendingTotp,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, |a| {
+            mutation::set_pending(a, pending)
+        })
     }
 
     fn activate_pending(
@@ -677,9 +902,68 @@ impl Store for SledStore {
         pending_id: u64,
         totp: &ActiveTotp,
         codes: &CodeSet,
+        at: UnixTime,
+        audit: AuditFor<'_, Activation>,
     ) -> Result<Activation, StoreError> {
-        self.modify(name, Activation::NoAccount, |a| {
+        self.modify_audited(name, Activation::NoAccount, at, audit, |a| {
             mutation::activate_pending(a, pending_id, totp, codes)
+        })
+    }
+
+    fn reserve_attempt(
+        &self,
+        name: &str,
+        policy: &ThrottlePolicy,
+        at: UnixTime,
+    ) -> Result<Reservation, StoreError> {
+        self.transact(|tx| {
+            let Some(mut account) = tx.load(name)? else {
+                return Ok((Reservation::NoAccount, Flush::No));
+            };
+            let applied = mutation::reserve_attempt(&mut account, policy, at);
+            match applied.outcome {
+                Reservation::Refused(gate) => {
+                    tx.note_refusal(name, account.failures, gate, at)?;
+                    Ok((applied.outcome, Flush::ToOs))
+                }
+                _ => {
+                    tx.put(&account)?;
+                    // Durable before anything is verified: a power cut must not give the
+                    // attempt back.
+                    Ok((applied.outcome, Flush::ToDisk))
+                }
+            }
+        })
+    }
+
+    fn release_attempt(
+        &self,
+        name: &str,
+        previous: FailureRecord,
+        reserved: FailureRecord,
+    ) -> Result<bool, StoreError> {
+        // Handed to the OS only: a release lost to a power cut leaves one attempt too many
+        // counted, the safe side, and saves a second sync on every two-step login.
+        self.transact(|tx| {
+            let Some(mut account) = tx.load(name)? else {
+                return Ok((false, Flush::No));
+            };
+            let applied = mutation::release_attempt(&mut account, previous, reserved);
+            if !applied.changed {
+                return Ok((applied.outcome, Flush::No));
+            }
+            tx.put(&account)?;
+            Ok((applied.outcome, Flush::ToOs))
+        })
+    }
+
+    fn note_refused_attempt(&self, name: &str, gate: Gate, at: UnixTime) -> Result<(), StoreError> {
+        self.transact(|tx| {
+            let Some(account) = tx.load(name)? else {
+                return Ok(((), Flush::No));
+            };
+            tx.note_refusal(name, account.failures, gate, at)?;
+            Ok(((), Flush::ToOs))
         })
     }
 
@@ -688,15 +972,12 @@ impl Store for SledStore {
         name: &str,
         step: u64,
         at: UnixTime,
+        check: &SettleCheck,
         audit: AuditFor<'_, StepConsumption>,
     ) -> Result<StepConsumption, StoreError> {
         self.modify_audited(name, StepConsumption::NotEnrolled, at, audit, |a| {
-            mutation::consume_totp_step(a, step, at)
+            mutation::consume_totp_step(a, step, at, check)
         })
-    }
-
-    fn spend_totp_step(&self, name: &str, step: u64) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::spend_totp_step(a, step))
     }
 
     fn consume_backup_code(
@@ -705,10 +986,11 @@ impl Store for SledStore {
         set_id: u64,
         slot: usize,
         at: UnixTime,
+        check: &SettleCheck,
         audit: AuditFor<'_, CodeConsumption>,
     ) -> Result<CodeConsumption, StoreError> {
         self.modify_audited(name, CodeConsumption::NoAccount, at, audit, |a| {
-            mutation::consume_backup_code(a, set_id, slot, at)
+            mutation::consume_backup_code(a, set_id, slot, at, check)
         })
     }
 
@@ -716,10 +998,11 @@ impl Store for SledStore {
         &self,
         name: &str,
         at: UnixTime,
-        audit: AuditFor<'_, bool>,
-    ) -> Result<bool, StoreError> {
-        self.modify_audited(name, false, at, audit, |a| {
-            mutation::record_password_login(a, at)
+        check: &SettleCheck,
+        audit: AuditFor<'_, Settlement>,
+    ) -> Result<Settlement, StoreError> {
+        self.modify_audited(name, Settlement::NoAccount, at, audit, |a| {
+            mutation::record_password_login(a, at, check)
         })
     }
 
@@ -727,21 +1010,42 @@ impl Store for SledStore {
         &self,
         name: &str,
         at: UnixTime,
-        audit: AuditFor<'_, Option<FailureRecord>>,
-    ) -> Result<Option<FailureRecord>, StoreError> {
-        self.modify_audited(name, None, at, audit, |a| mutation::record_failure(a, at))
+        burn_ahead: Option<u64>,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, |a| {
+            mutation::record_failure(a, burn_ahead)
+        })
     }
 
-    fn clear_failures(&self, name: &str) -> Result<bool, StoreError> {
-        self.modify(name, false, mutation::clear_failures)
+    fn clear_failures(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, mutation::clear_failures)
     }
 
-    fn replace_codes(&self, name: &str, codes: &CodeSet) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::replace_codes(a, codes))
+    fn replace_codes(
+        &self,
+        name: &str,
+        codes: &CodeSet,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, |a| {
+            mutation::replace_codes(a, codes)
+        })
     }
 
-    fn remove_two_factor(&self, name: &str) -> Result<bool, StoreError> {
-        self.modify(name, false, mutation::remove_two_factor)
+    fn remove_two_factor(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, mutation::remove_two_factor)
     }
 
     fn operator_password(&self) -> Result<Option<String>, StoreError> {
@@ -757,25 +1061,28 @@ impl Store for SledStore {
         }
     }
 
-    fn set_operator_password(&self, phc: &str) -> Result<bool, StoreError> {
-        let key = self.writable()?;
-        let unset = records::encode_operator_password(key, None);
-        let record = records::encode_operator_password(key, Some(phc));
-        let swapped = self
-            .db
-            .compare_and_swap(META_OPERATOR, Some(unset), Some(record))
-            .map_err(io)?;
-        match swapped {
-            Ok(()) => {
-                self.flush()?;
-                Ok(true)
+    fn set_operator_password(
+        &self,
+        phc: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.transact(|tx| {
+            let key = tx.key()?;
+            match tx.meta.get(META_OPERATOR)? {
+                // Checked, so damage is not read as "already set".
+                Some(current) => match records::decode_operator_password(key, &current) {
+                    Ok(None) => {}
+                    Ok(Some(_)) => return Ok((false, Flush::No)),
+                    Err(e) => return abort(e),
+                },
+                None => return abort(missing_operator_record()),
             }
-            Err(cas) => match cas.current {
-                // Set meanwhile (or before): checked, so damage is not read as "already set".
-                Some(current) => records::decode_operator_password(key, &current).map(|_| false),
-                None => Err(missing_operator_record()),
-            },
-        }
+            let record = records::encode_operator_password(key, Some(phc));
+            tx.meta.insert(META_OPERATOR, record)?;
+            tx.write_events(at, OPERATOR_AUDIT_NAME, audit(&true))?;
+            Ok((true, Flush::ToDisk))
+        })
     }
 
     fn operator_failures(&self) -> Result<FailureRecord, StoreError> {
@@ -791,31 +1098,43 @@ impl Store for SledStore {
         }
     }
 
-    fn record_operator_failure(&self, at: UnixTime) -> Result<FailureRecord, StoreError> {
-        let key = self.writable()?;
-        // A transaction, not sled's update_and_fetch: a record that fails its check must stop
-        // the count with an error, never restart it from zero.
-        let result = self.db.transaction(|meta| {
-            let mut record = match meta.get(META_OPERATOR_FAILURES)? {
-                Some(bytes) => records::decode_operator_failures(key, &bytes)
-                    .map_err(ConflictableTransactionError::Abort)?,
-                None => FailureRecord::default(),
-            };
-            record.consecutive = record.consecutive.saturating_add(1);
-            record.last_failure_at = Some(at);
-            meta.insert(
-                META_OPERATOR_FAILURES,
-                records::encode_operator_failures(key, &record),
-            )?;
-            Ok((record, true))
-        });
-        self.finish(result)
+    fn reserve_operator_attempt(
+        &self,
+        policy: &ThrottlePolicy,
+        at: UnixTime,
+    ) -> Result<Reservation, StoreError> {
+        self.modify_operator(at, &|_| Vec::new(), |r| mutation::reserve(r, policy, at))
     }
 
-    fn clear_operator_failures(&self) -> Result<(), StoreError> {
-        self.writable()?;
-        self.db.remove(META_OPERATOR_FAILURES).map_err(io)?;
-        self.flush()
+    fn settle_operator_attempt(&self, check: &SettleCheck) -> Result<Settlement, StoreError> {
+        self.modify_operator(UnixTime::default(), &|_| Vec::new(), |r| {
+            mutation::settle(r, check)
+        })
+    }
+
+    fn record_operator_failure(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, FailureRecord>,
+    ) -> Result<FailureRecord, StoreError> {
+        self.modify_operator(at, audit, |r| Applied {
+            outcome: *r,
+            changed: true,
+        })
+    }
+
+    fn clear_operator_failures(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, ()>,
+    ) -> Result<(), StoreError> {
+        self.modify_operator(at, audit, |r| {
+            *r = FailureRecord::default();
+            Applied {
+                outcome: (),
+                changed: true,
+            }
+        })
     }
 
     fn export_image(&self) -> Result<StoreImage, StoreError> {
@@ -902,24 +1221,10 @@ impl Store for SledStore {
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let first_id = self.first_audit_id()?;
-        let result = (&self.audit, &*self.db).transaction(|(events, meta)| {
-            write_events(
-                events,
-                meta,
-                first_id,
-                event.at,
-                &event.account,
-                vec![event.kind.clone()],
-            )
-        });
-        let prune_due = match result {
-            Ok(prune_due) => prune_due,
-            Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(io(e)),
-        };
-        self.prune_if(prune_due);
-        self.flush_to_os()
+        self.transact(|tx| {
+            tx.write_events(event.at, &event.account, vec![event.kind.clone()])?;
+            Ok(((), Flush::ToOs))
+        })
     }
 
     fn audit_events(
@@ -943,8 +1248,8 @@ impl Store for SledStore {
     }
 }
 
-/// Writes audit events in a transaction under the next numbers; returns whether the
-/// retention bound is due (the numbering crossed a multiple of [`PRUNE_EVERY`]).
+/// Writes audit events in a transaction under the next numbers; returns the first number and
+/// whether the retention bound is due (the numbering crossed a multiple of [`PRUNE_EVERY`]).
 fn write_events(
     events: &TransactionalTree,
     meta: &TransactionalTree,
@@ -952,9 +1257,9 @@ fn write_events(
     at: UnixTime,
     account: &str,
     kinds: Vec<AuditKind>,
-) -> Result<bool, ConflictableTransactionError<StoreError>> {
+) -> Result<(u64, bool), ConflictableTransactionError<StoreError>> {
     if kinds.is_empty() {
-        return Ok(false);
+        return Ok((first_id, false));
     }
     let stored = read_u64(meta.get(META_AUDIT_NEXT)?, "the next audit id")
         .map_err(ConflictableTransactionError::Abort)?;
@@ -972,7 +1277,7 @@ fn write_events(
         id += 1;
     }
     meta.insert(META_AUDIT_NEXT, &id.to_be_bytes())?;
-    Ok(start / PRUNE_EVERY != id / PRUNE_EVERY)
+    Ok((start, start / PRUNE_EVERY != id / PRUNE_EVERY))
 }
 
 /// A big-endian u64 stored by sparekey; anything else is damage, never read as zero (a
@@ -985,32 +1290,6 @@ fn read_u64(bytes: Option<sled::IVec>, what: &str) -> Result<Option<u64>, StoreE
                 .map_err(|_| StoreError::Damaged(format!("{what} is not an 8-byte number")))
         })
         .transpose()
-}
-
-/// A record mutation inside a transaction: decode, apply, write back the record and its facts
-/// when it changed; `missing` when there is no such account.
-fn apply<T: Clone>(
-    key: &MacKey,
-    accounts: &TransactionalTree,
-    facts: &TransactionalTree,
-    name: &str,
-    missing: &T,
-    f: &impl Fn(&mut Account) -> Applied<T>,
-) -> Result<Applied<T>, ConflictableTransactionError<StoreError>> {
-    let Some(bytes) = accounts.get(name.as_bytes())? else {
-        return Ok(Applied {
-            outcome: missing.clone(),
-            changed: false,
-        });
-    };
-    let mut account =
-        records::decode_account(key, name, &bytes).map_err(ConflictableTransactionError::Abort)?;
-    let applied = f(&mut account);
-    if applied.changed {
-        accounts.insert(name.as_bytes(), records::encode_account(key, &account))?;
-        facts.insert(name.as_bytes(), encode(&account.facts()))?;
-    }
-    Ok(applied)
 }
 
 fn missing_operator_record() -> StoreError {
@@ -1027,4 +1306,71 @@ fn case_collision(first: &str, second: &str) -> StoreError {
         printable(first),
         printable(second)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(at: UnixTime, kind: AuditKind) -> AuditEvent {
+        AuditEvent {
+            at,
+            account: "amy".into(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn retention_drops_noise_before_any_security_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("store"), Duration::ZERO).unwrap();
+        let security = |i: i64| {
+            event(
+                i,
+                AuditKind::FailedAttempt {
+                    reason: crate::core::audit::FailureReason::WrongPassword,
+                    consecutive: i as u32,
+                },
+            )
+        };
+        let noise = |i: i64| {
+            event(
+                i,
+                AuditKind::AttemptsRefused {
+                    count: 1,
+                    locked: false,
+                },
+            )
+        };
+        // Oldest first: 10 security events, then 20 refusals, then one more login.
+        for i in 0..10 {
+            store.append_audit(&security(i)).unwrap();
+        }
+        for i in 10..30 {
+            store.append_audit(&noise(i)).unwrap();
+        }
+        store
+            .append_audit(&event(
+                30,
+                AuditKind::LoginSucceeded {
+                    method: crate::core::audit::LoginMethod::Password,
+                },
+            ))
+            .unwrap();
+        store.prune_audit(13).unwrap();
+        let kept = store.audit_events(None, 100).unwrap();
+        let times: Vec<UnixTime> = kept.iter().map(|e| e.at).collect();
+        let mut expected: Vec<UnixTime> = (0..10).collect();
+        expected.extend([28, 29, 30]);
+        assert_eq!(times, expected, "the oldest refusals went first");
+        // Past the noise, the oldest security events go.
+        store.prune_audit(4).unwrap();
+        let times: Vec<UnixTime> = store
+            .audit_events(None, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.at)
+            .collect();
+        assert_eq!(times, [7, 8, 9, 30]);
+    }
 }

@@ -6,21 +6,29 @@
 
 use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::{Alignment, Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 use crate::core::service::Enrollment;
 use crate::tui::app::{Call, Component, Cx, Outcome, Screen, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::screens::codes::Codes;
-use crate::tui::widgets::{Field, field_line, panel, qr_lines, qr_size};
+use crate::tui::widgets::{
+    Field, field_line, panel, qr_background, qr_lines, qr_size, qr_text_style,
+};
 
 #[derive(Debug)]
 pub enum Step {
     Password(Field),
     Scan(Enrollment),
-    Code { enrollment: Enrollment, code: Field },
+    /// Step 2 with the QR code alone on the whole terminal, without title, status or footer,
+    /// so it fits (and scans at) 80x24; any key goes back to [`Step::Scan`].
+    FullQr(Enrollment),
+    Code {
+        enrollment: Enrollment,
+        code: Field,
+    },
 }
 
 #[derive(Debug)]
@@ -29,13 +37,20 @@ pub struct Enroll {
     pub step: Step,
     /// Where Esc and the end of the wizard lead.
     pub back: Target,
+    /// The account has two-factor authentication already: confirming replaces its codes.
+    pub replaces_codes: bool,
 }
 
 /// Steps, for the "Step N of 4" indicator; the fourth is the codes screen.
 pub const STEPS: usize = 4;
 
 const PASSWORD_KEYS: &[KeyHint] = &[hint("Enter", "continue"), hint("Esc", "cancel")];
-const SCAN_KEYS: &[KeyHint] = &[hint("Enter", "I have added it"), hint("Esc", "cancel")];
+const SCAN_KEYS: &[KeyHint] = &[
+    hint("Enter", "I have added it"),
+    hint("f", "full-screen QR code"),
+    hint("Esc", "cancel"),
+];
+const FULL_QR_KEYS: &[KeyHint] = &[hint("any key", "back to step 2")];
 const CODE_KEYS: &[KeyHint] = &[hint("Enter", "confirm"), hint("Esc", "back to the QR code")];
 
 impl Enroll {
@@ -44,13 +59,20 @@ impl Enroll {
             account: account.to_string(),
             step: Step::Password(Field::masked()),
             back,
+            replaces_codes: false,
         }
+    }
+
+    /// A re-enrollment: step 1 says the current backup codes will be replaced.
+    pub fn replacing_codes(mut self) -> Self {
+        self.replaces_codes = true;
+        self
     }
 
     pub fn step_number(&self) -> usize {
         match self.step {
             Step::Password(_) => 1,
-            Step::Scan(_) => 2,
+            Step::Scan(_) | Step::FullQr(_) => 2,
             Step::Code { .. } => 3,
         }
     }
@@ -69,15 +91,28 @@ impl Component for Enroll {
         match self.step {
             Step::Password(_) => PASSWORD_KEYS,
             Step::Scan(_) => SCAN_KEYS,
+            Step::FullQr(_) => FULL_QR_KEYS,
             Step::Code { .. } => CODE_KEYS,
         }
     }
 
     fn typing(&self) -> bool {
+        // The full-screen QR code takes every printable key as "back", q and ? included.
         !matches!(self.step, Step::Scan(_))
     }
 
+    fn full_screen(&self) -> bool {
+        matches!(self.step, Step::FullQr(_))
+    }
+
     fn on_key(&mut self, key: KeyEvent, cx: &mut Cx) {
+        if let Step::FullQr(_) = self.step {
+            let old = std::mem::replace(&mut self.step, Step::Password(Field::masked()));
+            if let Step::FullQr(enrollment) = old {
+                self.step = Step::Scan(enrollment);
+            }
+            return;
+        }
         if key.code == KeyCode::Esc {
             if let Step::Code { .. } = self.step {
                 let old = std::mem::replace(&mut self.step, Step::Password(Field::masked()));
@@ -101,8 +136,8 @@ impl Component for Enroll {
                     field.edit(&key);
                 }
             }
-            Step::Scan(_) => {
-                if key.code == KeyCode::Enter {
+            Step::Scan(_) => match key.code {
+                KeyCode::Enter => {
                     let old = std::mem::replace(&mut self.step, Step::Password(Field::masked()));
                     if let Step::Scan(enrollment) = old {
                         self.step = Step::Code {
@@ -112,7 +147,16 @@ impl Component for Enroll {
                     }
                     cx.clear_status();
                 }
-            }
+                KeyCode::Char('f') => {
+                    let old = std::mem::replace(&mut self.step, Step::Password(Field::masked()));
+                    if let Step::Scan(enrollment) = old {
+                        self.step = Step::FullQr(enrollment);
+                    }
+                }
+                _ => {}
+            },
+            // Handled above.
+            Step::FullQr(_) => {}
             Step::Code { code, .. } => {
                 if key.code == KeyCode::Enter {
                     let code = code.take();
@@ -151,7 +195,7 @@ impl Component for Enroll {
         let block = panel();
         let lines = match &self.step {
             Step::Password(field) => {
-                vec![
+                let mut lines = vec![
                     Line::raw(""),
                     Line::raw(format!(
                         "Confirm the password of '{}' to start.",
@@ -160,13 +204,34 @@ impl Component for Enroll {
                     Line::raw(""),
                     field_line("Password", field, true, t),
                     Line::raw(""),
-                    Line::styled(
+                ];
+                if self.replaces_codes {
+                    lines.push(Line::styled(
+                        "This replaces the current authenticator and backup codes:",
+                        t.warn(),
+                    ));
+                    lines.push(Line::styled(
+                        "once the new authenticator is confirmed, a new set of backup codes is",
+                        t.warn(),
+                    ));
+                    lines.push(Line::styled(
+                        "issued and the current backup codes stop working.",
+                        t.warn(),
+                    ));
+                    lines.push(Line::styled(
+                        "Until then the current authenticator and codes keep working.",
+                        t.dim(),
+                    ));
+                } else {
+                    lines.push(Line::styled(
                         "If the account already has an authenticator, it keeps working until the new one is confirmed.",
                         t.dim(),
-                    ),
-                ]
+                    ));
+                }
+                lines
             }
             Step::Scan(enrollment) => return draw_scan(frame, area, enrollment, vx),
+            Step::FullQr(enrollment) => return draw_full_qr(frame, area, enrollment, vx),
             Step::Code { enrollment, code } => {
                 vec![
                     Line::raw(""),
@@ -240,7 +305,7 @@ fn draw_scan(frame: &mut Frame<'_>, area: Rect, e: &Enrollment, vx: &ViewCx) {
     let lines = vec![
         Line::styled(
             format!(
-                "The terminal is too small for the QR code (need {need_w}x{need_h}): enlarge it, or add the account by hand."
+                "Too small for the QR code beside this text (needs {need_w}x{need_h}): press f to show it alone on the whole screen, or add the account by hand."
             ),
             t.warn(),
         ),
@@ -269,4 +334,59 @@ fn draw_scan(frame: &mut Frame<'_>, area: Rect, e: &Enrollment, vx: &ViewCx) {
             .block(panel()),
         area,
     );
+}
+
+/// The QR code alone, centred on a light background that fills the terminal (a wide quiet zone),
+/// with one line saying how to go back below it when a row is left.
+fn draw_full_qr(frame: &mut Frame<'_>, area: Rect, e: &Enrollment, vx: &ViewCx) {
+    let t = &vx.theme;
+    let Some(((w, h), qr)) = qr_size(&e.otpauth_uri).zip(qr_lines(&e.otpauth_uri, t)) else {
+        let text = "The URI is too long for a QR code: press any key and add the account by hand.";
+        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), area);
+        return;
+    };
+    if w > area.width || h > area.height {
+        let text = format!(
+            "The QR code needs {w}x{h} and the terminal is {}x{}: enlarge it, or press any key and add the account by hand.",
+            area.width, area.height
+        );
+        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), area);
+        return;
+    }
+    frame.render_widget(Paragraph::new(qr_background(area, t)), area);
+    // A spare row goes to the hint, below the code; the rest is shared above and below.
+    let room = if h < area.height {
+        Rect {
+            height: area.height - 1,
+            ..area
+        }
+    } else {
+        area
+    };
+    let [row] = Layout::vertical([Constraint::Length(h)])
+        .flex(Flex::Center)
+        .areas(room);
+    let [qr_area] = Layout::horizontal([Constraint::Length(w)])
+        .flex(Flex::Center)
+        .areas(row);
+    frame.render_widget(Paragraph::new(qr), qr_area);
+    if qr_area.bottom() < area.bottom() {
+        let hint = Rect {
+            y: area.bottom() - 1,
+            height: 1,
+            ..area
+        };
+        if !t.color {
+            // Text on the terminal's own background, not between blocks.
+            frame.render_widget(Clear, hint);
+        }
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                "Scan it, then press any key to go back",
+                qr_text_style(t),
+            ))
+            .alignment(Alignment::Center),
+            hint,
+        );
+    }
 }

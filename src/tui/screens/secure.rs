@@ -100,7 +100,10 @@ impl Component for Secure {
         }
         let name = self.account.clone();
         match key.code {
-            KeyCode::Char('r') => cx.open(Target::Enroll(name)),
+            KeyCode::Char('r') => cx.open(Target::enroll(
+                name,
+                self.success.method != crate::core::audit::LoginMethod::Password,
+            )),
             KeyCode::Char('g') if self.success.low_on_codes() => {
                 self.regenerate = Some(Field::masked())
             }

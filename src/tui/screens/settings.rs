@@ -156,7 +156,7 @@ impl Component for Settings {
                         on_code: false,
                     })
                 }
-                KeyCode::Char('r') => cx.open(Target::Enroll(name)),
+                KeyCode::Char('r') => cx.open(Target::enroll(name, self.two_factor())),
                 KeyCode::Char('a') => {
                     self.panel = if self.panel == Panel::Slots {
                         Panel::Audit
