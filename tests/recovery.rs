@@ -213,7 +213,7 @@ fn doctor_flags_hashes_below_the_owasp_minimum() {
     {
         let service = real(1).unwrap();
         enrolled(&service, &clock, "strong");
-        service.set_operator_password("operator pw").unwrap();
+        service.set_operator_password("operator secret").unwrap();
     }
     let check = hash_check();
     assert!(

@@ -233,8 +233,11 @@ impl Service {
     }
 
     /// Checks a new password against the rules and hashes it (one Argon2id evaluation).
-    fn hash_new_password(&self, password: &str) -> Result<String, Error> {
-        validate_new_password(password)?;
+    /// `context` are words the password must not be made of (the account name).
+    fn hash_new_password(&self, password: &str, context: &[&str]) -> Result<String, Error> {
+        let mut context = context.to_vec();
+        context.extend(["sparekey", self.config.issuer.as_str()]);
+        password::check_new_password(password, &context).map_err(Error::Invalid)?;
         Ok(self.with_entropy(|e| {
             self.hash_memory.with_memory(|memory| {
                 password::hash_password(
@@ -259,7 +262,7 @@ impl Service {
 
     pub fn create_account(&self, name: &str, password: &str) -> Result<(), Error> {
         account::validate_name(name).map_err(Error::Invalid)?;
-        let phc = self.hash_new_password(password)?;
+        let phc = self.hash_new_password(password, &[name])?;
         let record = Account {
             name: name.to_string(),
             password: phc,
@@ -889,7 +892,7 @@ impl Service {
 
     /// Sets the kiosk operator password; refused if one is already set.
     pub fn set_operator_password(&self, password: &str) -> Result<(), Error> {
-        let phc = self.hash_new_password(password)?;
+        let phc = self.hash_new_password(password, &["operator", "kiosk"])?;
         if self.store.set_operator_password(&phc)? {
             Ok(())
         } else {
@@ -961,22 +964,7 @@ fn operator_locked() -> Error {
 /// A fixed, valid PHC string for timing-equalising checks of unknown account names.
 const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3BhcmVrZXlkdW1teXNhbHQ$8mMBC0L4BVDeC46E9k+6iSV7l3OoR0FDDCc/2yGeQm0";
 
-/// Shortest password accepted (NIST SP 800-63B: at least 8 characters).
-pub const MIN_PASSWORD_CHARS: usize = 8;
-
-fn validate_new_password(password: &str) -> Result<(), Error> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(Error::Invalid(format!(
-            "the password must have at least {MIN_PASSWORD_CHARS} characters"
-        )));
-    }
-    if password.len() > 1024 {
-        return Err(Error::Invalid(
-            "the password is longer than 1024 bytes".into(),
-        ));
-    }
-    Ok(())
-}
+pub use crate::core::password::MIN_PASSWORD_CHARS;
 
 fn totp_failure(rejection: TotpRejection, params: TotpParams) -> (RejectReason, FailureReason) {
     match rejection {
