@@ -256,13 +256,16 @@ fn enroll_login_replay_backup_codes_and_regenerate() {
         status.stdout
     );
 
-    // Regeneration needs the password and replaces the whole set.
-    env.run(&["codes", "regenerate", "alice"], "wrong password\n")
-        .fails(1);
+    // Regeneration needs the password and a current code, and replaces the whole set.
+    env.run(
+        &["codes", "regenerate", "alice"],
+        &format!("wrong password\n{}\n", codes[9]),
+    )
+    .fails(1);
     let fresh = env
         .run(
             &["--json", "--codes", "5", "codes", "regenerate", "alice"],
-            &format!("{PASSWORD}\n"),
+            &format!("{PASSWORD}\n{}\n", codes[9]),
         )
         .ok()
         .json();
@@ -384,10 +387,17 @@ fn throttled_attempts_exit_3_until_unlocked() {
 fn reenrolling_needs_the_password_and_reset_turns_2fa_off() {
     let env = Env::new();
     let (_, codes) = env.enrolled("dave");
-    // Re-enrolling reads the password first.
-    env.run(&["enroll", "dave"], "wrong password\n").fails(1);
+    // Re-enrolling reads the password first, then a current code.
+    env.run(
+        &["enroll", "dave"],
+        &format!("wrong password\n{}\n", codes[1]),
+    )
+    .fails(1);
     let again = env
-        .run(&["--json", "enroll", "dave"], &format!("{PASSWORD}\n"))
+        .run(
+            &["--json", "enroll", "dave"],
+            &format!("{PASSWORD}\n{}\n", codes[1]),
+        )
         .ok()
         .json();
     assert!(again["secret"].is_string());
@@ -486,7 +496,7 @@ fn out_file_is_private_and_never_overwritten() {
                 "--out",
                 second.to_str().unwrap(),
             ],
-            &format!("{PASSWORD}\n"),
+            &format!("{PASSWORD}\n{}\n", codes[3]),
         )
         .ok();
     assert!(

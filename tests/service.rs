@@ -190,9 +190,12 @@ fn throttle_delays_then_locks_and_success_resets_only_after_full_login() {
 #[test]
 fn regeneration_replaces_the_whole_set() {
     let (service, clock) = memory_service(7);
-    let (_, old) = enrolled(&service, &clock, "gus");
+    let (secret, old) = enrolled(&service, &clock, "gus");
     service.login("gus", PASSWORD, Some(&old[0])).unwrap();
-    let new = service.regenerate_codes("gus", PASSWORD).unwrap();
+    let proof = service
+        .step_up("gus", PASSWORD, &code_for(&secret, T0 + 30))
+        .unwrap();
+    let new = service.regenerate_codes("gus", &proof).unwrap();
     assert_eq!(service.code_status("gus").unwrap().remaining, 10);
     for code in &old[1..] {
         assert_eq!(
@@ -209,9 +212,9 @@ fn regeneration_replaces_the_whole_set() {
             .remaining_codes,
         9
     );
-    // Regeneration needs the right password.
+    // The step-up regeneration needs takes the right password.
     assert_eq!(
-        reason(service.regenerate_codes("gus", "nope nope").unwrap_err()),
+        reason(service.step_up("gus", "nope nope", &fresh).unwrap_err()),
         RejectReason::WrongPassword
     );
 }
@@ -219,12 +222,13 @@ fn regeneration_replaces_the_whole_set() {
 #[test]
 fn reenrollment_keeps_the_old_authenticator_until_confirmed() {
     let (service, clock) = memory_service(8);
-    let (old_secret, _) = enrolled(&service, &clock, "hal");
+    let (old_secret, codes) = enrolled(&service, &clock, "hal");
     assert!(matches!(
         service.begin_enrollment("hal", None),
-        Err(Error::Invalid(_))
+        Err(Error::StepUpNeeded(_))
     ));
-    let new = service.begin_enrollment("hal", Some(PASSWORD)).unwrap();
+    let proof = service.step_up("hal", PASSWORD, &codes[0]).unwrap();
+    let new = service.begin_reenrollment("hal", &proof).unwrap();
     let now = T0 + 30;
     assert!(
         service
@@ -233,7 +237,7 @@ fn reenrollment_keeps_the_old_authenticator_until_confirmed() {
     );
     clock.advance(30);
     service
-        .confirm_enrollment("hal", &code_for(&new.secret, now + 30))
+        .confirm_reenrollment("hal", &code_for(&new.secret, now + 30), &proof)
         .unwrap();
     clock.advance(30);
     let err = service
@@ -257,13 +261,14 @@ fn low_codes_are_flagged_and_disable_needs_password_and_code() {
     let now = T0 + 30;
     assert!(
         service
-            .disable_two_factor("ivy", "bad password", &code_for(&secret, now))
+            .step_up("ivy", "bad password", &code_for(&secret, now))
             .is_err()
     );
     service.unlock("ivy").unwrap();
-    service
-        .disable_two_factor("ivy", PASSWORD, &code_for(&secret, now))
+    let proof = service
+        .step_up("ivy", PASSWORD, &code_for(&secret, now))
         .unwrap();
+    service.disable_two_factor("ivy", &proof).unwrap();
     let summary = service.account_summary("ivy").unwrap();
     assert!(!summary.two_factor && summary.total_codes == 0);
     let ok = service.login("ivy", PASSWORD, None).unwrap();
@@ -285,15 +290,15 @@ fn turning_two_factor_off_is_audited_as_such_and_not_as_a_login() {
     };
 
     let before = service.audit_log(Some("una"), 1_000).unwrap().len();
-    service
-        .disable_two_factor("una", PASSWORD, &code_for(&secret, T0 + 30))
+    let proof = service
+        .step_up("una", PASSWORD, &code_for(&secret, T0 + 30))
         .unwrap();
+    service.disable_two_factor("una", &proof).unwrap();
     assert_eq!(events_after("una", before), [AuditKind::TwoFactorDisabled]);
 
     let before = service.audit_log(Some("vic"), 1_000).unwrap().len();
-    service
-        .disable_two_factor("vic", PASSWORD, &codes[4])
-        .unwrap();
+    let proof = service.step_up("vic", PASSWORD, &codes[4]).unwrap();
+    service.disable_two_factor("vic", &proof).unwrap();
     assert_eq!(
         events_after("vic", before),
         [
@@ -609,13 +614,14 @@ fn a_login_and_its_audit_events_are_written_together_or_not_at_all() {
 #[test]
 fn a_failing_audit_write_never_hides_regenerated_codes() {
     let (service, handle, clock) = service_with_failing_audit();
-    let (_, _) = enrolled(&service, &clock, "quinn");
+    let (_, codes) = enrolled(&service, &clock, "quinn");
+    let proof = service.step_up("quinn", PASSWORD, &codes[9]).unwrap();
     let before = service.audit_log(None, 1_000).unwrap().len();
 
     // Regeneration's event follows the change, best effort: the new codes are already the
     // only valid ones, so they must be handed over even when the event cannot be written.
     handle.fail_audit_writes(true);
-    let fresh = service.regenerate_codes("quinn", PASSWORD).unwrap();
+    let fresh = service.regenerate_codes("quinn", &proof).unwrap();
     assert_eq!(fresh.codes.len(), 10, "new codes are handed over, not lost");
     assert_eq!(service.audit_log(None, 1_000).unwrap().len(), before);
     handle.fail_audit_writes(false);
@@ -624,4 +630,147 @@ fn a_failing_audit_write_never_hides_regenerated_codes() {
             .login("quinn", PASSWORD, Some(&fresh.codes[0].display()))
             .is_ok()
     );
+}
+
+// ----- step-up: the password alone never replaces the second factor -------------------------
+
+/// Everything about an account that a refused regeneration or re-enrollment must leave as it
+/// was.
+fn state_of(service: &Service, name: &str) -> (String, String) {
+    (
+        format!("{:?}", service.account_summary(name).unwrap()),
+        format!("{:?}", service.code_status(name).unwrap()),
+    )
+}
+
+#[test]
+fn password_only_reenrollment_is_refused_and_changes_nothing() {
+    let (service, clock) = memory_service(31);
+    let (secret, codes) = enrolled(&service, &clock, "bob");
+    let before = state_of(&service, "bob");
+    let events = service.audit_log(Some("bob"), 1_000).unwrap().len();
+
+    // With only bob's password: no new authenticator is started…
+    let err = service.begin_enrollment("bob", Some(PASSWORD)).unwrap_err();
+    assert!(matches!(err, Error::StepUpNeeded(_)), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Rejected);
+    assert!(err.to_string().contains("not only the password"), "{err}");
+    // …nor confirmed (here with a code of the current one, the strongest an attacker without
+    // the new secret could offer).
+    let now = clock.now_for_tests();
+    let err = service
+        .confirm_enrollment("bob", &code_for(&secret, now))
+        .unwrap_err();
+    assert!(matches!(err, Error::StepUpNeeded(_)), "{err:?}");
+    // A step-up needs a code: the password with an empty one is not a login.
+    assert!(service.step_up("bob", PASSWORD, "").is_err());
+
+    assert_eq!(state_of(&service, "bob"), before, "nothing changed");
+    assert_eq!(
+        service.audit_log(Some("bob"), 1_000).unwrap().len(),
+        events,
+        "nothing to audit: nothing was tried"
+    );
+    service.login("bob", PASSWORD, Some(&codes[0])).unwrap();
+    service
+        .login("bob", PASSWORD, Some(&code_for(&secret, now)))
+        .unwrap();
+}
+
+#[test]
+fn a_pending_reenrollment_is_confirmed_only_with_its_step_up() {
+    let (service, clock) = memory_service(32);
+    let (old, codes) = enrolled(&service, &clock, "cyd");
+    let proof = service.step_up("cyd", PASSWORD, &codes[0]).unwrap();
+    let new = service.begin_reenrollment("cyd", &proof).unwrap();
+    let now = clock.now_for_tests();
+    // The holder's pending enrollment cannot be finished by someone with only the password.
+    assert!(matches!(
+        service.confirm_enrollment("cyd", &code_for(&new.secret, now)),
+        Err(Error::StepUpNeeded(_))
+    ));
+    service
+        .confirm_reenrollment("cyd", &code_for(&new.secret, now), &proof)
+        .unwrap();
+    clock.advance(30);
+    let later = clock.now_for_tests();
+    assert!(
+        service
+            .login("cyd", PASSWORD, Some(&code_for(&old, later)))
+            .is_err()
+    );
+}
+
+#[test]
+fn a_used_backup_code_cannot_mint_twice() {
+    let (service, clock) = memory_service(33);
+    let (secret, codes) = enrolled(&service, &clock, "dee");
+    service.step_up("dee", PASSWORD, &codes[2]).unwrap();
+    assert_eq!(
+        reason(service.step_up("dee", PASSWORD, &codes[2]).unwrap_err()),
+        RejectReason::BackupCodeAlreadyUsed
+    );
+    // Nor can a code a login spent, nor a TOTP step already used.
+    service.login("dee", PASSWORD, Some(&codes[3])).unwrap();
+    assert_eq!(
+        reason(service.step_up("dee", PASSWORD, &codes[3]).unwrap_err()),
+        RejectReason::BackupCodeAlreadyUsed
+    );
+    let now = clock.now_for_tests();
+    service
+        .step_up("dee", PASSWORD, &code_for(&secret, now))
+        .unwrap();
+    assert_eq!(
+        reason(
+            service
+                .step_up("dee", PASSWORD, &code_for(&secret, now))
+                .unwrap_err()
+        ),
+        RejectReason::TotpReplay
+    );
+    // A wrong password with a good code mints nothing and spends nothing.
+    assert_eq!(
+        reason(service.step_up("dee", "nope nope", &codes[4]).unwrap_err()),
+        RejectReason::WrongPassword
+    );
+    assert_eq!(service.code_status("dee").unwrap().remaining, 8);
+}
+
+#[test]
+fn an_expired_or_foreign_step_up_is_refused_and_changes_nothing() {
+    use sparekey::core::step_up::STEP_UP_TTL_SECS;
+    let (service, clock) = memory_service(34);
+    let (_, codes) = enrolled(&service, &clock, "eve");
+    let (_, bobs) = enrolled(&service, &clock, "bob");
+    let proof = service.step_up("eve", PASSWORD, &codes[0]).unwrap();
+    let before = state_of(&service, "eve");
+
+    // Bob's proof is no proof for eve.
+    let bob_proof = service.step_up("bob", PASSWORD, &bobs[0]).unwrap();
+    assert!(matches!(
+        service.regenerate_codes("eve", &bob_proof),
+        Err(Error::StepUpNeeded(_))
+    ));
+
+    clock.advance(STEP_UP_TTL_SECS + 1);
+    for err in [
+        service.regenerate_codes("eve", &proof).map(|_| ()),
+        service.begin_reenrollment("eve", &proof).map(|_| ()),
+        service.disable_two_factor("eve", &proof),
+    ] {
+        let err = err.unwrap_err();
+        assert!(matches!(err, Error::StepUpNeeded(_)), "{err:?}");
+        assert!(err.to_string().contains("more than 5 min ago"), "{err}");
+    }
+    assert_eq!(state_of(&service, "eve"), before);
+
+    // An account removed and created again under the same name is another account.
+    let fresh = service.step_up("eve", PASSWORD, &codes[1]).unwrap();
+    service.remove_account("eve").unwrap();
+    clock.advance(1);
+    enrolled(&service, &clock, "eve");
+    assert!(matches!(
+        service.regenerate_codes("eve", &fresh),
+        Err(Error::StepUpNeeded(_))
+    ));
 }

@@ -24,6 +24,7 @@ use crate::core::kiosk::{
     OPERATOR_AUDIT_NAME, OPERATOR_LOCK_AFTER, OPERATOR_RECOVERY_COMMAND, OperatorSession,
 };
 use crate::core::password::{self, HashParams};
+use crate::core::step_up::{self, StepUp};
 use crate::core::store::{Activation, CodeConsumption, StepConsumption, Store};
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::core::totp::{self, TotpParams, TotpRejection, TotpSecret};
@@ -153,8 +154,12 @@ pub struct CodeStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
     Login,
-    DisableTwoFactor,
+    /// Minting a [`StepUp`]: the action it is for is audited instead.
+    StepUp,
 }
+
+/// What re-enrollment is called in refusals.
+const REPLACING: &str = "replacing the authenticator";
 
 /// The service. Cheap to share across threads (`&self` everywhere).
 pub struct Service {
@@ -326,25 +331,33 @@ impl Service {
 
     // ----- enrollment -----------------------------------------------------------------------
 
-    /// Starts enrolling an authenticator. The password is required when the account already has
-    /// one (re-enrollment keeps the old one valid until the new one is confirmed); when given
-    /// for a first enrollment it is checked too.
+    /// Starts enrolling a first authenticator; the password, when given, is checked too. An
+    /// account that already has one is refused before any hashing or counting, and nothing
+    /// changes: replacing it is [`Service::begin_reenrollment`], which needs a [`StepUp`].
     pub fn begin_enrollment(
         &self,
         name: &str,
         password: Option<&str>,
     ) -> Result<Enrollment, Error> {
         let account = self.load(name)?;
-        match password {
-            Some(pw) => self.check_password(&account, pw)?,
-            None if account.totp.is_some() => {
-                return Err(Error::Invalid(
-                    "this account already has an authenticator: re-enrolling needs its password"
-                        .into(),
-                ));
-            }
-            None => {}
+        if account.totp.is_some() {
+            return Err(step_up::needed(REPLACING));
         }
+        if let Some(pw) = password {
+            self.check_password(&account, pw)?;
+        }
+        self.start_enrollment(name)
+    }
+
+    /// Starts replacing the authenticator, on a second factor just completed. The old one keeps
+    /// working until the new one is confirmed with [`Service::confirm_reenrollment`].
+    pub fn begin_reenrollment(&self, name: &str, proof: &StepUp) -> Result<Enrollment, Error> {
+        let account = self.load(name)?;
+        self.check_step_up(&account, proof, REPLACING)?;
+        self.start_enrollment(name)
+    }
+
+    fn start_enrollment(&self, name: &str) -> Result<Enrollment, Error> {
         let params = self.config.totp;
         let (secret, sealed, id) = self.with_entropy(|e| {
             let secret = TotpSecret::generate(e);
@@ -375,12 +388,35 @@ impl Service {
         })
     }
 
-    /// Confirms the pending authenticator with a code from it, turns two-factor on, and issues a
+    /// Confirms a first authenticator with a code from it, turns two-factor on, and issues a
     /// fresh set of backup codes (shown once). The confirming code's step is recorded as used, so
-    /// the same code cannot then log in.
+    /// the same code cannot then log in. An account that already has an authenticator is
+    /// refused and nothing changes: that is [`Service::confirm_reenrollment`].
     pub fn confirm_enrollment(&self, name: &str, code: &str) -> Result<IssuedCodes, Error> {
         let account = self.load(name)?;
+        if account.totp.is_some() {
+            return Err(step_up::needed(REPLACING));
+        }
         self.pass_gate(&account)?;
+        self.confirm_pending(&account, code)
+    }
+
+    /// Confirms a replacement authenticator, on a second factor just completed (with the old
+    /// one): the new one, and a new code set, replace the old ones.
+    pub fn confirm_reenrollment(
+        &self,
+        name: &str,
+        code: &str,
+        proof: &StepUp,
+    ) -> Result<IssuedCodes, Error> {
+        let account = self.load(name)?;
+        self.check_step_up(&account, proof, REPLACING)?;
+        self.confirm_pending(&account, code)
+    }
+
+    /// Checks `code` against the pending authenticator and activates it with a new code set.
+    fn confirm_pending(&self, account: &Account, code: &str) -> Result<IssuedCodes, Error> {
+        let name = account.name.as_str();
         let pending = account.pending.clone().ok_or_else(|| {
             Error::Invalid(format!(
                 "'{name}' has no enrollment waiting: run enroll first"
@@ -396,7 +432,7 @@ impl Service {
             }
             Err(rejection) => {
                 let (reason, audit_reason) = totp_failure(rejection, pending.params);
-                return Err(self.fail(&account, reason, audit_reason)?);
+                return Err(self.fail(account, reason, audit_reason)?);
             }
         };
         let (codes, set) = self.new_code_set();
@@ -512,6 +548,50 @@ impl Service {
         self.finish_with(pending, factor)
     }
 
+    /// [`Service::finish_login`], and a [`StepUp`] for what the signed-in holder may do next
+    /// (regenerate codes, replace the authenticator, turn 2FA off) without another code.
+    pub fn finish_login_with_step_up(
+        &self,
+        pending: &PendingLogin,
+        second_factor: &str,
+    ) -> Result<(LoginSuccess, StepUp), Error> {
+        // Bound to the record as it was before the code was checked: were the account removed
+        // and created again meanwhile, the proof would fit neither.
+        let before = self.load(&pending.account)?;
+        let success = self.finish_login(pending, second_factor)?;
+        Ok((success, StepUp::mint(&before, self.now())))
+    }
+
+    /// A whole login in one call whose only product is a [`StepUp`]: the password, then a
+    /// current TOTP code or an unused backup code, consumed. Throttled and counted like a
+    /// login, but not audited as one: the action the step-up is for writes its own event (and a
+    /// backup code its use).
+    pub fn step_up(
+        &self,
+        name: &str,
+        password: &str,
+        second_factor: &str,
+    ) -> Result<StepUp, Error> {
+        let account = self.load(name)?;
+        if account.totp.is_none() {
+            return Err(Error::Invalid(format!(
+                "'{name}' has no two-factor authentication: there is no second factor to confirm"
+            )));
+        }
+        // Parsed first so a typo costs neither a hash nor an attempt.
+        let factor = self.parse_second_factor(second_factor)?;
+        self.check_password(&account, password)?;
+        self.accept_second_factor(&account, factor, Purpose::StepUp)?;
+        Ok(StepUp::mint(&account, self.now()))
+    }
+
+    /// Refuses a proof that does not fit `account` now, and an account whose throttle is
+    /// closed (locked by failures meanwhile).
+    fn check_step_up(&self, account: &Account, proof: &StepUp, what: &str) -> Result<(), Error> {
+        proof.check(account, self.now(), what)?;
+        self.pass_gate(account)
+    }
+
     fn finish_with(
         &self,
         pending: &PendingLogin,
@@ -528,7 +608,7 @@ impl Service {
     }
 
     /// Checks and consumes a second factor; on failure counts it and returns the rejection.
-    /// A login records itself in the same step; turning two-factor off records its own event.
+    /// A login records itself in the same step; a step-up's action records its own event.
     fn accept_second_factor(
         &self,
         account: &Account,
@@ -537,7 +617,7 @@ impl Service {
     ) -> Result<LoginSuccess, Error> {
         let logged_in = |method| match purpose {
             Purpose::Login => vec![AuditKind::LoginSucceeded { method }],
-            Purpose::DisableTwoFactor => Vec::new(),
+            Purpose::StepUp => Vec::new(),
         };
         let name = account.name.as_str();
         let Some(active) = account.totp.as_ref() else {
@@ -830,15 +910,16 @@ impl Service {
         })
     }
 
-    /// Replaces the whole set (after the password); every old code is refused afterwards.
-    pub fn regenerate_codes(&self, name: &str, password: &str) -> Result<IssuedCodes, Error> {
+    /// Replaces the whole set, on a second factor just completed; every old code is refused
+    /// afterwards.
+    pub fn regenerate_codes(&self, name: &str, proof: &StepUp) -> Result<IssuedCodes, Error> {
         let account = self.load(name)?;
-        self.check_password(&account, password)?;
         let Some(active) = account.totp.as_ref() else {
             return Err(Error::Invalid(format!(
                 "'{name}' has no two-factor authentication: enroll an authenticator first"
             )));
         };
+        self.check_step_up(&account, proof, "regenerating the backup codes")?;
         let (codes, set) = self.new_code_set();
         if !self.store.replace_codes(name, &set)? {
             return Err(Error::no_account(name));
@@ -864,18 +945,15 @@ impl Service {
         Ok(())
     }
 
-    /// The account holder turns two-factor off: needs the password and a current code (which
-    /// is consumed like a login's).
-    pub fn disable_two_factor(&self, name: &str, password: &str, code: &str) -> Result<(), Error> {
+    /// The account holder turns two-factor off, on a second factor just completed.
+    pub fn disable_two_factor(&self, name: &str, proof: &StepUp) -> Result<(), Error> {
         let account = self.load(name)?;
         if account.totp.is_none() {
             return Err(Error::Invalid(format!(
                 "'{name}' has no two-factor authentication"
             )));
         }
-        let factor = self.parse_second_factor(code)?;
-        self.check_password(&account, password)?;
-        self.accept_second_factor(&account, factor, Purpose::DisableTwoFactor)?;
+        self.check_step_up(&account, proof, "turning two-factor authentication off")?;
         if !self.store.remove_two_factor(name)? {
             return Err(Error::no_account(name));
         }

@@ -1,6 +1,7 @@
 //! The enrollment wizard, steps 1 to 3 of 4 (step 4, the backup codes, is the codes screen):
 //! confirm the password, scan the QR code (or type the secret), enter a code to confirm. Owns
-//! the pending [`Enrollment`] while it is shown and drops it (zeroizing the secret) on leaving.
+//! the pending [`Enrollment`] while it is shown and drops it (zeroizing the secret) on leaving,
+//! and, when the enrollment replaces an authenticator, the step-up its confirm needs.
 //! Must never judge a code itself: wrong codes, clock drift and attempts left come from the
 //! core's error.
 
@@ -10,17 +11,26 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
+use crate::core::error::Error;
 use crate::core::service::Enrollment;
-use crate::tui::app::{Call, Component, Cx, Outcome, Screen, Target, ViewCx};
+use crate::core::step_up::StepUp;
+use crate::tui::app::{Call, Component, Cx, Outcome, Proof, Screen, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::screens::codes::Codes;
+use crate::tui::screens::settings::{Reauth, ReauthKey};
 use crate::tui::widgets::{Field, field_line, panel, qr_lines, qr_size};
 
 #[derive(Debug)]
 pub enum Step {
     Password(Field),
+    /// Replacing an authenticator: the password and a current code (the core said the password
+    /// alone is not enough).
+    Proof(Reauth),
     Scan(Enrollment),
-    Code { enrollment: Enrollment, code: Field },
+    Code {
+        enrollment: Enrollment,
+        code: Field,
+    },
 }
 
 #[derive(Debug)]
@@ -29,6 +39,8 @@ pub struct Enroll {
     pub step: Step,
     /// Where Esc and the end of the wizard lead.
     pub back: Target,
+    /// The step-up a re-enrollment began with; its confirm needs it too.
+    pub step_up: Option<StepUp>,
 }
 
 /// Steps, for the "Step N of 4" indicator; the fourth is the codes screen.
@@ -44,12 +56,29 @@ impl Enroll {
             account: account.to_string(),
             step: Step::Password(Field::masked()),
             back,
+            step_up: None,
+        }
+    }
+
+    /// At the scan step of an enrollment another screen began (a re-enrollment, with its
+    /// step-up).
+    pub fn begun(
+        account: &str,
+        back: Target,
+        enrollment: Enrollment,
+        step_up: Option<StepUp>,
+    ) -> Self {
+        Self {
+            account: account.to_string(),
+            step: Step::Scan(enrollment),
+            back,
+            step_up,
         }
     }
 
     pub fn step_number(&self) -> usize {
         match self.step {
-            Step::Password(_) => 1,
+            Step::Password(_) | Step::Proof(_) => 1,
             Step::Scan(_) => 2,
             Step::Code { .. } => 3,
         }
@@ -67,7 +96,7 @@ impl Component for Enroll {
 
     fn keys(&self) -> &'static [KeyHint] {
         match self.step {
-            Step::Password(_) => PASSWORD_KEYS,
+            Step::Password(_) | Step::Proof(_) => PASSWORD_KEYS,
             Step::Scan(_) => SCAN_KEYS,
             Step::Code { .. } => CODE_KEYS,
         }
@@ -95,10 +124,18 @@ impl Component for Enroll {
                     let password = field.take();
                     cx.call(Call::BeginEnrollment {
                         name: self.account.clone(),
-                        password,
+                        proof: Proof::Password(password),
                     });
                 } else {
                     field.edit(&key);
+                }
+            }
+            Step::Proof(reauth) => {
+                if let ReauthKey::Proof(proof) = reauth.key(&key, &mut self.step_up, cx.now) {
+                    cx.call(Call::BeginEnrollment {
+                        name: self.account.clone(),
+                        proof,
+                    });
                 }
             }
             Step::Scan(_) => {
@@ -119,6 +156,7 @@ impl Component for Enroll {
                     cx.call(Call::ConfirmEnrollment {
                         name: self.account.clone(),
                         code,
+                        step_up: self.step_up.take(),
                     });
                 } else {
                     code.edit(&key);
@@ -129,11 +167,25 @@ impl Component for Enroll {
 
     fn on_outcome(&mut self, outcome: Outcome, cx: &mut Cx) {
         match outcome {
-            Outcome::EnrollmentBegun(Ok(enrollment)) => {
+            Outcome::EnrollmentBegun {
+                result: Ok(enrollment),
+                step_up,
+            } => {
                 cx.clear_status();
+                self.step_up = step_up;
                 self.step = Step::Scan(enrollment);
             }
-            Outcome::Issued(Ok(issued)) => {
+            // The account has an authenticator: replacing it needs a current code too.
+            Outcome::EnrollmentBegun {
+                result: Err(e @ Error::StepUpNeeded(_)),
+                ..
+            } if matches!(self.step, Step::Password(_)) => {
+                self.step = Step::Proof(Reauth::new(None, cx.now));
+                cx.error(e);
+            }
+            Outcome::Confirmed {
+                result: Ok(issued), ..
+            } => {
                 cx.info("two-factor authentication is on: save these backup codes");
                 cx.show(Screen::Codes(Codes::new(
                     issued,
@@ -141,7 +193,14 @@ impl Component for Enroll {
                     self.back.clone(),
                 )));
             }
-            Outcome::EnrollmentBegun(Err(e)) | Outcome::Issued(Err(e)) => cx.error(e),
+            Outcome::EnrollmentBegun { result: Err(e), .. } => cx.error(e),
+            Outcome::Confirmed {
+                result: Err(e),
+                step_up,
+            } => {
+                self.step_up = step_up;
+                cx.error(e);
+            }
             _ => {}
         }
     }
@@ -165,6 +224,20 @@ impl Component for Enroll {
                         t.dim(),
                     ),
                 ]
+            }
+            Step::Proof(reauth) => {
+                let mut lines = vec![Line::raw("")];
+                lines.push(Line::raw(format!(
+                    "'{}' already has an authenticator: the new one replaces it once confirmed.",
+                    self.account
+                )));
+                lines.push(Line::raw(""));
+                lines.extend(reauth.lines(
+                    "Give the password and a current code (authenticator or backup code):",
+                    "Press Enter to go on.",
+                    t,
+                ));
+                lines
             }
             Step::Scan(enrollment) => return draw_scan(frame, area, enrollment, vx),
             Step::Code { enrollment, code } => {
