@@ -166,8 +166,8 @@ pub struct Service {
     store: Box<dyn Store>,
     clock: Arc<dyn Clock>,
     entropy: Mutex<Box<dyn Entropy>>,
+    /// The key and its sub-keys, in their one place (see [`MasterKey`]).
     key: MasterKey,
-    hash_secret: Zeroizing<[u8; 32]>,
     config: Config,
     /// Where every Argon2id evaluation of this service works (see [`SharedMemory`]).
     hash_memory: SharedMemory,
@@ -190,13 +190,11 @@ impl Service {
         config: Config,
     ) -> Result<Self, Error> {
         config.validate()?;
-        let hash_secret = key.hash_secret();
         Ok(Self {
             store,
             clock,
             entropy: Mutex::new(entropy),
             key,
-            hash_secret,
             config,
             hash_memory: SharedMemory::default(),
         })
@@ -247,7 +245,7 @@ impl Service {
             self.hash_memory.with_memory(|memory| {
                 password::hash_password(
                     self.config.hash_params,
-                    self.hash_secret.as_ref(),
+                    self.key.hash_secret().as_slice(),
                     password,
                     e,
                     memory,
@@ -259,7 +257,7 @@ impl Service {
     /// One Argon2id evaluation: `password` against a stored PHC string.
     fn verify_password(&self, password: &str, phc: &str) -> bool {
         self.hash_memory.with_memory(|memory| {
-            password::verify_password(self.hash_secret.as_ref(), password, phc, memory)
+            password::verify_password(self.key.hash_secret().as_slice(), password, phc, memory)
         })
     }
 
@@ -680,10 +678,9 @@ impl Service {
                         FailureReason::WrongBackupCode,
                     )?);
                 };
-                let Some(digest) = self
-                    .hash_memory
-                    .with_memory(|memory| set.digest_of(&code, self.hash_secret.as_ref(), memory))
-                else {
+                let Some(digest) = self.hash_memory.with_memory(|memory| {
+                    set.digest_of(&code, self.key.hash_secret().as_slice(), memory)
+                }) else {
                     return Err(Error::Store(crate::core::store::StoreError::Damaged(
                         format!(
                             "account '{name}': its backup-code set has impossible Argon2id parameters"
@@ -864,7 +861,7 @@ impl Service {
                 CodeSet::create(
                     &codes,
                     self.config.hash_params,
-                    self.hash_secret.as_ref(),
+                    self.key.hash_secret().as_slice(),
                     e,
                     self.now(),
                     memory,
