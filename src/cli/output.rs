@@ -3,57 +3,38 @@
 //! UTC timestamp format and the layout of a backup-code file. Must never print a secret except
 //! the one time a new secret or code set is shown.
 
-use std::io::{self, Write};
-use std::os::fd::{AsFd, IntoRawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{FileType, OFlags};
 use serde::Serialize;
+use std::io::{self, Write};
 use zeroize::Zeroizing;
 
 use crate::core::error::{Error, ErrorKind};
 use crate::core::service::IssuedCodes;
 
-/// Whether standard output was closed when the process started (see [`guard_stdio`]).
-static STDOUT_WAS_CLOSED: AtomicBool = AtomicBool::new(false);
-
-/// Puts `/dev/null` on standard input, output and error where they are closed, before the
-/// process opens anything: otherwise the first file it opens (the key file, the store) would
-/// take their number and receive what is printed. Remembers a closed standard output, so new
-/// codes are never printed into nothing (see [`check_stdout`]).
-pub fn guard_stdio() {
-    let streams = [
-        io::stdin().as_fd().try_clone_to_owned().is_err(),
-        io::stdout().as_fd().try_clone_to_owned().is_err(),
-        io::stderr().as_fd().try_clone_to_owned().is_err(),
-    ];
-    STDOUT_WAS_CLOSED.store(streams[1], Ordering::SeqCst);
-    for closed in streams {
-        if !closed {
-            continue;
-        }
-        // The lowest free number is taken: in this order, the closed stream's own. Kept open
-        // for the life of the process on purpose.
-        if let Ok(fd) = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-        {
-            let _ = fd.into_raw_fd();
-        }
-    }
-}
-
 /// Checks, before any code is issued or voided, that standard output can take the new codes:
-/// it was open at start, is open for writing, and is not a pipe whose reader has gone.
+/// it is not /dev/null (where a closed stdout ends up), is open for writing, and is not a pipe
+/// whose reader has gone.
 pub fn check_stdout() -> Result<(), Error> {
     let refuse = |why: &str| {
         Err(Error::Io(format!(
             "standard output {why}: the new codes would be lost, so nothing was changed              (write them to a file with --out FILE)"
         )))
     };
-    if STDOUT_WAS_CLOSED.load(Ordering::SeqCst) {
-        return refuse("is closed");
-    }
     let stdout = io::stdout();
+    // The standard library puts /dev/null on a closed stdout before main: either way the codes
+    // would go nowhere.
+    let null = rustix::fs::stat("/dev/null").ok().map(|s| s.st_rdev);
+    match rustix::fs::fstat(&stdout) {
+        Ok(st)
+            if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice
+                && Some(st.st_rdev) == null =>
+        {
+            return refuse("is closed or /dev/null");
+        }
+        Ok(_) => {}
+        Err(_) => return refuse("is closed"),
+    }
     match rustix::fs::fcntl_getfl(&stdout) {
         Ok(flags) if flags.contains(OFlags::WRONLY) || flags.contains(OFlags::RDWR) => {}
         Ok(_) => return refuse("is open for reading only"),
