@@ -249,6 +249,13 @@ pub enum Call {
     LoadSettings {
         name: String,
     },
+    /// A login with the password and a current code whose only product is a step-up (for a
+    /// re-enrollment's confirm, when the one it began with expired).
+    StepUp {
+        name: String,
+        password: Zeroizing<String>,
+        code: Zeroizing<String>,
+    },
     /// The proof is a step-up or the password and a code that make one; the password alone is
     /// refused by the core. The step-up comes back in the outcome.
     Regenerate {
@@ -285,6 +292,7 @@ impl Call {
             }
             Call::BeginEnrollment { .. }
             | Call::ConfirmEnrollment { .. }
+            | Call::StepUp { .. }
             | Call::Regenerate { .. }
             | Call::DisableTwoFactor { .. } => Action::SelfService,
             Call::HasOperator | Call::SetOperator { .. } | Call::StartOperatorSession { .. } => {
@@ -317,6 +325,7 @@ pub enum Outcome {
         result: Result<IssuedCodes, Error>,
         step_up: Option<StepUp>,
     },
+    SteppedUp(Result<StepUp, Error>),
     /// From confirming an enrollment; the step-up is handed back for a retry after a wrong
     /// code.
     Confirmed {

@@ -101,6 +101,11 @@ pub fn execute_call(service: &Service, call: Call) -> Outcome {
         }
         Call::Gate { name } => Outcome::Gate(service.gate(&name)),
         Call::LoadSettings { name } => Outcome::Settings(load_settings(service, &name)),
+        Call::StepUp {
+            name,
+            password,
+            code,
+        } => Outcome::SteppedUp(service.step_up(&name, &password, &code)),
         Call::Regenerate { name, proof } => match step_up(service, &name, proof) {
             Ok(step_up) => Outcome::Issued {
                 result: service.regenerate_codes(&name, &step_up),

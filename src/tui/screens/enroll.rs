@@ -31,6 +31,12 @@ pub enum Step {
         enrollment: Enrollment,
         code: Field,
     },
+    /// The step-up a re-enrollment began with expired before its confirm: the password and a
+    /// current code of the old authenticator again, then back to the code.
+    Reprove {
+        enrollment: Enrollment,
+        reauth: Reauth,
+    },
 }
 
 #[derive(Debug)]
@@ -80,8 +86,24 @@ impl Enroll {
         match self.step {
             Step::Password(_) | Step::Proof(_) => 1,
             Step::Scan(_) => 2,
-            Step::Code { .. } => 3,
+            Step::Code { .. } | Step::Reprove { .. } => 3,
         }
+    }
+}
+
+impl Enroll {
+    /// A new step-up for the confirm: back to the code step.
+    fn proven(&mut self, held: StepUp, cx: &mut Cx) {
+        self.step_up = Some(held);
+        let old = std::mem::replace(&mut self.step, Step::Password(Field::masked()));
+        self.step = match old {
+            Step::Reprove { enrollment, .. } => Step::Code {
+                enrollment,
+                code: Field::new(),
+            },
+            other => other,
+        };
+        cx.info("checked: now enter the code the new authenticator shows");
     }
 }
 
@@ -99,6 +121,7 @@ impl Component for Enroll {
             Step::Password(_) | Step::Proof(_) => PASSWORD_KEYS,
             Step::Scan(_) => SCAN_KEYS,
             Step::Code { .. } => CODE_KEYS,
+            Step::Reprove { .. } => PASSWORD_KEYS,
         }
     }
 
@@ -150,6 +173,19 @@ impl Component for Enroll {
                     cx.clear_status();
                 }
             }
+            Step::Reprove { reauth, .. } => {
+                if let ReauthKey::Proof(proof) = reauth.key(&key, &mut self.step_up, cx.now) {
+                    match proof {
+                        Proof::PasswordAndCode { password, code } => cx.call(Call::StepUp {
+                            name: self.account.clone(),
+                            password,
+                            code,
+                        }),
+                        Proof::StepUp(held) => self.proven(held, cx),
+                        Proof::Password(_) => {}
+                    }
+                }
+            }
             Step::Code { code, .. } => {
                 if key.code == KeyCode::Enter {
                     let code = code.take();
@@ -194,6 +230,23 @@ impl Component for Enroll {
                 )));
             }
             Outcome::EnrollmentBegun { result: Err(e), .. } => cx.error(e),
+            Outcome::SteppedUp(Ok(held)) => self.proven(held, cx),
+            Outcome::SteppedUp(Err(e)) => cx.error(e),
+            // The step-up ran out while the new authenticator was being set up: prove the old
+            // one again, keeping the enrollment.
+            Outcome::Confirmed {
+                result: Err(e @ Error::StepUpNeeded(_)),
+                ..
+            } if matches!(self.step, Step::Code { .. }) => {
+                let old = std::mem::replace(&mut self.step, Step::Password(Field::masked()));
+                if let Step::Code { enrollment, .. } = old {
+                    self.step = Step::Reprove {
+                        enrollment,
+                        reauth: Reauth::new(None, cx.now),
+                    };
+                }
+                cx.error(e);
+            }
             Outcome::Confirmed {
                 result: Err(e),
                 step_up,
@@ -234,6 +287,21 @@ impl Component for Enroll {
                 lines.push(Line::raw(""));
                 lines.extend(reauth.lines(
                     "Give the password and a current code (authenticator or backup code):",
+                    "Press Enter to go on.",
+                    t,
+                ));
+                lines
+            }
+            Step::Reprove { reauth, .. } => {
+                let mut lines = vec![
+                    Line::raw(""),
+                    Line::raw(
+                        "The check of the current authenticator expired before the new one was confirmed.",
+                    ),
+                    Line::raw(""),
+                ];
+                lines.extend(reauth.lines(
+                    "Give the password and a current code of the old authenticator (or a backup code):",
                     "Press Enter to go on.",
                     t,
                 ));
