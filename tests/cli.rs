@@ -1129,3 +1129,18 @@ fn the_running_binary_is_not_dumpable_and_writes_no_core() {
         "{core}"
     );
 }
+
+#[test]
+fn a_common_password_is_refused_with_the_reason() {
+    let env = Env::new();
+    let refused = env
+        .run(&["account", "add", "zoe"], "password123\n")
+        .fails(2);
+    assert!(
+        refused.stderr.contains("common or found in breaches"),
+        "{}",
+        refused.stderr
+    );
+    let list = env.run(&["--json", "account", "list"], "").ok().json();
+    assert_eq!(list, serde_json::json!({"accounts": []}));
+}

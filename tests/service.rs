@@ -774,3 +774,27 @@ fn an_expired_or_foreign_step_up_is_refused_and_changes_nothing() {
         Err(Error::StepUpNeeded(_))
     ));
 }
+
+#[test]
+fn common_and_breached_passwords_are_refused_for_accounts_and_the_operator() {
+    let (service, _) = memory_service(35);
+    for weak in ["password1", "qwertyuiop", "iloveyou2"] {
+        let err = service.create_account("alice", weak).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid, "{weak}");
+        assert!(
+            err.to_string().contains("common or found in breaches"),
+            "{err}"
+        );
+    }
+    // Made of the account's own name: refused too.
+    assert!(service.create_account("bernadette", "bernadette1").is_err());
+    assert!(
+        service.account_summary("alice").is_err(),
+        "nothing was created"
+    );
+    let err = service.set_operator_password("password").unwrap_err();
+    assert!(err.to_string().contains("common password"), "{err}");
+    assert!(!service.has_operator_password().unwrap());
+    service.set_operator_password("operator secret").unwrap();
+    service.create_account("alice", PASSWORD).unwrap();
+}
