@@ -920,6 +920,16 @@ impl Env {
 fn password_only_regenerate_and_reenroll_exit_1_and_change_nothing() {
     let env = Env::new();
     let (_, codes) = env.enrolled("bob");
+    // Bob himself starts replacing his authenticator (with a backup code): someone with only
+    // the password must not be able to finish it either.
+    let started = env
+        .run(
+            &["--json", "enroll", "bob"],
+            &format!("{PASSWORD}\n{}\n", codes[5]),
+        )
+        .ok()
+        .json();
+    let new = started["secret"].as_str().unwrap().to_string();
     let before = env.state("bob");
     let pw = format!("{PASSWORD}\n");
     for args in [
@@ -937,7 +947,14 @@ fn password_only_regenerate_and_reenroll_exit_1_and_change_nothing() {
         // An empty code line is no code either.
         env.run(args, &format!("{PASSWORD}\n\n")).fails(1);
     }
-    // The password with a code that is not current is refused too, and counted.
+    // A code that is not a current one of the old authenticator is refused too, and counted:
+    // here the new authenticator's, which such an attacker would not even have.
+    let new_code = totp(&new, now());
+    env.run(
+        &["enroll", "bob", "--confirm"],
+        &format!("{PASSWORD}\n{new_code}\n{new_code}\n"),
+    )
+    .fails(1);
     env.run(
         &["codes", "regenerate", "bob"],
         &format!("{PASSWORD}\n000000\n"),
@@ -950,12 +967,13 @@ fn password_only_regenerate_and_reenroll_exit_1_and_change_nothing() {
     assert_eq!(
         (
             count("enrollment started"),
-            count("new backup codes issued")
+            count("new backup codes issued"),
+            count("enrolled"),
         ),
-        (1, 1),
-        "only the first enrollment's: {audit}"
+        (2, 1, 1),
+        "only bob's own: {audit}"
     );
-    // The old codes still work, and no new authenticator waits (the account list says so).
+    // The old codes still work; the new authenticator still waits for bob.
     env.login("bob", &codes[0]).ok();
 }
 

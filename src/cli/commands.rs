@@ -258,15 +258,25 @@ fn step_up_with(
 }
 
 fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
-    if args.confirm {
+    let mut input = SecretInput::stdin();
+    // Codes are issued by --confirm, and on a terminal by the code typed at the prompt.
+    if args.confirm || input.is_interactive() {
         check_codes_output(args.out.as_deref())?;
     } else if let Some(file) = &args.out {
         check_new_file(file)?;
     }
-    let mut input = SecretInput::stdin();
     // Replacing an authenticator needs the password and a current code (the core enforces it):
     // ask for them only then, before the store is opened for the change.
-    let has_two_factor = open(global)?.account_summary(&args.name)?.two_factor;
+    let summary = open(global)?.account_summary(&args.name)?;
+    let has_two_factor = summary.two_factor;
+    if args.confirm && !summary.enrollment_pending {
+        // Said before a code is asked for, so none is spent on nothing.
+        return Err(Error::Invalid(format!(
+            "'{}' has no enrollment waiting: run enroll first",
+            args.name
+        ))
+        .into());
+    }
     let proof_lines = if has_two_factor {
         Some(read_step_up(&mut input, REPLACING)?)
     } else {
@@ -360,9 +370,6 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
 
     // On a terminal: ask for the code now (the store is not held while the user types). The
     // step-up made for the start serves the confirm while it is fresh.
-    if has_two_factor || args.out.is_some() {
-        check_codes_output(args.out.as_deref())?;
-    }
     const ATTEMPTS: usize = 3;
     for attempt in 1..=ATTEMPTS {
         let code = input.required("code from the authenticator (empty to confirm later)")?;
