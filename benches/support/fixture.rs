@@ -136,6 +136,7 @@ impl Template {
                 params: TotpParams::default(),
                 last_step: None,
                 enrolled_at: NOW - 29 * 86_400,
+                burned_ahead: Vec::new(),
             }),
             pending: None,
             codes: Some(set),
@@ -228,7 +229,9 @@ pub fn generate(
                         s.spawn(move || -> Result<(), Error> {
                             let mut e = SeededEntropy::new(100 + t as u64);
                             for i in (t..accounts).step_by(threads) {
-                                if !store.insert_account(&template.account(i, &mut e))? {
+                                if !store
+                                    .insert_account(&template.account(i, &mut e), &|_| Vec::new())?
+                                {
                                     return Err(Error::AlreadyExists(account_name(i)));
                                 }
                             }

@@ -107,13 +107,16 @@ pub struct TuiArgs {
     pub kiosk: bool,
 
     /// Kiosk: seconds without a key before the screen is cleared back to the login
-    /// [default: 60]
-    #[arg(long, value_name = "SECONDS")]
+    /// [default: 60; at least 600 while backup codes are shown]
+    #[arg(long, value_name = "SECONDS", requires = "kiosk")]
     pub idle_timeout: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum KioskCommand {
+    /// Set the kiosk operator password (needed before `tui --kiosk`); reads it from stdin, or a
+    /// hidden prompt asked twice
+    SetOperatorPassword,
     /// Clear the kiosk operator's failed attempts, so a locked-out operator can try again
     ResetOperatorPassword,
 }

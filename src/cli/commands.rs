@@ -57,6 +57,9 @@ pub fn run(cli: Cli) -> u8 {
         Some(Command::Audit(args)) => audit(global, out, args),
         Some(Command::Unlock(a)) => unlock(global, out, &a.name),
         Some(Command::Reset(a)) => reset(global, out, &a.name),
+        Some(Command::Kiosk(KioskCommand::SetOperatorPassword)) => {
+            set_operator_password(global, out)
+        }
         Some(Command::Kiosk(KioskCommand::ResetOperatorPassword)) => {
             reset_operator_failures(global, out)
         }
@@ -103,6 +106,14 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
         .into());
     }
     let service = open(global)?;
+    // Whoever came first would otherwise choose the password that guards every account.
+    if args.kiosk && !service.has_operator_password()? {
+        return Err(Error::Invalid(
+            "no kiosk operator password is set: run `sparekey kiosk set-operator-password` first"
+                .into(),
+        )
+        .into());
+    }
     let defaults = crate::tui::TuiOptions::default();
     let options = crate::tui::TuiOptions {
         kiosk: args.kiosk,
@@ -319,7 +330,23 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
     }
 
     let mut text = Zeroizing::new(String::new());
-    text.push_str("Scan this QR code with the authenticator app:\n\n");
+    text.push_str("Add this account to the authenticator app with the QR code below.\n");
+    let p = enrollment.params;
+    text.push_str(&format!(
+        "\nOr enter the secret by hand: {}\n  (account {}, issuer {}, {}, {} digits, every {} s)\n\notpauth URI: {}\n",
+        enrollment.secret.grouped_base32().as_str(),
+        enrollment.account,
+        enrollment.issuer,
+        p.algorithm.name(),
+        p.digits,
+        p.period,
+        enrollment.otpauth_uri.as_str(),
+    ));
+    if has_two_factor {
+        text.push_str("The current authenticator keeps working until the new one is confirmed.\n");
+    }
+    // The QR code last, right above the prompt, so it has not scrolled away.
+    text.push_str("\nScan this QR code with the authenticator app:\n\n");
     match qr::half_block_lines(enrollment.otpauth_uri.as_bytes(), qr::Glyphs::Dark) {
         Some(lines) => {
             // Dark on light whatever the terminal's theme; plain blocks into a pipe or file.
@@ -336,20 +363,6 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
             }
         }
         None => text.push_str("(the URI is too long for a QR code: enter the secret by hand)\n"),
-    }
-    let p = enrollment.params;
-    text.push_str(&format!(
-        "\nOr enter the secret by hand: {}\n  (account {}, issuer {}, {}, {} digits, every {} s)\n\notpauth URI: {}\n\n",
-        enrollment.secret.grouped_base32().as_str(),
-        enrollment.account,
-        enrollment.issuer,
-        p.algorithm.name(),
-        p.digits,
-        p.period,
-        enrollment.otpauth_uri.as_str(),
-    ));
-    if has_two_factor {
-        text.push_str("The current authenticator keeps working until the new one is confirmed.\n");
     }
     if !input.is_interactive() {
         let proof = if has_two_factor {
@@ -638,6 +651,17 @@ fn audit(global: &GlobalArgs, out: Output, args: &AuditArgs) -> Outcome {
         ));
     }
     out.text(&text)?;
+    Ok(())
+}
+
+fn set_operator_password(global: &GlobalArgs, out: Output) -> Outcome {
+    let password = SecretInput::stdin().new_password()?;
+    open(global)?.set_operator_password(&password)?;
+    if out.is_json() {
+        out.json(&serde_json::json!({ "operator_password_set": true }))?;
+    } else {
+        out.line("the kiosk operator password is set: `sparekey tui --kiosk` can start")?;
+    }
     Ok(())
 }
 

@@ -23,6 +23,11 @@ pub struct ActiveTotp {
     /// The last accepted time step: only a later one is accepted (RFC 6238 section 5.2).
     pub last_step: Option<u64>,
     pub enrolled_at: UnixTime,
+    /// Steps after `last_step` that a code from a clock running ahead matched: refused from
+    /// then on, while the steps before them still work once the clock is fixed (at most
+    /// `store::mutation::MAX_BURNED_AHEAD`, ascending).
+    #[serde(default)]
+    pub burned_ahead: Vec<u64>,
 }
 
 /// An authenticator being enrolled: waits here until confirmed with a code, or replaced.

@@ -108,11 +108,9 @@ impl std::fmt::Display for RejectReason {
                 f.write_str("that authenticator code was already used: wait for the next one")
             }
             RejectReason::BackupCodeAlreadyUsed => f.write_str("that backup code was already used"),
-            RejectReason::ClockDrift { steps, period } => write!(
-                f,
-                "wrong code: {}; correct its time and try again",
-                totp::drift_description(*steps, *period)
-            ),
+            RejectReason::ClockDrift { steps, period } => {
+                write!(f, "wrong code: {}", totp::drift_advice(*steps, *period))
+            }
         }
     }
 }

@@ -43,8 +43,8 @@ pub fn half_block_lines(data: &[u8], glyphs: Glyphs) -> Option<Zeroizing<Vec<Str
     let painted = |x: usize, y: usize| -> bool {
         let inside = |v: usize| (QUIET_ZONE..QUIET_ZONE + width).contains(&v);
         if y >= side {
-            // Below the last row (odd side): nothing to paint either way.
-            return false;
+            // Below the last row (odd side): light, like the quiet zone it extends.
+            return glyphs == Glyphs::Light;
         }
         let dark = inside(x)
             && inside(y)
@@ -55,7 +55,6 @@ pub fn half_block_lines(data: &[u8], glyphs: Glyphs) -> Option<Zeroizing<Vec<Str
     for y in (0..side).step_by(2) {
         let mut line = String::with_capacity(side * 3);
         for x in 0..side {
-            // Past the last row is light quiet zone too.
             line.push(match (painted(x, y), painted(x, y + 1)) {
                 (true, true) => '█',
                 (true, false) => '▀',

@@ -5,8 +5,9 @@
 use zeroize::Zeroizing;
 
 use crate::core::backup_code::BackupCode;
+use crate::core::clock::UnixTime;
 use crate::core::service::IssuedCodes;
-use crate::core::time_text::utc_minute;
+use crate::core::time_text::{utc_iso, utc_minute};
 
 /// `1. k7p2-9xqm-b4ct-8hzr`, one per line, numbers right-aligned, so a paste keeps the order.
 pub fn numbered_list(codes: &[BackupCode], boxes: bool) -> Zeroizing<String> {
@@ -24,15 +25,28 @@ pub fn numbered_list(codes: &[BackupCode], boxes: bool) -> Zeroizing<String> {
     text
 }
 
-/// The export file: who, when, the numbered codes with a box to tick, and how to use and keep
-/// them.
-pub fn sheet(issued: &IssuedCodes) -> Zeroizing<String> {
-    let mut text = Zeroizing::new(format!(
+/// The title and the issuer, account and date lines that open both the export file and the
+/// copied text, so a pasted list still says whose codes they are.
+fn header(issued: &IssuedCodes) -> Zeroizing<String> {
+    Zeroizing::new(format!(
         "sparekey recovery codes\n\nIssuer:  {}\nAccount: {}\nDate:    {}\n\n",
         issued.issuer,
         issued.account,
         utc_minute(issued.issued_at)
-    ));
+    ))
+}
+
+/// What a copy puts in the clipboard: the header of the export file and the numbered codes.
+pub fn clipboard_text(issued: &IssuedCodes) -> Zeroizing<String> {
+    let mut text = header(issued);
+    text.push_str(&numbered_list(&issued.codes, false));
+    text
+}
+
+/// The export file: who, when, the numbered codes with a box to tick, and how to use and keep
+/// them.
+pub fn sheet(issued: &IssuedCodes) -> Zeroizing<String> {
+    let mut text = header(issued);
     text.push_str(&numbered_list(&issued.codes, true));
     text.push_str(
         "\nEach code signs in once, with your password, when your authenticator is not at hand; tick its box when used.\n\
@@ -42,8 +56,10 @@ pub fn sheet(issued: &IssuedCodes) -> Zeroizing<String> {
     text
 }
 
-/// The file name proposed for an export, with anything a file system might choke on replaced.
-pub fn file_name(account: &str) -> String {
+/// The file name proposed for an export: the account, with anything a file system might choke
+/// on replaced, and the UTC date and time the codes were issued (`2024-05-01-1234Z`), so a
+/// later set never proposes the name of an earlier one.
+pub fn file_name(account: &str, issued_at: UnixTime) -> String {
     let safe: String = account
         .chars()
         .map(|c| {
@@ -54,8 +70,11 @@ pub fn file_name(account: &str) -> String {
             }
         })
         .collect();
+    let iso = utc_iso(issued_at);
+    // 2024-05-01T12:34:50Z → 2024-05-01-1234Z: no ':' (refused by some file systems).
+    let when = format!("{}-{}{}Z", &iso[..10], &iso[11..13], &iso[14..16]);
     format!(
-        "sparekey-recovery-codes-{}.txt",
+        "sparekey-recovery-codes-{}-{when}.txt",
         safe.trim_start_matches('.')
     )
 }
@@ -83,17 +102,21 @@ mod tests {
         assert_eq!(text.lines().filter(|l| l.contains("[ ]")).count(), 10);
         assert_eq!(text.trim_end().lines().rev().take(3).count(), 3);
         assert!(!numbered_list(&issued.codes, false).contains("[ ]"));
+        let copied = clipboard_text(&issued);
+        assert!(copied.contains("Issuer:  Acme\nAccount: alice\nDate:    2024-05-01 12:34 UTC"));
+        assert!(copied.contains(&format!(" 1. {}\n", displayed[0])));
+        assert!(!copied.contains("[ ]"));
     }
 
     #[test]
     fn file_names_are_safe() {
         assert_eq!(
-            file_name("alice@example.com"),
-            "sparekey-recovery-codes-alice@example.com.txt"
+            file_name("alice@example.com", 1_714_566_896),
+            "sparekey-recovery-codes-alice@example.com-2024-05-01-1234Z.txt"
         );
         assert_eq!(
-            file_name("../etc/x y"),
-            "sparekey-recovery-codes-_etc_x_y.txt"
+            file_name("../etc/x y", 0),
+            "sparekey-recovery-codes-_etc_x_y-1970-01-01-0000Z.txt"
         );
     }
 }

@@ -292,6 +292,9 @@ fn percent_encode(text: &str) -> String {
 
 /// The Key Uri Format URI that authenticators import (usually via a QR code). The issuer goes in
 /// both the label prefix and the `issuer` parameter, as older apps read only one of them.
+/// `algorithm`, `digits` and `period` are written only when they differ from the format's
+/// defaults (SHA1, 6, 30), which every app assumes when they are absent: a shorter URI is a
+/// smaller QR code, one that fits an 80x24 terminal.
 pub fn otpauth_uri(
     issuer: &str,
     account: &str,
@@ -303,9 +306,10 @@ pub fn otpauth_uri(
     let issuer = percent_encode(issuer);
     let account = percent_encode(account);
     let secret = secret.to_base32();
+    let defaults = TotpParams::default();
     let digits = params.digits.to_string();
     let period = params.period.to_string();
-    let parts: [&str; 14] = [
+    let mut parts: Vec<&str> = vec![
         "otpauth://totp/",
         &issuer,
         ":",
@@ -314,13 +318,16 @@ pub fn otpauth_uri(
         &secret,
         "&issuer=",
         &issuer,
-        "&algorithm=",
-        params.algorithm.name(),
-        "&digits=",
-        &digits,
-        "&period=",
-        &period,
     ];
+    if params.algorithm != defaults.algorithm {
+        parts.extend(["&algorithm=", params.algorithm.name()]);
+    }
+    if params.digits != defaults.digits {
+        parts.extend(["&digits=", &digits]);
+    }
+    if params.period != defaults.period {
+        parts.extend(["&period=", &period]);
+    }
     // Sized exactly so growing the buffer never leaves a copy of the secret unzeroed.
     let mut uri = Zeroizing::new(String::with_capacity(parts.iter().map(|p| p.len()).sum()));
     for part in parts {
@@ -353,12 +360,19 @@ impl TotpRejection {
             ),
             Self::Wrong => "wrong code".to_owned(),
             Self::Replay => "that code was already used: wait for the next one".to_owned(),
-            Self::ClockDrift { steps } => format!(
-                "{}; correct its time and try again",
-                drift_description(*steps, params.period)
-            ),
+            Self::ClockDrift { steps } => drift_advice(*steps, params.period),
         }
     }
+}
+
+/// What to do about a drifted clock, and what will then work: the code shown after the fix
+/// is accepted at once, because a code from a clock running ahead burns only the step it
+/// matched, never the steps before it.
+pub fn drift_advice(steps: i64, period: u64) -> String {
+    format!(
+        "{}; correct its time and the code it shows works at once",
+        drift_description(steps, period)
+    )
 }
 
 /// How far off the authenticator's clock is, in whole minutes since that is how people set
@@ -376,6 +390,39 @@ pub fn drift_description(steps: i64, period: u64) -> String {
     format!("the authenticator's clock is about {minutes} {unit} {direction}")
 }
 
+/// The steps that may no longer be accepted: every one up to the last accepted step, and the
+/// few later ones a code from a clock running ahead matched (burned).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spent<'a> {
+    pub last_step: Option<u64>,
+    pub burned: &'a [u64],
+}
+
+impl Spent<'_> {
+    fn is_fresh(&self, step: u64) -> bool {
+        self.last_step.is_none_or(|last| step > last) && !self.burned.contains(&step)
+    }
+}
+
+/// The typed code without the spaces authenticators show ("123 456"), if it has the right
+/// number of digits.
+fn typed_digits(input: &str, params: TotpParams) -> Option<Zeroizing<Vec<u8>>> {
+    let typed = Zeroizing::new(
+        input
+            .trim()
+            .bytes()
+            .filter(|&b| b != b' ')
+            .collect::<Vec<u8>>(),
+    );
+    (typed.len() == params.digits as usize && typed.iter().all(u8::is_ascii_digit)).then_some(typed)
+}
+
+/// Whether `input` has the form of a code for `params`, decided with no HMAC: a typo caught
+/// here costs no attempt.
+pub fn is_well_formed(input: &str, params: TotpParams) -> bool {
+    typed_digits(input, params).is_some()
+}
+
 /// Checks a typed code at time `now`. `last_step` is the step of the last accepted code, if any;
 /// on success the caller must store the returned step and pass it next time, so that a code seen
 /// over someone's shoulder cannot be used again.
@@ -386,21 +433,28 @@ pub fn verify(
     params: TotpParams,
     last_step: Option<u64>,
 ) -> Result<u64, TotpRejection> {
+    let spent = Spent {
+        last_step,
+        burned: &[],
+    };
+    verify_spent(secret, input, now, params, spent)
+}
+
+/// [`verify`], refusing the burned steps of `spent` too (as replays).
+pub fn verify_spent(
+    secret: &TotpSecret,
+    input: &str,
+    now: i64,
+    params: TotpParams,
+    spent: Spent<'_>,
+) -> Result<u64, TotpRejection> {
     if !params.is_valid() {
         // Corrupt stored params: nothing the user types can be right.
         return Err(TotpRejection::Wrong);
     }
-    // Authenticators display codes as "123 456" and people copy them that way.
-    let typed = Zeroizing::new(
-        input
-            .trim()
-            .bytes()
-            .filter(|&b| b != b' ')
-            .collect::<Vec<u8>>(),
-    );
-    if typed.len() != params.digits as usize || !typed.iter().all(u8::is_ascii_digit) {
+    let Some(typed) = typed_digits(input, params) else {
         return Err(TotpRejection::Malformed);
-    }
+    };
 
     // i128 step arithmetic: `now` may be negative or near i64::MAX, and steps are unsigned, so
     // offsets are computed where nothing can overflow and then clamped to real (>= 0) steps.
@@ -410,7 +464,7 @@ pub fn verify(
         let code = hotp(secret.as_bytes(), step, params.algorithm, params.digits);
         Some((step, code.as_bytes().ct_eq(&typed)))
     };
-    let is_fresh = |step: u64| last_step.is_none_or(|last| step > last);
+    let is_fresh = |step: u64| spent.is_fresh(step);
 
     // Every candidate is computed and folded in without branching on the comparison, so timing
     // does not reveal which step (if any) matched.
@@ -634,7 +688,7 @@ mod tests {
         assert_eq!(
             *uri,
             "otpauth://totp/sparekey:alice%40example.com?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
-             &issuer=sparekey&algorithm=SHA1&digits=6&period=30"
+             &issuer=sparekey"
         );
         let other = TotpParams {
             algorithm: Algorithm::Sha512,
@@ -647,6 +701,19 @@ mod tests {
             "otpauth://totp/My%20Bank:Jos%C3%A9?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
              &issuer=My%20Bank&algorithm=SHA512&digits=8&period=60"
         );
+        // Each parameter is left out on its own when it is the default.
+        let only_period = TotpParams {
+            period: 60,
+            ..TotpParams::default()
+        };
+        let uri = otpauth_uri("sparekey", "bob", &secret(), only_period).unwrap();
+        assert!(uri.ends_with("&issuer=sparekey&period=60"), "{}", *uri);
+        let only_digits = TotpParams {
+            digits: 8,
+            ..TotpParams::default()
+        };
+        let uri = otpauth_uri("sparekey", "bob", &secret(), only_digits).unwrap();
+        assert!(uri.ends_with("&issuer=sparekey&digits=8"), "{}", *uri);
         assert_eq!(percent_encode("a-._~Z9/?&=+%"), "a-._~Z9%2F%3F%26%3D%2B%25");
     }
 
@@ -853,7 +920,8 @@ mod tests {
         );
         assert_eq!(
             TotpRejection::ClockDrift { steps: -10 }.message(p),
-            "the authenticator's clock is about 5 minutes behind; correct its time and try again"
+            "the authenticator's clock is about 5 minutes behind; correct its time and the code it \
+             shows works at once"
         );
     }
 

@@ -5,6 +5,8 @@
 //! live once, in [`mutation`], so the backends differ only in how they make them atomic.
 //! Nothing here decides policy: that stays in the core.
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod faulty;
 pub mod lock;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;

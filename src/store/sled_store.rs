@@ -1,13 +1,17 @@
 //! The sled backend: one tree of accounts (name -> postcard record), one of their list facts
 //! (name -> [`AccountFacts`], so listing never decodes full records), one of audit events
-//! (sequence number -> event), and meta keys (schema version, key fingerprint) in the default
-//! tree. Every mutation is one sled transaction over the record and its facts (and, for a login
-//! or a failed attempt, the audit events that record it and the next event's number), and is
-//! flushed before it returns. Must never block forever on a store held by another process, and
+//! (sequence number -> event), one of refusal notes (name -> the event that counts refused
+//! attempts in the account's current delay window), and meta keys (schema version, key
+//! fingerprint, operator password and failures) in the default tree. Every mutation is one sled
+//! transaction over what it changes and the audit events that record it (and the next event's
+//! number), and is flushed before it returns; a write that fails makes the store
+//! [`StoreError::Unavailable`]. Must never block forever on a store held by another process, and
 //! never rewrite a store written by a newer schema.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use std::cell::Cell;
 
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -16,13 +20,14 @@ use crate::core::account::{Account, AccountFacts, ActiveTotp, PendingTotp};
 use crate::core::audit::{AuditEvent, AuditKind};
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
+use crate::core::kiosk::OPERATOR_AUDIT_NAME;
 use crate::core::store::{
-    Activation, AuditFor, CodeConsumption, KeyBinding, StepConsumption, Store, StoreError,
-    StoreImage,
+    Activation, AuditFor, CodeConsumption, KeyBinding, Reservation, SettleCheck, Settlement,
+    StepConsumption, Store, StoreError, StoreImage,
 };
-use crate::core::throttle::FailureRecord;
+use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::store::lock::{self, StoreLock};
-use crate::store::mutation::{self, Applied};
+use crate::store::mutation::{self, Applied, RefusalNote};
 use crate::store::{SCHEMA_VERSION, decode, encode};
 
 const META_SCHEMA: &[u8] = b"schema_version";
@@ -61,6 +66,7 @@ pub struct SledStore {
     accounts: sled::Tree,
     facts: sled::Tree,
     audit: sled::Tree,
+    refusals: sled::Tree,
     path: PathBuf,
     /// Declared last so that it is released only after sled has closed the store.
     _lock: StoreLock,
@@ -77,6 +83,125 @@ fn io(e: sled::Error) -> StoreError {
         }
         sled::Error::Io(e) => StoreError::Io(e.to_string()),
         other => StoreError::Io(other.to_string()),
+    }
+}
+
+/// A write that failed. sled repeats a failed write's error on every later one, so whatever
+/// the cause the store is unavailable to this process: never read as "nothing happened, go
+/// on" (an attempt whose count could not be written must not be verified).
+fn write_failed(e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } => StoreError::Damaged(format!("{e}")),
+        sled::Error::Io(e) => StoreError::Unavailable(e.to_string()),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+/// How far a transaction's writes must get before it returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// Nothing was written.
+    No,
+    /// To the OS: survives this process being killed (a refusal note).
+    ToOs,
+    /// To the disk: survives a power cut (every change reported done).
+    ToDisk,
+}
+
+/// The trees of one transaction, with the audit numbering it continues.
+struct Tx<'a> {
+    accounts: &'a TransactionalTree,
+    facts: &'a TransactionalTree,
+    events: &'a TransactionalTree,
+    meta: &'a TransactionalTree,
+    refusals: &'a TransactionalTree,
+    first_id: u64,
+    prune_due: Cell<bool>,
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+fn abort<T>(e: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+impl Tx<'_> {
+    fn load(&self, name: &str) -> TxResult<Option<Account>> {
+        match self.accounts.get(name.as_bytes())? {
+            Some(bytes) => match decode(&bytes, &format!("the record of account '{name}'")) {
+                Ok(account) => Ok(Some(account)),
+                Err(e) => abort(e),
+            },
+            None => Ok(None),
+        }
+    }
+
+    fn put(&self, account: &Account) -> TxResult<()> {
+        let name = account.name.as_bytes();
+        self.accounts.insert(name, encode(account))?;
+        self.facts.insert(name, encode(&account.facts()))?;
+        Ok(())
+    }
+
+    /// Appends events; returns the number of the first.
+    fn write_events(&self, at: UnixTime, account: &str, kinds: Vec<AuditKind>) -> TxResult<u64> {
+        let (first, due) = write_events(self.events, self.meta, self.first_id, at, account, kinds)?;
+        if due {
+            self.prune_due.set(true);
+        }
+        Ok(first)
+    }
+
+    /// Adds a refused attempt to the account's refusal event for `window`, or starts one
+    /// (see [`mutation::note_refusal`]).
+    fn note_refusal(
+        &self,
+        name: &str,
+        window: FailureRecord,
+        gate: Gate,
+        at: UnixTime,
+    ) -> TxResult<()> {
+        let old: Option<RefusalNote> = match self.refusals.get(name.as_bytes())? {
+            // A note that cannot be read only costs one more event.
+            Some(bytes) => decode(&bytes, "a refusal note").ok(),
+            None => None,
+        };
+        let (mut note, existing) = mutation::note_refusal(old, window, at);
+        let kind = AuditKind::AttemptsRefused {
+            count: note.count,
+            locked: gate == Gate::Locked,
+        };
+        let key = note.event.to_be_bytes();
+        // The event may have been pruned meanwhile: then the count goes on in a new one.
+        let current = match self.events.get(key)? {
+            Some(bytes) if existing => decode::<AuditEvent>(&bytes, "an audit event").ok(),
+            _ => None,
+        };
+        let same = current.is_some_and(|e| {
+            e.account == name && matches!(e.kind, AuditKind::AttemptsRefused { .. })
+        });
+        if same {
+            let event = AuditEvent {
+                at: note.first_at,
+                account: name.to_string(),
+                kind,
+            };
+            self.events.insert(&key, encode(&event))?;
+        } else {
+            note.event = self.write_events(at, name, vec![kind])?;
+        }
+        self.refusals.insert(name.as_bytes(), encode(&note))?;
+        Ok(())
+    }
+
+    fn operator_failures(&self) -> TxResult<FailureRecord> {
+        match self.meta.get(META_OPERATOR_FAILURES)? {
+            Some(bytes) => match decode(&bytes, "the operator's failure record") {
+                Ok(record) => Ok(record),
+                Err(e) => abort(e),
+            },
+            None => Ok(FailureRecord::default()),
+        }
     }
 }
 
@@ -118,6 +243,7 @@ impl SledStore {
         let accounts = db.open_tree("accounts").map_err(io)?;
         let facts = db.open_tree("account_facts").map_err(io)?;
         let audit = db.open_tree("audit").map_err(io)?;
+        let refusals = db.open_tree("refusals").map_err(io)?;
         let log_file = std::fs::File::open(path.join("db")).map_err(|e| {
             StoreError::Io(format!("cannot open {}: {e}", path.join("db").display()))
         })?;
@@ -127,6 +253,7 @@ impl SledStore {
             accounts,
             facts,
             audit,
+            refusals,
             path: path.to_path_buf(),
             _lock: lock,
         };
@@ -223,36 +350,61 @@ impl SledStore {
     /// fsyncs every 500 ms and sled fsyncs when the database is closed, but "accepted" cannot
     /// wait for either, so every change that is reported done also gets an `fdatasync` here.
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(io)?;
+        self.db.flush().map_err(write_failed)?;
         self.log_file
             .sync_data()
-            .map_err(|e| StoreError::Io(format!("cannot sync the store to disk: {e}")))
+            .map_err(|e| StoreError::Unavailable(format!("cannot sync the store to disk: {e}")))
     }
 
     /// Hands writes to the OS (they survive this process being killed) without waiting for the
-    /// disk: for audit events appended on their own ([`Store::append_audit`]), which are best
-    /// effort after the change they record and reach the disk with the next
-    /// [`SledStore::flush`], sled's periodic fsync (500 ms) or the close.
+    /// disk: for writes no decision waits on (a refusal's note, an event appended on its own),
+    /// which reach the disk with the next [`SledStore::flush`], sled's periodic fsync (500 ms)
+    /// or the close.
     fn flush_to_os(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(io)
+        self.db.flush().map(|_| ()).map_err(write_failed)
     }
 
-    /// Runs a record mutation atomically and durably; `missing` when there is no such account.
-    fn modify<T: Clone>(
-        &self,
-        name: &str,
-        missing: T,
-        f: impl Fn(&mut Account) -> Applied<T>,
-    ) -> Result<T, StoreError> {
-        let result = (&self.accounts, &self.facts).transaction(|(accounts, facts)| {
-            let applied = apply(accounts, facts, name, &missing, &f)?;
-            Ok((applied.outcome, applied.changed))
+    /// Runs `f` as one transaction over every tree, with the audit numbering, then flushes as
+    /// it asks and enforces the retention bound if the numbering says it is due.
+    fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<(T, Flush)>) -> Result<T, StoreError> {
+        let first_id = self.first_audit_id()?;
+        let trees = (
+            &self.accounts,
+            &self.facts,
+            &self.audit,
+            &*self.db,
+            &self.refusals,
+        );
+        let result = trees.transaction(|(accounts, facts, events, meta, refusals)| {
+            let tx = Tx {
+                accounts,
+                facts,
+                events,
+                meta,
+                refusals,
+                first_id,
+                prune_due: Cell::new(false),
+            };
+            let (outcome, flush) = f(&tx)?;
+            Ok((outcome, flush, tx.prune_due.get()))
         });
-        self.finish(result)
+        let (outcome, flush, prune_due) = match result {
+            Ok(done) => done,
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(write_failed(e)),
+        };
+        match flush {
+            Flush::No => {}
+            Flush::ToOs => self.flush_to_os()?,
+            Flush::ToDisk => self.flush()?,
+        }
+        self.prune_if(prune_due);
+        Ok(outcome)
     }
 
-    /// [`SledStore::modify`] with the events that record the change in the same transaction
-    /// (see [`AuditFor`]), so one flush makes both durable.
+    /// Runs a record mutation atomically and durably, with the events that record the change
+    /// in the same transaction (see [`AuditFor`]), so one flush makes both durable; `missing`
+    /// when there is no such account.
     fn modify_audited<T: Clone>(
         &self,
         name: &str,
@@ -261,24 +413,37 @@ impl SledStore {
         audit: AuditFor<'_, T>,
         f: impl Fn(&mut Account) -> Applied<T>,
     ) -> Result<T, StoreError> {
-        let first_id = self.first_audit_id()?;
-        let trees = (&self.accounts, &self.facts, &self.audit, &*self.db);
-        let result = trees.transaction(|(accounts, facts, events, meta)| {
-            let applied = apply(accounts, facts, name, &missing, &f)?;
+        self.transact(|tx| {
+            let Some(mut account) = tx.load(name)? else {
+                return Ok((missing.clone(), Flush::No));
+            };
+            let applied = f(&mut account);
             if !applied.changed {
-                return Ok(((applied.outcome, false), false));
+                return Ok((applied.outcome, Flush::No));
             }
-            let kinds = audit(&applied.outcome);
-            let prune_due = write_events(events, meta, first_id, at, name, kinds)?;
-            Ok(((applied.outcome, true), prune_due))
-        });
-        let (result, prune_due) = match result {
-            Ok((done, prune_due)) => (Ok(done), prune_due),
-            Err(e) => (Err(e), false),
-        };
-        let outcome = self.finish(result)?;
-        self.prune_if(prune_due);
-        Ok(outcome)
+            tx.put(&account)?;
+            tx.write_events(at, name, audit(&applied.outcome))?;
+            Ok((applied.outcome, Flush::ToDisk))
+        })
+    }
+
+    /// The kiosk operator's failure record changed by `f`, with its events.
+    fn modify_operator<T>(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, T>,
+        f: impl Fn(&mut FailureRecord) -> Applied<T>,
+    ) -> Result<T, StoreError> {
+        self.transact(|tx| {
+            let mut record = tx.operator_failures()?;
+            let applied = f(&mut record);
+            if !applied.changed {
+                return Ok((applied.outcome, Flush::No));
+            }
+            tx.meta.insert(META_OPERATOR_FAILURES, encode(&record))?;
+            tx.write_events(at, OPERATOR_AUDIT_NAME, audit(&applied.outcome))?;
+            Ok((applied.outcome, Flush::ToDisk))
+        })
     }
 
     /// The number after the newest audit event's, below which no new event may go: in a store
@@ -312,18 +477,38 @@ impl SledStore {
                 Ok(outcome)
             }
             Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(io(e)),
+            Err(TransactionError::Storage(e)) => Err(write_failed(e)),
         }
     }
 
-    /// Keeps at most `retention` audit events, dropping the oldest.
+    /// Keeps at most `retention` audit events: noise first (see [`AuditKind::is_noise`]),
+    /// oldest first, and only then the oldest security events, so a flood of refusals can never
+    /// rotate a login, a failure or a lock out of the log.
     pub fn prune_audit(&self, retention: usize) -> Result<(), StoreError> {
         let len = self.audit.len();
         if len <= retention {
             return Ok(());
         }
-        for entry in self.audit.iter().keys().take(len - retention) {
-            self.audit.remove(entry.map_err(io)?).map_err(io)?;
+        let mut excess = len - retention;
+        let mut noise = Vec::new();
+        for entry in self.audit.iter() {
+            if noise.len() >= excess {
+                break;
+            }
+            let (key, bytes) = entry.map_err(io)?;
+            let event: Result<AuditEvent, _> = decode(&bytes, "an audit event");
+            if event.is_ok_and(|e| e.kind.is_noise()) {
+                noise.push(key);
+            }
+        }
+        excess -= noise.len();
+        for key in noise {
+            self.audit.remove(key).map_err(write_failed)?;
+        }
+        for entry in self.audit.iter().keys().take(excess) {
+            self.audit
+                .remove(entry.map_err(io)?)
+                .map_err(write_failed)?;
         }
         Ok(())
     }
@@ -358,18 +543,19 @@ impl Store for SledStore {
         }
     }
 
-    fn insert_account(&self, account: &Account) -> Result<bool, StoreError> {
-        let name = account.name.as_bytes();
-        let (record, facts) = (encode(account), encode(&account.facts()));
-        let result = (&self.accounts, &self.facts).transaction(|(accounts, fact_tree)| {
-            if accounts.get(name)?.is_some() {
-                return Ok((false, false));
+    fn insert_account(
+        &self,
+        account: &Account,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.transact(|tx| {
+            if tx.accounts.get(account.name.as_bytes())?.is_some() {
+                return Ok((false, Flush::No));
             }
-            accounts.insert(name, record.clone())?;
-            fact_tree.insert(name, facts.clone())?;
-            Ok((true, true))
-        });
-        self.finish(result)
+            tx.put(account)?;
+            tx.write_events(account.created_at, &account.name, audit(&true))?;
+            Ok((true, Flush::ToDisk))
+        })
     }
 
     fn load_account(&self, name: &str) -> Result<Option<Account>, StoreError> {
@@ -410,17 +596,33 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
-        let result = (&self.accounts, &self.facts).transaction(|(accounts, facts)| {
-            let removed = accounts.remove(name.as_bytes())?.is_some();
-            facts.remove(name.as_bytes())?;
-            Ok((removed, removed))
-        });
-        self.finish(result)
+    fn delete_account(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.transact(|tx| {
+            if tx.accounts.remove(name.as_bytes())?.is_none() {
+                return Ok((false, Flush::No));
+            }
+            tx.facts.remove(name.as_bytes())?;
+            tx.refusals.remove(name.as_bytes())?;
+            tx.write_events(at, name, audit(&true))?;
+            Ok((true, Flush::ToDisk))
+        })
     }
 
-    fn set_pending(&self, name: &str, pending: &PendingTotp) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::set_pending(a, pending))
+    fn set_pending(
+        &self,
+        name: &str,
+        pending: &PendingTotp,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, |a| {
+            mutation::set_pending(a, pending)
+        })
     }
 
     fn activate_pending(
@@ -429,9 +631,68 @@ impl Store for SledStore {
         pending_id: u64,
         totp: &ActiveTotp,
         codes: &CodeSet,
+        at: UnixTime,
+        audit: AuditFor<'_, Activation>,
     ) -> Result<Activation, StoreError> {
-        self.modify(name, Activation::NoAccount, |a| {
+        self.modify_audited(name, Activation::NoAccount, at, audit, |a| {
             mutation::activate_pending(a, pending_id, totp, codes)
+        })
+    }
+
+    fn reserve_attempt(
+        &self,
+        name: &str,
+        policy: &ThrottlePolicy,
+        at: UnixTime,
+    ) -> Result<Reservation, StoreError> {
+        self.transact(|tx| {
+            let Some(mut account) = tx.load(name)? else {
+                return Ok((Reservation::NoAccount, Flush::No));
+            };
+            let applied = mutation::reserve_attempt(&mut account, policy, at);
+            match applied.outcome {
+                Reservation::Refused(gate) => {
+                    tx.note_refusal(name, account.failures, gate, at)?;
+                    Ok((applied.outcome, Flush::ToOs))
+                }
+                _ => {
+                    tx.put(&account)?;
+                    // Durable before anything is verified: a power cut must not give the
+                    // attempt back.
+                    Ok((applied.outcome, Flush::ToDisk))
+                }
+            }
+        })
+    }
+
+    fn release_attempt(
+        &self,
+        name: &str,
+        previous: FailureRecord,
+        reserved: FailureRecord,
+    ) -> Result<bool, StoreError> {
+        // Handed to the OS only: a release lost to a power cut leaves one attempt too many
+        // counted, the safe side, and saves a second sync on every two-step login.
+        self.transact(|tx| {
+            let Some(mut account) = tx.load(name)? else {
+                return Ok((false, Flush::No));
+            };
+            let applied = mutation::release_attempt(&mut account, previous, reserved);
+            if !applied.changed {
+                return Ok((applied.outcome, Flush::No));
+            }
+            tx.put(&account)?;
+            Ok((applied.outcome, Flush::ToOs))
+        })
+    }
+
+    fn note_refused_attempt(&self, name: &str, gate: Gate, at: UnixTime) -> Result<(), StoreError> {
+        self.transact(|tx| {
+            let Some(account) = tx.load(name)? else {
+                return Ok(((), Flush::No));
+            };
+            tx.note_refusal(name, account.failures, gate, at)?;
+            Ok(((), Flush::ToOs))
         })
     }
 
@@ -440,15 +701,12 @@ impl Store for SledStore {
         name: &str,
         step: u64,
         at: UnixTime,
+        check: &SettleCheck,
         audit: AuditFor<'_, StepConsumption>,
     ) -> Result<StepConsumption, StoreError> {
         self.modify_audited(name, StepConsumption::NotEnrolled, at, audit, |a| {
-            mutation::consume_totp_step(a, step, at)
+            mutation::consume_totp_step(a, step, at, check)
         })
-    }
-
-    fn spend_totp_step(&self, name: &str, step: u64) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::spend_totp_step(a, step))
     }
 
     fn consume_backup_code(
@@ -457,10 +715,11 @@ impl Store for SledStore {
         set_id: u64,
         slot: usize,
         at: UnixTime,
+        check: &SettleCheck,
         audit: AuditFor<'_, CodeConsumption>,
     ) -> Result<CodeConsumption, StoreError> {
         self.modify_audited(name, CodeConsumption::NoAccount, at, audit, |a| {
-            mutation::consume_backup_code(a, set_id, slot, at)
+            mutation::consume_backup_code(a, set_id, slot, at, check)
         })
     }
 
@@ -468,10 +727,11 @@ impl Store for SledStore {
         &self,
         name: &str,
         at: UnixTime,
-        audit: AuditFor<'_, bool>,
-    ) -> Result<bool, StoreError> {
-        self.modify_audited(name, false, at, audit, |a| {
-            mutation::record_password_login(a, at)
+        check: &SettleCheck,
+        audit: AuditFor<'_, Settlement>,
+    ) -> Result<Settlement, StoreError> {
+        self.modify_audited(name, Settlement::NoAccount, at, audit, |a| {
+            mutation::record_password_login(a, at, check)
         })
     }
 
@@ -479,21 +739,42 @@ impl Store for SledStore {
         &self,
         name: &str,
         at: UnixTime,
-        audit: AuditFor<'_, Option<FailureRecord>>,
-    ) -> Result<Option<FailureRecord>, StoreError> {
-        self.modify_audited(name, None, at, audit, |a| mutation::record_failure(a, at))
+        burn_ahead: Option<u64>,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, |a| {
+            mutation::record_failure(a, burn_ahead)
+        })
     }
 
-    fn clear_failures(&self, name: &str) -> Result<bool, StoreError> {
-        self.modify(name, false, mutation::clear_failures)
+    fn clear_failures(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, mutation::clear_failures)
     }
 
-    fn replace_codes(&self, name: &str, codes: &CodeSet) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::replace_codes(a, codes))
+    fn replace_codes(
+        &self,
+        name: &str,
+        codes: &CodeSet,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, |a| {
+            mutation::replace_codes(a, codes)
+        })
     }
 
-    fn remove_two_factor(&self, name: &str) -> Result<bool, StoreError> {
-        self.modify(name, false, mutation::remove_two_factor)
+    fn remove_two_factor(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, mutation::remove_two_factor)
     }
 
     fn operator_password(&self) -> Result<Option<String>, StoreError> {
@@ -504,16 +785,20 @@ impl Store for SledStore {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    fn set_operator_password(&self, phc: &str) -> Result<bool, StoreError> {
-        let set = self
-            .db
-            .compare_and_swap(META_OPERATOR, None as Option<&[u8]>, Some(phc.as_bytes()))
-            .map_err(io)?
-            .is_ok();
-        if set {
-            self.flush()?;
-        }
-        Ok(set)
+    fn set_operator_password(
+        &self,
+        phc: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.transact(|tx| {
+            if tx.meta.get(META_OPERATOR)?.is_some() {
+                return Ok((false, Flush::No));
+            }
+            tx.meta.insert(META_OPERATOR, phc.as_bytes())?;
+            tx.write_events(at, OPERATOR_AUDIT_NAME, audit(&true))?;
+            Ok((true, Flush::ToDisk))
+        })
     }
 
     fn operator_failures(&self) -> Result<FailureRecord, StoreError> {
@@ -523,28 +808,43 @@ impl Store for SledStore {
         }
     }
 
-    fn record_operator_failure(&self, at: UnixTime) -> Result<FailureRecord, StoreError> {
-        let updated = self
-            .db
-            .update_and_fetch(META_OPERATOR_FAILURES, |old| {
-                let mut record: FailureRecord = old
-                    .and_then(|b| postcard::from_bytes(b).ok())
-                    .unwrap_or_default();
-                record.consecutive = record.consecutive.saturating_add(1);
-                record.last_failure_at = Some(at);
-                Some(encode(&record))
-            })
-            .map_err(io)?;
-        self.flush()?;
-        decode(
-            &updated.unwrap_or_default(),
-            "the operator's failure record",
-        )
+    fn reserve_operator_attempt(
+        &self,
+        policy: &ThrottlePolicy,
+        at: UnixTime,
+    ) -> Result<Reservation, StoreError> {
+        self.modify_operator(at, &|_| Vec::new(), |r| mutation::reserve(r, policy, at))
     }
 
-    fn clear_operator_failures(&self) -> Result<(), StoreError> {
-        self.db.remove(META_OPERATOR_FAILURES).map_err(io)?;
-        self.flush()
+    fn settle_operator_attempt(&self, check: &SettleCheck) -> Result<Settlement, StoreError> {
+        self.modify_operator(UnixTime::default(), &|_| Vec::new(), |r| {
+            mutation::settle(r, check)
+        })
+    }
+
+    fn record_operator_failure(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, FailureRecord>,
+    ) -> Result<FailureRecord, StoreError> {
+        self.modify_operator(at, audit, |r| Applied {
+            outcome: *r,
+            changed: true,
+        })
+    }
+
+    fn clear_operator_failures(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, ()>,
+    ) -> Result<(), StoreError> {
+        self.modify_operator(at, audit, |r| {
+            *r = FailureRecord::default();
+            Applied {
+                outcome: (),
+                changed: true,
+            }
+        })
     }
 
     fn export_image(&self) -> Result<StoreImage, StoreError> {
@@ -625,24 +925,10 @@ impl Store for SledStore {
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let first_id = self.first_audit_id()?;
-        let result = (&self.audit, &*self.db).transaction(|(events, meta)| {
-            write_events(
-                events,
-                meta,
-                first_id,
-                event.at,
-                &event.account,
-                vec![event.kind.clone()],
-            )
-        });
-        let prune_due = match result {
-            Ok(prune_due) => prune_due,
-            Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(io(e)),
-        };
-        self.prune_if(prune_due);
-        self.flush_to_os()
+        self.transact(|tx| {
+            tx.write_events(event.at, &event.account, vec![event.kind.clone()])?;
+            Ok(((), Flush::ToOs))
+        })
     }
 
     fn audit_events(
@@ -666,8 +952,8 @@ impl Store for SledStore {
     }
 }
 
-/// Writes audit events in a transaction under the next numbers; returns whether the
-/// retention bound is due (the numbering crossed a multiple of [`PRUNE_EVERY`]).
+/// Writes audit events in a transaction under the next numbers; returns the first number and
+/// whether the retention bound is due (the numbering crossed a multiple of [`PRUNE_EVERY`]).
 fn write_events(
     events: &TransactionalTree,
     meta: &TransactionalTree,
@@ -675,9 +961,9 @@ fn write_events(
     at: UnixTime,
     account: &str,
     kinds: Vec<AuditKind>,
-) -> Result<bool, ConflictableTransactionError<StoreError>> {
+) -> Result<(u64, bool), ConflictableTransactionError<StoreError>> {
     if kinds.is_empty() {
-        return Ok(false);
+        return Ok((first_id, false));
     }
     let stored = read_u64(meta.get(META_AUDIT_NEXT)?, "the next audit id")
         .map_err(ConflictableTransactionError::Abort)?;
@@ -695,7 +981,7 @@ fn write_events(
         id += 1;
     }
     meta.insert(META_AUDIT_NEXT, &id.to_be_bytes())?;
-    Ok(start / PRUNE_EVERY != id / PRUNE_EVERY)
+    Ok((start, start / PRUNE_EVERY != id / PRUNE_EVERY))
 }
 
 /// A big-endian u64 stored by sparekey; anything else is damage, never read as zero (a
@@ -710,27 +996,69 @@ fn read_u64(bytes: Option<sled::IVec>, what: &str) -> Result<Option<u64>, StoreE
         .transpose()
 }
 
-/// A record mutation inside a transaction: decode, apply, write back the record and its facts
-/// when it changed; `missing` when there is no such account.
-fn apply<T: Clone>(
-    accounts: &TransactionalTree,
-    facts: &TransactionalTree,
-    name: &str,
-    missing: &T,
-    f: &impl Fn(&mut Account) -> Applied<T>,
-) -> Result<Applied<T>, ConflictableTransactionError<StoreError>> {
-    let Some(bytes) = accounts.get(name.as_bytes())? else {
-        return Ok(Applied {
-            outcome: missing.clone(),
-            changed: false,
-        });
-    };
-    let mut account: Account = decode(&bytes, &format!("the record of account '{name}'"))
-        .map_err(ConflictableTransactionError::Abort)?;
-    let applied = f(&mut account);
-    if applied.changed {
-        accounts.insert(name.as_bytes(), encode(&account))?;
-        facts.insert(name.as_bytes(), encode(&account.facts()))?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(at: UnixTime, kind: AuditKind) -> AuditEvent {
+        AuditEvent {
+            at,
+            account: "amy".into(),
+            kind,
+        }
     }
-    Ok(applied)
+
+    #[test]
+    fn retention_drops_noise_before_any_security_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("store"), Duration::ZERO).unwrap();
+        let security = |i: i64| {
+            event(
+                i,
+                AuditKind::FailedAttempt {
+                    reason: crate::core::audit::FailureReason::WrongPassword,
+                    consecutive: i as u32,
+                },
+            )
+        };
+        let noise = |i: i64| {
+            event(
+                i,
+                AuditKind::AttemptsRefused {
+                    count: 1,
+                    locked: false,
+                },
+            )
+        };
+        // Oldest first: 10 security events, then 20 refusals, then one more login.
+        for i in 0..10 {
+            store.append_audit(&security(i)).unwrap();
+        }
+        for i in 10..30 {
+            store.append_audit(&noise(i)).unwrap();
+        }
+        store
+            .append_audit(&event(
+                30,
+                AuditKind::LoginSucceeded {
+                    method: crate::core::audit::LoginMethod::Password,
+                },
+            ))
+            .unwrap();
+        store.prune_audit(13).unwrap();
+        let kept = store.audit_events(None, 100).unwrap();
+        let times: Vec<UnixTime> = kept.iter().map(|e| e.at).collect();
+        let mut expected: Vec<UnixTime> = (0..10).collect();
+        expected.extend([28, 29, 30]);
+        assert_eq!(times, expected, "the oldest refusals went first");
+        // Past the noise, the oldest security events go.
+        store.prune_audit(4).unwrap();
+        let times: Vec<UnixTime> = store
+            .audit_events(None, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.at)
+            .collect();
+        assert_eq!(times, [7, 8, 9, 30]);
+    }
 }

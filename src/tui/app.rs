@@ -41,6 +41,16 @@ pub const WORKING: &str = "working…";
 /// Seconds after a copy before offering to clear the clipboard.
 pub const CLIPBOARD_OFFER_SECS: i64 = 60;
 
+/// While backup codes are on a kiosk's screen, the idle clear waits at least this long: they
+/// are being written down by hand, and once cleared they can never be shown again.
+pub const CODES_IDLE_SECS: i64 = 600;
+
+/// Seconds before a kiosk's idle clear of backup codes during which a countdown warns.
+pub const CODES_IDLE_WARNING_SECS: i64 = 90;
+
+/// The same warning on other screens, as a share of the idle time (a quarter: 15 s of 60).
+const IDLE_WARNING_SHARE: i64 = 4;
+
 /// One variant per screen; each screen's state, keys and drawing live in its own file.
 #[derive(Debug)]
 pub enum Screen {
@@ -99,6 +109,10 @@ impl Screen {
             Screen::Operator(_) => Action::OperatorGate,
         }
     }
+    /// Whether backup codes are on screen, not yet wiped.
+    pub fn holds_codes(&self) -> bool {
+        matches!(self, Screen::Codes(c) if c.holds_codes())
+    }
     /// Whether this screen shows a secret, codes or account data that a kiosk must not leave on
     /// screen for the next person.
     pub fn sensitive(&self) -> bool {
@@ -121,10 +135,23 @@ pub enum Target {
     NewAccount,
     /// Enrolling an authenticator for this account; back goes to its settings.
     Enroll(String),
+    /// The same for an account that already has two-factor authentication: step 1 asks for
+    /// the password and a current code (a step-up) and says the current backup codes will be
+    /// replaced.
+    Reenroll(String),
     Quit,
 }
 
 impl Target {
+    /// Enrolling `name`, or re-enrolling it when it has two-factor authentication already.
+    pub fn enroll(name: String, has_two_factor: bool) -> Self {
+        if has_two_factor {
+            Target::Reenroll(name)
+        } else {
+            Target::Enroll(name)
+        }
+    }
+
     /// What going there amounts to, for the kiosk policy.
     pub fn action(&self) -> Action {
         match self {
@@ -132,7 +159,7 @@ impl Target {
             Target::Settings(_) => Action::ViewAccount,
             Target::Login | Target::LoginFor(_) => Action::SignIn,
             Target::NewAccount => Action::CreateAccount,
-            Target::Enroll(_) => Action::SelfService,
+            Target::Enroll(_) | Target::Reenroll(_) => Action::SelfService,
             Target::Quit => Action::QuitKiosk,
         }
     }
@@ -183,7 +210,17 @@ impl ClipboardUsed {
     pub fn describe(self) -> &'static str {
         match self {
             ClipboardUsed::System => "the system clipboard",
-            ClipboardUsed::Osc52 => "the terminal clipboard (OSC 52)",
+            ClipboardUsed::Osc52 => "your terminal's clipboard",
+        }
+    }
+    /// What a copy can honestly claim: the system clipboard says it took the text; an OSC 52
+    /// sequence is only sent, and many terminals ignore it without a word.
+    pub fn copied_message(self) -> String {
+        match self {
+            ClipboardUsed::System => format!(
+                "copied the codes to the system clipboard; you will be offered to clear it in {CLIPBOARD_OFFER_SECS} s"
+            ),
+            ClipboardUsed::Osc52 => "sent the codes to your terminal's clipboard: paste it to check — not all terminals support this".into(),
         }
     }
 }
@@ -443,6 +480,8 @@ pub struct AppOptions {
     pub export_dir: PathBuf,
     /// The service's TOTP settings, for the core's input parser and the prompts.
     pub totp: TotpParams,
+    /// What a leading `~` in a typed path stands for; `None` leaves it as typed.
+    pub home_dir: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -559,12 +598,17 @@ impl Cx {
                 &name,
                 Target::Settings(name.clone()),
             ))),
+            Target::Reenroll(name) => {
+                let back = Target::Settings(name.clone());
+                self.show(Screen::Enroll(Enroll::reenroll(&name, back, self.now)))
+            }
             Target::Quit => self.quit = true,
         }
     }
     /// The one way to change the screen: refused (with an error line) if the kiosk policy
     /// wants the operator for it, and showing the public login ends the operator session.
-    pub fn show(&mut self, screen: Screen) {
+    pub fn show(&mut self, mut screen: Screen) {
+        screen.component_mut().on_show(&self.options);
         let action = screen.action();
         if !self.allows(action) {
             self.error(NEEDS_OPERATOR);
@@ -634,6 +678,34 @@ impl App {
     /// Whether a service call is running: the status line says so and keys wait.
     pub fn working(&self) -> bool {
         self.calls_running > 0
+    }
+
+    /// The idle rule for the screen shown now: the core's policy, with the longer wait while
+    /// backup codes are on screen. `None` outside kiosk mode.
+    fn idle_policy(&self) -> Option<KioskPolicy> {
+        let policy = self.policy()?;
+        if self.screen.holds_codes() {
+            let secs = policy.idle_secs.max(CODES_IDLE_SECS);
+            return Some(KioskPolicy::new(Duration::from_secs(secs.unsigned_abs())));
+        }
+        Some(policy)
+    }
+
+    /// Seconds until a kiosk's idle clear, while the warning before it runs: the last
+    /// [`CODES_IDLE_WARNING_SECS`] with codes on screen, the last quarter of the idle time
+    /// elsewhere. `None` when nothing would be cleared or it is not yet time to warn.
+    pub fn idle_countdown(&self) -> Option<i64> {
+        let policy = self.idle_policy()?;
+        if !self.screen.sensitive() {
+            return None;
+        }
+        let warn = if self.screen.holds_codes() {
+            CODES_IDLE_WARNING_SECS
+        } else {
+            policy.idle_secs / IDLE_WARNING_SHARE
+        };
+        let left = policy.idle_secs - self.now.saturating_sub(self.last_input);
+        (left > 0 && left <= warn).then_some(left)
     }
 
     /// Whether an operator session is alive now.
@@ -710,18 +782,19 @@ fn apply_msg(app: &mut App, msg: Msg) -> Vec<Effect> {
                     at: app.now,
                     offered: false,
                 });
-                app.status = Some(Status::info(format!(
-                    "copied the codes to {}; you will be offered to clear it in {CLIPBOARD_OFFER_SECS} s",
-                    used.describe()
-                )));
-                effects.extend(dispatch(app, |s, cx| s.on_copied(cx)));
+                app.status = Some(Status::info(used.copied_message()));
+                effects.extend(dispatch(app, |s, cx| s.on_copied(used, cx)));
             }
             Err(e) => app.status = Some(Status::error(format!("could not copy: {e}"))),
         },
         Msg::ClipboardCleared(result) => {
             app.clipboard = None;
             app.status = Some(match result {
-                Ok(used) => Status::info(format!("cleared {}", used.describe())),
+                Ok(ClipboardUsed::System) => Status::info("cleared the system clipboard"),
+                // Sent, like the copy: the terminal may not obey.
+                Ok(ClipboardUsed::Osc52) => {
+                    Status::info("asked your terminal to clear its clipboard: paste to check")
+                }
                 Err(e) => Status::error(format!("could not clear the clipboard: {e}")),
             });
         }
@@ -802,16 +875,20 @@ fn screen_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
 }
 
 fn tick(app: &mut App) -> Vec<Effect> {
-    let policy = app.policy();
-    if let Some(policy) = policy
+    if let Some(policy) = app.idle_policy()
         && policy.is_idle(app.last_input, app.now)
         && app.screen.sensitive()
     {
         // Dropping the old screen wipes whatever secret or codes it held; the login ends the
         // operator session.
+        let had_codes = app.screen.holds_codes();
         let mut cx = app.cx();
         cx.open(Target::Login);
-        cx.info("the console was idle: the screen was cleared");
+        if had_codes {
+            cx.info("the console was idle: the backup codes were cleared and cannot be shown again; sign in and generate a new set");
+        } else {
+            cx.info("the console was idle: the screen was cleared");
+        }
         app.help = false;
         app.typed_ahead.clear();
         app.last_input = app.now;
@@ -858,6 +935,13 @@ fn apply(app: &mut App, cx: Cx) -> Vec<Effect> {
         app.status = status;
     }
     if let Some(screen) = goto {
+        // Back to the public login from elsewhere (a sign-out, an idle clear, leaving): what
+        // sparekey put in the clipboard goes too, whichever clipboard it was.
+        let to_login =
+            matches!(screen, Screen::Login(_)) && !matches!(app.screen, Screen::Login(_));
+        if to_login && app.clipboard.is_some() {
+            effects.push(Effect::ClearClipboard);
+        }
         app.screen = screen;
     }
     if quit {
@@ -886,10 +970,18 @@ pub trait Component {
     fn typing(&self) -> bool {
         false
     }
+    /// Whether the screen takes the whole terminal, without title bar, status line or footer
+    /// (the full-screen QR code).
+    fn full_screen(&self) -> bool {
+        false
+    }
     fn draw(&self, frame: &mut ratatui::Frame<'_>, area: ratatui::layout::Rect, vx: &ViewCx);
     fn on_key(&mut self, key: KeyEvent, cx: &mut Cx);
+    /// Called once as the screen is shown, with the console's options (a kiosk's codes screen
+    /// offers no copy or export).
+    fn on_show(&mut self, _options: &AppOptions) {}
     fn on_outcome(&mut self, _outcome: Outcome, _cx: &mut Cx) {}
     fn on_tick(&mut self, _cx: &mut Cx) {}
-    fn on_copied(&mut self, _cx: &mut Cx) {}
+    fn on_copied(&mut self, _used: ClipboardUsed, _cx: &mut Cx) {}
     fn on_exported(&mut self, _path: PathBuf, _result: Result<(), ExportError>, _cx: &mut Cx) {}
 }

@@ -18,7 +18,10 @@
 //!   an in-memory service and never touch a terminal, the clipboard or the disk.
 //!
 //! The terminal is restored on every way out: normal exit, error (the loop's result is returned
-//! only after restoring) and panic (ratatui's panic hook restores before the message prints).
+//! only after restoring), panic (ratatui's panic hook restores before the message prints), and
+//! SIGTERM or SIGHUP (systemd stopping a kiosk, a closed SSH session): the signal only sets a
+//! flag the event loop checks, so the loop ends and restores as on quitting; a second signal
+//! of the same kind ends the process at once, for a console that could not stop.
 
 pub mod app;
 pub mod keys;
@@ -27,6 +30,8 @@ pub mod screens;
 pub mod ui;
 pub mod widgets;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::core::service::Service;
@@ -60,6 +65,7 @@ impl TuiOptions {
             theme: widgets::Theme::from_env(),
             export_dir: screens::codes::default_export_dir(),
             totp: service.config().totp,
+            home_dir: directories::UserDirs::new().map(|d| d.home_dir().to_path_buf()),
         }
     }
 }
@@ -70,8 +76,30 @@ pub fn run(service: Service, options: TuiOptions) -> std::io::Result<()> {
     // Before the terminal changes mode, so a failing clipboard setup cannot leave it raw.
     let platform = runtime::RealPlatform::new();
     let mut driver = runtime::Driver::with_worker(service, platform, app_options)?;
+    let stop = stop_on_signals()?;
     let mut terminal = ratatui::try_init()?;
-    let result = runtime::event_loop(&mut terminal, &mut driver);
+    let result = runtime::event_loop(&mut terminal, &mut driver, &stop);
     let restored = ratatui::try_restore();
     result.and(restored)
+}
+
+/// A flag set by SIGTERM or SIGHUP. Registered before the terminal changes mode. The first
+/// signal sets the flag; with it already set, the next one terminates the process (signal-hook's
+/// conditional shutdown), so a stuck console can still be stopped.
+#[cfg(unix)]
+fn stop_on_signals() -> std::io::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGHUP, SIGTERM};
+    use signal_hook::flag;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGHUP] {
+        flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))?;
+        flag::register(signal, Arc::clone(&stop))?;
+    }
+    Ok(stop)
+}
+
+/// Elsewhere there is no SIGTERM or SIGHUP to catch: a flag nothing sets.
+#[cfg(not(unix))]
+fn stop_on_signals() -> std::io::Result<Arc<AtomicBool>> {
+    Ok(Arc::new(AtomicBool::new(false)))
 }

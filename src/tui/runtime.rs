@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -402,6 +403,8 @@ impl<P: Platform> Driver<P> {
                 Effect::Copy(text) => Msg::Copied(self.platform.copy(&text)),
                 Effect::ClearClipboard => Msg::ClipboardCleared(self.platform.clear_clipboard()),
                 Effect::Export { path, contents } => {
+                    // Messages name the file absolutely, wherever the console was started.
+                    let path = std::path::absolute(&path).unwrap_or(path);
                     let result = self.platform.export(&path, contents.as_bytes());
                     Msg::Exported { path, result }
                 }
@@ -534,9 +537,12 @@ impl Platform for RealPlatform {
 /// The terminal event loop. Takes in the worker's answers, draws, waits for a key or resize (at
 /// most until the next second, so countdowns and the idle timer move; only briefly while the
 /// worker is busy or [`Effect::Later`] work waits, so answers show at once), and feeds the app.
+/// Returns when the app quits or once `stop` is set (a signal asked the console to end), so
+/// the caller restores the terminal either way.
 pub fn event_loop<B: ratatui::backend::Backend>(
     terminal: &mut ratatui::Terminal<B>,
     driver: &mut Driver<RealPlatform>,
+    stop: &AtomicBool,
 ) -> io::Result<()>
 where
     B::Error: Send + Sync + 'static,
@@ -551,7 +557,7 @@ where
         terminal
             .draw(|frame| view(&driver.app, frame))
             .map_err(io::Error::other)?;
-        if driver.app.quitting {
+        if driver.app.quitting || stop.load(Ordering::Relaxed) {
             return Ok(());
         }
         let wait = if driver.busy() {

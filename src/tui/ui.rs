@@ -8,6 +8,7 @@ use ratatui::layout::{Alignment, Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
+use crate::core::error::human_duration;
 use crate::tui::app::{App, Status, StatusKind, ViewCx, WORKING};
 use crate::tui::keys::{CLEAR_CLIPBOARD, GLOBAL_KEYS, HELP_KEY, KeyHint};
 use crate::tui::widgets::margin;
@@ -33,10 +34,18 @@ pub fn view(app: &App, frame: &mut Frame<'_>) {
         frame.render_widget(Paragraph::new(lines).alignment(Alignment::Center), middle);
         return;
     }
+    if app.screen.component().full_screen() && !app.help {
+        let vx = view_cx(app);
+        frame.render_widget(Clear, area);
+        app.screen.component().draw(frame, area, &vx);
+        return;
+    }
     // While a call runs the status line says so, on the screen that made the call (keys wait
     // until it is answered, so the screen cannot change meanwhile).
     let working = app.working().then(|| Status::info(WORKING));
-    let shown = working.as_ref().or(app.status.as_ref());
+    // The idle warning outranks everything else on the status line: it is about to act.
+    let idle = app.idle_countdown().map(|left| idle_warning(app, left));
+    let shown = idle.as_ref().or(working.as_ref()).or(app.status.as_ref());
     // A long message (a drift explanation, a path) gets a second line rather than being cut.
     let status_text = shown.map(|s| s.text.clone()).unwrap_or_default();
     let status_height = if Line::raw(status_text.as_str()).width() + 2 > area.width as usize {
@@ -63,12 +72,7 @@ pub fn view(app: &App, frame: &mut Frame<'_>) {
     }
     frame.render_widget(Paragraph::new(Line::from(title_spans)), title);
 
-    let vx = ViewCx {
-        theme,
-        now: app.now,
-        kiosk: app.options.kiosk,
-        totp: app.options.totp,
-    };
+    let vx = view_cx(app);
     app.screen.component().draw(frame, body, &vx);
 
     if let Some(s) = shown {
@@ -92,6 +96,31 @@ pub fn view(app: &App, frame: &mut Frame<'_>) {
 
     if app.help {
         draw_help(app, frame, body, &vx);
+    }
+}
+
+/// The countdown before a kiosk's idle clear.
+fn idle_warning(app: &App, left: i64) -> Status {
+    let (what, it) = if app.screen.holds_codes() {
+        (
+            "these backup codes will be cleared, never to be shown again,",
+            "them",
+        )
+    } else {
+        ("this screen will be cleared", "it")
+    };
+    Status::error(format!(
+        "No key for a while: {what} in {}. Press any key to keep {it}.",
+        human_duration(left)
+    ))
+}
+
+fn view_cx(app: &App) -> ViewCx {
+    ViewCx {
+        theme: app.options.theme,
+        now: app.now,
+        kiosk: app.options.kiosk,
+        totp: app.options.totp,
     }
 }
 

@@ -188,6 +188,31 @@ pub fn qr_lines(data: &str, theme: &Theme) -> Option<Vec<Line<'static>>> {
     )
 }
 
+/// Lines that paint `area` in the QR code's light colour: white cells with colour, blocks
+/// without (the same glyphs [`qr_lines`] paints light modules with), so the whole screen around
+/// a full-screen code is its quiet zone.
+pub fn qr_background(area: ratatui::layout::Rect, theme: &Theme) -> Vec<Line<'static>> {
+    let (cell, style) = if theme.color {
+        (" ", Style::default().fg(Color::Black).bg(Color::White))
+    } else {
+        ("█", Style::default())
+    };
+    let row = cell.repeat(usize::from(area.width));
+    (0..area.height)
+        .map(|_| Line::from(Span::styled(row.clone(), style)))
+        .collect()
+}
+
+/// Text drawn on [`qr_background`]: dark on white with colour; without colour, on the
+/// terminal's own background (the caller clears the row of blocks first).
+pub fn qr_text_style(theme: &Theme) -> Style {
+    if theme.color {
+        Style::default().fg(Color::Black).bg(Color::White)
+    } else {
+        Style::default()
+    }
+}
+
 /// Columns and rows the QR code of `data` needs.
 pub fn qr_size(data: &str) -> Option<(u16, u16)> {
     let (w, h) = qr::size(data.as_bytes())?;

@@ -380,7 +380,10 @@ impl Component for Accounts {
                 };
                 match key.code {
                     KeyCode::Enter => cx.open(Target::Settings(name)),
-                    KeyCode::Char('e') => cx.open(Target::Enroll(name)),
+                    KeyCode::Char('e') => {
+                        let has_two_factor = self.selected_account().is_some_and(|a| a.two_factor);
+                        cx.open(Target::enroll(name, has_two_factor))
+                    }
                     KeyCode::Char('u') => cx.call(Call::Unlock { name }),
                     _ => {}
                 }

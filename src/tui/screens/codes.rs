@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use crate::core::backup_code::{BackupCode, FORMAT_HINT};
 use crate::core::recovery_sheet;
 use crate::core::service::IssuedCodes;
-use crate::tui::app::{Component, Cx, ExportError, Target, ViewCx};
+use crate::tui::app::{AppOptions, ClipboardUsed, Component, Cx, ExportError, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::widgets::{Field, field_line, format_date, margin, panel};
 
@@ -38,14 +38,21 @@ pub struct Codes {
     /// Zero-based index of the code to type back.
     pub ask: usize,
     pub mode: Mode,
-    pub copied: bool,
+    /// How the last copy went out, if any.
+    pub copied: Option<ClipboardUsed>,
     pub exported: Option<PathBuf>,
+    /// On a kiosk: no copy or export (nothing of the codes may stay on a shared machine).
+    pub kiosk: bool,
 }
 
 const BROWSE_KEYS: &[KeyHint] = &[
     hint("Enter", "type one code back to finish"),
     hint("c", "copy all"),
     hint("e", "export to a file"),
+    hint("Esc", "leave"),
+];
+const KIOSK_BROWSE_KEYS: &[KeyHint] = &[
+    hint("Enter", "type one code back to finish"),
     hint("Esc", "leave"),
 ];
 const PROOF_KEYS: &[KeyHint] = &[hint("Enter", "check"), hint("Esc", "back to the codes")];
@@ -65,8 +72,9 @@ impl Codes {
             then,
             ask,
             mode: Mode::Browse,
-            copied: false,
+            copied: None,
             exported: None,
+            kiosk: false,
         }
     }
 
@@ -127,6 +135,7 @@ impl Component for Codes {
 
     fn keys(&self) -> &'static [KeyHint] {
         match self.mode {
+            Mode::Browse if self.kiosk => KIOSK_BROWSE_KEYS,
             Mode::Browse => BROWSE_KEYS,
             Mode::Proof(_) => PROOF_KEYS,
             Mode::Export(_) => EXPORT_KEYS,
@@ -138,17 +147,27 @@ impl Component for Codes {
         matches!(self.mode, Mode::Proof(_) | Mode::Export(_))
     }
 
+    fn on_show(&mut self, options: &AppOptions) {
+        self.kiosk = options.kiosk;
+    }
+
     fn on_key(&mut self, key: KeyEvent, cx: &mut Cx) {
         match &mut self.mode {
             Mode::Browse => match key.code {
                 KeyCode::Enter => self.mode = Mode::Proof(Field::new()),
-                KeyCode::Char('c') => cx.copy(recovery_sheet::numbered_list(self.codes(), false)),
+                // Not offered on a kiosk: the codes are written down by hand there.
+                KeyCode::Char('c' | 'e') if self.kiosk => {}
+                KeyCode::Char('c') => {
+                    if let Some(issued) = &self.issued {
+                        cx.copy(recovery_sheet::clipboard_text(issued));
+                    }
+                }
                 KeyCode::Char('e') => {
-                    let path = cx
-                        .options
-                        .export_dir
-                        .join(recovery_sheet::file_name(self.account()));
-                    self.mode = Mode::Export(Field::with_text(&path.to_string_lossy()));
+                    if let Some(issued) = &self.issued {
+                        let name = recovery_sheet::file_name(&issued.account, issued.issued_at);
+                        let path = cx.options.export_dir.join(name);
+                        self.mode = Mode::Export(Field::with_text(&path.to_string_lossy()));
+                    }
                 }
                 KeyCode::Esc => self.ask_leave(self.then.clone()),
                 _ => {}
@@ -176,7 +195,7 @@ impl Component for Codes {
             Mode::Export(field) => match key.code {
                 KeyCode::Esc => self.mode = Mode::Browse,
                 KeyCode::Enter if !field.is_empty() => {
-                    let path = PathBuf::from(field.as_str());
+                    let path = expand_home(field.as_str(), cx.options.home_dir.as_deref());
                     if let Some(issued) = &self.issued {
                         cx.export(path, recovery_sheet::sheet(issued));
                     }
@@ -199,15 +218,16 @@ impl Component for Codes {
         }
     }
 
-    fn on_copied(&mut self, _cx: &mut Cx) {
-        self.copied = true;
+    fn on_copied(&mut self, used: ClipboardUsed, _cx: &mut Cx) {
+        self.copied = Some(used);
     }
 
     fn on_exported(&mut self, path: PathBuf, result: Result<(), ExportError>, cx: &mut Cx) {
         match result {
             Ok(()) => {
+                // The path last: on a narrow status line it is what must not be cut.
                 cx.info(format!(
-                    "codes written to {} (readable by you only)",
+                    "codes written, readable by you only, to {}",
                     path.display()
                 ));
                 self.exported = Some(path);
@@ -236,12 +256,19 @@ impl Component for Codes {
             Constraint::Min(1),
         ])
         .areas(area);
+        let save = if self.kiosk {
+            "Each code signs in once when your authenticator is not at hand. Write them"
+        } else {
+            "Each code signs in once when your authenticator is not at hand. Save them now:"
+        };
+        let never = if self.kiosk {
+            "down now (this kiosk cannot copy or export them): they are never shown again."
+        } else {
+            "they will never be shown again."
+        };
         let intro_lines = vec![
-            Line::styled(
-                "Each code signs in once when your authenticator is not at hand. Save them now:",
-                t.title(),
-            ),
-            Line::styled("they will never be shown again.", t.title()),
+            Line::styled(save, t.title()),
+            Line::styled(never, t.title()),
             Line::styled(
                 format!(
                     "{} · {} · issued {}",
@@ -274,8 +301,9 @@ impl Component for Codes {
         }
         frame.render_widget(Paragraph::new(lines).block(panel()), grid);
 
+        // A tick only for what is known to have happened: an OSC 52 copy is merely sent.
         let mut done = Vec::new();
-        if self.copied {
+        if self.copied == Some(ClipboardUsed::System) {
             done.push("copied".to_string());
         }
         if let Some(p) = &self.exported {
@@ -284,6 +312,12 @@ impl Component for Codes {
         let mut bottom_lines = vec![];
         if !done.is_empty() {
             bottom_lines.push(Line::styled(format!("✓ {}", done.join(", ")), t.ok()));
+        }
+        if self.copied == Some(ClipboardUsed::Osc52) {
+            bottom_lines.push(Line::styled(
+                "Sent to your terminal's clipboard: paste it to check (not all terminals support this).",
+                t.warn(),
+            ));
         }
         match &self.mode {
             Mode::Browse => bottom_lines.push(Line::raw(format!(
@@ -317,6 +351,16 @@ impl Component for Codes {
                 .block(margin()),
             bottom,
         );
+    }
+}
+
+/// A typed path with a leading `~` (alone or before a `/`) replaced by the home directory, as a
+/// shell would; anything else as typed.
+fn expand_home(typed: &str, home: Option<&Path>) -> PathBuf {
+    match (typed.strip_prefix('~'), home) {
+        (Some(""), Some(home)) => home.to_path_buf(),
+        (Some(rest), Some(home)) if rest.starts_with('/') => home.join(&rest[1..]),
+        _ => PathBuf::from(typed),
     }
 }
 

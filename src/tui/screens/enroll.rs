@@ -7,10 +7,11 @@
 
 use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::{Alignment, Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
 
+use crate::core::clock::UnixTime;
 use crate::core::error::Error;
 use crate::core::service::Enrollment;
 use crate::core::step_up::StepUp;
@@ -18,7 +19,9 @@ use crate::tui::app::{Call, Component, Cx, Outcome, Proof, Screen, Target, ViewC
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::screens::codes::Codes;
 use crate::tui::screens::settings::{Reauth, ReauthKey};
-use crate::tui::widgets::{Field, field_line, panel, qr_lines, qr_size};
+use crate::tui::widgets::{
+    Field, Theme, field_line, panel, qr_background, qr_lines, qr_size, qr_text_style,
+};
 
 #[derive(Debug)]
 pub enum Step {
@@ -27,6 +30,9 @@ pub enum Step {
     /// alone is not enough).
     Proof(Reauth),
     Scan(Enrollment),
+    /// Step 2 with the QR code alone on the whole terminal, without title, status or footer,
+    /// so it fits (and scans at) 80x24; any key goes back to [`Step::Scan`].
+    FullQr(Enrollment),
     Code {
         enrollment: Enrollment,
         code: Field,
@@ -47,13 +53,20 @@ pub struct Enroll {
     pub back: Target,
     /// The step-up a re-enrollment began with; its confirm needs it too.
     pub step_up: Option<StepUp>,
+    /// The account has two-factor authentication already: confirming replaces its codes.
+    pub replaces_codes: bool,
 }
 
 /// Steps, for the "Step N of 4" indicator; the fourth is the codes screen.
 pub const STEPS: usize = 4;
 
 const PASSWORD_KEYS: &[KeyHint] = &[hint("Enter", "continue"), hint("Esc", "cancel")];
-const SCAN_KEYS: &[KeyHint] = &[hint("Enter", "I have added it"), hint("Esc", "cancel")];
+const SCAN_KEYS: &[KeyHint] = &[
+    hint("Enter", "I have added it"),
+    hint("f", "full-screen QR code"),
+    hint("Esc", "cancel"),
+];
+const FULL_QR_KEYS: &[KeyHint] = &[hint("any key", "back to step 2")];
 const CODE_KEYS: &[KeyHint] = &[hint("Enter", "confirm"), hint("Esc", "back to the QR code")];
 
 impl Enroll {
@@ -63,11 +76,21 @@ impl Enroll {
             step: Step::Password(Field::masked()),
             back,
             step_up: None,
+            replaces_codes: false,
         }
     }
 
-    /// At the scan step of an enrollment another screen began (a re-enrollment, with its
-    /// step-up).
+    /// A re-enrollment that starts with the wizard: step 1 asks for the password and a current
+    /// code at once (the password alone cannot replace an authenticator) and says the current
+    /// backup codes will be replaced.
+    pub fn reenroll(account: &str, back: Target, now: UnixTime) -> Self {
+        Self {
+            step: Step::Proof(Reauth::new(None, now)),
+            ..Self::new(account, back).replacing_codes()
+        }
+    }
+
+    /// At the scan step of a re-enrollment another screen began with its step-up.
     pub fn begun(
         account: &str,
         back: Target,
@@ -79,13 +102,20 @@ impl Enroll {
             step: Step::Scan(enrollment),
             back,
             step_up,
+            replaces_codes: true,
         }
+    }
+
+    /// A re-enrollment: step 1 says the current backup codes will be replaced.
+    pub fn replacing_codes(mut self) -> Self {
+        self.replaces_codes = true;
+        self
     }
 
     pub fn step_number(&self) -> usize {
         match self.step {
             Step::Password(_) | Step::Proof(_) => 1,
-            Step::Scan(_) => 2,
+            Step::Scan(_) | Step::FullQr(_) => 2,
             Step::Code { .. } | Step::Reprove { .. } => 3,
         }
     }
@@ -120,16 +150,29 @@ impl Component for Enroll {
         match self.step {
             Step::Password(_) | Step::Proof(_) => PASSWORD_KEYS,
             Step::Scan(_) => SCAN_KEYS,
+            Step::FullQr(_) => FULL_QR_KEYS,
             Step::Code { .. } => CODE_KEYS,
             Step::Reprove { .. } => PASSWORD_KEYS,
         }
     }
 
     fn typing(&self) -> bool {
+        // The full-screen QR code takes every printable key as "back", q and ? included.
         !matches!(self.step, Step::Scan(_))
     }
 
+    fn full_screen(&self) -> bool {
+        matches!(self.step, Step::FullQr(_))
+    }
+
     fn on_key(&mut self, key: KeyEvent, cx: &mut Cx) {
+        if let Step::FullQr(_) = self.step {
+            let old = std::mem::replace(&mut self.step, Step::Password(Field::masked()));
+            if let Step::FullQr(enrollment) = old {
+                self.step = Step::Scan(enrollment);
+            }
+            return;
+        }
         if key.code == KeyCode::Esc {
             if let Step::Code { .. } = self.step {
                 let old = std::mem::replace(&mut self.step, Step::Password(Field::masked()));
@@ -161,8 +204,8 @@ impl Component for Enroll {
                     });
                 }
             }
-            Step::Scan(_) => {
-                if key.code == KeyCode::Enter {
+            Step::Scan(_) => match key.code {
+                KeyCode::Enter => {
                     let old = std::mem::replace(&mut self.step, Step::Password(Field::masked()));
                     if let Step::Scan(enrollment) = old {
                         self.step = Step::Code {
@@ -172,7 +215,16 @@ impl Component for Enroll {
                     }
                     cx.clear_status();
                 }
-            }
+                KeyCode::Char('f') => {
+                    let old = std::mem::replace(&mut self.step, Step::Password(Field::masked()));
+                    if let Step::Scan(enrollment) = old {
+                        self.step = Step::FullQr(enrollment);
+                    }
+                }
+                _ => {}
+            },
+            // Handled above.
+            Step::FullQr(_) => {}
             Step::Reprove { reauth, .. } => {
                 if let ReauthKey::Proof(proof) = reauth.key(&key, &mut self.step_up, cx.now) {
                     match proof {
@@ -217,6 +269,7 @@ impl Component for Enroll {
                 ..
             } if matches!(self.step, Step::Password(_)) => {
                 self.step = Step::Proof(Reauth::new(None, cx.now));
+                self.replaces_codes = true;
                 cx.error(e);
             }
             Outcome::Confirmed {
@@ -263,7 +316,7 @@ impl Component for Enroll {
         let block = panel();
         let lines = match &self.step {
             Step::Password(field) => {
-                vec![
+                let mut lines = vec![
                     Line::raw(""),
                     Line::raw(format!(
                         "Confirm the password of '{}' to start.",
@@ -272,11 +325,16 @@ impl Component for Enroll {
                     Line::raw(""),
                     field_line("Password", field, true, t),
                     Line::raw(""),
-                    Line::styled(
+                ];
+                if self.replaces_codes {
+                    lines.extend(replacement_warning(t));
+                } else {
+                    lines.push(Line::styled(
                         "If the account already has an authenticator, it keeps working until the new one is confirmed.",
                         t.dim(),
-                    ),
-                ]
+                    ));
+                }
+                lines
             }
             Step::Proof(reauth) => {
                 let mut lines = vec![Line::raw("")];
@@ -290,6 +348,8 @@ impl Component for Enroll {
                     "Press Enter to go on.",
                     t,
                 ));
+                lines.push(Line::raw(""));
+                lines.extend(replacement_warning(t));
                 lines
             }
             Step::Reprove { reauth, .. } => {
@@ -308,6 +368,7 @@ impl Component for Enroll {
                 lines
             }
             Step::Scan(enrollment) => return draw_scan(frame, area, enrollment, vx),
+            Step::FullQr(enrollment) => return draw_full_qr(frame, area, enrollment, vx),
             Step::Code { enrollment, code } => {
                 vec![
                     Line::raw(""),
@@ -332,6 +393,28 @@ impl Component for Enroll {
             area,
         );
     }
+}
+
+/// What replacing an authenticator does to the backup codes, said before anything changes.
+fn replacement_warning(t: &Theme) -> [Line<'static>; 4] {
+    [
+        Line::styled(
+            "This replaces the current authenticator and backup codes:",
+            t.warn(),
+        ),
+        Line::styled(
+            "once the new authenticator is confirmed, a new set of backup codes is",
+            t.warn(),
+        ),
+        Line::styled(
+            "issued and the current backup codes stop working.",
+            t.warn(),
+        ),
+        Line::styled(
+            "Until then the current authenticator and codes keep working.",
+            t.dim(),
+        ),
+    ]
 }
 
 /// Room for the text beside the QR code.
@@ -381,7 +464,7 @@ fn draw_scan(frame: &mut Frame<'_>, area: Rect, e: &Enrollment, vx: &ViewCx) {
     let lines = vec![
         Line::styled(
             format!(
-                "The terminal is too small for the QR code (need {need_w}x{need_h}): enlarge it, or add the account by hand."
+                "Too small for the QR code beside this text (needs {need_w}x{need_h}): press f to show it alone on the whole screen, or add the account by hand."
             ),
             t.warn(),
         ),
@@ -410,4 +493,59 @@ fn draw_scan(frame: &mut Frame<'_>, area: Rect, e: &Enrollment, vx: &ViewCx) {
             .block(panel()),
         area,
     );
+}
+
+/// The QR code alone, centred on a light background that fills the terminal (a wide quiet zone),
+/// with one line saying how to go back below it when a row is left.
+fn draw_full_qr(frame: &mut Frame<'_>, area: Rect, e: &Enrollment, vx: &ViewCx) {
+    let t = &vx.theme;
+    let Some(((w, h), qr)) = qr_size(&e.otpauth_uri).zip(qr_lines(&e.otpauth_uri, t)) else {
+        let text = "The URI is too long for a QR code: press any key and add the account by hand.";
+        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), area);
+        return;
+    };
+    if w > area.width || h > area.height {
+        let text = format!(
+            "The QR code needs {w}x{h} and the terminal is {}x{}: enlarge it, or press any key and add the account by hand.",
+            area.width, area.height
+        );
+        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), area);
+        return;
+    }
+    frame.render_widget(Paragraph::new(qr_background(area, t)), area);
+    // A spare row goes to the hint, below the code; the rest is shared above and below.
+    let room = if h < area.height {
+        Rect {
+            height: area.height - 1,
+            ..area
+        }
+    } else {
+        area
+    };
+    let [row] = Layout::vertical([Constraint::Length(h)])
+        .flex(Flex::Center)
+        .areas(room);
+    let [qr_area] = Layout::horizontal([Constraint::Length(w)])
+        .flex(Flex::Center)
+        .areas(row);
+    frame.render_widget(Paragraph::new(qr), qr_area);
+    if qr_area.bottom() < area.bottom() {
+        let hint = Rect {
+            y: area.bottom() - 1,
+            height: 1,
+            ..area
+        };
+        if !t.color {
+            // Text on the terminal's own background, not between blocks.
+            frame.render_widget(Clear, hint);
+        }
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                "Scan it, then press any key to go back",
+                qr_text_style(t),
+            ))
+            .alignment(Alignment::Center),
+            hint,
+        );
+    }
 }

@@ -1,5 +1,7 @@
-//! The simulated login: account name, password, then, only when the core asks for it, the
-//! authenticator code or, after `b`, a backup code. Owns the typed fields (zeroized), the core's
+//! The simulated login: account name, password, then, only when the core asks for it, one code
+//! field that takes an authenticator code or a backup code alike (the core's
+//! [`parse_second_factor`] tells them apart). Every printable key is typed into the focused
+//! field, never obeyed as a command. Owns the typed fields (zeroized), the core's
 //! [`PendingLogin`] between the password and the code, and what the core said about throttling,
 //! shown as a live countdown. Must never ask anything about the account before the password
 //! ([`Call::StartLogin`] is the first call a login makes), and never decide whether a code is
@@ -14,24 +16,40 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use crate::core::audit::LoginMethod;
-use crate::core::backup_code::{BackupCode, CODE_SYMBOLS, CodeInputError, FORMAT_HINT};
+use crate::core::backup_code::{CODE_SYMBOLS, CodeInputError, FORMAT_HINT};
 use crate::core::error::{Error, human_duration};
-use crate::core::service::{LoginStep, LoginSuccess, PendingLogin, parse_second_factor};
+use crate::core::service::{
+    LoginStep, LoginSuccess, PendingLogin, SecondFactor, parse_second_factor,
+};
 use crate::core::step_up::StepUp;
 use crate::core::throttle::Gate;
 use crate::tui::app::{Call, Component, Cx, Outcome, Screen, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::screens::secure::Secure;
-use crate::tui::widgets::{Field, field_line, panel};
+use crate::tui::widgets::{Field, Theme, field_line, panel};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Name,
     Password,
-    /// The core checked the password and asked for a second factor.
-    Totp,
-    Backup,
+    /// The core checked the password and asked for a second factor: an authenticator code or
+    /// a backup code, in the same field.
+    Code,
 }
+
+/// What the code typed so far looks like, by the core's own parsers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Live {
+    /// All the digits of an authenticator code.
+    Totp,
+    /// A well-formed backup code.
+    Backup,
+    /// A backup code with a mistake the parser can name.
+    Typo(CodeInputError),
+}
+
+/// A warning is shown this many failed attempts (or fewer) before the account locks.
+pub const WARN_ATTEMPTS: u32 = 3;
 
 #[derive(Debug)]
 pub struct Login {
@@ -45,20 +63,27 @@ pub struct Login {
     /// The core's gate for this account, once a login attempt was answered with a delay or a
     /// lock; refreshed every tick while a delay runs.
     pub gate: Option<Gate>,
-    /// The core parser's live verdict on a backup code being typed.
-    pub live: Option<Result<(), CodeInputError>>,
+    /// The core parsers' live verdict on the code being typed; `None` while it is incomplete.
+    pub live: Option<Live>,
+    /// Failed attempts left before the lock, from the core's last refusal of this name.
+    pub attempts_left: Option<u32>,
+    /// Set by the refusal that locked the account, so the panel says it happened just now.
+    pub locked_now: bool,
 }
 
-const NAME_KEYS: &[KeyHint] = &[hint("Enter", "continue"), hint("Esc", "accounts")];
-const PASSWORD_KEYS: &[KeyHint] = &[hint("Enter", "sign in"), hint("Esc", "back")];
-const TOTP_KEYS: &[KeyHint] = &[
+const NAME_KEYS: &[KeyHint] = &[
+    hint("Enter", "continue"),
+    hint("Ctrl-U", "clear the field"),
+    hint("Esc", "accounts"),
+];
+const PASSWORD_KEYS: &[KeyHint] = &[
     hint("Enter", "sign in"),
-    hint("b", "use a backup code"),
+    hint("Ctrl-U", "clear the field"),
     hint("Esc", "back"),
 ];
-const BACKUP_KEYS: &[KeyHint] = &[
+const CODE_KEYS: &[KeyHint] = &[
     hint("Enter", "sign in"),
-    hint("Tab", "use the authenticator"),
+    hint("Ctrl-U", "clear the field"),
     hint("Esc", "back"),
 ];
 
@@ -78,6 +103,8 @@ impl Login {
             pending: None,
             gate: None,
             live: None,
+            attempts_left: None,
+            locked_now: false,
         }
     }
 
@@ -117,14 +144,21 @@ impl Login {
         self.step = Step::Password;
     }
 
-    /// To the authenticator code, holding the core's pending login.
+    /// To the code, holding the core's pending login.
     fn ask_for_code(&mut self, pending: PendingLogin) {
         self.password.clear();
         self.code.clear();
         self.live = None;
         self.gate = None;
         self.pending = Some(pending);
-        self.step = Step::Totp;
+        self.step = Step::Code;
+    }
+
+    /// Forgets what the core said about the previous name's attempts.
+    fn forget_gate(&mut self) {
+        self.gate = None;
+        self.attempts_left = None;
+        self.locked_now = false;
     }
 
     fn submit_password(&mut self, cx: &mut Cx) {
@@ -165,17 +199,25 @@ impl Login {
     /// Shows an input mistake; the code stays in the field to be corrected.
     fn typo(&mut self, error: &Error, cx: &mut Cx) {
         if let Error::InvalidBackupCode(e) = error {
-            self.live = Some(Err(e.clone()));
+            self.live = Some(Live::Typo(e.clone()));
         }
         cx.error(format!("{error} (no attempt was used)"));
     }
 
-    fn update_live(&mut self) {
-        self.live = match BackupCode::parse(self.code.as_str()) {
-            Ok(_) => Some(Ok(())),
-            // Still being typed: no verdict yet.
-            Err(CodeInputError::WrongLength { symbols }) if symbols < CODE_SYMBOLS => None,
-            Err(e) => Some(Err(e)),
+    /// The live verdict: the core's own [`parse_second_factor`], which tells an authenticator
+    /// code from a backup code; no verdict while either is still incomplete.
+    fn update_live(&mut self, cx: &Cx) {
+        self.live = match parse_second_factor(self.code.as_str(), cx.options.totp) {
+            Ok(SecondFactor::Totp(_)) => Some(Live::Totp),
+            Ok(SecondFactor::BackupCode(_)) => Some(Live::Backup),
+            Err(Error::InvalidBackupCode(CodeInputError::WrongLength { symbols }))
+                if symbols < CODE_SYMBOLS =>
+            {
+                None
+            }
+            Err(Error::InvalidBackupCode(e)) => Some(Live::Typo(e)),
+            // Empty, or fewer digits than an authenticator code: still being typed.
+            Err(_) => None,
         };
     }
 
@@ -196,8 +238,12 @@ impl Login {
                 cx.clear_status();
                 return;
             }
-            Error::Rejected(r) if r.now_locked => self.gate = Some(Gate::Locked),
+            Error::Rejected(r) if r.now_locked => {
+                self.gate = Some(Gate::Locked);
+                self.locked_now = true;
+            }
             Error::Rejected(r) => {
+                self.attempts_left = r.attempts_before_lock;
                 if let Some(delay) = r.next_delay_secs {
                     self.gate = Some(Gate::Delayed {
                         seconds_left: delay,
@@ -235,14 +281,13 @@ impl Component for Login {
         match self.step {
             Step::Name => NAME_KEYS,
             Step::Password => PASSWORD_KEYS,
-            Step::Totp => TOTP_KEYS,
-            Step::Backup => BACKUP_KEYS,
+            Step::Code => CODE_KEYS,
         }
     }
 
     fn typing(&self) -> bool {
-        // The authenticator code is digits only, so q, ? and b stay free as commands there.
-        self.step != Step::Totp
+        // Every step has a field: a backup code holds letters, so no printable key is a command.
+        true
     }
 
     fn on_key(&mut self, key: KeyEvent, cx: &mut Cx) {
@@ -260,7 +305,7 @@ impl Component for Login {
                 self.password.clear();
                 // The gate is this name's: counting it down while another name is typed
                 // would look up that name before its password.
-                self.gate = None;
+                self.forget_gate();
                 self.step = Step::Name;
             }
             (Step::Password, KeyCode::Enter) if !self.password.is_empty() => {
@@ -269,21 +314,9 @@ impl Component for Login {
             (Step::Password, _) => {
                 self.password.edit(&key);
             }
-            (Step::Totp | Step::Backup, KeyCode::Esc) => self.back_to_password(),
-            (Step::Totp, KeyCode::Char('b')) => {
-                self.code.clear();
-                self.live = None;
-                self.step = Step::Backup;
-            }
-            (Step::Totp | Step::Backup, KeyCode::Enter) => self.submit_code(cx),
-            (Step::Totp, KeyCode::Char(c)) if c.is_ascii_digit() || c == ' ' => self.code.push(c),
-            (Step::Totp, KeyCode::Backspace) => self.code.pop(),
-            (Step::Backup, KeyCode::Tab) => {
-                self.code.clear();
-                self.live = None;
-                self.step = Step::Totp;
-            }
-            (Step::Backup, _) if self.code.edit(&key) => self.update_live(),
+            (Step::Code, KeyCode::Esc) => self.back_to_password(),
+            (Step::Code, KeyCode::Enter) => self.submit_code(cx),
+            (Step::Code, _) if self.code.edit(&key) => self.update_live(cx),
             _ => {}
         }
     }
@@ -356,47 +389,51 @@ impl Component for Login {
             Step::Name => {}
             Step::Password => lines.push(field_line("Password", &self.password, true, t)),
             // The password is no longer held: the core checked it.
-            Step::Totp | Step::Backup => lines.push(Line::from(vec![
+            Step::Code => lines.push(Line::from(vec![
                 Span::raw(format!("{:>17}: ", "Password")),
                 Span::styled("✓ checked", t.ok()),
             ])),
         }
-        match self.step {
-            Step::Totp => {
-                lines.push(Line::raw(""));
-                lines.push(Line::raw(format!(
-                    "Enter the {}-digit code from your authenticator",
-                    vx_digits(vx)
-                )));
-                lines.push(field_line("Code", &self.code, true, t));
-                lines.push(Line::raw(""));
-                lines.push(Line::styled(
-                    "Lost your device? Press b to use a backup code",
-                    t.dim(),
-                ));
-            }
-            Step::Backup => {
-                lines.push(Line::raw(""));
-                lines.push(Line::raw(format!(
-                    "Enter a backup code: {FORMAT_HINT} (any case or spacing)"
-                )));
-                lines.push(field_line("Backup code", &self.code, true, t));
-                match &self.live {
-                    Some(Ok(())) => {
-                        lines.push(Line::styled("                   ✓ well-formed", t.ok()))
-                    }
-                    Some(Err(e)) => {
-                        lines.push(Line::styled(format!("                   ✗ {e}"), t.error()))
-                    }
-                    None => lines.push(Line::raw("")),
+        if self.step == Step::Code {
+            lines.push(Line::raw(""));
+            lines.push(Line::raw(format!(
+                "Enter the {}-digit code from your authenticator,",
+                vx.totp.digits
+            )));
+            lines.push(Line::raw(format!(
+                "or, without your device, a backup code ({FORMAT_HINT})."
+            )));
+            lines.push(field_line("Code", &self.code, true, t));
+            lines.push(match &self.live {
+                Some(Live::Totp) => {
+                    Line::styled(format!("{:19}✓ an authenticator code", ""), t.ok())
                 }
-                lines.push(Line::styled(
-                    "Each backup code works once. Tab goes back to the authenticator code.",
-                    t.dim(),
-                ));
-            }
-            _ => {}
+                Some(Live::Backup) => {
+                    Line::styled(format!("{:19}✓ a well-formed backup code", ""), t.ok())
+                }
+                Some(Live::Typo(e)) => Line::styled(format!("{:19}✗ {e}", ""), t.error()),
+                None => Line::raw(""),
+            });
+            lines.push(Line::styled(
+                "Each backup code works once; any case or spacing is fine.",
+                t.dim(),
+            ));
         }
+        self.draw_gate(&mut lines, t);
+        frame.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .block(panel()),
+            area,
+        );
+    }
+}
+
+impl Login {
+    /// The throttle's part of the panel: the countdown, the warning before the lock, and how to
+    /// get a locked account unlocked.
+    fn draw_gate(&self, lines: &mut Vec<Line<'static>>, t: &Theme) {
+        let name = self.name.as_str();
         match self.gate {
             Some(Gate::Delayed { seconds_left }) => {
                 lines.push(Line::raw(""));
@@ -410,22 +447,45 @@ impl Component for Login {
             }
             Some(Gate::Locked) => {
                 lines.push(Line::raw(""));
+                let when = if self.locked_now { "is now" } else { "is" };
                 lines.push(Line::styled(
-                    "Account locked after too many failed attempts: an operator must unlock it.",
+                    format!("'{name}' {when} locked after too many failed attempts."),
                     t.error(),
                 ));
+                lines.push(Line::styled(
+                    "To unlock it, an operator presses u on it in the account list,",
+                    t.error(),
+                ));
+                lines.push(Line::styled(
+                    format!("or runs: sparekey unlock {}", shell_word(name)),
+                    t.error(),
+                ));
+                return;
             }
             _ => {}
         }
-        frame.render_widget(
-            Paragraph::new(lines)
-                .wrap(Wrap { trim: false })
-                .block(panel()),
-            area,
-        );
+        if let Some(left) = self
+            .attempts_left
+            .filter(|n| (1..=WARN_ATTEMPTS).contains(n))
+        {
+            let attempts = if left == 1 { "attempt" } else { "attempts" };
+            lines.push(Line::styled(
+                format!("Careful: {left} more failed {attempts} will lock '{name}'."),
+                t.warn(),
+            ));
+        }
     }
 }
 
-fn vx_digits(vx: &ViewCx) -> u32 {
-    vx.totp.digits
+/// The name as one shell word, quoted when it needs to be, for a command to copy.
+fn shell_word(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@._-+=:,/".contains(c));
+    if plain {
+        name.to_string()
+    } else {
+        format!("'{}'", name.replace('\'', "'\\''"))
+    }
 }

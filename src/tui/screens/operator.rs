@@ -156,7 +156,10 @@ impl Component for Operator {
                     Target::Settings(_) => "open account settings",
                     Target::NewAccount => "create an account",
                     Target::Quit => "quit the kiosk",
-                    Target::Login | Target::LoginFor(_) | Target::Enroll(_) => "continue",
+                    Target::Login
+                    | Target::LoginFor(_)
+                    | Target::Enroll(_)
+                    | Target::Reenroll(_) => "continue",
                 };
                 lines.push(Line::raw(format!(
                     "The operator password is needed to {what}."

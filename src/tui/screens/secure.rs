@@ -106,14 +106,18 @@ impl Component for Secure {
         }
         let name = self.account.clone();
         match key.code {
-            // With the login's step-up the replacement starts at once; without one (it expired,
-            // or a password-only login) the wizard asks.
+            // With the login's step-up the replacement starts at once; without one (it expired)
+            // the wizard asks for the password and a code. A password-only login has no
+            // authenticator to replace.
             KeyCode::Char('r') => match self.step_up.take() {
                 Some(s) if s.is_fresh(cx.now) => cx.call(Call::BeginEnrollment {
                     name,
                     proof: Proof::StepUp(s),
                 }),
-                _ => cx.open(Target::Enroll(name)),
+                _ => cx.open(Target::enroll(
+                    name,
+                    self.success.method != crate::core::audit::LoginMethod::Password,
+                )),
             },
             KeyCode::Char('g') if self.success.low_on_codes() => {
                 self.regenerate = Some(Reauth::new(self.step_up.as_ref(), cx.now))

@@ -134,7 +134,9 @@ impl Guarded {
             Guarded::Regenerate => {
                 "Regenerate: every old code stops working. Password and a current code:"
             }
-            Guarded::Reenroll => "Re-enroll: give the password and a current or backup code.",
+            Guarded::Reenroll => {
+                "Re-enroll: the backup codes are replaced too. Password and a current code:"
+            }
             Guarded::Disable => "Turn 2FA off: give the password and a current or backup code.",
         }
     }
@@ -144,7 +146,7 @@ impl Guarded {
         match self {
             Guarded::Regenerate => "Regenerate: every old code stops working. Enter to confirm.",
             Guarded::Reenroll => {
-                "Re-enroll: a new authenticator replaces this one. Enter to go on."
+                "Re-enroll: a new authenticator and new backup codes replace these. Enter to go on."
             }
             Guarded::Disable => {
                 "Turn 2FA off: the authenticator and codes stop working. Enter to confirm."
