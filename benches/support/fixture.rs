@@ -200,7 +200,8 @@ pub fn generate(
     app::create_private_dir(&paths.data_dir)?;
     let store = SledStore::open(&paths.store, app::LOCK_WAIT)?;
     let key = app::load_or_create_key(&paths.key_file, &store, &mut OsEntropy)?;
-    let template = Template::new(key.clone());
+    let fingerprint = key.fingerprint();
+    let template = Template::new(key);
     let audit: Vec<AuditEvent> = (0..audit_events)
         .map(|k| AuditEvent {
             at: NOW - (audit_events - k) as i64,
@@ -214,7 +215,7 @@ pub fn generate(
         Method::Import => {
             let mut e = SeededEntropy::new(7);
             let image = StoreImage {
-                key_fingerprint: Some(key.fingerprint()),
+                key_fingerprint: Some(fingerprint),
                 operator_password: None,
                 accounts: (0..accounts).map(|i| template.account(i, &mut e)).collect(),
                 audit,

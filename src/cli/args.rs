@@ -59,7 +59,8 @@ pub enum Command {
     #[command(subcommand)]
     Account(AccountCommand),
 
-    /// Start enrolling an authenticator; with --confirm, confirm it with a code from stdin
+    /// Start enrolling an authenticator; with --confirm, confirm it with a code from stdin.
+    /// Replacing one reads the password line, then a current code line, first
     Enroll(EnrollArgs),
 
     /// Simulated login: reads the password line, then the code line (authenticator or backup code)
@@ -155,7 +156,8 @@ pub struct EnrollArgs {
 pub enum CodesCommand {
     /// How many backup codes remain
     Status(NameArg),
-    /// Replace the whole set (reads the password); every old code stops working
+    /// Replace the whole set (reads the password, then a current code); every old code stops
+    /// working
     Regenerate(RegenerateArgs),
 }
 

@@ -14,6 +14,7 @@ use crate::core::audit::LoginMethod;
 use crate::core::error::{Error, ErrorKind};
 use crate::core::password::HashParams;
 use crate::core::service::{Config, IssuedCodes, Service};
+use crate::core::step_up::{self, StepUp};
 
 use super::args::{
     AccountCommand, AuditArgs, Cli, CodesCommand, Command, EnrollArgs, GlobalArgs, KioskCommand,
@@ -238,27 +239,79 @@ fn account_remove(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
 
 // ----- enrollment ----------------------------------------------------------------------------
 
+/// What re-enrollment is called in refusals.
+const REPLACING: &str = "replacing the authenticator";
+
+/// Reads the proof for a use case that could replace the second factor: the password line, then
+/// a code line (authenticator or backup code). Without the code the command stops here, before
+/// the store is opened, with exit 1: the password alone changes nothing.
+fn read_step_up(
+    input: &mut SecretInput<impl std::io::BufRead>,
+    what: &str,
+) -> Result<(Zeroizing<String>, Zeroizing<String>), Error> {
+    let password = input.required("password")?;
+    let code = input
+        .optional("current code (authenticator or backup code)")?
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| step_up::needed(what))?;
+    Ok((password, code))
+}
+
+/// Turns the lines of [`read_step_up`] into a step-up: a whole login, audited like any.
+fn step_up_with(
+    service: &Service,
+    name: &str,
+    lines: Option<(Zeroizing<String>, Zeroizing<String>)>,
+) -> Result<Option<StepUp>, Error> {
+    lines
+        .map(|(password, code)| service.step_up(name, &password, &code))
+        .transpose()
+}
+
 fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
-    if let Some(file) = &args.out {
+    let mut input = SecretInput::stdin();
+    // Codes are issued by --confirm, and on a terminal by the code typed at the prompt.
+    if args.confirm || input.is_interactive() {
+        check_codes_output(args.out.as_deref())?;
+    } else if let Some(file) = &args.out {
         check_new_file(file)?;
     }
-    let mut input = SecretInput::stdin();
-    if args.confirm {
-        let code = input.required("authenticator code")?;
-        let issued = open(global)?.confirm_enrollment(&args.name, &code)?;
-        return deliver_codes(out, &issued, args.out.as_deref());
+    // Replacing an authenticator needs the password and a current code (the core enforces it):
+    // ask for them only then, before the store is opened for the change.
+    let summary = open(global)?.account_summary(&args.name)?;
+    let has_two_factor = summary.two_factor;
+    if args.confirm && !summary.enrollment_pending {
+        // Said before a code is asked for, so none is spent on nothing.
+        return Err(Error::Invalid(format!(
+            "'{}' has no enrollment waiting: run enroll first",
+            args.name
+        ))
+        .into());
     }
-
-    // Re-enrolling needs the password (the core enforces it): ask for it only then.
-    let has_two_factor = open(global)?.account_summary(&args.name)?.two_factor;
-    let password = if has_two_factor {
-        Some(input.required("password")?)
+    let proof_lines = if has_two_factor {
+        Some(read_step_up(&mut input, REPLACING)?)
     } else {
         None
     };
-    let enrollment =
-        open(global)?.begin_enrollment(&args.name, password.as_deref().map(|p| p.as_str()))?;
-    drop(password);
+    if args.confirm {
+        let code = input.required("code from the new authenticator")?;
+        let service = open(global)?;
+        let issued = match step_up_with(&service, &args.name, proof_lines)? {
+            Some(proof) => service.confirm_reenrollment(&args.name, &code, &proof)?,
+            None => service.confirm_enrollment(&args.name, &code)?,
+        };
+        return deliver_codes(out, &issued, args.out.as_deref());
+    }
+
+    let (enrollment, step_up) = {
+        let service = open(global)?;
+        let step_up = step_up_with(&service, &args.name, proof_lines)?;
+        let enrollment = match &step_up {
+            Some(proof) => service.begin_reenrollment(&args.name, proof)?,
+            None => service.begin_enrollment(&args.name, None)?,
+        };
+        (enrollment, step_up)
+    };
     let secret = enrollment.secret.to_base32();
 
     if out.is_json() {
@@ -312,8 +365,13 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
         None => text.push_str("(the URI is too long for a QR code: enter the secret by hand)\n"),
     }
     if !input.is_interactive() {
+        let proof = if has_two_factor {
+            " (it reads the password and a current code of the old one first)"
+        } else {
+            ""
+        };
         text.push_str(&format!(
-            "Then confirm with a code from the app: sparekey enroll {} --confirm\n",
+            "Then confirm with a code from the app: sparekey enroll {} --confirm{proof}\n",
             shell_word(&args.name)
         ));
         out.text(&text)?;
@@ -323,7 +381,8 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
     drop(text);
     drop(secret);
 
-    // On a terminal: ask for the code now (the store is not held while the user types).
+    // On a terminal: ask for the code now (the store is not held while the user types). The
+    // step-up made for the start serves the confirm while it is fresh.
     const ATTEMPTS: usize = 3;
     for attempt in 1..=ATTEMPTS {
         let code = input.required("code from the authenticator (empty to confirm later)")?;
@@ -334,7 +393,11 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
             ))?;
             return Ok(());
         }
-        match open(global)?.confirm_enrollment(&args.name, &code) {
+        let confirmed = match &step_up {
+            Some(proof) => open(global)?.confirm_reenrollment(&args.name, &code, proof),
+            None => open(global)?.confirm_enrollment(&args.name, &code),
+        };
+        match confirmed {
             Ok(issued) => return deliver_codes(out, &issued, args.out.as_deref()),
             Err(e)
                 if attempt < ATTEMPTS
@@ -364,6 +427,29 @@ fn shell_word(name: &str) -> String {
 /// that cannot be written.
 fn check_new_file(path: &Path) -> Result<(), Error> {
     app::new_file::check_free(path).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// Checks, before a code set is issued (and the old one voided), that the new codes can reach
+/// where they go: the `--out` file's name is free and a file can be created in its directory,
+/// or standard output is open for writing with a reader.
+fn check_codes_output(file: Option<&Path>) -> Result<(), Error> {
+    let Some(path) = file else {
+        return output::check_stdout();
+    };
+    check_new_file(path)?;
+    // A real file, created and removed at once: permissions, a read-only or full file system
+    // all show here, before anything changes.
+    let dir = app::new_file::parent_dir(path);
+    tempfile::Builder::new()
+        .prefix(".sparekey-probe.")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| {
+            Error::Io(format!(
+                "cannot write {}: {e}; nothing was changed",
+                path.display()
+            ))
+        })
 }
 
 /// Shows a new code set once: on stdout, or in a new private file. If the file cannot be
@@ -416,14 +502,22 @@ fn deliver_codes(out: Output, issued: &IssuedCodes, file: Option<&Path>) -> Outc
             account: &issued.account,
             codes: &shown,
             error: write_error.as_ref().map(|e| e.to_string()),
-        })?;
+        })
+        .map_err(lost_codes)?;
     } else {
-        out.text(&output::codes_text(issued))?;
+        out.text(&output::codes_text(issued)).map_err(lost_codes)?;
     }
     match write_error {
         Some(e) => Err(Failure::Shown(e)),
         None => Ok(()),
     }
+}
+
+/// The failure of showing codes that are already in force: never a success, and it says so.
+fn lost_codes(e: Error) -> Error {
+    Error::Io(format!(
+        "{e}: the new codes did not reach it and the old ones are void: regenerate again"
+    ))
 }
 
 // ----- login ---------------------------------------------------------------------------------
@@ -516,12 +610,13 @@ fn codes_status(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
 }
 
 fn regenerate(global: &GlobalArgs, out: Output, args: &RegenerateArgs) -> Outcome {
-    if let Some(file) = &args.out {
-        check_new_file(file)?;
-    }
-    let password = SecretInput::stdin().required("password")?;
-    let issued = open(global)?.regenerate_codes(&args.name, &password)?;
-    drop(password);
+    check_codes_output(args.out.as_deref())?;
+    let (password, code) =
+        read_step_up(&mut SecretInput::stdin(), "regenerating the backup codes")?;
+    let service = open(global)?;
+    let proof = service.step_up(&args.name, &password, &code)?;
+    drop((password, code));
+    let issued = service.regenerate_codes(&args.name, &proof)?;
     deliver_codes(out, &issued, args.out.as_deref())
 }
 

@@ -3,14 +3,58 @@
 //! UTC timestamp format and the layout of a backup-code file. Must never print a secret except
 //! the one time a new secret or code set is shown.
 
-use std::io::{self, Write};
-
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::fs::{FileType, OFlags};
 use serde::Serialize;
+use std::io::{self, Write};
 use zeroize::Zeroizing;
 
 use crate::core::account::printable;
 use crate::core::error::{Error, ErrorKind};
 use crate::core::service::IssuedCodes;
+
+/// Checks, before any code is issued or voided, that standard output can take the new codes:
+/// it is not /dev/null (where a closed stdout ends up), is open for writing, and is not a pipe
+/// whose reader has gone.
+pub fn check_stdout() -> Result<(), Error> {
+    let refuse = |why: &str| {
+        Err(Error::Io(format!(
+            "standard output {why}: the new codes would be lost, so nothing was changed              (write them to a file with --out FILE)"
+        )))
+    };
+    let stdout = io::stdout();
+    // The standard library puts /dev/null on a closed stdout before main: either way the codes
+    // would go nowhere.
+    let null = rustix::fs::stat("/dev/null").ok().map(|s| s.st_rdev);
+    match rustix::fs::fstat(&stdout) {
+        Ok(st)
+            if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice
+                && Some(st.st_rdev) == null =>
+        {
+            return refuse("is closed or /dev/null");
+        }
+        Ok(_) => {}
+        Err(_) => return refuse("is closed"),
+    }
+    match rustix::fs::fcntl_getfl(&stdout) {
+        Ok(flags) if flags.contains(OFlags::WRONLY) || flags.contains(OFlags::RDWR) => {}
+        Ok(_) => return refuse("is open for reading only"),
+        Err(_) => return refuse("is closed"),
+    }
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    if poll(&mut fds, Some(&now)).is_ok()
+        && fds[0]
+            .revents()
+            .intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL)
+    {
+        return refuse("has no reader");
+    }
+    Ok(())
+}
 
 /// Exit codes, one per [`ErrorKind`]; 0 is success.
 pub fn exit_code(kind: ErrorKind) -> u8 {

@@ -1,7 +1,8 @@
 //! Argon2id hashing, shared by account passwords and backup codes. Owns the cost parameters,
 //! the PHC string format of password hashes and what each verifier is bound to (Argon2's
 //! associated data: the account name, and for backup codes the set id too), so a hash moved to
-//! another account never verifies there. Must never log, store or return a plaintext.
+//! another account never verifies there, and the rules a new password must meet
+//! ([`check_new_password`]). Must never log, store or return a plaintext.
 //!
 //! Hashes written before verifiers were bound (schema 1) carry no associated data; they are
 //! still verified as they are, because the record MAC of schema 2 binds them to their account
@@ -283,6 +284,47 @@ impl HashParams {
     pub fn below_owasp(&self) -> bool {
         self.m_kib < Self::OWASP.m_kib || self.t < Self::OWASP.t
     }
+}
+
+/// Shortest password accepted (NIST SP 800-63B section 5.1.1.1: at least 8 characters).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// Longest password accepted, in bytes: enough for any passphrase, bounded so a hash input
+/// cannot be made huge.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// The rules for a new password (an account's or the kiosk operator's), per NIST SP 800-63B
+/// section 5.1.1.2: a length bound, and no password that is commonly used, known from breaches,
+/// a dictionary word, repetitive or sequential, or made of `context` (the account name, the
+/// service's name). The blocklist is zxcvbn's (its frequency lists of breached passwords, words
+/// and names, with keyboard patterns, sequences, dates and l33t variants); a password it expects
+/// to fall within a million guesses is refused. No composition rules (section 5.1.1.2 says
+/// not to). `Err` is the one line to show.
+pub fn check_new_password(password: &str, context: &[&str]) -> Result<(), String> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(format!(
+            "the password must have at least {MIN_PASSWORD_CHARS} characters"
+        ));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(format!(
+            "the password is longer than {MAX_PASSWORD_BYTES} bytes"
+        ));
+    }
+    let estimate = zxcvbn::zxcvbn(password, context);
+    if estimate.score() >= zxcvbn::Score::Two {
+        return Ok(());
+    }
+    let why = estimate
+        .feedback()
+        .and_then(|f| f.warning())
+        .map(|w| w.to_string())
+        .unwrap_or_else(|| "it is built from common words, names or patterns".into());
+    Err(format!(
+        "this password is common or found in breaches and would be guessed quickly ({}): \
+         choose a longer one, such as a few unrelated words",
+        why.trim_end_matches('.')
+    ))
 }
 
 #[cfg(test)]
@@ -580,5 +622,50 @@ mod tests {
         let start = phc.find(",data=").unwrap();
         let end = start + phc[start..].find('$').unwrap();
         format!("{}{}", &phc[..start], &phc[end..])
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    #[test]
+    fn common_breached_and_contextual_passwords_are_refused_with_a_reason() {
+        for common in [
+            "password",
+            "password1",
+            "12345678",
+            "qwertyuiop",
+            "iloveyou1",
+        ] {
+            let err = check_new_password(common, &[]).unwrap_err();
+            assert!(
+                err.contains("common or found in breaches"),
+                "{common}: {err}"
+            );
+        }
+        let top = check_new_password("password", &[]).unwrap_err();
+        assert!(top.to_lowercase().contains("common password"), "{top}");
+        // The account's own name is no password, however long.
+        assert!(check_new_password("mallory-the-admin", &[]).is_ok());
+        assert!(check_new_password("malloryadmin", &["malloryadmin"]).is_err());
+    }
+
+    #[test]
+    fn passphrases_pass_and_length_is_bounded() {
+        for good in ["correct horse battery", "operator-pass", "fixture password"] {
+            assert_eq!(check_new_password(good, &[]), Ok(()), "{good}");
+        }
+        assert!(
+            check_new_password("Tr0ub4!", &[])
+                .unwrap_err()
+                .contains("at least 8")
+        );
+        let long = "x".repeat(MAX_PASSWORD_BYTES + 1);
+        assert!(
+            check_new_password(&long, &[])
+                .unwrap_err()
+                .contains("longer than")
+        );
     }
 }

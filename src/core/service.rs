@@ -24,6 +24,7 @@ use crate::core::error::{Error, RejectReason, Rejection};
 use crate::core::keys::MasterKey;
 use crate::core::kiosk::{OPERATOR_LOCK_AFTER, OPERATOR_RECOVERY_COMMAND, OperatorSession};
 use crate::core::password::{self, Binding, HashParams};
+use crate::core::step_up::{self, StepUp};
 use crate::core::store::{
     Activation, CodeConsumption, Reservation, SettleCheck, Settlement, StepConsumption, Store,
 };
@@ -155,16 +156,20 @@ pub struct CodeStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
     Login,
-    DisableTwoFactor,
+    /// Minting a [`StepUp`]: the action it is for is audited instead.
+    StepUp,
 }
+
+/// What re-enrollment is called in refusals.
+const REPLACING: &str = "replacing the authenticator";
 
 /// The service. Cheap to share across threads (`&self` everywhere).
 pub struct Service {
     store: Box<dyn Store>,
     clock: Arc<dyn Clock>,
     entropy: Mutex<Box<dyn Entropy>>,
+    /// The key and its sub-keys, in their one place (see [`MasterKey`]).
     key: MasterKey,
-    hash_secret: Zeroizing<[u8; 32]>,
     config: Config,
     /// Where every Argon2id evaluation of this service works (see [`SharedMemory`]).
     hash_memory: SharedMemory,
@@ -199,13 +204,11 @@ impl Service {
         config: Config,
     ) -> Result<Self, Error> {
         config.validate()?;
-        let hash_secret = key.hash_secret();
         Ok(Self {
             store,
             clock,
             entropy: Mutex::new(entropy),
             key,
-            hash_secret,
             config,
             hash_memory: SharedMemory::default(),
             #[cfg(any(test, feature = "test-support"))]
@@ -246,14 +249,23 @@ impl Service {
     }
 
     /// Checks a new password against the rules and hashes it (one Argon2id evaluation).
-    fn hash_new_password(&self, password: &str, bound_to: &Binding) -> Result<String, Error> {
-        validate_new_password(password)?;
+    /// `context` are words the password must not be made of (the account name); `bound_to` is
+    /// what the hash is bound to.
+    fn hash_new_password(
+        &self,
+        password: &str,
+        context: &[&str],
+        bound_to: &Binding,
+    ) -> Result<String, Error> {
+        let mut context = context.to_vec();
+        context.extend(["sparekey", self.config.issuer.as_str()]);
+        password::check_new_password(password, &context).map_err(Error::Invalid)?;
         self.count_hashes(1);
         Ok(self.with_entropy(|e| {
             self.hash_memory.with_memory(|memory| {
                 password::hash_password(
                     self.config.hash_params,
-                    self.hash_secret.as_ref(),
+                    self.key.hash_secret().as_slice(),
                     password,
                     bound_to,
                     e,
@@ -267,7 +279,13 @@ impl Service {
     fn verify_password(&self, password: &str, phc: &str, bound_to: &Binding) -> bool {
         self.count_hashes(1);
         self.hash_memory.with_memory(|memory| {
-            password::verify_password(self.hash_secret.as_ref(), password, phc, bound_to, memory)
+            password::verify_password(
+                self.key.hash_secret().as_slice(),
+                password,
+                phc,
+                bound_to,
+                memory,
+            )
         })
     }
 
@@ -275,7 +293,7 @@ impl Service {
 
     pub fn create_account(&self, name: &str, password: &str) -> Result<(), Error> {
         account::validate_name(name).map_err(Error::Invalid)?;
-        let phc = self.hash_new_password(password, &Binding::account(name))?;
+        let phc = self.hash_new_password(password, &[name], &Binding::account(name))?;
         let record = Account {
             name: name.to_string(),
             password: phc,
@@ -343,25 +361,33 @@ impl Service {
 
     // ----- enrollment -----------------------------------------------------------------------
 
-    /// Starts enrolling an authenticator. The password is required when the account already has
-    /// one (re-enrollment keeps the old one valid until the new one is confirmed); when given
-    /// for a first enrollment it is checked too.
+    /// Starts enrolling a first authenticator; the password, when given, is checked too. An
+    /// account that already has one is refused before any hashing or counting, and nothing
+    /// changes: replacing it is [`Service::begin_reenrollment`], which needs a [`StepUp`].
     pub fn begin_enrollment(
         &self,
         name: &str,
         password: Option<&str>,
     ) -> Result<Enrollment, Error> {
         let account = self.load(name)?;
-        match password {
-            Some(pw) => self.check_password(&account, pw)?,
-            None if account.totp.is_some() => {
-                return Err(Error::Invalid(
-                    "this account already has an authenticator: re-enrolling needs its password"
-                        .into(),
-                ));
-            }
-            None => {}
+        if account.totp.is_some() {
+            return Err(step_up::needed(REPLACING));
         }
+        if let Some(pw) = password {
+            self.check_password(&account, pw)?;
+        }
+        self.start_enrollment(name)
+    }
+
+    /// Starts replacing the authenticator, on a second factor just completed. The old one keeps
+    /// working until the new one is confirmed with [`Service::confirm_reenrollment`].
+    pub fn begin_reenrollment(&self, name: &str, proof: &StepUp) -> Result<Enrollment, Error> {
+        let account = self.load(name)?;
+        self.check_step_up(&account, proof, REPLACING)?;
+        self.start_enrollment(name)
+    }
+
+    fn start_enrollment(&self, name: &str) -> Result<Enrollment, Error> {
         let params = self.config.totp;
         let (secret, sealed, id) = self.with_entropy(|e| {
             let secret = TotpSecret::generate(e);
@@ -394,12 +420,35 @@ impl Service {
         })
     }
 
-    /// Confirms the pending authenticator with a code from it, turns two-factor on, and issues a
+    /// Confirms a first authenticator with a code from it, turns two-factor on, and issues a
     /// fresh set of backup codes (shown once). The confirming code's step is recorded as used, so
-    /// the same code cannot then log in.
+    /// the same code cannot then log in. An account that already has an authenticator is
+    /// refused and nothing changes: that is [`Service::confirm_reenrollment`].
     pub fn confirm_enrollment(&self, name: &str, code: &str) -> Result<IssuedCodes, Error> {
         let account = self.load(name)?;
+        if account.totp.is_some() {
+            return Err(step_up::needed(REPLACING));
+        }
         self.pass_gate(&account)?;
+        self.confirm_pending(&account, code)
+    }
+
+    /// Confirms a replacement authenticator, on a second factor just completed (with the old
+    /// one): the new one, and a new code set, replace the old ones.
+    pub fn confirm_reenrollment(
+        &self,
+        name: &str,
+        code: &str,
+        proof: &StepUp,
+    ) -> Result<IssuedCodes, Error> {
+        let account = self.load(name)?;
+        self.check_step_up(&account, proof, REPLACING)?;
+        self.confirm_pending(&account, code)
+    }
+
+    /// Checks `code` against the pending authenticator and activates it with a new code set.
+    fn confirm_pending(&self, account: &Account, code: &str) -> Result<IssuedCodes, Error> {
+        let name = account.name.as_str();
         let pending = account.pending.clone().ok_or_else(|| {
             Error::Invalid(format!(
                 "'{name}' has no enrollment waiting: run enroll first"
@@ -411,7 +460,7 @@ impl Service {
             ));
         }
         let secret = self.open_secret(&pending.secret, name)?;
-        let attempt = self.reserve(&account)?;
+        let attempt = self.reserve(account)?;
         let step = match totp::verify(&secret, code, self.now(), pending.params, None) {
             Ok(step) => step,
             Err(TotpRejection::Malformed) => {
@@ -561,6 +610,50 @@ impl Service {
         self.finish_with(pending, factor)
     }
 
+    /// [`Service::finish_login`], and a [`StepUp`] for what the signed-in holder may do next
+    /// (regenerate codes, replace the authenticator, turn 2FA off) without another code.
+    pub fn finish_login_with_step_up(
+        &self,
+        pending: &PendingLogin,
+        second_factor: &str,
+    ) -> Result<(LoginSuccess, StepUp), Error> {
+        // Bound to the record as it was before the code was checked: were the account removed
+        // and created again meanwhile, the proof would fit neither.
+        let before = self.load(&pending.account)?;
+        let success = self.finish_login(pending, second_factor)?;
+        Ok((success, StepUp::mint(&before, self.now())))
+    }
+
+    /// A whole login in one call whose only product is a [`StepUp`]: the password, then a
+    /// current TOTP code or an unused backup code, consumed. Throttled and counted like a
+    /// login, but not audited as one: the action the step-up is for writes its own event (and a
+    /// backup code its use).
+    pub fn step_up(
+        &self,
+        name: &str,
+        password: &str,
+        second_factor: &str,
+    ) -> Result<StepUp, Error> {
+        let account = self.load(name)?;
+        if account.totp.is_none() {
+            return Err(Error::Invalid(format!(
+                "'{name}' has no two-factor authentication: there is no second factor to confirm"
+            )));
+        }
+        // Parsed first so a typo costs neither a hash nor an attempt.
+        let factor = self.parse_second_factor(second_factor)?;
+        self.check_password(&account, password)?;
+        self.accept_second_factor(&account, factor, Purpose::StepUp)?;
+        Ok(StepUp::mint(&account, self.now()))
+    }
+
+    /// Refuses a proof that does not fit `account` now, and an account whose throttle is
+    /// closed (locked by failures meanwhile).
+    fn check_step_up(&self, account: &Account, proof: &StepUp, what: &str) -> Result<(), Error> {
+        proof.check(account, self.now(), what)?;
+        self.pass_gate(account)
+    }
+
     fn finish_with(
         &self,
         pending: &PendingLogin,
@@ -577,8 +670,8 @@ impl Service {
     }
 
     /// Counts, checks and consumes a second factor; on failure records why and returns the
-    /// rejection. A login records itself in the same step; turning two-factor off records its
-    /// own event.
+    /// rejection. A login records itself in the same step; a step-up's action records its own
+    /// event.
     fn accept_second_factor(
         &self,
         account: &Account,
@@ -602,7 +695,7 @@ impl Service {
     fn logged_in(purpose: Purpose, method: LoginMethod) -> Vec<AuditKind> {
         match purpose {
             Purpose::Login => vec![AuditKind::LoginSucceeded { method }],
-            Purpose::DisableTwoFactor => Vec::new(),
+            Purpose::StepUp => Vec::new(),
         }
     }
 
@@ -694,10 +787,9 @@ impl Service {
             return Err(wrong()?);
         };
         self.count_hashes(1);
-        let Some(digest) = self
-            .hash_memory
-            .with_memory(|memory| set.digest_of(name, code, self.hash_secret.as_ref(), memory))
-        else {
+        let Some(digest) = self.hash_memory.with_memory(|memory| {
+            set.digest_of(name, code, self.key.hash_secret().as_slice(), memory)
+        }) else {
             return Err(Error::Store(crate::core::store::StoreError::Damaged(
                 format!("account '{name}': its backup-code set has impossible Argon2id parameters"),
             )));
@@ -897,7 +989,7 @@ impl Service {
                     name,
                     &codes,
                     self.config.hash_params,
-                    self.hash_secret.as_ref(),
+                    self.key.hash_secret().as_slice(),
                     e,
                     self.now(),
                     memory,
@@ -937,15 +1029,16 @@ impl Service {
         })
     }
 
-    /// Replaces the whole set (after the password); every old code is refused afterwards.
-    pub fn regenerate_codes(&self, name: &str, password: &str) -> Result<IssuedCodes, Error> {
+    /// Replaces the whole set, on a second factor just completed; every old code is refused
+    /// afterwards.
+    pub fn regenerate_codes(&self, name: &str, proof: &StepUp) -> Result<IssuedCodes, Error> {
         let account = self.load(name)?;
-        self.check_password(&account, password)?;
         let Some(active) = account.totp.as_ref() else {
             return Err(Error::Invalid(format!(
                 "'{name}' has no two-factor authentication: enroll an authenticator first"
             )));
         };
+        self.check_step_up(&account, proof, "regenerating the backup codes")?;
         let (codes, set) = self.new_code_set(name);
         let count = codes.len() as u32;
         let replaced = self.store.replace_codes(name, &set, self.now(), &|_| {
@@ -979,18 +1072,15 @@ impl Service {
         Ok(())
     }
 
-    /// The account holder turns two-factor off: needs the password and a current code (which
-    /// is consumed like a login's).
-    pub fn disable_two_factor(&self, name: &str, password: &str, code: &str) -> Result<(), Error> {
+    /// The account holder turns two-factor off, on a second factor just completed.
+    pub fn disable_two_factor(&self, name: &str, proof: &StepUp) -> Result<(), Error> {
         let account = self.load(name)?;
         if account.totp.is_none() {
             return Err(Error::Invalid(format!(
                 "'{name}' has no two-factor authentication"
             )));
         }
-        let factor = self.parse_second_factor(code)?;
-        self.check_password(&account, password)?;
-        self.accept_second_factor(&account, factor, Purpose::DisableTwoFactor)?;
+        self.check_step_up(&account, proof, "turning two-factor authentication off")?;
         let removed = self
             .store
             .remove_two_factor(name, self.now(), &|_| vec![AuditKind::TwoFactorDisabled])?;
@@ -1009,7 +1099,7 @@ impl Service {
 
     /// Sets the kiosk operator password; refused if one is already set.
     pub fn set_operator_password(&self, password: &str) -> Result<(), Error> {
-        let phc = self.hash_new_password(password, &Binding::operator())?;
+        let phc = self.hash_new_password(password, &["operator", "kiosk"], &Binding::operator())?;
         if self
             .store
             .set_operator_password(&phc, self.now(), &|_| vec![AuditKind::OperatorPasswordSet])?
@@ -1122,22 +1212,7 @@ fn operator_locked() -> Error {
 /// A fixed, valid PHC string for timing-equalising checks of unknown account names.
 const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3BhcmVrZXlkdW1teXNhbHQ$8mMBC0L4BVDeC46E9k+6iSV7l3OoR0FDDCc/2yGeQm0";
 
-/// Shortest password accepted (NIST SP 800-63B: at least 8 characters).
-pub const MIN_PASSWORD_CHARS: usize = 8;
-
-fn validate_new_password(password: &str) -> Result<(), Error> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(Error::Invalid(format!(
-            "the password must have at least {MIN_PASSWORD_CHARS} characters"
-        )));
-    }
-    if password.len() > 1024 {
-        return Err(Error::Invalid(
-            "the password is longer than 1024 bytes".into(),
-        ));
-    }
-    Ok(())
-}
+pub use crate::core::password::MIN_PASSWORD_CHARS;
 
 fn totp_failure(rejection: TotpRejection, params: TotpParams) -> (RejectReason, FailureReason) {
     match rejection {

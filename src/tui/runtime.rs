@@ -27,8 +27,10 @@ use zeroize::Zeroizing;
 
 use crate::core::error::Error;
 use crate::core::service::Service;
+use crate::core::step_up::StepUp;
 use crate::tui::app::{
-    App, AppOptions, Call, ClipboardUsed, Effect, ExportError, Msg, Outcome, SettingsData, update,
+    App, AppOptions, Call, ClipboardUsed, Effect, ExportError, Msg, Outcome, Proof, SettingsData,
+    update,
 };
 use crate::tui::screens::settings::AUDIT_LIMIT;
 use crate::tui::ui::view;
@@ -56,30 +58,75 @@ pub fn execute_call(service: &Service, call: Call) -> Outcome {
             let result = service.create_account(&name, &password);
             Outcome::Created { name, result }
         }
-        Call::BeginEnrollment { name, password } => {
-            Outcome::EnrollmentBegun(service.begin_enrollment(&name, Some(&password)))
-        }
-        Call::ConfirmEnrollment { name, code } => {
-            Outcome::Issued(service.confirm_enrollment(&name, &code))
+        Call::BeginEnrollment { name, proof } => match proof {
+            Proof::Password(password) => Outcome::EnrollmentBegun {
+                result: service.begin_enrollment(&name, Some(&password)),
+                step_up: None,
+            },
+            proof => match step_up(service, &name, proof) {
+                Ok(step_up) => Outcome::EnrollmentBegun {
+                    result: service.begin_reenrollment(&name, &step_up),
+                    step_up: Some(step_up),
+                },
+                Err(e) => Outcome::EnrollmentBegun {
+                    result: Err(e),
+                    step_up: None,
+                },
+            },
+        },
+        Call::ConfirmEnrollment {
+            name,
+            code,
+            step_up,
+        } => {
+            let result = match &step_up {
+                Some(proof) => service.confirm_reenrollment(&name, &code, proof),
+                None => service.confirm_enrollment(&name, &code),
+            };
+            Outcome::Confirmed { result, step_up }
         }
         Call::StartLogin { name, password } => {
             let result = service.start_login(&name, &password);
             Outcome::LoginStarted { name, result }
         }
         Call::FinishLogin { pending, code } => {
-            let result = service.finish_login(&pending, &code);
-            Outcome::LoginFinished { pending, result }
+            let (result, step_up) = match service.finish_login_with_step_up(&pending, &code) {
+                Ok((success, step_up)) => (Ok(success), Some(step_up)),
+                Err(e) => (Err(e), None),
+            };
+            Outcome::LoginFinished {
+                pending,
+                result,
+                step_up,
+            }
         }
         Call::Gate { name } => Outcome::Gate(service.gate(&name)),
         Call::LoadSettings { name } => Outcome::Settings(load_settings(service, &name)),
-        Call::Regenerate { name, password } => {
-            Outcome::Issued(service.regenerate_codes(&name, &password))
-        }
-        Call::DisableTwoFactor {
+        Call::StepUp {
             name,
             password,
             code,
-        } => Outcome::Disabled(service.disable_two_factor(&name, &password, &code)),
+        } => Outcome::SteppedUp(service.step_up(&name, &password, &code)),
+        Call::Regenerate { name, proof } => match step_up(service, &name, proof) {
+            Ok(step_up) => Outcome::Issued {
+                result: service.regenerate_codes(&name, &step_up),
+                step_up: Some(step_up),
+            },
+            Err(e) => Outcome::Issued {
+                result: Err(e),
+                step_up: None,
+            },
+        },
+        Call::DisableTwoFactor { name, proof } => match step_up(service, &name, proof) {
+            Ok(step_up) => Outcome::Disabled {
+                result: service.disable_two_factor(&name, &step_up),
+                step_up: Some(step_up),
+            },
+            Err(e) => Outcome::Disabled {
+                result: Err(e),
+                step_up: None,
+            },
+        },
         Call::Unlock { name } => {
             let result = service.unlock(&name);
             Outcome::Unlocked { name, result }
@@ -91,6 +138,16 @@ pub fn execute_call(service: &Service, call: Call) -> Outcome {
         Call::StartOperatorSession { password } => {
             Outcome::OperatorSession(service.start_operator_session(&password))
         }
+    }
+}
+
+/// The step-up a call's proof stands for: the one held, or a login with the password and code
+/// typed. The password alone makes none.
+fn step_up(service: &Service, name: &str, proof: Proof) -> Result<StepUp, Error> {
+    match proof {
+        Proof::StepUp(held) => Ok(held),
+        Proof::PasswordAndCode { password, code } => service.step_up(name, &password, &code),
+        Proof::Password(_) => Err(crate::core::step_up::needed("that")),
     }
 }
 

@@ -213,7 +213,7 @@ fn doctor_flags_hashes_below_the_owasp_minimum() {
     {
         let service = real(1).unwrap();
         enrolled(&service, &clock, "strong");
-        service.set_operator_password("operator pw").unwrap();
+        service.set_operator_password("operator secret").unwrap();
     }
     let check = hash_check();
     assert!(
@@ -222,7 +222,7 @@ fn doctor_flags_hashes_below_the_owasp_minimum() {
     );
 
     // Cheap hashes (the test parameters) for one account's password and codes.
-    enrolled(&open(&paths, &clock), &clock, "weak");
+    let (_, weak_codes) = enrolled(&open(&paths, &clock), &clock, "weak");
     let check = hash_check();
     assert!(check.status == Status::Fix, "{check:?}");
     assert!(check.detail.contains("the passwords of weak;"), "{check:?}");
@@ -238,7 +238,10 @@ fn doctor_flags_hashes_below_the_owasp_minimum() {
     );
 
     // New codes made with the real parameters leave only the password to report.
-    real(2).unwrap().regenerate_codes("weak", PASSWORD).unwrap();
+    let service = real(2).unwrap();
+    let proof = service.step_up("weak", PASSWORD, &weak_codes[0]).unwrap();
+    service.regenerate_codes("weak", &proof).unwrap();
+    drop(service);
     let check = hash_check();
     assert!(
         check.status == Status::Fix && !check.detail.contains("backup codes"),

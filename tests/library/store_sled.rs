@@ -346,7 +346,7 @@ fn the_issuer_stays_with_the_authenticator() {
     let dir = tempfile::tempdir().unwrap();
     let paths = paths(&dir);
     let clock = Arc::new(ManualClock::new(T0));
-    {
+    let code = {
         let config = sparekey::core::service::Config {
             issuer: "Acme VPN".into(),
             ..test_config()
@@ -368,10 +368,12 @@ fn the_issuer_stays_with_the_authenticator() {
             .confirm_enrollment("hana", &code_for(&enrollment.secret, T0))
             .unwrap();
         assert_eq!(issued.issuer, "Acme VPN");
-    }
+        issued.codes[0].display().to_string()
+    };
     let service = open_disk(&paths, &clock, 14).unwrap();
+    let proof = service.step_up("hana", PASSWORD, &code).unwrap();
     assert_eq!(
-        service.regenerate_codes("hana", PASSWORD).unwrap().issuer,
+        service.regenerate_codes("hana", &proof).unwrap().issuer,
         "Acme VPN"
     );
 }
