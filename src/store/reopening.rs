@@ -485,6 +485,14 @@ mod tests {
         assert!(!store.is_open());
 
         drop(other);
+        // sled lets go of its log once its threads end; the reopen's own wait for that is
+        // bounded by the 1 s above, which a loaded machine may need all of.
+        let log = std::fs::File::open(path.join("db")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log.try_lock().is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(log);
         let events = store.audit_events(None, 10).unwrap();
         assert_eq!(
             events,
