@@ -105,7 +105,9 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
         )
         .into());
     }
-    let service = open(global)?;
+    // Held only while it runs calls, so the other commands work beside an open console.
+    let paths = Paths::resolve(global.data_dir.clone(), global.key_file.clone())?;
+    let service = app::open_console(&paths, config(global))?;
     // Whoever came first would otherwise choose the password that guards every account.
     if args.kiosk && !service.has_operator_password()? {
         return Err(Error::Invalid(

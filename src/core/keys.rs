@@ -218,7 +218,7 @@ impl MacKey {
 
 /// What a store needs of the master key: the fingerprint it is bound to and the key that
 /// authenticates its records. Never the master key itself.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct StoreKey {
     fingerprint: String,
     records: MacKey,

@@ -1,6 +1,7 @@
 //! Implementations of the core's [`Store`](crate::core::store::Store) trait: sled on disk
-//! ([`sled_store::SledStore`]) and memory (`memory::MemoryStore`, for tests and UI snapshots, under
-//! the `test-support` feature).
+//! ([`sled_store::SledStore`]); the same sled store held only while it is used
+//! ([`reopening::ReopeningStore`], the console's, so CLI commands can run beside it); and
+//! memory (`memory::MemoryStore`, for tests and UI snapshots, under the `test-support` feature).
 //! The record-level rules every backend applies (when a step is later, when a slot is unused)
 //! live once, in [`mutation`], so the backends differ only in how they make them atomic.
 //! Nothing here decides policy: that stays in the core.
@@ -12,6 +13,7 @@ pub mod lock;
 pub mod memory;
 pub mod mutation;
 pub mod records;
+pub mod reopening;
 pub mod sled_store;
 pub mod swap;
 
