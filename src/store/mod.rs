@@ -1,12 +1,11 @@
 //! Implementations of the core's [`Store`](crate::core::store::Store) trait: sled on disk
-//! ([`sled_store::SledStore`]) and memory (`memory::MemoryStore`, for tests and UI snapshots, under
-//! the `test-support` feature).
+//! ([`sled_store::SledStore`]) and memory ([`memory::VolatileStore`]: `MemoryStore` for tests and
+//! UI snapshots under the `test-support` feature, and the store of `sparekey tui --demo`).
 //! The record-level rules every backend applies (when a step is later, when a slot is unused)
 //! live once, in [`mutation`], so the backends differ only in how they make them atomic.
 //! Nothing here decides policy: that stays in the core.
 
 pub mod lock;
-#[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 pub mod mutation;
 pub mod sled_store;

@@ -24,6 +24,7 @@
 //! of the same kind ends the process at once, for a console that could not stop.
 
 pub mod app;
+pub mod demo;
 pub mod keys;
 pub mod runtime;
 pub mod screens;
@@ -75,6 +76,16 @@ pub fn run(service: Service, options: TuiOptions) -> std::io::Result<()> {
     let app_options = options.app_options(&service);
     // Before the terminal changes mode, so a failing clipboard setup cannot leave it raw.
     let platform = runtime::RealPlatform::new();
+    run_with(service, platform, app_options)
+}
+
+/// Runs the console in the current terminal with the given platform (the demo's has no
+/// clipboard and no disk).
+pub(crate) fn run_with<P: runtime::Platform>(
+    service: Service,
+    platform: P,
+    app_options: app::AppOptions,
+) -> std::io::Result<()> {
     let mut driver = runtime::Driver::with_worker(service, platform, app_options)?;
     let stop = stop_on_signals()?;
     let mut terminal = ratatui::try_init()?;

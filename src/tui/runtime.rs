@@ -292,6 +292,29 @@ impl<P: Platform> Driver<P> {
         while self.step() {}
     }
 
+    /// Blocks until no call is running or waiting: every worker answer fed back and every
+    /// [`Effect::Later`] call run, in the order the event loop would run them. The scripted demo
+    /// calls it after each key, so what a frame shows never depends on how fast the worker was.
+    /// An error if the worker died.
+    pub fn wait_idle(&mut self) -> io::Result<()> {
+        loop {
+            let Calls::Worker(worker) = &mut self.calls else {
+                self.settle();
+                return Ok(());
+            };
+            if worker.in_flight > 0 {
+                let (kind, outcome) = worker
+                    .results
+                    .recv()
+                    .map_err(|_| io::Error::other("the service worker stopped"))?;
+                worker.in_flight -= 1;
+                self.send(kind.done(outcome));
+            } else if !self.pump()? {
+                return Ok(());
+            }
+        }
+    }
+
     /// With a worker: feeds every answer that arrived back into the app, then, if the worker is
     /// idle, hands it the oldest [`Effect::Later`] call (so a key's call waits behind at most
     /// one piece of that work). `true` if anything happened; an error if the worker died.
@@ -482,9 +505,9 @@ impl Platform for RealPlatform {
 /// worker is busy or [`Effect::Later`] work waits, so answers show at once), and feeds the app.
 /// Returns when the app quits or once `stop` is set (a signal asked the console to end), so
 /// the caller restores the terminal either way.
-pub fn event_loop<B: ratatui::backend::Backend>(
+pub fn event_loop<B: ratatui::backend::Backend, P: Platform>(
     terminal: &mut ratatui::Terminal<B>,
-    driver: &mut Driver<RealPlatform>,
+    driver: &mut Driver<P>,
     stop: &AtomicBool,
 ) -> io::Result<()>
 where
