@@ -9,4 +9,5 @@ mod support;
 mod cli;
 mod cli_tty;
 mod crash;
+mod demo;
 mod tui_pty;
