@@ -37,7 +37,11 @@ use crate::tui::ui::view;
 use crate::tui::widgets::Theme;
 
 /// Proof that the caller is this module: the demo's clock, randomness and store take one, and
-/// only this module can make one (the field is private).
+/// only this module can make one (the field is private), so no other path builds them:
+///
+/// ```compile_fail,E0603
+/// let token = sparekey::tui::demo::DemoToken(());
+/// ```
 #[derive(Debug)]
 pub struct DemoToken(());
 
