@@ -108,7 +108,7 @@ pub struct TuiArgs {
 
     /// Run on a demo store in memory (sample accounts, a clock that stands still, fixed
     /// randomness); never opens a store or key file, so --data-dir and --key-file are refused
-    #[arg(long, conflicts_with = "kiosk")]
+    #[arg(long)]
     pub demo: bool,
 
     /// With --demo: press the keys in FILE (`-`: stdin) and print every frame as plain text

@@ -98,8 +98,16 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
         )
         .into());
     }
+    let defaults = crate::tui::TuiOptions::default();
+    let options = crate::tui::TuiOptions {
+        kiosk: args.kiosk,
+        idle_timeout: args
+            .idle_timeout
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(defaults.idle_timeout),
+    };
     if args.demo {
-        return demo(global, args);
+        return demo(global, args, &options);
     }
     if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
         return Err(Error::Invalid(
@@ -116,14 +124,6 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
         )
         .into());
     }
-    let defaults = crate::tui::TuiOptions::default();
-    let options = crate::tui::TuiOptions {
-        kiosk: args.kiosk,
-        idle_timeout: args
-            .idle_timeout
-            .map(std::time::Duration::from_secs)
-            .unwrap_or(defaults.idle_timeout),
-    };
     crate::tui::run(service, options)
         .map_err(|e| Error::Io(format!("the console stopped on a terminal error: {e}")))?;
     Ok(())
@@ -132,7 +132,7 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
 /// `tui --demo`: the console on the demo's in-memory store, scripted by `--keys` or in this
 /// terminal. A store or key-file option is refused, not ignored: the demo never opens either, and
 /// saying so beats letting someone think they are looking at their store.
-fn demo(global: &GlobalArgs, args: &TuiArgs) -> Outcome {
+fn demo(global: &GlobalArgs, args: &TuiArgs, options: &crate::tui::TuiOptions) -> Outcome {
     use crate::tui::demo::{self, DemoError, FrameSink};
     if global.data_dir.is_some() || global.key_file.is_some() {
         return Err(Error::Invalid(format!(
@@ -150,14 +150,14 @@ fn demo(global: &GlobalArgs, args: &TuiArgs) -> Outcome {
             )
             .into());
         }
-        return Ok(demo::run_interactive(config(global))?);
+        return Ok(demo::run_interactive(config(global), options)?);
     };
     let sink = match &args.frames {
         Some(dir) => FrameSink::Dir(dir.clone()),
         None => FrameSink::Stdout,
     };
     let size = args.size.unwrap_or_default();
-    demo::run_keys(keys, config(global), size, &sink).map_err(|e| match e {
+    demo::run_keys(keys, config(global), options, size, &sink).map_err(|e| match e {
         DemoError::Script(e) => Error::Invalid(e.to_string()).into(),
         DemoError::Failed(e) => e.into(),
     })

@@ -16,7 +16,6 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
 
 use rand::{Rng, SeedableRng, rngs::ChaCha20Rng};
 use ratatui::Terminal;
@@ -31,6 +30,7 @@ use crate::core::keys::MasterKey;
 use crate::core::service::{Config, Service};
 use crate::core::totp::code_at;
 use crate::store::memory::VolatileStore;
+use crate::tui::TuiOptions;
 use crate::tui::app::{AppOptions, ClipboardUsed, ExportError, Msg};
 use crate::tui::runtime::{Driver, Platform};
 use crate::tui::ui::view;
@@ -54,6 +54,9 @@ const DEMO_SEED: u64 = 7;
 
 /// The password of every sample account.
 pub const DEMO_PASSWORD: &str = "correct horse battery";
+
+/// The kiosk operator password of `--demo --kiosk`.
+pub const DEMO_OPERATOR_PASSWORD: &str = "demo operator";
 
 /// The demo's clock: stands still at [`DEMO_START`] and moves only by `wait` lines.
 #[derive(Debug)]
@@ -109,7 +112,7 @@ impl Platform for DemoPlatform {
 }
 
 /// The demo's service: the in-memory store with the sample accounts (see [`seed`]).
-fn demo_service(config: Config) -> Result<(Service, Arc<DemoClock>), Error> {
+fn demo_service(config: Config, options: &TuiOptions) -> Result<(Service, Arc<DemoClock>), Error> {
     let token = DemoToken(());
     let clock = Arc::new(DemoClock::new(&token));
     let mut entropy = DemoEntropy::new(&token);
@@ -124,6 +127,10 @@ fn demo_service(config: Config) -> Result<(Service, Arc<DemoClock>), Error> {
         config,
     )?;
     seed(&service, clock.now())?;
+    // Only for the kiosk, and last: the plain demo's randomness is drawn as it always was.
+    if options.kiosk {
+        service.set_operator_password(DEMO_OPERATOR_PASSWORD)?;
+    }
     Ok((service, clock))
 }
 
@@ -151,11 +158,12 @@ fn enroll(
     service.confirm_enrollment(name, &code)
 }
 
-/// The app's options in the demo: fixed paths (nothing is written there), colour as asked.
-fn app_options(service: &Service, theme: Theme) -> AppOptions {
+/// The app's options in the demo: kiosk as asked, fixed paths (nothing is written there),
+/// colour as asked.
+fn app_options(service: &Service, options: &TuiOptions, theme: Theme) -> AppOptions {
     AppOptions {
-        kiosk: false,
-        idle_timeout: Duration::from_secs(60),
+        kiosk: options.kiosk,
+        idle_timeout: options.idle_timeout,
         theme,
         export_dir: PathBuf::from("/home/demo/Documents"),
         totp: service.config().totp,
@@ -164,10 +172,10 @@ fn app_options(service: &Service, theme: Theme) -> AppOptions {
 }
 
 /// `sparekey tui --demo` without a key file: the console in this terminal, on the demo store.
-pub fn run_interactive(config: Config) -> Result<(), Error> {
-    let (service, _clock) = demo_service(config)?;
-    let options = app_options(&service, Theme::from_env());
-    crate::tui::run_with(service, DemoPlatform, options)
+pub fn run_interactive(config: Config, options: &TuiOptions) -> Result<(), Error> {
+    let (service, _clock) = demo_service(config, options)?;
+    let app_options = app_options(&service, options, Theme::from_env());
+    crate::tui::run_with(service, DemoPlatform, app_options)
         .map_err(|e| Error::Io(format!("the console stopped on a terminal error: {e}")))
 }
 
@@ -186,7 +194,8 @@ ignored.
 Frame 0 is the opening screen; each action line draws one more frame, after every service call
 it started has finished, so two runs print the same bytes. The demo store holds alice@example.com
 and dave (enrolled; dave has 2 backup codes left) and bob (no second factor), all with the
-password `correct horse battery`; the clock starts at 2024-05-01 12:34:50 UTC.";
+password `correct horse battery`; the clock starts at 2024-05-01 12:34:50 UTC. With --kiosk, the
+operator password is `demo operator`.";
 
 /// One action of a key file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -422,13 +431,15 @@ impl From<Error> for DemoError {
 pub fn run_script(
     script: &Script,
     config: Config,
+    options: &TuiOptions,
     size: FrameSize,
     theme: Theme,
     mut on_frame: impl FnMut(&Frame) -> Result<(), Error>,
 ) -> Result<(), DemoError> {
-    let (service, clock) = demo_service(config)?;
-    let options = app_options(&service, theme);
-    let mut driver = Driver::with_worker(service, DemoPlatform, options).map_err(worker_error)?;
+    let (service, clock) = demo_service(config, options)?;
+    let app_options = app_options(&service, options, theme);
+    let mut driver =
+        Driver::with_worker(service, DemoPlatform, app_options).map_err(worker_error)?;
     driver.send(Msg::Resize {
         width: size.width,
         height: size.height,
@@ -507,6 +518,7 @@ pub enum FrameSink {
 pub fn run_keys(
     keys: &Path,
     config: Config,
+    options: &TuiOptions,
     size: FrameSize,
     sink: &FrameSink,
 ) -> Result<(), DemoError> {
@@ -516,23 +528,30 @@ pub fn run_keys(
         prepare_dir(dir)?;
     }
     let mut stdout = io::stdout().lock();
-    run_script(&script, config, size, Theme::plain(), |frame| match sink {
-        FrameSink::Stdout => {
-            let header = match frame.line {
-                None => format!("--- frame {}: start\n", frame.number),
-                Some(line) => format!("--- frame {}: line {line}\n", frame.number),
-            };
-            stdout
-                .write_all(header.as_bytes())
-                .and_then(|()| stdout.write_all(frame.text().as_bytes()))
-                .map_err(|e| Error::Io(format!("cannot write to standard output: {e}")))
-        }
-        FrameSink::Dir(dir) => {
-            let path = dir.join(format!("{:04}.txt", frame.number));
-            std::fs::write(&path, frame.text())
-                .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))
-        }
-    })?;
+    run_script(
+        &script,
+        config,
+        options,
+        size,
+        Theme::plain(),
+        |frame| match sink {
+            FrameSink::Stdout => {
+                let header = match frame.line {
+                    None => format!("--- frame {}: start\n", frame.number),
+                    Some(line) => format!("--- frame {}: line {line}\n", frame.number),
+                };
+                stdout
+                    .write_all(header.as_bytes())
+                    .and_then(|()| stdout.write_all(frame.text().as_bytes()))
+                    .map_err(|e| Error::Io(format!("cannot write to standard output: {e}")))
+            }
+            FrameSink::Dir(dir) => {
+                let path = dir.join(format!("{:04}.txt", frame.number));
+                std::fs::write(&path, frame.text())
+                    .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))
+            }
+        },
+    )?;
     stdout
         .flush()
         .map_err(|e| Error::Io(format!("cannot write to standard output: {e}")))?;
@@ -654,6 +673,7 @@ mod tests {
         run_script(
             &script,
             Config::default(),
+            &TuiOptions::default(),
             FrameSize::default(),
             Theme::plain(),
             |f| {
@@ -720,11 +740,42 @@ mod tests {
     }
 
     #[test]
+    fn the_kiosk_demo_has_its_operator_password_and_its_idle_clear() {
+        let options = TuiOptions {
+            kiosk: true,
+            ..TuiOptions::default()
+        };
+        let script = parse_keys("Esc\ntype demo operator\nEnter\nwait 61s\n").unwrap();
+        let mut frames = vec![];
+        run_script(
+            &script,
+            Config::default(),
+            &options,
+            FrameSize::default(),
+            Theme::plain(),
+            |f| {
+                frames.push(f.text());
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert!(
+            frames[0].contains("Sign in") && frames[0].contains("KIOSK"),
+            "{}",
+            frames[0]
+        );
+        assert!(frames[1].contains("Operator password"), "{}", frames[1]);
+        assert!(frames[3].contains("3 accounts"), "{}", frames[3]);
+        assert!(frames[4].contains("the console was idle"), "{}", frames[4]);
+    }
+
+    #[test]
     fn keys_after_quitting_are_an_error() {
         let script = parse_keys("q\nn\n").unwrap();
         let result = run_script(
             &script,
             Config::default(),
+            &TuiOptions::default(),
             FrameSize::default(),
             Theme::plain(),
             |_| Ok(()),

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use ratatui::buffer::Buffer;
 use ratatui::style::{Color, Modifier};
 use sparekey::core::service::Config;
+use sparekey::tui::TuiOptions;
 use sparekey::tui::demo::{FrameSize, parse_keys, run_script};
 use sparekey::tui::widgets::Theme;
 
@@ -135,6 +136,7 @@ impl Pictures {
         run_script(
             &script,
             Config::default(),
+            &TuiOptions::default(),
             size,
             Theme { color: true },
             |frame| {
