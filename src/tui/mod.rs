@@ -16,6 +16,8 @@
 //!   a time between keys (the rest of a long account list). Their results come back as messages, and
 //!   the clipboard and disk sit behind [`runtime::Platform`], so tests drive the whole app with
 //!   an in-memory service and never touch a terminal, the clipboard or the disk.
+//! - [`demo`]: `sparekey tui --demo`, the same three parts on an in-memory store of sample
+//!   accounts with a fixed clock and randomness, in the terminal or pressing keys from a file.
 //!
 //! The terminal is restored on every way out: normal exit, error (the loop's result is returned
 //! only after restoring), panic (ratatui's panic hook restores before the message prints), and

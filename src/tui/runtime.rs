@@ -11,7 +11,9 @@
 //! made (the store contract wants each face's effects one at a time), and the app holds keys
 //! back while a call runs (see [`App::typed_ahead`]). Tests and benches run calls inline
 //! ([`Driver::new`]) or hold them until released ([`Driver::hold_calls`]): the same update and
-//! view code, with a synchronous executor, so they stay deterministic.
+//! view code, with a synchronous executor, so they stay deterministic. The scripted demo
+//! ([`crate::tui::demo`]) keeps the worker and waits for it after every key
+//! ([`Driver::wait_idle`]), which is deterministic too.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -542,5 +544,78 @@ where
         if driver.service.now() != driver.app.now {
             driver.tick();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use ratatui::crossterm::event::{KeyCode, KeyModifiers};
+
+    use super::*;
+    use crate::core::clock::ManualClock;
+    use crate::core::entropy::SeededEntropy;
+    use crate::core::password::HashParams;
+    use crate::core::service::Config;
+    use crate::core::totp::TotpParams;
+    use crate::tui::app::Screen;
+    use crate::tui::widgets::Theme;
+
+    const PASSWORD: &str = "correct horse battery";
+
+    fn driver() -> Driver<RecordingPlatform> {
+        let config = Config {
+            hash_params: HashParams::TEST_ONLY,
+            ..Config::default()
+        };
+        let clock = Arc::new(ManualClock::new(1_714_566_890));
+        let service = crate::app::open_in_memory(config, clock, Box::new(SeededEntropy::new(7)));
+        // More accounts than the first page (200), so the list's rest comes as Effect::Later work.
+        for i in 0..300 {
+            service
+                .create_account(&format!("user{i:03}"), PASSWORD)
+                .unwrap();
+        }
+        let options = AppOptions {
+            kiosk: false,
+            idle_timeout: Duration::from_secs(60),
+            theme: Theme::plain(),
+            export_dir: PathBuf::from("/nowhere"),
+            totp: TotpParams::default(),
+            home_dir: None,
+        };
+        Driver::with_worker(service, RecordingPlatform::default(), options).unwrap()
+    }
+
+    fn key(d: &mut Driver<RecordingPlatform>, code: KeyCode) {
+        d.key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+
+    #[test]
+    fn wait_idle_returns_once_the_worker_and_the_later_work_are_done() {
+        let mut d = driver();
+        // Counted down only as answers are taken in, so this holds however fast the worker is.
+        assert!(d.busy(), "the first page is on the worker");
+        d.wait_idle().unwrap();
+        assert!(!d.busy() && !d.app.working());
+        let Screen::Accounts(accounts) = &d.app.screen else {
+            panic!("{:?}", d.app.screen)
+        };
+        assert_eq!(accounts.loaded_len(), 300, "every page was loaded");
+        assert!(!accounts.is_loading());
+
+        key(&mut d, KeyCode::Char('l'));
+        for c in PASSWORD.chars() {
+            key(&mut d, KeyCode::Char(c));
+        }
+        key(&mut d, KeyCode::Enter);
+        d.wait_idle().unwrap();
+        assert!(!d.busy() && !d.app.working());
+        assert!(
+            matches!(d.app.screen, Screen::Secure(_)),
+            "{:?}",
+            d.app.status
+        );
     }
 }
