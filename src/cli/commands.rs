@@ -99,6 +99,17 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
         )
         .into());
     }
+    let defaults = crate::tui::TuiOptions::default();
+    let options = crate::tui::TuiOptions {
+        kiosk: args.kiosk,
+        idle_timeout: args
+            .idle_timeout
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(defaults.idle_timeout),
+    };
+    if args.demo {
+        return demo(global, args, &options);
+    }
     if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
         return Err(Error::Invalid(
             "the console needs a terminal: for scripts use the commands (sparekey --help)".into(),
@@ -116,17 +127,43 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
         )
         .into());
     }
-    let defaults = crate::tui::TuiOptions::default();
-    let options = crate::tui::TuiOptions {
-        kiosk: args.kiosk,
-        idle_timeout: args
-            .idle_timeout
-            .map(std::time::Duration::from_secs)
-            .unwrap_or(defaults.idle_timeout),
-    };
     crate::tui::run(service, options)
         .map_err(|e| Error::Io(format!("the console stopped on a terminal error: {e}")))?;
     Ok(())
+}
+
+/// `tui --demo`: the console on the demo's in-memory store, scripted by `--keys` or in this
+/// terminal. A store or key-file option is refused, not ignored: the demo never opens either, and
+/// saying so beats letting someone think they are looking at their store.
+fn demo(global: &GlobalArgs, args: &TuiArgs, options: &crate::tui::TuiOptions) -> Outcome {
+    use crate::tui::demo::{self, DemoError, FrameSink};
+    if global.data_dir.is_some() || global.key_file.is_some() {
+        return Err(Error::Invalid(format!(
+            "--demo runs on a store in memory and never opens one: drop --data-dir and \
+             --key-file (and unset {} and {})",
+            app::DATA_DIR_ENV,
+            app::KEY_FILE_ENV
+        ))
+        .into());
+    }
+    let Some(keys) = &args.keys else {
+        if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+            return Err(Error::Invalid(
+                "the demo console needs a terminal: without one, give it --keys FILE".into(),
+            )
+            .into());
+        }
+        return Ok(demo::run_interactive(config(global), options)?);
+    };
+    let sink = match &args.frames {
+        Some(dir) => FrameSink::Dir(dir.clone()),
+        None => FrameSink::Stdout,
+    };
+    let size = args.size.unwrap_or_default();
+    demo::run_keys(keys, config(global), options, size, &sink).map_err(|e| match e {
+        DemoError::Script(e) => Error::Invalid(e.to_string()).into(),
+        DemoError::Failed(e) => e.into(),
+    })
 }
 
 // ----- accounts ------------------------------------------------------------------------------
