@@ -625,7 +625,7 @@ fn a_restore_killed_at_any_moment_leaves_the_old_store_or_the_new_one() {
     let (mut saw_old, mut saw_new) = (0, 0);
     for round in 0..16u64 {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sparekey"))
-            .args(["restore", file.to_str().unwrap()])
+            .args(["restore", "--yes", file.to_str().unwrap()])
             .env("SPAREKEY_DATA_DIR", &paths.data_dir)
             .env("SPAREKEY_KEY_FILE", &paths.key_file)
             .env("HOME", dir.path())
