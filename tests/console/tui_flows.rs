@@ -1747,3 +1747,25 @@ fn full_screen_qr_code_scans_at_80x24() {
         assert!(matches!(h.screen(), Screen::Enroll(e) if matches!(e.step, EnrollStep::Scan(_))));
     }
 }
+
+#[test]
+fn a_status_line_does_not_follow_to_another_screen() {
+    let mut h = H::new();
+    let secret = enroll_by_keys(&mut h, "alice");
+    let right = h.totp(&secret);
+    h.typed(if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    });
+    h.enter();
+    assert!(h.status().contains("wrong code"), "{}", h.status());
+    // Back a step on the same screen: the message still applies there.
+    h.esc();
+    assert!(matches!(h.screen(), Screen::Enroll(_)), "{:?}", h.screen());
+    assert!(h.status().contains("wrong code"), "{}", h.status());
+    // Out of the enrollment: it no longer does.
+    h.esc();
+    assert!(!matches!(h.screen(), Screen::Enroll(_)), "{:?}", h.screen());
+    assert!(!h.status().contains("wrong code"), "{}", h.status());
+}
