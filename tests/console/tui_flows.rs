@@ -1769,3 +1769,24 @@ fn a_status_line_does_not_follow_to_another_screen() {
     assert!(!matches!(h.screen(), Screen::Enroll(_)), "{:?}", h.screen());
     assert!(!h.status().contains("wrong code"), "{}", h.status());
 }
+
+#[test]
+fn a_name_too_long_for_the_list_ends_in_an_ellipsis() {
+    let long = "a-very-long-account-name-that-goes-on-and-on";
+    let h = H::with(false, |s, _| {
+        s.create_account(long, PASSWORD).unwrap();
+        s.create_account("bob", PASSWORD).unwrap();
+    });
+    assert!(
+        matches!(h.screen(), Screen::Accounts(_)),
+        "{:?}",
+        h.screen()
+    );
+    let narrow = h.render(80, 24);
+    assert!(!narrow.contains(long), "{narrow}");
+    assert!(narrow.contains("› a-very-long-account-… off"), "{narrow}");
+    assert!(narrow.contains(" bob "), "{narrow}");
+    // Where it fits, it is whole.
+    let wide = h.render(120, 40);
+    assert!(wide.contains(long) && !wide.contains('…'), "{wide}");
+}
