@@ -159,8 +159,11 @@ fn the_bare_command_opens_the_console_and_q_quits() {
     assert_eq!(code, 0, "{screen}");
     // The terminal is given back.
     assert!(screen.contains("\x1b[?1049l"), "{screen}");
-    // It opened (created) the store.
+    // It opened (created) the store, and said where the new key is before taking the screen,
+    // so the line is there when the console ends.
     assert!(dir.path().join("data").join("store").exists());
+    let notice = screen.find("back it up now").expect("the new key is announced");
+    assert!(notice < screen.find("\x1b[?1049h").unwrap(), "{screen}");
 }
 
 /// The backup codes a screen shows (`xxxx-xxxx-xxxx-xxxx`), in order.
