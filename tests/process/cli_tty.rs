@@ -162,7 +162,9 @@ fn the_bare_command_opens_the_console_and_q_quits() {
     // It opened (created) the store, and said where the new key is before taking the screen,
     // so the line is there when the console ends.
     assert!(dir.path().join("data").join("store").exists());
-    let notice = screen.find("back it up now").expect("the new key is announced");
+    let notice = screen
+        .find("back it up now")
+        .expect("the new key is announced");
     assert!(notice < screen.find("\x1b[?1049h").unwrap(), "{screen}");
 }
 
