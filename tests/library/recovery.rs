@@ -143,7 +143,12 @@ fn doctor_names_what_is_wrong_and_how_to_fix_it() {
     let clock = Arc::new(ManualClock::new(T0));
     drop(open(&paths, &clock));
     let checks = app::doctor(&paths, T0);
-    assert!(checks.iter().all(|c| c.status == Status::Ok), "{checks:#?}");
+    // All but the clock's sync, which asks this machine (unit-tested in app::doctor).
+    let about_the_store = checks.iter().filter(|c| c.name != "clock sync");
+    assert!(
+        about_the_store.clone().all(|c| c.status == Status::Ok),
+        "{checks:#?}"
+    );
     assert!(checks.iter().any(|c| c.name == "records"));
     assert!(checks.iter().any(|c| c.name == "secrets"));
 
