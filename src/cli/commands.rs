@@ -102,7 +102,8 @@ fn creating_key<T>(paths: &Paths, open: impl FnOnce() -> Result<T, Error>) -> Re
     let had_key = paths.key_file.symlink_metadata().is_ok();
     let opened = open()?;
     if !had_key && paths.key_file.symlink_metadata().is_ok() {
-        warn(&app::new_key_notice(paths));
+        // Labelled, so a script that looks for errors on stderr can tell it apart.
+        warn(&format!("note: {}", app::new_key_notice(paths)));
     }
     Ok(opened)
 }

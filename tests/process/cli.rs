@@ -1263,6 +1263,11 @@ fn read_only_commands_never_create_a_store_or_a_key() {
         first.stderr
     );
     assert_eq!(first.stderr.lines().count(), 1, "{}", first.stderr);
+    assert!(
+        first.stderr.starts_with("sparekey: note: "),
+        "{}",
+        first.stderr
+    );
     let second = env
         .run(&["account", "add", "bob"], &format!("{PASSWORD}\n"))
         .ok();
