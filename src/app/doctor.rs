@@ -1,7 +1,8 @@
 //! `sparekey doctor`: one function per check of the environment (data dir, key file, store,
 //! schema, key binding, records and their integrity tags, sealed secrets, clock), each
-//! returning its own finding with what to fix. Owns the list and order of checks. Must never change anything on disk, and never
-//! report a check it could not run as passed: that one is skipped, and says why.
+//! returning its own finding with what to fix. Owns the list and order of checks. A fresh
+//! install (nothing created yet) is fine, not a failure. Must never change anything on disk,
+//! and never report a check it could not run as passed: that one is skipped, and says why.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -86,16 +87,19 @@ pub fn doctor(paths: &Paths, now: i64) -> Vec<Check> {
         secrets(readable, key.as_ref()),
         hash_strength(readable),
         clock(now),
+        clock_sync(system_clock_sync()),
+        audit_times(readable, now),
     ]
 }
+
+/// What a check says about something a fresh install has not made yet: nothing to fix.
+const NOT_CREATED: &str =
+    "(not created yet: the first command that creates an account or an operator password makes it)";
 
 fn data_dir(paths: &Paths) -> Check {
     let dir = paths.data_dir.display();
     match fs::metadata(&paths.data_dir).map(|m| m.permissions().mode() & 0o777) {
-        Err(_) => Check::fix(
-            "data dir",
-            format!("{dir} does not exist yet: it is created on first use"),
-        ),
+        Err(_) => Check::ok("data dir", format!("{dir} {NOT_CREATED}")),
         Ok(0o700) => Check::ok("data dir", format!("{dir} (0700)")),
         Ok(m) => Check::fix("data dir", format!("{dir} is {m:04o}: run chmod 700 {dir}")),
     }
@@ -104,6 +108,10 @@ fn data_dir(paths: &Paths) -> Check {
 /// The key file check, and the key when it is usable.
 fn key_file(paths: &Paths) -> (Check, Option<MasterKey>) {
     if paths.key_file.symlink_metadata().is_err() {
+        if !paths.store.exists() {
+            let detail = format!("{} {NOT_CREATED}", paths.key_file.display());
+            return (Check::ok("key file", detail), None);
+        }
         let detail = format!(
             "{} is missing: if a store exists it cannot be used without it; restore it from your backup",
             paths.key_file.display()
@@ -126,10 +134,7 @@ fn key_file(paths: &Paths) -> (Check, Option<MasterKey>) {
 /// The store check, and the store when it opens.
 fn store(paths: &Paths) -> (Check, Option<SledStore>) {
     if !paths.store.exists() {
-        let detail = format!(
-            "{} does not exist yet: it is created on first use",
-            paths.store.display()
-        );
+        let detail = format!("{} {NOT_CREATED}", paths.store.display());
         return (Check::ok("store", detail), None);
     }
     match SledStore::open(&paths.store, DOCTOR_LOCK_WAIT) {
@@ -283,5 +288,166 @@ fn clock(now: i64) -> Check {
         )
     } else {
         Check::fix("clock", "the system clock is far off (not between 2024 and 2100): TOTP codes will not match; set the time (e.g. enable NTP)".into())
+    }
+}
+
+/// Whether the system keeps the clock synchronised, as far as it can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ClockSync {
+    Synchronised,
+    NotSynchronised,
+    /// Nothing could tell (no timedatectl, no systemd, no answer): the reason.
+    Unknown(String),
+}
+
+/// How long doctor waits for `timedatectl` before it gives up on asking.
+const TIMEDATECTL_WAIT: Duration = Duration::from_secs(3);
+
+/// Asks systemd (`timedatectl show -p NTPSynchronized`) whether the clock is synchronised. The
+/// kernel's own answer (adjtimex) is not reachable without unsafe code here, so where systemd
+/// cannot answer the check is skipped, never passed.
+fn system_clock_sync() -> ClockSync {
+    use std::process::{Command, Stdio};
+    let child = Command::new("timedatectl")
+        .args(["show", "-p", "NTPSynchronized"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => return ClockSync::Unknown(format!("timedatectl cannot be run ({e})")),
+    };
+    let deadline = std::time::Instant::now() + TIMEDATECTL_WAIT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return ClockSync::Unknown("timedatectl did not answer".into());
+            }
+        }
+    }
+    match child.wait_with_output() {
+        Ok(out) if out.status.success() => {
+            parse_ntp_synchronized(&String::from_utf8_lossy(&out.stdout))
+        }
+        Ok(_) => ClockSync::Unknown("timedatectl could not ask systemd (no systemd here?)".into()),
+        Err(e) => ClockSync::Unknown(format!("timedatectl failed ({e})")),
+    }
+}
+
+/// Reads `NTPSynchronized=yes|no` from `timedatectl show` output.
+fn parse_ntp_synchronized(output: &str) -> ClockSync {
+    let value = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("NTPSynchronized="));
+    match value {
+        Some("yes") => ClockSync::Synchronised,
+        Some("no") => ClockSync::NotSynchronised,
+        _ => ClockSync::Unknown("timedatectl did not say whether the clock is synchronised".into()),
+    }
+}
+
+fn clock_sync(sync: ClockSync) -> Check {
+    const NAME: &str = "clock sync";
+    match sync {
+        ClockSync::Synchronised => Check::ok(NAME, "the system clock is synchronised (NTP, per timedatectl)".into()),
+        ClockSync::NotSynchronised => Check::fix(
+            NAME,
+            "the system clock is not synchronised: TOTP codes fail once it drifts; enable NTP (timedatectl set-ntp true) or start chrony or ntpd".into(),
+        ),
+        ClockSync::Unknown(why) => Check::skipped(
+            NAME,
+            &format!("cannot tell whether the clock is synchronised: {why}"),
+        ),
+    }
+}
+
+/// How far in the future an audit event may be dated before the clock is suspect: more than
+/// the drift TOTP tolerates.
+const FUTURE_SLACK_SECS: i64 = 120;
+
+/// Audit events dated after `now`: written while the clock ran ahead, or the clock is behind
+/// now. Either way TOTP and throttling went by a wrong time.
+fn audit_times(image: Option<&StoreImage>, now: i64) -> Check {
+    const NAME: &str = "audit times";
+    let Some(image) = image else {
+        return Check::skipped(NAME, "needs readable records");
+    };
+    let future: Vec<i64> = (image.audit.iter())
+        .map(|e| e.at)
+        .filter(|&at| at > now + FUTURE_SLACK_SECS)
+        .collect();
+    match future.iter().max() {
+        None => Check::ok(NAME, "no audit event is dated in the future".into()),
+        Some(&latest) => Check::fix(
+            NAME,
+            format!(
+                "{} dated in the future (the latest {}): the clock is behind now, or was ahead then; check it against real time",
+                if future.len() == 1 {
+                    "1 audit event is".to_string()
+                } else {
+                    format!("{} audit events are", future.len())
+                },
+                crate::core::time_text::utc_iso(latest)
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timedatectl_output_is_read_and_anything_else_is_unknown() {
+        assert_eq!(
+            parse_ntp_synchronized("NTPSynchronized=yes\n"),
+            ClockSync::Synchronised
+        );
+        assert_eq!(
+            parse_ntp_synchronized("NTPSynchronized=no\n"),
+            ClockSync::NotSynchronised
+        );
+        for unclear in [
+            "",
+            "NTPSynchronized=\n",
+            "Timezone=UTC\n",
+            "NTPSynchronized=maybe",
+        ] {
+            assert!(
+                matches!(parse_ntp_synchronized(unclear), ClockSync::Unknown(_)),
+                "{unclear:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_sync_state_is_skipped_never_ok() {
+        let check = clock_sync(ClockSync::Unknown("no timedatectl".into()));
+        assert_eq!(check.status, Status::Skipped);
+        assert!(check.detail.starts_with("skipped: "), "{}", check.detail);
+        assert_eq!(clock_sync(ClockSync::NotSynchronised).status, Status::Fix);
+        assert_eq!(clock_sync(ClockSync::Synchronised).status, Status::Ok);
+    }
+
+    #[test]
+    fn a_fresh_install_is_ok_not_created_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths =
+            Paths::resolve(Some(dir.path().join("data")), Some(dir.path().join("key"))).unwrap();
+        let checks = doctor(&paths, 1_800_000_000);
+        for name in ["data dir", "key file", "store"] {
+            let check = checks.iter().find(|c| c.name == name).unwrap();
+            assert_eq!(check.status, Status::Ok, "{check:?}");
+            assert!(check.detail.contains("(not created yet"), "{check:?}");
+        }
+        assert!(checks.iter().all(|c| c.status != Status::Fix), "{checks:?}");
+        assert!(!dir.path().join("data").exists() && !dir.path().join("key").exists());
     }
 }

@@ -26,7 +26,7 @@ use crate::core::clock::{Clock, SystemClock};
 use crate::core::entropy::{Entropy, OsEntropy};
 use crate::core::error::Error;
 use crate::core::service::{Config, Service};
-use crate::core::store::Store;
+use crate::core::store::{Store, StoreError};
 use crate::store::reopening::ReopeningStore;
 use crate::store::sled_store::SledStore;
 
@@ -49,6 +49,51 @@ pub const CONSOLE_IDLE_RELEASE: Duration = Duration::from_millis(250);
 /// Opens the sled store at `paths` and builds the production service (system clock, OS RNG).
 pub fn open(paths: &Paths, config: Config) -> Result<Service, Error> {
     open_with(paths, config, Arc::new(SystemClock), Box::new(OsEntropy))
+}
+
+/// Opens the store at `paths` only if it is already there, with its existing key file: for the
+/// commands that only read or change what exists, which must never leave a new store and key
+/// behind on a mistyped path. Without a store: an error (exit 4) that names `--data-dir`.
+pub fn open_existing(paths: &Paths, config: Config) -> Result<Service, Error> {
+    config.validate()?;
+    require_existing(paths)?;
+    let store = SledStore::open(&paths.store, LOCK_WAIT)?;
+    service_on(
+        Box::new(store),
+        paths,
+        config,
+        Arc::new(SystemClock),
+        Box::new(OsEntropy),
+    )
+}
+
+/// Refuses a path without a store, and a store whose key file is missing (it would otherwise
+/// be created, only to be found not to belong to the store).
+pub fn require_existing(paths: &Paths) -> Result<(), Error> {
+    if !paths.store.exists() {
+        return Err(Error::Store(StoreError::Conflict(format!(
+            "no store at {}: nothing is set up there yet (create an account with `sparekey account add NAME`, or point --data-dir at the right directory)",
+            paths.store.display()
+        ))));
+    }
+    if paths.key_file.symlink_metadata().is_err() {
+        return Err(Error::Key(format!(
+            "the key file {} is missing: the store at {} cannot be used without it; restore it from your backup or point --key-file at it",
+            paths.key_file.display(),
+            paths.store.display()
+        )));
+    }
+    Ok(())
+}
+
+/// What to tell the person who just created the key file: where it is, and that without it
+/// the store (and every backup of it) is useless. Said once, when the key is created.
+pub fn new_key_notice(paths: &Paths) -> String {
+    format!(
+        "created the key file {}: back it up now, apart from the store: without it the store at {} and every backup of it cannot be used",
+        paths.key_file.display(),
+        paths.store.display()
+    )
 }
 
 /// Like [`open`] with an injected clock and entropy (for tests and deterministic runs).

@@ -17,7 +17,12 @@ use crate::app::{DATA_DIR_ENV, KEY_FILE_ENV};
 /// Exit codes: 0 ok, 1 rejected (wrong password or code, replay), 2 usage or bad input,
 /// 3 throttled or locked, 4 store error.
 #[derive(Debug, Parser)]
-#[command(name = "sparekey", version, propagate_version = true)]
+#[command(
+    name = "sparekey",
+    version,
+    propagate_version = true,
+    after_help = EXAMPLES
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -25,6 +30,14 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 }
+
+/// The end of `--help`: the first steps, as a new user takes them.
+const EXAMPLES: &str = "\
+Examples:
+  sparekey account add alice      create an account (asks for its password twice)
+  sparekey enroll alice           add an authenticator: scan the QR code, type a code
+  sparekey --data-dir /srv/sparekey --json account list
+                                  list the accounts of another store, as JSON";
 
 /// Options accepted by every command.
 #[derive(Debug, Args)]
@@ -40,14 +53,30 @@ pub struct GlobalArgs {
     /// Print exactly one JSON object on stdout (errors too, as {"error", "kind"})
     #[arg(long, global = true)]
     pub json: bool,
+}
 
-    /// Issuer shown in authenticator apps (used by enroll and the console)
-    #[arg(long, value_name = "NAME", default_value = "sparekey", global = true)]
-    pub issuer: String,
+/// The issuer of a new authenticator: only on the commands that start an enrollment.
+#[derive(Debug, Args, Default)]
+pub struct IssuerArg {
+    /// Issuer shown in authenticator apps [default: sparekey]
+    #[arg(long, value_name = "NAME")]
+    pub issuer: Option<String>,
+}
 
-    /// Backup codes per set, 5 to 20 (used when a set is issued)
-    #[arg(long, value_name = "N", default_value_t = 10, global = true)]
-    pub codes: usize,
+/// The size of a new code set: only on the commands that issue one.
+#[derive(Debug, Args, Default)]
+pub struct CodesArg {
+    /// Backup codes per new set, 5 to 20 [default: 10]
+    #[arg(long, value_name = "N")]
+    pub codes: Option<usize>,
+}
+
+/// Confirmation of a change that cannot be undone.
+#[derive(Debug, Args)]
+pub struct YesArg {
+    /// Do it without asking (needed when standard input is not a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,7 +106,7 @@ pub enum Command {
     Unlock(NameArg),
 
     /// Operator: turn two-factor authentication off for an account (authenticator and codes)
-    Reset(NameArg),
+    Reset(ConfirmedNameArg),
 
     /// Kiosk operator recovery
     #[command(subcommand)]
@@ -88,7 +117,7 @@ pub enum Command {
     Backup(FileArg),
 
     /// Replace the store with a backup; the current store is moved aside, never deleted
-    Restore(FileArg),
+    Restore(RestoreArgs),
 
     /// Check permissions, the key file, the store and the clock, and say what to fix
     Doctor,
@@ -98,6 +127,15 @@ pub enum Command {
 pub struct FileArg {
     /// The backup file
     pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file
+    pub file: PathBuf,
+
+    #[command(flatten)]
+    pub confirm: YesArg,
 }
 
 #[derive(Debug, Args, Default)]
@@ -128,6 +166,12 @@ pub struct TuiArgs {
     /// [default: 60; at least 600 while backup codes are shown]
     #[arg(long, value_name = "SECONDS", requires = "kiosk")]
     pub idle_timeout: Option<u64>,
+
+    #[command(flatten)]
+    pub issuer: IssuerArg,
+
+    #[command(flatten)]
+    pub codes: CodesArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,13 +190,22 @@ pub enum AccountCommand {
     /// List the accounts and the state of their second factor
     List,
     /// Remove an account and its second factor
-    Remove(NameArg),
+    Remove(ConfirmedNameArg),
 }
 
 #[derive(Debug, Args)]
 pub struct NameArg {
     /// The account name
     pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfirmedNameArg {
+    /// The account name
+    pub name: String,
+
+    #[command(flatten)]
+    pub confirm: YesArg,
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +221,12 @@ pub struct EnrollArgs {
     /// printing them
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub issuer: IssuerArg,
+
+    #[command(flatten)]
+    pub codes: CodesArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +247,9 @@ pub struct RegenerateArgs {
     /// printing them
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub codes: CodesArg,
 }
 
 #[derive(Debug, Args)]

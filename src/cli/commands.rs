@@ -1,7 +1,9 @@
 //! One function per command: read the secret lines, call the service, print the result. Holds no
 //! rule of its own: every check is the core's, and every error is the core's [`Error`], so the
 //! exit code follows from its kind. The store is opened only after secrets are read (a person
-//! typing at a prompt never keeps another process waiting on the store lock).
+//! typing at a prompt never keeps another process waiting on the store lock). Only the commands
+//! that can make something new (`account add`, `kiosk set-operator-password`, the console)
+//! create a store and a key; every other one needs the store to be there already.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -17,10 +19,10 @@ use crate::core::service::{Config, IssuedCodes, Service};
 use crate::core::step_up::{self, StepUp};
 
 use super::args::{
-    AccountCommand, AuditArgs, Cli, CodesCommand, Command, EnrollArgs, GlobalArgs, KioskCommand,
-    RegenerateArgs, TuiArgs,
+    AccountCommand, AuditArgs, Cli, CodesCommand, Command, ConfirmedNameArg, EnrollArgs,
+    GlobalArgs, KioskCommand, RegenerateArgs, TuiArgs,
 };
-use super::input::SecretInput;
+use super::input::{SecretInput, confirm};
 use super::output::{self, Output};
 use crate::core::qr;
 use crate::core::time_text::utc_iso as utc_timestamp;
@@ -49,14 +51,14 @@ pub fn run(cli: Cli) -> u8 {
         Some(Command::Tui(args)) => tui(global, out, args),
         Some(Command::Account(AccountCommand::Add(a))) => account_add(global, out, &a.name),
         Some(Command::Account(AccountCommand::List)) => account_list(global, out),
-        Some(Command::Account(AccountCommand::Remove(a))) => account_remove(global, out, &a.name),
+        Some(Command::Account(AccountCommand::Remove(a))) => account_remove(global, out, a),
         Some(Command::Enroll(args)) => enroll(global, out, args),
         Some(Command::Login(a)) => login(global, out, &a.name),
         Some(Command::Codes(CodesCommand::Status(a))) => codes_status(global, out, &a.name),
         Some(Command::Codes(CodesCommand::Regenerate(args))) => regenerate(global, out, args),
         Some(Command::Audit(args)) => audit(global, out, args),
         Some(Command::Unlock(a)) => unlock(global, out, &a.name),
-        Some(Command::Reset(a)) => reset(global, out, &a.name),
+        Some(Command::Reset(a)) => reset(global, out, a),
         Some(Command::Kiosk(KioskCommand::SetOperatorPassword)) => {
             set_operator_password(global, out)
         }
@@ -64,7 +66,7 @@ pub fn run(cli: Cli) -> u8 {
             reset_operator_failures(global, out)
         }
         Some(Command::Backup(f)) => backup(global, out, &f.file),
-        Some(Command::Restore(f)) => restore(global, out, &f.file),
+        Some(Command::Restore(r)) => restore(global, out, &r.file, r.confirm.yes),
         Some(Command::Doctor) => doctor(global, out),
     };
     match result {
@@ -74,20 +76,52 @@ pub fn run(cli: Cli) -> u8 {
     }
 }
 
-/// The service configuration of every command. Hashing always uses [`HashParams::OWASP`]:
-/// nothing in the environment or on the command line can make it cheaper.
-fn config(global: &GlobalArgs) -> Config {
+/// The service configuration of every command: `--issuer` and `--codes` where a command takes
+/// them, the defaults elsewhere. Hashing always uses [`HashParams::OWASP`]: nothing in the
+/// environment or on the command line can make it cheaper.
+fn config(issuer: Option<&str>, codes: Option<usize>) -> Config {
+    let defaults = Config::default();
     Config {
-        issuer: global.issuer.clone(),
-        code_count: global.codes,
+        issuer: issuer.map_or(defaults.issuer.clone(), str::to_string),
+        code_count: codes.unwrap_or(defaults.code_count),
         hash_params: HashParams::OWASP,
-        ..Config::default()
+        ..defaults
     }
 }
 
+/// Opens the store for a command that may be the first one: creates the store and the key when
+/// neither is there yet, and then says (once) where the key is and that it must be backed up.
 fn open(global: &GlobalArgs) -> Result<Service, Error> {
-    let paths = Paths::resolve(global.data_dir.clone(), global.key_file.clone())?;
-    app::open(&paths, config(global))
+    let paths = paths(global)?;
+    creating_key(&paths, || app::open(&paths, config(None, None)))
+}
+
+/// Runs `open` and, if it created the key file, tells the user on stderr (stdout keeps only
+/// results, so scripts and `--json` are unaffected).
+fn creating_key<T>(paths: &Paths, open: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    let had_key = paths.key_file.symlink_metadata().is_ok();
+    let opened = open()?;
+    if !had_key && paths.key_file.symlink_metadata().is_ok() {
+        // Labelled, so a script that looks for errors on stderr can tell it apart.
+        warn(&format!("note: {}", app::new_key_notice(paths)));
+    }
+    Ok(opened)
+}
+
+/// Opens the store for a command that only reads or changes what exists: never creates a
+/// store or a key (a mistyped `--data-dir` must not leave a new, empty store behind).
+fn open_existing(global: &GlobalArgs) -> Result<Service, Error> {
+    open_existing_configured(global, config(None, None))
+}
+
+fn open_existing_configured(global: &GlobalArgs, config: Config) -> Result<Service, Error> {
+    app::open_existing(&paths(global)?, config)
+}
+
+/// A warning or notice for the person at the terminal: one line on stderr, never on stdout.
+fn warn(line: &str) {
+    let line = crate::core::account::printable(line);
+    let _ = writeln!(std::io::stderr().lock(), "sparekey: {line}");
 }
 
 // ----- console -------------------------------------------------------------------------------
@@ -117,8 +151,10 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
         .into());
     }
     // Held only while it runs calls, so the other commands work beside an open console.
-    let paths = Paths::resolve(global.data_dir.clone(), global.key_file.clone())?;
-    let service = app::open_console(&paths, config(global))?;
+    let paths = paths(global)?;
+    let config = config(args.issuer.issuer.as_deref(), args.codes.codes);
+    // The notice goes out before the alternate screen, so it is there when the console ends.
+    let service = creating_key(&paths, || app::open_console(&paths, config))?;
     // Whoever came first would otherwise choose the password that guards every account.
     if args.kiosk && !service.has_operator_password()? {
         return Err(Error::Invalid(
@@ -199,8 +235,14 @@ struct AccountJson<'a> {
     last_login: Option<LastLoginJson>,
 }
 
+/// The widest a name is shown in the account table; longer ones end in `…` (`--json` has them
+/// whole), so one long name cannot push every row off the terminal.
+const NAME_COLUMN: usize = 32;
+
 fn account_list(global: &GlobalArgs, out: Output) -> Outcome {
-    let accounts = open(global)?.list_accounts()?;
+    let mut accounts = open_existing(global)?.list_accounts()?;
+    // As a person looks for a name: "bob" beside "Bob", not after every capital.
+    accounts.sort_by_cached_key(|a| (a.name.to_lowercase(), a.name.clone()));
     if out.is_json() {
         let accounts: Vec<AccountJson> = accounts
             .iter()
@@ -228,7 +270,7 @@ fn account_list(global: &GlobalArgs, out: Output) -> Outcome {
     }
     let width = accounts
         .iter()
-        .map(|a| a.name.chars().count())
+        .map(|a| a.name.chars().count().min(NAME_COLUMN))
         .max()
         .unwrap_or(0)
         .max(4);
@@ -243,7 +285,8 @@ fn account_list(global: &GlobalArgs, out: Output) -> Outcome {
         if a.locked {
             state.push("locked".to_string());
         } else if a.consecutive_failures > 0 {
-            state.push(format!("{} failed attempts", a.consecutive_failures));
+            let failures = a.consecutive_failures as usize;
+            state.push(output::counted(failures, "failed attempt"));
         }
         if a.enrollment_pending {
             state.push("enrollment pending".into());
@@ -256,7 +299,7 @@ fn account_list(global: &GlobalArgs, out: Output) -> Outcome {
         }
         text.push_str(&format!(
             "{:<width$}  {:<3}  {:<5}  {}\n",
-            a.name,
+            output::cut(&a.name, NAME_COLUMN),
             if a.two_factor { "on" } else { "off" },
             codes,
             state.join(", ")
@@ -266,8 +309,18 @@ fn account_list(global: &GlobalArgs, out: Output) -> Outcome {
     Ok(())
 }
 
-fn account_remove(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
-    open(global)?.remove_account(name)?;
+fn account_remove(global: &GlobalArgs, out: Output, args: &ConfirmedNameArg) -> Outcome {
+    let name = args.name.as_str();
+    // Asked only about an account that is there, and with the store closed meanwhile.
+    open_existing(global)?.account_summary(name)?;
+    confirm(
+        &format!(
+            "Remove the account '{}' with its authenticator and backup codes? This cannot be undone.",
+            crate::core::account::printable(name)
+        ),
+        args.confirm.yes,
+    )?;
+    open_existing(global)?.remove_account(name)?;
     if out.is_json() {
         out.json(&serde_json::json!({ "account": name, "removed": true }))?;
     } else {
@@ -317,7 +370,7 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
     }
     // Replacing an authenticator needs the password and a current code (the core enforces it):
     // ask for them only then, before the store is opened for the change.
-    let summary = open(global)?.account_summary(&args.name)?;
+    let summary = open_enrolling(global, args)?.account_summary(&args.name)?;
     let has_two_factor = summary.two_factor;
     if args.confirm && !summary.enrollment_pending {
         // Said before a code is asked for, so none is spent on nothing.
@@ -334,7 +387,7 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
     };
     if args.confirm {
         let code = input.required("code from the new authenticator")?;
-        let service = open(global)?;
+        let service = open_enrolling(global, args)?;
         let issued = match step_up_with(&service, &args.name, proof_lines)? {
             Some(proof) => service.confirm_reenrollment(&args.name, &code, &proof)?,
             None => service.confirm_enrollment(&args.name, &code)?,
@@ -343,7 +396,7 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
     }
 
     let (enrollment, step_up) = {
-        let service = open(global)?;
+        let service = open_enrolling(global, args)?;
         let step_up = step_up_with(&service, &args.name, proof_lines)?;
         let enrollment = match &step_up {
             Some(proof) => service.begin_reenrollment(&args.name, proof)?,
@@ -433,8 +486,10 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
             return Ok(());
         }
         let confirmed = match &step_up {
-            Some(proof) => open(global)?.confirm_reenrollment(&args.name, &code, proof),
-            None => open(global)?.confirm_enrollment(&args.name, &code),
+            Some(proof) => {
+                open_enrolling(global, args)?.confirm_reenrollment(&args.name, &code, proof)
+            }
+            None => open_enrolling(global, args)?.confirm_enrollment(&args.name, &code),
         };
         match confirmed {
             Ok(issued) => return deliver_codes(out, &issued, args.out.as_deref()),
@@ -448,6 +503,12 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
         }
     }
     Ok(())
+}
+
+/// The service of `enroll`: its `--issuer` and `--codes` apply; the account must exist.
+fn open_enrolling(global: &GlobalArgs, args: &EnrollArgs) -> Result<Service, Error> {
+    let config = config(args.issuer.issuer.as_deref(), args.codes.codes);
+    open_existing_configured(global, config)
 }
 
 /// Quotes a name for a command line shown to the user, when it needs it.
@@ -569,7 +630,7 @@ fn login(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
         .optional("code (authenticator or backup code; empty if none)")?
         .filter(|c| !c.trim().is_empty());
     let second_factor = code.as_deref().map(|c| c.as_str());
-    let success = open(global)?.login(name, &password, second_factor)?;
+    let success = open_existing(global)?.login(name, &password, second_factor)?;
     drop((password, code));
     // Durable from here on: only now may "accepted" be said.
     if out.is_json() {
@@ -586,7 +647,7 @@ fn login(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
         LoginMethod::Password => "accepted: password (no two-factor authentication)".to_string(),
         LoginMethod::Totp => "accepted: authenticator code".to_string(),
         LoginMethod::BackupCode => format!(
-            "accepted: backup code, {} of {} codes remain",
+            "accepted: backup code, {} of {} codes left",
             success.remaining_codes, success.total_codes
         ),
     };
@@ -597,10 +658,10 @@ fn login(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
             1 => "only 1 backup code remains".to_string(),
             n => format!("only {n} backup codes remain"),
         };
-        out.line(&format!(
+        warn(&format!(
             "warning: {left}: run `sparekey codes regenerate {}` for a new set",
             shell_word(name)
-        ))?;
+        ));
     }
     Ok(())
 }
@@ -608,7 +669,7 @@ fn login(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
 // ----- codes and administration --------------------------------------------------------------
 
 fn codes_status(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
-    let status = open(global)?.code_status(name)?;
+    let status = open_existing(global)?.code_status(name)?;
     let used: Vec<(usize, i64)> = status
         .used_at
         .iter()
@@ -636,7 +697,7 @@ fn codes_status(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
         return Ok(());
     };
     let mut text = format!(
-        "'{name}': {} of {} backup codes remain (set issued {})\n",
+        "'{name}': {} of {} backup codes left (set issued {})\n",
         status.remaining,
         status.total,
         utc_timestamp(created)
@@ -652,7 +713,7 @@ fn regenerate(global: &GlobalArgs, out: Output, args: &RegenerateArgs) -> Outcom
     check_codes_output(args.out.as_deref())?;
     let (password, code) =
         read_step_up(&mut SecretInput::stdin(), "regenerating the backup codes")?;
-    let service = open(global)?;
+    let service = open_existing_configured(global, config(None, args.codes.codes))?;
     let proof = service.step_up(&args.name, &password, &code)?;
     drop((password, code));
     let issued = service.regenerate_codes(&args.name, &proof)?;
@@ -660,7 +721,7 @@ fn regenerate(global: &GlobalArgs, out: Output, args: &RegenerateArgs) -> Outcom
 }
 
 fn audit(global: &GlobalArgs, out: Output, args: &AuditArgs) -> Outcome {
-    let events = open(global)?.audit_log(args.name.as_deref(), args.limit)?;
+    let events = open_existing(global)?.audit_log(args.name.as_deref(), args.limit)?;
     if out.is_json() {
         let events: Vec<_> = events
             .iter()
@@ -705,7 +766,7 @@ fn set_operator_password(global: &GlobalArgs, out: Output) -> Outcome {
 }
 
 fn reset_operator_failures(global: &GlobalArgs, out: Output) -> Outcome {
-    open(global)?.clear_operator_failures()?;
+    open_existing(global)?.clear_operator_failures()?;
     if out.is_json() {
         out.json(&serde_json::json!({ "operator_failures_cleared": true }))?;
     } else {
@@ -717,7 +778,7 @@ fn reset_operator_failures(global: &GlobalArgs, out: Output) -> Outcome {
 }
 
 fn unlock(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
-    open(global)?.unlock(name)?;
+    open_existing(global)?.unlock(name)?;
     if out.is_json() {
         out.json(&serde_json::json!({ "account": name, "unlocked": true }))?;
     } else {
@@ -726,8 +787,17 @@ fn unlock(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
     Ok(())
 }
 
-fn reset(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
-    open(global)?.reset_two_factor(name)?;
+fn reset(global: &GlobalArgs, out: Output, args: &ConfirmedNameArg) -> Outcome {
+    let name = args.name.as_str();
+    open_existing(global)?.account_summary(name)?;
+    confirm(
+        &format!(
+            "Turn two-factor authentication off for '{}'? Its authenticator and backup codes stop working for good.",
+            crate::core::account::printable(name)
+        ),
+        args.confirm.yes,
+    )?;
+    open_existing(global)?.reset_two_factor(name)?;
     if out.is_json() {
         out.json(&serde_json::json!({ "account": name, "two_factor": false }))?;
     } else {
@@ -745,7 +815,10 @@ fn paths(global: &GlobalArgs) -> Result<Paths, Error> {
 }
 
 fn backup(global: &GlobalArgs, out: Output, file: &Path) -> Outcome {
-    let summary = app::backup_store(&paths(global)?, file)?;
+    let paths = paths(global)?;
+    // Like every command that only reads: no store here is a store error naming --data-dir.
+    app::require_existing(&paths)?;
+    let summary = app::backup_store(&paths, file)?;
     if out.is_json() {
         out.json(&serde_json::json!({
             "file": file.display().to_string(),
@@ -754,18 +827,29 @@ fn backup(global: &GlobalArgs, out: Output, file: &Path) -> Outcome {
         }))?;
     } else {
         out.line(&format!(
-            "backed up {} accounts and {} audit events to {} (keep the key file too: the backup is useless without it)",
-            summary.accounts,
-            summary.audit_events,
+            "backed up {} and {} to {} (keep the key file too: the backup is useless without it)",
+            output::counted(summary.accounts, "account"),
+            output::counted(summary.audit_events, "audit event"),
             file.display()
         ))?;
     }
     Ok(())
 }
 
-fn restore(global: &GlobalArgs, out: Output, file: &Path) -> Outcome {
+fn restore(global: &GlobalArgs, out: Output, file: &Path, yes: bool) -> Outcome {
+    let paths = paths(global)?;
+    if paths.store.exists() {
+        confirm(
+            &format!(
+                "Replace the store at {} with the backup {}? Changes since the backup are lost (the current store is moved aside).",
+                paths.store.display(),
+                file.display()
+            ),
+            yes,
+        )?;
+    }
     let now = crate::core::clock::Clock::now(&crate::core::clock::SystemClock);
-    let summary = app::restore(&paths(global)?, file, now)?;
+    let summary = app::restore(&paths, file, now)?;
     let aside = summary
         .previous_store
         .as_ref()
@@ -780,9 +864,9 @@ fn restore(global: &GlobalArgs, out: Output, file: &Path) -> Outcome {
         }))?;
     } else {
         let mut line = format!(
-            "restored {} accounts and {} audit events from {}",
-            summary.accounts,
-            summary.audit_events,
+            "restored {} and {} from {}",
+            output::counted(summary.accounts, "account"),
+            output::counted(summary.audit_events, "audit event"),
             file.display()
         );
         if let Some(aside) = aside {
@@ -793,10 +877,10 @@ fn restore(global: &GlobalArgs, out: Output, file: &Path) -> Outcome {
             let names: Vec<_> = (summary.codes_revived.iter())
                 .map(|n| crate::core::account::printable(n).into_owned())
                 .collect();
-            out.line(&format!(
-                "backup codes used since the backup work again for: {} (regenerate their codes with 'sparekey codes regenerate NAME')",
+            warn(&format!(
+                "warning: backup codes used since the backup work again for: {} (regenerate their codes with 'sparekey codes regenerate NAME')",
                 names.join(", ")
-            ))?;
+            ));
         }
     }
     Ok(())

@@ -1,9 +1,10 @@
 //! Reading secrets: passwords and codes come one line each from stdin, or from a hidden prompt
-//! when stdin is a terminal; never from argv. Owns the framing rules (line length bound, UTF-8,
+//! when stdin is a terminal; never from argv. Also the yes/no question before a change that
+//! cannot be undone. Owns the framing rules (line length bound, UTF-8,
 //! trailing CR/LF) so huge or binary input gives one clear error instead of a panic or an
 //! unbounded allocation. Must keep every secret in a [`Zeroizing`] buffer.
 
-use std::io::{self, BufRead, IsTerminal};
+use std::io::{self, BufRead, IsTerminal, Write};
 
 use zeroize::Zeroizing;
 
@@ -75,6 +76,39 @@ impl<R: BufRead> SecretInput<R> {
         }
         read_bounded_line(&mut self.reader, what)
     }
+}
+
+/// Asks before a change that cannot be undone: `--yes` answers for the caller; otherwise a
+/// person at a terminal is asked `question` (on stderr, so stdout keeps only results) and must
+/// answer yes. Without a terminal and without `--yes` nothing is asked and nothing done: a
+/// script must say it means it (exit 2).
+pub fn confirm(question: &str, yes: bool) -> Result<(), Error> {
+    if yes {
+        return Ok(());
+    }
+    let stdin = io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Error::Invalid(
+            "this cannot be undone and no terminal is there to ask: pass --yes to go ahead; nothing was changed"
+                .into(),
+        ));
+    }
+    let mut err = io::stderr().lock();
+    let _ = write!(err, "{question} [y/N] ");
+    let _ = err.flush();
+    drop(err);
+    let answer = read_bounded_line(&mut stdin.lock(), "answer")?;
+    if answer.as_deref().is_some_and(|a| is_yes(a)) {
+        Ok(())
+    } else {
+        Err(Error::Invalid("not confirmed: nothing was changed".into()))
+    }
+}
+
+/// Whether a typed answer means yes ("y" or "yes", any case, spaces around ignored).
+fn is_yes(answer: &str) -> bool {
+    let answer = answer.trim();
+    answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes")
 }
 
 fn prompt_hidden(what: &str) -> Result<Zeroizing<String>, Error> {
@@ -182,6 +216,16 @@ mod tests {
         let mut long_line = vec![b'a'; MAX_LINE_BYTES + 1];
         long_line.push(b'\n');
         assert!(lines(&long_line).required("password").is_err());
+    }
+
+    #[test]
+    fn only_yes_confirms() {
+        for yes in ["y", "Y", "yes", " YES ", "Yes"] {
+            assert!(is_yes(yes), "{yes}");
+        }
+        for no in ["", "n", "no", "ye", "yess", "y e s", "oui"] {
+            assert!(!is_yes(no), "{no}");
+        }
     }
 
     #[test]

@@ -181,6 +181,26 @@ pub fn usage_error_json(message: &str) {
     });
 }
 
+/// `n` and the noun, in the plural unless `n` is 1: "1 failed attempt", "3 failed attempts".
+pub fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// `text` cut to at most `max` characters, its last one `…` when anything was left out, so a
+/// cut name never passes for a whole one.
+pub fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut kept: String = text.chars().take(max.saturating_sub(1)).collect();
+    kept.push('…');
+    kept
+}
+
 /// The numbered list of a new code set, for the terminal.
 pub fn codes_text(issued: &IssuedCodes) -> Zeroizing<String> {
     let mut text = Zeroizing::new(format!(
@@ -204,6 +224,22 @@ pub fn codes_text(issued: &IssuedCodes) -> Zeroizing<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_singular_only_for_one() {
+        assert_eq!(counted(0, "failed attempt"), "0 failed attempts");
+        assert_eq!(counted(1, "failed attempt"), "1 failed attempt");
+        assert_eq!(counted(2, "backup code"), "2 backup codes");
+    }
+
+    #[test]
+    fn cut_names_end_in_an_ellipsis() {
+        assert_eq!(cut("alice", 5), "alice");
+        assert_eq!(cut("alice", 32), "alice");
+        assert_eq!(cut("alice-and-bob", 6), "alice…");
+        assert_eq!(cut("zoë-müller", 4), "zoë…");
+        assert_eq!(cut("alice-and-bob", 6).chars().count(), 6);
+    }
 
     #[test]
     fn exit_codes() {

@@ -931,6 +931,14 @@ fn apply(app: &mut App, cx: Cx) -> Vec<Effect> {
         ..
     } = cx;
     app.operator = session;
+    // A status line belongs to the screen it was said on: going to another kind of screen
+    // clears it, unless the same step says something new there.
+    let moved = goto.as_ref().is_some_and(|screen| {
+        std::mem::discriminant(screen) != std::mem::discriminant(&app.screen)
+    });
+    if moved && status.is_none() {
+        app.status = None;
+    }
     if let Some(status) = status {
         app.status = status;
     }

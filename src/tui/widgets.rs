@@ -221,6 +221,25 @@ pub fn qr_size(data: &str) -> Option<(u16, u16)> {
 
 pub use crate::core::time_text::{utc_date as format_date, utc_minute as format_time};
 
+/// `text` cut to fit `max` terminal columns, ending in `…` when anything was left out, so a cut
+/// name never passes for a whole one.
+pub fn fit(text: &str, max: usize) -> String {
+    let width = |t: &str| Span::raw(t).width();
+    if width(text) <= max {
+        return text.to_string();
+    }
+    let mut kept = String::new();
+    for c in text.chars() {
+        kept.push(c);
+        if width(&kept) + 1 > max {
+            kept.pop();
+            break;
+        }
+    }
+    kept.push('…');
+    kept
+}
+
 /// The bordered box every screen body sits in, with a column of air inside the border.
 pub fn panel() -> Block<'static> {
     Block::bordered().padding(Padding::horizontal(1))
@@ -234,6 +253,15 @@ pub fn margin() -> Block<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fit_cuts_with_an_ellipsis_by_terminal_columns() {
+        assert_eq!(fit("alice", 5), "alice");
+        assert_eq!(fit("alice-and-bob", 6), "alice…");
+        // Wide characters take two columns each.
+        assert_eq!(fit("日本語の名前", 7), "日本語…");
+        assert_eq!(Span::raw(fit("日本語の名前", 6)).width(), 5);
+    }
 
     #[test]
     fn fields_mask_and_wipe() {

@@ -1747,3 +1747,46 @@ fn full_screen_qr_code_scans_at_80x24() {
         assert!(matches!(h.screen(), Screen::Enroll(e) if matches!(e.step, EnrollStep::Scan(_))));
     }
 }
+
+#[test]
+fn a_status_line_does_not_follow_to_another_screen() {
+    let mut h = H::new();
+    let secret = enroll_by_keys(&mut h, "alice");
+    let right = h.totp(&secret);
+    h.typed(if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    });
+    h.enter();
+    assert!(h.status().contains("wrong code"), "{}", h.status());
+    // Back a step on the same screen: the message still applies there.
+    h.esc();
+    assert!(matches!(h.screen(), Screen::Enroll(_)), "{:?}", h.screen());
+    assert!(h.status().contains("wrong code"), "{}", h.status());
+    // Out of the enrollment: it no longer does.
+    h.esc();
+    assert!(!matches!(h.screen(), Screen::Enroll(_)), "{:?}", h.screen());
+    assert!(!h.status().contains("wrong code"), "{}", h.status());
+}
+
+#[test]
+fn a_name_too_long_for_the_list_ends_in_an_ellipsis() {
+    let long = "a-very-long-account-name-that-goes-on-and-on";
+    let h = H::with(false, |s, _| {
+        s.create_account(long, PASSWORD).unwrap();
+        s.create_account("bob", PASSWORD).unwrap();
+    });
+    assert!(
+        matches!(h.screen(), Screen::Accounts(_)),
+        "{:?}",
+        h.screen()
+    );
+    let narrow = h.render(80, 24);
+    assert!(!narrow.contains(long), "{narrow}");
+    assert!(narrow.contains("› a-very-long-account-… off"), "{narrow}");
+    assert!(narrow.contains(" bob "), "{narrow}");
+    // Where it fits, it is whole.
+    let wide = h.render(120, 40);
+    assert!(wide.contains(long) && !wide.contains('…'), "{wide}");
+}

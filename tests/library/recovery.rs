@@ -143,7 +143,12 @@ fn doctor_names_what_is_wrong_and_how_to_fix_it() {
     let clock = Arc::new(ManualClock::new(T0));
     drop(open(&paths, &clock));
     let checks = app::doctor(&paths, T0);
-    assert!(checks.iter().all(|c| c.status == Status::Ok), "{checks:#?}");
+    // All but the clock's sync, which asks this machine (unit-tested in app::doctor).
+    let about_the_store = checks.iter().filter(|c| c.name != "clock sync");
+    assert!(
+        about_the_store.clone().all(|c| c.status == Status::Ok),
+        "{checks:#?}"
+    );
     assert!(checks.iter().any(|c| c.name == "records"));
     assert!(checks.iter().any(|c| c.name == "secrets"));
 
@@ -625,7 +630,7 @@ fn a_restore_killed_at_any_moment_leaves_the_old_store_or_the_new_one() {
     let (mut saw_old, mut saw_new) = (0, 0);
     for round in 0..16u64 {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sparekey"))
-            .args(["restore", file.to_str().unwrap()])
+            .args(["restore", "--yes", file.to_str().unwrap()])
             .env("SPAREKEY_DATA_DIR", &paths.data_dir)
             .env("SPAREKEY_KEY_FILE", &paths.key_file)
             .env("HOME", dir.path())

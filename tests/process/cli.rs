@@ -223,10 +223,7 @@ fn enroll_login_replay_backup_codes_and_regenerate() {
     let plain = env
         .run(&["login", "alice"], &format!("{PASSWORD}\n{typed}\n"))
         .ok();
-    assert_eq!(
-        plain.stdout,
-        "accepted: backup code, 9 of 10 codes remain\n"
-    );
+    assert_eq!(plain.stdout, "accepted: backup code, 9 of 10 codes left\n");
     // ...works once.
     let again = env
         .run(&["login", "alice"], &format!("{PASSWORD}\n{}\n", codes[3]))
@@ -250,7 +247,7 @@ fn enroll_login_replay_backup_codes_and_regenerate() {
     assert!(
         status
             .stdout
-            .starts_with("'alice': 8 of 10 backup codes remain"),
+            .starts_with("'alice': 8 of 10 backup codes left"),
         "{}",
         status.stdout
     );
@@ -263,7 +260,7 @@ fn enroll_login_replay_backup_codes_and_regenerate() {
     .fails(1);
     let fresh = env
         .run(
-            &["--json", "--codes", "5", "codes", "regenerate", "alice"],
+            &["--json", "codes", "regenerate", "alice", "--codes", "5"],
             &format!("{PASSWORD}\n{}\n", codes[9]),
         )
         .ok()
@@ -337,8 +334,12 @@ fn low_codes_warn_and_login_needs_the_second_factor() {
         .ok();
     assert_eq!(
         seventh.stdout,
-        "accepted: backup code, 3 of 10 codes remain\n\
-         warning: only 3 backup codes remain: run `sparekey codes regenerate bob` for a new set\n"
+        "accepted: backup code, 3 of 10 codes left\n"
+    );
+    // The warning is for the person, on stderr: stdout keeps only the result.
+    assert_eq!(
+        seventh.stderr,
+        "sparekey: warning: only 3 backup codes remain: run `sparekey codes regenerate bob` for a new set\n"
     );
     let list = env.run(&["--json", "account", "list"], "").ok().json();
     let bob = &list["accounts"][0];
@@ -403,7 +404,7 @@ fn reenrolling_needs_the_password_and_reset_turns_2fa_off() {
     // The old codes keep working until the new authenticator is confirmed.
     env.login("dave", &codes[0]).ok();
 
-    env.run(&["reset", "dave"], "").ok();
+    env.run(&["reset", "dave", "--yes"], "").ok();
     let status = env
         .run(&["--json", "codes", "status", "dave"], "")
         .ok()
@@ -423,10 +424,11 @@ fn reenrolling_needs_the_password_and_reset_turns_2fa_off() {
         "{audit}"
     );
 
-    env.run(&["account", "remove", "dave"], "").ok();
+    env.run(&["account", "remove", "dave", "--yes"], "").ok();
     let list = env.run(&["--json", "account", "list"], "").ok().json();
     assert_eq!(list, serde_json::json!({"accounts": []}));
-    env.run(&["account", "remove", "dave"], "").fails(2);
+    env.run(&["account", "remove", "dave", "--yes"], "")
+        .fails(2);
 }
 
 #[test]
@@ -534,9 +536,9 @@ fn huge_or_binary_stdin_is_bad_input() {
     long_line.push(b'\n');
     env.run_bytes(&["login", "frank"], long_line).fails(2);
     env.run(&["account", "add", "frank"], "").fails(2);
-    // Nothing was created.
-    let list = env.run(&["--json", "account", "list"], "").ok().json();
-    assert_eq!(list["accounts"].as_array().unwrap().len(), 0);
+    // Nothing was created, not even a store.
+    env.run(&["--json", "account", "list"], "").fails(4);
+    assert!(!env.data_dir().exists());
 }
 
 #[test]
@@ -597,9 +599,10 @@ fn a_key_file_others_may_read_exits_4_with_the_fix() {
                 "--key-file",
                 new_key.to_str().unwrap(),
                 "account",
-                "list",
+                "add",
+                "ivy",
             ],
-            "",
+            &format!("{PASSWORD}\n"),
         )
         .fails(4);
     assert!(refused.stderr.contains("chmod go-w"), "{}", refused.stderr);
@@ -654,10 +657,10 @@ fn usage_errors_exit_2_and_errors_are_json_under_json() {
     assert_eq!(usage.code, 2, "{}", usage.stderr);
     assert_eq!(usage.json()["kind"], "invalid");
     assert_eq!(env.run(&["frobnicate"], "").code, 2);
-    env.run(&["--json", "--codes", "3", "enroll", "x"], "")
+    env.add("x");
+    env.run(&["--json", "enroll", "x", "--codes", "3"], "")
         .fails(2);
-    env.run(&["--issuer", "a:b", "account", "list"], "")
-        .fails(2);
+    env.run(&["enroll", "x", "--issuer", "a:b"], "").fails(2);
 
     let unknown = env
         .run(&["--json", "codes", "status", "nobody"], "")
@@ -788,7 +791,10 @@ fn backup_restore_and_doctor() {
     // A code used after the backup is usable again once the backup is restored; the store it
     // replaced is kept aside.
     env.login("alice", &codes[0]).ok();
-    let restored = env.run(&["--json", "restore", file_arg], "").ok().json();
+    let restored = env
+        .run(&["--json", "restore", "--yes", file_arg], "")
+        .ok()
+        .json();
     let aside = PathBuf::from(restored["previous_store"].as_str().unwrap());
     assert!(aside.is_dir());
     assert_eq!(
@@ -796,7 +802,11 @@ fn backup_restore_and_doctor() {
         "accepted"
     );
 
-    let doctor = env.run(&["--json", "doctor"], "").ok().json();
+    // Without timedatectl (an empty PATH) whatever this machine's clock sync is: skipped.
+    let doctor = env
+        .run_env(&["--json", "doctor"], &[("PATH", "/nonexistent")])
+        .ok()
+        .json();
     assert_eq!(doctor["ok"], true, "{doctor}");
     std::fs::set_permissions(env.key_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
     let run = env.run(&["doctor"], "").fails(4);
@@ -1150,6 +1160,7 @@ fn the_running_binary_is_not_dumpable_and_writes_no_core() {
 #[test]
 fn a_common_password_is_refused_with_the_reason() {
     let env = Env::new();
+    env.add("amy");
     let refused = env
         .run(&["account", "add", "zoe"], "password123\n")
         .fails(2);
@@ -1159,7 +1170,7 @@ fn a_common_password_is_refused_with_the_reason() {
         refused.stderr
     );
     let list = env.run(&["--json", "account", "list"], "").ok().json();
-    assert_eq!(list, serde_json::json!({"accounts": []}));
+    assert_eq!(list["accounts"].as_array().unwrap().len(), 1, "{list}");
 }
 
 #[test]
@@ -1189,4 +1200,254 @@ fn idle_timeout_needs_kiosk_and_the_operator_password_is_set_from_the_shell() {
     assert!(again.stderr.contains("already set"), "{}", again.stderr);
     let none = env.run(&["kiosk", "set-operator-password"], "").fails(2);
     assert!(none.stderr.contains("no password given"), "{}", none.stderr);
+}
+
+// ----- the CLI and the operator (issue 14) ---------------------------------------------------
+
+impl Env {
+    /// Like [`Env::run`] with more environment variables (e.g. an empty `PATH`).
+    fn run_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sparekey"));
+        cmd.args(args).envs(isolated_env(self.dir.path()));
+        for (name, value) in vars {
+            cmd.env(name, value);
+        }
+        self.run_with(&mut cmd, "", Stdio::piped())
+    }
+}
+
+#[test]
+fn read_only_commands_never_create_a_store_or_a_key() {
+    let env = Env::new();
+    let backup = env.path("somewhere.backup");
+    for args in [
+        &["audit"][..],
+        &["account", "list"],
+        &["--json", "account", "list"],
+        &["codes", "status", "alice"],
+        &["login", "alice"],
+        &["unlock", "alice"],
+        &["backup", backup.to_str().unwrap()],
+    ] {
+        let refused = env.run(args, &format!("{PASSWORD}\n")).fails(4);
+        assert!(
+            refused.stderr.contains("no store at") && refused.stderr.contains("--data-dir"),
+            "{args:?}: {}",
+            refused.stderr
+        );
+        assert!(!env.data_dir().exists(), "{args:?} created the data dir");
+        assert!(!env.key_file().exists(), "{args:?} created a key");
+    }
+    assert!(!backup.exists());
+    let doctor = env.run(&["doctor"], "").ok();
+    assert!(!env.data_dir().exists() && !env.key_file().exists());
+    assert!(
+        doctor.stdout.contains("(not created yet"),
+        "{}",
+        doctor.stdout
+    );
+
+    // The first command that creates them says where the key is and that it must be backed
+    // up, on stderr (stdout keeps its one JSON object), and only that once.
+    let first = env
+        .run(
+            &["--json", "account", "add", "alice"],
+            &format!("{PASSWORD}\n"),
+        )
+        .ok();
+    assert_eq!(first.json()["created"], true);
+    let key = env.key_file();
+    assert!(
+        first.stderr.contains(key.to_str().unwrap()) && first.stderr.contains("back it up"),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(first.stderr.lines().count(), 1, "{}", first.stderr);
+    assert!(
+        first.stderr.starts_with("sparekey: note: "),
+        "{}",
+        first.stderr
+    );
+    let second = env
+        .run(&["account", "add", "bob"], &format!("{PASSWORD}\n"))
+        .ok();
+    assert_eq!(second.stderr, "", "said once only");
+    env.run(&["account", "list"], "").ok();
+
+    // A store whose key file is gone is named as such, and no new key is made for it.
+    std::fs::rename(&key, env.path("key.saved")).unwrap();
+    let keyless = env.run(&["account", "list"], "").fails(4);
+    assert!(keyless.stderr.contains("is missing"), "{}", keyless.stderr);
+    assert!(!key.exists());
+}
+
+#[test]
+fn destructive_commands_need_yes_without_a_terminal() {
+    let env = Env::new();
+    env.enrolled("alice");
+    let file = env.path("all.backup");
+    env.run(&["backup", file.to_str().unwrap()], "").ok();
+    let before = env.state("alice");
+    for args in [
+        &["account", "remove", "alice"][..],
+        &["reset", "alice"],
+        &["restore", file.to_str().unwrap()],
+    ] {
+        let refused = env.run(args, "y\n").fails(2);
+        assert!(
+            refused.stderr.contains("pass --yes") && refused.stderr.contains("nothing was changed"),
+            "{args:?}: {}",
+            refused.stderr
+        );
+        assert_eq!(env.state("alice"), before, "{args:?} changed something");
+    }
+    // Nothing is asked about an account that is not there.
+    let unknown = env.run(&["account", "remove", "nobody"], "").fails(2);
+    assert!(
+        unknown.stderr.contains("no account named"),
+        "{}",
+        unknown.stderr
+    );
+
+    env.run(&["reset", "alice", "--yes"], "").ok();
+    let list = env.run(&["--json", "account", "list"], "").ok().json();
+    assert_eq!(list["accounts"][0]["two_factor"], false);
+    env.run(&["restore", "--yes", file.to_str().unwrap()], "")
+        .ok();
+    assert_eq!(env.state("alice"), before, "restored");
+    env.run(&["account", "remove", "-y", "alice"], "").ok();
+    let list = env.run(&["--json", "account", "list"], "").ok().json();
+    assert_eq!(list, serde_json::json!({"accounts": []}));
+}
+
+#[test]
+fn doctor_on_a_fresh_install_is_ok_and_reports_what_it_skipped() {
+    let env = Env::new();
+    // No timedatectl to ask (an empty PATH): the clock's sync is skipped, never reported ok.
+    let none = [("PATH", "/nonexistent")];
+    let json = env.run_env(&["--json", "doctor"], &none).ok().json();
+    assert_eq!(json["ok"], true, "{json}");
+    let check = |name: &str| {
+        json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap_or_else(|| panic!("no {name} check: {json}"))
+            .clone()
+    };
+    for name in ["data dir", "key file", "store"] {
+        let c = check(name);
+        assert_eq!(c["ok"], true, "{c}");
+        assert!(
+            c["detail"].as_str().unwrap().contains("not created yet"),
+            "{c}"
+        );
+    }
+    let sync = check("clock sync");
+    assert_eq!(
+        (sync["ok"].clone(), sync["skipped"].clone()),
+        (false.into(), true.into()),
+        "{sync}"
+    );
+    let text = env.run_env(&["doctor"], &none).ok().stdout;
+    let line = text.lines().find(|l| l.contains("clock sync")).unwrap();
+    assert!(
+        line.starts_with("skip") && line.contains("skipped: "),
+        "{text}"
+    );
+    assert!(!text.lines().any(|l| l.starts_with("FIX")), "{text}");
+}
+
+#[test]
+fn doctor_flags_audit_events_dated_in_the_future() {
+    use sparekey::core::clock::ManualClock;
+    let env = Env::new();
+    env.add("alice");
+    // An event written while the clock ran an hour ahead (it needs no hash to make).
+    let paths = sparekey::app::Paths::resolve(Some(env.data_dir()), Some(env.key_file())).unwrap();
+    let ahead = std::sync::Arc::new(ManualClock::new(now() + 3600));
+    let service = crate::support::open_disk(&paths, &ahead, 1).unwrap();
+    service.clear_operator_failures().unwrap();
+    drop(service);
+    let run = env.run(&["doctor"], "").fails(4);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("audit times"))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(
+        line.starts_with("FIX") && line.contains("1 audit event is dated in the future"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn usage_errors_carry_the_prefix_and_help_ends_with_examples() {
+    let env = Env::new();
+    for args in [
+        &["frobnicate"][..],
+        &["account", "list", "--issuer", "Acme"],
+        &["--codes", "8", "audit"],
+        &["login"],
+    ] {
+        let run = env.run(args, "");
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.starts_with("sparekey: "),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("error: "), "{args:?}: {}", run.stderr);
+    }
+    // Where they apply, the options are there and checked.
+    env.run(&["enroll", "x", "--codes", "3"], "").fails(2);
+    env.run(&["enroll", "x", "--issuer", "a:b"], "").fails(2);
+    let help = env.run(&["--help"], "").ok().stdout;
+    let tail: Vec<&str> = help.trim_end().lines().rev().take(6).collect();
+    assert!(tail.iter().any(|l| l.starts_with("Examples:")), "{help}");
+    assert!(
+        !help.contains("--issuer") && !help.contains("--codes"),
+        "{help}"
+    );
+    let enroll = env.run(&["enroll", "--help"], "").ok().stdout;
+    assert!(
+        enroll.contains("--issuer") && enroll.contains("--codes"),
+        "{enroll}"
+    );
+}
+
+#[test]
+fn account_list_counts_sorts_and_cuts_like_a_person_reads() {
+    let env = Env::new();
+    let long = "a-very-long-account-name-that-goes-on-and-on";
+    for name in ["dave", "Bob", "alice", "Carol", long] {
+        env.add(name);
+    }
+    env.run(&["login", "dave"], "not the password at all\n")
+        .fails(1);
+    let text = env.run(&["account", "list"], "").ok().stdout;
+    let names: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    let cut = format!("{}…", &long[..31]);
+    assert_eq!(
+        names,
+        [
+            "a-very-long-account-name-that-g…",
+            "alice",
+            "Bob",
+            "Carol",
+            "dave"
+        ]
+    );
+    assert_eq!(names[0], cut);
+    let dave = text.lines().find(|l| l.starts_with("dave")).unwrap();
+    assert!(dave.ends_with("  1 failed attempt"), "{text}");
+    // The JSON has every name whole.
+    let json = env.run(&["--json", "account", "list"], "").ok().json();
+    assert_eq!(json["accounts"][0]["name"], long);
 }

@@ -1,5 +1,6 @@
 //! The interactive paths of the CLI on a real pseudo-terminal: hidden prompts (asked twice for a
-//! new password) and enrolling with the code typed at the prompt.
+//! new password), enrolling with the code typed at the prompt, and the question before a change
+//! that cannot be undone.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -158,8 +159,13 @@ fn the_bare_command_opens_the_console_and_q_quits() {
     assert_eq!(code, 0, "{screen}");
     // The terminal is given back.
     assert!(screen.contains("\x1b[?1049l"), "{screen}");
-    // It opened (created) the store.
+    // It opened (created) the store, and said where the new key is before taking the screen,
+    // so the line is there when the console ends.
     assert!(dir.path().join("data").join("store").exists());
+    let notice = screen
+        .find("back it up now")
+        .expect("the new key is announced");
+    assert!(notice < screen.find("\x1b[?1049h").unwrap(), "{screen}");
 }
 
 /// The backup codes a screen shows (`xxxx-xxxx-xxxx-xxxx`), in order.
@@ -245,4 +251,41 @@ fn replacing_the_authenticator_on_a_terminal_asks_for_a_current_code() {
     assert!(fresh.iter().all(|c| !codes.contains(c)), "{screen}");
     assert!(!screen.contains(PASSWORD), "the password was echoed");
     assert!(!screen.contains(&codes[0]), "the code typed was echoed");
+}
+
+#[test]
+fn removing_an_account_on_a_terminal_asks_first() {
+    let dir = TempDir::new().unwrap();
+    let mut s = Session::start(&dir, &["account", "add", "dee"]);
+    s.expect("Password: ", 1);
+    s.type_line(PASSWORD);
+    s.expect("Password again: ", 1);
+    s.type_line(PASSWORD);
+    let (code, screen) = s.finish();
+    assert_eq!(code, 0, "{screen}");
+    // The first command made the key: it says where, and to back it up.
+    assert!(screen.contains("back it up now"), "{screen}");
+
+    // Anything but yes keeps the account.
+    let mut s = Session::start(&dir, &["account", "remove", "dee"]);
+    s.expect("Remove the account 'dee'", 1);
+    s.expect("[y/N] ", 1);
+    s.type_line("n");
+    let (code, screen) = s.finish();
+    assert_eq!(code, 2, "{screen}");
+    assert!(
+        screen.contains("not confirmed: nothing was changed"),
+        "{screen}"
+    );
+
+    let (code, screen) = Session::start(&dir, &["account", "list"]).finish();
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("dee "), "still there: {screen}");
+
+    let mut s = Session::start(&dir, &["account", "remove", "dee"]);
+    s.expect("[y/N] ", 1);
+    s.type_line("yes");
+    let (code, screen) = s.finish();
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("removed account 'dee'"), "{screen}");
 }

@@ -12,7 +12,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use crate::core::account::AccountSummary;
 use crate::tui::app::{Call, Component, Cx, Outcome, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
-use crate::tui::widgets::{Field, panel};
+use crate::tui::widgets::{Field, fit, panel};
 
 /// Accounts asked for before the first frame: a screenful on any sensible terminal.
 pub const FIRST_PAGE: usize = 200;
@@ -484,6 +484,11 @@ impl Component for Accounts {
         let rows_on_screen = usize::from(table_area.height.saturating_sub(3)).max(1);
         let start = self.window_start(self.offset, rows_on_screen);
         let end = (start + rows_on_screen).min(self.matches.len());
+        // What the name column gets: the panel's inside less the fixed columns and the spaces
+        // between columns; a longer name ends in "…" instead of being cut unseen.
+        let fixed = 12 + 7 + 10 + 20 + 4;
+        let inside = usize::from(block.inner(table_area).width);
+        let name_width = inside.saturating_sub(fixed).max(18);
         let rows = (start..end).map(|i| {
             let a = &self.list[self.matches[i]];
             let codes = if a.total_codes > 0 {
@@ -506,7 +511,7 @@ impl Component for Accounts {
                 Cell::from(format!(
                     "{} {}",
                     if i == self.selected { "›" } else { " " },
-                    crate::core::account::printable(&a.name)
+                    fit(&crate::core::account::printable(&a.name), name_width - 2)
                 )),
                 Cell::from(two_factor_label(a)),
                 Cell::from(codes),

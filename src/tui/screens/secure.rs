@@ -216,13 +216,7 @@ impl Component for Secure {
         }
         if s.low_on_codes() {
             lines.push(Line::raw(""));
-            lines.push(Line::styled(
-                format!(
-                    "⚠ Only {} backup codes left: generate a new set (g) before you run out.",
-                    s.remaining_codes
-                ),
-                t.warn(),
-            ));
+            lines.push(Line::styled(low_codes_warning(s.remaining_codes), t.warn()));
         }
         if let Some(reauth) = &self.regenerate {
             lines.push(Line::raw(""));
@@ -238,5 +232,26 @@ impl Component for Secure {
                 .block(panel()),
             area,
         );
+    }
+}
+
+/// The warning of an account low on backup codes, counted as a person says it.
+fn low_codes_warning(left: usize) -> String {
+    match left {
+        0 => "⚠ No backup codes left: generate a new set (g).".to_string(),
+        1 => "⚠ Only 1 backup code left: generate a new set (g) before you run out.".to_string(),
+        n => format!("⚠ Only {n} backup codes left: generate a new set (g) before you run out."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::low_codes_warning;
+
+    #[test]
+    fn the_low_codes_warning_counts_like_a_person() {
+        assert!(low_codes_warning(0).contains("No backup codes left"));
+        assert!(low_codes_warning(1).contains("Only 1 backup code left:"));
+        assert!(low_codes_warning(3).contains("Only 3 backup codes left:"));
     }
 }
