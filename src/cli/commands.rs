@@ -189,14 +189,24 @@ fn demo(global: &GlobalArgs, args: &TuiArgs, options: &crate::tui::TuiOptions) -
             )
             .into());
         }
-        return Ok(demo::run_interactive(config(global), options)?);
+        return Ok(demo::run_interactive(
+            config(args.issuer.issuer.as_deref(), args.codes.codes),
+            options,
+        )?);
     };
     let sink = match &args.frames {
         Some(dir) => FrameSink::Dir(dir.clone()),
         None => FrameSink::Stdout,
     };
     let size = args.size.unwrap_or_default();
-    demo::run_keys(keys, config(global), options, size, &sink).map_err(|e| match e {
+    demo::run_keys(
+        keys,
+        config(args.issuer.issuer.as_deref(), args.codes.codes),
+        options,
+        size,
+        &sink,
+    )
+    .map_err(|e| match e {
         DemoError::Script(e) => Error::Invalid(e.to_string()).into(),
         DemoError::Failed(e) => e.into(),
     })
