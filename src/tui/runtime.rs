@@ -127,6 +127,9 @@ pub fn execute_call(service: &Service, call: Call) -> Outcome {
                 step_up: None,
             },
         },
+        Call::ConfirmCodes { name, set_id } => {
+            Outcome::CodesConfirmed(service.confirm_codes(&name, set_id))
+        }
         Call::Unlock { name } => {
             let result = service.unlock(&name);
             Outcome::Unlocked { name, result }

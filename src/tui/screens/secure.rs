@@ -77,7 +77,7 @@ impl Component for Secure {
             PROMPT_KEYS
         } else if self.success.method == LoginMethod::Password {
             NO_2FA_KEYS
-        } else if self.success.low_on_codes() {
+        } else if self.success.should_regenerate() {
             LOW_KEYS
         } else {
             KEYS
@@ -119,7 +119,7 @@ impl Component for Secure {
                     self.success.method != crate::core::audit::LoginMethod::Password,
                 )),
             },
-            KeyCode::Char('g') if self.success.low_on_codes() => {
+            KeyCode::Char('g') if self.success.should_regenerate() => {
                 self.regenerate = Some(Reauth::new(self.step_up.as_ref(), cx.now))
             }
             KeyCode::Char('s') => cx.open(Target::Settings(name)),
@@ -213,6 +213,13 @@ impl Component for Secure {
                     "Turn on two-factor authentication: press r to enroll an authenticator.",
                 ));
             }
+        }
+        if s.codes_never_confirmed && s.total_codes > 0 && !s.low_on_codes() {
+            lines.push(Line::raw(""));
+            lines.push(Line::styled(
+                "⚠ Your backup codes were never confirmed (cleared or left before one was typed back): generate a new set (g) and keep it.",
+                t.warn(),
+            ));
         }
         if s.low_on_codes() {
             lines.push(Line::raw(""));
