@@ -227,7 +227,7 @@ impl std::fmt::Display for AuditKind {
                 f,
                 "restore brought back {count} backup codes used since the backup: they work again"
             ),
-            AuditKind::CodesConfirmed => write!(f, "backup codes confirmed kept by their holder"),
+            AuditKind::CodesConfirmed => write!(f, "backup codes confirmed as kept"),
         }
     }
 }

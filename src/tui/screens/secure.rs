@@ -1,5 +1,6 @@
 //! After a login: "Secure your account" when a backup code was used (with how many remain and
-//! the urge to re-enroll, and to regenerate when few are left), or a plain "Signed in" summary.
+//! the urge to re-enroll, and to regenerate when few are left or nobody confirmed keeping them),
+//! or a plain "Signed in" summary.
 //! Owns the step-up the login made, for regenerating and re-enrolling without another code
 //! while it is fresh (the prompt asks for the password and a code once it is not). Must never
 //! decide what "few codes" means: that is [`LoginSuccess::low_on_codes`].
