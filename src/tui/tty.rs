@@ -3,8 +3,8 @@
 //! source retries a read that returns end-of-file or `EIO` at once, forever (crossterm issues
 //! 793 and 1110), so a console whose pseudo-terminal lost its master side (a killed test
 //! harness, an ssh session dropped without a SIGHUP reaching the console) would spin inside
-//! `event::poll` and never return to the loop. Must never read input itself: keys stay
-//! crossterm's to parse.
+//! `event::poll` and never return to the loop. On Linux (and Android) only, whose poll(2)
+//! reports a terminal's hangup. Must never read input itself: keys stay crossterm's to parse.
 
 use std::io;
 use std::time::Duration;
@@ -12,12 +12,12 @@ use std::time::Duration;
 /// The terminal input crossterm reads: standard input when it is a terminal, else
 /// `/dev/tty`, as crossterm chooses it.
 pub(crate) struct TerminalInput {
-    #[cfg(unix)]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     fd: std::os::fd::OwnedFd,
 }
 
 impl TerminalInput {
-    #[cfg(unix)]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     pub(crate) fn open() -> io::Result<Self> {
         use std::io::IsTerminal;
         use std::os::fd::AsFd;
@@ -30,7 +30,7 @@ impl TerminalInput {
         Ok(Self { fd })
     }
 
-    #[cfg(not(unix))]
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
     pub(crate) fn open() -> io::Result<Self> {
         Ok(Self {})
     }
@@ -39,7 +39,7 @@ impl TerminalInput {
     /// `Err` once the terminal is gone: its other side closed, so no key can ever come and
     /// nothing drawn can be seen. `Ok` with how long crossterm may still wait (nothing here:
     /// the wait is done), leaving the reading to it.
-    #[cfg(unix)]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     pub(crate) fn wait(&self, wait: Duration) -> io::Result<Duration> {
         use rustix::event::{PollFd, PollFlags, Timespec, poll};
         let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
@@ -60,8 +60,9 @@ impl TerminalInput {
         Ok(Duration::ZERO)
     }
 
-    /// Elsewhere crossterm's own wait is used.
-    #[cfg(not(unix))]
+    /// Elsewhere crossterm's own wait is used: macOS's poll(2), for one, does not take
+    /// terminals (it answers POLLNVAL at once).
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
     pub(crate) fn wait(&self, wait: Duration) -> io::Result<Duration> {
         Ok(wait)
     }

@@ -282,6 +282,7 @@ fn a_kiosk_warns_then_clears_an_idle_screen() {
 /// The console in a pseudo-terminal that is not its controlling terminal, so closing the master
 /// side sends it no SIGHUP (as when an ssh session or a test harness dies and the hangup never
 /// reaches the process): the terminal is simply gone.
+#[cfg(target_os = "linux")]
 #[test]
 fn a_console_whose_terminal_vanished_exits() {
     use portable_pty::{PtySize, native_pty_system};
