@@ -526,8 +526,10 @@ impl SledStore {
 
     /// Migrates a schema-1 store to schema 2 with `key`: every record is tagged into the new
     /// tree beside the old one, with the case-folded name index, and one transaction on the
-    /// meta keys (the schema version and the tagged operator values) switches over. Stopped at
-    /// any point, the store is still the whole schema-1 store, migrated again at the next open.
+    /// meta keys (the schema version and the tagged operator values) switches over; the list
+    /// facts, derived data, are written again in their new form on the way. Stopped at any
+    /// point, the store's records are still the whole schema-1 store, migrated again (facts
+    /// and all) at the next open.
     fn migrate(&self, key: &MacKey) -> Result<(), StoreError> {
         self.accounts.clear().map_err(io)?;
         self.folds.clear().map_err(io)?;
