@@ -241,6 +241,7 @@ struct AccountJson<'a> {
     total_codes: usize,
     locked: bool,
     consecutive_failures: u32,
+    codes_never_confirmed: bool,
     needs_attention: bool,
     last_login: Option<LastLoginJson>,
 }
@@ -264,6 +265,7 @@ fn account_list(global: &GlobalArgs, out: Output) -> Outcome {
                 total_codes: a.total_codes,
                 locked: a.locked,
                 consecutive_failures: a.consecutive_failures,
+                codes_never_confirmed: a.codes_never_confirmed,
                 needs_attention: a.needs_attention,
                 last_login: a.last_login.map(|l| LastLoginJson {
                     at: utc_timestamp(l.at),
@@ -300,6 +302,9 @@ fn account_list(global: &GlobalArgs, out: Output) -> Outcome {
         }
         if a.enrollment_pending {
             state.push("enrollment pending".into());
+        }
+        if a.codes_never_confirmed {
+            state.push("codes never confirmed".into());
         }
         if a.needs_attention {
             state.push("needs attention".into());
@@ -402,7 +407,7 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
             Some(proof) => service.confirm_reenrollment(&args.name, &code, &proof)?,
             None => service.confirm_enrollment(&args.name, &code)?,
         };
-        return deliver_codes(out, &issued, args.out.as_deref());
+        return deliver_and_confirm(&service, out, &issued, args.out.as_deref());
     }
 
     let (enrollment, step_up) = {
@@ -502,7 +507,9 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
             None => open_enrolling(global, args)?.confirm_enrollment(&args.name, &code),
         };
         match confirmed {
-            Ok(issued) => return deliver_codes(out, &issued, args.out.as_deref()),
+            Ok(issued) => {
+                return deliver_and_confirm(&open(global)?, out, &issued, args.out.as_deref());
+            }
             Err(e)
                 if attempt < ATTEMPTS
                     && matches!(e.kind(), ErrorKind::Invalid | ErrorKind::Rejected) =>
@@ -623,6 +630,28 @@ fn deliver_codes(out: Output, issued: &IssuedCodes, file: Option<&Path>) -> Outc
     }
 }
 
+/// [`deliver_codes`], then records the set as confirmed once it reached its file or stream in
+/// full. A command-line run has no idle clear and no screen that goes away: what it printed
+/// stays in the file, the pipe's reader or the terminal's scrollback, as a downloaded recovery
+/// file does on the web, and scripts that pipe the codes into a vault cannot type one back. A
+/// delivery that failed (the file, or stdout) leaves the set "never confirmed".
+fn deliver_and_confirm(
+    service: &Service,
+    out: Output,
+    issued: &IssuedCodes,
+    file: Option<&Path>,
+) -> Outcome {
+    deliver_codes(out, issued, file)?;
+    if let Err(e) = service.confirm_codes(&issued.account, issued.set_id) {
+        // The codes are delivered and in force: the run succeeded; only the mark is missing.
+        let _ = writeln!(
+            std::io::stderr(),
+            "sparekey: warning: could not record that the codes were delivered ({e}): they show as never confirmed"
+        );
+    }
+    Ok(())
+}
+
 /// The failure of showing codes that are already in force: never a success, and it says so.
 fn lost_codes(e: Error) -> Error {
     Error::Io(format!(
@@ -696,6 +725,7 @@ fn codes_status(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
             "remaining": status.remaining,
             "total": status.total,
             "created_at": status.created_at.map(utc_timestamp),
+            "confirmed_at": status.confirmed_at.map(utc_timestamp),
             "used": used,
         }))?;
         return Ok(());
@@ -712,6 +742,12 @@ fn codes_status(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
         status.total,
         utc_timestamp(created)
     );
+    if status.confirmed_at.is_none() {
+        text.push_str(&format!(
+            "  never confirmed: no code was typed back before they left the screen\n  run `sparekey codes regenerate {}` for a set you keep\n",
+            shell_word(name)
+        ));
+    }
     for (slot, at) in used {
         text.push_str(&format!("  code #{slot} used {}\n", utc_timestamp(at)));
     }
@@ -727,7 +763,7 @@ fn regenerate(global: &GlobalArgs, out: Output, args: &RegenerateArgs) -> Outcom
     let proof = service.step_up(&args.name, &password, &code)?;
     drop((password, code));
     let issued = service.regenerate_codes(&args.name, &proof)?;
-    deliver_codes(out, &issued, args.out.as_deref())
+    deliver_and_confirm(&service, out, &issued, args.out.as_deref())
 }
 
 fn audit(global: &GlobalArgs, out: Output, args: &AuditArgs) -> Outcome {

@@ -69,6 +69,8 @@ pub struct AccountFacts {
     pub enrollment_pending: bool,
     pub remaining_codes: u32,
     pub total_codes: u32,
+    /// A code set is held that its holder never confirmed keeping (see [`CodeSet::confirmed`]).
+    pub codes_never_confirmed: bool,
     pub failures: FailureRecord,
     pub last_login: Option<LastLogin>,
 }
@@ -86,6 +88,7 @@ impl Account {
             enrollment_pending: self.pending.is_some(),
             remaining_codes: remaining as u32,
             total_codes: total as u32,
+            codes_never_confirmed: self.codes.as_ref().is_some_and(|c| !c.confirmed()),
             failures: self.failures,
             last_login: self.last_login,
         }
@@ -107,7 +110,10 @@ pub struct AccountSummary {
     pub codes_low: bool,
     /// The last login spent a backup code: the authenticator may be lost; re-enroll.
     pub last_login_used_backup_code: bool,
-    /// Either of the two above.
+    /// Two-factor is on and nobody confirmed keeping the current codes (left unconfirmed, or
+    /// wiped by a kiosk's idle clear): they may exist nowhere; regenerate.
+    pub codes_never_confirmed: bool,
+    /// Any of the three above.
     pub needs_attention: bool,
 }
 
@@ -126,6 +132,7 @@ impl AccountSummary {
             && facts
                 .last_login
                 .is_some_and(|l| l.method == LoginMethod::BackupCode);
+        let codes_never_confirmed = facts.two_factor && facts.codes_never_confirmed;
         Self {
             name: facts.name.clone(),
             two_factor: facts.two_factor,
@@ -137,7 +144,8 @@ impl AccountSummary {
             last_login: facts.last_login,
             codes_low,
             last_login_used_backup_code,
-            needs_attention: codes_low || last_login_used_backup_code,
+            codes_never_confirmed,
+            needs_attention: codes_low || last_login_used_backup_code || codes_never_confirmed,
         }
     }
 }

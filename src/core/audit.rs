@@ -91,6 +91,9 @@ pub enum AuditKind {
     UsedCodesRevived {
         count: u32,
     },
+    /// The holder confirmed keeping the current backup codes: typed one back on the screen
+    /// that showed them, or the CLI delivered them to a file or stream that keeps them.
+    CodesConfirmed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +127,7 @@ impl AuditKind {
             AuditKind::AttemptsRefused { .. } => "attempts_refused",
             AuditKind::StoreRestored { .. } => "store_restored",
             AuditKind::UsedCodesRevived { .. } => "used_codes_revived",
+            AuditKind::CodesConfirmed => "codes_confirmed",
         }
     }
 
@@ -151,7 +155,8 @@ impl AuditKind {
             | AuditKind::OperatorFailuresCleared
             | AuditKind::OperatorPasswordSet
             | AuditKind::StoreRestored { .. }
-            | AuditKind::UsedCodesRevived { .. } => false,
+            | AuditKind::UsedCodesRevived { .. }
+            | AuditKind::CodesConfirmed => false,
         }
     }
 }
@@ -222,6 +227,7 @@ impl std::fmt::Display for AuditKind {
                 f,
                 "restore brought back {count} backup codes used since the backup: they work again"
             ),
+            AuditKind::CodesConfirmed => write!(f, "backup codes confirmed as kept"),
         }
     }
 }

@@ -48,6 +48,12 @@ pub struct CodeSet {
     /// see [`password::Binding::code_set`]). `false` only for sets written by schema 1, which
     /// the record MAC binds instead.
     pub bound: bool,
+    /// When the holder showed they kept the set (typed a code back on the screen that showed
+    /// them, or the face handed them to a file or stream that keeps them); `None`: never
+    /// confirmed (left unconfirmed, or wiped by a kiosk's idle clear), so the faces offer a
+    /// new set. See [`CodeSet::confirmed`].
+    #[serde(default)]
+    pub confirmed_at: Option<UnixTime>,
 }
 
 /// What every digest of a new set is computed with.
@@ -138,6 +144,7 @@ impl CodeSet {
             created_at: context.now,
             slots,
             bound: binding.is_some(),
+            confirmed_at: None,
         }
     }
 
@@ -190,6 +197,12 @@ impl CodeSet {
     pub fn remaining(&self) -> usize {
         self.slots.iter().filter(|s| s.used_at.is_none()).count()
     }
+
+    /// Whether the holder is known to have kept this set. A set nobody confirmed may exist
+    /// only on a screen that is gone: it must not be counted on as a way back in.
+    pub fn confirmed(&self) -> bool {
+        self.confirmed_at.is_some()
+    }
 }
 
 #[cfg(test)]
@@ -218,6 +231,10 @@ mod tests {
         let (codes, set) = set_of(10);
         assert_eq!(set.total(), 10);
         assert_eq!(set.remaining(), 10);
+        assert!(
+            !set.confirmed(),
+            "a new set is confirmed only once its holder shows it"
+        );
         for (i, code) in codes.iter().enumerate().rev() {
             assert_eq!(
                 set.find(

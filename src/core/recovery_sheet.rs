@@ -91,6 +91,7 @@ mod tests {
         let displayed: Vec<String> = codes.iter().map(|c| c.display().to_string()).collect();
         let issued = IssuedCodes {
             account: "alice".into(),
+            set_id: 1,
             issuer: "Acme".into(),
             issued_at: 1_714_566_896,
             codes,

@@ -26,7 +26,8 @@ use crate::core::kiosk::{OPERATOR_LOCK_AFTER, OPERATOR_RECOVERY_COMMAND, Operato
 use crate::core::password::{self, Binding, HashParams};
 use crate::core::step_up::{self, StepUp};
 use crate::core::store::{
-    Activation, CodeConsumption, Reservation, SettleCheck, Settlement, StepConsumption, Store,
+    Activation, CodeConsumption, CodesConfirmation, Reservation, SettleCheck, Settlement,
+    StepConsumption, Store,
 };
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::core::totp::{self, TotpParams, TotpRejection, TotpSecret};
@@ -92,6 +93,8 @@ pub struct Enrollment {
 #[derive(Debug)]
 pub struct IssuedCodes {
     pub account: String,
+    /// The set these codes belong to, for [`Service::confirm_codes`] (not secret).
+    pub set_id: u64,
     pub issuer: String,
     pub issued_at: UnixTime,
     pub codes: Vec<BackupCode>,
@@ -102,12 +105,19 @@ pub struct LoginSuccess {
     pub method: LoginMethod,
     pub remaining_codes: usize,
     pub total_codes: usize,
+    /// Nobody confirmed keeping the account's codes (see [`CodeSet::confirmed`]).
+    pub codes_never_confirmed: bool,
 }
 
 impl LoginSuccess {
     /// Codes are running low: the face should urge regeneration.
     pub fn low_on_codes(&self) -> bool {
         self.total_codes > 0 && self.remaining_codes <= LOW_CODES
+    }
+
+    /// The face should offer a new set: few codes are left, or nobody confirmed keeping them.
+    pub fn should_regenerate(&self) -> bool {
+        self.low_on_codes() || (self.total_codes > 0 && self.codes_never_confirmed)
     }
 }
 
@@ -150,6 +160,9 @@ pub struct CodeStatus {
     pub created_at: Option<UnixTime>,
     /// For each slot, when it was used (never the code).
     pub used_at: Vec<Option<UnixTime>>,
+    /// When the holder confirmed keeping the set; `None` with a set: never confirmed, so a
+    /// new set should be generated (see [`CodeSet::confirmed`]).
+    pub confirmed_at: Option<UnixTime>,
 }
 
 /// Why a second factor is being checked: it decides the audit events written with it.
@@ -504,7 +517,7 @@ impl Service {
             }
             Activation::NoAccount => return Err(Error::no_account(name)),
         }
-        Ok(self.issued(name, &pending.issuer, codes))
+        Ok(self.issued(name, &pending.issuer, &set, codes))
     }
 
     // ----- login ----------------------------------------------------------------------------
@@ -596,6 +609,7 @@ impl Service {
             method: LoginMethod::Password,
             remaining_codes: 0,
             total_codes: 0,
+            codes_never_confirmed: false,
         }))
     }
 
@@ -730,6 +744,7 @@ impl Service {
                             method: LoginMethod::Totp,
                             remaining_codes: remaining,
                             total_codes: total,
+                            codes_never_confirmed: never_confirmed(account),
                         })
                     }
                     // Another attempt took this step between our check and the write.
@@ -815,10 +830,13 @@ impl Service {
             .store
             .consume_backup_code(name, set.id, slot, self.now(), &check, &audit)?
         {
+            // Using a code does not confirm the set: whoever copied it off an unattended
+            // screen could use it too, and its holder would lose the warning.
             CodeConsumption::Consumed { remaining, total } => Ok(LoginSuccess {
                 method: LoginMethod::BackupCode,
                 remaining_codes: remaining,
                 total_codes: total,
+                codes_never_confirmed: never_confirmed(account),
             }),
             CodeConsumption::AlreadyUsed => self.backup_replay(attempt),
             CodeConsumption::SetReplaced => Err(wrong()?),
@@ -1000,9 +1018,16 @@ impl Service {
     }
 
     /// Hands a new set over, in clear for this one time (its event was written with it).
-    fn issued(&self, name: &str, issuer: &str, codes: Vec<BackupCode>) -> IssuedCodes {
+    fn issued(
+        &self,
+        name: &str,
+        issuer: &str,
+        set: &CodeSet,
+        codes: Vec<BackupCode>,
+    ) -> IssuedCodes {
         IssuedCodes {
             account: name.to_string(),
+            set_id: set.id,
             issuer: issuer.to_string(),
             issued_at: self.now(),
             codes,
@@ -1019,12 +1044,14 @@ impl Service {
                 total: set.total(),
                 created_at: Some(set.created_at),
                 used_at: set.slots.iter().map(|s| s.used_at).collect(),
+                confirmed_at: set.confirmed_at,
             },
             None => CodeStatus {
                 remaining: 0,
                 total: 0,
                 created_at: None,
                 used_at: vec![],
+                confirmed_at: None,
             },
         })
     }
@@ -1047,7 +1074,26 @@ impl Service {
         if !replaced {
             return Err(Error::no_account(name));
         }
-        Ok(self.issued(name, &active.issuer, codes))
+        Ok(self.issued(name, &active.issuer, &set, codes))
+    }
+
+    /// Records that the holder kept the codes of set `set_id` (the face that showed them saw one
+    /// typed back, or delivered them to a file or stream that keeps them); until then the set
+    /// shows as "never confirmed". Needs no step-up: it grants nothing, and only the face that
+    /// issued the set knows its id. Confirming again changes nothing; a set replaced meanwhile
+    /// is refused, so a late confirmation never vouches for codes nobody saw.
+    pub fn confirm_codes(&self, name: &str, set_id: u64) -> Result<(), Error> {
+        let audit = |outcome: &CodesConfirmation| match outcome {
+            CodesConfirmation::Confirmed => vec![AuditKind::CodesConfirmed],
+            _ => Vec::new(),
+        };
+        match self.store.confirm_codes(name, set_id, self.now(), &audit)? {
+            CodesConfirmation::Confirmed | CodesConfirmation::AlreadyConfirmed => Ok(()),
+            CodesConfirmation::SetReplaced => Err(Error::Invalid(format!(
+                "the backup codes of '{name}' were replaced meanwhile: these codes are void"
+            ))),
+            CodesConfirmation::NoAccount => Err(Error::no_account(name)),
+        }
     }
 
     /// Operator: clears the failure counter of a locked or throttled account.
@@ -1200,6 +1246,11 @@ fn code_counts(account: &Account) -> (usize, usize) {
         .as_ref()
         .map(|c| (c.remaining(), c.total()))
         .unwrap_or((0, 0))
+}
+
+/// Whether the account holds codes nobody confirmed keeping.
+fn never_confirmed(account: &Account) -> bool {
+    account.codes.as_ref().is_some_and(|c| !c.confirmed())
 }
 
 fn operator_locked() -> Error {

@@ -120,6 +120,17 @@ pub enum CodeConsumption {
     NoAccount,
 }
 
+/// The outcome of recording that a code set's holder kept it (see [`Store::confirm_codes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodesConfirmation {
+    Confirmed,
+    /// It was confirmed before: the first time stands, and nothing changed.
+    AlreadyConfirmed,
+    /// The account now holds another set (or none): nothing changed.
+    SetReplaced,
+    NoAccount,
+}
+
 /// The outcome of counting an attempt before it is verified (see [`Store::reserve_attempt`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
@@ -305,6 +316,16 @@ pub trait Store: Send + Sync {
         at: UnixTime,
         audit: AuditFor<'_, bool>,
     ) -> Result<bool, StoreError>;
+    /// Records that the holder kept code set `set_id` (typed a code back, or it was delivered
+    /// where it stays), with `audit`'s events, if that set is still the account's and was not
+    /// confirmed before.
+    fn confirm_codes(
+        &self,
+        name: &str,
+        set_id: u64,
+        at: UnixTime,
+        audit: AuditFor<'_, CodesConfirmation>,
+    ) -> Result<CodesConfirmation, StoreError>;
     /// Removes the authenticator, any pending enrollment and the codes, with `audit`'s events.
     fn remove_two_factor(
         &self,

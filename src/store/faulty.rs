@@ -12,8 +12,8 @@ use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
 use crate::core::keys::StoreKey;
 use crate::core::store::{
-    Activation, AuditFor, CodeConsumption, KeyBinding, Reservation, SettleCheck, Settlement,
-    StepConsumption, Store, StoreError, StoreImage,
+    Activation, AuditFor, CodeConsumption, CodesConfirmation, KeyBinding, Reservation, SettleCheck,
+    Settlement, StepConsumption, Store, StoreError, StoreImage,
 };
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 
@@ -216,6 +216,17 @@ impl<S: Store> Store for FaultyStore<S> {
         self.write()?;
         self.inner.replace_codes(name, codes, at, audit)
     }
+    fn confirm_codes(
+        &self,
+        name: &str,
+        set_id: u64,
+        at: UnixTime,
+        audit: AuditFor<'_, CodesConfirmation>,
+    ) -> Result<CodesConfirmation, StoreError> {
+        self.write()?;
+        self.inner.confirm_codes(name, set_id, at, audit)
+    }
+
     fn remove_two_factor(
         &self,
         name: &str,

@@ -12,8 +12,8 @@ use crate::core::audit::{AuditEvent, AuditKind};
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
 use crate::core::store::{
-    Activation, AuditFor, CodeConsumption, KeyBinding, Reservation, SettleCheck, Settlement,
-    StepConsumption, Store, StoreError, StoreImage,
+    Activation, AuditFor, CodeConsumption, CodesConfirmation, KeyBinding, Reservation, SettleCheck,
+    Settlement, StepConsumption, Store, StoreError, StoreImage,
 };
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::store::mutation::{self, Applied, RefusalNote};
@@ -402,6 +402,18 @@ impl Store for VolatileStore {
     ) -> Result<bool, StoreError> {
         self.modify_audited(name, false, at, audit, |a| {
             mutation::replace_codes(a, codes)
+        })
+    }
+
+    fn confirm_codes(
+        &self,
+        name: &str,
+        set_id: u64,
+        at: UnixTime,
+        audit: AuditFor<'_, CodesConfirmation>,
+    ) -> Result<CodesConfirmation, StoreError> {
+        self.modify_audited(name, CodesConfirmation::NoAccount, at, audit, |a| {
+            mutation::confirm_codes(a, set_id, at)
         })
     }
 

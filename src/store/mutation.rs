@@ -8,7 +8,8 @@ use crate::core::audit::LoginMethod;
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
 use crate::core::store::{
-    Activation, CodeConsumption, Reservation, SettleCheck, Settlement, StepConsumption,
+    Activation, CodeConsumption, CodesConfirmation, Reservation, SettleCheck, Settlement,
+    StepConsumption,
 };
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 
@@ -273,6 +274,23 @@ pub fn replace_codes(account: &mut Account, codes: &CodeSet) -> Applied<bool> {
     changed(true)
 }
 
+/// Marks set `set_id` confirmed at `at`, once: a later confirmation keeps the first time, and
+/// one for a set that was replaced meanwhile never marks the new one.
+pub fn confirm_codes(
+    account: &mut Account,
+    set_id: u64,
+    at: UnixTime,
+) -> Applied<CodesConfirmation> {
+    let Some(set) = account.codes.as_mut().filter(|s| s.id == set_id) else {
+        return unchanged(CodesConfirmation::SetReplaced);
+    };
+    if set.confirmed() {
+        return unchanged(CodesConfirmation::AlreadyConfirmed);
+    }
+    set.confirmed_at = Some(at);
+    changed(CodesConfirmation::Confirmed)
+}
+
 pub fn remove_two_factor(account: &mut Account) -> Applied<bool> {
     account.totp = None;
     account.pending = None;
@@ -449,6 +467,51 @@ mod tests {
             consume_totp_step(&mut a, 11, 0, &check()).outcome,
             StepConsumption::Accepted
         );
+    }
+
+    #[test]
+    fn a_set_is_confirmed_once_and_only_while_it_is_the_accounts() {
+        use crate::core::code_set::CodeSlot;
+        let mut a = account(None);
+        assert_eq!(
+            confirm_codes(&mut a, 7, 100).outcome,
+            CodesConfirmation::SetReplaced,
+            "no set at all"
+        );
+        a.codes = Some(CodeSet {
+            id: 7,
+            salt: [0; 16],
+            params: crate::core::password::HashParams::TEST_ONLY,
+            created_at: 50,
+            slots: vec![CodeSlot {
+                digest: [1; 16],
+                used_at: None,
+            }],
+            bound: true,
+            confirmed_at: None,
+        });
+        let stale = confirm_codes(&mut a, 8, 100);
+        assert_eq!(
+            (stale.outcome, stale.changed),
+            (CodesConfirmation::SetReplaced, false)
+        );
+        assert_eq!(a.codes.as_ref().unwrap().confirmed_at, None);
+        let first = confirm_codes(&mut a, 7, 100);
+        assert_eq!(
+            (first.outcome, first.changed),
+            (CodesConfirmation::Confirmed, true)
+        );
+        let again = confirm_codes(&mut a, 7, 200);
+        assert_eq!(
+            (again.outcome, again.changed),
+            (CodesConfirmation::AlreadyConfirmed, false)
+        );
+        assert_eq!(
+            a.codes.as_ref().unwrap().confirmed_at,
+            Some(100),
+            "the first time stands"
+        );
+        assert!(!a.facts().codes_never_confirmed);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! [`Account`], so a field added to a domain type changes no stored byte until it is added here.
 //! - [`AccountV1`]: schema 1, exactly the postcard layout of sparekey up to 8bd8069; read only,
 //!   to migrate such stores.
-//! - schema 2 ([`encode_account`]): the same fields, the code set's binding flag, the TOTP
-//!   steps burned ahead, and an HMAC-SHA256 tag (under the record key derived from the master
+//! - schema 2 ([`encode_account`]): the same fields, the code set's binding flag and when its
+//!   holder confirmed keeping it, the TOTP steps burned ahead, and an HMAC-SHA256 tag (under the record key derived from the master
 //!   key) over the whole record, bound to the account name. The operator password and the operator's failure record carry
 //!   such a tag too.
 //!
@@ -138,6 +138,8 @@ struct CodeSetV2 {
     slots: Vec<CodeSlotV1>,
     /// Digests bound to the account name and set id (false: carried over from schema 1).
     bound: bool,
+    /// When the holder confirmed keeping the set; `None`: never confirmed.
+    confirmed_at: Option<i64>,
 }
 
 /// An account record of schema 2 (before its tag).
@@ -301,6 +303,7 @@ fn codes_to(c: &CodeSet) -> CodeSetV2 {
         created_at: c.created_at,
         slots: slots_to(&c.slots),
         bound: c.bound,
+        confirmed_at: c.confirmed_at,
     }
 }
 fn codes_from(c: CodeSetV2) -> CodeSet {
@@ -311,9 +314,13 @@ fn codes_from(c: CodeSetV2) -> CodeSet {
         created_at: c.created_at,
         slots: slots_from(c.slots),
         bound: c.bound,
+        confirmed_at: c.confirmed_at,
     }
 }
-/// A schema-1 set: its digests were computed with no associated data.
+/// A schema-1 set: its digests were computed with no associated data. Schema 1 did not record
+/// confirmation; its sets count as confirmed when issued, since their holders have lived with
+/// them since (flagging every migrated set would bury the sets that really were lost under a
+/// warning on every account, and a set that was never kept shows as unused codes anyway).
 fn codes_from_v1(c: CodeSetV1) -> CodeSet {
     codes_from(CodeSetV2 {
         id: c.id,
@@ -322,6 +329,7 @@ fn codes_from_v1(c: CodeSetV1) -> CodeSet {
         created_at: c.created_at,
         slots: c.slots,
         bound: false,
+        confirmed_at: Some(c.created_at),
     })
 }
 
@@ -569,6 +577,7 @@ mod tests {
                     },
                 ],
                 bound: true,
+                confirmed_at: Some(12),
             }),
             failures: FailureRecord {
                 consecutive: 2,
@@ -590,6 +599,9 @@ mod tests {
         let bytes = encode_account_v1(&account);
         account.codes.as_mut().unwrap().bound = false;
         account.totp.as_mut().unwrap().burned_ahead.clear();
+        // Schema 1 kept no confirmation: its sets count as confirmed when issued.
+        let codes = account.codes.as_mut().unwrap();
+        codes.confirmed_at = Some(codes.created_at);
         assert_eq!(decode_account_v1("alice", &bytes).unwrap(), account);
         assert!(decode_account_v1("bob", &bytes).is_err());
     }

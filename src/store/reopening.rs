@@ -23,8 +23,8 @@ use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
 use crate::core::keys::StoreKey;
 use crate::core::store::{
-    Activation, AuditFor, CodeConsumption, KeyBinding, Reservation, SettleCheck, Settlement,
-    StepConsumption, Store, StoreError, StoreImage,
+    Activation, AuditFor, CodeConsumption, CodesConfirmation, KeyBinding, Reservation, SettleCheck,
+    Settlement, StepConsumption, Store, StoreError, StoreImage,
 };
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::store::sled_store::SledStore;
@@ -370,6 +370,16 @@ impl Store for ReopeningStore {
         audit: AuditFor<'_, bool>,
     ) -> Result<bool, StoreError> {
         self.with(|s| s.replace_codes(name, codes, at, audit))
+    }
+
+    fn confirm_codes(
+        &self,
+        name: &str,
+        set_id: u64,
+        at: UnixTime,
+        audit: AuditFor<'_, CodesConfirmation>,
+    ) -> Result<CodesConfirmation, StoreError> {
+        self.with(|s| s.confirm_codes(name, set_id, at, audit))
     }
 
     fn remove_two_factor(

@@ -31,8 +31,8 @@ use crate::core::code_set::CodeSet;
 use crate::core::keys::{MacKey, StoreKey};
 use crate::core::kiosk::OPERATOR_AUDIT_NAME;
 use crate::core::store::{
-    Activation, AuditFor, CodeConsumption, KeyBinding, Reservation, SettleCheck, Settlement,
-    StepConsumption, Store, StoreError, StoreImage,
+    Activation, AuditFor, CodeConsumption, CodesConfirmation, KeyBinding, Reservation, SettleCheck,
+    Settlement, StepConsumption, Store, StoreError, StoreImage,
 };
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::store::lock::{self, StoreLock};
@@ -526,14 +526,21 @@ impl SledStore {
 
     /// Migrates a schema-1 store to schema 2 with `key`: every record is tagged into the new
     /// tree beside the old one, with the case-folded name index, and one transaction on the
-    /// meta keys (the schema version and the tagged operator values) switches over. Stopped at
-    /// any point, the store is still the whole schema-1 store, migrated again at the next open.
+    /// meta keys (the schema version and the tagged operator values) switches over; the list
+    /// facts, derived data, are written again in their new form on the way. Stopped at any
+    /// point, the store's records are still the whole schema-1 store, migrated again (facts
+    /// and all) at the next open.
     fn migrate(&self, key: &MacKey) -> Result<(), StoreError> {
         self.accounts.clear().map_err(io)?;
         self.folds.clear().map_err(io)?;
         let mut seen = std::collections::HashMap::new();
         let mut accounts = sled::Batch::default();
         let mut folds = sled::Batch::default();
+        // Schema 2's list facts carry more than schema 1's (whether the codes were confirmed):
+        // written again from each migrated record. They are derived data that only listing
+        // reads, and nothing lists a store before its bind migrates it: a migration stopped
+        // before the switch rewrites them again with the records.
+        let mut facts = sled::Batch::default();
         let mut pending = 0;
         for entry in self.accounts_v1.iter() {
             let (name, bytes) = entry.map_err(io)?;
@@ -545,6 +552,7 @@ impl SledStore {
             }
             accounts.insert(name.as_bytes(), records::encode_account(key, &account));
             folds.insert(folded.as_bytes(), name.as_bytes());
+            facts.insert(name.as_bytes(), encode(&account.facts()));
             pending += 1;
             if pending == IMPORT_CHUNK {
                 self.accounts
@@ -553,11 +561,15 @@ impl SledStore {
                 self.folds
                     .apply_batch(std::mem::take(&mut folds))
                     .map_err(io)?;
+                self.facts
+                    .apply_batch(std::mem::take(&mut facts))
+                    .map_err(io)?;
                 pending = 0;
             }
         }
         self.accounts.apply_batch(accounts).map_err(io)?;
         self.folds.apply_batch(folds).map_err(io)?;
+        self.facts.apply_batch(facts).map_err(io)?;
         self.flush()?;
         let operator = self.db.get(META_OPERATOR_V1).map_err(io)?;
         let operator = operator.map(|v| String::from_utf8_lossy(&v).into_owned());
@@ -1036,6 +1048,18 @@ impl Store for SledStore {
     ) -> Result<bool, StoreError> {
         self.modify_audited(name, false, at, audit, |a| {
             mutation::replace_codes(a, codes)
+        })
+    }
+
+    fn confirm_codes(
+        &self,
+        name: &str,
+        set_id: u64,
+        at: UnixTime,
+        audit: AuditFor<'_, CodesConfirmation>,
+    ) -> Result<CodesConfirmation, StoreError> {
+        self.modify_audited(name, CodesConfirmation::NoAccount, at, audit, |a| {
+            mutation::confirm_codes(a, set_id, at)
         })
     }
 

@@ -303,6 +303,11 @@ pub enum Call {
         name: String,
         proof: Proof,
     },
+    /// The holder typed one of set `set_id`'s codes back: it is no longer "never confirmed".
+    ConfirmCodes {
+        name: String,
+        set_id: u64,
+    },
     Unlock {
         name: String,
     },
@@ -331,6 +336,7 @@ impl Call {
             | Call::ConfirmEnrollment { .. }
             | Call::StepUp { .. }
             | Call::Regenerate { .. }
+            | Call::ConfirmCodes { .. }
             | Call::DisableTwoFactor { .. } => Action::SelfService,
             Call::HasOperator | Call::SetOperator { .. } | Call::StartOperatorSession { .. } => {
                 Action::OperatorGate
@@ -390,6 +396,9 @@ pub enum Outcome {
         name: String,
         result: Result<(), Error>,
     },
+    /// From [`Call::ConfirmCodes`]; arrives after the codes screen is gone, so the app itself
+    /// reports a failure.
+    CodesConfirmed(Result<(), Error>),
     HasOperator(Result<bool, Error>),
     OperatorSet(Result<(), Error>),
     OperatorSession(Result<OperatorSession, Error>),
@@ -767,6 +776,12 @@ fn apply_msg(app: &mut App, msg: Msg) -> Vec<Effect> {
             let mut cx = app.cx();
             cx.show(Screen::Operator(Operator::first_start()));
             effects.extend(apply(app, cx));
+        }
+        Msg::Done(Outcome::CodesConfirmed(Err(e))) => {
+            app.calls_running = app.calls_running.saturating_sub(1);
+            app.status = Some(Status::error(format!(
+                "could not record that the codes were kept ({e}): they show as never confirmed"
+            )));
         }
         Msg::Done(outcome) => {
             app.calls_running = app.calls_running.saturating_sub(1);

@@ -23,13 +23,16 @@
 //! only after restoring), panic (ratatui's panic hook restores before the message prints), and
 //! SIGTERM or SIGHUP (systemd stopping a kiosk, a closed SSH session): the signal only sets a
 //! flag the event loop checks, so the loop ends and restores as on quitting; a second signal
-//! of the same kind ends the process at once, for a console that could not stop.
+//! of the same kind ends the process at once, for a console that could not stop. A terminal
+//! that is gone without a signal (its pseudo-terminal's other side closed) ends the loop with
+//! an error (see the `tty` module).
 
 pub mod app;
 pub mod demo;
 pub mod keys;
 pub mod runtime;
 pub mod screens;
+mod tty;
 pub mod ui;
 pub mod widgets;
 

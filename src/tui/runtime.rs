@@ -129,6 +129,9 @@ pub fn execute_call(service: &Service, call: Call) -> Outcome {
                 step_up: None,
             },
         },
+        Call::ConfirmCodes { name, set_id } => {
+            Outcome::CodesConfirmed(service.confirm_codes(&name, set_id))
+        }
         Call::Unlock { name } => {
             let result = service.unlock(&name);
             Outcome::Unlocked { name, result }
@@ -562,8 +565,8 @@ impl Platform for RealPlatform {
 /// The terminal event loop. Takes in the worker's answers, draws, waits for a key or resize (at
 /// most until the next second, so countdowns and the idle timer move; only briefly while the
 /// worker is busy or [`Effect::Later`] work waits, so answers show at once), and feeds the app.
-/// Returns when the app quits or once `stop` is set (a signal asked the console to end), so
-/// the caller restores the terminal either way.
+/// Returns when the app quits or once `stop` is set (a signal asked the console to end), and
+/// fails once the terminal is gone, so the caller restores what it can either way.
 pub fn event_loop<B: ratatui::backend::Backend, P: Platform>(
     terminal: &mut ratatui::Terminal<B>,
     driver: &mut Driver<P>,
@@ -577,6 +580,7 @@ where
         width: size.width,
         height: size.height,
     });
+    let input = crate::tui::tty::TerminalInput::open()?;
     loop {
         driver.pump()?;
         terminal
@@ -590,6 +594,8 @@ where
         } else {
             Duration::from_millis(250)
         };
+        // The wait is ours, not crossterm's: it spins on a terminal that is gone (see `tty`).
+        let wait = input.wait(wait)?;
         if event::poll(wait)? {
             match event::read()? {
                 Event::Key(key) if key.kind != KeyEventKind::Release => driver.key(key),

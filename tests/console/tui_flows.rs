@@ -68,6 +68,69 @@ fn enrollment_wizard_to_codes_once_and_proof() {
         !drawn.contains(&expected),
         "a code is still drawn after leaving"
     );
+    // The proof is recorded, audited, and the settings loaded after it say nothing is amiss.
+    assert!(
+        !h.d.service
+            .account_summary("alice")
+            .unwrap()
+            .codes_never_confirmed
+    );
+    let confirmed = h.d.service.audit_log(Some("alice"), 100).unwrap();
+    assert_eq!(
+        confirmed
+            .iter()
+            .filter(|e| e.kind == sparekey::core::audit::AuditKind::CodesConfirmed)
+            .count(),
+        1
+    );
+    assert!(!drawn.contains("never confirmed"), "{drawn}");
+}
+
+#[test]
+fn codes_left_unconfirmed_are_flagged_until_a_new_set_is_kept() {
+    let mut h = H::new();
+    let secret = enroll_by_keys(&mut h, "alice");
+    h.typed(&h.totp(&secret));
+    h.enter();
+    h.esc();
+    h.typed("y");
+    // Settings: the gauge says so and offers the way out.
+    assert!(matches!(h.screen(), Screen::Settings(_)));
+    let drawn = h.render(80, 24);
+    assert!(
+        drawn.contains("10 of 10 unused · never confirmed: press g for a new set"),
+        "{drawn}"
+    );
+    // The list: a badge on the account.
+    h.esc();
+    assert!(matches!(h.screen(), Screen::Accounts(_)));
+    let drawn = h.render(80, 24);
+    let row = drawn.lines().find(|l| l.contains("alice")).unwrap();
+    assert!(row.contains("⚠ never confirmed"), "{drawn}");
+    // Regenerating (password and a current code), then the proof, clears it.
+    h.enter();
+    h.typed("g");
+    h.typed(PASSWORD);
+    h.press(KeyCode::Tab);
+    h.advance(30);
+    h.typed(&h.totp(&secret));
+    h.enter();
+    let c = codes_screen(&h);
+    let asked = c.codes()[c.ask].display().to_string();
+    assert!(
+        h.d.service
+            .account_summary("alice")
+            .unwrap()
+            .codes_never_confirmed,
+        "a new set is unconfirmed until its proof"
+    );
+    h.enter();
+    h.typed(&asked);
+    h.enter();
+    assert!(matches!(h.screen(), Screen::Settings(_)), "{}", h.status());
+    assert!(!h.render(80, 24).contains("never confirmed"));
+    h.esc();
+    assert!(!h.render(80, 24).contains("never confirmed"));
 }
 
 #[test]
@@ -904,6 +967,31 @@ fn kiosk_idle_wipes_codes_on_screen() {
         "{}",
         h.status()
     );
+    // The cleared set is marked, and the holder, signed in again, is offered a new one.
+    assert!(
+        h.d.service
+            .account_summary("alice")
+            .unwrap()
+            .codes_never_confirmed
+    );
+    h.typed("alice");
+    h.enter();
+    h.typed(PASSWORD);
+    h.enter();
+    h.typed(&h.totp(&secret));
+    h.enter();
+    assert!(matches!(h.screen(), Screen::Secure(_)), "{}", h.status());
+    let drawn = h.render(80, 24);
+    assert!(
+        drawn.contains("Your backup codes were never confirmed"),
+        "{drawn}"
+    );
+    assert!(drawn.contains("generate a new set (g)"), "{drawn}");
+    assert!(drawn.contains("g generate new codes"), "{drawn}");
+    h.typed("g");
+    h.enter();
+    let fresh = codes_screen(&h).codes()[0].display().to_string();
+    assert_ne!(fresh, code, "a new set, shown once");
 }
 
 #[test]

@@ -665,3 +665,32 @@ fn a_restore_killed_at_any_moment_leaves_the_old_store_or_the_new_one() {
     println!("kills left the old store {saw_old} times, the restored one {saw_new} times");
     assert!(saw_new > 0, "the restore left to finish did not restore");
 }
+
+#[test]
+fn a_backup_carries_whether_the_codes_were_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let backup_file = dir.path().join("backup.bin");
+    {
+        let service = open(&paths, &clock);
+        enrolled(&service, &clock, "alice");
+        service.create_account("bob", PASSWORD).unwrap();
+        let e = service.begin_enrollment("bob", None).unwrap();
+        service
+            .confirm_enrollment("bob", &code_for(&e.secret, clock.now_for_tests()))
+            .unwrap();
+    }
+    app::backup_store(&paths, &backup_file).unwrap();
+    app::restore(&paths, &backup_file, T0 + 100).unwrap();
+    let service = open(&paths, &clock);
+    let confirmed = |name: &str| service.code_status(name).unwrap().confirmed_at;
+    assert_eq!(confirmed("alice"), Some(T0), "confirmed when enrolled");
+    assert_eq!(confirmed("bob"), None);
+    let list = service.list_accounts().unwrap();
+    let flags: Vec<_> = list
+        .iter()
+        .map(|a| (a.name.as_str(), a.codes_never_confirmed))
+        .collect();
+    assert_eq!(flags, [("alice", false), ("bob", true)]);
+}

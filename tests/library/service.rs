@@ -1252,3 +1252,100 @@ fn common_and_breached_passwords_are_refused_for_accounts_and_the_operator() {
     service.set_operator_password("operator secret").unwrap();
     service.create_account("alice", PASSWORD).unwrap();
 }
+
+#[test]
+fn codes_are_never_confirmed_until_their_holder_shows_it() {
+    let (service, clock) = memory_service(41);
+    service.create_account("alice", PASSWORD).unwrap();
+    let enrollment = service.begin_enrollment("alice", None).unwrap();
+    let issued = service
+        .confirm_enrollment("alice", &code_for(&enrollment.secret, T0))
+        .unwrap();
+    // Shown and not confirmed (left, or cleared by a kiosk's idle timeout): every face says so.
+    let summary = service.account_summary("alice").unwrap();
+    assert!(summary.codes_never_confirmed && summary.needs_attention);
+    assert!(!summary.codes_low);
+    assert!(service.list_accounts().unwrap()[0].codes_never_confirmed);
+    assert_eq!(service.code_status("alice").unwrap().confirmed_at, None);
+    clock.advance(30);
+    let login = service
+        .login(
+            "alice",
+            PASSWORD,
+            Some(&code_for(&enrollment.secret, T0 + 30)),
+        )
+        .unwrap();
+    assert!(login.codes_never_confirmed && login.should_regenerate());
+    assert!(!login.low_on_codes());
+
+    service.confirm_codes("alice", issued.set_id).unwrap();
+    let confirmed_at = T0 + 30;
+    assert_eq!(
+        service.code_status("alice").unwrap().confirmed_at,
+        Some(confirmed_at)
+    );
+    let summary = service.account_summary("alice").unwrap();
+    assert!(!summary.codes_never_confirmed && !summary.needs_attention);
+    // Again: nothing changes, the first time stands and no second event is written.
+    clock.advance(30);
+    service.confirm_codes("alice", issued.set_id).unwrap();
+    assert_eq!(
+        service.code_status("alice").unwrap().confirmed_at,
+        Some(confirmed_at)
+    );
+    let confirmations = |service: &Service| {
+        (service.audit_log(Some("alice"), 100).unwrap().iter())
+            .filter(|e| e.kind == AuditKind::CodesConfirmed)
+            .count()
+    };
+    assert_eq!(confirmations(&service), 1);
+
+    // A new set starts unconfirmed; the old set's id never vouches for it.
+    clock.advance(30);
+    let proof = service
+        .step_up("alice", PASSWORD, &code_for(&enrollment.secret, T0 + 90))
+        .unwrap();
+    let regenerated = service.regenerate_codes("alice", &proof).unwrap();
+    assert_ne!(regenerated.set_id, issued.set_id);
+    assert!(
+        service
+            .account_summary("alice")
+            .unwrap()
+            .codes_never_confirmed
+    );
+    let stale = service.confirm_codes("alice", issued.set_id).unwrap_err();
+    assert_eq!(stale.kind(), ErrorKind::Invalid, "{stale}");
+    assert!(stale.to_string().contains("replaced meanwhile"), "{stale}");
+    assert_eq!(service.code_status("alice").unwrap().confirmed_at, None);
+    assert_eq!(confirmations(&service), 1);
+    service.confirm_codes("alice", regenerated.set_id).unwrap();
+    assert!(
+        !service
+            .account_summary("alice")
+            .unwrap()
+            .codes_never_confirmed
+    );
+    assert!(matches!(
+        service.confirm_codes("nobody", 1),
+        Err(Error::NotFound(_))
+    ));
+    // Using a code proves nothing about who kept the set: it stays as it was.
+    let bob_codes = {
+        service.create_account("bob", PASSWORD).unwrap();
+        let e = service.begin_enrollment("bob", None).unwrap();
+        let now = clock.now_for_tests();
+        service
+            .confirm_enrollment("bob", &code_for(&e.secret, now))
+            .unwrap()
+    };
+    let by_code = service
+        .login("bob", PASSWORD, Some(bob_codes.codes[0].canonical()))
+        .unwrap();
+    assert!(by_code.codes_never_confirmed);
+    assert!(
+        service
+            .account_summary("bob")
+            .unwrap()
+            .codes_never_confirmed
+    );
+}

@@ -715,6 +715,12 @@ fn a_schema_one_store_migrates_keeping_every_account_code_step_and_count() {
         .collect();
     assert_eq!(used, [0, 3]);
     assert!(!codes.bound, "schema-1 digests carry no associated data");
+    // Schema 1 kept no confirmation: its sets count as confirmed when issued, and the list
+    // facts, written again by the migration, say so (and still list every account).
+    assert_eq!(codes.confirmed_at, Some(codes.created_at));
+    let facts = store.list_accounts().unwrap();
+    assert_eq!(facts.len(), 3);
+    assert!(facts.iter().all(|f| !f.codes_never_confirmed), "{facts:?}");
     let totp = alice.totp.as_ref().unwrap();
     assert_eq!(totp.last_step, manifest["alice_last_step"].as_u64());
     assert!(
@@ -979,4 +985,99 @@ fn a_removed_operator_password_is_damage_not_an_unset_password() {
     );
     // Nor can a new one be set over the hole: the kiosk stays the operator's.
     assert!(service.set_operator_password("attacker's pw").is_err());
+}
+
+/// The store contract of `confirm_codes` on `store`, which holds `name` with a set whose id is
+/// `set_id`, not confirmed: the first confirmation is written with its event, a second or one
+/// for another set changes nothing, and the list facts follow.
+fn confirm_codes_contract(store: &dyn sparekey::core::store::Store, name: &str, set_id: u64) {
+    use sparekey::core::store::CodesConfirmation;
+    let audit = |outcome: &CodesConfirmation| match outcome {
+        CodesConfirmation::Confirmed => vec![AuditKind::CodesConfirmed],
+        _ => Vec::new(),
+    };
+    let facts = |store: &dyn sparekey::core::store::Store| {
+        let list = store.list_accounts().unwrap();
+        list.into_iter().find(|f| f.name == name).unwrap()
+    };
+    let events = |store: &dyn sparekey::core::store::Store| {
+        (store.audit_events(Some(name), 1_000).unwrap().into_iter())
+            .filter(|e| e.kind == AuditKind::CodesConfirmed)
+            .map(|e| e.at)
+            .collect::<Vec<_>>()
+    };
+    assert!(facts(store).codes_never_confirmed);
+    let confirmed_at = |store: &dyn sparekey::core::store::Store| {
+        let account = store.load_account(name).unwrap().unwrap();
+        account.codes.unwrap().confirmed_at
+    };
+    assert_eq!(
+        store.confirm_codes(name, set_id ^ 1, 100, &audit).unwrap(),
+        CodesConfirmation::SetReplaced
+    );
+    assert_eq!(confirmed_at(store), None);
+    assert_eq!(
+        store.confirm_codes(name, set_id, 200, &audit).unwrap(),
+        CodesConfirmation::Confirmed
+    );
+    assert_eq!(
+        store.confirm_codes(name, set_id, 300, &audit).unwrap(),
+        CodesConfirmation::AlreadyConfirmed
+    );
+    assert_eq!(
+        store.confirm_codes("nobody", set_id, 300, &audit).unwrap(),
+        CodesConfirmation::NoAccount
+    );
+    assert_eq!(confirmed_at(store), Some(200));
+    assert_eq!(events(store), [200], "one event, written with the change");
+    assert!(!facts(store).codes_never_confirmed);
+}
+
+#[test]
+fn confirming_codes_keeps_the_contract_on_memory_and_on_sled_across_a_reopen() {
+    use sparekey::core::store::Store;
+    // Memory: the reference implementation.
+    let memory = sparekey::store::memory::MemoryStore::new();
+    let (service, clock) = {
+        let clock = Arc::new(ManualClock::new(T0));
+        let key = sparekey::core::keys::MasterKey::generate(&mut SeededEntropy::new(3));
+        let service = sparekey::core::service::Service::new(
+            Box::new(memory.clone()),
+            clock.clone(),
+            Box::new(SeededEntropy::new(4)),
+            key,
+            test_config(),
+        )
+        .unwrap();
+        (service, clock)
+    };
+    let set_id = unconfirmed(&service, &clock, "alice");
+    confirm_codes_contract(&memory, "alice", set_id);
+
+    // Sled, then again after a reopen: the confirmation was durable.
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    let set_id = {
+        let service = open_disk(&paths, &clock, 5).unwrap();
+        unconfirmed(&service, &clock, "alice")
+    };
+    {
+        let store = open_store_keyed(&paths.store, &paths.key_file).unwrap();
+        confirm_codes_contract(&store, "alice", set_id);
+    }
+    let store = open_store_keyed(&paths.store, &paths.key_file).unwrap();
+    let account = store.load_account("alice").unwrap().unwrap();
+    assert_eq!(account.codes.unwrap().confirmed_at, Some(200));
+    assert!(!store.list_accounts().unwrap()[0].codes_never_confirmed);
+}
+
+/// Enrolls `name` and leaves its codes unconfirmed; the set's id.
+fn unconfirmed(service: &sparekey::core::service::Service, clock: &ManualClock, name: &str) -> u64 {
+    service.create_account(name, PASSWORD).unwrap();
+    let e = service.begin_enrollment(name, None).unwrap();
+    let issued = service
+        .confirm_enrollment(name, &code_for(&e.secret, clock.now_for_tests()))
+        .unwrap();
+    issued.set_id
 }

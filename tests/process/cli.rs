@@ -1451,3 +1451,72 @@ fn account_list_counts_sorts_and_cuts_like_a_person_reads() {
     let json = env.run(&["--json", "account", "list"], "").ok().json();
     assert_eq!(json["accounts"][0]["name"], long);
 }
+
+#[test]
+fn codes_never_confirmed_show_in_the_list_and_status_until_delivered_again() {
+    use sparekey::core::clock::SystemClock;
+    use sparekey::core::entropy::OsEntropy;
+    let env = Env::new();
+    // Codes shown by a console and never confirmed (left, or cleared by a kiosk's idle clear).
+    let secret = {
+        let paths =
+            sparekey::app::Paths::resolve(Some(env.data_dir()), Some(env.key_file())).unwrap();
+        let service = sparekey::app::open_with(
+            &paths,
+            crate::support::test_config(),
+            std::sync::Arc::new(SystemClock),
+            Box::new(OsEntropy),
+        )
+        .unwrap();
+        service.create_account("ann", PASSWORD).unwrap();
+        let e = service.begin_enrollment("ann", None).unwrap();
+        service
+            .confirm_enrollment("ann", &totp(&e.secret.to_base32(), now()))
+            .unwrap();
+        e.secret.to_base32()
+    };
+    let list = env.run(&["account", "list"], "").ok().stdout;
+    let row = list.lines().find(|l| l.starts_with("ann")).unwrap();
+    assert!(
+        row.ends_with("10/10  codes never confirmed, needs attention"),
+        "{list}"
+    );
+    let json = env.run(&["--json", "account", "list"], "").ok().json();
+    assert_eq!(json["accounts"][0]["codes_never_confirmed"], true);
+    assert_eq!(json["accounts"][0]["needs_attention"], true);
+    let status = env.run(&["codes", "status", "ann"], "").ok().stdout;
+    assert!(
+        status.contains(
+            "  never confirmed: no code was typed back before they left the screen\n  \
+             run `sparekey codes regenerate ann` for a set you keep\n"
+        ),
+        "{status}"
+    );
+    let json = env
+        .run(&["--json", "codes", "status", "ann"], "")
+        .ok()
+        .json();
+    assert_eq!(json["confirmed_at"], Value::Null);
+
+    // Regenerated on the command line: delivered in full to stdout, so confirmed.
+    env.run(
+        &["--json", "codes", "regenerate", "ann"],
+        &format!("{PASSWORD}\n{}\n", totp(&secret, now() + 30)),
+    )
+    .ok();
+    let list = env.run(&["account", "list"], "").ok().stdout;
+    let row = list.lines().find(|l| l.starts_with("ann")).unwrap();
+    assert!(row.ends_with("10/10  ok"), "{list}");
+    let json = env
+        .run(&["--json", "codes", "status", "ann"], "")
+        .ok()
+        .json();
+    assert!(
+        json["confirmed_at"].as_str().unwrap().ends_with('Z'),
+        "{json}"
+    );
+    let status = env.run(&["codes", "status", "ann"], "").ok().stdout;
+    assert!(!status.contains("never confirmed"), "{status}");
+    let audit = env.run(&["audit", "ann"], "").ok().stdout;
+    assert!(audit.contains("backup codes confirmed as kept"), "{audit}");
+}

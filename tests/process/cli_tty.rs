@@ -144,6 +144,14 @@ fn enroll_asks_for_the_code_on_a_terminal() {
     assert!(screen.contains("enter the 6-digit code"), "{screen}");
     assert!(screen.contains("New backup codes for bob"), "{screen}");
     assert!(screen.contains(" 10. "), "{screen}");
+    // Printed in full on the terminal, where they stay: the set counts as delivered.
+    let (code, status) = Session::start(&dir, &["codes", "status", "bob"]).finish();
+    assert_eq!(code, 0, "{status}");
+    assert!(
+        status.contains("'bob': 10 of 10 backup codes left"),
+        "{status}"
+    );
+    assert!(!status.contains("never confirmed"), "{status}");
 }
 
 #[test]

@@ -278,3 +278,74 @@ fn a_kiosk_warns_then_clears_an_idle_screen() {
     assert!(c.wait_for_exit().success());
     c.assert_restored();
 }
+
+/// The console in a pseudo-terminal that is not its controlling terminal, so closing the master
+/// side sends it no SIGHUP (as when an ssh session or a test harness dies and the hangup never
+/// reaches the process): the terminal is simply gone.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_console_whose_terminal_vanished_exits() {
+    use portable_pty::{PtySize, native_pty_system};
+    use std::io::Read;
+
+    let dir = TempDir::new().unwrap();
+    {
+        let service = open_real(&paths_of(&dir));
+        service.create_account("alice", PASSWORD).unwrap();
+    }
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut cmd = pty_command(dir.path(), &["tui"]);
+    cmd.env("TERM", "xterm-256color");
+    cmd.env_remove("DISPLAY");
+    cmd.env_remove("WAYLAND_DISPLAY");
+    cmd.set_controlling_tty(false);
+    let mut child = pair.slave.spawn_command(cmd).unwrap();
+    drop(pair.slave);
+    // Reads until the first frame is drawn (the console is then in its event loop), then lets
+    // go of its copy of the master, so that every copy can be closed.
+    let mut reader = pair.master.try_clone_reader().unwrap();
+    let first_frame = std::thread::spawn(move || {
+        let mut screen = vt100::Parser::new(24, 80, 0);
+        let mut buf = [0u8; 4096];
+        while !screen.screen().contents().contains("Accounts") {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => screen.process(&buf[..n]),
+            }
+        }
+        true
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !first_frame.is_finished() {
+        assert!(Instant::now() < deadline, "the console never drew");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        first_frame.join().unwrap(),
+        "the console ended before it drew"
+    );
+    drop(pair.master);
+
+    // Before the fix crossterm re-read the dead terminal at full speed, forever, and the
+    // console never came back from its wait; now it ends at its next wait.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("the console kept running after its terminal was gone");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // An error exit: nobody is left to read the message, but a supervisor sees the status.
+    assert!(!status.success(), "{status:?}");
+}

@@ -161,6 +161,8 @@ pub fn enroll(service: &Service, clock: &ManualClock, name: &str) -> (Vec<u8>, I
     let secret = e.secret.as_bytes().to_vec();
     let code = code_at(&secret, clock.now(), e.params).unwrap();
     let issued = service.confirm_enrollment(name, &code).unwrap();
+    // As the codes screen's proof would: an account as most are, its codes kept.
+    service.confirm_codes(name, issued.set_id).unwrap();
     (secret, issued)
 }
 

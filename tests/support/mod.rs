@@ -161,6 +161,8 @@ pub fn enrolled(service: &Service, clock: &ManualClock, name: &str) -> (TotpSecr
     let enrollment = service.begin_enrollment(name, Some(PASSWORD)).unwrap();
     let code = code_for(&enrollment.secret, clock.now_for_tests());
     let issued = service.confirm_enrollment(name, &code).unwrap();
+    // As a face does once the codes are kept (typed back, or delivered in full).
+    service.confirm_codes(name, issued.set_id).unwrap();
     clock.advance(30);
     let codes = issued
         .codes

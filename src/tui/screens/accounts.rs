@@ -314,7 +314,7 @@ fn two_factor_label(a: &AccountSummary) -> &'static str {
 }
 
 /// The warning badges, from the core's flags: the authenticator may be lost (re-enroll), the
-/// codes are running low (regenerate). Both can apply.
+/// codes are running low or nobody confirmed keeping them (regenerate). Any can apply.
 fn badges(a: &AccountSummary) -> Vec<&'static str> {
     let mut badges = Vec::new();
     if a.last_login_used_backup_code {
@@ -322,6 +322,9 @@ fn badges(a: &AccountSummary) -> Vec<&'static str> {
     }
     if a.codes_low {
         badges.push("⚠ codes low");
+    }
+    if a.codes_never_confirmed {
+        badges.push("⚠ never confirmed");
     }
     badges
 }
@@ -566,6 +569,7 @@ mod tests {
             last_login: None,
             codes_low: true,
             last_login_used_backup_code: tall,
+            codes_never_confirmed: false,
             needs_attention: true,
         }
     }

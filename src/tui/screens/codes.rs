@@ -1,6 +1,8 @@
 //! Backup codes, shown once: a numbered grid, copy (`c`), export (`e`), and the proof that they
 //! were kept by typing one back ("type code #7"). Owns the only copy of the codes in the UI and
-//! drops it (each [`BackupCode`] zeroizes itself) the moment the screen is left. Must never let
+//! drops it (each [`BackupCode`] zeroizes itself) the moment the screen is left. Only the proof
+//! records the set as confirmed; leaving anyway, or a kiosk's idle clear, leaves it "never
+//! confirmed", which the list, the settings and the signed-in screen then show. Must never let
 //! the user leave without either the proof or an explicit "leave anyway", and never write the
 //! codes anywhere but through an [`Effect`].
 
@@ -16,7 +18,9 @@ use zeroize::Zeroizing;
 use crate::core::backup_code::{BackupCode, FORMAT_HINT};
 use crate::core::recovery_sheet;
 use crate::core::service::IssuedCodes;
-use crate::tui::app::{AppOptions, ClipboardUsed, Component, Cx, ExportError, Target, ViewCx};
+use crate::tui::app::{
+    AppOptions, Call, ClipboardUsed, Component, Cx, ExportError, Target, ViewCx,
+};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::widgets::{Field, field_line, format_date, margin, panel};
 
@@ -179,6 +183,13 @@ impl Component for Codes {
                     let expected = self.codes().get(self.ask);
                     match BackupCode::parse(&typed) {
                         Ok(code) if Some(&code) == expected => {
+                            // Recorded before the next screen loads, so it shows it confirmed.
+                            if let Some(issued) = &self.issued {
+                                cx.call(Call::ConfirmCodes {
+                                    name: issued.account.clone(),
+                                    set_id: issued.set_id,
+                                });
+                            }
                             cx.info("well kept: the codes are now wiped from this screen");
                             self.leave(self.then.clone(), cx);
                         }
@@ -208,7 +219,7 @@ impl Component for Codes {
                 KeyCode::Char('y') | KeyCode::Char('Y') => {
                     let target = target.clone();
                     cx.info(
-                        "left without confirming: the codes are wiped and cannot be shown again",
+                        "left without confirming: the codes are wiped and show as never confirmed",
                     );
                     self.leave(target, cx);
                 }

@@ -1,5 +1,6 @@
 //! After a login: "Secure your account" when a backup code was used (with how many remain and
-//! the urge to re-enroll, and to regenerate when few are left), or a plain "Signed in" summary.
+//! the urge to re-enroll, and to regenerate when few are left or nobody confirmed keeping them),
+//! or a plain "Signed in" summary.
 //! Owns the step-up the login made, for regenerating and re-enrolling without another code
 //! while it is fresh (the prompt asks for the password and a code once it is not). Must never
 //! decide what "few codes" means: that is [`LoginSuccess::low_on_codes`].
@@ -77,7 +78,7 @@ impl Component for Secure {
             PROMPT_KEYS
         } else if self.success.method == LoginMethod::Password {
             NO_2FA_KEYS
-        } else if self.success.low_on_codes() {
+        } else if self.success.should_regenerate() {
             LOW_KEYS
         } else {
             KEYS
@@ -119,7 +120,7 @@ impl Component for Secure {
                     self.success.method != crate::core::audit::LoginMethod::Password,
                 )),
             },
-            KeyCode::Char('g') if self.success.low_on_codes() => {
+            KeyCode::Char('g') if self.success.should_regenerate() => {
                 self.regenerate = Some(Reauth::new(self.step_up.as_ref(), cx.now))
             }
             KeyCode::Char('s') => cx.open(Target::Settings(name)),
@@ -213,6 +214,13 @@ impl Component for Secure {
                     "Turn on two-factor authentication: press r to enroll an authenticator.",
                 ));
             }
+        }
+        if s.codes_never_confirmed && s.total_codes > 0 && !s.low_on_codes() {
+            lines.push(Line::raw(""));
+            lines.push(Line::styled(
+                "⚠ Your backup codes were never confirmed (cleared or left before one was typed back): generate a new set (g) and keep it.",
+                t.warn(),
+            ));
         }
         if s.low_on_codes() {
             lines.push(Line::raw(""));

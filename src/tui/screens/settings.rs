@@ -1,5 +1,6 @@
-//! Settings of one account: the unused codes as a gauge, the slot list (when each code was used,
-//! never the code), regenerate, re-enroll, turn 2FA off, and the audit log. Owns the prompt of
+//! Settings of one account: the unused codes as a gauge (saying so when nobody confirmed keeping
+//! them, with regeneration offered), the slot list (when each code was used, never the code),
+//! regenerate, re-enroll, turn 2FA off, and the audit log. Owns the prompt of
 //! those actions ([`Reauth`], also used by the signed-in and enrollment screens): the password
 //! and a current code when no fresh step-up is held, a bare confirmation when one is. Must never
 //! show a code or decide an action is allowed: the core checks the password, the code and the
@@ -414,13 +415,22 @@ impl Component for Settings {
         } else {
             0.0
         };
-        let label = if codes.total > 0 {
+        let label = if s.codes_never_confirmed {
+            format!(
+                "{} of {} unused · never confirmed: press g for a new set",
+                codes.remaining, codes.total
+            )
+        } else if codes.total > 0 {
             format!("{} of {} unused", codes.remaining, codes.total)
         } else {
             "no backup codes".to_string()
         };
         // The gauge is about the codes: a login by backup code alone does not make them low.
-        let gauge_style = if s.codes_low { t.warn() } else { t.ok() };
+        let gauge_style = if s.codes_low || s.codes_never_confirmed {
+            t.warn()
+        } else {
+            t.ok()
+        };
         frame.render_widget(
             Gauge::default()
                 .block(panel().title(" Backup codes "))
