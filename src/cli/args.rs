@@ -65,6 +65,11 @@ pub enum Command {
     /// Simulated login: reads the password line, then the code line (authenticator or backup code)
     Login(NameArg),
 
+    /// Check only the second factor (the first was checked elsewhere, e.g. by pam_unix): reads
+    /// one code line (authenticator or backup code); throttled, single-use and audited like a
+    /// login, with its exit codes. For root and the PAM module, never a user-facing login
+    Verify(VerifyArgs),
+
     /// Backup codes: status and regeneration
     #[command(subcommand)]
     Codes(CodesCommand),
@@ -123,7 +128,7 @@ pub enum KioskCommand {
 #[derive(Debug, Subcommand)]
 pub enum AccountCommand {
     /// Create an account; reads its password from stdin (or a hidden prompt, asked twice)
-    Add(NameArg),
+    Add(AddArgs),
     /// List the accounts and the state of their second factor
     List,
     /// Remove an account and its second factor
@@ -134,6 +139,28 @@ pub enum AccountCommand {
 pub struct NameArg {
     /// The account name
     pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The account name
+    pub name: String,
+
+    /// No sparekey password: the first factor is checked elsewhere (the system password, by
+    /// pam_unix), and `sparekey verify` checks the second. Reads nothing
+    #[arg(long)]
+    pub second_factor_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The account name
+    pub name: String,
+
+    /// Read nothing and change nothing: exit 0 if the account has an authenticator to check
+    /// now, 2 if it has no account or no authenticator, 3 if it is throttled or locked
+    #[arg(long)]
+    pub probe: bool,
 }
 
 #[derive(Debug, Args)]

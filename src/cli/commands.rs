@@ -17,7 +17,7 @@ use crate::core::service::{Config, IssuedCodes, Service};
 
 use super::args::{
     AccountCommand, AuditArgs, Cli, CodesCommand, Command, EnrollArgs, GlobalArgs, KioskCommand,
-    RegenerateArgs, TuiArgs,
+    RegenerateArgs, TuiArgs, VerifyArgs,
 };
 use super::input::SecretInput;
 use super::output::{self, Output};
@@ -46,11 +46,15 @@ pub fn run(cli: Cli) -> u8 {
     let result = match &cli.command {
         None => tui(global, out, &TuiArgs::default()),
         Some(Command::Tui(args)) => tui(global, out, args),
+        Some(Command::Account(AccountCommand::Add(a))) if a.second_factor_only => {
+            account_add_second_factor_only(global, out, &a.name)
+        }
         Some(Command::Account(AccountCommand::Add(a))) => account_add(global, out, &a.name),
         Some(Command::Account(AccountCommand::List)) => account_list(global, out),
         Some(Command::Account(AccountCommand::Remove(a))) => account_remove(global, out, &a.name),
         Some(Command::Enroll(args)) => enroll(global, out, args),
         Some(Command::Login(a)) => login(global, out, &a.name),
+        Some(Command::Verify(args)) => verify(global, out, args),
         Some(Command::Codes(CodesCommand::Status(a))) => codes_status(global, out, &a.name),
         Some(Command::Codes(CodesCommand::Regenerate(args))) => regenerate(global, out, args),
         Some(Command::Audit(args)) => audit(global, out, args),
@@ -136,6 +140,22 @@ fn account_add(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
         out.json(&serde_json::json!({ "account": name, "created": true }))?;
     } else {
         out.line(&format!("created account '{name}'"))?;
+    }
+    Ok(())
+}
+
+fn account_add_second_factor_only(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
+    open(global)?.create_second_factor_only_account(name)?;
+    if out.is_json() {
+        out.json(&serde_json::json!({
+            "account": name, "created": true, "second_factor_only": true,
+        }))?;
+    } else {
+        out.line(&format!(
+            "created account '{name}' (second factor only: its password is the system's); \
+             enroll its authenticator with `sparekey enroll {}`",
+            shell_word(name)
+        ))?;
     }
     Ok(())
 }
@@ -469,6 +489,42 @@ fn login(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
             shell_word(name)
         ))?;
     }
+    Ok(())
+}
+
+/// The second factor alone (for the PAM module): one code line, the core's checks, the login's
+/// answers and exit codes.
+fn verify(global: &GlobalArgs, out: Output, args: &VerifyArgs) -> Outcome {
+    if args.probe {
+        open(global)?.probe_second_factor(&args.name)?;
+        if out.is_json() {
+            out.json(&serde_json::json!({ "account": args.name, "ready": true }))?;
+        } else {
+            out.line(&format!("'{}' has an authenticator to check", args.name))?;
+        }
+        return Ok(());
+    }
+    let code = SecretInput::stdin().required("code (authenticator or backup code)")?;
+    let success = open(global)?.verify_second_factor(&args.name, &code)?;
+    drop(code);
+    // Durable from here on: only now may "accepted" be said.
+    if out.is_json() {
+        out.json(&serde_json::json!({
+            "result": "accepted",
+            "method": success.method.as_str(),
+            "remaining_codes": success.remaining_codes,
+            "total_codes": success.total_codes,
+            "low_on_codes": success.low_on_codes(),
+        }))?;
+        return Ok(());
+    }
+    out.line(&match success.method {
+        LoginMethod::BackupCode => format!(
+            "accepted: backup code, {} of {} codes remain",
+            success.remaining_codes, success.total_codes
+        ),
+        _ => "accepted: authenticator code".to_string(),
+    })?;
     Ok(())
 }
 

@@ -49,8 +49,10 @@ pub struct LastLogin {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub name: String,
-    /// Argon2id PHC string.
-    pub password: String,
+    /// Argon2id PHC string of the sparekey password; `None` for a second-factor-only account,
+    /// whose first factor is checked elsewhere (the system password, by `pam_unix`).
+    #[serde(with = "password_or_none")]
+    pub password: Option<String>,
     pub created_at: UnixTime,
     pub totp: Option<ActiveTotp>,
     pub pending: Option<PendingTotp>,
@@ -88,6 +90,29 @@ impl Account {
             failures: self.failures,
             last_login: self.last_login,
         }
+    }
+}
+
+/// Schema 1 keeps the password as a plain string; a second-factor-only account stores it empty,
+/// which no PHC string can be, so records written before such accounts existed read unchanged
+/// and an older sparekey reading the new record finds a password that nothing verifies against.
+mod password_or_none {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(value.as_deref().unwrap_or(""))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let phc = String::deserialize(d)?;
+        Ok(Some(phc).filter(|p| !p.is_empty()))
+    }
+}
+
+impl Account {
+    /// Whether the first factor is checked elsewhere (no sparekey password).
+    pub fn second_factor_only(&self) -> bool {
+        self.password.is_none()
     }
 }
 
@@ -178,5 +203,43 @@ mod tests {
         assert!(validate_name(" alice").is_err());
         assert!(validate_name(&"x".repeat(65)).is_err());
         assert!(validate_name(&"x".repeat(64)).is_ok());
+    }
+
+    fn record(password: Option<&str>) -> Account {
+        Account {
+            name: "bob".into(),
+            password: password.map(str::to_string),
+            created_at: 0,
+            totp: None,
+            pending: None,
+            codes: None,
+            failures: Default::default(),
+            last_login: None,
+        }
+    }
+
+    #[test]
+    fn second_factor_only_records_round_trip_and_old_records_read_unchanged() {
+        let only = record(None);
+        let bytes = postcard::to_allocvec(&only).unwrap();
+        let back: Account = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, only);
+        assert!(back.second_factor_only());
+
+        let with = record(Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"));
+        let back: Account = postcard::from_bytes(&postcard::to_allocvec(&with).unwrap()).unwrap();
+        assert_eq!(back, with);
+        // A schema-1 record (the password a plain string) is the same bytes as before.
+        #[derive(serde::Serialize)]
+        struct Before<'a> {
+            name: &'a str,
+            password: &'a str,
+        }
+        let before = postcard::to_allocvec(&Before {
+            name: "bob",
+            password: with.password.as_deref().unwrap(),
+        })
+        .unwrap();
+        assert!(postcard::to_allocvec(&with).unwrap().starts_with(&before));
     }
 }

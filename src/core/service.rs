@@ -275,9 +275,21 @@ impl Service {
     pub fn create_account(&self, name: &str, password: &str) -> Result<(), Error> {
         account::validate_name(name).map_err(Error::Invalid)?;
         let phc = self.hash_new_password(password)?;
+        self.insert_new_account(name, Some(phc))
+    }
+
+    /// Creates an account with no sparekey password: its first factor is checked elsewhere
+    /// (the system password, by `pam_unix`), and only its second factor here, with
+    /// [`Service::verify_second_factor`]. The simulated login refuses it.
+    pub fn create_second_factor_only_account(&self, name: &str) -> Result<(), Error> {
+        account::validate_name(name).map_err(Error::Invalid)?;
+        self.insert_new_account(name, None)
+    }
+
+    fn insert_new_account(&self, name: &str, password: Option<String>) -> Result<(), Error> {
         let record = Account {
             name: name.to_string(),
-            password: phc,
+            password,
             created_at: self.now(),
             totp: None,
             pending: None,
@@ -506,9 +518,12 @@ impl Service {
                 now_locked: false,
             }));
         };
+        let Some(phc) = account.password.as_deref() else {
+            return Err(second_factor_only(name));
+        };
         self.pass_gate(&account)?;
         let attempt = self.reserve(&account)?;
-        if !self.verify_password(password, &account.password) {
+        if !self.verify_password(password, phc) {
             return Err(self.fail(
                 &attempt,
                 RejectReason::WrongNameOrPassword,
@@ -569,6 +584,40 @@ impl Service {
         // The throttle may have started, or an operator locked it, since the password step.
         self.pass_gate(&account)?;
         self.accept_second_factor(&account, factor, Purpose::Login)
+    }
+
+    /// Checks only the second factor of an account whose first factor was checked elsewhere
+    /// (the PAM module's `sparekey verify`): a TOTP code or a backup code, with the throttle,
+    /// replay refusal, single use and audit of a login. A typo is refused before anything is
+    /// counted. Works on any account with an authenticator; for one with a sparekey password it
+    /// is that account's second step without the first, so only callers that checked the
+    /// first factor themselves (root, through PAM) may use it.
+    pub fn verify_second_factor(&self, name: &str, input: &str) -> Result<LoginSuccess, Error> {
+        let factor = self.parse_second_factor(input)?;
+        let account = self.second_factor_account(name)?;
+        self.pass_gate(&account)?;
+        self.accept_second_factor(&account, factor, Purpose::Login)
+    }
+
+    /// Whether `name` has a second factor that [`Service::verify_second_factor`] can check
+    /// now: `NotFound` for no account, `Invalid` for no authenticator (yet), throttled or locked
+    /// while the gate is closed. Reads only; counts and writes nothing.
+    pub fn probe_second_factor(&self, name: &str) -> Result<(), Error> {
+        let account = self.second_factor_account(name)?;
+        match self.config.throttle.gate(&account.failures, self.now()) {
+            Gate::Open => Ok(()),
+            gate => Err(refused(name, gate)),
+        }
+    }
+
+    fn second_factor_account(&self, name: &str) -> Result<Account, Error> {
+        let account = self.load(name)?;
+        if account.totp.is_none() {
+            return Err(Error::Invalid(format!(
+                "'{name}' has no authenticator: enroll one with `sparekey enroll`"
+            )));
+        }
+        Ok(account)
     }
 
     /// Counts, checks and consumes a second factor; on failure records why and returns the
@@ -851,9 +900,16 @@ impl Service {
     }
 
     fn check_password(&self, account: &Account, password: &str) -> Result<(), Error> {
+        let Some(phc) = account.password.as_deref() else {
+            return Err(Error::Invalid(format!(
+                "'{}' has no sparekey password (its password is the system's): an operator \
+                 resets its two-factor with `sparekey reset` and enrolls it again",
+                account.name
+            )));
+        };
         self.pass_gate(account)?;
         let attempt = self.reserve(account)?;
-        if self.verify_password(password, &account.password) {
+        if self.verify_password(password, phc) {
             self.release(&attempt)
         } else {
             Err(self.fail(
@@ -1085,6 +1141,13 @@ fn refused(name: &str, gate: Gate) -> Error {
         Gate::Delayed { seconds_left } => Error::Throttled { seconds_left },
         Gate::Locked | Gate::Open => locked(name),
     }
+}
+
+fn second_factor_only(name: &str) -> Error {
+    Error::Invalid(format!(
+        "'{name}' is a second-factor-only account: its password is checked by the system \
+         (e.g. pam_unix), not here; check its code with `sparekey verify`"
+    ))
 }
 
 fn locked(name: &str) -> Error {

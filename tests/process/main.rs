@@ -8,5 +8,6 @@ mod support;
 
 mod cli;
 mod cli_tty;
+mod cli_verify;
 mod crash;
 mod tui_pty;
