@@ -10,4 +10,5 @@ mod cli;
 mod cli_tty;
 mod cli_verify;
 mod crash;
+mod pam;
 mod tui_pty;
