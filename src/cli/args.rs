@@ -70,6 +70,11 @@ pub enum Command {
     /// login, with its exit codes. For root and the PAM module, never a user-facing login
     Verify(VerifyArgs),
 
+    /// Enroll an authenticator that exists elsewhere, so the phone keeps working, with a fresh
+    /// set of backup codes
+    #[command(subcommand)]
+    Import(ImportCommand),
+
     /// Backup codes: status and regeneration
     #[command(subcommand)]
     Codes(CodesCommand),
@@ -161,6 +166,42 @@ pub struct VerifyArgs {
     /// now, 2 if it has no account or no authenticator, 3 if it is throttled or locked
     #[arg(long)]
     pub probe: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Read a google-authenticator-libpam file (~/.google_authenticator; TOTP only). The file is
+    /// never changed; its scratch codes are not carried over (a fresh set is shown instead). An
+    /// account that does not exist is created second-factor-only
+    GoogleAuthenticator(GoogleAuthenticatorArgs),
+    /// Read one otpauth://totp/ URI from standard input (or a hidden prompt)
+    Otpauth(OtpauthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GoogleAuthenticatorArgs {
+    /// The google-authenticator file
+    pub file: PathBuf,
+
+    /// The sparekey account to enroll it for
+    #[arg(long, value_name = "NAME")]
+    pub account: String,
+
+    /// Write the new backup codes to this new file (mode 0600, never overwritten) instead of
+    /// printing them
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct OtpauthArgs {
+    /// The sparekey account to enroll it for
+    pub name: String,
+
+    /// Write the new backup codes to this new file (mode 0600, never overwritten) instead of
+    /// printing them
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

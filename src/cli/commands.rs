@@ -19,6 +19,7 @@ use super::args::{
     AccountCommand, AuditArgs, Cli, CodesCommand, Command, EnrollArgs, GlobalArgs, KioskCommand,
     RegenerateArgs, TuiArgs, VerifyArgs,
 };
+use super::args::{GoogleAuthenticatorArgs, ImportCommand, OtpauthArgs};
 use super::input::SecretInput;
 use super::output::{self, Output};
 use crate::core::qr;
@@ -55,6 +56,10 @@ pub fn run(cli: Cli) -> u8 {
         Some(Command::Enroll(args)) => enroll(global, out, args),
         Some(Command::Login(a)) => login(global, out, &a.name),
         Some(Command::Verify(args)) => verify(global, out, args),
+        Some(Command::Import(ImportCommand::GoogleAuthenticator(args))) => {
+            import_google_authenticator(global, out, args)
+        }
+        Some(Command::Import(ImportCommand::Otpauth(args))) => import_otpauth(global, out, args),
         Some(Command::Codes(CodesCommand::Status(a))) => codes_status(global, out, &a.name),
         Some(Command::Codes(CodesCommand::Regenerate(args))) => regenerate(global, out, args),
         Some(Command::Audit(args)) => audit(global, out, args),
@@ -526,6 +531,122 @@ fn verify(global: &GlobalArgs, out: Output, args: &VerifyArgs) -> Outcome {
         _ => "accepted: authenticator code".to_string(),
     })?;
     Ok(())
+}
+
+// ----- import --------------------------------------------------------------------------------
+
+/// Largest google-authenticator file read: a real one is a few hundred bytes.
+const MAX_IMPORT_BYTES: u64 = 64 * 1024;
+
+fn import_google_authenticator(
+    global: &GlobalArgs,
+    out: Output,
+    args: &GoogleAuthenticatorArgs,
+) -> Outcome {
+    if let Some(file) = &args.out {
+        check_new_file(file)?;
+    }
+    crate::core::account::validate_name(&args.account).map_err(Error::Invalid)?;
+    let text = read_import_file(&args.file)?;
+    let imported = crate::core::import::google_authenticator(&text)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", args.file.display())))?;
+    drop(text);
+    let source = format!("{} (left unchanged)", args.file.display());
+    finish_import(
+        global,
+        out,
+        &args.account,
+        &imported,
+        &source,
+        args.out.as_deref(),
+    )
+}
+
+fn import_otpauth(global: &GlobalArgs, out: Output, args: &OtpauthArgs) -> Outcome {
+    if let Some(file) = &args.out {
+        check_new_file(file)?;
+    }
+    crate::core::account::validate_name(&args.name).map_err(Error::Invalid)?;
+    let uri = SecretInput::stdin().required("otpauth URI")?;
+    let imported = crate::core::import::otpauth(&uri).map_err(Error::Invalid)?;
+    drop(uri);
+    finish_import(
+        global,
+        out,
+        &args.name,
+        &imported,
+        "the otpauth URI",
+        args.out.as_deref(),
+    )
+}
+
+/// Reads a whole import file, bounded, into a buffer wiped when dropped; opened read-only, so
+/// it is never changed.
+fn read_import_file(path: &Path) -> Result<Zeroizing<String>, Error> {
+    use std::io::Read;
+    let fail = |e: std::io::Error| Error::Io(format!("cannot read {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(fail)?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_IMPORT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    if bytes.len() as u64 > MAX_IMPORT_BYTES {
+        return Err(Error::Invalid(format!(
+            "{} is larger than 64 KiB: not a google-authenticator file",
+            path.display()
+        )));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        Error::Invalid(format!(
+            "{} is not text: not a google-authenticator file",
+            path.display()
+        ))
+    })?;
+    Ok(Zeroizing::new(text.to_string()))
+}
+
+fn finish_import(
+    global: &GlobalArgs,
+    out: Output,
+    name: &str,
+    imported: &crate::core::import::Imported,
+    source: &str,
+    file: Option<&Path>,
+) -> Outcome {
+    let issued = open(global)?.import_authenticator(name, imported)?;
+    if out.is_json() && file.is_none() {
+        let shown: Zeroizing<Vec<String>> = Zeroizing::new(
+            (issued.codes.iter())
+                .map(|c| String::from(c.display().as_str()))
+                .collect(),
+        );
+        // Serialised straight from the buffers: no unwiped copy of a code.
+        #[derive(Serialize)]
+        struct ImportJson<'a> {
+            account: &'a str,
+            imported: bool,
+            notes: &'a [String],
+            codes: &'a [String],
+        }
+        out.json(&ImportJson {
+            account: name,
+            imported: true,
+            notes: &imported.notes,
+            codes: &shown,
+        })?;
+        return Ok(());
+    }
+    if !out.is_json() {
+        let mut text = format!(
+            "Imported the authenticator from {source} for '{name}': the phone keeps showing valid codes.\n"
+        );
+        for note in &imported.notes {
+            text.push_str(&format!("note: {note}\n"));
+        }
+        text.push('\n');
+        out.text(&text)?;
+    }
+    deliver_codes(out, &issued, file)
 }
 
 // ----- codes and administration --------------------------------------------------------------

@@ -469,6 +469,89 @@ impl Service {
         Ok(self.issued(name, &pending.issuer, codes))
     }
 
+    /// Enrolls an authenticator that already exists elsewhere (a google-authenticator file, an
+    /// otpauth URI), so the user's phone keeps working, and issues a fresh set of backup codes
+    /// (shown once). An account that does not exist yet is created second-factor-only (its
+    /// password is the system's, as it was for google-authenticator); one that already has an
+    /// authenticator is refused (an operator resets it first). Audited as an enrollment.
+    pub fn import_authenticator(
+        &self,
+        name: &str,
+        imported: &crate::core::import::Imported,
+    ) -> Result<IssuedCodes, Error> {
+        account::validate_name(name).map_err(Error::Invalid)?;
+        if !imported.params.is_valid() {
+            return Err(Error::Invalid(
+                "the imported TOTP parameters are invalid".into(),
+            ));
+        }
+        let account = match self.store.load_account(name)? {
+            Some(account) => account,
+            None => {
+                self.create_second_factor_only_account(name)?;
+                self.load(name)?
+            }
+        };
+        if account.totp.is_some() {
+            return Err(Error::Invalid(format!(
+                "'{name}' already has an authenticator: an operator resets it first with \
+                 `sparekey reset`"
+            )));
+        }
+        // An issuer the otpauth URI format cannot carry falls back to ours.
+        let issuer = imported
+            .issuer
+            .clone()
+            .filter(|i| totp::otpauth_uri(i, name, &imported.secret, imported.params).is_ok())
+            .unwrap_or_else(|| self.config.issuer.clone());
+        let (sealed, id) = self.with_entropy(|e| {
+            let sealed = self.key.seal(e, imported.secret.as_bytes(), name);
+            let mut id = [0u8; 8];
+            e.fill(&mut id);
+            (sealed, u64::from_le_bytes(id))
+        });
+        let pending = PendingTotp {
+            id,
+            issuer: issuer.clone(),
+            secret: sealed.clone(),
+            params: imported.params,
+            started_at: self.now(),
+        };
+        if !self.store.set_pending(name, &pending, self.now(), &|_| {
+            vec![AuditKind::EnrollmentStarted]
+        })? {
+            return Err(Error::no_account(name));
+        }
+        let (codes, set) = self.new_code_set();
+        let active = ActiveTotp {
+            issuer: issuer.clone(),
+            secret: sealed,
+            params: imported.params,
+            // The phone's current code works at once: no step of ours was used yet.
+            last_step: None,
+            enrolled_at: self.now(),
+            burned_ahead: Vec::new(),
+        };
+        let count = codes.len() as u32;
+        let audit = |outcome: &Activation| match outcome {
+            Activation::Activated => vec![
+                AuditKind::TwoFactorEnrolled,
+                AuditKind::CodesRegenerated { count },
+            ],
+            _ => Vec::new(),
+        };
+        match self
+            .store
+            .activate_pending(name, id, &active, &set, self.now(), &audit)?
+        {
+            Activation::Activated => Ok(self.issued(name, &issuer, codes)),
+            Activation::PendingChanged => Err(Error::Invalid(
+                "an enrollment of this account started meanwhile: import again".into(),
+            )),
+            Activation::NoAccount => Err(Error::no_account(name)),
+        }
+    }
+
     // ----- login ----------------------------------------------------------------------------
 
     /// Classifies a typed second factor with no hashing: 6 digits (spaces ignored) are a TOTP
@@ -593,8 +676,10 @@ impl Service {
     /// is that account's second step without the first, so only callers that checked the
     /// first factor themselves (root, through PAM) may use it.
     pub fn verify_second_factor(&self, name: &str, input: &str) -> Result<LoginSuccess, Error> {
-        let factor = self.parse_second_factor(input)?;
         let account = self.second_factor_account(name)?;
+        // By the account's own digits: an imported authenticator may show 8.
+        let params = account.totp.as_ref().map_or(self.config.totp, |t| t.params);
+        let factor = parse_second_factor(input, params)?;
         self.pass_gate(&account)?;
         self.accept_second_factor(&account, factor, Purpose::Login)
     }

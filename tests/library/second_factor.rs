@@ -179,3 +179,47 @@ fn a_password_is_never_asked_of_it_and_codes_are_renewed_by_reset_and_enroll() {
     let code = code_for(&secret, clock.now_for_tests());
     service.verify_second_factor("bob", &code).unwrap();
 }
+
+#[test]
+fn an_imported_authenticator_verifies_at_once_and_its_own_digits_count() {
+    use sparekey::core::import;
+    use sparekey::core::totp::code_at;
+    let (service, clock) = memory_service(48);
+    let uri =
+        "otpauth://totp/ACME:bob?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=ACME&digits=8";
+    let imported = import::otpauth(uri).unwrap();
+    let issued = service.import_authenticator("bob", &imported).unwrap();
+    assert_eq!((issued.issuer.as_str(), issued.codes.len()), ("ACME", 10));
+    let err = service.login("bob", PASSWORD, None).unwrap_err();
+    assert!(
+        err.to_string().contains("second-factor-only"),
+        "created as one"
+    );
+    let code = code_at(
+        imported.secret.as_bytes(),
+        clock.now_for_tests(),
+        imported.params,
+    )
+    .unwrap();
+    assert_eq!(code.len(), 8);
+    let ok = service.verify_second_factor("bob", &code).unwrap();
+    assert_eq!(ok.method, LoginMethod::Totp);
+    let err = service.verify_second_factor("bob", "123456").unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Invalid,
+        "6 digits are a typo for this account"
+    );
+    let again = service.import_authenticator("bob", &imported).unwrap_err();
+    assert!(
+        again.to_string().contains("already has an authenticator"),
+        "{again}"
+    );
+    // An account with a password keeps it.
+    service.create_account("carol", PASSWORD).unwrap();
+    service.import_authenticator("carol", &imported).unwrap();
+    assert!(matches!(
+        service.login("carol", PASSWORD, None).unwrap_err(),
+        Error::Invalid(m) if m.contains("two-factor")
+    ));
+}

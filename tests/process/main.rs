@@ -10,5 +10,6 @@ mod cli;
 mod cli_tty;
 mod cli_verify;
 mod crash;
+mod import;
 mod pam;
 mod tui_pty;
