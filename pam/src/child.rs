@@ -37,6 +37,7 @@ pub fn verify(config: &Config, user: &str, code: &str) -> Outcome {
 }
 
 fn run(config: &Config, tail: &[&str], stdin: Option<&[u8]>) -> Outcome {
+    let _sigchld = crate::ffi::DefaultSigchld::new();
     let mut command = Command::new(&config.binary);
     command
         .arg("--data-dir")

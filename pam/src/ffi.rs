@@ -232,3 +232,34 @@ pub fn syslog(priority: c_int, line: &str) {
     // SAFETY: a constant "%s" format with one C string argument that lives for the call.
     unsafe { libc::syslog(libc::LOG_AUTHPRIV | priority, c"%s".as_ptr(), line.as_ptr()) };
 }
+
+/// While alive, SIGCHLD has its default action, so the child we start can be waited for even in
+/// a host that ignores SIGCHLD (its children would then be reaped by the kernel, and our wait
+/// would fail); the host's own action comes back when dropped. pam_unix does the same around
+/// unix_chkpwd.
+pub struct DefaultSigchld {
+    previous: libc::sigaction,
+}
+
+impl DefaultSigchld {
+    pub fn new() -> Option<Self> {
+        // SAFETY: zeroed `sigaction` structs are valid (no handler, empty mask); sigaction only
+        // reads `new` and writes `previous`, both alive for the call.
+        unsafe {
+            let mut new: libc::sigaction = std::mem::zeroed();
+            new.sa_sigaction = libc::SIG_DFL;
+            libc::sigemptyset(&mut new.sa_mask);
+            let mut previous: libc::sigaction = std::mem::zeroed();
+            (libc::sigaction(libc::SIGCHLD, &new, &mut previous) == 0).then_some(Self { previous })
+        }
+    }
+}
+
+impl Drop for DefaultSigchld {
+    fn drop(&mut self) {
+        // SAFETY: restores exactly what sigaction reported before; `previous` is a valid struct.
+        unsafe {
+            libc::sigaction(libc::SIGCHLD, &self.previous, ptr::null_mut());
+        }
+    }
+}

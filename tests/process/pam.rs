@@ -114,8 +114,13 @@ impl Pam {
 
     /// `pamtester SERVICE USER authenticate` with `line` typed at the prompt.
     fn login(&self, service: &Service, user: &str, line: &str) -> Answer {
+        self.login_in(Command::new("pamtester"), service, user, line)
+    }
+
+    /// [`Pam::login`] with pamtester started by `command` (a wrapper that changes its state).
+    fn login_in(&self, mut command: Command, service: &Service, user: &str, line: &str) -> Answer {
         let started = Instant::now();
-        let mut child = Command::new("pamtester")
+        let mut child = command
             .args(["-v", &service.name, user, "authenticate"])
             // The module must not care: it is given its settings by the file only.
             .env("SPAREKEY_DATA_DIR", self.dir().join("elsewhere"))
@@ -304,6 +309,23 @@ fn a_busy_store_gives_authinfo_unavail_not_a_hang() {
     // Released, the same code works: nothing was spent while the store was busy.
     pam.write_config(5);
     let answer = pam.login(&service, "bob", &next);
+    assert!(answer.ok, "{}", answer.output);
+}
+
+#[test]
+fn a_host_that_ignores_sigchld_still_gets_an_answer() {
+    let Some(pam) = Pam::new() else { return };
+    let (_, codes) = enrolled_only(pam.dir(), "bob");
+    let service = pam.service("");
+    // An ignored signal stays ignored across exec: pamtester then runs as such a host would.
+    // (perl is part of every Debian system.)
+    let mut perl = Command::new("perl");
+    perl.args([
+        "-e",
+        "$SIG{CHLD} = 'IGNORE'; exec @ARGV or die",
+        "pamtester",
+    ]);
+    let answer = pam.login_in(perl, &service, "bob", &format!("{}\n", codes[0]));
     assert!(answer.ok, "{}", answer.output);
 }
 
