@@ -12,4 +12,5 @@ mod cli_verify;
 mod crash;
 mod import;
 mod pam;
+mod sshd;
 mod tui_pty;

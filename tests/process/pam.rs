@@ -46,7 +46,7 @@ struct Answer {
 
 /// The module's shared library, built by `cargo test` next to this binary (the root package's
 /// dev-dependency on the module crate builds it).
-fn module_path() -> Option<PathBuf> {
+pub fn module_path() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let deps = exe.parent()?;
     [
@@ -55,6 +55,18 @@ fn module_path() -> Option<PathBuf> {
     ]
     .into_iter()
     .find(|p| p.is_file())
+}
+
+/// The module's configuration in `dir/sparekey.toml`: the store and key in `dir`, the built
+/// binary, `timeout` seconds.
+pub fn write_config(dir: &Path, timeout: u64) {
+    let text = format!(
+        "data_dir = \"{}\"\nkey_file = \"{}\"\n[pam]\nbinary = \"{}\"\ntimeout_secs = {timeout}\n",
+        dir.join("data").display(),
+        dir.join("key").display(),
+        env!("CARGO_BIN_EXE_sparekey"),
+    );
+    std::fs::write(dir.join("sparekey.toml"), text).unwrap();
 }
 
 impl Pam {
@@ -83,15 +95,8 @@ impl Pam {
         self.dir.path()
     }
 
-    /// The module's configuration: this test's store and key, the built binary, `timeout` s.
     fn write_config(&self, timeout: u64) {
-        let text = format!(
-            "data_dir = \"{}\"\nkey_file = \"{}\"\n[pam]\nbinary = \"{}\"\ntimeout_secs = {timeout}\n",
-            self.dir().join("data").display(),
-            self.dir().join("key").display(),
-            env!("CARGO_BIN_EXE_sparekey"),
-        );
-        std::fs::write(self.dir().join("sparekey.toml"), text).unwrap();
+        write_config(self.dir(), timeout);
     }
 
     /// A service whose stack is a stand-in for pam_unix (pam_permit) and then the module with
