@@ -46,18 +46,42 @@ fn error_line(stdout: &str) -> Option<String> {
     answer(stdout).and_then(|a| a.error)
 }
 
-/// After `verify --probe`: `None` to go on and ask for the code.
+#[derive(Deserialize)]
+struct ProbeAnswer {
+    second_factor: String,
+}
+
+/// After `verify --probe`: `None` to go on and ask for the code. Only the probe's positive
+/// answer `no_account` or `no_authenticator` counts as "nothing to check": anything else it
+/// cannot parse (an older binary without `verify`, a usage error) refuses, never passes.
 pub fn after_probe(outcome: &Outcome, nullok: bool) -> Option<Decision> {
-    match outcome {
-        Outcome::Exited { code: 0, .. } => None,
-        Outcome::Exited { code: 2, .. } if nullok => Some(Decision::Ignored(
-            "no sparekey second factor; passed by nullok".into(),
+    let stdout = match outcome {
+        Outcome::Exited { code: 0, stdout } => stdout,
+        Outcome::Exited { code: 2, stdout } => {
+            return Some(Decision::Broken {
+                code: ffi::PAM_SERVICE_ERR,
+                reason: format!(
+                    "sparekey verify --probe: {}",
+                    error_line(stdout).unwrap_or_else(|| "usage error".into())
+                ),
+            });
+        }
+        other => return Some(after_verify(other)),
+    };
+    let state = serde_json::from_str::<ProbeAnswer>(stdout.trim()).map(|a| a.second_factor);
+    match state.as_deref() {
+        Ok("ready") => None,
+        Ok(none @ ("no_account" | "no_authenticator")) if nullok => Some(Decision::Ignored(
+            format!("{}; passed by nullok", none.replace('_', " ")),
         )),
-        Outcome::Exited { code: 2, .. } => Some(Decision::Refused {
-            reason: "no second factor".into(),
+        Ok(none @ ("no_account" | "no_authenticator")) => Some(Decision::Refused {
+            reason: none.replace('_', " "),
             tell: None,
         }),
-        other => Some(after_verify(other)),
+        _ => Some(Decision::Broken {
+            code: ffi::PAM_SERVICE_ERR,
+            reason: "sparekey verify --probe gave no answer this module knows".into(),
+        }),
     }
 }
 
@@ -212,16 +236,42 @@ mod tests {
 
     #[test]
     fn the_probe_goes_on_ignores_or_refuses() {
-        assert_eq!(after_probe(&exited(0, "{}"), false), None);
-        let none = exited(2, r#"{"error":"no account named 'x'","kind":"invalid"}"#);
-        assert_eq!(
-            after_probe(&none, true).unwrap().pam_code(),
-            ffi::PAM_IGNORE
+        let ready = exited(0, r#"{"account":"bob","second_factor":"ready"}"#);
+        assert_eq!(after_probe(&ready, false), None);
+        for state in ["no_account", "no_authenticator"] {
+            let none = exited(
+                0,
+                &format!(r#"{{"account":"x","second_factor":"{state}"}}"#),
+            );
+            let passed = after_probe(&none, true).unwrap();
+            assert_eq!(passed.pam_code(), ffi::PAM_IGNORE);
+            assert!(
+                passed
+                    .log_line("sshd", "x", "h")
+                    .contains("ignored; user=x rhost=h")
+            );
+            assert_eq!(
+                after_probe(&none, false).unwrap().pam_code(),
+                ffi::PAM_AUTH_ERR
+            );
+        }
+        // An answer it does not know (a usage error from an older binary) never passes.
+        let usage = exited(
+            2,
+            r#"{"error":"unrecognized subcommand 'verify'","kind":"invalid"}"#,
         );
-        assert_eq!(
-            after_probe(&none, false).unwrap().pam_code(),
-            ffi::PAM_AUTH_ERR
+        let d = after_probe(&usage, true).unwrap();
+        assert_eq!(d.pam_code(), ffi::PAM_SERVICE_ERR);
+        assert!(
+            d.log_line("sshd", "x", "h")
+                .contains("unrecognized subcommand")
         );
+        for odd in [exited(0, ""), exited(0, r#"{"second_factor":"maybe"}"#)] {
+            assert_eq!(
+                after_probe(&odd, true).unwrap().pam_code(),
+                ffi::PAM_SERVICE_ERR
+            );
+        }
         let locked = exited(
             3,
             r#"{"error":"the account 'bob' is locked after too many failed attempts: an operator must unlock it","kind":"throttled"}"#,

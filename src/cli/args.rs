@@ -162,8 +162,9 @@ pub struct VerifyArgs {
     /// The account name
     pub name: String,
 
-    /// Read nothing and change nothing: exit 0 if the account has an authenticator to check
-    /// now, 2 if it has no account or no authenticator, 3 if it is throttled or locked
+    /// Read nothing and change nothing: say whether there is an authenticator to check now
+    /// (`ready`), `no_account` or `no_authenticator` (exit 0 for all three), or exit 3 while the
+    /// account is throttled or locked
     #[arg(long)]
     pub probe: bool,
 }

@@ -501,11 +501,13 @@ fn login(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
 /// answers and exit codes.
 fn verify(global: &GlobalArgs, out: Output, args: &VerifyArgs) -> Outcome {
     if args.probe {
-        open(global)?.probe_second_factor(&args.name)?;
+        let state = open(global)?.probe_second_factor(&args.name)?;
         if out.is_json() {
-            out.json(&serde_json::json!({ "account": args.name, "ready": true }))?;
+            out.json(
+                &serde_json::json!({ "account": args.name, "second_factor": state.as_str() }),
+            )?;
         } else {
-            out.line(&format!("'{}' has an authenticator to check", args.name))?;
+            out.line(&format!("'{}': {}", args.name, state.as_str()))?;
         }
         return Ok(());
     }

@@ -141,6 +141,27 @@ pub enum SecondFactor {
     BackupCode(BackupCode),
 }
 
+/// What [`Service::probe_second_factor`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactorState {
+    /// An authenticator to check, and the gate open.
+    Ready,
+    NoAccount,
+    /// The account exists but has no confirmed authenticator.
+    NoAuthenticator,
+}
+
+impl SecondFactorState {
+    /// A stable snake_case name for scripts.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::NoAccount => "no_account",
+            Self::NoAuthenticator => "no_authenticator",
+        }
+    }
+}
+
 /// The state of an account's backup codes, for settings screens and `codes status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeStatus {
@@ -685,12 +706,18 @@ impl Service {
     }
 
     /// Whether `name` has a second factor that [`Service::verify_second_factor`] can check
-    /// now: `NotFound` for no account, `Invalid` for no authenticator (yet), throttled or locked
-    /// while the gate is closed. Reads only; counts and writes nothing.
-    pub fn probe_second_factor(&self, name: &str) -> Result<(), Error> {
-        let account = self.second_factor_account(name)?;
+    /// now. No account and no authenticator (yet) are answers, not errors, so a caller can tell
+    /// them from a failure; a closed gate is the throttled or locked error. Reads only: counts
+    /// and writes nothing.
+    pub fn probe_second_factor(&self, name: &str) -> Result<SecondFactorState, Error> {
+        let Some(account) = self.store.load_account(name)? else {
+            return Ok(SecondFactorState::NoAccount);
+        };
+        if account.totp.is_none() {
+            return Ok(SecondFactorState::NoAuthenticator);
+        }
         match self.config.throttle.gate(&account.failures, self.now()) {
-            Gate::Open => Ok(()),
+            Gate::Open => Ok(SecondFactorState::Ready),
             gate => Err(refused(name, gate)),
         }
     }

@@ -143,20 +143,25 @@ fn the_login_throttle_applies_and_a_lock_refuses_even_the_right_code() {
 
 #[test]
 fn probing_tells_unknown_unenrolled_and_ready_apart_and_writes_nothing() {
+    use sparekey::core::service::SecondFactorState;
     let (service, clock) = memory_service(46);
-    assert!(matches!(
-        service.probe_second_factor("nobody").unwrap_err(),
-        Error::NotFound(_)
-    ));
+    assert_eq!(
+        service.probe_second_factor("nobody").unwrap(),
+        SecondFactorState::NoAccount
+    );
     service.create_second_factor_only_account("new").unwrap();
-    let err = service.probe_second_factor("new").unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Invalid);
-    assert!(err.to_string().contains("no authenticator"), "{err}");
+    assert_eq!(
+        service.probe_second_factor("new").unwrap(),
+        SecondFactorState::NoAuthenticator
+    );
     let err = service.verify_second_factor("new", "123456").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Invalid, "nothing to check against");
     enrolled_only(&service, &clock, "bob");
     let before = service.audit_log(None, 1000).unwrap().len();
-    service.probe_second_factor("bob").unwrap();
+    assert_eq!(
+        service.probe_second_factor("bob").unwrap(),
+        SecondFactorState::Ready
+    );
     assert_eq!(service.audit_log(None, 1000).unwrap().len(), before);
 }
 

@@ -104,21 +104,22 @@ fn verify_checks_only_the_second_factor_with_the_login_exit_codes() {
     assert_eq!(run(dir, &["verify", "nobody"], "123456\n").0, 2);
 }
 
+/// `sparekey --json verify NAME --probe`: (exit code, the `second_factor` answer if any).
+fn probe(dir: &std::path::Path, name: &str, stdin: &str) -> (i32, Option<String>) {
+    let (code, out, _) = run(dir, &["--json", "verify", name, "--probe"], stdin);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    (code, v["second_factor"].as_str().map(str::to_string))
+}
+
 #[test]
 fn probe_reads_nothing_and_tells_ready_unenrolled_and_locked_apart() {
     let dir = TempDir::new().unwrap();
     let dir = dir.path();
-    assert_eq!(
-        run(dir, &["verify", "bob", "--probe"], "").0,
-        2,
-        "no account"
-    );
+    assert_eq!(probe(dir, "bob", ""), (0, Some("no_account".into())));
     let (code, out, _) = run(dir, &["account", "add", "bob", "--second-factor-only"], "");
     assert_eq!(code, 0);
     assert!(out.contains("second factor only"), "{out}");
-    let (code, _, err) = run(dir, &["verify", "bob", "--probe"], "");
-    assert_eq!(code, 2, "no authenticator yet");
-    assert!(err.contains("no authenticator"), "{err}");
+    assert_eq!(probe(dir, "bob", ""), (0, Some("no_authenticator".into())));
     let (code, out, err) = run(dir, &["--json", "enroll", "bob"], "");
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -127,13 +128,13 @@ fn probe_reads_nothing_and_tells_ready_unenrolled_and_locked_apart() {
     assert_eq!(run(dir, &["enroll", "bob", "--confirm"], &line).0, 0);
     // The probe reads no stdin: a code given to it stays unused.
     let next = format!("{}\n", totp(&secret, now() + 30));
-    assert_eq!(run(dir, &["verify", "bob", "--probe"], &next).0, 0);
+    assert_eq!(probe(dir, "bob", &next), (0, Some("ready".into())));
     assert_eq!(run(dir, &["verify", "bob"], &next).0, 0);
     // Five free failures, then the throttle: exit 3 for the probe and for verify.
     for _ in 0..5 {
         assert_eq!(run(dir, &["verify", "bob"], "000000\n").0, 1);
     }
     let _ = run(dir, &["verify", "bob"], "000000\n");
-    assert_eq!(run(dir, &["verify", "bob", "--probe"], "").0, 3);
+    assert_eq!(probe(dir, "bob", "").0, 3);
     assert_eq!(run(dir, &["verify", "bob"], "000000\n").0, 3);
 }

@@ -132,8 +132,12 @@ fn hotp_files_are_refused_and_nothing_is_created() {
     assert_eq!(exit, 2, "{out}{err}");
     assert!(err.contains("HOTP") && err.lines().count() == 1, "{err}");
     assert!(!err.contains(SECRET));
-    let (exit, _, _) = run(dir, &["verify", "bob", "--probe"], "");
-    assert_eq!(exit, 2, "no account was created");
+    let (exit, out, _) = run(dir, &["verify", "bob", "--probe"], "");
+    assert_eq!(
+        (exit, out.as_str()),
+        (0, "'bob': no_account\n"),
+        "no account was created"
+    );
 }
 
 #[test]
