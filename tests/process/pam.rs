@@ -350,3 +350,87 @@ fn a_config_file_others_may_write_is_refused() {
         answer.output
     );
 }
+
+/// `/dev/log` bound by this test while alive (removed when dropped), so the module's syslog
+/// lines can be read.
+struct SyslogCapture {
+    socket: std::os::unix::net::UnixDatagram,
+}
+
+impl SyslogCapture {
+    /// `None` (after saying "skipped: …") when a syslog daemon already owns /dev/log.
+    fn start() -> Option<Self> {
+        if Path::new("/dev/log").exists() {
+            support::skip("/dev/log belongs to a running syslog daemon");
+            return None;
+        }
+        let socket = std::os::unix::net::UnixDatagram::bind("/dev/log").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        Some(Self { socket })
+    }
+
+    /// Every line received so far that mentions `user=USER`.
+    fn lines_of(&self, user: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if line.contains(&format!("user={user} ")) {
+                lines.push(line);
+            }
+        }
+        lines
+    }
+}
+
+impl Drop for SyslogCapture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file("/dev/log");
+    }
+}
+
+#[test]
+fn each_decision_is_one_authpriv_line_fail2ban_can_match_and_no_code() {
+    let Some(pam) = Pam::new() else { return };
+    let Some(log) = SyslogCapture::start() else {
+        return;
+    };
+    let (_, codes) = enrolled_only(pam.dir(), "logbob");
+    let service = pam.service("");
+    let from = |rhost: &str| {
+        let mut command = Command::new("pamtester");
+        command.args(["-I", &format!("rhost={rhost}")]);
+        command
+    };
+    let wrong = pam.login_in(from("203.0.113.7"), &service, "logbob", "000000\n");
+    assert!(!wrong.ok);
+    let right = format!("{}\n", codes[4]);
+    let backup = pam.login_in(from("198.51.100.2"), &service, "logbob", &right);
+    assert!(backup.ok, "{}", backup.output);
+    let lines = log.lines_of("logbob");
+    assert_eq!(lines.len(), 2, "one line per decision: {lines:#?}");
+    // <85>: facility authpriv (10) and severity notice (5) for a failure; <86> info for success.
+    let name = &service.name;
+    assert!(lines[0].starts_with("<85>"), "{}", lines[0]);
+    assert!(
+        lines[0].ends_with(&format!(
+            "sparekey({name}): authentication failure; user=logbob rhost=203.0.113.7 reason=wrong code"
+        )),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].starts_with("<86>"), "{}", lines[1]);
+    assert!(
+        lines[1].ends_with(&format!(
+            "sparekey({name}): authentication success; user=logbob rhost=198.51.100.2 method=backup_code remaining=9/10"
+        )),
+        "{}",
+        lines[1]
+    );
+    for line in &lines {
+        assert!(
+            !line.contains("000000") && !line.contains(&codes[4]),
+            "{line}"
+        );
+    }
+}
