@@ -9,11 +9,11 @@
 //! gives PAM_AUTHINFO_UNAVAIL within seconds instead of holding sshd. Must never log or show a
 //! code, trust the environment of the process being authenticated, or panic across the FFI.
 
-pub mod child;
-pub mod config;
-pub mod decision;
+mod child;
+mod config;
+mod decision;
 mod ffi;
-pub mod options;
+mod options;
 
 use std::ffi::{c_char, c_int};
 
