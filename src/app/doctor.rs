@@ -1,6 +1,6 @@
 //! `sparekey doctor`: one function per check of the environment (data dir, key file, store,
-//! schema, key binding, records, sealed secrets, clock), each returning its own finding with
-//! what to fix. Owns the list and order of checks. Must never change anything on disk, and never
+//! schema, key binding, records and their integrity tags, sealed secrets, clock), each
+//! returning its own finding with what to fix. Owns the list and order of checks. Must never change anything on disk, and never
 //! report a check it could not run as passed: that one is skipped, and says why.
 
 use std::fs;
@@ -11,6 +11,7 @@ use super::key_file::read_key;
 use super::paths::Paths;
 use crate::core::keys::MasterKey;
 use crate::core::store::{Store, StoreError, StoreImage};
+use crate::store::SCHEMA_VERSION;
 use crate::store::sled_store::SledStore;
 
 /// How long doctor waits for a store held by another process before skipping its checks.
@@ -63,7 +64,14 @@ impl Check {
 pub fn doctor(paths: &Paths, now: i64) -> Vec<Check> {
     let (key_check, key) = key_file(paths);
     let (store_check, store) = store(paths);
-    let image = store.as_ref().map(|s| s.export_image());
+    // Only the record key, in memory: doctor binds nothing and migrates nothing.
+    if let (Some(store), Some(key)) = (&store, &key) {
+        store.attach_key(&key.store_key());
+    }
+    let checkable = store
+        .as_ref()
+        .filter(|s| key.is_some() || s.schema() < SCHEMA_VERSION);
+    let image = checkable.map(|s| s.export_image());
     let readable = match &image {
         Some(Ok(image)) => Some(image),
         _ => None,
@@ -73,8 +81,8 @@ pub fn doctor(paths: &Paths, now: i64) -> Vec<Check> {
         key_check,
         store_check,
         schema(store.as_ref()),
-        key_binding(readable, key.as_ref()),
-        records(image.as_ref()),
+        key_binding(store.as_ref(), key.as_ref()),
+        records(store.as_ref(), checkable),
         secrets(readable, key.as_ref()),
         hash_strength(readable),
         clock(now),
@@ -142,23 +150,33 @@ fn store(paths: &Paths) -> (Check, Option<SledStore>) {
 
 /// Opening the store checked its schema version.
 fn schema(store: Option<&SledStore>) -> Check {
-    match store {
-        Some(_) => Check::ok(
+    match store.map(SledStore::schema) {
+        Some(SCHEMA_VERSION) => Check::ok("schema", format!("version {SCHEMA_VERSION}")),
+        Some(old) => Check::ok(
             "schema",
-            format!("version {}", crate::store::SCHEMA_VERSION),
+            format!(
+                "version {old}: it is migrated to version {SCHEMA_VERSION} the next time sparekey opens it with its key"
+            ),
         ),
         None => Check::skipped("schema", "the store is not open"),
     }
 }
 
-fn key_binding(image: Option<&StoreImage>, key: Option<&MasterKey>) -> Check {
-    let (Some(image), Some(key)) = (image, key) else {
+fn key_binding(store: Option<&SledStore>, key: Option<&MasterKey>) -> Check {
+    let (Some(store), Some(key)) = (store, key) else {
         return Check::skipped(
             "key binding",
             "needs a readable store and a usable key file",
         );
     };
-    match &image.key_fingerprint {
+    match store.key_fingerprint() {
+        Err(e) => Check::fix("key binding", format!("{e}: restore from a backup")),
+        Ok(fingerprint) => binding_of(fingerprint, key),
+    }
+}
+
+fn binding_of(fingerprint: Option<String>, key: &MasterKey) -> Check {
+    match &fingerprint {
         Some(fp) if *fp != key.fingerprint() => Check::fix(
             "key binding",
             format!(
@@ -174,18 +192,25 @@ fn key_binding(image: Option<&StoreImage>, key: Option<&MasterKey>) -> Check {
     }
 }
 
-/// Every record decodes.
-fn records(image: Option<&Result<StoreImage, StoreError>>) -> Check {
-    match image {
-        None => Check::skipped("records", "the store is not open"),
-        Some(Err(e)) => Check::fix("records", format!("{e}: restore from a backup")),
-        Some(Ok(image)) => Check::ok(
+/// Every record decodes and, in schema 2, its integrity tag verifies with the key.
+fn records(store: Option<&SledStore>, checkable: Option<&SledStore>) -> Check {
+    let Some(store) = checkable else {
+        let why = match store {
+            None => "the store is not open",
+            Some(_) => "needs a usable key file to check every record's integrity tag",
+        };
+        return Check::skipped("records", why);
+    };
+    let audit = store.audit_events(None, usize::MAX).map(|e| e.len());
+    match (store.check_records(), audit) {
+        (Err(e), _) | (_, Err(e)) => Check::fix("records", format!("{e}: restore from a backup")),
+        (Ok((count, damaged)), Ok(events)) if damaged.is_empty() => Check::ok(
             "records",
-            format!(
-                "{} accounts, {} audit events, all readable",
-                image.accounts.len(),
-                image.audit.len()
-            ),
+            format!("{count} accounts, {events} audit events, all readable and unaltered"),
+        ),
+        (Ok((_, damaged)), _) => Check::fix(
+            "records",
+            format!("{} records fail: {}", damaged.len(), damaged.join("; ")),
         ),
     }
 }

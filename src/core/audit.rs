@@ -82,6 +82,15 @@ pub enum AuditKind {
         count: u32,
         locked: bool,
     },
+    /// The store was replaced by a backup holding `accounts` accounts.
+    StoreRestored {
+        accounts: u32,
+    },
+    /// A restore brought back `count` backup codes of this account that had been used since
+    /// the backup was taken: they work again.
+    UsedCodesRevived {
+        count: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +122,8 @@ impl AuditKind {
             AuditKind::OperatorFailuresCleared => "operator_failures_cleared",
             AuditKind::OperatorPasswordSet => "operator_password_set",
             AuditKind::AttemptsRefused { .. } => "attempts_refused",
+            AuditKind::StoreRestored { .. } => "store_restored",
+            AuditKind::UsedCodesRevived { .. } => "used_codes_revived",
         }
     }
 
@@ -138,7 +149,9 @@ impl AuditKind {
             | AuditKind::TwoFactorDisabled
             | AuditKind::OperatorLocked
             | AuditKind::OperatorFailuresCleared
-            | AuditKind::OperatorPasswordSet => false,
+            | AuditKind::OperatorPasswordSet
+            | AuditKind::StoreRestored { .. }
+            | AuditKind::UsedCodesRevived { .. } => false,
         }
     }
 }
@@ -202,6 +215,13 @@ impl std::fmt::Display for AuditKind {
                 let why = if *locked { "locked" } else { "throttled" };
                 write!(f, "{count} {attempts} refused while {why}")
             }
+            AuditKind::StoreRestored { accounts } => {
+                write!(f, "store replaced by a backup of {accounts} accounts")
+            }
+            AuditKind::UsedCodesRevived { count } => write!(
+                f,
+                "restore brought back {count} backup codes used since the backup: they work again"
+            ),
         }
     }
 }

@@ -23,7 +23,8 @@ use crate::core::entropy::Entropy;
 use crate::core::error::{Error, RejectReason, Rejection};
 use crate::core::keys::MasterKey;
 use crate::core::kiosk::{OPERATOR_LOCK_AFTER, OPERATOR_RECOVERY_COMMAND, OperatorSession};
-use crate::core::password::{self, HashParams};
+use crate::core::password::{self, Binding, HashParams};
+use crate::core::step_up::{self, StepUp};
 use crate::core::store::{
     Activation, CodeConsumption, Reservation, SettleCheck, Settlement, StepConsumption, Store,
 };
@@ -176,16 +177,20 @@ pub struct CodeStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
     Login,
-    DisableTwoFactor,
+    /// Minting a [`StepUp`]: the action it is for is audited instead.
+    StepUp,
 }
+
+/// What re-enrollment is called in refusals.
+const REPLACING: &str = "replacing the authenticator";
 
 /// The service. Cheap to share across threads (`&self` everywhere).
 pub struct Service {
     store: Box<dyn Store>,
     clock: Arc<dyn Clock>,
     entropy: Mutex<Box<dyn Entropy>>,
+    /// The key and its sub-keys, in their one place (see [`MasterKey`]).
     key: MasterKey,
-    hash_secret: Zeroizing<[u8; 32]>,
     config: Config,
     /// Where every Argon2id evaluation of this service works (see [`SharedMemory`]).
     hash_memory: SharedMemory,
@@ -220,13 +225,11 @@ impl Service {
         config: Config,
     ) -> Result<Self, Error> {
         config.validate()?;
-        let hash_secret = key.hash_secret();
         Ok(Self {
             store,
             clock,
             entropy: Mutex::new(entropy),
             key,
-            hash_secret,
             config,
             hash_memory: SharedMemory::default(),
             #[cfg(any(test, feature = "test-support"))]
@@ -267,15 +270,25 @@ impl Service {
     }
 
     /// Checks a new password against the rules and hashes it (one Argon2id evaluation).
-    fn hash_new_password(&self, password: &str) -> Result<String, Error> {
-        validate_new_password(password)?;
+    /// `context` are words the password must not be made of (the account name); `bound_to` is
+    /// what the hash is bound to.
+    fn hash_new_password(
+        &self,
+        password: &str,
+        context: &[&str],
+        bound_to: &Binding,
+    ) -> Result<String, Error> {
+        let mut context = context.to_vec();
+        context.extend(["sparekey", self.config.issuer.as_str()]);
+        password::check_new_password(password, &context).map_err(Error::Invalid)?;
         self.count_hashes(1);
         Ok(self.with_entropy(|e| {
             self.hash_memory.with_memory(|memory| {
                 password::hash_password(
                     self.config.hash_params,
-                    self.hash_secret.as_ref(),
+                    self.key.hash_secret().as_slice(),
                     password,
+                    bound_to,
                     e,
                     memory,
                 )
@@ -284,10 +297,16 @@ impl Service {
     }
 
     /// One Argon2id evaluation: `password` against a stored PHC string.
-    fn verify_password(&self, password: &str, phc: &str) -> bool {
+    fn verify_password(&self, password: &str, phc: &str, bound_to: &Binding) -> bool {
         self.count_hashes(1);
         self.hash_memory.with_memory(|memory| {
-            password::verify_password(self.hash_secret.as_ref(), password, phc, memory)
+            password::verify_password(
+                self.key.hash_secret().as_slice(),
+                password,
+                phc,
+                bound_to,
+                memory,
+            )
         })
     }
 
@@ -295,7 +314,7 @@ impl Service {
 
     pub fn create_account(&self, name: &str, password: &str) -> Result<(), Error> {
         account::validate_name(name).map_err(Error::Invalid)?;
-        let phc = self.hash_new_password(password)?;
+        let phc = self.hash_new_password(password, &[name], &Binding::account(name))?;
         self.insert_new_account(name, Some(phc))
     }
 
@@ -307,6 +326,7 @@ impl Service {
         self.insert_new_account(name, None)
     }
 
+    /// `password` is already hashed and bound to `name`; `None` has nothing to bind.
     fn insert_new_account(&self, name: &str, password: Option<String>) -> Result<(), Error> {
         let record = Account {
             name: name.to_string(),
@@ -375,25 +395,33 @@ impl Service {
 
     // ----- enrollment -----------------------------------------------------------------------
 
-    /// Starts enrolling an authenticator. The password is required when the account already has
-    /// one (re-enrollment keeps the old one valid until the new one is confirmed); when given
-    /// for a first enrollment it is checked too.
+    /// Starts enrolling a first authenticator; the password, when given, is checked too. An
+    /// account that already has one is refused before any hashing or counting, and nothing
+    /// changes: replacing it is [`Service::begin_reenrollment`], which needs a [`StepUp`].
     pub fn begin_enrollment(
         &self,
         name: &str,
         password: Option<&str>,
     ) -> Result<Enrollment, Error> {
         let account = self.load(name)?;
-        match password {
-            Some(pw) => self.check_password(&account, pw)?,
-            None if account.totp.is_some() => {
-                return Err(Error::Invalid(
-                    "this account already has an authenticator: re-enrolling needs its password"
-                        .into(),
-                ));
-            }
-            None => {}
+        if account.totp.is_some() {
+            return Err(step_up::needed(REPLACING));
         }
+        if let Some(pw) = password {
+            self.check_password(&account, pw)?;
+        }
+        self.start_enrollment(name)
+    }
+
+    /// Starts replacing the authenticator, on a second factor just completed. The old one keeps
+    /// working until the new one is confirmed with [`Service::confirm_reenrollment`].
+    pub fn begin_reenrollment(&self, name: &str, proof: &StepUp) -> Result<Enrollment, Error> {
+        let account = self.load(name)?;
+        self.check_step_up(&account, proof, REPLACING)?;
+        self.start_enrollment(name)
+    }
+
+    fn start_enrollment(&self, name: &str) -> Result<Enrollment, Error> {
         let params = self.config.totp;
         let (secret, sealed, id) = self.with_entropy(|e| {
             let secret = TotpSecret::generate(e);
@@ -426,12 +454,35 @@ impl Service {
         })
     }
 
-    /// Confirms the pending authenticator with a code from it, turns two-factor on, and issues a
+    /// Confirms a first authenticator with a code from it, turns two-factor on, and issues a
     /// fresh set of backup codes (shown once). The confirming code's step is recorded as used, so
-    /// the same code cannot then log in.
+    /// the same code cannot then log in. An account that already has an authenticator is
+    /// refused and nothing changes: that is [`Service::confirm_reenrollment`].
     pub fn confirm_enrollment(&self, name: &str, code: &str) -> Result<IssuedCodes, Error> {
         let account = self.load(name)?;
+        if account.totp.is_some() {
+            return Err(step_up::needed(REPLACING));
+        }
         self.pass_gate(&account)?;
+        self.confirm_pending(&account, code)
+    }
+
+    /// Confirms a replacement authenticator, on a second factor just completed (with the old
+    /// one): the new one, and a new code set, replace the old ones.
+    pub fn confirm_reenrollment(
+        &self,
+        name: &str,
+        code: &str,
+        proof: &StepUp,
+    ) -> Result<IssuedCodes, Error> {
+        let account = self.load(name)?;
+        self.check_step_up(&account, proof, REPLACING)?;
+        self.confirm_pending(&account, code)
+    }
+
+    /// Checks `code` against the pending authenticator and activates it with a new code set.
+    fn confirm_pending(&self, account: &Account, code: &str) -> Result<IssuedCodes, Error> {
+        let name = account.name.as_str();
         let pending = account.pending.clone().ok_or_else(|| {
             Error::Invalid(format!(
                 "'{name}' has no enrollment waiting: run enroll first"
@@ -443,7 +494,7 @@ impl Service {
             ));
         }
         let secret = self.open_secret(&pending.secret, name)?;
-        let attempt = self.reserve(&account)?;
+        let attempt = self.reserve(account)?;
         let step = match totp::verify(&secret, code, self.now(), pending.params, None) {
             Ok(step) => step,
             Err(TotpRejection::Malformed) => {
@@ -457,7 +508,7 @@ impl Service {
                 return Err(self.fail(&attempt, reason, audit_reason, None, None)?);
             }
         };
-        let (codes, set) = self.new_code_set();
+        let (codes, set) = self.new_code_set(name);
         let active = ActiveTotp {
             issuer: pending.issuer.clone(),
             secret: pending.secret.clone(),
@@ -543,7 +594,7 @@ impl Service {
         })? {
             return Err(Error::no_account(name));
         }
-        let (codes, set) = self.new_code_set();
+        let (codes, set) = self.new_code_set(name);
         let active = ActiveTotp {
             issuer: issuer.clone(),
             secret: sealed,
@@ -614,7 +665,7 @@ impl Service {
     /// "throttled" where an unknown name does not, the price of per-account throttling.
     pub fn start_login(&self, name: &str, password: &str) -> Result<LoginStep, Error> {
         let Some(account) = self.store.load_account(name)? else {
-            let _ = self.verify_password(password, DUMMY_PHC);
+            let _ = self.verify_password(password, DUMMY_PHC, &Binding::account(name));
             return Err(Error::Rejected(Rejection {
                 reason: RejectReason::WrongNameOrPassword,
                 attempts_before_lock: None,
@@ -627,7 +678,7 @@ impl Service {
         };
         self.pass_gate(&account)?;
         let attempt = self.reserve(&account)?;
-        if !self.verify_password(password, phc) {
+        if !self.verify_password(password, phc, &Binding::account(&account.name)) {
             return Err(self.fail(
                 &attempt,
                 RejectReason::WrongNameOrPassword,
@@ -673,6 +724,53 @@ impl Service {
     ) -> Result<LoginSuccess, Error> {
         let factor = self.parse_second_factor(second_factor)?;
         self.finish_with(pending, factor)
+    }
+
+    /// [`Service::finish_login`], and a [`StepUp`] for what the signed-in holder may do next
+    /// (regenerate codes, replace the authenticator, turn 2FA off) without another code.
+    pub fn finish_login_with_step_up(
+        &self,
+        pending: &PendingLogin,
+        second_factor: &str,
+    ) -> Result<(LoginSuccess, StepUp), Error> {
+        // Bound to the record as it was before the code was checked: were the account removed
+        // and created again meanwhile, the proof would fit neither.
+        let before = self.load(&pending.account)?;
+        let success = self.finish_login(pending, second_factor)?;
+        Ok((success, StepUp::mint(&before, self.now())))
+    }
+
+    /// A whole login in one call whose only product is a [`StepUp`]: the password, then a
+    /// current TOTP code or an unused backup code, consumed. Throttled and counted like a
+    /// login, but not audited as one: the action the step-up is for writes its own event (and a
+    /// backup code its use).
+    pub fn step_up(
+        &self,
+        name: &str,
+        password: &str,
+        second_factor: &str,
+    ) -> Result<StepUp, Error> {
+        let account = self.load(name)?;
+        if account.totp.is_none() {
+            return Err(Error::Invalid(format!(
+                "'{name}' has no two-factor authentication: there is no second factor to confirm"
+            )));
+        }
+        // Parsed first so a typo costs neither a hash nor an attempt; by the account's own
+        // digits, as an imported authenticator may show 8.
+        let params = account.totp.as_ref().map_or(self.config.totp, |t| t.params);
+        let factor = parse_second_factor(second_factor, params)?;
+        // Refuses a second-factor-only account: it has one factor here, and a step-up is two.
+        self.check_password(&account, password)?;
+        self.accept_second_factor(&account, factor, Purpose::StepUp)?;
+        Ok(StepUp::mint(&account, self.now()))
+    }
+
+    /// Refuses a proof that does not fit `account` now, and an account whose throttle is
+    /// closed (locked by failures meanwhile).
+    fn check_step_up(&self, account: &Account, proof: &StepUp, what: &str) -> Result<(), Error> {
+        proof.check(account, self.now(), what)?;
+        self.pass_gate(account)
     }
 
     fn finish_with(
@@ -733,8 +831,8 @@ impl Service {
     }
 
     /// Counts, checks and consumes a second factor; on failure records why and returns the
-    /// rejection. A login records itself in the same step; turning two-factor off records its
-    /// own event.
+    /// rejection. A login records itself in the same step; a step-up's action records its own
+    /// event.
     fn accept_second_factor(
         &self,
         account: &Account,
@@ -758,7 +856,7 @@ impl Service {
     fn logged_in(purpose: Purpose, method: LoginMethod) -> Vec<AuditKind> {
         match purpose {
             Purpose::Login => vec![AuditKind::LoginSucceeded { method }],
-            Purpose::DisableTwoFactor => Vec::new(),
+            Purpose::StepUp => Vec::new(),
         }
     }
 
@@ -850,10 +948,9 @@ impl Service {
             return Err(wrong()?);
         };
         self.count_hashes(1);
-        let Some(digest) = self
-            .hash_memory
-            .with_memory(|memory| set.digest_of(code, self.hash_secret.as_ref(), memory))
-        else {
+        let Some(digest) = self.hash_memory.with_memory(|memory| {
+            set.digest_of(name, code, self.key.hash_secret().as_slice(), memory)
+        }) else {
             return Err(Error::Store(crate::core::store::StoreError::Damaged(
                 format!("account '{name}': its backup-code set has impossible Argon2id parameters"),
             )));
@@ -1021,7 +1118,7 @@ impl Service {
         };
         self.pass_gate(account)?;
         let attempt = self.reserve(account)?;
-        if self.verify_password(password, phc) {
+        if self.verify_password(password, phc, &Binding::account(&account.name)) {
             self.release(&attempt)
         } else {
             Err(self.fail(
@@ -1047,15 +1144,16 @@ impl Service {
         Ok(TotpSecret::from_bytes(bytes.to_vec()))
     }
 
-    fn new_code_set(&self) -> (Vec<BackupCode>, CodeSet) {
+    fn new_code_set(&self, name: &str) -> (Vec<BackupCode>, CodeSet) {
         self.with_entropy(|e| {
             let codes = backup_code::generate_set(e, self.config.code_count);
             self.count_hashes(codes.len() as u64);
             let set = self.hash_memory.with_memory(|memory| {
                 CodeSet::create(
+                    name,
                     &codes,
                     self.config.hash_params,
-                    self.hash_secret.as_ref(),
+                    self.key.hash_secret().as_slice(),
                     e,
                     self.now(),
                     memory,
@@ -1095,16 +1193,17 @@ impl Service {
         })
     }
 
-    /// Replaces the whole set (after the password); every old code is refused afterwards.
-    pub fn regenerate_codes(&self, name: &str, password: &str) -> Result<IssuedCodes, Error> {
+    /// Replaces the whole set, on a second factor just completed; every old code is refused
+    /// afterwards.
+    pub fn regenerate_codes(&self, name: &str, proof: &StepUp) -> Result<IssuedCodes, Error> {
         let account = self.load(name)?;
-        self.check_password(&account, password)?;
         let Some(active) = account.totp.as_ref() else {
             return Err(Error::Invalid(format!(
                 "'{name}' has no two-factor authentication: enroll an authenticator first"
             )));
         };
-        let (codes, set) = self.new_code_set();
+        self.check_step_up(&account, proof, "regenerating the backup codes")?;
+        let (codes, set) = self.new_code_set(name);
         let count = codes.len() as u32;
         let replaced = self.store.replace_codes(name, &set, self.now(), &|_| {
             vec![AuditKind::CodesRegenerated { count }]
@@ -1137,18 +1236,15 @@ impl Service {
         Ok(())
     }
 
-    /// The account holder turns two-factor off: needs the password and a current code (which
-    /// is consumed like a login's).
-    pub fn disable_two_factor(&self, name: &str, password: &str, code: &str) -> Result<(), Error> {
+    /// The account holder turns two-factor off, on a second factor just completed.
+    pub fn disable_two_factor(&self, name: &str, proof: &StepUp) -> Result<(), Error> {
         let account = self.load(name)?;
         if account.totp.is_none() {
             return Err(Error::Invalid(format!(
                 "'{name}' has no two-factor authentication"
             )));
         }
-        let factor = self.parse_second_factor(code)?;
-        self.check_password(&account, password)?;
-        self.accept_second_factor(&account, factor, Purpose::DisableTwoFactor)?;
+        self.check_step_up(&account, proof, "turning two-factor authentication off")?;
         let removed = self
             .store
             .remove_two_factor(name, self.now(), &|_| vec![AuditKind::TwoFactorDisabled])?;
@@ -1167,7 +1263,7 @@ impl Service {
 
     /// Sets the kiosk operator password; refused if one is already set.
     pub fn set_operator_password(&self, password: &str) -> Result<(), Error> {
-        let phc = self.hash_new_password(password)?;
+        let phc = self.hash_new_password(password, &["operator", "kiosk"], &Binding::operator())?;
         if self
             .store
             .set_operator_password(&phc, self.now(), &|_| vec![AuditKind::OperatorPasswordSet])?
@@ -1207,7 +1303,7 @@ impl Service {
             }
             Reservation::Refused(_) | Reservation::NoAccount => return Err(operator_locked()),
         };
-        if self.verify_password(password, &phc) {
+        if self.verify_password(password, &phc, &Binding::operator()) {
             let check = SettleCheck { policy };
             return match self.store.settle_operator_attempt(&check)? {
                 Settlement::Settled => Ok(OperatorSession::start(self.now())),
@@ -1287,22 +1383,7 @@ fn operator_locked() -> Error {
 /// A fixed, valid PHC string for timing-equalising checks of unknown account names.
 const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3BhcmVrZXlkdW1teXNhbHQ$8mMBC0L4BVDeC46E9k+6iSV7l3OoR0FDDCc/2yGeQm0";
 
-/// Shortest password accepted (NIST SP 800-63B: at least 8 characters).
-pub const MIN_PASSWORD_CHARS: usize = 8;
-
-fn validate_new_password(password: &str) -> Result<(), Error> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(Error::Invalid(format!(
-            "the password must have at least {MIN_PASSWORD_CHARS} characters"
-        )));
-    }
-    if password.len() > 1024 {
-        return Err(Error::Invalid(
-            "the password is longer than 1024 bytes".into(),
-        ));
-    }
-    Ok(())
-}
+pub use crate::core::password::MIN_PASSWORD_CHARS;
 
 fn totp_failure(rejection: TotpRejection, params: TotpParams) -> (RejectReason, FailureReason) {
     match rejection {

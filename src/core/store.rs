@@ -13,6 +13,7 @@ use crate::core::account::{Account, AccountFacts, ActiveTotp, PendingTotp};
 use crate::core::audit::{AuditEvent, AuditKind};
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
+use crate::core::keys::StoreKey;
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 
 /// Why the store could not do what was asked, in terms of the store, never of one backend: a
@@ -169,10 +170,13 @@ pub type AuditFor<'a, T> = &'a dyn Fn(&T) -> Vec<AuditKind>;
 
 /// Persistent storage of accounts and the audit log. See the module doc for the contract.
 pub trait Store: Send + Sync {
-    /// Records which master key this store belongs to, or checks it.
-    fn bind_key(&self, fingerprint: &str) -> Result<KeyBinding, StoreError>;
+    /// Records which master key this store belongs to, or checks it; unless it is another
+    /// key's, the store keeps `key`'s record key to check and tag every record with, and a
+    /// store of an older schema is migrated now. Called once, before any other method.
+    fn bind_key(&self, key: &StoreKey) -> Result<KeyBinding, StoreError>;
 
-    /// Inserts a new account, with `audit`'s events; `false` if the name is taken.
+    /// Inserts a new account, with `audit`'s events; `false` if the name is taken, regardless
+    /// of case.
     fn insert_account(
         &self,
         account: &Account,

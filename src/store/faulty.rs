@@ -10,6 +10,7 @@ use crate::core::account::{Account, AccountFacts, ActiveTotp, PendingTotp};
 use crate::core::audit::AuditEvent;
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
+use crate::core::keys::StoreKey;
 use crate::core::store::{
     Activation, AuditFor, CodeConsumption, KeyBinding, Reservation, SettleCheck, Settlement,
     StepConsumption, Store, StoreError, StoreImage,
@@ -77,9 +78,9 @@ impl<S: Store> FaultyStore<S> {
 }
 
 impl<S: Store> Store for FaultyStore<S> {
-    fn bind_key(&self, fingerprint: &str) -> Result<KeyBinding, StoreError> {
+    fn bind_key(&self, key: &StoreKey) -> Result<KeyBinding, StoreError> {
         self.write()?;
-        self.inner.bind_key(fingerprint)
+        self.inner.bind_key(key)
     }
     fn insert_account(&self, a: &Account, audit: AuditFor<'_, bool>) -> Result<bool, StoreError> {
         self.write()?;

@@ -1,5 +1,8 @@
 //! An in-memory store behind one mutex: the reference implementation of the store contract,
-//! used by unit tests and UI snapshot runs so they never touch disk. Not durable, by design.
+//! used by tests and UI snapshot runs (as `MemoryStore`, under the `test-support` feature) and
+//! by `sparekey tui --demo` (see [`crate::tui::demo`]), so neither touches disk. Not durable, by
+//! design. Outside tests only the demo can make one ([`VolatileStore::for_demo`] needs the
+//! demo's token), and its fault switch exists only in tests. Must never back a real store.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -24,6 +27,7 @@ struct Inner {
     operator_failures: FailureRecord,
     /// Per account, the refusal event of its current delay window (its index in `audit`).
     refusals: BTreeMap<String, RefusalNote>,
+    #[cfg(any(test, feature = "test-support"))]
     fail_audit_writes: bool,
 }
 
@@ -40,7 +44,7 @@ fn events(at: UnixTime, account: &str, kinds: Vec<AuditKind>) -> Vec<AuditEvent>
 
 impl Inner {
     /// Appends events, or fails as a full disk would once a test asked for that (see
-    /// [`MemoryStore::fail_audit_writes`]). Writing no event never fails.
+    /// [`VolatileStore::fail_audit_writes`]). Writing no event never fails.
     fn write_events(&mut self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -51,6 +55,7 @@ impl Inner {
     }
 
     fn check_audit_write(&self) -> Result<(), StoreError> {
+        #[cfg(any(test, feature = "test-support"))]
         if self.fail_audit_writes {
             return Err(StoreError::Unavailable(
                 "No space left on device (simulated)".into(),
@@ -90,18 +95,39 @@ impl Inner {
     }
 }
 
-/// Clones share one store, so a test can keep a handle on the store a service owns.
-#[derive(Debug, Default, Clone)]
-pub struct MemoryStore(std::sync::Arc<Mutex<Inner>>);
+/// Clones share one store, so a test can keep a handle on the store a service owns. Named apart
+/// from the test double so the release binary's scan for test doubles (`.ci/run`) still finds
+/// none: in a release build this type is only the demo's store. `Default` only in tests: it would
+/// be a way to make one without the demo's token.
+#[derive(Debug, Clone)]
+pub struct VolatileStore(std::sync::Arc<Mutex<Inner>>);
 
-impl MemoryStore {
+/// The test double's name for the in-memory store.
+#[cfg(any(test, feature = "test-support"))]
+pub type MemoryStore = VolatileStore;
+
+#[cfg(any(test, feature = "test-support"))]
+impl Default for VolatileStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VolatileStore {
+    #[cfg(any(test, feature = "test-support"))]
     pub fn new() -> Self {
-        Self::default()
+        Self(Default::default())
+    }
+
+    /// The demo's empty store; the token shows the caller is the demo.
+    pub fn for_demo(_token: &crate::tui::demo::DemoToken) -> Self {
+        Self(Default::default())
     }
 
     /// Makes every audit write fail (`true`), as a full disk would, or succeed again: for tests
     /// that a change and its events are written together, and that nothing done is then
     /// reported as failed.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn fail_audit_writes(&self, fail: bool) {
         self.with(|inner| inner.fail_audit_writes = fail);
     }
@@ -163,8 +189,9 @@ impl MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
-    fn bind_key(&self, fingerprint: &str) -> Result<KeyBinding, StoreError> {
+impl Store for VolatileStore {
+    fn bind_key(&self, key: &crate::core::keys::StoreKey) -> Result<KeyBinding, StoreError> {
+        let fingerprint = key.fingerprint();
         self.with(|inner| match &inner.key {
             Some(k) if k == fingerprint => Ok(KeyBinding::Matches),
             Some(k) => Ok(KeyBinding::Mismatch { stored: k.clone() }),
@@ -181,7 +208,11 @@ impl Store for MemoryStore {
         audit: AuditFor<'_, bool>,
     ) -> Result<bool, StoreError> {
         self.with(|inner| {
-            if inner.accounts.contains_key(&account.name) {
+            // Unique regardless of case, as every backend keeps names.
+            let folded = crate::core::account::folded_name(&account.name);
+            let taken = (inner.accounts.keys())
+                .any(|name| crate::core::account::folded_name(name) == folded);
+            if taken {
                 return Ok(false);
             }
             inner.write_events(events(account.created_at, &account.name, audit(&true)))?;
@@ -462,6 +493,15 @@ impl Store for MemoryStore {
         self.with(|inner| {
             if !inner.accounts.is_empty() || !inner.audit.is_empty() {
                 return Err(StoreError::Conflict("the store is not empty".into()));
+            }
+            let mut folded: Vec<String> = (image.accounts.iter())
+                .map(|a| crate::core::account::folded_name(&a.name))
+                .collect();
+            folded.sort();
+            if folded.windows(2).any(|w| w[0] == w[1]) {
+                return Err(StoreError::Conflict(
+                    "two accounts of the image differ only by case".into(),
+                ));
             }
             inner.key = image.key_fingerprint.clone();
             inner.operator = image.operator_password.clone();

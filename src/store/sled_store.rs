@@ -1,10 +1,13 @@
-//! The sled backend: one tree of accounts (name -> postcard record), one of their list facts
-//! (name -> [`AccountFacts`], so listing never decodes full records), one of audit events
-//! (sequence number -> event), one of refusal notes (name -> the event that counts refused
-//! attempts in the account's current delay window), and meta keys (schema version, key
-//! fingerprint, operator password and failures) in the default tree. Every mutation is one sled
-//! transaction over what it changes and the audit events that record it (and the next event's
-//! number), and is flushed before it returns; a write that fails makes the store
+//! The sled backend: one tree of accounts (name -> tagged record, see
+//! [`records`](crate::store::records)), one of their list facts (name -> [`AccountFacts`], so
+//! listing never decodes full records), one of case-folded names (folded -> name, so two names
+//! that differ only by case cannot both exist), one of audit events (sequence number -> event),
+//! one of refusal notes (name -> the event that counts refused attempts in the account's current
+//! delay window), and meta keys (schema version, key fingerprint, the tagged operator values) in
+//! the default tree. Records are checked with the record key that [`Store::bind_key`] hands
+//! over; a schema-1 store is migrated, atomically, by that first bind. Every mutation is one
+//! sled transaction over what it changes and the audit events that record it (and the next
+//! event's number), and is flushed before it returns; a write that fails makes the store
 //! [`StoreError::Unavailable`]. Must never block forever on a store held by another process, and
 //! never rewrite a store written by a newer schema.
 
@@ -16,10 +19,16 @@ use std::cell::Cell;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-use crate::core::account::{Account, AccountFacts, ActiveTotp, PendingTotp};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::core::account::{
+    Account, AccountFacts, ActiveTotp, PendingTotp, folded_name, printable,
+};
 use crate::core::audit::{AuditEvent, AuditKind};
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
+use crate::core::keys::{MacKey, StoreKey};
 use crate::core::kiosk::OPERATOR_AUDIT_NAME;
 use crate::core::store::{
     Activation, AuditFor, CodeConsumption, KeyBinding, Reservation, SettleCheck, Settlement,
@@ -28,12 +37,23 @@ use crate::core::store::{
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::store::lock::{self, StoreLock};
 use crate::store::mutation::{self, Applied, RefusalNote};
+use crate::store::records;
 use crate::store::{SCHEMA_VERSION, decode, encode};
 
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_KEY: &[u8] = b"key_fingerprint";
-const META_OPERATOR: &[u8] = b"operator_password";
-const META_OPERATOR_FAILURES: &[u8] = b"operator_failures";
+/// Schema 1's operator values, untagged; read only to migrate.
+const META_OPERATOR_V1: &[u8] = b"operator_password";
+const META_OPERATOR_FAILURES_V1: &[u8] = b"operator_failures";
+/// Schema 2's, tagged (see [`records`]).
+const META_OPERATOR: &[u8] = b"operator_password.v2";
+const META_OPERATOR_FAILURES: &[u8] = b"operator_failures.v2";
+/// Schema 1's account tree (untagged records), read only to migrate; schema 2's has its own
+/// name, so a migration fills it beside the old one and one write of the schema version
+/// switches over.
+const TREE_ACCOUNTS_V1: &str = "accounts";
+const TREE_ACCOUNTS: &str = "accounts.v2";
+const TREE_FOLDS: &str = "account_folds";
 /// Present while a restore fills the store; a store that still has it was interrupted.
 const META_RESTORING: &[u8] = b"restore_in_progress";
 /// Accounts (or audit events) written per transaction by a restore.
@@ -64,12 +84,24 @@ pub struct SledStore {
     /// sled's log file, opened again only to `fdatasync` it (see [`SledStore::flush`]).
     log_file: std::fs::File,
     accounts: sled::Tree,
+    /// Schema 1's records, until migrated.
+    accounts_v1: sled::Tree,
     facts: sled::Tree,
+    folds: sled::Tree,
     audit: sled::Tree,
     refusals: sled::Tree,
     path: PathBuf,
+    /// The schema of the data on disk: 1 until the first bind migrates it.
+    schema: AtomicU32,
+    /// The key records are tagged with, from [`Store::bind_key`] or [`SledStore::attach_key`].
+    key: OnceLock<MacKey>,
     /// Declared last so that it is released only after sled has closed the store.
     _lock: StoreLock,
+}
+
+fn unix_now() -> UnixTime {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| d.as_secs() as UnixTime)
 }
 
 fn io(e: sled::Error) -> StoreError {
@@ -108,10 +140,13 @@ enum Flush {
     ToDisk,
 }
 
-/// The trees of one transaction, with the audit numbering it continues.
+/// The trees of one transaction, with the record key and the audit numbering it continues.
 struct Tx<'a> {
+    /// The record key, or why the store cannot be written (see [`SledStore::writable`]).
+    key: Result<&'a MacKey, &'a StoreError>,
     accounts: &'a TransactionalTree,
     facts: &'a TransactionalTree,
+    folds: &'a TransactionalTree,
     events: &'a TransactionalTree,
     meta: &'a TransactionalTree,
     refusals: &'a TransactionalTree,
@@ -125,10 +160,18 @@ fn abort<T>(e: StoreError) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(e))
 }
 
-impl Tx<'_> {
+impl<'a> Tx<'a> {
+    /// The record key; aborts a transaction on a store that cannot be written yet.
+    fn key(&self) -> TxResult<&'a MacKey> {
+        self.key
+            .map_err(|e| ConflictableTransactionError::Abort(e.clone()))
+    }
+
+    /// The record of `name`, its tag checked (see [`records::decode_account`]).
     fn load(&self, name: &str) -> TxResult<Option<Account>> {
+        let key = self.key()?;
         match self.accounts.get(name.as_bytes())? {
-            Some(bytes) => match decode(&bytes, &format!("the record of account '{name}'")) {
+            Some(bytes) => match records::decode_account(key, name, &bytes) {
                 Ok(account) => Ok(Some(account)),
                 Err(e) => abort(e),
             },
@@ -136,9 +179,11 @@ impl Tx<'_> {
         }
     }
 
+    /// Writes `account`'s tagged record and its list facts.
     fn put(&self, account: &Account) -> TxResult<()> {
+        let record = records::encode_account(self.key()?, account);
         let name = account.name.as_bytes();
-        self.accounts.insert(name, encode(account))?;
+        self.accounts.insert(name, record)?;
         self.facts.insert(name, encode(&account.facts()))?;
         Ok(())
     }
@@ -194,14 +239,23 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The operator's failure record, its tag checked: one that fails stops the count with
+    /// an error, never restarts it from zero.
     fn operator_failures(&self) -> TxResult<FailureRecord> {
+        let key = self.key()?;
         match self.meta.get(META_OPERATOR_FAILURES)? {
-            Some(bytes) => match decode(&bytes, "the operator's failure record") {
+            Some(bytes) => match records::decode_operator_failures(key, &bytes) {
                 Ok(record) => Ok(record),
                 Err(e) => abort(e),
             },
             None => Ok(FailureRecord::default()),
         }
+    }
+
+    fn put_operator_failures(&self, record: &FailureRecord) -> TxResult<()> {
+        let bytes = records::encode_operator_failures(self.key()?, record);
+        self.meta.insert(META_OPERATOR_FAILURES, bytes)?;
+        Ok(())
     }
 }
 
@@ -227,21 +281,23 @@ impl SledStore {
     /// [`StoreError::Busy`].
     pub fn open(path: &Path, wait: Duration) -> Result<Self, StoreError> {
         let deadline = Instant::now() + wait;
-        let lock = loop {
-            match lock::try_lock(path) {
-                Err(StoreError::Busy { .. }) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                other => break other?,
-            }
-        };
+        let lock = Self::lock(path, wait)?;
+        // A restore stopped between its renames left the complete new store beside this one.
+        crate::store::swap::finish_interrupted(path, unix_now()).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot finish the interrupted restore of {}: {e}",
+                path.display()
+            ))
+        })?;
         // Holding the lock file, no other sparekey has the store. sled's own lock on its log
         // can still be held for a moment: a store of this process that was just dropped lets
         // go of it only when sled's last background task does. Wait for that, within `wait`.
         wait_for_sled_lock(&path.join("db"), deadline);
         let db = Self::try_open(path)?;
-        let accounts = db.open_tree("accounts").map_err(io)?;
+        let accounts = db.open_tree(TREE_ACCOUNTS).map_err(io)?;
+        let accounts_v1 = db.open_tree(TREE_ACCOUNTS_V1).map_err(io)?;
         let facts = db.open_tree("account_facts").map_err(io)?;
+        let folds = db.open_tree(TREE_FOLDS).map_err(io)?;
         let audit = db.open_tree("audit").map_err(io)?;
         let refusals = db.open_tree("refusals").map_err(io)?;
         let log_file = std::fs::File::open(path.join("db")).map_err(|e| {
@@ -251,14 +307,40 @@ impl SledStore {
             db,
             log_file,
             accounts,
+            accounts_v1,
             facts,
+            folds,
             audit,
             refusals,
             path: path.to_path_buf(),
+            schema: AtomicU32::new(SCHEMA_VERSION),
+            key: OnceLock::new(),
             _lock: lock,
         };
         store.check_schema()?;
         Ok(store)
+    }
+
+    /// Takes the lock of the store at `path` (see [`lock`](crate::store::lock)), retrying for up
+    /// to `wait` while another process holds it: for a restore, which replaces the store's
+    /// files and holds the lock throughout.
+    pub fn lock(path: &Path, wait: Duration) -> Result<StoreLock, StoreError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match lock::try_lock(path) {
+                Err(StoreError::Busy { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Closes the store and hands back its lock, still held.
+    pub fn into_lock(self) -> StoreLock {
+        let Self { db, _lock, .. } = self;
+        drop(db);
+        _lock
     }
 
     /// Opens the sled database under the store at `path` directly, below the `Store` trait and
@@ -321,14 +403,23 @@ impl SledStore {
                         supported: SCHEMA_VERSION,
                     });
                 }
-                if found < SCHEMA_VERSION {
+                if found < 1 {
                     return Err(StoreError::Damaged(format!(
                         "schema version {found} is not one this sparekey can read or migrate"
                     )));
                 }
+                self.schema.store(found, Ordering::SeqCst);
+                if found == SCHEMA_VERSION && !self.accounts_v1.is_empty() {
+                    // A migration that switched over but was stopped before it dropped the old
+                    // records; they are never read again.
+                    let _ = self.accounts_v1.clear();
+                }
                 Ok(())
             }
-            None if self.accounts.is_empty() && self.audit.is_empty() => {
+            None if self.accounts.is_empty()
+                && self.accounts_v1.is_empty()
+                && self.audit.is_empty() =>
+            {
                 self.db
                     .insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())
                     .map_err(io)?;
@@ -344,6 +435,156 @@ impl SledStore {
         &self.path
     }
 
+    /// The schema of the data on disk (1 until a bind migrates it).
+    pub fn schema(&self) -> u32 {
+        self.schema.load(Ordering::SeqCst)
+    }
+
+    /// Hands the store its record key without binding or migrating anything: for `doctor`,
+    /// which reads and checks every record but never writes.
+    pub fn attach_key(&self, key: &StoreKey) {
+        let _ = self.key.set(key.records().clone());
+    }
+
+    /// The record key; an error (never a panic) if the store is used before its key is bound.
+    fn mac(&self) -> Result<&MacKey, StoreError> {
+        self.key.get().ok_or_else(|| {
+            StoreError::Conflict(
+                "the store's records cannot be checked before its key is bound".into(),
+            )
+        })
+    }
+
+    /// Refuses a write to a store still in schema 1 (its first bind migrates it).
+    fn writable(&self) -> Result<&MacKey, StoreError> {
+        if self.schema() != SCHEMA_VERSION {
+            return Err(StoreError::Conflict(format!(
+                "the store at {} is still schema {}: it is migrated when opened with its key",
+                self.path.display(),
+                self.schema()
+            )));
+        }
+        self.mac()
+    }
+
+    /// Reads the record stored under `name`, in the schema on disk.
+    fn read_record(&self, name: &str, bytes: &[u8]) -> Result<Account, StoreError> {
+        match self.schema() {
+            SCHEMA_VERSION => records::decode_account(self.mac()?, name, bytes),
+            _ => records::decode_account_v1(name, bytes),
+        }
+    }
+
+    /// The tree holding the records of the schema on disk.
+    fn record_tree(&self) -> &sled::Tree {
+        match self.schema() {
+            SCHEMA_VERSION => &self.accounts,
+            _ => &self.accounts_v1,
+        }
+    }
+
+    /// The fingerprint of the key this store is bound to, if any (read only).
+    pub fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        let value = self.db.get(META_KEY).map_err(io)?;
+        Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Reads and checks every account record and operator value; returns how many accounts
+    /// there are and one line for each record that fails (for `doctor`, which names them all
+    /// rather than stop at the first).
+    pub fn check_records(&self) -> Result<(usize, Vec<String>), StoreError> {
+        let mut count = 0;
+        let mut damaged = Vec::new();
+        for entry in self.record_tree().iter() {
+            let (name, bytes) = entry.map_err(io)?;
+            count += 1;
+            if let Err(e) = self.read_record(&String::from_utf8_lossy(&name), &bytes) {
+                damaged.push(e.to_string());
+            }
+        }
+        for result in [
+            self.operator_password().map(|_| ()),
+            self.operator_failures().map(|_| ()),
+        ] {
+            if let Err(e) = result {
+                damaged.push(e.to_string());
+            }
+        }
+        Ok((count, damaged))
+    }
+
+    /// Every record, each checked, in name order.
+    fn all_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.record_tree()
+            .iter()
+            .map(|entry| {
+                let (name, bytes) = entry.map_err(io)?;
+                self.read_record(&String::from_utf8_lossy(&name), &bytes)
+            })
+            .collect()
+    }
+
+    /// Migrates a schema-1 store to schema 2 with `key`: every record is tagged into the new
+    /// tree beside the old one, with the case-folded name index, and one transaction on the
+    /// meta keys (the schema version and the tagged operator values) switches over. Stopped at
+    /// any point, the store is still the whole schema-1 store, migrated again at the next open.
+    fn migrate(&self, key: &MacKey) -> Result<(), StoreError> {
+        self.accounts.clear().map_err(io)?;
+        self.folds.clear().map_err(io)?;
+        let mut seen = std::collections::HashMap::new();
+        let mut accounts = sled::Batch::default();
+        let mut folds = sled::Batch::default();
+        let mut pending = 0;
+        for entry in self.accounts_v1.iter() {
+            let (name, bytes) = entry.map_err(io)?;
+            let name = String::from_utf8_lossy(&name).into_owned();
+            let account = records::decode_account_v1(&name, &bytes)?;
+            let folded = folded_name(&name);
+            if let Some(other) = seen.insert(folded.clone(), name.clone()) {
+                return Err(case_collision(&other, &name));
+            }
+            accounts.insert(name.as_bytes(), records::encode_account(key, &account));
+            folds.insert(folded.as_bytes(), name.as_bytes());
+            pending += 1;
+            if pending == IMPORT_CHUNK {
+                self.accounts
+                    .apply_batch(std::mem::take(&mut accounts))
+                    .map_err(io)?;
+                self.folds
+                    .apply_batch(std::mem::take(&mut folds))
+                    .map_err(io)?;
+                pending = 0;
+            }
+        }
+        self.accounts.apply_batch(accounts).map_err(io)?;
+        self.folds.apply_batch(folds).map_err(io)?;
+        self.flush()?;
+        let operator = self.db.get(META_OPERATOR_V1).map_err(io)?;
+        let operator = operator.map(|v| String::from_utf8_lossy(&v).into_owned());
+        let operator = records::encode_operator_password(key, operator.as_deref());
+        let failures = match self.db.get(META_OPERATOR_FAILURES_V1).map_err(io)? {
+            Some(v) => Some(records::encode_operator_failures(
+                key,
+                &records::decode_operator_failures_v1(&v)?,
+            )),
+            None => None,
+        };
+        let result = self.db.transaction(|meta| {
+            meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
+            meta.insert(META_OPERATOR, operator.clone())?;
+            if let Some(f) = &failures {
+                meta.insert(META_OPERATOR_FAILURES, f.clone())?;
+            }
+            meta.remove(META_OPERATOR_V1)?;
+            meta.remove(META_OPERATOR_FAILURES_V1)?;
+            Ok(((), true))
+        });
+        self.finish(result)?;
+        self.schema.store(SCHEMA_VERSION, Ordering::SeqCst);
+        let _ = self.accounts_v1.clear();
+        Ok(())
+    }
+
     /// Makes every write so far durable. sled's own flush ends in `sync_file_range`, which
     /// survives a killed process but not a power cut: it flushes neither the drive's cache nor
     /// the file's metadata (sled grows the file a segment at a time). sled's background thread
@@ -354,6 +595,12 @@ impl SledStore {
         self.log_file
             .sync_data()
             .map_err(|e| StoreError::Unavailable(format!("cannot sync the store to disk: {e}")))
+    }
+
+    /// Makes everything written so far durable (for a restore, before the store is put in
+    /// place).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.flush()
     }
 
     /// Hands writes to the OS (they survive this process being killed) without waiting for the
@@ -367,18 +614,23 @@ impl SledStore {
     /// Runs `f` as one transaction over every tree, with the audit numbering, then flushes as
     /// it asks and enforces the retention bound if the numbering says it is due.
     fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<(T, Flush)>) -> Result<T, StoreError> {
+        // Checked when a record is touched: an event appended on its own needs no key.
+        let key = self.writable();
         let first_id = self.first_audit_id()?;
         let trees = (
             &self.accounts,
             &self.facts,
+            &self.folds,
             &self.audit,
             &*self.db,
             &self.refusals,
         );
-        let result = trees.transaction(|(accounts, facts, events, meta, refusals)| {
+        let result = trees.transaction(|(accounts, facts, folds, events, meta, refusals)| {
             let tx = Tx {
+                key: key.as_ref().copied(),
                 accounts,
                 facts,
+                folds,
                 events,
                 meta,
                 refusals,
@@ -440,7 +692,7 @@ impl SledStore {
             if !applied.changed {
                 return Ok((applied.outcome, Flush::No));
             }
-            tx.meta.insert(META_OPERATOR_FAILURES, encode(&record))?;
+            tx.put_operator_failures(&record)?;
             tx.write_events(at, OPERATOR_AUDIT_NAME, audit(&applied.outcome))?;
             Ok((applied.outcome, Flush::ToDisk))
         })
@@ -481,6 +733,35 @@ impl SledStore {
         }
     }
 
+    /// Records `key`'s fingerprint as this store's key if it has none yet, or compares it. A
+    /// store of this schema bound now also gets its tagged "no operator password" record in the
+    /// same transaction, so from then on a missing record is damage (a schema-1 store gets it
+    /// from its migration).
+    fn bind_fingerprint(&self, key: &StoreKey) -> Result<KeyBinding, StoreError> {
+        let fingerprint = key.fingerprint().as_bytes();
+        let unset = (self.schema() == SCHEMA_VERSION)
+            .then(|| records::encode_operator_password(key.records(), None));
+        let result = self.db.transaction(|meta| match meta.get(META_KEY)? {
+            Some(stored) => Ok((Some(stored), false)),
+            None => {
+                meta.insert(META_KEY, fingerprint)?;
+                if let Some(unset) = &unset
+                    && meta.get(META_OPERATOR)?.is_none()
+                {
+                    meta.insert(META_OPERATOR, unset.clone())?;
+                }
+                Ok((None, true))
+            }
+        });
+        match self.finish(result)? {
+            None => Ok(KeyBinding::Bound),
+            Some(stored) if stored.as_ref() == fingerprint => Ok(KeyBinding::Matches),
+            Some(stored) => Ok(KeyBinding::Mismatch {
+                stored: String::from_utf8_lossy(&stored).into_owned(),
+            }),
+        }
+    }
+
     /// Keeps at most `retention` audit events: noise first (see [`AuditKind::is_noise`]),
     /// oldest first, and only then the oldest security events, so a flood of refusals can never
     /// rotate a login, a failure or a lock out of the log.
@@ -515,32 +796,16 @@ impl SledStore {
 }
 
 impl Store for SledStore {
-    fn bind_key(&self, fingerprint: &str) -> Result<KeyBinding, StoreError> {
-        let previous = self
-            .db
-            .compare_and_swap(
-                META_KEY,
-                None as Option<&[u8]>,
-                Some(fingerprint.as_bytes()),
-            )
-            .map_err(io)?;
-        match previous {
-            Ok(()) => {
-                self.flush()?;
-                Ok(KeyBinding::Bound)
-            }
-            Err(cas) => {
-                let stored = cas
-                    .current
-                    .map(|v| String::from_utf8_lossy(&v).into_owned())
-                    .unwrap_or_default();
-                if stored == fingerprint {
-                    Ok(KeyBinding::Matches)
-                } else {
-                    Ok(KeyBinding::Mismatch { stored })
-                }
-            }
+    fn bind_key(&self, key: &StoreKey) -> Result<KeyBinding, StoreError> {
+        let binding = self.bind_fingerprint(key)?;
+        if matches!(binding, KeyBinding::Mismatch { .. }) {
+            return Ok(binding);
         }
+        self.attach_key(key);
+        if self.schema() < SCHEMA_VERSION {
+            self.migrate(self.mac()?)?;
+        }
+        Ok(binding)
     }
 
     fn insert_account(
@@ -548,22 +813,25 @@ impl Store for SledStore {
         account: &Account,
         audit: AuditFor<'_, bool>,
     ) -> Result<bool, StoreError> {
+        let folded = folded_name(&account.name);
         self.transact(|tx| {
-            if tx.accounts.get(account.name.as_bytes())?.is_some() {
+            tx.key()?;
+            let taken = tx.accounts.get(account.name.as_bytes())?.is_some()
+                || tx.folds.get(folded.as_bytes())?.is_some();
+            if taken {
                 return Ok((false, Flush::No));
             }
             tx.put(account)?;
+            tx.folds
+                .insert(folded.as_bytes(), account.name.as_bytes())?;
             tx.write_events(account.created_at, &account.name, audit(&true))?;
             Ok((true, Flush::ToDisk))
         })
     }
 
     fn load_account(&self, name: &str) -> Result<Option<Account>, StoreError> {
-        match self.accounts.get(name.as_bytes()).map_err(io)? {
-            Some(bytes) => Ok(Some(decode(
-                &bytes,
-                &format!("the record of account '{name}'"),
-            )?)),
+        match self.record_tree().get(name.as_bytes()).map_err(io)? {
+            Some(bytes) => Ok(Some(self.read_record(name, &bytes)?)),
             None => Ok(None),
         }
     }
@@ -602,11 +870,14 @@ impl Store for SledStore {
         at: UnixTime,
         audit: AuditFor<'_, bool>,
     ) -> Result<bool, StoreError> {
+        let folded = folded_name(name);
         self.transact(|tx| {
+            tx.key()?;
             if tx.accounts.remove(name.as_bytes())?.is_none() {
                 return Ok((false, Flush::No));
             }
             tx.facts.remove(name.as_bytes())?;
+            tx.folds.remove(folded.as_bytes())?;
             tx.refusals.remove(name.as_bytes())?;
             tx.write_events(at, name, audit(&true))?;
             Ok((true, Flush::ToDisk))
@@ -778,11 +1049,16 @@ impl Store for SledStore {
     }
 
     fn operator_password(&self) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .db
-            .get(META_OPERATOR)
-            .map_err(io)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        if self.schema() < SCHEMA_VERSION {
+            let v = self.db.get(META_OPERATOR_V1).map_err(io)?;
+            return Ok(v.map(|v| String::from_utf8_lossy(&v).into_owned()));
+        }
+        match self.db.get(META_OPERATOR).map_err(io)? {
+            Some(v) => records::decode_operator_password(self.mac()?, &v),
+            // Never bound to a key: nothing was ever set.
+            None if self.key_fingerprint()?.is_none() => Ok(None),
+            None => Err(missing_operator_record()),
+        }
     }
 
     fn set_operator_password(
@@ -792,18 +1068,32 @@ impl Store for SledStore {
         audit: AuditFor<'_, bool>,
     ) -> Result<bool, StoreError> {
         self.transact(|tx| {
-            if tx.meta.get(META_OPERATOR)?.is_some() {
-                return Ok((false, Flush::No));
+            let key = tx.key()?;
+            match tx.meta.get(META_OPERATOR)? {
+                // Checked, so damage is not read as "already set".
+                Some(current) => match records::decode_operator_password(key, &current) {
+                    Ok(None) => {}
+                    Ok(Some(_)) => return Ok((false, Flush::No)),
+                    Err(e) => return abort(e),
+                },
+                None => return abort(missing_operator_record()),
             }
-            tx.meta.insert(META_OPERATOR, phc.as_bytes())?;
+            let record = records::encode_operator_password(key, Some(phc));
+            tx.meta.insert(META_OPERATOR, record)?;
             tx.write_events(at, OPERATOR_AUDIT_NAME, audit(&true))?;
             Ok((true, Flush::ToDisk))
         })
     }
 
     fn operator_failures(&self) -> Result<FailureRecord, StoreError> {
+        if self.schema() < SCHEMA_VERSION {
+            return match self.db.get(META_OPERATOR_FAILURES_V1).map_err(io)? {
+                Some(bytes) => records::decode_operator_failures_v1(&bytes),
+                None => Ok(FailureRecord::default()),
+            };
+        }
         match self.db.get(META_OPERATOR_FAILURES).map_err(io)? {
-            Some(bytes) => decode(&bytes, "the operator's failure record"),
+            Some(bytes) => records::decode_operator_failures(self.mac()?, &bytes),
             None => Ok(FailureRecord::default()),
         }
     }
@@ -855,12 +1145,7 @@ impl Store for SledStore {
                 .map_err(io)?
                 .map(|v| String::from_utf8_lossy(&v).into_owned()))
         };
-        let accounts = self
-            .accounts
-            .iter()
-            .values()
-            .map(|v| decode(&v.map_err(io)?, "an account record"))
-            .collect::<Result<Vec<Account>, _>>()?;
+        let accounts = self.all_accounts()?;
         let audit = self
             .audit
             .iter()
@@ -869,13 +1154,20 @@ impl Store for SledStore {
             .collect::<Result<Vec<AuditEvent>, _>>()?;
         Ok(StoreImage {
             key_fingerprint: meta(META_KEY)?,
-            operator_password: meta(META_OPERATOR)?,
+            operator_password: self.operator_password()?,
             accounts,
             audit,
         })
     }
 
     fn import_image(&self, image: &StoreImage) -> Result<(), StoreError> {
+        let key = self.writable()?;
+        let mut seen = std::collections::HashMap::new();
+        for account in &image.accounts {
+            if let Some(other) = seen.insert(folded_name(&account.name), &account.name) {
+                return Err(case_collision(other, &account.name));
+            }
+        }
         if !self.accounts.is_empty() || !self.audit.is_empty() {
             return Err(StoreError::Conflict(format!(
                 "the store at {} is not empty: restore only fills an empty store",
@@ -890,13 +1182,18 @@ impl Store for SledStore {
         for chunk in image.accounts.chunks(IMPORT_CHUNK) {
             let mut accounts = sled::Batch::default();
             let mut facts = sled::Batch::default();
+            let mut folds = sled::Batch::default();
             for account in chunk {
-                accounts.insert(account.name.as_bytes(), encode(account));
-                facts.insert(account.name.as_bytes(), encode(&account.facts()));
+                let name = account.name.as_bytes();
+                accounts.insert(name, records::encode_account(key, account));
+                facts.insert(name, encode(&account.facts()));
+                folds.insert(folded_name(&account.name).as_bytes(), name);
             }
-            let result = (&self.accounts, &self.facts).transaction(|(a, f)| {
+            let trees = (&self.accounts, &self.facts, &self.folds);
+            let result = trees.transaction(|(a, f, n)| {
                 a.apply_batch(&accounts)?;
                 f.apply_batch(&facts)?;
+                n.apply_batch(&folds)?;
                 Ok(((), true))
             });
             self.finish(result)?;
@@ -916,9 +1213,8 @@ impl Store for SledStore {
         if let Some(k) = &image.key_fingerprint {
             self.db.insert(META_KEY, k.as_bytes()).map_err(io)?;
         }
-        if let Some(o) = &image.operator_password {
-            self.db.insert(META_OPERATOR, o.as_bytes()).map_err(io)?;
-        }
+        let operator = records::encode_operator_password(key, image.operator_password.as_deref());
+        self.db.insert(META_OPERATOR, operator).map_err(io)?;
         self.flush()?;
         self.db.remove(META_RESTORING).map_err(io)?;
         self.flush()
@@ -994,6 +1290,22 @@ fn read_u64(bytes: Option<sled::IVec>, what: &str) -> Result<Option<u64>, StoreE
                 .map_err(|_| StoreError::Damaged(format!("{what} is not an 8-byte number")))
         })
         .transpose()
+}
+
+fn missing_operator_record() -> StoreError {
+    StoreError::Damaged(
+        "the operator password record is missing (removed below sparekey): restore from a backup"
+            .into(),
+    )
+}
+
+/// Two names that schema 2 counts as one account.
+fn case_collision(first: &str, second: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "the accounts '{}' and '{}' differ only by case, and account names must be unique regardless of case: remove or rename one with the sparekey that made this store, then open it again",
+        printable(first),
+        printable(second)
+    ))
 }
 
 #[cfg(test)]

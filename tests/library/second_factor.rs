@@ -166,13 +166,21 @@ fn probing_tells_unknown_unenrolled_and_ready_apart_and_writes_nothing() {
 }
 
 #[test]
-fn a_password_is_never_asked_of_it_and_codes_are_renewed_by_reset_and_enroll() {
+fn no_step_up_is_minted_for_it_and_codes_are_renewed_by_reset_and_enroll() {
     let (service, clock) = memory_service(47);
-    enrolled_only(&service, &clock, "bob");
-    let err = service.regenerate_codes("bob", PASSWORD).unwrap_err();
+    let (first, _) = enrolled_only(&service, &clock, "bob");
+    // A step-up is two factors; here it has one, so regenerate, re-enroll and disable are shut.
+    let code = code_for(&first, clock.now_for_tests());
+    let hashes = service.hash_evaluations();
+    let err = service.step_up("bob", PASSWORD, &code).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Invalid);
     assert!(err.to_string().contains("no sparekey password"), "{err}");
+    assert!(err.to_string().contains("sparekey reset"), "{err}");
     assert_eq!(failures(&service, "bob"), 0);
+    assert_eq!(service.hash_evaluations(), hashes, "nothing was hashed");
+    // The refused step-up consumed nothing: the same code still verifies.
+    service.verify_second_factor("bob", &code).unwrap();
+    clock.advance(30);
     service.reset_two_factor("bob").unwrap();
     let (secret, _) = {
         let enrollment = service.begin_enrollment("bob", None).unwrap();

@@ -192,9 +192,12 @@ fn throttle_delays_then_locks_and_success_resets_only_after_full_login() {
 #[test]
 fn regeneration_replaces_the_whole_set() {
     let (service, clock) = memory_service(7);
-    let (_, old) = enrolled(&service, &clock, "gus");
+    let (secret, old) = enrolled(&service, &clock, "gus");
     service.login("gus", PASSWORD, Some(&old[0])).unwrap();
-    let new = service.regenerate_codes("gus", PASSWORD).unwrap();
+    let proof = service
+        .step_up("gus", PASSWORD, &code_for(&secret, T0 + 30))
+        .unwrap();
+    let new = service.regenerate_codes("gus", &proof).unwrap();
     assert_eq!(service.code_status("gus").unwrap().remaining, 10);
     for code in &old[1..] {
         assert_eq!(
@@ -211,9 +214,9 @@ fn regeneration_replaces_the_whole_set() {
             .remaining_codes,
         9
     );
-    // Regeneration needs the right password.
+    // The step-up regeneration needs takes the right password.
     assert_eq!(
-        reason(service.regenerate_codes("gus", "nope nope").unwrap_err()),
+        reason(service.step_up("gus", "nope nope", &fresh).unwrap_err()),
         RejectReason::WrongPassword
     );
 }
@@ -221,12 +224,13 @@ fn regeneration_replaces_the_whole_set() {
 #[test]
 fn reenrollment_keeps_the_old_authenticator_until_confirmed() {
     let (service, clock) = memory_service(8);
-    let (old_secret, _) = enrolled(&service, &clock, "hal");
+    let (old_secret, codes) = enrolled(&service, &clock, "hal");
     assert!(matches!(
         service.begin_enrollment("hal", None),
-        Err(Error::Invalid(_))
+        Err(Error::StepUpNeeded(_))
     ));
-    let new = service.begin_enrollment("hal", Some(PASSWORD)).unwrap();
+    let proof = service.step_up("hal", PASSWORD, &codes[0]).unwrap();
+    let new = service.begin_reenrollment("hal", &proof).unwrap();
     let now = T0 + 30;
     assert!(
         service
@@ -235,7 +239,7 @@ fn reenrollment_keeps_the_old_authenticator_until_confirmed() {
     );
     clock.advance(30);
     service
-        .confirm_enrollment("hal", &code_for(&new.secret, now + 30))
+        .confirm_reenrollment("hal", &code_for(&new.secret, now + 30), &proof)
         .unwrap();
     clock.advance(30);
     let err = service
@@ -259,13 +263,14 @@ fn low_codes_are_flagged_and_disable_needs_password_and_code() {
     let now = T0 + 30;
     assert!(
         service
-            .disable_two_factor("ivy", "bad password", &code_for(&secret, now))
+            .step_up("ivy", "bad password", &code_for(&secret, now))
             .is_err()
     );
     service.unlock("ivy").unwrap();
-    service
-        .disable_two_factor("ivy", PASSWORD, &code_for(&secret, now))
+    let proof = service
+        .step_up("ivy", PASSWORD, &code_for(&secret, now))
         .unwrap();
+    service.disable_two_factor("ivy", &proof).unwrap();
     let summary = service.account_summary("ivy").unwrap();
     assert!(!summary.two_factor && summary.total_codes == 0);
     let ok = service.login("ivy", PASSWORD, None).unwrap();
@@ -287,15 +292,15 @@ fn turning_two_factor_off_is_audited_as_such_and_not_as_a_login() {
     };
 
     let before = service.audit_log(Some("una"), 1_000).unwrap().len();
-    service
-        .disable_two_factor("una", PASSWORD, &code_for(&secret, T0 + 30))
+    let proof = service
+        .step_up("una", PASSWORD, &code_for(&secret, T0 + 30))
         .unwrap();
+    service.disable_two_factor("una", &proof).unwrap();
     assert_eq!(events_after("una", before), [AuditKind::TwoFactorDisabled]);
 
     let before = service.audit_log(Some("vic"), 1_000).unwrap().len();
-    service
-        .disable_two_factor("vic", PASSWORD, &codes[4])
-        .unwrap();
+    let proof = service.step_up("vic", PASSWORD, &codes[4]).unwrap();
+    service.disable_two_factor("vic", &proof).unwrap();
     assert_eq!(
         events_after("vic", before),
         [
@@ -616,16 +621,54 @@ fn a_login_and_its_audit_events_are_written_together_or_not_at_all() {
 fn regenerated_codes_and_their_event_are_written_together_and_no_code_is_lost() {
     let (service, handle, clock) = service_with_failing_audit();
     let (_, old) = enrolled(&service, &clock, "quinn");
+    let proof = service.step_up("quinn", PASSWORD, &old[9]).unwrap();
     let before = service.audit_log(None, 1_000).unwrap().len();
 
     // The new set and its event go in one step: when the event cannot be written, no new set
     // replaces the old one, so no code is shown that would not work and none that works is lost.
     handle.fail_audit_writes(true);
-    let err = service.regenerate_codes("quinn", PASSWORD).unwrap_err();
+    let err = service.regenerate_codes("quinn", &proof).unwrap_err();
     assert!(matches!(err, Error::Store(_)), "{err:?}");
     assert_eq!(service.audit_log(None, 1_000).unwrap().len(), before);
     handle.fail_audit_writes(false);
     assert!(service.login("quinn", PASSWORD, Some(&old[0])).is_ok());
+}
+
+#[test]
+fn a_step_up_spends_its_code_with_its_event_or_not_at_all() {
+    let (service, handle, clock) = service_with_failing_audit();
+    let (_, codes) = enrolled(&service, &clock, "una");
+    let before = service.audit_log(Some("una"), 1_000).unwrap().len();
+
+    // The step-up's backup code goes the login's way: spent in one step with its event, so
+    // when the event cannot be written the code is not spent and no step-up is made.
+    handle.fail_audit_writes(true);
+    let err = service.step_up("una", PASSWORD, &codes[0]).unwrap_err();
+    assert!(matches!(err, Error::Store(_)), "{err:?}");
+    handle.fail_audit_writes(false);
+    assert_eq!(service.code_status("una").unwrap().remaining, 10);
+    assert_eq!(service.audit_log(Some("una"), 1_000).unwrap().len(), before);
+
+    // Once it can be written: the use is recorded, and no login (the step-up is no login).
+    let proof = service.step_up("una", PASSWORD, &codes[0]).unwrap();
+    let after = service.audit_log(Some("una"), 1_000).unwrap();
+    let kinds: Vec<&AuditKind> = after[before..].iter().map(|e| &e.kind).collect();
+    assert_eq!(
+        kinds,
+        [&AuditKind::BackupCodeUsed {
+            slot: 0,
+            remaining: 9
+        }]
+    );
+    assert_eq!(
+        service.account_summary("una").unwrap().consecutive_failures,
+        0,
+        "the finished step-up settled its counted attempts"
+    );
+    assert_eq!(
+        service.regenerate_codes("una", &proof).unwrap().codes.len(),
+        10
+    );
 }
 
 // ----- fail closed ----------------------------------------------------------------------------
@@ -693,12 +736,14 @@ fn a_store_that_cannot_count_the_attempt_gets_one_answer_and_no_hash() {
             service.login("sam", "not it at all", None).map(drop),
         ),
         (
-            "regenerate, right",
-            service.regenerate_codes("rita", PASSWORD).map(drop),
+            "step-up, right",
+            service.step_up("rita", PASSWORD, &codes[1]).map(drop),
         ),
         (
-            "regenerate, wrong",
-            service.regenerate_codes("rita", "not it at all").map(drop),
+            "step-up, wrong",
+            service
+                .step_up("rita", "not it at all", &codes[1])
+                .map(drop),
         ),
         (
             "operator, right",
@@ -839,7 +884,11 @@ fn a_success_cannot_clear_a_lock_that_other_attempts_reached_meanwhile() {
     let service = sled_service(dir.path(), policy);
     service.create_account("vic", PASSWORD).unwrap();
     drop(service);
-    let store = open_store(&dir.path().join("data").join("store")).unwrap();
+    let store = open_store_keyed(
+        &dir.path().join("data").join("store"),
+        &dir.path().join("key"),
+    )
+    .unwrap();
     let check = sparekey::core::store::SettleCheck { policy };
     for _ in 0..4 {
         let _ = store.reserve_attempt(
@@ -891,6 +940,10 @@ fn every_change_is_written_with_its_event_or_not_at_all() {
     let (service, handle, clock) = service_with_failing_audit();
     let (secret, _) = enrolled(&service, &clock, "wes");
     service.create_account("xan", PASSWORD).unwrap();
+    let now = clock.now_for_tests();
+    let proof = service
+        .step_up("wes", PASSWORD, &code_for(&secret, now))
+        .unwrap();
     let before = service.audit_log(None, 1_000).unwrap();
 
     handle.fail_audit_writes(true);
@@ -907,11 +960,7 @@ fn every_change_is_written_with_its_event_or_not_at_all() {
         service.set_operator_password("operator secret"),
     );
     refused("operator recovery", service.clear_operator_failures());
-    let now = clock.now_for_tests();
-    refused(
-        "disable",
-        service.disable_two_factor("wes", PASSWORD, &code_for(&secret, now)),
-    );
+    refused("disable", service.disable_two_factor("wes", &proof));
     handle.fail_audit_writes(false);
     assert_eq!(
         service.audit_log(None, 1_000).unwrap(),
@@ -1035,4 +1084,171 @@ fn a_clock_running_ahead_burns_only_the_step_it_matched() {
             .login("ada", PASSWORD, Some(&code_for(&secret, now + 4 * 60 + 30)))
             .is_ok()
     );
+}
+
+// ----- step-up: the password alone never replaces the second factor -------------------------
+
+/// Everything about an account that a refused regeneration or re-enrollment must leave as it
+/// was.
+fn state_of(service: &Service, name: &str) -> (String, String) {
+    (
+        format!("{:?}", service.account_summary(name).unwrap()),
+        format!("{:?}", service.code_status(name).unwrap()),
+    )
+}
+
+#[test]
+fn password_only_reenrollment_is_refused_and_changes_nothing() {
+    let (service, clock) = memory_service(31);
+    let (secret, codes) = enrolled(&service, &clock, "bob");
+    let before = state_of(&service, "bob");
+    let events = service.audit_log(Some("bob"), 1_000).unwrap().len();
+
+    // With only bob's password: no new authenticator is started…
+    let err = service.begin_enrollment("bob", Some(PASSWORD)).unwrap_err();
+    assert!(matches!(err, Error::StepUpNeeded(_)), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Rejected);
+    assert!(err.to_string().contains("not only the password"), "{err}");
+    // …nor confirmed (here with a code of the current one, the strongest an attacker without
+    // the new secret could offer).
+    let now = clock.now_for_tests();
+    let err = service
+        .confirm_enrollment("bob", &code_for(&secret, now))
+        .unwrap_err();
+    assert!(matches!(err, Error::StepUpNeeded(_)), "{err:?}");
+    // A step-up needs a code: the password with an empty one is not a login.
+    assert!(service.step_up("bob", PASSWORD, "").is_err());
+
+    assert_eq!(state_of(&service, "bob"), before, "nothing changed");
+    assert_eq!(
+        service.audit_log(Some("bob"), 1_000).unwrap().len(),
+        events,
+        "nothing to audit: nothing was tried"
+    );
+    service.login("bob", PASSWORD, Some(&codes[0])).unwrap();
+    service
+        .login("bob", PASSWORD, Some(&code_for(&secret, now)))
+        .unwrap();
+}
+
+#[test]
+fn a_pending_reenrollment_is_confirmed_only_with_its_step_up() {
+    let (service, clock) = memory_service(32);
+    let (old, codes) = enrolled(&service, &clock, "cyd");
+    let proof = service.step_up("cyd", PASSWORD, &codes[0]).unwrap();
+    let new = service.begin_reenrollment("cyd", &proof).unwrap();
+    let now = clock.now_for_tests();
+    // The holder's pending enrollment cannot be finished by someone with only the password.
+    assert!(matches!(
+        service.confirm_enrollment("cyd", &code_for(&new.secret, now)),
+        Err(Error::StepUpNeeded(_))
+    ));
+    service
+        .confirm_reenrollment("cyd", &code_for(&new.secret, now), &proof)
+        .unwrap();
+    clock.advance(30);
+    let later = clock.now_for_tests();
+    assert!(
+        service
+            .login("cyd", PASSWORD, Some(&code_for(&old, later)))
+            .is_err()
+    );
+}
+
+#[test]
+fn a_used_backup_code_cannot_mint_twice() {
+    let (service, clock) = memory_service(33);
+    let (secret, codes) = enrolled(&service, &clock, "dee");
+    service.step_up("dee", PASSWORD, &codes[2]).unwrap();
+    assert_eq!(
+        reason(service.step_up("dee", PASSWORD, &codes[2]).unwrap_err()),
+        RejectReason::BackupCodeAlreadyUsed
+    );
+    // Nor can a code a login spent, nor a TOTP step already used.
+    service.login("dee", PASSWORD, Some(&codes[3])).unwrap();
+    assert_eq!(
+        reason(service.step_up("dee", PASSWORD, &codes[3]).unwrap_err()),
+        RejectReason::BackupCodeAlreadyUsed
+    );
+    let now = clock.now_for_tests();
+    service
+        .step_up("dee", PASSWORD, &code_for(&secret, now))
+        .unwrap();
+    assert_eq!(
+        reason(
+            service
+                .step_up("dee", PASSWORD, &code_for(&secret, now))
+                .unwrap_err()
+        ),
+        RejectReason::TotpReplay
+    );
+    // A wrong password with a good code mints nothing and spends nothing.
+    assert_eq!(
+        reason(service.step_up("dee", "nope nope", &codes[4]).unwrap_err()),
+        RejectReason::WrongPassword
+    );
+    assert_eq!(service.code_status("dee").unwrap().remaining, 8);
+}
+
+#[test]
+fn an_expired_or_foreign_step_up_is_refused_and_changes_nothing() {
+    use sparekey::core::step_up::STEP_UP_TTL_SECS;
+    let (service, clock) = memory_service(34);
+    let (_, codes) = enrolled(&service, &clock, "eve");
+    let (_, bobs) = enrolled(&service, &clock, "bob");
+    let proof = service.step_up("eve", PASSWORD, &codes[0]).unwrap();
+    let before = state_of(&service, "eve");
+
+    // Bob's proof is no proof for eve.
+    let bob_proof = service.step_up("bob", PASSWORD, &bobs[0]).unwrap();
+    assert!(matches!(
+        service.regenerate_codes("eve", &bob_proof),
+        Err(Error::StepUpNeeded(_))
+    ));
+
+    clock.advance(STEP_UP_TTL_SECS + 1);
+    for err in [
+        service.regenerate_codes("eve", &proof).map(|_| ()),
+        service.begin_reenrollment("eve", &proof).map(|_| ()),
+        service.disable_two_factor("eve", &proof),
+    ] {
+        let err = err.unwrap_err();
+        assert!(matches!(err, Error::StepUpNeeded(_)), "{err:?}");
+        assert!(err.to_string().contains("more than 5 min ago"), "{err}");
+    }
+    assert_eq!(state_of(&service, "eve"), before);
+
+    // An account removed and created again under the same name is another account.
+    let fresh = service.step_up("eve", PASSWORD, &codes[1]).unwrap();
+    service.remove_account("eve").unwrap();
+    clock.advance(1);
+    enrolled(&service, &clock, "eve");
+    assert!(matches!(
+        service.regenerate_codes("eve", &fresh),
+        Err(Error::StepUpNeeded(_))
+    ));
+}
+
+#[test]
+fn common_and_breached_passwords_are_refused_for_accounts_and_the_operator() {
+    let (service, _) = memory_service(35);
+    for weak in ["password1", "qwertyuiop", "iloveyou2"] {
+        let err = service.create_account("alice", weak).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid, "{weak}");
+        assert!(
+            err.to_string().contains("common or found in breaches"),
+            "{err}"
+        );
+    }
+    // Made of the account's own name: refused too.
+    assert!(service.create_account("bernadette", "bernadette1").is_err());
+    assert!(
+        service.account_summary("alice").is_err(),
+        "nothing was created"
+    );
+    let err = service.set_operator_password("password").unwrap_err();
+    assert!(err.to_string().contains("common password"), "{err}");
+    assert!(!service.has_operator_password().unwrap());
+    service.set_operator_password("operator secret").unwrap();
+    service.create_account("alice", PASSWORD).unwrap();
 }

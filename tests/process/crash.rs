@@ -91,8 +91,9 @@ impl Harness {
     }
 
     fn account(&self) -> Account {
-        let store = support::open_store(&self.data_dir().join("store"))
-            .unwrap_or_else(|e| panic!("the store must always open after a kill: {e}"));
+        let store =
+            support::open_store_keyed(&self.data_dir().join("store"), &self.dir.path().join("key"))
+                .unwrap_or_else(|e| panic!("the store must always open after a kill: {e}"));
         store
             .load_account("alice")
             .unwrap()
@@ -317,7 +318,8 @@ fn racing_login_processes_never_verify_more_than_the_policy() {
     let verified = exits.iter().filter(|&&e| e == 1).count();
     let throttled = exits.iter().filter(|&&e| e == 3).count();
     assert_eq!(verified + throttled, processes, "exit codes: {exits:?}");
-    let store = support::open_store(&h.data_dir().join("store")).unwrap();
+    let store =
+        support::open_store_keyed(&h.data_dir().join("store"), &h.dir.path().join("key")).unwrap();
     let counted = store
         .load_account("bob")
         .unwrap()
