@@ -130,7 +130,7 @@ impl Template {
         }
         let secret = self.key.seal(e, self.totp.as_bytes(), &name);
         Account {
-            password: self.phc.clone(),
+            password: Some(self.phc.clone()),
             created_at: NOW - 30 * 86_400 - i as i64,
             totp: Some(ActiveTotp {
                 secret,

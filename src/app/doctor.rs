@@ -248,7 +248,7 @@ fn hash_strength(image: Option<&StoreImage>) -> Check {
     };
     let weak = |phc: &str| crate::core::password::phc_params(phc).is_none_or(|p| p.below_owasp());
     let passwords: Vec<&str> = (image.accounts.iter())
-        .filter(|a| weak(&a.password))
+        .filter(|a| a.password.as_deref().is_some_and(weak))
         .map(|a| a.name.as_str())
         .collect();
     let codes: Vec<&str> = (image.accounts.iter())

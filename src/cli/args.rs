@@ -95,6 +95,16 @@ pub enum Command {
     /// Simulated login: reads the password line, then the code line (authenticator or backup code)
     Login(NameArg),
 
+    /// Check only the second factor (the first was checked elsewhere, e.g. by pam_unix): reads
+    /// one code line (authenticator or backup code); throttled, single-use and audited like a
+    /// login, with its exit codes. For root and the PAM module, never a user-facing login
+    Verify(VerifyArgs),
+
+    /// Enroll an authenticator that exists elsewhere, so the phone keeps working, with a fresh
+    /// set of backup codes
+    #[command(subcommand)]
+    Import(ImportCommand),
+
     /// Backup codes: status and regeneration
     #[command(subcommand)]
     Codes(CodesCommand),
@@ -186,7 +196,7 @@ pub enum KioskCommand {
 #[derive(Debug, Subcommand)]
 pub enum AccountCommand {
     /// Create an account; reads its password from stdin (or a hidden prompt, asked twice)
-    Add(NameArg),
+    Add(AddArgs),
     /// List the accounts and the state of their second factor
     List,
     /// Remove an account and its second factor
@@ -206,6 +216,65 @@ pub struct ConfirmedNameArg {
 
     #[command(flatten)]
     pub confirm: YesArg,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The account name
+    pub name: String,
+
+    /// No sparekey password: the first factor is checked elsewhere (the system password, by
+    /// pam_unix), and `sparekey verify` checks the second. Reads nothing
+    #[arg(long)]
+    pub second_factor_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The account name
+    pub name: String,
+
+    /// Read nothing and change nothing: say whether there is an authenticator to check now
+    /// (`ready`), `no_account` or `no_authenticator` (exit 0 for all three), or exit 3 while the
+    /// account is throttled or locked
+    #[arg(long)]
+    pub probe: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Read a google-authenticator-libpam file (~/.google_authenticator; TOTP only). The file is
+    /// never changed; its scratch codes are not carried over (a fresh set is shown instead). An
+    /// account that does not exist is created second-factor-only
+    GoogleAuthenticator(GoogleAuthenticatorArgs),
+    /// Read one otpauth://totp/ URI from standard input (or a hidden prompt)
+    Otpauth(OtpauthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GoogleAuthenticatorArgs {
+    /// The google-authenticator file
+    pub file: PathBuf,
+
+    /// The sparekey account to enroll it for
+    #[arg(long, value_name = "NAME")]
+    pub account: String,
+
+    /// Write the new backup codes to this new file (mode 0600, never overwritten) instead of
+    /// printing them
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct OtpauthArgs {
+    /// The sparekey account to enroll it for
+    pub name: String,
+
+    /// Write the new backup codes to this new file (mode 0600, never overwritten) instead of
+    /// printing them
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -20,8 +20,9 @@ use crate::core::step_up::{self, StepUp};
 
 use super::args::{
     AccountCommand, AuditArgs, Cli, CodesCommand, Command, ConfirmedNameArg, EnrollArgs,
-    GlobalArgs, KioskCommand, RegenerateArgs, TuiArgs,
+    GlobalArgs, KioskCommand, RegenerateArgs, TuiArgs, VerifyArgs,
 };
+use super::args::{GoogleAuthenticatorArgs, ImportCommand, OtpauthArgs};
 use super::input::{SecretInput, confirm};
 use super::output::{self, Output};
 use crate::core::qr;
@@ -49,11 +50,19 @@ pub fn run(cli: Cli) -> u8 {
     let result = match &cli.command {
         None => tui(global, out, &TuiArgs::default()),
         Some(Command::Tui(args)) => tui(global, out, args),
+        Some(Command::Account(AccountCommand::Add(a))) if a.second_factor_only => {
+            account_add_second_factor_only(global, out, &a.name)
+        }
         Some(Command::Account(AccountCommand::Add(a))) => account_add(global, out, &a.name),
         Some(Command::Account(AccountCommand::List)) => account_list(global, out),
         Some(Command::Account(AccountCommand::Remove(a))) => account_remove(global, out, a),
         Some(Command::Enroll(args)) => enroll(global, out, args),
         Some(Command::Login(a)) => login(global, out, &a.name),
+        Some(Command::Verify(args)) => verify(global, out, args),
+        Some(Command::Import(ImportCommand::GoogleAuthenticator(args))) => {
+            import_google_authenticator(global, out, args)
+        }
+        Some(Command::Import(ImportCommand::Otpauth(args))) => import_otpauth(global, out, args),
         Some(Command::Codes(CodesCommand::Status(a))) => codes_status(global, out, &a.name),
         Some(Command::Codes(CodesCommand::Regenerate(args))) => regenerate(global, out, args),
         Some(Command::Audit(args)) => audit(global, out, args),
@@ -222,6 +231,22 @@ fn account_add(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
         out.json(&serde_json::json!({ "account": name, "created": true }))?;
     } else {
         out.line(&format!("created account '{name}'"))?;
+    }
+    Ok(())
+}
+
+fn account_add_second_factor_only(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
+    open(global)?.create_second_factor_only_account(name)?;
+    if out.is_json() {
+        out.json(&serde_json::json!({
+            "account": name, "created": true, "second_factor_only": true,
+        }))?;
+    } else {
+        out.line(&format!(
+            "created account '{name}' (second factor only: its password is the system's); \
+             enroll its authenticator with `sparekey enroll {}`",
+            shell_word(name)
+        ))?;
     }
     Ok(())
 }
@@ -642,6 +667,12 @@ fn deliver_and_confirm(
     file: Option<&Path>,
 ) -> Outcome {
     deliver_codes(out, issued, file)?;
+    confirm_delivered(service, issued);
+    Ok(())
+}
+
+/// Records that `issued` reached its output in full (see [`deliver_and_confirm`]).
+fn confirm_delivered(service: &Service, issued: &IssuedCodes) {
     if let Err(e) = service.confirm_codes(&issued.account, issued.set_id) {
         // The codes are delivered and in force: the run succeeded; only the mark is missing.
         let _ = writeln!(
@@ -649,7 +680,6 @@ fn deliver_and_confirm(
             "sparekey: warning: could not record that the codes were delivered ({e}): they show as never confirmed"
         );
     }
-    Ok(())
 }
 
 /// The failure of showing codes that are already in force: never a success, and it says so.
@@ -703,6 +733,167 @@ fn login(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
         ));
     }
     Ok(())
+}
+
+/// The second factor alone (for the PAM module): one code line, the core's checks, the login's
+/// answers and exit codes.
+fn verify(global: &GlobalArgs, out: Output, args: &VerifyArgs) -> Outcome {
+    if args.probe {
+        let state = open_existing(global)?.probe_second_factor(&args.name)?;
+        if out.is_json() {
+            out.json(
+                &serde_json::json!({ "account": args.name, "second_factor": state.as_str() }),
+            )?;
+        } else {
+            // The name is as typed (a probe of no account validates nothing): escaped.
+            let name = crate::core::account::printable(&args.name);
+            out.line(&format!("'{name}': {}", state.as_str()))?;
+        }
+        return Ok(());
+    }
+    let code = SecretInput::stdin().required("code (authenticator or backup code)")?;
+    let success = open_existing(global)?.verify_second_factor(&args.name, &code)?;
+    drop(code);
+    // Durable from here on: only now may "accepted" be said.
+    if out.is_json() {
+        out.json(&serde_json::json!({
+            "result": "accepted",
+            "method": success.method.as_str(),
+            "remaining_codes": success.remaining_codes,
+            "total_codes": success.total_codes,
+            "low_on_codes": success.low_on_codes(),
+        }))?;
+        return Ok(());
+    }
+    out.line(&match success.method {
+        LoginMethod::BackupCode => format!(
+            "accepted: backup code, {} of {} codes remain",
+            success.remaining_codes, success.total_codes
+        ),
+        _ => "accepted: authenticator code".to_string(),
+    })?;
+    Ok(())
+}
+
+// ----- import --------------------------------------------------------------------------------
+
+/// Largest google-authenticator file read: a real one is a few hundred bytes.
+const MAX_IMPORT_BYTES: u64 = 64 * 1024;
+
+fn import_google_authenticator(
+    global: &GlobalArgs,
+    out: Output,
+    args: &GoogleAuthenticatorArgs,
+) -> Outcome {
+    if let Some(file) = &args.out {
+        check_new_file(file)?;
+    }
+    crate::core::account::validate_name(&args.account).map_err(Error::Invalid)?;
+    let text = read_import_file(&args.file)?;
+    let imported = crate::core::import::google_authenticator(&text)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", args.file.display())))?;
+    drop(text);
+    let source = format!("{} (left unchanged)", args.file.display());
+    finish_import(
+        global,
+        out,
+        &args.account,
+        &imported,
+        &source,
+        args.out.as_deref(),
+    )
+}
+
+fn import_otpauth(global: &GlobalArgs, out: Output, args: &OtpauthArgs) -> Outcome {
+    if let Some(file) = &args.out {
+        check_new_file(file)?;
+    }
+    crate::core::account::validate_name(&args.name).map_err(Error::Invalid)?;
+    let uri = SecretInput::stdin().required("otpauth URI")?;
+    let imported = crate::core::import::otpauth(&uri).map_err(Error::Invalid)?;
+    drop(uri);
+    finish_import(
+        global,
+        out,
+        &args.name,
+        &imported,
+        "the otpauth URI",
+        args.out.as_deref(),
+    )
+}
+
+/// Reads a whole import file, bounded, into a buffer wiped when dropped; opened read-only, so
+/// it is never changed.
+fn read_import_file(path: &Path) -> Result<Zeroizing<String>, Error> {
+    use std::io::Read;
+    let fail = |e: std::io::Error| Error::Io(format!("cannot read {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(fail)?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_IMPORT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    if bytes.len() as u64 > MAX_IMPORT_BYTES {
+        return Err(Error::Invalid(format!(
+            "{} is larger than 64 KiB: not a google-authenticator file",
+            path.display()
+        )));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        Error::Invalid(format!(
+            "{} is not text: not a google-authenticator file",
+            path.display()
+        ))
+    })?;
+    Ok(Zeroizing::new(text.to_string()))
+}
+
+fn finish_import(
+    global: &GlobalArgs,
+    out: Output,
+    name: &str,
+    imported: &crate::core::import::Imported,
+    source: &str,
+    file: Option<&Path>,
+) -> Outcome {
+    // Where the new codes go is checked before they exist, as for every command that issues them.
+    check_codes_output(file)?;
+    let service = open(global)?;
+    let issued = service.import_authenticator(name, imported)?;
+    if out.is_json() && file.is_none() {
+        let shown: Zeroizing<Vec<String>> = Zeroizing::new(
+            (issued.codes.iter())
+                .map(|c| String::from(c.display().as_str()))
+                .collect(),
+        );
+        // Serialised straight from the buffers: no unwiped copy of a code.
+        #[derive(Serialize)]
+        struct ImportJson<'a> {
+            account: &'a str,
+            imported: bool,
+            notes: &'a [String],
+            codes: &'a [String],
+        }
+        out.json(&ImportJson {
+            account: name,
+            imported: true,
+            notes: &imported.notes,
+            codes: &shown,
+        })
+        .map_err(lost_codes)?;
+        confirm_delivered(&service, &issued);
+        return Ok(());
+    }
+    if !out.is_json() {
+        let mut text = format!(
+            "Imported the authenticator from {source} for '{name}': the phone keeps showing valid codes.\n"
+        );
+        for note in &imported.notes {
+            text.push_str(&format!("note: {note}\n"));
+        }
+        text.push('\n');
+        out.text(&text)?;
+    }
+    deliver_and_confirm(&service, out, &issued, file)
 }
 
 // ----- codes and administration --------------------------------------------------------------

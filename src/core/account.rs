@@ -50,8 +50,10 @@ pub struct LastLogin {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub name: String,
-    /// Argon2id PHC string.
-    pub password: String,
+    /// Argon2id PHC string of the sparekey password; `None` for a second-factor-only account,
+    /// whose first factor is checked elsewhere (the system password, by `pam_unix`). Its stored
+    /// form is `src/store/records.rs`'s.
+    pub password: Option<String>,
     pub created_at: UnixTime,
     pub totp: Option<ActiveTotp>,
     pub pending: Option<PendingTotp>,
@@ -92,6 +94,13 @@ impl Account {
             failures: self.failures,
             last_login: self.last_login,
         }
+    }
+}
+
+impl Account {
+    /// Whether the first factor is checked elsewhere (no sparekey password).
+    pub fn second_factor_only(&self) -> bool {
+        self.password.is_none()
     }
 }
 
@@ -246,8 +255,9 @@ pub fn check_record(account: &Account) -> Result<(), String> {
     let name = printable(&account.name);
     let bad = |what: &str| format!("account '{name}': {what}");
     validate_name(&account.name).map_err(|e| bad(&e))?;
-    let valid_hash =
-        crate::core::password::phc_params(&account.password).is_some_and(|p| p.is_valid());
+    // No hash at all is a second-factor-only account; an empty or malformed one is damage.
+    let valid_hash = (account.password.as_deref())
+        .is_none_or(|phc| crate::core::password::phc_params(phc).is_some_and(|p| p.is_valid()));
     if !valid_hash {
         return Err(bad("its password hash is not a usable Argon2id hash"));
     }
@@ -336,5 +346,28 @@ mod tests {
         assert_eq!(printable("\u{202E}x"), "\\u{202E}x");
         assert_eq!(printable("DOMAIN\\user"), "DOMAIN\\user");
         assert_eq!(printable("a\nb\u{85}"), "a\\u{000A}b\\u{0085}");
+    }
+
+    fn record(password: Option<&str>) -> Account {
+        Account {
+            name: "bob".into(),
+            password: password.map(str::to_string),
+            created_at: 0,
+            totp: None,
+            pending: None,
+            codes: None,
+            failures: Default::default(),
+            last_login: None,
+        }
+    }
+
+    /// A restored backup may hold second-factor-only accounts; an empty hash is still damage.
+    #[test]
+    fn a_record_with_no_password_checks_and_an_empty_hash_does_not() {
+        let only = record(None);
+        assert!(only.second_factor_only());
+        assert_eq!(check_record(&only), Ok(()));
+        let err = check_record(&record(Some(""))).unwrap_err();
+        assert!(err.contains("password hash"), "{err}");
     }
 }

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod code_set;
 pub mod entropy;
 pub mod error;
+pub mod import;
 pub mod keys;
 pub mod kiosk;
 pub mod password;

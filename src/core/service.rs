@@ -152,6 +152,27 @@ pub enum SecondFactor {
     BackupCode(BackupCode),
 }
 
+/// What [`Service::probe_second_factor`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactorState {
+    /// An authenticator to check, and the gate open.
+    Ready,
+    NoAccount,
+    /// The account exists but has no confirmed authenticator.
+    NoAuthenticator,
+}
+
+impl SecondFactorState {
+    /// A stable snake_case name for scripts.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::NoAccount => "no_account",
+            Self::NoAuthenticator => "no_authenticator",
+        }
+    }
+}
+
 /// The state of an account's backup codes, for settings screens and `codes status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeStatus {
@@ -307,9 +328,22 @@ impl Service {
     pub fn create_account(&self, name: &str, password: &str) -> Result<(), Error> {
         account::validate_name(name).map_err(Error::Invalid)?;
         let phc = self.hash_new_password(password, &[name], &Binding::account(name))?;
+        self.insert_new_account(name, Some(phc))
+    }
+
+    /// Creates an account with no sparekey password: its first factor is checked elsewhere
+    /// (the system password, by `pam_unix`), and only its second factor here, with
+    /// [`Service::verify_second_factor`]. The simulated login refuses it.
+    pub fn create_second_factor_only_account(&self, name: &str) -> Result<(), Error> {
+        account::validate_name(name).map_err(Error::Invalid)?;
+        self.insert_new_account(name, None)
+    }
+
+    /// `password` is already hashed and bound to `name`; `None` has nothing to bind.
+    fn insert_new_account(&self, name: &str, password: Option<String>) -> Result<(), Error> {
         let record = Account {
             name: name.to_string(),
-            password: phc,
+            password,
             created_at: self.now(),
             totp: None,
             pending: None,
@@ -520,6 +554,89 @@ impl Service {
         Ok(self.issued(name, &pending.issuer, &set, codes))
     }
 
+    /// Enrolls an authenticator that already exists elsewhere (a google-authenticator file, an
+    /// otpauth URI), so the user's phone keeps working, and issues a fresh set of backup codes
+    /// (shown once). An account that does not exist yet is created second-factor-only (its
+    /// password is the system's, as it was for google-authenticator); one that already has an
+    /// authenticator is refused (an operator resets it first). Audited as an enrollment.
+    pub fn import_authenticator(
+        &self,
+        name: &str,
+        imported: &crate::core::import::Imported,
+    ) -> Result<IssuedCodes, Error> {
+        account::validate_name(name).map_err(Error::Invalid)?;
+        if !imported.params.is_valid() {
+            return Err(Error::Invalid(
+                "the imported TOTP parameters are invalid".into(),
+            ));
+        }
+        let account = match self.store.load_account(name)? {
+            Some(account) => account,
+            None => {
+                self.create_second_factor_only_account(name)?;
+                self.load(name)?
+            }
+        };
+        if account.totp.is_some() {
+            return Err(Error::Invalid(format!(
+                "'{name}' already has an authenticator: an operator resets it first with \
+                 `sparekey reset`"
+            )));
+        }
+        // An issuer the otpauth URI format cannot carry falls back to ours.
+        let issuer = imported
+            .issuer
+            .clone()
+            .filter(|i| totp::otpauth_uri(i, name, &imported.secret, imported.params).is_ok())
+            .unwrap_or_else(|| self.config.issuer.clone());
+        let (sealed, id) = self.with_entropy(|e| {
+            let sealed = self.key.seal(e, imported.secret.as_bytes(), name);
+            let mut id = [0u8; 8];
+            e.fill(&mut id);
+            (sealed, u64::from_le_bytes(id))
+        });
+        let pending = PendingTotp {
+            id,
+            issuer: issuer.clone(),
+            secret: sealed.clone(),
+            params: imported.params,
+            started_at: self.now(),
+        };
+        if !self.store.set_pending(name, &pending, self.now(), &|_| {
+            vec![AuditKind::EnrollmentStarted]
+        })? {
+            return Err(Error::no_account(name));
+        }
+        let (codes, set) = self.new_code_set(name);
+        let active = ActiveTotp {
+            issuer: issuer.clone(),
+            secret: sealed,
+            params: imported.params,
+            // The phone's current code works at once: no step of ours was used yet.
+            last_step: None,
+            enrolled_at: self.now(),
+            burned_ahead: Vec::new(),
+        };
+        let count = codes.len() as u32;
+        let audit = |outcome: &Activation| match outcome {
+            Activation::Activated => vec![
+                AuditKind::TwoFactorEnrolled,
+                AuditKind::CodesRegenerated { count },
+            ],
+            _ => Vec::new(),
+        };
+        match self
+            .store
+            .activate_pending(name, id, &active, &set, self.now(), &audit)?
+        {
+            Activation::Activated => Ok(self.issued(name, &issuer, &set, codes)),
+            Activation::PendingChanged => Err(Error::Invalid(
+                "an enrollment of this account started meanwhile: import again".into(),
+            )),
+            Activation::NoAccount => Err(Error::no_account(name)),
+        }
+    }
+
     // ----- login ----------------------------------------------------------------------------
 
     /// Classifies a typed second factor with no hashing: 6 digits (spaces ignored) are a TOTP
@@ -569,13 +686,12 @@ impl Service {
                 now_locked: false,
             }));
         };
+        let Some(phc) = account.password.as_deref() else {
+            return Err(second_factor_only(name));
+        };
         self.pass_gate(&account)?;
         let attempt = self.reserve(&account)?;
-        if !self.verify_password(
-            password,
-            &account.password,
-            &Binding::account(&account.name),
-        ) {
+        if !self.verify_password(password, phc, &Binding::account(&account.name)) {
             return Err(self.fail(
                 &attempt,
                 RejectReason::WrongNameOrPassword,
@@ -654,8 +770,11 @@ impl Service {
                 "'{name}' has no two-factor authentication: there is no second factor to confirm"
             )));
         }
-        // Parsed first so a typo costs neither a hash nor an attempt.
-        let factor = self.parse_second_factor(second_factor)?;
+        // Parsed first so a typo costs neither a hash nor an attempt; by the account's own
+        // digits, as an imported authenticator may show 8.
+        let params = account.totp.as_ref().map_or(self.config.totp, |t| t.params);
+        let factor = parse_second_factor(second_factor, params)?;
+        // Refuses a second-factor-only account: it has one factor here, and a step-up is two.
         self.check_password(&account, password)?;
         self.accept_second_factor(&account, factor, Purpose::StepUp)?;
         Ok(StepUp::mint(&account, self.now()))
@@ -681,6 +800,48 @@ impl Service {
         // The throttle may have started, or an operator locked it, since the password step.
         self.pass_gate(&account)?;
         self.accept_second_factor(&account, factor, Purpose::Login)
+    }
+
+    /// Checks only the second factor of an account whose first factor was checked elsewhere
+    /// (the PAM module's `sparekey verify`): a TOTP code or a backup code, with the throttle,
+    /// replay refusal, single use and audit of a login. A typo is refused before anything is
+    /// counted. Works on any account with an authenticator; for one with a sparekey password it
+    /// is that account's second step without the first, so only callers that checked the
+    /// first factor themselves (root, through PAM) may use it.
+    pub fn verify_second_factor(&self, name: &str, input: &str) -> Result<LoginSuccess, Error> {
+        let account = self.second_factor_account(name)?;
+        // By the account's own digits: an imported authenticator may show 8.
+        let params = account.totp.as_ref().map_or(self.config.totp, |t| t.params);
+        let factor = parse_second_factor(input, params)?;
+        self.pass_gate(&account)?;
+        self.accept_second_factor(&account, factor, Purpose::Login)
+    }
+
+    /// Whether `name` has a second factor that [`Service::verify_second_factor`] can check
+    /// now. No account and no authenticator (yet) are answers, not errors, so a caller can tell
+    /// them from a failure; a closed gate is the throttled or locked error. Reads only: counts
+    /// and writes nothing.
+    pub fn probe_second_factor(&self, name: &str) -> Result<SecondFactorState, Error> {
+        let Some(account) = self.store.load_account(name)? else {
+            return Ok(SecondFactorState::NoAccount);
+        };
+        if account.totp.is_none() {
+            return Ok(SecondFactorState::NoAuthenticator);
+        }
+        match self.config.throttle.gate(&account.failures, self.now()) {
+            Gate::Open => Ok(SecondFactorState::Ready),
+            gate => Err(refused(name, gate)),
+        }
+    }
+
+    fn second_factor_account(&self, name: &str) -> Result<Account, Error> {
+        let account = self.load(name)?;
+        if account.totp.is_none() {
+            return Err(Error::Invalid(format!(
+                "'{name}' has no authenticator: enroll one with `sparekey enroll`"
+            )));
+        }
+        Ok(account)
     }
 
     /// Counts, checks and consumes a second factor; on failure records why and returns the
@@ -966,13 +1127,16 @@ impl Service {
     }
 
     fn check_password(&self, account: &Account, password: &str) -> Result<(), Error> {
+        let Some(phc) = account.password.as_deref() else {
+            return Err(Error::Invalid(format!(
+                "'{}' has no sparekey password (its password is the system's): an operator \
+                 resets its two-factor with `sparekey reset` and enrolls it again",
+                account.name
+            )));
+        };
         self.pass_gate(account)?;
         let attempt = self.reserve(account)?;
-        if self.verify_password(
-            password,
-            &account.password,
-            &Binding::account(&account.name),
-        ) {
+        if self.verify_password(password, phc, &Binding::account(&account.name)) {
             self.release(&attempt)
         } else {
             Err(self.fail(
@@ -1231,6 +1395,13 @@ fn refused(name: &str, gate: Gate) -> Error {
         Gate::Delayed { seconds_left } => Error::Throttled { seconds_left },
         Gate::Locked | Gate::Open => locked(name),
     }
+}
+
+fn second_factor_only(name: &str) -> Error {
+    Error::Invalid(format!(
+        "'{name}' is a second-factor-only account: its password is checked by the system \
+         (e.g. pam_unix), not here; check its code with `sparekey verify`"
+    ))
 }
 
 fn locked(name: &str) -> Error {

@@ -47,7 +47,9 @@ impl std::fmt::Debug for StepUp {
 
 /// What binds a step-up to one account record.
 fn verifier_of(account: &Account) -> [u8; 32] {
-    Sha256::digest(account.password.as_bytes()).into()
+    // A second-factor-only account has no hash here (and is never stepped up: see
+    // `Service::step_up`); its creation time still binds the proof.
+    Sha256::digest(account.password.as_deref().unwrap_or_default().as_bytes()).into()
 }
 
 impl StepUp {
@@ -120,7 +122,7 @@ mod tests {
     fn account(name: &str, created_at: UnixTime) -> Account {
         Account {
             name: name.into(),
-            password: "$argon2id$salt-a".into(),
+            password: Some("$argon2id$salt-a".into()),
             created_at,
             totp: None,
             pending: None,
@@ -154,7 +156,7 @@ mod tests {
         // second (the new password hash has a new salt).
         assert!(proof.check(&account("alice", 11), 1_000, "x").is_err());
         let mut again = account("alice", 10);
-        again.password = "$argon2id$salt-b".into();
+        again.password = Some("$argon2id$salt-b".into());
         assert!(proof.check(&again, 1_000, "x").is_err());
     }
 }

@@ -314,7 +314,7 @@ mod tests {
     fn account(last_step: Option<u64>) -> Account {
         Account {
             name: "ann".into(),
-            password: String::new(),
+            password: None,
             created_at: 0,
             totp: Some(ActiveTotp {
                 issuer: "sparekey".into(),

@@ -3,8 +3,9 @@
 //! [`Account`], so a field added to a domain type changes no stored byte until it is added here.
 //! - [`AccountV1`]: schema 1, exactly the postcard layout of sparekey up to 8bd8069; read only,
 //!   to migrate such stores.
-//! - schema 2 ([`encode_account`]): the same fields, the code set's binding flag and when its
-//!   holder confirmed keeping it, the TOTP steps burned ahead, and an HMAC-SHA256 tag (under the record key derived from the master
+//! - schema 2 ([`encode_account`]): the same fields, the password optional (none for a
+//!   second-factor-only account), the code set's binding flag and when its holder confirmed
+//!   keeping it, the TOTP steps burned ahead, and an HMAC-SHA256 tag (under the record key derived from the master
 //!   key) over the whole record, bound to the account name. The operator password and the operator's failure record carry
 //!   such a tag too.
 //!
@@ -146,7 +147,9 @@ struct CodeSetV2 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct AccountV2 {
     name: String,
-    password: String,
+    /// The PHC string; `None` for a second-factor-only account (its first factor is the
+    /// system's), an option rather than an empty string so no check can mistake one for a hash.
+    password: Option<String>,
     created_at: i64,
     totp: Option<ActiveTotpV2>,
     pending: Option<PendingTotpV1>,
@@ -380,7 +383,8 @@ impl From<AccountV1> for Account {
     fn from(a: AccountV1) -> Self {
         Self {
             name: a.name,
-            password: a.password,
+            // Schema 1 had no second-factor-only accounts: every record has its hash.
+            password: Some(a.password),
             created_at: a.created_at,
             totp: a.totp.map(totp_from_v1),
             pending: a.pending.map(pending_from),
@@ -397,7 +401,9 @@ pub fn encode_account_v1(account: &Account) -> Vec<u8> {
     let v2 = AccountV2::from(account);
     let v1 = AccountV1 {
         name: v2.name,
-        password: v2.password,
+        password: v2
+            .password
+            .expect("schema 1 has no second-factor-only accounts"),
         created_at: v2.created_at,
         totp: v2.totp.map(|t| ActiveTotpV1 {
             issuer: t.issuer,
@@ -550,7 +556,7 @@ mod tests {
         let key = MasterKey::generate(&mut e);
         Account {
             name: "alice".into(),
-            password: "$argon2id$v=19$m=64,t=1,p=1$c2FsdA$aGFzaA".into(),
+            password: Some("$argon2id$v=19$m=64,t=1,p=1$c2FsdA$aGFzaA".into()),
             created_at: 10,
             totp: Some(ActiveTotp {
                 issuer: "sparekey".into(),
@@ -604,6 +610,26 @@ mod tests {
         codes.confirmed_at = Some(codes.created_at);
         assert_eq!(decode_account_v1("alice", &bytes).unwrap(), account);
         assert!(decode_account_v1("bob", &bytes).is_err());
+    }
+
+    /// A second-factor-only account keeps "no password" through schema 2 and a backup's body,
+    /// and reads back as no password, never as a hash to check against.
+    #[test]
+    fn a_second_factor_only_record_reads_back_with_no_password() {
+        let key = MasterKey::from_bytes([5; 32]).store_key();
+        let mut account = sample();
+        account.password = None;
+        let bytes = encode_account(key.records(), &account);
+        let back = decode_account(key.records(), "alice", &bytes).unwrap();
+        assert_eq!(back.password, None);
+        assert_eq!(back, account);
+        let body = decode_account_body(&encode_account_body(&account)).unwrap();
+        assert_eq!(body.password, None);
+        // Not the same bytes as a record with a password: the option is in the layout.
+        assert_ne!(
+            encode_account_body(&account),
+            encode_account_body(&sample())
+        );
     }
 
     #[test]

@@ -9,5 +9,6 @@ mod support;
 mod disk_faults;
 mod hostile_input;
 mod recovery;
+mod second_factor;
 mod service;
 mod store_sled;

@@ -538,7 +538,10 @@ fn restore_validates_every_record_as_creation_would() {
             Box::new(|a| a.name = "ali\u{1b}[2Jce".into()),
         ),
         ("U+202E", Box::new(|a| a.name = "\u{202E}ecila".into())),
-        ("password hash", Box::new(|a| a.password = "plain".into())),
+        (
+            "password hash",
+            Box::new(|a| a.password = Some("plain".into())),
+        ),
         (
             "backup-code set",
             Box::new(|a| a.codes.as_mut().unwrap().slots.clear()),

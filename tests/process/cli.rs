@@ -742,7 +742,8 @@ fn no_environment_variable_weakens_hashing() {
     let alice = store.load_account("alice").unwrap().unwrap();
     let o = HashParams::OWASP;
     let phc_params = format!("$m={},t={},p={},", o.m_kib, o.t, o.p);
-    assert!(alice.password.contains(&phc_params), "{}", alice.password);
+    let phc = alice.password.unwrap();
+    assert!(phc.contains(&phc_params), "{phc}");
     assert_eq!(alice.codes.unwrap().params, o);
 }
 

@@ -8,7 +8,11 @@ mod support;
 
 mod cli;
 mod cli_tty;
+mod cli_verify;
 mod crash;
 mod demo;
+mod import;
+mod pam;
 mod shared_store;
+mod sshd;
 mod tui_pty;
