@@ -1,14 +1,17 @@
 //! Implementations of the core's [`Store`](crate::core::store::Store) trait: sled on disk
-//! ([`sled_store::SledStore`]) and memory (`memory::MemoryStore`, for tests and UI snapshots, under
+//! ([`sled_store::SledStore`]), PostgreSQL shared by several hosts ([`postgres::PostgresStore`],
+//! chosen by a [`location::StoreLocation`]) and memory (`memory::MemoryStore`, for tests and UI snapshots, under
 //! the `test-support` feature).
 //! The record-level rules every backend applies (when a step is later, when a slot is unused)
 //! live once, in [`mutation`], so the backends differ only in how they make them atomic.
 //! Nothing here decides policy: that stays in the core.
 
+pub mod location;
 pub mod lock;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 pub mod mutation;
+pub mod postgres;
 pub mod sled_store;
 
 /// The schema version this build writes. Version 1: postcard-encoded `Account` records under
