@@ -1,6 +1,6 @@
 //! The library in-process: the service's use cases on the in-memory and the sled store, the
-//! store's durability and locking, recovery from lost or damaged files, disk faults and hostile
-//! input. One test binary instead of one per file, because each binary links the whole crate
+//! store contract on every backend (PostgreSQL too), the store's durability and locking,
+//! recovery from lost or damaged files, disk faults and hostile input. One test binary instead of one per file, because each binary links the whole crate
 //! and its dependencies again (the larger part of building the suite on a small machine).
 
 #[path = "../support/mod.rs"]
@@ -10,4 +10,5 @@ mod disk_faults;
 mod hostile_input;
 mod recovery;
 mod service;
+mod store_contract;
 mod store_sled;
