@@ -12,6 +12,7 @@ use super::new_file::write_new_file;
 use super::paths::{Paths, create_private_dir};
 use crate::core::error::Error;
 use crate::core::store::{Store, StoreError, StoreImage};
+use crate::store::postgres::PostgresStore;
 use crate::store::sled_store::SledStore;
 
 const BACKUP_MAGIC: &[u8] = b"SPAREKEY-BACKUP\x00\x01";
@@ -71,6 +72,10 @@ pub fn backup(store: &dyn Store, file: &Path) -> Result<BackupSummary, Error> {
 
 /// Opens the store at `paths` (waiting briefly for another process) and backs it up.
 pub fn backup_store(paths: &Paths, file: &Path) -> Result<BackupSummary, Error> {
+    if let Some(target) = &paths.postgres {
+        // Read-only: a backup never creates the tables it would then find empty.
+        return backup(&PostgresStore::open(target, false)?, file);
+    }
     if !paths.store.exists() {
         return Err(Error::NotFound(format!(
             "there is no store at {} to back up",
@@ -131,11 +136,18 @@ fn check_backup_key(paths: &Paths, image: &StoreImage) -> Result<(), Error> {
     }
 }
 
-/// Restores a backup into the store at `paths`. An existing store is never deleted: it is moved
+/// Restores a backup into the store at `paths` (a PostgreSQL store must be empty). An existing
+/// sled store is never deleted: it is moved
 /// aside to `store.replaced-<time>` first. The backup must belong to the key file in use.
 pub fn restore(paths: &Paths, file: &Path, now: i64) -> Result<BackupSummary, Error> {
     let image = read_backup(file)?;
     check_backup_key(paths, &image)?;
+    if let Some(target) = &paths.postgres {
+        // A database cannot be moved aside: it must be empty, which the import checks in the
+        // same transaction that fills it.
+        PostgresStore::open(target, true)?.import_image(&image)?;
+        return Ok(summary(&image, None));
+    }
     create_private_dir(&paths.data_dir)?;
     let previous_store = match paths.store.exists() {
         true => Some(move_store_aside(paths, now)?),

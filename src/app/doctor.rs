@@ -1,5 +1,6 @@
 //! `sparekey doctor`: one function per check of the environment (data dir, key file, store,
-//! schema, key binding, records, sealed secrets, clock), each returning its own finding with
+//! schema, key binding, records, sealed secrets, clock; on PostgreSQL also the server's
+//! durability settings), each returning its own finding with
 //! what to fix. Owns the list and order of checks. Must never change anything on disk, and never
 //! report a check it could not run as passed: that one is skipped, and says why.
 
@@ -11,6 +12,8 @@ use super::key_file::read_key;
 use super::paths::Paths;
 use crate::core::keys::MasterKey;
 use crate::core::store::{Store, StoreError, StoreImage};
+use crate::store::location::PostgresTarget;
+use crate::store::postgres::PostgresStore;
 use crate::store::sled_store::SledStore;
 
 /// How long doctor waits for a store held by another process before skipping its checks.
@@ -62,23 +65,91 @@ impl Check {
 /// Runs every check, in order, and changes nothing.
 pub fn doctor(paths: &Paths, now: i64) -> Vec<Check> {
     let (key_check, key) = key_file(paths);
-    let (store_check, store) = store(paths);
+    let (store_check, store, durability) = match &paths.postgres {
+        Some(target) => postgres_store(target),
+        None => {
+            let (check, store) = store(paths);
+            (check, store.map(|s| Box::new(s) as Box<dyn Store>), None)
+        }
+    };
     let image = store.as_ref().map(|s| s.export_image());
     let readable = match &image {
         Some(Ok(image)) => Some(image),
         _ => None,
     };
-    vec![
-        data_dir(paths),
+    let data_dir = match &paths.postgres {
+        Some(_) => Check::skipped("data dir", "the store is a PostgreSQL database"),
+        None => data_dir(paths),
+    };
+    let mut checks = vec![
+        data_dir,
         key_check,
         store_check,
-        schema(store.as_ref()),
+        schema(store.as_deref()),
         key_binding(readable, key.as_ref()),
         records(image.as_ref()),
         secrets(readable, key.as_ref()),
         hash_strength(readable),
         clock(now),
-    ]
+    ];
+    checks.extend(durability);
+    checks
+}
+
+/// The PostgreSQL store check (never creating anything), the store when it opens, and the
+/// check of the server's durability settings.
+fn postgres_store(target: &PostgresTarget) -> (Check, Option<Box<dyn Store>>, Option<Check>) {
+    match PostgresStore::open(target, false) {
+        Ok(store) => {
+            let durability = durability(&store);
+            let detail = format!("PostgreSQL at {} opens", target.display);
+            (
+                Check::ok("store", detail),
+                Some(Box::new(store)),
+                Some(durability),
+            )
+        }
+        Err(e) => (Check::fix("store", e.to_string()), None, None),
+    }
+}
+
+/// What a used code needs to stay used across a crash or a failover: commits flushed
+/// (`fsync`, `synchronous_commit`), and for a failover a synchronous standby.
+fn durability(store: &PostgresStore) -> Check {
+    const NAME: &str = "durability";
+    let settings = match store.server_settings() {
+        Ok(settings) => settings,
+        Err(e) => return Check::fix(NAME, e.to_string()),
+    };
+    let get = |name: &str| {
+        settings
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    let shown = settings
+        .iter()
+        .map(|(n, v)| format!("{n}={}", if v.is_empty() { "''" } else { v }))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if get("fsync") != "on" {
+        return Check::fix(
+            NAME,
+            format!("{shown}: set fsync = on, or a crash can bring used codes back"),
+        );
+    }
+    if get("synchronous_standby_names").is_empty() {
+        return Check::ok(
+            NAME,
+            format!(
+                "{shown}: commits are durable on this server; no synchronous standby, so a failover to a replica can lose the last changes (see README, Several login hosts)"
+            ),
+        );
+    }
+    Check::ok(
+        NAME,
+        format!("{shown}: commits wait for a synchronous standby"),
+    )
 }
 
 fn data_dir(paths: &Paths) -> Check {
@@ -141,7 +212,7 @@ fn store(paths: &Paths) -> (Check, Option<SledStore>) {
 }
 
 /// Opening the store checked its schema version.
-fn schema(store: Option<&SledStore>) -> Check {
+fn schema(store: Option<&dyn Store>) -> Check {
     match store {
         Some(_) => Check::ok(
             "schema",

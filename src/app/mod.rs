@@ -2,6 +2,8 @@
 //! dir, open the store, read or create the key and bind it to the store, and build the
 //! [`Service`]. Owns every file-system decision outside the store itself, split by concern:
 //! - [`paths`]: where the data dir, store and key file are;
+//! - [`config_file`]: the config file and the settings of one run (flags over file over
+//!   defaults);
 //! - [`key_file`]: reading, creating and binding the key file, and its permission rules;
 //! - [`new_file`]: the one atomic, private, no-clobber writer of files outside the store;
 //! - [`backup_file`]: the backup format, backup and restore;
@@ -11,6 +13,7 @@
 //! store except through [`new_file`].
 
 pub mod backup_file;
+pub mod config_file;
 pub mod doctor;
 pub mod key_file;
 pub mod new_file;
@@ -23,9 +26,12 @@ use crate::core::clock::{Clock, SystemClock};
 use crate::core::entropy::{Entropy, OsEntropy};
 use crate::core::error::Error;
 use crate::core::service::{Config, Service};
+use crate::core::store::Store;
+use crate::store::postgres::PostgresStore;
 use crate::store::sled_store::SledStore;
 
 pub use backup_file::{BackupSummary, backup, backup_store, read_backup, restore};
+pub use config_file::{CONFIG_ENV, Overrides, STORE_ENV, Settings};
 pub use doctor::{Check, Status, doctor};
 pub use key_file::load_or_create_key;
 pub use new_file::{NewFileError, write_new_file};
@@ -34,9 +40,30 @@ pub use paths::{DATA_DIR_ENV, KEY_FILE_ENV, Paths, create_private_dir};
 /// How long to wait for a store held by another sparekey process before giving up.
 pub const LOCK_WAIT: Duration = Duration::from_secs(3);
 
-/// Opens the sled store at `paths` and builds the production service (system clock, OS RNG).
+/// Opens the store `paths` name: the PostgreSQL database if one is set, else the sled store
+/// (creating its private data dir). With `create`, a PostgreSQL database without sparekey's
+/// tables gets them; a read-only use passes `false` and is refused instead.
+pub fn open_store(paths: &Paths, create: bool) -> Result<Box<dyn Store>, Error> {
+    if let Some(target) = &paths.postgres {
+        return Ok(Box::new(PostgresStore::open(target, create)?));
+    }
+    create_private_dir(&paths.data_dir)?;
+    Ok(Box::new(SledStore::open(&paths.store, LOCK_WAIT)?))
+}
+
+/// Opens the store at `paths` and builds the production service (system clock, OS RNG).
 pub fn open(paths: &Paths, config: Config) -> Result<Service, Error> {
     open_with(paths, config, Arc::new(SystemClock), Box::new(OsEntropy))
+}
+
+/// [`open`] for a use that only reads: a PostgreSQL database without sparekey's tables is
+/// refused instead of set up (a sled store is opened as by [`open`]).
+pub fn open_existing(paths: &Paths, config: Config) -> Result<Service, Error> {
+    config.validate()?;
+    let mut entropy: Box<dyn Entropy> = Box::new(OsEntropy);
+    let store = open_store(paths, false)?;
+    let key = load_or_create_key(&paths.key_file, store.as_ref(), entropy.as_mut())?;
+    Service::new(store, Arc::new(SystemClock), entropy, key, config)
 }
 
 /// Like [`open`] with an injected clock and entropy (for tests and deterministic runs).
@@ -47,10 +74,9 @@ pub fn open_with(
     mut entropy: Box<dyn Entropy>,
 ) -> Result<Service, Error> {
     config.validate()?;
-    create_private_dir(&paths.data_dir)?;
-    let store = SledStore::open(&paths.store, LOCK_WAIT)?;
-    let key = load_or_create_key(&paths.key_file, &store, entropy.as_mut())?;
-    Service::new(Box::new(store), clock, entropy, key, config)
+    let store = open_store(paths, true)?;
+    let key = load_or_create_key(&paths.key_file, store.as_ref(), entropy.as_mut())?;
+    Service::new(store, clock, entropy, key, config)
 }
 
 /// A service on an in-memory store, with a key drawn from `entropy`: for tests, snapshot runs

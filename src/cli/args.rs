@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::{DATA_DIR_ENV, KEY_FILE_ENV};
+use crate::app::{CONFIG_ENV, DATA_DIR_ENV, KEY_FILE_ENV, STORE_ENV};
 
 /// sparekey: a terminal recovery console for TOTP two-factor authentication and its one-time
 /// backup codes.
@@ -29,6 +29,16 @@ pub struct Cli {
 /// Options accepted by every command.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
+    /// The config file [default: sparekey.toml in the platform config dir, else
+    /// /etc/sparekey/sparekey.toml]; flags and SPAREKEY_* variables override it
+    #[arg(long, value_name = "FILE", env = CONFIG_ENV, global = true)]
+    pub config: Option<PathBuf>,
+
+    /// The store: a path or sled:/path (embedded), or postgres://user@host/db or
+    /// "host=… dbname=…" (shared by several hosts) [default: `store` in the data dir]
+    #[arg(long, value_name = "URL", env = STORE_ENV, global = true)]
+    pub store: Option<String>,
+
     /// The data directory holding the store [default: the platform data dir]
     #[arg(long, value_name = "DIR", env = DATA_DIR_ENV, global = true)]
     pub data_dir: Option<PathBuf>,
@@ -41,13 +51,13 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Issuer shown in authenticator apps (used by enroll and the console)
-    #[arg(long, value_name = "NAME", default_value = "sparekey", global = true)]
-    pub issuer: String,
+    /// Issuer shown in authenticator apps (used by enroll and the console) [default: sparekey]
+    #[arg(long, value_name = "NAME", global = true)]
+    pub issuer: Option<String>,
 
-    /// Backup codes per set, 5 to 20 (used when a set is issued)
-    #[arg(long, value_name = "N", default_value_t = 10, global = true)]
-    pub codes: usize,
+    /// Backup codes per set, 5 to 20 (used when a set is issued) [default: 10]
+    #[arg(long, value_name = "N", global = true)]
+    pub codes: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,7 +13,7 @@ use crate::app::{self, Paths, Status};
 use crate::core::audit::LoginMethod;
 use crate::core::error::{Error, ErrorKind};
 use crate::core::password::HashParams;
-use crate::core::service::{Config, IssuedCodes, Service};
+use crate::core::service::{IssuedCodes, Service};
 
 use super::args::{
     AccountCommand, AuditArgs, Cli, CodesCommand, Command, EnrollArgs, GlobalArgs, KioskCommand,
@@ -73,20 +73,30 @@ pub fn run(cli: Cli) -> u8 {
     }
 }
 
-/// The service configuration of every command. Hashing always uses [`HashParams::OWASP`]:
-/// nothing in the environment or on the command line can make it cheaper.
-fn config(global: &GlobalArgs) -> Config {
-    Config {
+/// The settings of every command: flags and `SPAREKEY_*` over the config file over the
+/// defaults. Hashing always uses [`HashParams::OWASP`] (the default): nothing in the
+/// environment, the config file or the command line can make it cheaper.
+fn settings(global: &GlobalArgs) -> Result<app::Settings, Error> {
+    app::Settings::resolve(&app::Overrides {
+        config: global.config.clone(),
+        store: global.store.clone(),
+        data_dir: global.data_dir.clone(),
+        key_file: global.key_file.clone(),
         issuer: global.issuer.clone(),
-        code_count: global.codes,
-        hash_params: HashParams::OWASP,
-        ..Config::default()
-    }
+        codes: global.codes,
+    })
 }
 
 fn open(global: &GlobalArgs) -> Result<Service, Error> {
-    let paths = Paths::resolve(global.data_dir.clone(), global.key_file.clone())?;
-    app::open(&paths, config(global))
+    let settings = settings(global)?;
+    debug_assert_eq!(settings.config.hash_params, HashParams::OWASP);
+    app::open(&settings.paths, settings.config)
+}
+
+/// [`open`] for a command that only reads: it never creates a PostgreSQL store's tables.
+fn open_existing(global: &GlobalArgs) -> Result<Service, Error> {
+    let settings = settings(global)?;
+    app::open_existing(&settings.paths, settings.config)
 }
 
 // ----- console -------------------------------------------------------------------------------
@@ -160,7 +170,7 @@ struct AccountJson<'a> {
 }
 
 fn account_list(global: &GlobalArgs, out: Output) -> Outcome {
-    let accounts = open(global)?.list_accounts()?;
+    let accounts = open_existing(global)?.list_accounts()?;
     if out.is_json() {
         let accounts: Vec<AccountJson> = accounts
             .iter()
@@ -475,7 +485,7 @@ fn login(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
 // ----- codes and administration --------------------------------------------------------------
 
 fn codes_status(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
-    let status = open(global)?.code_status(name)?;
+    let status = open_existing(global)?.code_status(name)?;
     let used: Vec<(usize, i64)> = status
         .used_at
         .iter()
@@ -526,7 +536,7 @@ fn regenerate(global: &GlobalArgs, out: Output, args: &RegenerateArgs) -> Outcom
 }
 
 fn audit(global: &GlobalArgs, out: Output, args: &AuditArgs) -> Outcome {
-    let events = open(global)?.audit_log(args.name.as_deref(), args.limit)?;
+    let events = open_existing(global)?.audit_log(args.name.as_deref(), args.limit)?;
     if out.is_json() {
         let events: Vec<_> = events
             .iter()
@@ -607,7 +617,7 @@ fn reset(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
 // ----- recovery ------------------------------------------------------------------------------
 
 fn paths(global: &GlobalArgs) -> Result<Paths, Error> {
-    Paths::resolve(global.data_dir.clone(), global.key_file.clone())
+    Ok(settings(global)?.paths)
 }
 
 fn backup(global: &GlobalArgs, out: Output, file: &Path) -> Outcome {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use postgres::config::{Host, SslMode};
 
 /// A store location, parsed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
     Sled(PathBuf),
     Postgres(PostgresTarget),
@@ -29,6 +29,18 @@ pub struct PostgresTarget {
     /// `user@host/dbname` for messages: never the password.
     pub display: String,
 }
+
+/// The client's `Config` has no equality of its own; its settings' full debug form (which
+/// holds every field) stands in for it.
+impl PartialEq for PostgresTarget {
+    fn eq(&self, other: &Self) -> bool {
+        self.tls == other.tls
+            && self.display == other.display
+            && format!("{:?}", self.config) == format!("{:?}", other.config)
+    }
+}
+
+impl Eq for PostgresTarget {}
 
 /// The transport to the server.
 #[derive(Debug, Clone, PartialEq, Eq)]

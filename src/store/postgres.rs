@@ -134,6 +134,20 @@ impl PostgresStore {
         &self.target.display
     }
 
+    /// The server settings a used code's durability depends on, for `doctor`: `fsync`,
+    /// `synchronous_commit` (this session's: sparekey raises `off` to `on`) and
+    /// `synchronous_standby_names`.
+    pub fn server_settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(|tx| {
+            let rows = tx.query(
+                "SELECT name, setting FROM pg_settings WHERE name IN \
+                 ('fsync', 'synchronous_commit', 'synchronous_standby_names') ORDER BY name",
+                &[],
+            )?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
     fn connect(&self) -> Result<Client, StoreError> {
         let mut config = self.target.config.clone();
         if config.get_connect_timeout().is_none() {
