@@ -11,4 +11,5 @@ mod hostile_input;
 mod recovery;
 mod service;
 mod store_contract;
+mod store_postgres;
 mod store_sled;

@@ -73,8 +73,11 @@ pub fn sled() -> Backend {
 /// there is no server.
 pub struct PgSchema {
     pub target: PostgresTarget,
-    admin: String,
-    schema: String,
+    /// The location string of this schema, for `--store`.
+    pub url: String,
+    /// The server's own URL, for set-up and inspection.
+    pub admin: String,
+    pub schema: String,
 }
 
 impl Drop for PgSchema {
@@ -119,6 +122,7 @@ pub fn pg_schema() -> Option<PgSchema> {
     };
     Some(PgSchema {
         target,
+        url: scoped,
         admin: url,
         schema,
     })

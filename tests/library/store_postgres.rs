@@ -1,0 +1,208 @@
+//! What only the PostgreSQL store has: migrations (applied once under concurrent first uses,
+//! never by a read-only open, a newer schema refused), a lost connection reported and
+//! recovered, and separate processes racing for one backup code through one database.
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Barrier};
+
+use crate::store_contract::pg_schema;
+use crate::support::*;
+use sparekey::core::audit::AuditKind;
+use sparekey::core::clock::ManualClock;
+use sparekey::core::entropy::SeededEntropy;
+use sparekey::core::service::Service;
+use sparekey::core::store::{Store, StoreError};
+use sparekey::store::postgres::PostgresStore;
+
+fn admin(schema: &crate::store_contract::PgSchema) -> ::postgres::Client {
+    let mut client = ::postgres::Client::connect(&schema.admin, ::postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!("SET search_path = {}", schema.schema))
+        .unwrap();
+    client
+}
+
+#[test]
+fn concurrent_first_uses_apply_the_migrations_once() {
+    let Some(schema) = pg_schema() else { return };
+    let barrier = Barrier::new(4);
+    let opened: Vec<bool> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    PostgresStore::open(&schema.target, true).is_ok()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(opened, [true; 4]);
+    let rows = admin(&schema)
+        .query("SELECT version FROM schema_migrations", &[])
+        .unwrap();
+    assert_eq!(rows.iter().map(|r| r.get(0)).collect::<Vec<i32>>(), [1]);
+}
+
+#[test]
+fn a_read_only_open_never_creates_the_tables() {
+    let Some(schema) = pg_schema() else { return };
+    let error = PostgresStore::open(&schema.target, false).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Conflict(m) if m.contains("no sparekey store yet")),
+        "{error}"
+    );
+    let tables: i64 = admin(&schema)
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0);
+    // Once created, a read-only open works.
+    PostgresStore::open(&schema.target, true).unwrap();
+    PostgresStore::open(&schema.target, false).unwrap();
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_alone() {
+    let Some(schema) = pg_schema() else { return };
+    PostgresStore::open(&schema.target, true).unwrap();
+    let mut client = admin(&schema);
+    client
+        .execute("INSERT INTO schema_migrations (version) VALUES (99)", &[])
+        .unwrap();
+    for create in [true, false] {
+        let error = PostgresStore::open(&schema.target, create).unwrap_err();
+        assert!(
+            matches!(error, StoreError::NewerSchema { found: 99, .. }),
+            "{error}"
+        );
+    }
+    let newest: i32 = client
+        .query_one("SELECT max(version) FROM schema_migrations", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(newest, 99);
+}
+
+#[test]
+fn a_lost_connection_is_one_clear_error_and_the_next_call_reconnects() {
+    let Some(schema) = pg_schema() else { return };
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = PostgresStore::open(&schema.target, true).unwrap();
+    let key = sparekey::core::keys::MasterKey::from_bytes([3; 32]);
+    store.bind_key(&key.fingerprint()).unwrap();
+    let service = Service::new(
+        Box::new(store),
+        clock.clone(),
+        Box::new(SeededEntropy::new(5)),
+        key,
+        test_config(),
+    )
+    .unwrap();
+    let (_, codes) = enrolled(&service, &clock, "ivan");
+    // Cut every session of this schema's store from the server side, as a failover would.
+    let mut client = admin(&schema);
+    let cut: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = 'sparekey' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(cut >= 1, "no sparekey session to cut");
+    let first = service.login("ivan", PASSWORD, Some(&codes[0]));
+    if let Err(e) = &first {
+        let text = e.to_string();
+        assert!(
+            text.contains("lost the connection") || text.contains("cannot connect"),
+            "{text}"
+        );
+    }
+    // Whatever the first call saw, the next ones work on a new connection, and the code was
+    // spent exactly when a login said so.
+    let remaining = service.code_status("ivan").unwrap().remaining;
+    assert_eq!(remaining, if first.is_ok() { 9 } else { 10 });
+    let again = service.login("ivan", PASSWORD, Some(&codes[0]));
+    assert_eq!(again.is_ok(), first.is_err());
+}
+
+#[test]
+fn sixteen_processes_redeeming_one_code_accept_it_once() {
+    let Some(schema) = pg_schema() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let clock = Arc::new(ManualClock::new(now - now % 30));
+    let codes = {
+        let store = PostgresStore::open(&schema.target, true).unwrap();
+        let key = sparekey::app::load_or_create_key(&key_file, &store, &mut SeededEntropy::new(9))
+            .unwrap();
+        let service = Service::new(
+            Box::new(store),
+            clock.clone(),
+            Box::new(SeededEntropy::new(10)),
+            key,
+            test_config(),
+        )
+        .unwrap();
+        enrolled(&service, &clock, "judy").1
+    };
+    let children: Vec<_> = (0..16)
+        .map(|_| {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_sparekey"))
+                .args(["--json", "login", "judy"])
+                .env("SPAREKEY_STORE", &schema.url)
+                .env("SPAREKEY_KEY_FILE", &key_file)
+                .env("SPAREKEY_CONFIG", "/dev/null")
+                .env("HOME", dir.path())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            writeln!(stdin, "{PASSWORD}\n{}", codes[7]).unwrap();
+            child
+        })
+        .collect();
+    let outcomes: Vec<(i32, String)> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            (out.status.code().unwrap_or(-1), text)
+        })
+        .collect();
+    let accepted = outcomes.iter().filter(|(code, _)| *code == 0).count();
+    assert_eq!(accepted, 1, "{outcomes:#?}");
+    // The others were refused (replay) or throttled: never a store error.
+    assert!(
+        outcomes.iter().all(|(code, _)| [0, 1, 3].contains(code)),
+        "{outcomes:#?}"
+    );
+    let store = PostgresStore::open(&schema.target, false).unwrap();
+    let account = store.load_account("judy").unwrap().unwrap();
+    let used = account
+        .codes
+        .unwrap()
+        .slots
+        .iter()
+        .filter(|s| s.used_at.is_some())
+        .count();
+    assert_eq!(used, 1);
+    let events = store.audit_events(Some("judy"), 1_000).unwrap();
+    let spent: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e.kind, AuditKind::BackupCodeUsed { .. }))
+        .collect();
+    assert_eq!(spent.len(), 1, "{events:#?}");
+}
