@@ -63,7 +63,7 @@ impl Paths {
                 self.store = path;
                 self.postgres = None;
             }
-            StoreLocation::Postgres(target) => self.postgres = Some(target),
+            StoreLocation::Postgres(target) => self.postgres = Some(*target),
         }
         self
     }

@@ -17,7 +17,8 @@ use postgres::config::{Host, SslMode};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
     Sled(PathBuf),
-    Postgres(PostgresTarget),
+    /// Boxed: the client's settings are large, and a location is made once per run.
+    Postgres(Box<PostgresTarget>),
 }
 
 /// How to reach a PostgreSQL store.
@@ -69,10 +70,12 @@ impl StoreLocation {
             return Ok(StoreLocation::Sled(PathBuf::from(path)));
         }
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return parse_postgres(text, split_url(text)?).map(StoreLocation::Postgres);
+            return parse_postgres(text, split_url(text)?)
+                .map(|t| StoreLocation::Postgres(t.into()));
         }
         if looks_like_key_value(text) {
-            return parse_postgres(text, split_key_value(text)?).map(StoreLocation::Postgres);
+            return parse_postgres(text, split_key_value(text)?)
+                .map(|t| StoreLocation::Postgres(t.into()));
         }
         if text.contains("://") {
             let scheme = text.split("://").next().unwrap_or_default();
@@ -261,17 +264,14 @@ fn parse_postgres(original: &str, split: Split) -> Result<PostgresTarget, String
         }
         Some(other) => return Err(format!("unknown sslmode '{other}'")),
     };
-    if let TlsPolicy::Verify { .. } = tls {
-        if config
-            .get_hosts()
-            .iter()
-            .any(|h| matches!(h, Host::Unix(_)))
-        {
-            return Err(
-                "TLS to a Unix socket is not supported: drop sslmode for a socket on this host"
-                    .into(),
-            );
-        }
+    let unix = config
+        .get_hosts()
+        .iter()
+        .any(|h| matches!(h, Host::Unix(_)));
+    if unix && matches!(tls, TlsPolicy::Verify { .. }) {
+        return Err(
+            "TLS to a Unix socket is not supported: drop sslmode for a socket on this host".into(),
+        );
     }
     config.ssl_mode(match tls {
         TlsPolicy::Plain => SslMode::Disable,
@@ -351,7 +351,7 @@ mod tests {
 
     fn pg(text: &str) -> PostgresTarget {
         match StoreLocation::parse(text) {
-            Ok(StoreLocation::Postgres(t)) => t,
+            Ok(StoreLocation::Postgres(t)) => *t,
             other => panic!("{text}: {other:?}"),
         }
     }

@@ -121,7 +121,7 @@ pub fn pg_schema() -> Option<PgSchema> {
         panic!("{POSTGRES_URL_VAR} is not a PostgreSQL location: {url}");
     };
     Some(PgSchema {
-        target,
+        target: *target,
         url: scoped,
         admin: url,
         schema,
