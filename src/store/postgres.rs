@@ -110,6 +110,19 @@ impl From<StoreError> for Failure {
 
 type Step<T> = Result<T, Failure>;
 
+/// The connection is gone: the socket closed, or the server ended the session (an
+/// administrator, a shutdown, a failover). Whatever was in flight may or may not have committed.
+fn connection_lost(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || match e.code() {
+            None => true,
+            Some(code) => matches!(
+                *code,
+                SqlState::ADMIN_SHUTDOWN | SqlState::CRASH_SHUTDOWN | SqlState::CANNOT_CONNECT_NOW
+            ),
+        }
+}
+
 fn retryable(e: &postgres::Error) -> bool {
     matches!(
         e.code(),
@@ -223,11 +236,14 @@ impl PostgresStore {
     /// A database error as a store error, in the store's terms.
     fn error(&self, e: postgres::Error) -> StoreError {
         let at = &self.target.display;
-        let Some(code) = e.code() else {
-            return StoreError::Unavailable(format!(
-                "lost the connection to the PostgreSQL store at {at} ({}); the last change was not reported done",
-                one_line(&e)
-            ));
+        let code = match e.code() {
+            Some(code) if !connection_lost(&e) => code,
+            _ => {
+                return StoreError::Unavailable(format!(
+                    "lost the connection to the PostgreSQL store at {at} ({}); the last change was not reported done",
+                    one_line(&e)
+                ));
+            }
         };
         let what = e
             .as_db_error()
@@ -275,7 +291,7 @@ impl PostgresStore {
                     attempt += 1;
                 }
                 Err(Failure::Db(e)) => {
-                    if e.code().is_none() {
+                    if connection_lost(&e) {
                         *guard = None;
                     }
                     return Err(self.error(e));

@@ -70,7 +70,8 @@ pub fn sled() -> Backend {
 }
 
 /// A schema of its own in the test server, dropped at the end; `None` (after saying so) when
-/// there is no server.
+/// there is no server. Its sessions carry the schema's name as their application name, so a
+/// test can find (and cut) its own.
 pub struct PgSchema {
     pub target: PostgresTarget,
     /// The location string of this schema, for `--store`.
@@ -113,9 +114,9 @@ pub fn pg_schema() -> Option<PgSchema> {
         .unwrap();
     let scoped = if url.contains("://") {
         let sep = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{sep}options=-csearch_path%3D{schema}")
+        format!("{url}{sep}options=-csearch_path%3D{schema}&application_name={schema}")
     } else {
-        format!("{url} options='-c search_path={schema}'")
+        format!("{url} options='-c search_path={schema}' application_name={schema}")
     };
     let StoreLocation::Postgres(target) = StoreLocation::parse(&scoped).unwrap() else {
         panic!("{POSTGRES_URL_VAR} is not a PostgreSQL location: {url}");

@@ -108,8 +108,8 @@ fn a_lost_connection_is_one_clear_error_and_the_next_call_reconnects() {
     let cut: i64 = client
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE application_name = 'sparekey' AND pid <> pg_backend_pid()",
-            &[],
+             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+            &[&schema.schema],
         )
         .unwrap()
         .get(0);
@@ -205,4 +205,77 @@ fn sixteen_processes_redeeming_one_code_accept_it_once() {
         .filter(|e| matches!(e.kind, AuditKind::BackupCodeUsed { .. }))
         .collect();
     assert_eq!(spent.len(), 1, "{events:#?}");
+}
+
+/// Runs the binary with `args` and `stdin`, no config file and a private home; returns the
+/// exit code and what it printed.
+fn sparekey(home: &std::path::Path, args: &[&str], stdin: &str) -> (i32, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sparekey"))
+        .args(args)
+        .env_remove("SPAREKEY_STORE")
+        .env("SPAREKEY_CONFIG", "/dev/null")
+        .env("HOME", home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn moving_from_sled_to_postgres_is_a_backup_and_a_restore() {
+    let Some(schema) = pg_schema() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (data, key) = (dir.path().join("data"), dir.path().join("key"));
+    let paths = sparekey::app::Paths::resolve(Some(data.clone()), Some(key.clone())).unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let codes = {
+        let service = open_disk(&paths, &clock, 21).unwrap();
+        let (_, codes) = enrolled(&service, &clock, "kim");
+        service.login("kim", PASSWORD, Some(&codes[0])).unwrap();
+        codes
+    };
+    let (data, key, file) = (
+        data.to_str().unwrap(),
+        key.to_str().unwrap(),
+        dir.path().join("move.backup"),
+    );
+    let file = file.to_str().unwrap();
+    let (code, out) = sparekey(
+        dir.path(),
+        &["--data-dir", data, "--key-file", key, "backup", file],
+        "",
+    );
+    assert_eq!(code, 0, "{out}");
+    let on_pg = |args: &[&str], stdin: &str| {
+        let mut all = vec!["--store", schema.url.as_str(), "--key-file", key];
+        all.extend(args);
+        sparekey(dir.path(), &all, stdin)
+    };
+    let (code, out) = on_pg(&["restore", file], "");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("restored 1 accounts"), "{out}");
+    // The code used on sled stays used on PostgreSQL; the others work there.
+    let (code, out) = on_pg(&["login", "kim"], &format!("{PASSWORD}\n{}\n", codes[0]));
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = on_pg(&["login", "kim"], &format!("{PASSWORD}\n{}\n", codes[1]));
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = on_pg(&["--json", "codes", "status", "kim"], "");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"remaining\":8"), "{out}");
+    // A second restore into the now non-empty database is refused and changes nothing.
+    let (code, out) = on_pg(&["restore", file], "");
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("not empty"), "{out}");
 }
