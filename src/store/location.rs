@@ -304,12 +304,21 @@ fn is_local(config: &postgres::Config) -> bool {
 }
 
 fn display(config: &postgres::Config) -> String {
+    let ports = config.get_ports();
     let hosts: Vec<String> = config
         .get_hosts()
         .iter()
-        .map(|h| match h {
-            Host::Tcp(name) => name.clone(),
-            Host::Unix(path) => path.display().to_string(),
+        .enumerate()
+        .map(|(i, h)| {
+            let host = match h {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            };
+            // One port for all hosts, or one each, as the client reads them.
+            match ports.get(i).or(ports.first()) {
+                Some(port) if *port != 5432 => format!("{host}:{port}"),
+                _ => host,
+            }
         })
         .collect();
     let user = config
@@ -465,6 +474,8 @@ mod tests {
     fn errors_and_display_never_show_the_password() {
         let target = pg("postgres://alice:s3cret@localhost/sparekey");
         assert_eq!(target.display, "alice@localhost/sparekey");
+        let target = pg("postgres://alice:s3cret@localhost:5433/sparekey");
+        assert_eq!(target.display, "alice@localhost:5433/sparekey");
         let target = pg("host=localhost user=alice password='s3 cret' dbname=sk");
         assert!(!target.display.contains("s3"));
         let error = refused("postgres://alice:s3cret@localhost/db?bogus_option=1");

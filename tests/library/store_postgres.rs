@@ -12,6 +12,7 @@ use sparekey::core::clock::ManualClock;
 use sparekey::core::entropy::SeededEntropy;
 use sparekey::core::service::Service;
 use sparekey::core::store::{Store, StoreError};
+use sparekey::store::location::StoreLocation;
 use sparekey::store::postgres::PostgresStore;
 
 fn admin(schema: &crate::store_contract::PgSchema) -> ::postgres::Client {
@@ -278,4 +279,61 @@ fn moving_from_sled_to_postgres_is_a_backup_and_a_restore() {
     let (code, out) = on_pg(&["restore", file], "");
     assert_eq!(code, 4, "{out}");
     assert!(out.contains("not empty"), "{out}");
+}
+
+#[test]
+fn tls_verifies_the_certificate_and_the_host_name() {
+    let (Ok(port), Ok(ca)) = (
+        std::env::var("SPAREKEY_TEST_POSTGRES_TLS_PORT"),
+        std::env::var("SPAREKEY_TEST_POSTGRES_CA"),
+    ) else {
+        skip("no PostgreSQL with TLS (. .ci/postgres sets one up)");
+        return;
+    };
+    let Some(schema) = pg_schema() else { return };
+    PostgresStore::open(&schema.target, true).unwrap();
+    let name = format!("{}_tls", schema.schema);
+    let open = |host: &str, tls: &str| {
+        let text = format!(
+            "host={host} port={port} user=sparekey dbname=postgres application_name={name} \
+             options='-c search_path={}' {tls}",
+            schema.schema
+        );
+        let StoreLocation::Postgres(target) = StoreLocation::parse(&text).unwrap() else {
+            panic!("not PostgreSQL: {text}");
+        };
+        PostgresStore::open(&target, false)
+    };
+    // The certificate is for "localhost", signed by the test CA.
+    let store = open(
+        "localhost",
+        &format!("sslmode=verify-full sslrootcert={ca}"),
+    )
+    .unwrap();
+    let encrypted: bool = admin(&schema)
+        .query_one(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = $1",
+            &[&name],
+        )
+        .unwrap()
+        .get(0);
+    assert!(encrypted, "the verified session is not encrypted");
+    drop(store);
+    // The right CA but another host name than the certificate's: refused.
+    let error = open(
+        "127.0.0.1",
+        &format!("sslmode=verify-full sslrootcert={ca}"),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Unavailable(m) if m.contains("cannot connect")),
+        "{error}"
+    );
+    // The right name, but a CA the system does not trust: refused.
+    let error = open("localhost", "sslmode=verify-full").unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Unavailable(m) if m.contains("cannot connect")),
+        "{error}"
+    );
 }
