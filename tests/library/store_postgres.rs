@@ -131,50 +131,76 @@ fn a_lost_connection_is_one_clear_error_and_the_next_call_reconnects() {
     assert_eq!(again.is_ok(), first.is_err());
 }
 
-#[test]
-fn sixteen_processes_redeeming_one_code_accept_it_once() {
-    let Some(schema) = pg_schema() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("key");
-    let now = std::time::SystemTime::now()
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs() as i64;
-    let clock = Arc::new(ManualClock::new(now - now % 30));
-    let codes = {
-        let store = PostgresStore::open(&schema.target, true).unwrap();
-        let key = sparekey::app::load_or_create_key(&key_file, &store, &mut SeededEntropy::new(9))
-            .unwrap();
-        let service = Service::new(
-            Box::new(store),
-            clock.clone(),
-            Box::new(SeededEntropy::new(10)),
-            key,
-            test_config(),
-        )
-        .unwrap();
-        enrolled(&service, &clock, "judy").1
-    };
-    let children: Vec<_> = (0..16)
+        .as_secs() as i64
+}
+
+/// `name` enrolled through the store at `schema`, with a key file in `dir` that the binary
+/// can use. The confirming code is the previous step's, so the current step is still free.
+fn enrolled_for_processes(
+    schema: &crate::store_contract::PgSchema,
+    dir: &std::path::Path,
+    name: &str,
+) -> (
+    std::path::PathBuf,
+    sparekey::core::totp::TotpSecret,
+    Vec<String>,
+) {
+    let key_file = dir.join("key");
+    let now = unix_now();
+    let clock = Arc::new(ManualClock::new(now - now % 30 - 30));
+    let store = PostgresStore::open(&schema.target, true).unwrap();
+    let key =
+        sparekey::app::load_or_create_key(&key_file, &store, &mut SeededEntropy::new(9)).unwrap();
+    let service = Service::new(
+        Box::new(store),
+        clock.clone(),
+        Box::new(SeededEntropy::new(10)),
+        key,
+        test_config(),
+    )
+    .unwrap();
+    let (secret, codes) = enrolled(&service, &clock, name);
+    (key_file, secret, codes)
+}
+
+/// `count` sparekey processes started at once, each logging in as `name` with `code`; their
+/// exit codes and output.
+fn racing_logins(
+    schema: &crate::store_contract::PgSchema,
+    dir: &std::path::Path,
+    key_file: &std::path::Path,
+    name: &str,
+    code: &str,
+    count: usize,
+) -> Vec<(i32, String)> {
+    use std::io::Write;
+    let children: Vec<_> = (0..count)
         .map(|_| {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_sparekey"))
-                .args(["--json", "login", "judy"])
+            Command::new(env!("CARGO_BIN_EXE_sparekey"))
+                .args(["--json", "login", name])
                 .env("SPAREKEY_STORE", &schema.url)
-                .env("SPAREKEY_KEY_FILE", &key_file)
+                .env("SPAREKEY_KEY_FILE", key_file)
                 .env("SPAREKEY_CONFIG", "/dev/null")
-                .env("HOME", dir.path())
+                .env("HOME", dir)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
-                .unwrap();
-            use std::io::Write;
-            let mut stdin = child.stdin.take().unwrap();
-            writeln!(stdin, "{PASSWORD}\n{}", codes[7]).unwrap();
-            child
+                .unwrap()
         })
         .collect();
-    let outcomes: Vec<(i32, String)> = children
+    // Every process is running before any gets its input, so the logins overlap.
+    children
+        .into_iter()
+        .map(|mut child| {
+            writeln!(child.stdin.take().unwrap(), "{PASSWORD}\n{code}").unwrap();
+            child
+        })
+        .collect::<Vec<_>>()
         .into_iter()
         .map(|c| {
             let out = c.wait_with_output().unwrap();
@@ -182,14 +208,27 @@ fn sixteen_processes_redeeming_one_code_accept_it_once() {
                 + &String::from_utf8_lossy(&out.stderr);
             (out.status.code().unwrap_or(-1), text)
         })
-        .collect();
+        .collect()
+}
+
+/// Exactly one process accepted; the others were refused (a replay) or throttled, never a
+/// store error.
+fn assert_one_accepted(outcomes: &[(i32, String)]) {
     let accepted = outcomes.iter().filter(|(code, _)| *code == 0).count();
     assert_eq!(accepted, 1, "{outcomes:#?}");
-    // The others were refused (replay) or throttled: never a store error.
     assert!(
         outcomes.iter().all(|(code, _)| [0, 1, 3].contains(code)),
         "{outcomes:#?}"
     );
+}
+
+#[test]
+fn sixteen_processes_redeeming_one_code_accept_it_once() {
+    let Some(schema) = pg_schema() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (key_file, _, codes) = enrolled_for_processes(&schema, dir.path(), "judy");
+    let outcomes = racing_logins(&schema, dir.path(), &key_file, "judy", &codes[7], 16);
+    assert_one_accepted(&outcomes);
     let store = PostgresStore::open(&schema.target, false).unwrap();
     let account = store.load_account("judy").unwrap().unwrap();
     let used = account
@@ -206,6 +245,26 @@ fn sixteen_processes_redeeming_one_code_accept_it_once() {
         .filter(|e| matches!(e.kind, AuditKind::BackupCodeUsed { .. }))
         .collect();
     assert_eq!(spent.len(), 1, "{events:#?}");
+}
+
+#[test]
+fn sixteen_processes_sending_one_totp_code_accept_it_once() {
+    let Some(schema) = pg_schema() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (key_file, secret, _) = enrolled_for_processes(&schema, dir.path(), "mallory");
+    // The current step's code: later than the confirming one, and inside the window even if
+    // the step ends during the race.
+    let code = code_for(&secret, unix_now());
+    let outcomes = racing_logins(&schema, dir.path(), &key_file, "mallory", &code, 16);
+    assert_one_accepted(&outcomes);
+    let store = PostgresStore::open(&schema.target, false).unwrap();
+    let logins = store
+        .audit_events(Some("mallory"), 1_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.kind, AuditKind::LoginSucceeded { .. }))
+        .count();
+    assert_eq!(logins, 1);
 }
 
 /// Runs the binary with `args` and `stdin`, no config file and a private home; returns the
