@@ -396,3 +396,38 @@ fn tls_verifies_the_certificate_and_the_host_name() {
         "{error}"
     );
 }
+
+#[test]
+fn doctor_on_postgres_reports_the_durability_settings_and_creates_nothing() {
+    let Some(schema) = pg_schema() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let paths =
+        sparekey::app::Paths::resolve(Some(dir.path().join("data")), Some(dir.path().join("key")))
+            .unwrap()
+            .with_location(StoreLocation::Postgres(Box::new(schema.target.clone())));
+    // Before first use: the store check says what creates it, and no table appears.
+    let checks = sparekey::app::doctor(&paths, unix_now());
+    let store = checks.iter().find(|c| c.name == "store").unwrap();
+    assert_eq!(store.status, sparekey::app::Status::Fix, "{store:?}");
+    assert!(store.detail.contains("no sparekey store yet"), "{store:?}");
+    assert!(PostgresStore::open(&schema.target, false).is_err());
+    // Once created, the server's settings are shown.
+    PostgresStore::open(&schema.target, true).unwrap();
+    let checks = sparekey::app::doctor(&paths, unix_now());
+    let durability = checks.iter().find(|c| c.name == "durability").unwrap();
+    assert_eq!(
+        durability.status,
+        sparekey::app::Status::Ok,
+        "{durability:?}"
+    );
+    for setting in [
+        "fsync=on",
+        "synchronous_commit=on",
+        "synchronous_standby_names=",
+    ] {
+        assert!(durability.detail.contains(setting), "{durability:?}");
+    }
+    // The embedded store's data dir is not this store's business.
+    let data_dir = checks.iter().find(|c| c.name == "data dir").unwrap();
+    assert_eq!(data_dir.status, sparekey::app::Status::Skipped);
+}
