@@ -12,10 +12,12 @@
 //! returned, never apply migrations from a read-only open, and never touch a database whose
 //! schema is newer than this build's.
 
+use std::io::Write;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::Type;
 use postgres::{Client, IsolationLevel, NoTls, Transaction};
 
@@ -443,6 +445,44 @@ impl PostgresStore {
         self.mutate(name, missing, UnixTime::default(), &|_| Vec::new(), rule)
     }
 
+    /// Writes everything from one REPEATABLE READ snapshot as the encoding of a
+    /// [`StoreImage`] (the very bytes `encode(&self.export_image()?)` would give), one row at a
+    /// time, so a backup of a large store never holds it in memory. Returns the numbers of
+    /// accounts and audit events written. Every record is decoded on the way, so a damaged one
+    /// fails the backup as it fails [`Store::export_image`].
+    pub fn export_to(&self, out: &mut dyn Write) -> Result<(usize, usize), StoreError> {
+        let mut started = false;
+        self.transact(IsolationLevel::RepeatableRead, true, |tx| {
+            // A read-only snapshot meets no serialization failure; should a retry come anyway,
+            // what was already written cannot be taken back.
+            if std::mem::replace(&mut started, true) {
+                return Err(StoreError::Unavailable("the backup's snapshot was interrupted".into()).into());
+            }
+            tx.batch_execute("SET LOCAL statement_timeout = 0")?;
+            let row = tx.query_one(
+                "SELECT (SELECT count(*) FROM sparekey_accounts), (SELECT count(*) FROM sparekey_audit)",
+                &[],
+            )?;
+            let counts = (row.get::<_, i64>(0) as usize, row.get::<_, i64>(1) as usize);
+            let head = [
+                encode(&meta_text(tx, META_KEY)?),
+                encode(&meta_text(tx, META_OPERATOR)?),
+                encode(&counts.0),
+            ];
+            head.iter().try_for_each(|bytes| write_all(out, bytes))?;
+            stream_rows(tx, "SELECT record FROM sparekey_accounts ORDER BY name", &mut |bytes| {
+                let account: Account = decode(bytes, "an account record")?;
+                write_all(out, &encode(&account))
+            })?;
+            write_all(out, &encode(&counts.1))?;
+            stream_rows(tx, "SELECT event FROM sparekey_audit ORDER BY id", &mut |bytes| {
+                let event: AuditEvent = decode(bytes, "an audit event")?;
+                write_all(out, &encode(&event))
+            })?;
+            Ok(counts)
+        })
+    }
+
     fn facts_rows(rows: Vec<postgres::Row>) -> Step<Vec<AccountFacts>> {
         rows.iter()
             .map(|row| Ok(decode(row.get(0), "the list facts of an account")?))
@@ -464,6 +504,28 @@ fn run_once<T>(
     let value = body(&mut tx)?;
     tx.commit()?;
     Ok(value)
+}
+
+fn write_all(out: &mut dyn Write, bytes: &[u8]) -> Step<()> {
+    out.write_all(bytes)
+        .map_err(|e| StoreError::Io(format!("cannot write the backup: {e}")).into())
+}
+
+/// Runs `sql` and hands each row's first column to `each`, fetching rows as they come instead
+/// of collecting them all.
+fn stream_rows(
+    tx: &mut Transaction<'_>,
+    sql: &str,
+    each: &mut dyn FnMut(&[u8]) -> Step<()>,
+) -> Step<()> {
+    let mut rows = tx.query_raw(
+        sql,
+        std::iter::empty::<&(dyn postgres::types::ToSql + Sync)>(),
+    )?;
+    while let Some(row) = rows.next()? {
+        each(row.get(0))?;
+    }
+    Ok(())
 }
 
 fn one_line(e: &postgres::Error) -> String {
