@@ -476,3 +476,91 @@ fn a_streamed_backup_holds_exactly_the_exported_image() {
         .unwrap();
     assert_eq!(sled.export_image().unwrap(), expected);
 }
+
+#[test]
+fn clients_killed_mid_login_never_split_a_spend_from_its_event() {
+    let Some(schema) = pg_schema() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let kills = rounds(
+        "PostgreSQL clients killed mid-login",
+        "SPAREKEY_PG_KILLS",
+        20,
+        50,
+    );
+    // A fresh code for every kill: ten per account.
+    let key_file = dir.path().join("key");
+    let names: Vec<String> = (0..kills.div_ceil(10))
+        .map(|i| format!("olga{i}"))
+        .collect();
+    let codes: Vec<Vec<String>> = {
+        let clock = Arc::new(ManualClock::new(T0));
+        let store = PostgresStore::open(&schema.target, true).unwrap();
+        let key = sparekey::app::load_or_create_key(&key_file, &store, &mut SeededEntropy::new(12))
+            .unwrap();
+        let service = Service::new(
+            Box::new(store),
+            clock.clone(),
+            Box::new(SeededEntropy::new(13)),
+            key,
+            test_config(),
+        )
+        .unwrap();
+        names
+            .iter()
+            .map(|n| enrolled(&service, &clock, n).1)
+            .collect()
+    };
+    for round in 0..kills {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sparekey"))
+            .args(["login", &names[round / 10]])
+            .env("SPAREKEY_STORE", &schema.url)
+            .env("SPAREKEY_KEY_FILE", &key_file)
+            .env("SPAREKEY_CONFIG", "/dev/null")
+            .env("HOME", dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let code = &codes[round / 10][round % 10];
+        let _ = writeln!(child.stdin.take().unwrap(), "{PASSWORD}\n{code}");
+        // Spread over the whole login: start-up, hashing, the transaction, the exit.
+        let delay = (round * 7_919) % 25;
+        std::thread::sleep(std::time::Duration::from_millis(delay as u64));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // A killed client's transaction committed whole or not at all: every used slot has exactly
+    // one event, and no event names an unused slot.
+    let store = PostgresStore::open(&schema.target, false).unwrap();
+    let mut spent = 0;
+    let check = tempfile::tempdir().unwrap();
+    for (name, codes) in names.iter().zip(&codes) {
+        let set = store.load_account(name).unwrap().unwrap().codes.unwrap();
+        let events = store.audit_events(Some(name), 10_000).unwrap();
+        for (slot, entry) in set.slots.iter().enumerate() {
+            let events_for_slot = events
+                .iter()
+                .filter(|e| {
+                    matches!(e.kind, AuditKind::BackupCodeUsed { slot: s, .. } if s as usize == slot)
+                })
+                .count();
+            let used = entry.used_at.is_some();
+            spent += usize::from(used);
+            assert_eq!(
+                events_for_slot,
+                usize::from(used),
+                "{name} slot {slot}: {events:#?}"
+            );
+            // And the code still works exactly when it was not spent (failures cleared
+            // first, so the throttle does not answer instead).
+            store.clear_failures(name).unwrap();
+            let outcome = racing_logins(&schema, check.path(), &key_file, name, &codes[slot], 1);
+            assert_eq!(outcome[0].0 == 0, !used, "{name} slot {slot}: {outcome:?}");
+        }
+    }
+    notice(&format!(
+        "{spent} of {kills} codes were spent before their client was killed"
+    ));
+}
