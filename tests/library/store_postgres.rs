@@ -564,3 +564,61 @@ fn clients_killed_mid_login_never_split_a_spend_from_its_event() {
         "{spent} of {kills} codes were spent before their client was killed"
     ));
 }
+
+#[test]
+fn sessions_ended_by_the_server_mid_login_never_report_an_uncommitted_spend() {
+    let Some(schema) = pg_schema() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (key_file, _, codes) = enrolled_for_processes(&schema, dir.path(), "pavel");
+    let mut admin = admin(&schema);
+    let mut outcomes = Vec::new();
+    // Ten logins, each with a fresh code, each with every session of this store cut by the
+    // server at a different moment.
+    for (round, code) in codes.iter().enumerate() {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sparekey"))
+            .args(["--json", "login", "pavel"])
+            .env("SPAREKEY_STORE", &schema.url)
+            .env("SPAREKEY_KEY_FILE", &key_file)
+            .env("SPAREKEY_CONFIG", "/dev/null")
+            .env("HOME", dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{PASSWORD}\n{code}").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis((round * 3) as u64));
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                &[&schema.schema],
+            )
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        outcomes.push((out.status.code().unwrap_or(-1), text));
+    }
+    let store = PostgresStore::open(&schema.target, false).unwrap();
+    let set = store.load_account("pavel").unwrap().unwrap().codes.unwrap();
+    for (slot, (code, text)) in outcomes.iter().enumerate() {
+        let used = set.slots[slot].used_at.is_some();
+        match code {
+            // Accepted only after its commit.
+            0 => assert!(used, "slot {slot} reported accepted but is unused: {text}"),
+            // A lost session is one store error; the spend may or may not have committed.
+            4 => assert!(
+                text.contains("lost the connection") || text.contains("cannot connect"),
+                "{text}"
+            ),
+            other => panic!("slot {slot}: exit {other}: {text}"),
+        }
+    }
+    let accepted = outcomes.iter().filter(|(c, _)| *c == 0).count();
+    let cut = outcomes.iter().filter(|(c, _)| *c == 4).count();
+    notice(&format!(
+        "sessions cut mid-login: {accepted} accepted, {cut} lost the connection"
+    ));
+}
