@@ -141,7 +141,7 @@ impl PostgresStore {
             client: Mutex::new(None),
         };
         store.migrate(create)?;
-        store.check_records(create)?;
+        store.check_records()?;
         Ok(store)
     }
 
@@ -316,28 +316,13 @@ impl PostgresStore {
     fn migrate(&self, create: bool) -> Result<(), StoreError> {
         let display = self.target.display.clone();
         self.write(|tx| {
-            if create {
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-                tx.batch_execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations (
-                        version    integer PRIMARY KEY,
-                        applied_at timestamptz NOT NULL DEFAULT now()
-                    )",
-                )?;
+            // The common case, a store at the current schema, takes no lock: every login opens
+            // the store, and concurrent logins must not queue here.
+            let found = schema_version(tx)?;
+            if found == Some(LATEST) {
+                return Ok(());
             }
-            let exists: bool = tx
-                .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?
-                .get(0);
-            if !exists {
-                return Err(StoreError::Conflict(format!(
-                    "the PostgreSQL database {display} has no sparekey store yet: a command that writes (such as 'sparekey account add' or 'sparekey restore') creates it"
-                ))
-                .into());
-            }
-            let found: i32 = tx
-                .query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])?
-                .get(0);
-            if found > LATEST {
+            if let Some(found) = found.filter(|v| *v > LATEST) {
                 return Err(StoreError::NewerSchema {
                     path: display.clone(),
                     found: found as u32,
@@ -345,10 +330,32 @@ impl PostgresStore {
                 }
                 .into());
             }
-            if found < LATEST && !create {
-                return Err(StoreError::Conflict(format!(
-                    "the PostgreSQL store at {display} has schema version {found} and needs {LATEST}: a command that writes upgrades it"
-                ))
+            if !create {
+                return Err(StoreError::Conflict(match found {
+                    None => format!(
+                        "the PostgreSQL database {display} has no sparekey store yet: a command that writes (such as 'sparekey account add' or 'sparekey restore') creates it"
+                    ),
+                    Some(found) => format!(
+                        "the PostgreSQL store at {display} has schema version {found} and needs {LATEST}: a command that writes upgrades it"
+                    ),
+                })
+                .into());
+            }
+            // One migrator at a time; whoever waited sees what the first one applied.
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version    integer PRIMARY KEY,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )",
+            )?;
+            let found = schema_version(tx)?.unwrap_or(0);
+            if found > LATEST {
+                return Err(StoreError::NewerSchema {
+                    path: display.clone(),
+                    found: found as u32,
+                    supported: LATEST as u32,
+                }
                 .into());
             }
             for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
@@ -358,21 +365,19 @@ impl PostgresStore {
                     &[version],
                 )?;
             }
+            tx.execute(
+                "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&META_RECORDS, &SCHEMA_VERSION.to_be_bytes().to_vec()],
+            )?;
             Ok(())
         })
     }
 
-    /// The records' own format (the version sled keeps as its schema): written when the store
-    /// is created, refused when newer, as on sled.
-    fn check_records(&self, create: bool) -> Result<(), StoreError> {
+    /// The records' own format (the version sled keeps as its schema): written by the first
+    /// migration run, refused when newer, as on sled.
+    fn check_records(&self) -> Result<(), StoreError> {
         let display = self.target.display.clone();
-        self.write(|tx| {
-            if create {
-                tx.execute(
-                    "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    &[&META_RECORDS, &SCHEMA_VERSION.to_be_bytes().to_vec()],
-                )?;
-            }
+        self.read(|tx| {
             let Some(bytes) = meta(tx, META_RECORDS)? else {
                 return Err(
                     StoreError::Damaged("the record format version is missing".into()).into(),
@@ -539,6 +544,23 @@ fn one_line(e: &postgres::Error) -> String {
         source = s.source();
     }
     text.replace('\n', " ")
+}
+
+/// The newest applied migration; `None` when there is no sparekey schema at all.
+fn schema_version(tx: &mut Transaction<'_>) -> Step<Option<i32>> {
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    Ok(Some(
+        tx.query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )?
+        .get(0),
+    ))
 }
 
 fn meta(tx: &mut Transaction<'_>, key: &str) -> Step<Option<Vec<u8>>> {
