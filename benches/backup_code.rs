@@ -79,6 +79,7 @@ fn stranger() -> BackupCode {
 
 fn code_set_with_unused(codes: &[BackupCode], unused: usize) -> CodeSet {
     let mut set = CodeSet::create(
+        "bench",
         codes,
         PARAMS,
         &SECRET,
@@ -112,6 +113,7 @@ fn peer_codes(codes: &[BackupCode]) -> Vec<PeerCode> {
                 &SECRET,
                 code.canonical().as_bytes(),
                 &salt,
+                None,
                 &mut ArgonMemory::new(),
             );
             PeerCode { salt, digest }
@@ -129,6 +131,7 @@ fn peer_check(stored: &[PeerCode], attempt: &BackupCode) -> Option<usize> {
             &SECRET,
             attempt.canonical().as_bytes(),
             &code.salt,
+            None,
             &mut ArgonMemory::new(),
         );
         if bool::from(digest.ct_eq(&code.digest)) && hit.is_none() {
@@ -156,7 +159,7 @@ impl State {
             // The check finds a real code by the same path the bench times.
             assert_eq!(
                 set.find(
-                    &set.digest_of(&codes[0], &SECRET, &mut ArgonMemory::new())
+                    &set.digest_of("bench", &codes[0], &SECRET, &mut ArgonMemory::new())
                         .expect("valid params")
                 ),
                 SlotMatch::Unused(0)
@@ -190,7 +193,7 @@ impl State {
     fn check(&self, unused: usize) -> SlotMatch {
         let set = &self.sets.iter().find(|(n, _)| *n == unused).expect("set").1;
         let found = set.find(
-            &set.digest_of(&self.attempt, &SECRET, &mut ArgonMemory::new())
+            &set.digest_of("bench", &self.attempt, &SECRET, &mut ArgonMemory::new())
                 .expect("valid params"),
         );
         assert_eq!(found, SlotMatch::NoMatch);

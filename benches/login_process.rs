@@ -29,7 +29,7 @@ use sparekey::app::{DATA_DIR_ENV, KEY_FILE_ENV};
 use sparekey::core::argon_memory::ArgonMemory;
 use sparekey::core::clock::{Clock, SystemClock};
 use sparekey::core::entropy::SeededEntropy;
-use sparekey::core::password::{self, HashParams};
+use sparekey::core::password::{self, Binding, HashParams};
 use sparekey::core::totp;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sparekey");
@@ -210,6 +210,7 @@ impl Floor {
             HashParams::OWASP,
             &secret,
             fixture::PASSWORD,
+            &Binding::account("floor"),
             &mut SeededEntropy::new(1),
             &mut ArgonMemory::new(),
         );
@@ -223,7 +224,13 @@ impl Floor {
 
     /// [`Floor::one`] in `memory`, which a previous evaluation may already have faulted in.
     fn one_in(&self, memory: &mut ArgonMemory) -> bool {
-        let ok = password::verify_password(&self.secret, fixture::PASSWORD, &self.phc, memory);
+        let ok = password::verify_password(
+            &self.secret,
+            fixture::PASSWORD,
+            &self.phc,
+            &Binding::account("floor"),
+            memory,
+        );
         assert!(ok);
         ok
     }
@@ -235,6 +242,7 @@ impl Floor {
             &self.secret,
             b"0000111122223333",
             &[9; 16],
+            Some(&Binding::code_set("floor", 1)),
             &mut ArgonMemory::new(),
         );
         std::hint::black_box(digest);
@@ -264,6 +272,7 @@ fn main() {
                 &FLOOR_SECRET,
                 fixture::PASSWORD,
                 phc.trim(),
+                &Binding::account("floor"),
                 &mut ArgonMemory::new(),
             );
         std::process::exit(if ok { 0 } else { 1 });

@@ -146,6 +146,14 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            // Records are read back checked, with the key they were tagged with.
+            match app::key_file::read_key(&paths.key_file) {
+                Ok(key) => drop(store.bind_key(&key.store_key())),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
             let sample: Vec<_> = list.iter().step_by((list.len() / 1000).max(1)).collect();
             let (mut record, mut facts) = (0usize, 0usize);
             for summary in &sample {

@@ -40,5 +40,8 @@ pub fn totp_input(data: &[u8]) {
 /// Decoding store records from any bytes.
 pub fn store_record(data: &[u8]) {
     let _ = decode::<Account>(data, "fuzzed account");
+    let key = crate::core::keys::MasterKey::from_bytes([7; 32]).store_key();
+    let _ = crate::store::records::decode_account(key.records(), "fuzzed", data);
+    let _ = crate::store::records::decode_account_v1("fuzzed", data);
     let _ = decode::<AuditEvent>(data, "fuzzed event");
 }

@@ -92,7 +92,9 @@ impl Template {
         let mut e = SeededEntropy::new(42);
         // The one production-cost hash of the whole fixture.
         let mut memory = ArgonMemory::new();
-        let phc = password::hash_password(
+        // Unbound (as schema 1 wrote them), since every account gets a clone; the store's
+        // record MAC binds each clone to its account.
+        let phc = password::hash_password_unbound(
             HashParams::OWASP,
             secret.as_ref(),
             PASSWORD,
@@ -101,7 +103,7 @@ impl Template {
         );
         let totp = TotpSecret::generate(&mut e);
         let codes = backup_code::generate_set(&mut e, 10);
-        let set = CodeSet::create(
+        let set = CodeSet::create_unbound(
             &codes,
             HashParams::TEST_ONLY,
             secret.as_ref(),
@@ -136,6 +138,7 @@ impl Template {
                 params: TotpParams::default(),
                 last_step: None,
                 enrolled_at: NOW - 29 * 86_400,
+                burned_ahead: Vec::new(),
             }),
             pending: None,
             codes: Some(set),
@@ -197,7 +200,8 @@ pub fn generate(
     app::create_private_dir(&paths.data_dir)?;
     let store = SledStore::open(&paths.store, app::LOCK_WAIT)?;
     let key = app::load_or_create_key(&paths.key_file, &store, &mut OsEntropy)?;
-    let template = Template::new(key.clone());
+    let fingerprint = key.fingerprint();
+    let template = Template::new(key);
     let audit: Vec<AuditEvent> = (0..audit_events)
         .map(|k| AuditEvent {
             at: NOW - (audit_events - k) as i64,
@@ -211,7 +215,7 @@ pub fn generate(
         Method::Import => {
             let mut e = SeededEntropy::new(7);
             let image = StoreImage {
-                key_fingerprint: Some(key.fingerprint()),
+                key_fingerprint: Some(fingerprint),
                 operator_password: None,
                 accounts: (0..accounts).map(|i| template.account(i, &mut e)).collect(),
                 audit,
@@ -227,7 +231,9 @@ pub fn generate(
                         s.spawn(move || -> Result<(), Error> {
                             let mut e = SeededEntropy::new(100 + t as u64);
                             for i in (t..accounts).step_by(threads) {
-                                if !store.insert_account(&template.account(i, &mut e))? {
+                                if !store
+                                    .insert_account(&template.account(i, &mut e), &|_| Vec::new())?
+                                {
                                     return Err(Error::AlreadyExists(account_name(i)));
                                 }
                             }

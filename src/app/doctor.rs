@@ -1,7 +1,7 @@
 //! `sparekey doctor`: one function per check of the environment (data dir, key file, store,
-//! schema, key binding, records, sealed secrets, clock; on PostgreSQL also the server's
-//! durability settings), each returning its own finding with
-//! what to fix. Owns the list and order of checks. Must never change anything on disk, and never
+//! schema, key binding, records and their integrity tags, sealed secrets, clock; on PostgreSQL
+//! also the server's durability settings), each returning its own finding with what to fix.
+//! Owns the list and order of checks. Must never change anything on disk, and never
 //! report a check it could not run as passed: that one is skipped, and says why.
 
 use std::fs;
@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use super::key_file::read_key;
 use super::paths::Paths;
-use crate::core::keys::MasterKey;
+use crate::core::keys::{MasterKey, StoreKey};
 use crate::core::store::{Store, StoreError, StoreImage};
+use crate::store::SCHEMA_VERSION;
 use crate::store::location::PostgresTarget;
 use crate::store::postgres::PostgresStore;
 use crate::store::sled_store::SledStore;
@@ -62,6 +63,35 @@ impl Check {
     }
 }
 
+/// What doctor reads of a store beyond the trait, from either backend.
+trait Inspected: Store {
+    fn schema(&self) -> u32;
+    fn attach_key(&self, key: &StoreKey);
+    fn key_fingerprint(&self) -> Result<Option<String>, StoreError>;
+    fn check_records(&self) -> Result<(usize, Vec<String>), StoreError>;
+}
+
+macro_rules! inspected {
+    ($t:ty) => {
+        impl Inspected for $t {
+            fn schema(&self) -> u32 {
+                <$t>::schema(self)
+            }
+            fn attach_key(&self, key: &StoreKey) {
+                <$t>::attach_key(self, key)
+            }
+            fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+                <$t>::key_fingerprint(self)
+            }
+            fn check_records(&self) -> Result<(usize, Vec<String>), StoreError> {
+                <$t>::check_records(self)
+            }
+        }
+    };
+}
+inspected!(SledStore);
+inspected!(PostgresStore);
+
 /// Runs every check, in order, and changes nothing.
 pub fn doctor(paths: &Paths, now: i64) -> Vec<Check> {
     let (key_check, key) = key_file(paths);
@@ -69,10 +99,20 @@ pub fn doctor(paths: &Paths, now: i64) -> Vec<Check> {
         Some(target) => postgres_store(target),
         None => {
             let (check, store) = store(paths);
-            (check, store.map(|s| Box::new(s) as Box<dyn Store>), None)
+            (
+                check,
+                store.map(|s| Box::new(s) as Box<dyn Inspected>),
+                None,
+            )
         }
     };
-    let image = store.as_ref().map(|s| s.export_image());
+    let store = store.as_deref();
+    // Only the record key, in memory: doctor binds nothing and migrates nothing.
+    if let (Some(store), Some(key)) = (store, &key) {
+        store.attach_key(&key.store_key());
+    }
+    let checkable = store.filter(|s| key.is_some() || s.schema() < SCHEMA_VERSION);
+    let image = checkable.map(|s| s.export_image());
     let readable = match &image {
         Some(Ok(image)) => Some(image),
         _ => None,
@@ -85,9 +125,9 @@ pub fn doctor(paths: &Paths, now: i64) -> Vec<Check> {
         data_dir,
         key_check,
         store_check,
-        schema(store.as_deref()),
-        key_binding(readable, key.as_ref()),
-        records(image.as_ref()),
+        schema(store),
+        key_binding(store, key.as_ref()),
+        records(store, checkable),
         secrets(readable, key.as_ref()),
         hash_strength(readable),
         clock(now),
@@ -98,7 +138,7 @@ pub fn doctor(paths: &Paths, now: i64) -> Vec<Check> {
 
 /// The PostgreSQL store check (never creating anything), the store when it opens, and the
 /// check of the server's durability settings.
-fn postgres_store(target: &PostgresTarget) -> (Check, Option<Box<dyn Store>>, Option<Check>) {
+fn postgres_store(target: &PostgresTarget) -> (Check, Option<Box<dyn Inspected>>, Option<Check>) {
     match PostgresStore::open(target, false) {
         Ok(store) => {
             let durability = durability(&store);
@@ -212,24 +252,34 @@ fn store(paths: &Paths) -> (Check, Option<SledStore>) {
 }
 
 /// Opening the store checked its schema version.
-fn schema(store: Option<&dyn Store>) -> Check {
-    match store {
-        Some(_) => Check::ok(
+fn schema(store: Option<&dyn Inspected>) -> Check {
+    match store.map(|s| s.schema()) {
+        Some(SCHEMA_VERSION) => Check::ok("schema", format!("version {SCHEMA_VERSION}")),
+        Some(old) => Check::ok(
             "schema",
-            format!("version {}", crate::store::SCHEMA_VERSION),
+            format!(
+                "version {old}: it is migrated to version {SCHEMA_VERSION} the next time sparekey opens it with its key"
+            ),
         ),
         None => Check::skipped("schema", "the store is not open"),
     }
 }
 
-fn key_binding(image: Option<&StoreImage>, key: Option<&MasterKey>) -> Check {
-    let (Some(image), Some(key)) = (image, key) else {
+fn key_binding(store: Option<&dyn Inspected>, key: Option<&MasterKey>) -> Check {
+    let (Some(store), Some(key)) = (store, key) else {
         return Check::skipped(
             "key binding",
             "needs a readable store and a usable key file",
         );
     };
-    match &image.key_fingerprint {
+    match store.key_fingerprint() {
+        Err(e) => Check::fix("key binding", format!("{e}: restore from a backup")),
+        Ok(fingerprint) => binding_of(fingerprint, key),
+    }
+}
+
+fn binding_of(fingerprint: Option<String>, key: &MasterKey) -> Check {
+    match &fingerprint {
         Some(fp) if *fp != key.fingerprint() => Check::fix(
             "key binding",
             format!(
@@ -245,18 +295,25 @@ fn key_binding(image: Option<&StoreImage>, key: Option<&MasterKey>) -> Check {
     }
 }
 
-/// Every record decodes.
-fn records(image: Option<&Result<StoreImage, StoreError>>) -> Check {
-    match image {
-        None => Check::skipped("records", "the store is not open"),
-        Some(Err(e)) => Check::fix("records", format!("{e}: restore from a backup")),
-        Some(Ok(image)) => Check::ok(
+/// Every record decodes and, in schema 2, its integrity tag verifies with the key.
+fn records(store: Option<&dyn Inspected>, checkable: Option<&dyn Inspected>) -> Check {
+    let Some(store) = checkable else {
+        let why = match store {
+            None => "the store is not open",
+            Some(_) => "needs a usable key file to check every record's integrity tag",
+        };
+        return Check::skipped("records", why);
+    };
+    let audit = store.audit_events(None, usize::MAX).map(|e| e.len());
+    match (store.check_records(), audit) {
+        (Err(e), _) | (_, Err(e)) => Check::fix("records", format!("{e}: restore from a backup")),
+        (Ok((count, damaged)), Ok(events)) if damaged.is_empty() => Check::ok(
             "records",
-            format!(
-                "{} accounts, {} audit events, all readable",
-                image.accounts.len(),
-                image.audit.len()
-            ),
+            format!("{count} accounts, {events} audit events, all readable and unaltered"),
+        ),
+        (Ok((_, damaged)), _) => Check::fix(
+            "records",
+            format!("{} records fail: {}", damaged.len(), damaged.join("; ")),
         ),
     }
 }

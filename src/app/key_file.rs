@@ -14,7 +14,7 @@ use super::new_file::{self, NewFileError};
 use super::paths::make_private_dir;
 use crate::core::entropy::Entropy;
 use crate::core::error::Error;
-use crate::core::keys::{MASTER_KEY_LEN, MasterKey};
+use crate::core::keys::MasterKey;
 use crate::core::store::{KeyBinding, Store};
 
 /// The user this process acts as (file ownership is checked against it).
@@ -61,13 +61,13 @@ pub fn read_key(path: &Path) -> Result<MasterKey, Error> {
             .decode(text.trim().as_bytes())
             .unwrap_or_default(),
     );
-    let key: [u8; MASTER_KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
+    // Straight from the wiped buffer into the key's one place: no copy on the stack.
+    MasterKey::from_slice(&bytes).ok_or_else(|| {
         Error::Key(format!(
             "the key file {} is not a sparekey key (64 hex characters)",
             path.display()
         ))
-    })?;
-    Ok(MasterKey::from_bytes(key))
+    })
 }
 
 /// Refuses to put a key into a directory that group or other may write (they could replace or
@@ -126,7 +126,7 @@ pub fn load_or_create_key(
     } else {
         read_key(key_file)?
     };
-    match store.bind_key(&key.fingerprint())? {
+    match store.bind_key(&key.store_key())? {
         KeyBinding::Matches | KeyBinding::Bound => Ok(key),
         KeyBinding::Mismatch { stored } if created => {
             // The store already belongs to another key: the new file is useless and would

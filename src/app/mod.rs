@@ -9,6 +9,9 @@
 //! - [`backup_file`]: the backup format, backup and restore;
 //! - [`doctor`]: the environment checks.
 //!
+//! The console opens its store with [`open_console`]: held only while it runs calls, so the
+//! CLI can use the same store meanwhile (see [`crate::store::reopening`]).
+//!
 //! Must never create a new key over a store that already has one, nor write a file outside the
 //! store except through [`new_file`].
 
@@ -28,6 +31,7 @@ use crate::core::error::Error;
 use crate::core::service::{Config, Service};
 use crate::core::store::Store;
 use crate::store::postgres::PostgresStore;
+use crate::store::reopening::ReopeningStore;
 use crate::store::sled_store::SledStore;
 
 pub use backup_file::{BackupSummary, backup, backup_store, read_backup, restore};
@@ -39,6 +43,13 @@ pub use paths::{DATA_DIR_ENV, KEY_FILE_ENV, Paths, create_private_dir};
 
 /// How long to wait for a store held by another sparekey process before giving up.
 pub const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// How long the console keeps its store open after its last call. Longer than the gaps inside
+/// one burst of calls (a login's two store steps around a password hash, ~30-60 ms; the chunks
+/// of a long account list, one per event-loop turn of 20 ms), so a burst reopens nothing; short
+/// enough that a CLI command started beside an idle console waits at most this plus sled's
+/// close, well within a second. Reopening costs little next to it (see BENCHMARKS.md).
+pub const CONSOLE_IDLE_RELEASE: Duration = Duration::from_millis(250);
 
 /// Opens the store `paths` name: the PostgreSQL database if one is set, else the sled store
 /// (creating its private data dir). With `create`, a PostgreSQL database without sparekey's
@@ -71,10 +82,45 @@ pub fn open_with(
     paths: &Paths,
     config: Config,
     clock: Arc<dyn Clock>,
-    mut entropy: Box<dyn Entropy>,
+    entropy: Box<dyn Entropy>,
 ) -> Result<Service, Error> {
     config.validate()?;
     let store = open_store(paths, true)?;
+    service_on(store, paths, config, clock, entropy)
+}
+
+/// The service of a long-running console: like [`open`], but its store is held only while
+/// calls run and released after [`CONSOLE_IDLE_RELEASE`] without one, so CLI commands on the
+/// same store succeed meanwhile.
+pub fn open_console(paths: &Paths, config: Config) -> Result<Service, Error> {
+    open_console_with(paths, config, Arc::new(SystemClock), Box::new(OsEntropy))
+}
+
+/// Like [`open_console`] with an injected clock and entropy.
+pub fn open_console_with(
+    paths: &Paths,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    entropy: Box<dyn Entropy>,
+) -> Result<Service, Error> {
+    config.validate()?;
+    // A PostgreSQL store holds no lock between calls: nothing to release.
+    if paths.postgres.is_some() {
+        return service_on(open_store(paths, true)?, paths, config, clock, entropy);
+    }
+    create_private_dir(&paths.data_dir)?;
+    let store = ReopeningStore::open(&paths.store, LOCK_WAIT, CONSOLE_IDLE_RELEASE)?;
+    service_on(Box::new(store), paths, config, clock, entropy)
+}
+
+/// Binds the key to an opened store and builds the service on it.
+fn service_on(
+    store: Box<dyn Store>,
+    paths: &Paths,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    mut entropy: Box<dyn Entropy>,
+) -> Result<Service, Error> {
     let key = load_or_create_key(&paths.key_file, store.as_ref(), entropy.as_mut())?;
     Service::new(store, clock, entropy, key, config)
 }

@@ -69,7 +69,8 @@ pub enum Command {
     #[command(subcommand)]
     Account(AccountCommand),
 
-    /// Start enrolling an authenticator; with --confirm, confirm it with a code from stdin
+    /// Start enrolling an authenticator; with --confirm, confirm it with a code from stdin.
+    /// Replacing one reads the password line, then a current code line, first
     Enroll(EnrollArgs),
 
     /// Simulated login: reads the password line, then the code line (authenticator or backup code)
@@ -110,10 +111,28 @@ pub struct FileArg {
 }
 
 #[derive(Debug, Args, Default)]
+#[command(after_help = crate::tui::demo::KEYS_SYNTAX)]
 pub struct TuiArgs {
     /// Kiosk mode: a shared terminal; leaving needs the operator password
     #[arg(long)]
     pub kiosk: bool,
+
+    /// Run on a demo store in memory (sample accounts, a clock that stands still, fixed
+    /// randomness); never opens a store or key file, so --data-dir and --key-file are refused
+    #[arg(long)]
+    pub demo: bool,
+
+    /// With --demo: press the keys in FILE (`-`: stdin) and print every frame as plain text
+    #[arg(long, value_name = "FILE", requires = "demo")]
+    pub keys: Option<PathBuf>,
+
+    /// With --keys: write one file per frame (0000.txt, 0001.txt, …) into DIR, new or empty
+    #[arg(long, value_name = "DIR", requires = "keys")]
+    pub frames: Option<PathBuf>,
+
+    /// With --keys: the frame size [default: 80x24]
+    #[arg(long, value_name = "WxH", requires = "keys", value_parser = crate::tui::demo::parse_size)]
+    pub size: Option<crate::tui::demo::FrameSize>,
 
     /// Kiosk: seconds without a key before the screen is cleared back to the login
     /// [default: 60; at least 600 while backup codes are shown]
@@ -165,7 +184,8 @@ pub struct EnrollArgs {
 pub enum CodesCommand {
     /// How many backup codes remain
     Status(NameArg),
-    /// Replace the whole set (reads the password); every old code stops working
+    /// Replace the whole set (reads the password, then a current code); every old code stops
+    /// working
     Regenerate(RegenerateArgs),
 }
 

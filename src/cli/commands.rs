@@ -13,7 +13,8 @@ use crate::app::{self, Paths, Status};
 use crate::core::audit::LoginMethod;
 use crate::core::error::{Error, ErrorKind};
 use crate::core::password::HashParams;
-use crate::core::service::{IssuedCodes, Service};
+use crate::core::service::{Config, IssuedCodes, Service};
+use crate::core::step_up::{self, StepUp};
 
 use super::args::{
     AccountCommand, AuditArgs, Cli, CodesCommand, Command, EnrollArgs, GlobalArgs, KioskCommand,
@@ -87,6 +88,18 @@ fn settings(global: &GlobalArgs) -> Result<app::Settings, Error> {
     })
 }
 
+/// The demo's settings: flags over defaults only, since the demo reads no file and opens no
+/// store.
+fn config(global: &GlobalArgs) -> Config {
+    let defaults = Config::default();
+    Config {
+        issuer: global.issuer.clone().unwrap_or(defaults.issuer.clone()),
+        code_count: global.codes.unwrap_or(defaults.code_count),
+        hash_params: HashParams::OWASP,
+        ..defaults
+    }
+}
+
 fn open(global: &GlobalArgs) -> Result<Service, Error> {
     let settings = settings(global)?;
     debug_assert_eq!(settings.config.hash_params, HashParams::OWASP);
@@ -108,21 +121,6 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
         )
         .into());
     }
-    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
-        return Err(Error::Invalid(
-            "the console needs a terminal: for scripts use the commands (sparekey --help)".into(),
-        )
-        .into());
-    }
-    let service = open(global)?;
-    // Whoever came first would otherwise choose the password that guards every account.
-    if args.kiosk && !service.has_operator_password()? {
-        return Err(Error::Invalid(
-            "no kiosk operator password is set: run `sparekey kiosk set-operator-password` first"
-                .into(),
-        )
-        .into());
-    }
     let defaults = crate::tui::TuiOptions::default();
     let options = crate::tui::TuiOptions {
         kiosk: args.kiosk,
@@ -131,9 +129,63 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
             .map(std::time::Duration::from_secs)
             .unwrap_or(defaults.idle_timeout),
     };
+    if args.demo {
+        return demo(global, args, &options);
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        return Err(Error::Invalid(
+            "the console needs a terminal: for scripts use the commands (sparekey --help)".into(),
+        )
+        .into());
+    }
+    // Held only while it runs calls, so the other commands work beside an open console.
+    let settings = settings(global)?;
+    let service = app::open_console(&settings.paths, settings.config)?;
+    // Whoever came first would otherwise choose the password that guards every account.
+    if args.kiosk && !service.has_operator_password()? {
+        return Err(Error::Invalid(
+            "no kiosk operator password is set: run `sparekey kiosk set-operator-password` first"
+                .into(),
+        )
+        .into());
+    }
     crate::tui::run(service, options)
         .map_err(|e| Error::Io(format!("the console stopped on a terminal error: {e}")))?;
     Ok(())
+}
+
+/// `tui --demo`: the console on the demo's in-memory store, scripted by `--keys` or in this
+/// terminal. A store or key-file option is refused, not ignored: the demo never opens either, and
+/// saying so beats letting someone think they are looking at their store.
+fn demo(global: &GlobalArgs, args: &TuiArgs, options: &crate::tui::TuiOptions) -> Outcome {
+    use crate::tui::demo::{self, DemoError, FrameSink};
+    if global.data_dir.is_some() || global.key_file.is_some() {
+        return Err(Error::Invalid(format!(
+            "--demo runs on a store in memory and never opens one: drop --data-dir and \
+             --key-file (and unset {} and {})",
+            app::DATA_DIR_ENV,
+            app::KEY_FILE_ENV
+        ))
+        .into());
+    }
+    let Some(keys) = &args.keys else {
+        if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+            return Err(Error::Invalid(
+                "the demo console needs a terminal: without one, give it --keys FILE".into(),
+            )
+            .into());
+        }
+        return Ok(demo::run_interactive(config(global), options)?);
+    };
+    let sink = match &args.frames {
+        Some(dir) => FrameSink::Dir(dir.clone()),
+        None => FrameSink::Stdout,
+    };
+    let size = args.size.unwrap_or_default();
+    demo::run_keys(keys, config(global), options, size, &sink).map_err(|e| match e {
+        DemoError::Script(e) => Error::Invalid(e.to_string()).into(),
+        DemoError::Failed(e) => e.into(),
+    })
 }
 
 // ----- accounts ------------------------------------------------------------------------------
@@ -232,7 +284,7 @@ fn account_list(global: &GlobalArgs, out: Output) -> Outcome {
             state.join(", ")
         ));
     }
-    out.text(&text)?;
+    out.lines(&text)?;
     Ok(())
 }
 
@@ -248,27 +300,79 @@ fn account_remove(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
 
 // ----- enrollment ----------------------------------------------------------------------------
 
+/// What re-enrollment is called in refusals.
+const REPLACING: &str = "replacing the authenticator";
+
+/// Reads the proof for a use case that could replace the second factor: the password line, then
+/// a code line (authenticator or backup code). Without the code the command stops here, before
+/// the store is opened, with exit 1: the password alone changes nothing.
+fn read_step_up(
+    input: &mut SecretInput<impl std::io::BufRead>,
+    what: &str,
+) -> Result<(Zeroizing<String>, Zeroizing<String>), Error> {
+    let password = input.required("password")?;
+    let code = input
+        .optional("current code (authenticator or backup code)")?
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| step_up::needed(what))?;
+    Ok((password, code))
+}
+
+/// Turns the lines of [`read_step_up`] into a step-up: a whole login, audited like any.
+fn step_up_with(
+    service: &Service,
+    name: &str,
+    lines: Option<(Zeroizing<String>, Zeroizing<String>)>,
+) -> Result<Option<StepUp>, Error> {
+    lines
+        .map(|(password, code)| service.step_up(name, &password, &code))
+        .transpose()
+}
+
 fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
-    if let Some(file) = &args.out {
+    let mut input = SecretInput::stdin();
+    // Codes are issued by --confirm, and on a terminal by the code typed at the prompt.
+    if args.confirm || input.is_interactive() {
+        check_codes_output(args.out.as_deref())?;
+    } else if let Some(file) = &args.out {
         check_new_file(file)?;
     }
-    let mut input = SecretInput::stdin();
-    if args.confirm {
-        let code = input.required("authenticator code")?;
-        let issued = open(global)?.confirm_enrollment(&args.name, &code)?;
-        return deliver_codes(out, &issued, args.out.as_deref());
+    // Replacing an authenticator needs the password and a current code (the core enforces it):
+    // ask for them only then, before the store is opened for the change.
+    let summary = open(global)?.account_summary(&args.name)?;
+    let has_two_factor = summary.two_factor;
+    if args.confirm && !summary.enrollment_pending {
+        // Said before a code is asked for, so none is spent on nothing.
+        return Err(Error::Invalid(format!(
+            "'{}' has no enrollment waiting: run enroll first",
+            args.name
+        ))
+        .into());
     }
-
-    // Re-enrolling needs the password (the core enforces it): ask for it only then.
-    let has_two_factor = open(global)?.account_summary(&args.name)?.two_factor;
-    let password = if has_two_factor {
-        Some(input.required("password")?)
+    let proof_lines = if has_two_factor {
+        Some(read_step_up(&mut input, REPLACING)?)
     } else {
         None
     };
-    let enrollment =
-        open(global)?.begin_enrollment(&args.name, password.as_deref().map(|p| p.as_str()))?;
-    drop(password);
+    if args.confirm {
+        let code = input.required("code from the new authenticator")?;
+        let service = open(global)?;
+        let issued = match step_up_with(&service, &args.name, proof_lines)? {
+            Some(proof) => service.confirm_reenrollment(&args.name, &code, &proof)?,
+            None => service.confirm_enrollment(&args.name, &code)?,
+        };
+        return deliver_codes(out, &issued, args.out.as_deref());
+    }
+
+    let (enrollment, step_up) = {
+        let service = open(global)?;
+        let step_up = step_up_with(&service, &args.name, proof_lines)?;
+        let enrollment = match &step_up {
+            Some(proof) => service.begin_reenrollment(&args.name, proof)?,
+            None => service.begin_enrollment(&args.name, None)?,
+        };
+        (enrollment, step_up)
+    };
     let secret = enrollment.secret.to_base32();
 
     if out.is_json() {
@@ -292,8 +396,8 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
     text.push_str(&format!(
         "\nOr enter the secret by hand: {}\n  (account {}, issuer {}, {}, {} digits, every {} s)\n\notpauth URI: {}\n",
         enrollment.secret.grouped_base32().as_str(),
-        enrollment.account,
-        enrollment.issuer,
+        crate::core::account::printable(&enrollment.account),
+        crate::core::account::printable(&enrollment.issuer),
         p.algorithm.name(),
         p.digits,
         p.period,
@@ -322,8 +426,13 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
         None => text.push_str("(the URI is too long for a QR code: enter the secret by hand)\n"),
     }
     if !input.is_interactive() {
+        let proof = if has_two_factor {
+            " (it reads the password and a current code of the old one first)"
+        } else {
+            ""
+        };
         text.push_str(&format!(
-            "Then confirm with a code from the app: sparekey enroll {} --confirm\n",
+            "Then confirm with a code from the app: sparekey enroll {} --confirm{proof}\n",
             shell_word(&args.name)
         ));
         out.text(&text)?;
@@ -333,7 +442,8 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
     drop(text);
     drop(secret);
 
-    // On a terminal: ask for the code now (the store is not held while the user types).
+    // On a terminal: ask for the code now (the store is not held while the user types). The
+    // step-up made for the start serves the confirm while it is fresh.
     const ATTEMPTS: usize = 3;
     for attempt in 1..=ATTEMPTS {
         let code = input.required("code from the authenticator (empty to confirm later)")?;
@@ -344,7 +454,11 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
             ))?;
             return Ok(());
         }
-        match open(global)?.confirm_enrollment(&args.name, &code) {
+        let confirmed = match &step_up {
+            Some(proof) => open(global)?.confirm_reenrollment(&args.name, &code, proof),
+            None => open(global)?.confirm_enrollment(&args.name, &code),
+        };
+        match confirmed {
             Ok(issued) => return deliver_codes(out, &issued, args.out.as_deref()),
             Err(e)
                 if attempt < ATTEMPTS
@@ -374,6 +488,29 @@ fn shell_word(name: &str) -> String {
 /// that cannot be written.
 fn check_new_file(path: &Path) -> Result<(), Error> {
     app::new_file::check_free(path).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// Checks, before a code set is issued (and the old one voided), that the new codes can reach
+/// where they go: the `--out` file's name is free and a file can be created in its directory,
+/// or standard output is open for writing with a reader.
+fn check_codes_output(file: Option<&Path>) -> Result<(), Error> {
+    let Some(path) = file else {
+        return output::check_stdout();
+    };
+    check_new_file(path)?;
+    // A real file, created and removed at once: permissions, a read-only or full file system
+    // all show here, before anything changes.
+    let dir = app::new_file::parent_dir(path);
+    tempfile::Builder::new()
+        .prefix(".sparekey-probe.")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| {
+            Error::Io(format!(
+                "cannot write {}: {e}; nothing was changed",
+                path.display()
+            ))
+        })
 }
 
 /// Shows a new code set once: on stdout, or in a new private file. If the file cannot be
@@ -426,14 +563,22 @@ fn deliver_codes(out: Output, issued: &IssuedCodes, file: Option<&Path>) -> Outc
             account: &issued.account,
             codes: &shown,
             error: write_error.as_ref().map(|e| e.to_string()),
-        })?;
+        })
+        .map_err(lost_codes)?;
     } else {
-        out.text(&output::codes_text(issued))?;
+        out.text(&output::codes_text(issued)).map_err(lost_codes)?;
     }
     match write_error {
         Some(e) => Err(Failure::Shown(e)),
         None => Ok(()),
     }
+}
+
+/// The failure of showing codes that are already in force: never a success, and it says so.
+fn lost_codes(e: Error) -> Error {
+    Error::Io(format!(
+        "{e}: the new codes did not reach it and the old ones are void: regenerate again"
+    ))
 }
 
 // ----- login ---------------------------------------------------------------------------------
@@ -521,17 +666,18 @@ fn codes_status(global: &GlobalArgs, out: Output, name: &str) -> Outcome {
     for (slot, at) in used {
         text.push_str(&format!("  code #{slot} used {}\n", utc_timestamp(at)));
     }
-    out.text(&text)?;
+    out.lines(&text)?;
     Ok(())
 }
 
 fn regenerate(global: &GlobalArgs, out: Output, args: &RegenerateArgs) -> Outcome {
-    if let Some(file) = &args.out {
-        check_new_file(file)?;
-    }
-    let password = SecretInput::stdin().required("password")?;
-    let issued = open(global)?.regenerate_codes(&args.name, &password)?;
-    drop(password);
+    check_codes_output(args.out.as_deref())?;
+    let (password, code) =
+        read_step_up(&mut SecretInput::stdin(), "regenerating the backup codes")?;
+    let service = open(global)?;
+    let proof = service.step_up(&args.name, &password, &code)?;
+    drop((password, code));
+    let issued = service.regenerate_codes(&args.name, &proof)?;
     deliver_codes(out, &issued, args.out.as_deref())
 }
 
@@ -565,7 +711,7 @@ fn audit(global: &GlobalArgs, out: Output, args: &AuditArgs) -> Outcome {
             e.kind
         ));
     }
-    out.text(&text)?;
+    out.lines(&text)?;
     Ok(())
 }
 
@@ -652,6 +798,7 @@ fn restore(global: &GlobalArgs, out: Output, file: &Path) -> Outcome {
             "accounts": summary.accounts,
             "audit_events": summary.audit_events,
             "previous_store": aside,
+            "codes_revived": summary.codes_revived,
         }))?;
     } else {
         let mut line = format!(
@@ -664,6 +811,15 @@ fn restore(global: &GlobalArgs, out: Output, file: &Path) -> Outcome {
             line.push_str(&format!("; the previous store was moved to {aside}"));
         }
         out.line(&line)?;
+        if !summary.codes_revived.is_empty() {
+            let names: Vec<_> = (summary.codes_revived.iter())
+                .map(|n| crate::core::account::printable(n).into_owned())
+                .collect();
+            out.line(&format!(
+                "backup codes used since the backup work again for: {} (regenerate their codes with 'sparekey codes regenerate NAME')",
+                names.join(", ")
+            ))?;
+        }
     }
     Ok(())
 }
@@ -699,7 +855,7 @@ fn doctor(global: &GlobalArgs, out: Output) -> Outcome {
                 c.detail
             ));
         }
-        out.text(&text)?;
+        out.lines(&text)?;
     }
     if failed > 0 {
         // The findings are already printed; the stderr line sums them up.

@@ -3,13 +3,58 @@
 //! UTC timestamp format and the layout of a backup-code file. Must never print a secret except
 //! the one time a new secret or code set is shown.
 
-use std::io::{self, Write};
-
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::fs::{FileType, OFlags};
 use serde::Serialize;
+use std::io::{self, Write};
 use zeroize::Zeroizing;
 
+use crate::core::account::printable;
 use crate::core::error::{Error, ErrorKind};
 use crate::core::service::IssuedCodes;
+
+/// Checks, before any code is issued or voided, that standard output can take the new codes:
+/// it is not /dev/null (where a closed stdout ends up), is open for writing, and is not a pipe
+/// whose reader has gone.
+pub fn check_stdout() -> Result<(), Error> {
+    let refuse = |why: &str| {
+        Err(Error::Io(format!(
+            "standard output {why}: the new codes would be lost, so nothing was changed              (write them to a file with --out FILE)"
+        )))
+    };
+    let stdout = io::stdout();
+    // The standard library puts /dev/null on a closed stdout before main: either way the codes
+    // would go nowhere.
+    let null = rustix::fs::stat("/dev/null").ok().map(|s| s.st_rdev);
+    match rustix::fs::fstat(&stdout) {
+        Ok(st)
+            if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice
+                && Some(st.st_rdev) == null =>
+        {
+            return refuse("is closed or /dev/null");
+        }
+        Ok(_) => {}
+        Err(_) => return refuse("is closed"),
+    }
+    match rustix::fs::fcntl_getfl(&stdout) {
+        Ok(flags) if flags.contains(OFlags::WRONLY) || flags.contains(OFlags::RDWR) => {}
+        Ok(_) => return refuse("is open for reading only"),
+        Err(_) => return refuse("is closed"),
+    }
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    if poll(&mut fds, Some(&now)).is_ok()
+        && fds[0]
+            .revents()
+            .intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL)
+    {
+        return refuse("has no reader");
+    }
+    Ok(())
+}
 
 /// Exit codes, one per [`ErrorKind`]; 0 is success.
 pub fn exit_code(kind: ErrorKind) -> u8 {
@@ -50,7 +95,8 @@ impl Output {
         self.json
     }
 
-    /// Writes plain text as is (the caller ends lines).
+    /// Writes plain text as is (the caller ends lines): for text sparekey made itself (the QR
+    /// code's colours are escapes), with any name in it already [`printable`].
     pub fn text(&self, text: &str) -> Result<(), Error> {
         let mut out = io::stdout().lock();
         out.write_all(text.as_bytes())
@@ -58,10 +104,25 @@ impl Output {
             .map_err(stdout_failed)
     }
 
-    /// Writes one line of plain text.
+    /// Writes lines of plain text (a listing, the audit log), each with its non-printable
+    /// characters escaped (see [`printable`]): a stored name cannot drive the terminal.
+    pub fn lines(&self, text: &str) -> Result<(), Error> {
+        let mut out = io::stdout().lock();
+        let mut lines = text.split('\n').peekable();
+        while let Some(line) = lines.next() {
+            out.write_all(printable(line).as_bytes())
+                .map_err(stdout_failed)?;
+            if lines.peek().is_some() {
+                out.write_all(b"\n").map_err(stdout_failed)?;
+            }
+        }
+        out.flush().map_err(stdout_failed)
+    }
+
+    /// Writes one line of plain text, its non-printable characters escaped.
     pub fn line(&self, line: &str) -> Result<(), Error> {
         let mut out = io::stdout().lock();
-        writeln!(out, "{line}")
+        writeln!(out, "{}", printable(line))
             .and_then(|()| out.flush())
             .map_err(stdout_failed)
     }
@@ -81,7 +142,7 @@ impl Output {
     /// Returns the exit code.
     pub fn error(&self, error: &Error) -> u8 {
         let message = error.to_string();
-        let _ = writeln!(io::stderr().lock(), "sparekey: {message}");
+        let _ = writeln!(io::stderr().lock(), "sparekey: {}", printable(&message));
         if self.json {
             let _ = self.json(&ErrorJson::of(error, &message));
         }
@@ -124,7 +185,8 @@ pub fn usage_error_json(message: &str) {
 pub fn codes_text(issued: &IssuedCodes) -> Zeroizing<String> {
     let mut text = Zeroizing::new(format!(
         "New backup codes for {} ({}), shown only this once: save them now.\n\n",
-        issued.account, issued.issuer
+        printable(&issued.account),
+        printable(&issued.issuer)
     ));
     // Indented, so the codes stand out from the sentences around them.
     for line in crate::core::recovery_sheet::numbered_list(&issued.codes, false).lines() {

@@ -1,6 +1,7 @@
 //! The account record as the store keeps it, and the summary the faces show. Owns account-name
-//! rules. Must never hold a secret in clear: the TOTP secret is sealed, the password and codes
-//! are Argon2id hashes.
+//! rules (what may be a name, when two names are the same account, how a name is shown) and the
+//! sanity rules of a whole record, which a restore applies as creation would. Must never hold a
+//! secret in clear: the TOTP secret is sealed, the password and codes are Argon2id hashes.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,11 @@ pub struct ActiveTotp {
     /// The last accepted time step: only a later one is accepted (RFC 6238 section 5.2).
     pub last_step: Option<u64>,
     pub enrolled_at: UnixTime,
+    /// Steps after `last_step` that a code from a clock running ahead matched: refused from
+    /// then on, while the steps before them still work once the clock is fixed (at most
+    /// `store::mutation::MAX_BURNED_AHEAD`, ascending).
+    #[serde(default)]
+    pub burned_ahead: Vec<u64>,
 }
 
 /// An authenticator being enrolled: waits here until confirmed with a code, or replaced.
@@ -136,9 +142,13 @@ impl AccountSummary {
     }
 }
 
-/// Checks an account name: 1 to 64 characters, no control characters, no ':' (it separates
-/// issuer and account in otpauth URIs), no leading or trailing space.
+/// Checks an account name: 1 to 64 characters in Unicode NFC, no ':' (it separates issuer and
+/// account in otpauth URIs), no leading or trailing space, and none of the characters that make
+/// two names look alike or text render other than it reads: control, format (U+200B, BOM, ...),
+/// bidi controls (U+202E, ...), separators other than the ASCII space (U+00A0, U+2028, ...) and
+/// private-use characters.
 pub fn validate_name(name: &str) -> Result<(), String> {
+    use unicode_normalization::{IsNormalized, is_nfc_quick};
     if name.is_empty() {
         return Err("the account name is empty".into());
     }
@@ -150,11 +160,118 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     if name.chars().any(char::is_control) {
         return Err("the account name contains a control character".into());
     }
+    if let Some(c) = name.chars().find(|&c| c != ' ' && hidden(c)) {
+        return Err(format!(
+            "the account name contains U+{:04X}, an invisible, spacing or private-use character",
+            c as u32
+        ));
+    }
     if name.contains(':') {
         return Err("the account name must not contain ':' (it separates issuer and account in the otpauth URI)".into());
     }
     if name.trim() != name {
         return Err("the account name must not start or end with a space".into());
+    }
+    let nfc = match is_nfc_quick(name.chars()) {
+        IsNormalized::Yes => true,
+        _ => unicode_normalization::is_nfc(name),
+    };
+    if !nfc {
+        return Err(
+            "the account name is not in Unicode NFC form (type it again, or use its composed form)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// The form two names share when they name the same account: case-folded (upper then lower
+/// case, so "ß" and "SS" agree) and NFC. The store keeps names unique in this form.
+pub fn folded_name(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    name.to_uppercase().to_lowercase().nfc().collect()
+}
+
+/// Characters that show as nothing, as space other than the ASCII one, change the direction of
+/// what follows, or mean nothing agreed (Unicode 15 categories Cf, Zs, Zl, Zp, Co).
+fn hidden(c: char) -> bool {
+    matches!(c as u32,
+        // Zs, Zl, Zp
+        0x20 | 0xA0 | 0x1680 | 0x2000..=0x200A | 0x2028 | 0x2029 | 0x202F | 0x205F | 0x3000
+        // Cf
+        | 0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
+        | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F
+        // Co
+        | 0xE000..=0xF8FF | 0xF0000..=0xFFFFD | 0x100000..=0x10FFFD)
+}
+
+/// `text` (a name, an audit line) safe to put on a terminal: every control, invisible, spacing
+/// (but the ASCII space) or private-use character is shown as `\u{XXXX}`, so no stored name
+/// can move the cursor, recolour the screen or hide part of itself. A backslash stays as it is
+/// (names like `DOMAIN\user` are common), so the escape form is readable, not reversible.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let escape = |c: char| c.is_control() || (c != ' ' && hidden(c));
+    if !text.chars().any(escape) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if escape(c) => out.push_str(&format!("\\u{{{:04X}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Longest issuer kept with an authenticator, in characters.
+const MAX_ISSUER_CHARS: usize = 64;
+/// Bytes of a sealed TOTP secret: 10 to 64 secret bytes and the 16-byte Poly1305 tag.
+const SEALED_SECRET_BYTES: std::ops::RangeInclusive<usize> = 26..=80;
+
+/// Checks a whole record as creation would have made it: the name, the password hash's form and
+/// cost, the authenticators' parameters and sizes, the code set's size and cost. For records
+/// that come from outside (a restored backup); one line naming the account and what is wrong.
+pub fn check_record(account: &Account) -> Result<(), String> {
+    let name = printable(&account.name);
+    let bad = |what: &str| format!("account '{name}': {what}");
+    validate_name(&account.name).map_err(|e| bad(&e))?;
+    let valid_hash =
+        crate::core::password::phc_params(&account.password).is_some_and(|p| p.is_valid());
+    if !valid_hash {
+        return Err(bad("its password hash is not a usable Argon2id hash"));
+    }
+    let sealed_ok = |issuer: &str, len: usize, params: crate::core::totp::TotpParams| {
+        params.is_valid()
+            && SEALED_SECRET_BYTES.contains(&len)
+            && !issuer.is_empty()
+            && !issuer.contains(':')
+            && issuer.chars().count() <= MAX_ISSUER_CHARS
+            && !issuer
+                .chars()
+                .any(|c| c.is_control() || (c != ' ' && hidden(c)))
+    };
+    if let Some(t) = &account.totp
+        && !sealed_ok(&t.issuer, t.secret.ciphertext.len(), t.params)
+    {
+        return Err(bad("its authenticator has impossible parameters or size"));
+    }
+    if let Some(p) = &account.pending
+        && !sealed_ok(&p.issuer, p.secret.ciphertext.len(), p.params)
+    {
+        return Err(bad(
+            "its pending enrollment has impossible parameters or size",
+        ));
+    }
+    if let Some(c) = &account.codes {
+        let count = crate::core::code_set::MIN_CODES..=crate::core::code_set::MAX_CODES;
+        if !count.contains(&c.slots.len()) || !c.params.is_valid() {
+            return Err(bad(
+                "its backup-code set has an impossible size or parameters",
+            ));
+        }
     }
     Ok(())
 }
@@ -173,5 +290,43 @@ mod tests {
         assert!(validate_name(" alice").is_err());
         assert!(validate_name(&"x".repeat(65)).is_err());
         assert!(validate_name(&"x".repeat(64)).is_ok());
+        assert!(validate_name("alice smith").is_ok());
+    }
+
+    #[test]
+    fn invisible_bidi_spacing_and_private_characters_are_refused() {
+        for bad in [
+            "ali\u{200B}ce",
+            "\u{202E}ecila",
+            "alice\u{2028}x",
+            "\u{FEFF}alice",
+            "ali\u{00A0}ce",
+            "ali\u{2066}ce",
+            "ali\u{E000}ce",
+            "ali\u{AD}ce",
+        ] {
+            let err = validate_name(bad).unwrap_err();
+            assert!(err.contains("U+"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn names_must_be_nfc_and_are_the_same_regardless_of_case() {
+        assert!(validate_name("Zo\u{EB}").is_ok());
+        let err = validate_name("Zoe\u{308}").unwrap_err();
+        assert!(err.contains("NFC"), "{err}");
+        assert_eq!(folded_name("Alice"), folded_name("alice"));
+        assert_eq!(folded_name("STRASSE"), folded_name("stra\u{DF}e"));
+        assert_eq!(folded_name("Zoe\u{308}"), folded_name("ZO\u{CB}"));
+        assert_ne!(folded_name("alice"), folded_name("alicia"));
+    }
+
+    #[test]
+    fn printable_escapes_what_a_terminal_would_obey() {
+        assert_eq!(printable("alice smith"), "alice smith");
+        assert_eq!(printable("a\u{1b}[2Jb"), "a\\u{001B}[2Jb");
+        assert_eq!(printable("\u{202E}x"), "\\u{202E}x");
+        assert_eq!(printable("DOMAIN\\user"), "DOMAIN\\user");
+        assert_eq!(printable("a\nb\u{85}"), "a\\u{000A}b\\u{0085}");
     }
 }

@@ -58,6 +58,8 @@ pub enum AuditKind {
     ReplayRefused {
         method: LoginMethod,
     },
+    /// One refused attempt, as sparekey wrote them before refusals were coalesced into
+    /// [`AuditKind::AttemptsRefused`]; kept so older logs still read.
     Throttled {
         seconds_left: i64,
     },
@@ -72,6 +74,23 @@ pub enum AuditKind {
     OperatorLocked,
     /// A shell operator cleared the kiosk operator's failures.
     OperatorFailuresCleared,
+    /// The kiosk operator password was set.
+    OperatorPasswordSet,
+    /// Attempts refused while the account was throttled (or locked): one event per delay
+    /// window, its count raised by each further refusal, so a flood cannot fill the log.
+    AttemptsRefused {
+        count: u32,
+        locked: bool,
+    },
+    /// The store was replaced by a backup holding `accounts` accounts.
+    StoreRestored {
+        accounts: u32,
+    },
+    /// A restore brought back `count` backup codes of this account that had been used since
+    /// the backup was taken: they work again.
+    UsedCodesRevived {
+        count: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +120,38 @@ impl AuditKind {
             AuditKind::TwoFactorDisabled => "two_factor_disabled",
             AuditKind::OperatorLocked => "operator_locked",
             AuditKind::OperatorFailuresCleared => "operator_failures_cleared",
+            AuditKind::OperatorPasswordSet => "operator_password_set",
+            AuditKind::AttemptsRefused { .. } => "attempts_refused",
+            AuditKind::StoreRestored { .. } => "store_restored",
+            AuditKind::UsedCodesRevived { .. } => "used_codes_revived",
+        }
+    }
+
+    /// Whether retention may drop this event before any other: refusals of a throttled
+    /// account say nothing that the failures before them did not. Everything else (logins,
+    /// failures, locks, resets, enrollments, regenerations, restores, ...) is a security
+    /// event and goes only once no noise is left. No wildcard, so a new kind must choose.
+    pub fn is_noise(&self) -> bool {
+        match self {
+            AuditKind::Throttled { .. } | AuditKind::AttemptsRefused { .. } => true,
+            AuditKind::AccountCreated
+            | AuditKind::AccountRemoved
+            | AuditKind::EnrollmentStarted
+            | AuditKind::TwoFactorEnrolled
+            | AuditKind::LoginSucceeded { .. }
+            | AuditKind::BackupCodeUsed { .. }
+            | AuditKind::FailedAttempt { .. }
+            | AuditKind::ReplayRefused { .. }
+            | AuditKind::Locked
+            | AuditKind::CodesRegenerated { .. }
+            | AuditKind::Unlocked
+            | AuditKind::TwoFactorReset
+            | AuditKind::TwoFactorDisabled
+            | AuditKind::OperatorLocked
+            | AuditKind::OperatorFailuresCleared
+            | AuditKind::OperatorPasswordSet
+            | AuditKind::StoreRestored { .. }
+            | AuditKind::UsedCodesRevived { .. } => false,
         }
     }
 }
@@ -158,6 +209,19 @@ impl std::fmt::Display for AuditKind {
             AuditKind::OperatorFailuresCleared => {
                 write!(f, "kiosk operator failures cleared from the shell")
             }
+            AuditKind::OperatorPasswordSet => write!(f, "kiosk operator password set"),
+            AuditKind::AttemptsRefused { count, locked } => {
+                let attempts = if *count == 1 { "attempt" } else { "attempts" };
+                let why = if *locked { "locked" } else { "throttled" };
+                write!(f, "{count} {attempts} refused while {why}")
+            }
+            AuditKind::StoreRestored { accounts } => {
+                write!(f, "store replaced by a backup of {accounts} accounts")
+            }
+            AuditKind::UsedCodesRevived { count } => write!(
+                f,
+                "restore brought back {count} backup codes used since the backup: they work again"
+            ),
         }
     }
 }

@@ -44,6 +44,17 @@ pub struct CodeSet {
     pub params: HashParams,
     pub created_at: UnixTime,
     pub slots: Vec<CodeSlot>,
+    /// The digests are bound to the account name and this set's id (Argon2's associated data,
+    /// see [`password::Binding::code_set`]). `false` only for sets written by schema 1, which
+    /// the record MAC binds instead.
+    pub bound: bool,
+}
+
+/// What every digest of a new set is computed with.
+struct Context<'a> {
+    params: HashParams,
+    secret: &'a [u8],
+    now: UnixTime,
 }
 
 /// Where an attempt's digest landed.
@@ -55,8 +66,10 @@ pub enum SlotMatch {
 }
 
 impl CodeSet {
-    /// Hashes a freshly generated set (one Argon2id evaluation per code, paid once).
+    /// Hashes a freshly generated set for account `account` (one Argon2id evaluation per code,
+    /// paid once).
     pub fn create(
+        account: &str,
         codes: &[BackupCode],
         params: HashParams,
         secret: &[u8],
@@ -64,46 +77,87 @@ impl CodeSet {
         now: UnixTime,
         memory: &mut ArgonMemory,
     ) -> Self {
+        let context = Context {
+            params,
+            secret,
+            now,
+        };
+        Self::build(Some(account), codes, context, entropy, memory)
+    }
+
+    /// A set as schema 1 wrote it, bound to no account: for tests and benchmarks that clone one
+    /// set onto many accounts, and for tests of schema-1 records.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn create_unbound(
+        codes: &[BackupCode],
+        params: HashParams,
+        secret: &[u8],
+        entropy: &mut dyn Entropy,
+        now: UnixTime,
+        memory: &mut ArgonMemory,
+    ) -> Self {
+        let context = Context {
+            params,
+            secret,
+            now,
+        };
+        Self::build(None, codes, context, entropy, memory)
+    }
+
+    fn build(
+        account: Option<&str>,
+        codes: &[BackupCode],
+        context: Context<'_>,
+        entropy: &mut dyn Entropy,
+        memory: &mut ArgonMemory,
+    ) -> Self {
         let mut salt = [0u8; 16];
         entropy.fill(&mut salt);
         let mut id = [0u8; 8];
         entropy.fill(&mut id);
+        let id = u64::from_le_bytes(id);
+        let binding = account.map(|name| password::Binding::code_set(name, id));
         let slots = codes
             .iter()
             .map(|code| CodeSlot {
                 digest: *password::digest(
-                    params,
-                    secret,
+                    context.params,
+                    context.secret,
                     code.canonical().as_bytes(),
                     &salt,
+                    binding.as_ref(),
                     memory,
                 ),
                 used_at: None,
             })
             .collect();
         Self {
-            id: u64::from_le_bytes(id),
+            id,
             salt,
-            params,
-            created_at: now,
+            params: context.params,
+            created_at: context.now,
             slots,
+            bound: binding.is_some(),
         }
     }
 
-    /// The one Argon2id evaluation of an attempt.
+    /// The one Argon2id evaluation of an attempt on account `account`'s set.
     /// `None` when the set's stored parameters are not sane (a damaged record).
     pub fn digest_of(
         &self,
+        account: &str,
         code: &BackupCode,
         secret: &[u8],
         memory: &mut ArgonMemory,
     ) -> Option<Digest> {
+        let binding = password::Binding::code_set(account, self.id);
         self.params.is_valid().then(|| {
             *password::digest(
                 self.params,
                 secret,
                 code.canonical().as_bytes(),
                 &self.salt,
+                self.bound.then_some(&binding),
                 memory,
             )
         })
@@ -148,6 +202,7 @@ mod tests {
         let mut e = SeededEntropy::new(9);
         let codes = generate_set(&mut e, n);
         let set = CodeSet::create(
+            "alice",
             &codes,
             HashParams::TEST_ONLY,
             &[5; 32],
@@ -166,7 +221,7 @@ mod tests {
         for (i, code) in codes.iter().enumerate().rev() {
             assert_eq!(
                 set.find(
-                    &set.digest_of(code, &[5; 32], &mut ArgonMemory::new())
+                    &set.digest_of("alice", code, &[5; 32], &mut ArgonMemory::new())
                         .unwrap()
                 ),
                 SlotMatch::Unused(i)
@@ -181,7 +236,7 @@ mod tests {
         assert_eq!(set.remaining(), 4);
         assert_eq!(
             set.find(
-                &set.digest_of(&codes[3], &[5; 32], &mut ArgonMemory::new())
+                &set.digest_of("alice", &codes[3], &[5; 32], &mut ArgonMemory::new())
                     .unwrap()
             ),
             SlotMatch::AlreadyUsed(3)
@@ -190,7 +245,7 @@ mod tests {
         let stranger = BackupCode::generate(&mut e);
         assert_eq!(
             set.find(
-                &set.digest_of(&stranger, &[5; 32], &mut ArgonMemory::new())
+                &set.digest_of("alice", &stranger, &[5; 32], &mut ArgonMemory::new())
                     .unwrap()
             ),
             SlotMatch::NoMatch
@@ -198,9 +253,27 @@ mod tests {
         // A different key file secret gives different digests: the store alone is not enough.
         assert_eq!(
             set.find(
-                &set.digest_of(&codes[0], &[6; 32], &mut ArgonMemory::new())
+                &set.digest_of("alice", &codes[0], &[6; 32], &mut ArgonMemory::new())
                     .unwrap()
             ),
+            SlotMatch::NoMatch
+        );
+    }
+
+    #[test]
+    fn a_set_matches_only_on_its_own_account() {
+        let (codes, set) = set_of(5);
+        let digest = |account: &str, set: &CodeSet| {
+            set.digest_of(account, &codes[0], &[5; 32], &mut ArgonMemory::new())
+                .unwrap()
+        };
+        assert_eq!(set.find(&digest("alice", &set)), SlotMatch::Unused(0));
+        assert_eq!(set.find(&digest("mallory", &set)), SlotMatch::NoMatch);
+        // Nor under another set id: a set's digests cannot be relabelled as another set.
+        let mut relabelled = set.clone();
+        relabelled.id ^= 1;
+        assert_eq!(
+            relabelled.find(&digest("alice", &relabelled)),
             SlotMatch::NoMatch
         );
     }

@@ -50,6 +50,9 @@ pub enum Error {
     InvalidBackupCode(CodeInputError),
     /// A checked password waited too long for its second factor.
     LoginExpired,
+    /// A use case that could replace the second factor was asked for without a fresh, matching
+    /// [`crate::core::step_up::StepUp`] (the password alone, or a proof that expired).
+    StepUpNeeded(String),
     NotFound(String),
     AlreadyExists(String),
     Rejected(Rejection),
@@ -76,7 +79,7 @@ impl Error {
             | Error::LoginExpired
             | Error::NotFound(_)
             | Error::AlreadyExists(_) => ErrorKind::Invalid,
-            Error::Rejected(_) => ErrorKind::Rejected,
+            Error::Rejected(_) | Error::StepUpNeeded(_) => ErrorKind::Rejected,
             Error::Throttled { .. } | Error::Locked(_) => ErrorKind::Throttled,
             Error::Store(_) | Error::Key(_) | Error::Io(_) | Error::NeedsFixing(_) => {
                 ErrorKind::Store
@@ -105,11 +108,9 @@ impl std::fmt::Display for RejectReason {
                 f.write_str("that authenticator code was already used: wait for the next one")
             }
             RejectReason::BackupCodeAlreadyUsed => f.write_str("that backup code was already used"),
-            RejectReason::ClockDrift { steps, period } => write!(
-                f,
-                "wrong code: {}; correct its time and try again",
-                totp::drift_description(*steps, *period)
-            ),
+            RejectReason::ClockDrift { steps, period } => {
+                write!(f, "wrong code: {}", totp::drift_advice(*steps, *period))
+            }
         }
     }
 }
@@ -155,6 +156,7 @@ impl std::fmt::Display for Error {
             | Error::AlreadyExists(m)
             | Error::Locked(m)
             | Error::Key(m)
+            | Error::StepUpNeeded(m)
             | Error::Io(m)
             | Error::NeedsFixing(m) => f.write_str(m),
             Error::InvalidBackupCode(e) => write!(f, "{e}"),

@@ -1,23 +1,34 @@
 //! Key material: the one master key that makes a stolen store useless on its own. Owns the
 //! derivation of sub-keys (one for sealing TOTP secrets with XChaCha20-Poly1305, one used as
-//! Argon2's secret input for password and backup-code hashes) and sealing/opening of secrets.
-//! Must never write the key anywhere (the key file lives outside the core) or print it.
+//! Argon2's secret input for password and backup-code hashes, one authenticating store records
+//! and one authenticating backup files, both with HMAC-SHA256) and sealing/opening of secrets.
+//! Must never write the key anywhere (the key file lives outside the core) or print it, and
+//! never copy it: the master key and its sub-keys live in one heap allocation, made once and
+//! wiped on drop; [`MasterKey`] is a handle to it that moves as a pointer and cannot be cloned.
+//! (The process keeps them out of core dumps too: see `cli::disable_core_dumps`.)
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::core::entropy::Entropy;
 
 /// Length of the master key in bytes.
 pub const MASTER_KEY_LEN: usize = 32;
 
-/// The master key. Debug never prints it.
-#[derive(Clone)]
-pub struct MasterKey(Zeroizing<[u8; MASTER_KEY_LEN]>);
+/// The master key and the sub-keys derived from it once, where they stay until wiped.
+#[derive(Zeroize, ZeroizeOnDrop)]
+struct Material {
+    master: [u8; MASTER_KEY_LEN],
+    hash_secret: [u8; 32],
+    seal: [u8; 32],
+}
+
+/// The master key. Debug never prints it; not `Clone` (see the module doc).
+pub struct MasterKey(Box<Material>);
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,27 +57,57 @@ impl std::fmt::Display for SealBroken {
 }
 impl std::error::Error for SealBroken {}
 
+/// Writes HMAC-SHA256(`key`, `label`) into `out`, wiping the intermediate tag.
+fn derive_into(key: &[u8], label: &str, out: &mut [u8; 32]) {
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key)
+        .expect("HMAC takes keys of any length");
+    mac.update(label.as_bytes());
+    let mut tag = mac.finalize().into_bytes();
+    out.copy_from_slice(&tag);
+    tag.as_mut_slice().zeroize();
+}
+
+const HASH_SECRET_LABEL: &str = "sparekey argon2 secret v1";
+const SEAL_LABEL: &str = "sparekey totp seal v1";
+
 impl MasterKey {
-    pub fn generate(entropy: &mut dyn Entropy) -> Self {
-        let mut key = Zeroizing::new([0u8; MASTER_KEY_LEN]);
-        entropy.fill(key.as_mut());
-        Self(key)
+    /// Fills the one allocation with `fill`'s master key, then derives the sub-keys beside it.
+    fn build(fill: impl FnOnce(&mut [u8; MASTER_KEY_LEN])) -> Self {
+        let mut material = Box::new(Material {
+            master: [0; MASTER_KEY_LEN],
+            hash_secret: [0; 32],
+            seal: [0; 32],
+        });
+        fill(&mut material.master);
+        let m = &mut *material;
+        derive_into(&m.master, HASH_SECRET_LABEL, &mut m.hash_secret);
+        derive_into(&m.master, SEAL_LABEL, &mut m.seal);
+        Self(material)
     }
 
-    pub fn from_bytes(bytes: [u8; MASTER_KEY_LEN]) -> Self {
-        Self(Zeroizing::new(bytes))
+    pub fn generate(entropy: &mut dyn Entropy) -> Self {
+        Self::build(|master| entropy.fill(master))
+    }
+
+    /// The key from its bytes; `bytes` is wiped, so the only copy left is the key's own.
+    pub fn from_bytes(mut bytes: [u8; MASTER_KEY_LEN]) -> Self {
+        let key = Self::build(|master| master.copy_from_slice(&bytes));
+        bytes.zeroize();
+        key
+    }
+
+    /// The key from a slice of exactly [`MASTER_KEY_LEN`] bytes, copied straight into place.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        (bytes.len() == MASTER_KEY_LEN).then(|| Self::build(|m| m.copy_from_slice(bytes)))
     }
 
     pub fn as_bytes(&self) -> &[u8; MASTER_KEY_LEN] {
-        &self.0
+        &self.0.master
     }
 
     fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
-        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(self.0.as_ref())
-            .expect("HMAC takes keys of any length");
-        mac.update(label.as_bytes());
         let mut out = Zeroizing::new([0u8; 32]);
-        out.copy_from_slice(&mac.finalize().into_bytes());
+        derive_into(&self.0.master, label, &mut out);
         out
     }
 
@@ -79,8 +120,22 @@ impl MasterKey {
 
     /// The secret input to every Argon2id evaluation (a "pepper"): without the key file, hashes
     /// in a stolen store cannot be attacked offline.
-    pub fn hash_secret(&self) -> Zeroizing<[u8; 32]> {
-        self.derive("sparekey argon2 secret v1")
+    pub fn hash_secret(&self) -> &[u8; 32] {
+        &self.0.hash_secret
+    }
+
+    /// What a store needs of the key: its fingerprint and the key that authenticates records.
+    pub fn store_key(&self) -> StoreKey {
+        StoreKey {
+            fingerprint: self.fingerprint(),
+            records: MacKey(self.derive("sparekey record mac v1")),
+        }
+    }
+
+    /// The key that authenticates backup files (its own label: a record's tag is never a valid
+    /// backup tag, nor the other way round).
+    pub fn backup_key(&self) -> MacKey {
+        MacKey(self.derive("sparekey backup mac v1"))
     }
 
     pub fn seal(
@@ -89,8 +144,7 @@ impl MasterKey {
         plaintext: &[u8],
         bound_to: &str,
     ) -> SealedSecret {
-        let key = self.derive("sparekey totp seal v1");
-        let cipher = <XChaCha20Poly1305 as KeyInit>::new_from_slice(key.as_ref())
+        let cipher = <XChaCha20Poly1305 as KeyInit>::new_from_slice(&self.0.seal)
             .expect("the sub-key is 32 bytes");
         let mut nonce = [0u8; 24];
         entropy.fill(&mut nonce);
@@ -111,8 +165,7 @@ impl MasterKey {
         sealed: &SealedSecret,
         bound_to: &str,
     ) -> Result<Zeroizing<Vec<u8>>, SealBroken> {
-        let key = self.derive("sparekey totp seal v1");
-        let cipher = <XChaCha20Poly1305 as KeyInit>::new_from_slice(key.as_ref())
+        let cipher = <XChaCha20Poly1305 as KeyInit>::new_from_slice(&self.0.seal)
             .expect("the sub-key is 32 bytes");
         cipher
             .decrypt(
@@ -124,6 +177,60 @@ impl MasterKey {
             )
             .map(Zeroizing::new)
             .map_err(|_| SealBroken)
+    }
+}
+
+/// An HMAC-SHA256 key derived from the master key for one purpose. Debug never prints it.
+#[derive(Clone)]
+pub struct MacKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for MacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MacKey(..)")
+    }
+}
+
+/// Bytes of a tag made by [`MacKey::tag`].
+pub const TAG_LEN: usize = 32;
+
+impl MacKey {
+    fn mac(&self, kind: &str, subject: &str, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(self.0.as_ref())
+            .expect("HMAC takes keys of any length");
+        // Length-prefixed, so no (kind, subject, body) can be re-split into another.
+        for part in [kind.as_bytes(), subject.as_bytes(), body] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac
+    }
+
+    /// The tag of `body`, a value of kind `kind` bound to `subject` (an account name, or empty).
+    pub fn tag(&self, kind: &str, subject: &str, body: &[u8]) -> [u8; TAG_LEN] {
+        self.mac(kind, subject, body).finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is the tag of `body` as kind `kind` bound to `subject` (constant time).
+    pub fn verify(&self, kind: &str, subject: &str, body: &[u8], tag: &[u8]) -> bool {
+        self.mac(kind, subject, body).verify_slice(tag).is_ok()
+    }
+}
+
+/// What a store needs of the master key: the fingerprint it is bound to and the key that
+/// authenticates its records. Never the master key itself.
+#[derive(Debug, Clone)]
+pub struct StoreKey {
+    fingerprint: String,
+    records: MacKey,
+}
+
+impl StoreKey {
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn records(&self) -> &MacKey {
+        &self.records
     }
 }
 
@@ -156,10 +263,43 @@ mod tests {
         let a = MasterKey::generate(&mut e);
         let b = MasterKey::generate(&mut e);
         assert_ne!(a.fingerprint(), b.fingerprint());
-        assert_eq!(a.fingerprint(), a.clone().fingerprint());
+        assert_eq!(a.fingerprint(), a.fingerprint());
+        // The same bytes make the same key, whichever way they come in.
+        let same = MasterKey::from_slice(a.as_bytes()).unwrap();
+        assert_eq!(same.fingerprint(), a.fingerprint());
+        assert_eq!(same.hash_secret(), a.hash_secret());
+        assert_eq!(
+            MasterKey::from_bytes(*a.as_bytes()).fingerprint(),
+            a.fingerprint()
+        );
+        assert!(MasterKey::from_slice(&[1; 31]).is_none());
+        // The sub-keys are the documented derivations, made once.
+        assert_eq!(a.hash_secret(), &*a.derive(HASH_SECRET_LABEL));
         assert_eq!(a.fingerprint().len(), 16);
         assert_ne!(a.hash_secret().as_ref(), b.hash_secret().as_ref());
         assert_ne!(a.hash_secret().as_ref(), a.as_bytes());
         assert_eq!(format!("{a:?}"), "MasterKey(..)");
+    }
+
+    #[test]
+    fn tags_bind_kind_subject_body_and_key() {
+        let mut e = SeededEntropy::new(3);
+        let key = MasterKey::generate(&mut e);
+        let records = key.store_key();
+        let tag = records.records().tag("account", "alice", b"body");
+        assert!(records.records().verify("account", "alice", b"body", &tag));
+        assert!(!records.records().verify("account", "bob", b"body", &tag));
+        assert!(!records.records().verify("operator", "alice", b"body", &tag));
+        assert!(!records.records().verify("account", "alice", b"bodY", &tag));
+        assert!(!records.records().verify("account", "alic", b"ebody", &tag));
+        assert!(
+            !records
+                .records()
+                .verify("account", "alice", b"body", &tag[..31])
+        );
+        assert!(!key.backup_key().verify("account", "alice", b"body", &tag));
+        let other = MasterKey::generate(&mut e).store_key();
+        assert!(!other.records().verify("account", "alice", b"body", &tag));
+        assert_eq!(records.fingerprint(), key.fingerprint());
     }
 }

@@ -17,6 +17,7 @@ pub mod password;
 pub mod qr;
 pub mod recovery_sheet;
 pub mod service;
+pub mod step_up;
 pub mod store;
 pub mod throttle;
 pub mod time_text;

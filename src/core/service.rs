@@ -1,8 +1,10 @@
 //! The use cases of sparekey as one API: create accounts, enroll and confirm an authenticator,
 //! log in with a TOTP code or a backup code, regenerate codes, unlock, reset, read the audit log.
 //! Both faces (CLI and TUI) call only this. It owns the order of checks on every attempt:
-//! throttle gate, cheap input checks, password, then the second factor, so a typo or a throttled
-//! attempt never costs a hash and never counts as a failure.
+//! throttle gate, cheap input checks, then the attempt is counted durably (reserved) and only
+//! then the password or code verified; a success settles the count. So a typo or a throttled
+//! attempt never costs a hash and never counts as a failure, parallel attempts can never verify
+//! more than the policy allows, and an attempt whose count cannot be written is never verified.
 //!
 //! Must never print, log or keep a secret beyond the call that needs it, and never report a
 //! success before the store has made it durable.
@@ -20,11 +22,12 @@ use crate::core::code_set::{self, CodeSet, SlotMatch};
 use crate::core::entropy::Entropy;
 use crate::core::error::{Error, RejectReason, Rejection};
 use crate::core::keys::MasterKey;
-use crate::core::kiosk::{
-    OPERATOR_AUDIT_NAME, OPERATOR_LOCK_AFTER, OPERATOR_RECOVERY_COMMAND, OperatorSession,
+use crate::core::kiosk::{OPERATOR_LOCK_AFTER, OPERATOR_RECOVERY_COMMAND, OperatorSession};
+use crate::core::password::{self, Binding, HashParams};
+use crate::core::step_up::{self, StepUp};
+use crate::core::store::{
+    Activation, CodeConsumption, Reservation, SettleCheck, Settlement, StepConsumption, Store,
 };
-use crate::core::password::{self, HashParams};
-use crate::core::store::{Activation, CodeConsumption, StepConsumption, Store};
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::core::totp::{self, TotpParams, TotpRejection, TotpSecret};
 
@@ -153,19 +156,35 @@ pub struct CodeStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
     Login,
-    DisableTwoFactor,
+    /// Minting a [`StepUp`]: the action it is for is audited instead.
+    StepUp,
 }
+
+/// What re-enrollment is called in refusals.
+const REPLACING: &str = "replacing the authenticator";
 
 /// The service. Cheap to share across threads (`&self` everywhere).
 pub struct Service {
     store: Box<dyn Store>,
     clock: Arc<dyn Clock>,
     entropy: Mutex<Box<dyn Entropy>>,
+    /// The key and its sub-keys, in their one place (see [`MasterKey`]).
     key: MasterKey,
-    hash_secret: Zeroizing<[u8; 32]>,
     config: Config,
     /// Where every Argon2id evaluation of this service works (see [`SharedMemory`]).
     hash_memory: SharedMemory,
+    /// Argon2id evaluations so far, so tests can prove a path spent none.
+    #[cfg(any(test, feature = "test-support"))]
+    hashes: std::sync::atomic::AtomicU64,
+}
+
+/// An attempt counted before it is verified (see [`Store::reserve_attempt`]): a failure
+/// records why with [`Service::fail`], a right first factor that waits for its second gives
+/// the count back with [`Service::release`], a success settles it in its own store step.
+struct Attempt<'a> {
+    account: &'a Account,
+    previous: FailureRecord,
+    reserved: FailureRecord,
 }
 
 impl std::fmt::Debug for Service {
@@ -185,16 +204,28 @@ impl Service {
         config: Config,
     ) -> Result<Self, Error> {
         config.validate()?;
-        let hash_secret = key.hash_secret();
         Ok(Self {
             store,
             clock,
             entropy: Mutex::new(entropy),
             key,
-            hash_secret,
             config,
             hash_memory: SharedMemory::default(),
+            #[cfg(any(test, feature = "test-support"))]
+            hashes: Default::default(),
         })
+    }
+
+    /// Argon2id evaluations this service made (test-support only).
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn hash_evaluations(&self) -> u64 {
+        self.hashes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn count_hashes(&self, _n: u64) {
+        #[cfg(any(test, feature = "test-support"))]
+        self.hashes
+            .fetch_add(_n, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn config(&self) -> &Config {
@@ -211,21 +242,6 @@ impl Service {
         f(guard.as_mut())
     }
 
-    /// Appends an audit event, best effort. Logins and failures do not come here: the store
-    /// writes their events in the same atomic step as the change (see
-    /// [`crate::core::store::AuditFor`]), so a code is never spent without its event. This is
-    /// for events that record no change (a throttled attempt) and for those after a durable
-    /// change that must be reported as it is: a failed audit write must not drop freshly issued
-    /// codes on the floor. A store that cannot write fails the next state change anyway, loudly.
-    fn audit(&self, account: &str, kind: AuditKind) {
-        let event = AuditEvent {
-            at: self.now(),
-            account: account.to_string(),
-            kind,
-        };
-        let _ = self.store.append_audit(&event);
-    }
-
     fn load(&self, name: &str) -> Result<Account, Error> {
         self.store
             .load_account(name)?
@@ -233,14 +249,25 @@ impl Service {
     }
 
     /// Checks a new password against the rules and hashes it (one Argon2id evaluation).
-    fn hash_new_password(&self, password: &str) -> Result<String, Error> {
-        validate_new_password(password)?;
+    /// `context` are words the password must not be made of (the account name); `bound_to` is
+    /// what the hash is bound to.
+    fn hash_new_password(
+        &self,
+        password: &str,
+        context: &[&str],
+        bound_to: &Binding,
+    ) -> Result<String, Error> {
+        let mut context = context.to_vec();
+        context.extend(["sparekey", self.config.issuer.as_str()]);
+        password::check_new_password(password, &context).map_err(Error::Invalid)?;
+        self.count_hashes(1);
         Ok(self.with_entropy(|e| {
             self.hash_memory.with_memory(|memory| {
                 password::hash_password(
                     self.config.hash_params,
-                    self.hash_secret.as_ref(),
+                    self.key.hash_secret().as_slice(),
                     password,
+                    bound_to,
                     e,
                     memory,
                 )
@@ -249,9 +276,16 @@ impl Service {
     }
 
     /// One Argon2id evaluation: `password` against a stored PHC string.
-    fn verify_password(&self, password: &str, phc: &str) -> bool {
+    fn verify_password(&self, password: &str, phc: &str, bound_to: &Binding) -> bool {
+        self.count_hashes(1);
         self.hash_memory.with_memory(|memory| {
-            password::verify_password(self.hash_secret.as_ref(), password, phc, memory)
+            password::verify_password(
+                self.key.hash_secret().as_slice(),
+                password,
+                phc,
+                bound_to,
+                memory,
+            )
         })
     }
 
@@ -259,7 +293,7 @@ impl Service {
 
     pub fn create_account(&self, name: &str, password: &str) -> Result<(), Error> {
         account::validate_name(name).map_err(Error::Invalid)?;
-        let phc = self.hash_new_password(password)?;
+        let phc = self.hash_new_password(password, &[name], &Binding::account(name))?;
         let record = Account {
             name: name.to_string(),
             password: phc,
@@ -270,20 +304,24 @@ impl Service {
             failures: Default::default(),
             last_login: None,
         };
-        if !self.store.insert_account(&record)? {
+        if !self
+            .store
+            .insert_account(&record, &|_| vec![AuditKind::AccountCreated])?
+        {
             return Err(Error::AlreadyExists(format!(
                 "an account named '{name}' already exists"
             )));
         }
-        self.audit(name, AuditKind::AccountCreated);
         Ok(())
     }
 
     pub fn remove_account(&self, name: &str) -> Result<(), Error> {
-        if !self.store.delete_account(name)? {
+        let removed = self
+            .store
+            .delete_account(name, self.now(), &|_| vec![AuditKind::AccountRemoved])?;
+        if !removed {
             return Err(Error::no_account(name));
         }
-        self.audit(name, AuditKind::AccountRemoved);
         Ok(())
     }
 
@@ -323,25 +361,33 @@ impl Service {
 
     // ----- enrollment -----------------------------------------------------------------------
 
-    /// Starts enrolling an authenticator. The password is required when the account already has
-    /// one (re-enrollment keeps the old one valid until the new one is confirmed); when given
-    /// for a first enrollment it is checked too.
+    /// Starts enrolling a first authenticator; the password, when given, is checked too. An
+    /// account that already has one is refused before any hashing or counting, and nothing
+    /// changes: replacing it is [`Service::begin_reenrollment`], which needs a [`StepUp`].
     pub fn begin_enrollment(
         &self,
         name: &str,
         password: Option<&str>,
     ) -> Result<Enrollment, Error> {
         let account = self.load(name)?;
-        match password {
-            Some(pw) => self.check_password(&account, pw)?,
-            None if account.totp.is_some() => {
-                return Err(Error::Invalid(
-                    "this account already has an authenticator: re-enrolling needs its password"
-                        .into(),
-                ));
-            }
-            None => {}
+        if account.totp.is_some() {
+            return Err(step_up::needed(REPLACING));
         }
+        if let Some(pw) = password {
+            self.check_password(&account, pw)?;
+        }
+        self.start_enrollment(name)
+    }
+
+    /// Starts replacing the authenticator, on a second factor just completed. The old one keeps
+    /// working until the new one is confirmed with [`Service::confirm_reenrollment`].
+    pub fn begin_reenrollment(&self, name: &str, proof: &StepUp) -> Result<Enrollment, Error> {
+        let account = self.load(name)?;
+        self.check_step_up(&account, proof, REPLACING)?;
+        self.start_enrollment(name)
+    }
+
+    fn start_enrollment(&self, name: &str) -> Result<Enrollment, Error> {
         let params = self.config.totp;
         let (secret, sealed, id) = self.with_entropy(|e| {
             let secret = TotpSecret::generate(e);
@@ -359,10 +405,12 @@ impl Service {
             params,
             started_at: self.now(),
         };
-        if !self.store.set_pending(name, &pending)? {
+        let stored = self.store.set_pending(name, &pending, self.now(), &|_| {
+            vec![AuditKind::EnrollmentStarted]
+        })?;
+        if !stored {
             return Err(Error::no_account(name));
         }
-        self.audit(name, AuditKind::EnrollmentStarted);
         Ok(Enrollment {
             account: name.to_string(),
             issuer: self.config.issuer.clone(),
@@ -372,51 +420,90 @@ impl Service {
         })
     }
 
-    /// Confirms the pending authenticator with a code from it, turns two-factor on, and issues a
+    /// Confirms a first authenticator with a code from it, turns two-factor on, and issues a
     /// fresh set of backup codes (shown once). The confirming code's step is recorded as used, so
-    /// the same code cannot then log in.
+    /// the same code cannot then log in. An account that already has an authenticator is
+    /// refused and nothing changes: that is [`Service::confirm_reenrollment`].
     pub fn confirm_enrollment(&self, name: &str, code: &str) -> Result<IssuedCodes, Error> {
         let account = self.load(name)?;
+        if account.totp.is_some() {
+            return Err(step_up::needed(REPLACING));
+        }
         self.pass_gate(&account)?;
+        self.confirm_pending(&account, code)
+    }
+
+    /// Confirms a replacement authenticator, on a second factor just completed (with the old
+    /// one): the new one, and a new code set, replace the old ones.
+    pub fn confirm_reenrollment(
+        &self,
+        name: &str,
+        code: &str,
+        proof: &StepUp,
+    ) -> Result<IssuedCodes, Error> {
+        let account = self.load(name)?;
+        self.check_step_up(&account, proof, REPLACING)?;
+        self.confirm_pending(&account, code)
+    }
+
+    /// Checks `code` against the pending authenticator and activates it with a new code set.
+    fn confirm_pending(&self, account: &Account, code: &str) -> Result<IssuedCodes, Error> {
+        let name = account.name.as_str();
         let pending = account.pending.clone().ok_or_else(|| {
             Error::Invalid(format!(
                 "'{name}' has no enrollment waiting: run enroll first"
             ))
         })?;
+        if !totp::is_well_formed(code, pending.params) {
+            return Err(Error::Invalid(
+                TotpRejection::Malformed.message(pending.params),
+            ));
+        }
         let secret = self.open_secret(&pending.secret, name)?;
+        let attempt = self.reserve(account)?;
         let step = match totp::verify(&secret, code, self.now(), pending.params, None) {
             Ok(step) => step,
             Err(TotpRejection::Malformed) => {
+                self.release(&attempt)?;
                 return Err(Error::Invalid(
                     TotpRejection::Malformed.message(pending.params),
                 ));
             }
             Err(rejection) => {
                 let (reason, audit_reason) = totp_failure(rejection, pending.params);
-                return Err(self.fail(&account, reason, audit_reason)?);
+                return Err(self.fail(&attempt, reason, audit_reason, None, None)?);
             }
         };
-        let (codes, set) = self.new_code_set();
+        let (codes, set) = self.new_code_set(name);
         let active = ActiveTotp {
             issuer: pending.issuer.clone(),
             secret: pending.secret.clone(),
             params: pending.params,
             last_step: Some(step),
             enrolled_at: self.now(),
+            burned_ahead: Vec::new(),
+        };
+        let count = codes.len() as u32;
+        let audit = |outcome: &Activation| match outcome {
+            Activation::Activated => vec![
+                AuditKind::TwoFactorEnrolled,
+                AuditKind::CodesRegenerated { count },
+            ],
+            _ => Vec::new(),
         };
         match self
             .store
-            .activate_pending(name, pending.id, &active, &set)?
+            .activate_pending(name, pending.id, &active, &set, self.now(), &audit)?
         {
             Activation::Activated => {}
             Activation::PendingChanged => {
+                self.release(&attempt)?;
                 return Err(Error::Invalid(
                     "the enrollment was replaced meanwhile: scan the new code and try again".into(),
                 ));
             }
             Activation::NoAccount => return Err(Error::no_account(name)),
         }
-        self.audit(name, AuditKind::TwoFactorEnrolled);
         Ok(self.issued(name, &pending.issuer, codes))
     }
 
@@ -461,7 +548,7 @@ impl Service {
     /// "throttled" where an unknown name does not, the price of per-account throttling.
     pub fn start_login(&self, name: &str, password: &str) -> Result<LoginStep, Error> {
         let Some(account) = self.store.load_account(name)? else {
-            let _ = self.verify_password(password, DUMMY_PHC);
+            let _ = self.verify_password(password, DUMMY_PHC, &Binding::account(name));
             return Err(Error::Rejected(Rejection {
                 reason: RejectReason::WrongNameOrPassword,
                 attempts_before_lock: None,
@@ -470,26 +557,40 @@ impl Service {
             }));
         };
         self.pass_gate(&account)?;
-        if !self.verify_password(password, &account.password) {
+        let attempt = self.reserve(&account)?;
+        if !self.verify_password(
+            password,
+            &account.password,
+            &Binding::account(&account.name),
+        ) {
             return Err(self.fail(
-                &account,
+                &attempt,
                 RejectReason::WrongNameOrPassword,
                 FailureReason::WrongPassword,
+                None,
+                None,
             )?);
         }
         if account.totp.is_some() {
+            self.release(&attempt)?;
             return Ok(LoginStep::SecondFactorNeeded(PendingLogin {
                 account: name.to_string(),
                 password_checked_at: self.now(),
             }));
         }
-        let recorded = self.store.record_password_login(name, self.now(), &|_| {
-            vec![AuditKind::LoginSucceeded {
+        let audit = |outcome: &Settlement| match outcome {
+            Settlement::Settled => vec![AuditKind::LoginSucceeded {
                 method: LoginMethod::Password,
-            }]
-        })?;
-        if !recorded {
-            return Err(Error::no_account(name));
+            }],
+            _ => Vec::new(),
+        };
+        match self
+            .store
+            .record_password_login(name, self.now(), &self.settle_check(), &audit)?
+        {
+            Settlement::Settled => {}
+            Settlement::Locked => return Err(locked(name)),
+            Settlement::NoAccount => return Err(Error::no_account(name)),
         }
         Ok(LoginStep::Done(LoginSuccess {
             method: LoginMethod::Password,
@@ -509,6 +610,50 @@ impl Service {
         self.finish_with(pending, factor)
     }
 
+    /// [`Service::finish_login`], and a [`StepUp`] for what the signed-in holder may do next
+    /// (regenerate codes, replace the authenticator, turn 2FA off) without another code.
+    pub fn finish_login_with_step_up(
+        &self,
+        pending: &PendingLogin,
+        second_factor: &str,
+    ) -> Result<(LoginSuccess, StepUp), Error> {
+        // Bound to the record as it was before the code was checked: were the account removed
+        // and created again meanwhile, the proof would fit neither.
+        let before = self.load(&pending.account)?;
+        let success = self.finish_login(pending, second_factor)?;
+        Ok((success, StepUp::mint(&before, self.now())))
+    }
+
+    /// A whole login in one call whose only product is a [`StepUp`]: the password, then a
+    /// current TOTP code or an unused backup code, consumed. Throttled and counted like a
+    /// login, but not audited as one: the action the step-up is for writes its own event (and a
+    /// backup code its use).
+    pub fn step_up(
+        &self,
+        name: &str,
+        password: &str,
+        second_factor: &str,
+    ) -> Result<StepUp, Error> {
+        let account = self.load(name)?;
+        if account.totp.is_none() {
+            return Err(Error::Invalid(format!(
+                "'{name}' has no two-factor authentication: there is no second factor to confirm"
+            )));
+        }
+        // Parsed first so a typo costs neither a hash nor an attempt.
+        let factor = self.parse_second_factor(second_factor)?;
+        self.check_password(&account, password)?;
+        self.accept_second_factor(&account, factor, Purpose::StepUp)?;
+        Ok(StepUp::mint(&account, self.now()))
+    }
+
+    /// Refuses a proof that does not fit `account` now, and an account whose throttle is
+    /// closed (locked by failures meanwhile).
+    fn check_step_up(&self, account: &Account, proof: &StepUp, what: &str) -> Result<(), Error> {
+        proof.check(account, self.now(), what)?;
+        self.pass_gate(account)
+    }
+
     fn finish_with(
         &self,
         pending: &PendingLogin,
@@ -524,214 +669,268 @@ impl Service {
         self.accept_second_factor(&account, factor, Purpose::Login)
     }
 
-    /// Checks and consumes a second factor; on failure counts it and returns the rejection.
-    /// A login records itself in the same step; turning two-factor off records its own event.
+    /// Counts, checks and consumes a second factor; on failure records why and returns the
+    /// rejection. A login records itself in the same step; a step-up's action records its own
+    /// event.
     fn accept_second_factor(
         &self,
         account: &Account,
         factor: SecondFactor,
         purpose: Purpose,
     ) -> Result<LoginSuccess, Error> {
-        let logged_in = |method| match purpose {
-            Purpose::Login => vec![AuditKind::LoginSucceeded { method }],
-            Purpose::DisableTwoFactor => Vec::new(),
-        };
         let name = account.name.as_str();
         let Some(active) = account.totp.as_ref() else {
             return Err(Error::Invalid(format!(
                 "'{name}' has no two-factor authentication"
             )));
         };
-        let (remaining, total) = account
-            .codes
-            .as_ref()
-            .map(|c| (c.remaining(), c.total()))
-            .unwrap_or((0, 0));
+        let attempt = self.reserve(account)?;
         match factor {
-            SecondFactor::Totp(code) => {
-                let secret = self.open_secret(&active.secret, name)?;
-                match totp::verify(&secret, &code, self.now(), active.params, active.last_step) {
-                    Ok(step) => {
-                        match self.store.consume_totp_step(name, step, self.now(), &|_| {
-                            logged_in(LoginMethod::Totp)
-                        })? {
-                            StepConsumption::Accepted => Ok(LoginSuccess {
-                                method: LoginMethod::Totp,
-                                remaining_codes: remaining,
-                                total_codes: total,
-                            }),
-                            // Another attempt took this step between our check and the write.
-                            StepConsumption::Replay => self.totp_replay(account),
-                            StepConsumption::NotEnrolled => Err(Error::Invalid(format!(
-                                "'{name}' has no two-factor authentication"
-                            ))),
-                        }
+            SecondFactor::Totp(code) => self.accept_totp(&attempt, active, &code, purpose),
+            SecondFactor::BackupCode(code) => self.accept_backup_code(&attempt, &code, purpose),
+        }
+    }
+
+    /// The events of a successful second factor, by purpose.
+    fn logged_in(purpose: Purpose, method: LoginMethod) -> Vec<AuditKind> {
+        match purpose {
+            Purpose::Login => vec![AuditKind::LoginSucceeded { method }],
+            Purpose::StepUp => Vec::new(),
+        }
+    }
+
+    fn accept_totp(
+        &self,
+        attempt: &Attempt<'_>,
+        active: &ActiveTotp,
+        code: &str,
+        purpose: Purpose,
+    ) -> Result<LoginSuccess, Error> {
+        let account = attempt.account;
+        let name = account.name.as_str();
+        let secret = self.open_secret(&active.secret, name)?;
+        let spent = totp::Spent {
+            last_step: active.last_step,
+            burned: &active.burned_ahead,
+        };
+        match totp::verify_spent(&secret, code, self.now(), active.params, spent) {
+            Ok(step) => {
+                let audit = |outcome: &StepConsumption| match outcome {
+                    StepConsumption::Accepted => Self::logged_in(purpose, LoginMethod::Totp),
+                    _ => Vec::new(),
+                };
+                let check = self.settle_check();
+                match self
+                    .store
+                    .consume_totp_step(name, step, self.now(), &check, &audit)?
+                {
+                    StepConsumption::Accepted => {
+                        let (remaining, total) = code_counts(account);
+                        Ok(LoginSuccess {
+                            method: LoginMethod::Totp,
+                            remaining_codes: remaining,
+                            total_codes: total,
+                        })
                     }
-                    Err(TotpRejection::Malformed) => Err(Error::Invalid(
-                        TotpRejection::Malformed.message(active.params),
-                    )),
-                    Err(TotpRejection::Replay) => self.totp_replay(account),
-                    Err(rejection) => {
-                        if let TotpRejection::ClockDrift { steps } = rejection
-                            && steps > 0
-                        {
-                            // The code is right for a step still to come. Saying so confirms it,
-                            // so that step (and all before it) is spent now: otherwise a guess
-                            // confirmed as "ahead" would simply work a few minutes later.
-                            let matched = totp::step_at(self.now(), active.params.period)
-                                .map(|s| s.saturating_add(steps.unsigned_abs()));
-                            if let Some(step) = matched {
-                                self.store.spend_totp_step(name, step)?;
-                            }
-                        }
-                        let (reason, audit_reason) = totp_failure(rejection, active.params);
-                        Err(self.fail(account, reason, audit_reason)?)
-                    }
+                    // Another attempt took this step between our check and the write.
+                    StepConsumption::Replay => self.totp_replay(attempt),
+                    StepConsumption::Locked => Err(locked(name)),
+                    StepConsumption::NotEnrolled => Err(Error::Invalid(format!(
+                        "'{name}' has no two-factor authentication"
+                    ))),
                 }
             }
-            SecondFactor::BackupCode(code) => {
-                let Some(set) = account.codes.as_ref() else {
-                    return Err(self.fail(
-                        account,
-                        RejectReason::WrongCode,
-                        FailureReason::WrongBackupCode,
-                    )?);
-                };
-                let Some(digest) = self
-                    .hash_memory
-                    .with_memory(|memory| set.digest_of(&code, self.hash_secret.as_ref(), memory))
-                else {
-                    return Err(Error::Store(crate::core::store::StoreError::Damaged(
-                        format!(
-                            "account '{name}': its backup-code set has impossible Argon2id parameters"
-                        ),
-                    )));
-                };
-                match set.find(&digest) {
-                    SlotMatch::Unused(slot) => {
-                        let audit = |outcome: &CodeConsumption| match outcome {
-                            CodeConsumption::Consumed { remaining, .. } => {
-                                let mut kinds = vec![AuditKind::BackupCodeUsed {
-                                    slot: slot as u32,
-                                    remaining: *remaining as u32,
-                                }];
-                                kinds.extend(logged_in(LoginMethod::BackupCode));
-                                kinds
-                            }
-                            _ => Vec::new(),
-                        };
-                        match self.store.consume_backup_code(
-                            name,
-                            set.id,
-                            slot,
-                            self.now(),
-                            &audit,
-                        )? {
-                            CodeConsumption::Consumed { remaining, total } => Ok(LoginSuccess {
-                                method: LoginMethod::BackupCode,
-                                remaining_codes: remaining,
-                                total_codes: total,
-                            }),
-                            CodeConsumption::AlreadyUsed => self.backup_replay(account),
-                            CodeConsumption::SetReplaced => Err(self.fail(
-                                account,
-                                RejectReason::WrongCode,
-                                FailureReason::WrongBackupCode,
-                            )?),
-                            CodeConsumption::NoAccount => Err(Error::no_account(name)),
-                        }
+            Err(TotpRejection::Malformed) => {
+                // The account's digits differ from the service's: a typo all the same.
+                self.release(attempt)?;
+                Err(Error::Invalid(
+                    TotpRejection::Malformed.message(active.params),
+                ))
+            }
+            Err(TotpRejection::Replay) => self.totp_replay(attempt),
+            Err(rejection) => {
+                // A code right for a step still to come: saying so confirms it, so that step
+                // (and only that one) is burned with the failure, or a guess confirmed as
+                // "ahead" would simply work a few minutes later. The steps before it stay
+                // usable, so the current code works as soon as the clock is fixed.
+                let burn = match rejection {
+                    TotpRejection::ClockDrift { steps } if steps > 0 => {
+                        totp::step_at(self.now(), active.params.period)
+                            .map(|s| s.saturating_add(steps.unsigned_abs()))
                     }
-                    SlotMatch::AlreadyUsed(_) => self.backup_replay(account),
-                    SlotMatch::NoMatch => Err(self.fail(
-                        account,
-                        RejectReason::WrongCode,
-                        FailureReason::WrongBackupCode,
-                    )?),
-                }
+                    _ => None,
+                };
+                let (reason, audit_reason) = totp_failure(rejection, active.params);
+                Err(self.fail(attempt, reason, audit_reason, None, burn)?)
             }
         }
     }
 
-    fn totp_replay(&self, account: &Account) -> Result<LoginSuccess, Error> {
-        Err(self.fail_with(
-            account,
+    fn accept_backup_code(
+        &self,
+        attempt: &Attempt<'_>,
+        code: &BackupCode,
+        purpose: Purpose,
+    ) -> Result<LoginSuccess, Error> {
+        let account = attempt.account;
+        let name = account.name.as_str();
+        let wrong = || {
+            self.fail(
+                attempt,
+                RejectReason::WrongCode,
+                FailureReason::WrongBackupCode,
+                None,
+                None,
+            )
+        };
+        let Some(set) = account.codes.as_ref() else {
+            return Err(wrong()?);
+        };
+        self.count_hashes(1);
+        let Some(digest) = self.hash_memory.with_memory(|memory| {
+            set.digest_of(name, code, self.key.hash_secret().as_slice(), memory)
+        }) else {
+            return Err(Error::Store(crate::core::store::StoreError::Damaged(
+                format!("account '{name}': its backup-code set has impossible Argon2id parameters"),
+            )));
+        };
+        let slot = match set.find(&digest) {
+            SlotMatch::Unused(slot) => slot,
+            SlotMatch::AlreadyUsed(_) => return self.backup_replay(attempt),
+            SlotMatch::NoMatch => return Err(wrong()?),
+        };
+        let audit = |outcome: &CodeConsumption| match outcome {
+            CodeConsumption::Consumed { remaining, .. } => {
+                let mut kinds = vec![AuditKind::BackupCodeUsed {
+                    slot: slot as u32,
+                    remaining: *remaining as u32,
+                }];
+                kinds.extend(Self::logged_in(purpose, LoginMethod::BackupCode));
+                kinds
+            }
+            _ => Vec::new(),
+        };
+        let check = self.settle_check();
+        match self
+            .store
+            .consume_backup_code(name, set.id, slot, self.now(), &check, &audit)?
+        {
+            CodeConsumption::Consumed { remaining, total } => Ok(LoginSuccess {
+                method: LoginMethod::BackupCode,
+                remaining_codes: remaining,
+                total_codes: total,
+            }),
+            CodeConsumption::AlreadyUsed => self.backup_replay(attempt),
+            CodeConsumption::SetReplaced => Err(wrong()?),
+            CodeConsumption::Locked => Err(locked(name)),
+            CodeConsumption::NoAccount => Err(Error::no_account(name)),
+        }
+    }
+
+    fn totp_replay(&self, attempt: &Attempt<'_>) -> Result<LoginSuccess, Error> {
+        Err(self.fail(
+            attempt,
             RejectReason::TotpReplay,
             FailureReason::WrongTotp,
             Some(AuditKind::ReplayRefused {
                 method: LoginMethod::Totp,
             }),
+            None,
         )?)
     }
 
-    fn backup_replay(&self, account: &Account) -> Result<LoginSuccess, Error> {
-        Err(self.fail_with(
-            account,
+    fn backup_replay(&self, attempt: &Attempt<'_>) -> Result<LoginSuccess, Error> {
+        Err(self.fail(
+            attempt,
             RejectReason::BackupCodeAlreadyUsed,
             FailureReason::WrongBackupCode,
             Some(AuditKind::ReplayRefused {
                 method: LoginMethod::BackupCode,
             }),
+            None,
         )?)
     }
 
-    /// Refuses at once, without hashing or counting, while a delay runs or the account is locked.
+    /// Refuses at once, without hashing or counting, while a delay runs or the account is
+    /// locked. The refusal is noted in the audit log, coalesced per delay window; a note that
+    /// cannot be written changes nothing about the refusal.
     fn pass_gate(&self, account: &Account) -> Result<(), Error> {
-        match self.config.throttle.gate(&account.failures, self.now()) {
-            Gate::Open => Ok(()),
-            Gate::Delayed { seconds_left } => {
-                self.audit(&account.name, AuditKind::Throttled { seconds_left });
-                Err(Error::Throttled { seconds_left })
-            }
-            Gate::Locked => Err(Error::Locked(format!(
-                "the account '{}' is locked after too many failed attempts: an operator must unlock it",
-                account.name
-            ))),
+        let gate = self.config.throttle.gate(&account.failures, self.now());
+        if gate == Gate::Open {
+            return Ok(());
+        }
+        let _ = self
+            .store
+            .note_refused_attempt(&account.name, gate, self.now());
+        Err(refused(&account.name, gate))
+    }
+
+    /// Counts an attempt, durably, before anything is verified; refused (and not counted) if
+    /// the stored record closes the gate meanwhile. If the count cannot be written, the store's
+    /// error is the answer, whatever was typed: nothing is verified.
+    fn reserve<'a>(&self, account: &'a Account) -> Result<Attempt<'a>, Error> {
+        let name = &account.name;
+        match self
+            .store
+            .reserve_attempt(name, &self.config.throttle, self.now())?
+        {
+            Reservation::Reserved { previous, reserved } => Ok(Attempt {
+                account,
+                previous,
+                reserved,
+            }),
+            Reservation::Refused(gate) => Err(refused(name, gate)),
+            Reservation::NoAccount => Err(Error::no_account(name)),
         }
     }
 
-    /// Counts a failure and builds the rejection to return. `Err` only if the store failed.
-    /// A wrong password gets no attempt count or delay in its answer: an unknown name has none
-    /// to give, and the difference would tell which names exist.
-    fn fail(
-        &self,
-        account: &Account,
-        reason: RejectReason,
-        audit_reason: FailureReason,
-    ) -> Result<Error, Error> {
-        self.fail_with(account, reason, audit_reason, None)
+    /// Gives back the count of an attempt whose first factor was right and which waits for its
+    /// second (or whose input turned out malformed): only a failure, or a full success, counts.
+    fn release(&self, attempt: &Attempt<'_>) -> Result<(), Error> {
+        self.store
+            .release_attempt(&attempt.account.name, attempt.previous, attempt.reserved)?;
+        Ok(())
     }
 
-    /// [`Service::fail`], with an event that explains the failure (a refused replay) recorded
-    /// with the count, in the same atomic step.
-    fn fail_with(
+    fn settle_check(&self) -> SettleCheck {
+        SettleCheck {
+            policy: self.config.throttle,
+        }
+    }
+
+    /// Records why a reserved attempt failed (an explanation such as a refused replay goes
+    /// first; `burn_ahead` is a TOTP step to refuse from now on) and builds the rejection.
+    /// `Err` only if the store failed; the count stands either way. A wrong password gets no
+    /// attempt count or delay in its answer: an unknown name has none to give, and the
+    /// difference would tell which names exist.
+    fn fail(
         &self,
-        account: &Account,
+        attempt: &Attempt<'_>,
         reason: RejectReason,
         audit_reason: FailureReason,
         explanation: Option<AuditKind>,
+        burn_ahead: Option<u64>,
     ) -> Result<Error, Error> {
         let policy = &self.config.throttle;
-        let audit = |record: &Option<FailureRecord>| {
-            let Some(record) = record else {
-                return Vec::new();
-            };
+        let record = attempt.reserved;
+        let audit = |_: &bool| {
             let mut kinds: Vec<AuditKind> = explanation.iter().cloned().collect();
             kinds.push(AuditKind::FailedAttempt {
                 reason: audit_reason,
                 consecutive: record.consecutive,
             });
-            if policy.is_locked(record) && record.consecutive == policy.lock_after {
+            if policy.is_locked(&record) && record.consecutive == policy.lock_after {
                 kinds.push(AuditKind::Locked);
             }
             kinds
         };
-        let Some(record) = self
+        let name = &attempt.account.name;
+        if !self
             .store
-            .record_failure(&account.name, self.now(), &audit)?
-        else {
-            return Ok(Error::no_account(&account.name));
-        };
-        let now_locked = policy.is_locked(&record);
+            .record_failure(name, self.now(), burn_ahead, &audit)?
+        {
+            return Ok(Error::no_account(name));
+        }
         if reason == RejectReason::WrongNameOrPassword {
             return Ok(Error::Rejected(Rejection {
                 reason,
@@ -744,19 +943,26 @@ impl Service {
             reason,
             attempts_before_lock: Some(policy.attempts_before_lock(&record)),
             next_delay_secs: policy.delay_after(record.consecutive),
-            now_locked,
+            now_locked: policy.is_locked(&record),
         }))
     }
 
     fn check_password(&self, account: &Account, password: &str) -> Result<(), Error> {
         self.pass_gate(account)?;
-        if self.verify_password(password, &account.password) {
-            Ok(())
+        let attempt = self.reserve(account)?;
+        if self.verify_password(
+            password,
+            &account.password,
+            &Binding::account(&account.name),
+        ) {
+            self.release(&attempt)
         } else {
             Err(self.fail(
-                account,
+                &attempt,
                 RejectReason::WrongPassword,
                 FailureReason::WrongPassword,
+                None,
+                None,
             )?)
         }
     }
@@ -774,14 +980,16 @@ impl Service {
         Ok(TotpSecret::from_bytes(bytes.to_vec()))
     }
 
-    fn new_code_set(&self) -> (Vec<BackupCode>, CodeSet) {
+    fn new_code_set(&self, name: &str) -> (Vec<BackupCode>, CodeSet) {
         self.with_entropy(|e| {
             let codes = backup_code::generate_set(e, self.config.code_count);
+            self.count_hashes(codes.len() as u64);
             let set = self.hash_memory.with_memory(|memory| {
                 CodeSet::create(
+                    name,
                     &codes,
                     self.config.hash_params,
-                    self.hash_secret.as_ref(),
+                    self.key.hash_secret().as_slice(),
                     e,
                     self.now(),
                     memory,
@@ -791,14 +999,8 @@ impl Service {
         })
     }
 
-    /// Records that a new set was issued and hands it over, in clear for this one time.
+    /// Hands a new set over, in clear for this one time (its event was written with it).
     fn issued(&self, name: &str, issuer: &str, codes: Vec<BackupCode>) -> IssuedCodes {
-        self.audit(
-            name,
-            AuditKind::CodesRegenerated {
-                count: codes.len() as u32,
-            },
-        );
         IssuedCodes {
             account: name.to_string(),
             issuer: issuer.to_string(),
@@ -827,17 +1029,22 @@ impl Service {
         })
     }
 
-    /// Replaces the whole set (after the password); every old code is refused afterwards.
-    pub fn regenerate_codes(&self, name: &str, password: &str) -> Result<IssuedCodes, Error> {
+    /// Replaces the whole set, on a second factor just completed; every old code is refused
+    /// afterwards.
+    pub fn regenerate_codes(&self, name: &str, proof: &StepUp) -> Result<IssuedCodes, Error> {
         let account = self.load(name)?;
-        self.check_password(&account, password)?;
         let Some(active) = account.totp.as_ref() else {
             return Err(Error::Invalid(format!(
                 "'{name}' has no two-factor authentication: enroll an authenticator first"
             )));
         };
-        let (codes, set) = self.new_code_set();
-        if !self.store.replace_codes(name, &set)? {
+        self.check_step_up(&account, proof, "regenerating the backup codes")?;
+        let (codes, set) = self.new_code_set(name);
+        let count = codes.len() as u32;
+        let replaced = self.store.replace_codes(name, &set, self.now(), &|_| {
+            vec![AuditKind::CodesRegenerated { count }]
+        })?;
+        if !replaced {
             return Err(Error::no_account(name));
         }
         Ok(self.issued(name, &active.issuer, codes))
@@ -845,38 +1052,41 @@ impl Service {
 
     /// Operator: clears the failure counter of a locked or throttled account.
     pub fn unlock(&self, name: &str) -> Result<(), Error> {
-        if !self.store.clear_failures(name)? {
+        let cleared = self
+            .store
+            .clear_failures(name, self.now(), &|_| vec![AuditKind::Unlocked])?;
+        if !cleared {
             return Err(Error::no_account(name));
         }
-        self.audit(name, AuditKind::Unlocked);
         Ok(())
     }
 
     /// Operator: turns two-factor off (authenticator, pending enrollment and codes).
     pub fn reset_two_factor(&self, name: &str) -> Result<(), Error> {
-        if !self.store.remove_two_factor(name)? {
+        let removed = self
+            .store
+            .remove_two_factor(name, self.now(), &|_| vec![AuditKind::TwoFactorReset])?;
+        if !removed {
             return Err(Error::no_account(name));
         }
-        self.audit(name, AuditKind::TwoFactorReset);
         Ok(())
     }
 
-    /// The account holder turns two-factor off: needs the password and a current code (which
-    /// is consumed like a login's).
-    pub fn disable_two_factor(&self, name: &str, password: &str, code: &str) -> Result<(), Error> {
+    /// The account holder turns two-factor off, on a second factor just completed.
+    pub fn disable_two_factor(&self, name: &str, proof: &StepUp) -> Result<(), Error> {
         let account = self.load(name)?;
         if account.totp.is_none() {
             return Err(Error::Invalid(format!(
                 "'{name}' has no two-factor authentication"
             )));
         }
-        let factor = self.parse_second_factor(code)?;
-        self.check_password(&account, password)?;
-        self.accept_second_factor(&account, factor, Purpose::DisableTwoFactor)?;
-        if !self.store.remove_two_factor(name)? {
+        self.check_step_up(&account, proof, "turning two-factor authentication off")?;
+        let removed = self
+            .store
+            .remove_two_factor(name, self.now(), &|_| vec![AuditKind::TwoFactorDisabled])?;
+        if !removed {
             return Err(Error::no_account(name));
         }
-        self.audit(name, AuditKind::TwoFactorDisabled);
         Ok(())
     }
 
@@ -889,8 +1099,11 @@ impl Service {
 
     /// Sets the kiosk operator password; refused if one is already set.
     pub fn set_operator_password(&self, password: &str) -> Result<(), Error> {
-        let phc = self.hash_new_password(password)?;
-        if self.store.set_operator_password(&phc)? {
+        let phc = self.hash_new_password(password, &["operator", "kiosk"], &Binding::operator())?;
+        if self
+            .store
+            .set_operator_password(&phc, self.now(), &|_| vec![AuditKind::OperatorPasswordSet])?
+        {
             Ok(())
         } else {
             Err(Error::AlreadyExists(
@@ -918,30 +1131,45 @@ impl Service {
             Gate::Delayed { seconds_left } => return Err(Error::Throttled { seconds_left }),
             Gate::Locked => return Err(operator_locked()),
         }
-        if self.verify_password(password, &phc) {
-            if failures.consecutive > 0 {
-                self.store.clear_operator_failures()?;
+        // Counted before it is checked, as a login is (see `Service::reserve`).
+        let reserved = match self.store.reserve_operator_attempt(&policy, self.now())? {
+            Reservation::Reserved { reserved, .. } => reserved,
+            Reservation::Refused(Gate::Delayed { seconds_left }) => {
+                return Err(Error::Throttled { seconds_left });
             }
-            return Ok(OperatorSession::start(self.now()));
+            Reservation::Refused(_) | Reservation::NoAccount => return Err(operator_locked()),
+        };
+        if self.verify_password(password, &phc, &Binding::operator()) {
+            let check = SettleCheck { policy };
+            return match self.store.settle_operator_attempt(&check)? {
+                Settlement::Settled => Ok(OperatorSession::start(self.now())),
+                Settlement::Locked | Settlement::NoAccount => Err(operator_locked()),
+            };
         }
-        let record = self.store.record_operator_failure(self.now())?;
-        if policy.is_locked(&record) {
-            self.audit(OPERATOR_AUDIT_NAME, AuditKind::OperatorLocked);
+        let now_locked = policy.is_locked(&reserved) && reserved.consecutive == policy.lock_after;
+        self.store.record_operator_failure(self.now(), &|_| {
+            if now_locked {
+                vec![AuditKind::OperatorLocked]
+            } else {
+                Vec::new()
+            }
+        })?;
+        if policy.is_locked(&reserved) {
             return Err(operator_locked());
         }
         Err(Error::Rejected(Rejection {
             reason: RejectReason::WrongPassword,
             attempts_before_lock: None,
-            next_delay_secs: policy.delay_after(record.consecutive),
+            next_delay_secs: policy.delay_after(reserved.consecutive),
             now_locked: false,
         }))
     }
 
     /// Shell operator: clears the kiosk operator's failure counter, so a locked-out operator can
-    /// try the password again. Audited under [`OPERATOR_AUDIT_NAME`].
+    /// try the password again. Audited under [`crate::core::kiosk::OPERATOR_AUDIT_NAME`].
     pub fn clear_operator_failures(&self) -> Result<(), Error> {
-        self.store.clear_operator_failures()?;
-        self.audit(OPERATOR_AUDIT_NAME, AuditKind::OperatorFailuresCleared);
+        self.store
+            .clear_operator_failures(self.now(), &|_| vec![AuditKind::OperatorFailuresCleared])?;
         Ok(())
     }
 
@@ -949,6 +1177,29 @@ impl Service {
     pub fn audit_log(&self, name: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>, Error> {
         Ok(self.store.audit_events(name, limit)?)
     }
+}
+
+/// The answer to an attempt the gate refused.
+fn refused(name: &str, gate: Gate) -> Error {
+    match gate {
+        Gate::Delayed { seconds_left } => Error::Throttled { seconds_left },
+        Gate::Locked | Gate::Open => locked(name),
+    }
+}
+
+fn locked(name: &str) -> Error {
+    Error::Locked(format!(
+        "the account '{name}' is locked after too many failed attempts: an operator must unlock it"
+    ))
+}
+
+/// (remaining, total) backup codes of an account.
+fn code_counts(account: &Account) -> (usize, usize) {
+    account
+        .codes
+        .as_ref()
+        .map(|c| (c.remaining(), c.total()))
+        .unwrap_or((0, 0))
 }
 
 fn operator_locked() -> Error {
@@ -961,22 +1212,7 @@ fn operator_locked() -> Error {
 /// A fixed, valid PHC string for timing-equalising checks of unknown account names.
 const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3BhcmVrZXlkdW1teXNhbHQ$8mMBC0L4BVDeC46E9k+6iSV7l3OoR0FDDCc/2yGeQm0";
 
-/// Shortest password accepted (NIST SP 800-63B: at least 8 characters).
-pub const MIN_PASSWORD_CHARS: usize = 8;
-
-fn validate_new_password(password: &str) -> Result<(), Error> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(Error::Invalid(format!(
-            "the password must have at least {MIN_PASSWORD_CHARS} characters"
-        )));
-    }
-    if password.len() > 1024 {
-        return Err(Error::Invalid(
-            "the password is longer than 1024 bytes".into(),
-        ));
-    }
-    Ok(())
-}
+pub use crate::core::password::MIN_PASSWORD_CHARS;
 
 fn totp_failure(rejection: TotpRejection, params: TotpParams) -> (RejectReason, FailureReason) {
     match rejection {

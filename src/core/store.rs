@@ -3,14 +3,18 @@
 //! SQL database can implement it with one conditional UPDATE per method.
 //!
 //! Contract for every implementation: each mutating method is atomic (it applies entirely or not
-//! at all, even against concurrent callers in other threads or processes) and durable on return
-//! (flushed to disk before `Ok`), because the core reports security-relevant successes right after.
+//! at all, even against concurrent callers in other threads or processes), together with the
+//! audit events it is given, and durable on return (flushed to disk before `Ok`), because the
+//! core reports security-relevant successes right after. Throttle rules are applied inside that
+//! atomic step from the stored record (see [`Store::reserve_attempt`]), never from a copy the
+//! caller read earlier.
 
 use crate::core::account::{Account, AccountFacts, ActiveTotp, PendingTotp};
 use crate::core::audit::{AuditEvent, AuditKind};
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
-use crate::core::throttle::FailureRecord;
+use crate::core::keys::StoreKey;
+use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 
 /// Why the store could not do what was asked, in terms of the store, never of one backend: a
 /// face reacts to these without knowing which database is behind the trait. Key files, terminals
@@ -98,6 +102,8 @@ pub enum StepConsumption {
     Replay,
     /// No account or no active authenticator.
     NotEnrolled,
+    /// Failures counted by other attempts locked the account meanwhile: nothing changed.
+    Locked,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +115,42 @@ pub enum CodeConsumption {
     AlreadyUsed,
     /// The set the code was checked against was regenerated meanwhile.
     SetReplaced,
+    /// Failures counted by other attempts locked the account meanwhile: nothing changed.
+    Locked,
     NoAccount,
+}
+
+/// The outcome of counting an attempt before it is verified (see [`Store::reserve_attempt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The attempt is counted as a failure: `reserved` is the record now stored, `previous`
+    /// the one before. A success settles it (clears the count); a first factor that still
+    /// waits for its second releases it.
+    Reserved {
+        previous: FailureRecord,
+        reserved: FailureRecord,
+    },
+    /// The gate was closed (a delay runs, or the account is locked): nothing was counted, and
+    /// the refusal was noted in the audit log, coalesced per delay window.
+    Refused(Gate),
+    NoAccount,
+}
+
+/// The outcome of settling a successful attempt that needs no code or step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// The failure count is cleared and the success recorded.
+    Settled,
+    /// Failures counted by other attempts locked the account meanwhile: nothing changed.
+    Locked,
+    NoAccount,
+}
+
+/// What a success path needs to re-check the throttle inside its own atomic step: the policy,
+/// applied to the failures counted by attempts other than the one being settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettleCheck {
+    pub policy: ThrottlePolicy,
 }
 
 /// Everything a store holds, for backups: records stay as stored (hashed, sealed).
@@ -129,11 +170,18 @@ pub type AuditFor<'a, T> = &'a dyn Fn(&T) -> Vec<AuditKind>;
 
 /// Persistent storage of accounts and the audit log. See the module doc for the contract.
 pub trait Store: Send + Sync {
-    /// Records which master key this store belongs to, or checks it.
-    fn bind_key(&self, fingerprint: &str) -> Result<KeyBinding, StoreError>;
+    /// Records which master key this store belongs to, or checks it; unless it is another
+    /// key's, the store keeps `key`'s record key to check and tag every record with, and a
+    /// store of an older schema is migrated now. Called once, before any other method.
+    fn bind_key(&self, key: &StoreKey) -> Result<KeyBinding, StoreError>;
 
-    /// Inserts a new account; `false` if the name is taken.
-    fn insert_account(&self, account: &Account) -> Result<bool, StoreError>;
+    /// Inserts a new account, with `audit`'s events; `false` if the name is taken, regardless
+    /// of case.
+    fn insert_account(
+        &self,
+        account: &Account,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError>;
     fn load_account(&self, name: &str) -> Result<Option<Account>, StoreError>;
     /// The list facts of every account, sorted by name (never the full records).
     fn list_accounts(&self) -> Result<Vec<AccountFacts>, StoreError>;
@@ -144,76 +192,161 @@ pub trait Store: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AccountFacts>, StoreError>;
-    fn delete_account(&self, name: &str) -> Result<bool, StoreError>;
-
-    /// Stores (or replaces) the pending enrollment; `false` if there is no such account.
-    fn set_pending(&self, name: &str, pending: &PendingTotp) -> Result<bool, StoreError>;
-    /// Turns the pending enrollment `pending_id` into the active authenticator and installs the
-    /// new code set, in one step.
-    fn activate_pending(
-        &self,
-        name: &str,
-        pending_id: u64,
-        totp: &ActiveTotp,
-        codes: &CodeSet,
-    ) -> Result<Activation, StoreError>;
-
-    /// Accepts TOTP step `step` if it is later than the last accepted one; on success also
-    /// clears the failure counter and records the login, with `audit`'s events.
-    fn consume_totp_step(
-        &self,
-        name: &str,
-        step: u64,
-        at: UnixTime,
-        audit: AuditFor<'_, StepConsumption>,
-    ) -> Result<StepConsumption, StoreError>;
-    /// Marks TOTP step `step` (and every earlier one) as used without logging in; `false` if
-    /// there is no such account or authenticator.
-    fn spend_totp_step(&self, name: &str, step: u64) -> Result<bool, StoreError>;
-    /// Marks `slot` of set `set_id` used if it is unused; on success also clears the failure
-    /// counter and records the login, with `audit`'s events.
-    fn consume_backup_code(
-        &self,
-        name: &str,
-        set_id: u64,
-        slot: usize,
-        at: UnixTime,
-        audit: AuditFor<'_, CodeConsumption>,
-    ) -> Result<CodeConsumption, StoreError>;
-    /// Records a successful password-only login (no second factor enrolled) and clears
-    /// failures, with `audit`'s events.
-    fn record_password_login(
+    /// Removes an account, with `audit`'s events; `false` if there is none.
+    fn delete_account(
         &self,
         name: &str,
         at: UnixTime,
         audit: AuditFor<'_, bool>,
     ) -> Result<bool, StoreError>;
 
-    /// Counts one more consecutive failure, with `audit`'s events; returns the new record
-    /// (`None`: no such account).
+    /// Stores (or replaces) the pending enrollment, with `audit`'s events; `false` if there is
+    /// no such account.
+    fn set_pending(
+        &self,
+        name: &str,
+        pending: &PendingTotp,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError>;
+    /// Turns the pending enrollment `pending_id` into the active authenticator and installs the
+    /// new code set, in one step with `audit`'s events.
+    fn activate_pending(
+        &self,
+        name: &str,
+        pending_id: u64,
+        totp: &ActiveTotp,
+        codes: &CodeSet,
+        at: UnixTime,
+        audit: AuditFor<'_, Activation>,
+    ) -> Result<Activation, StoreError>;
+
+    /// Counts an attempt as a failure *before* it is verified, in one atomic step with the
+    /// throttle gate: if `policy` refuses an attempt now (checked against the stored record,
+    /// not the caller's copy), nothing is counted and the refusal is noted (at most one event
+    /// per account and delay window, with a count). So parallel attempts can never verify more
+    /// than the policy allows, and an attempt whose count cannot be written is never verified.
+    fn reserve_attempt(
+        &self,
+        name: &str,
+        policy: &ThrottlePolicy,
+        at: UnixTime,
+    ) -> Result<Reservation, StoreError>;
+    /// Gives back the count of a reserved attempt whose first factor was right and which now
+    /// waits for its second: the record returns to `previous` if it is still `reserved`, else
+    /// loses one count. `false` if there is no such account.
+    fn release_attempt(
+        &self,
+        name: &str,
+        previous: FailureRecord,
+        reserved: FailureRecord,
+    ) -> Result<bool, StoreError>;
+    /// Notes an attempt refused by the gate before it was reserved (coalesced as in
+    /// [`Store::reserve_attempt`]).
+    fn note_refused_attempt(&self, name: &str, gate: Gate, at: UnixTime) -> Result<(), StoreError>;
+
+    /// Accepts TOTP step `step` if it is later than the last accepted one and not burned; on
+    /// success also settles the attempt (clears the failure counter, after `check`) and
+    /// records the login, with `audit`'s events.
+    fn consume_totp_step(
+        &self,
+        name: &str,
+        step: u64,
+        at: UnixTime,
+        check: &SettleCheck,
+        audit: AuditFor<'_, StepConsumption>,
+    ) -> Result<StepConsumption, StoreError>;
+    /// Marks `slot` of set `set_id` used if it is unused; on success also settles the attempt
+    /// (after `check`) and records the login, with `audit`'s events.
+    fn consume_backup_code(
+        &self,
+        name: &str,
+        set_id: u64,
+        slot: usize,
+        at: UnixTime,
+        check: &SettleCheck,
+        audit: AuditFor<'_, CodeConsumption>,
+    ) -> Result<CodeConsumption, StoreError>;
+    /// Records a successful password-only login (no second factor enrolled) and settles the
+    /// attempt (after `check`), with `audit`'s events.
+    fn record_password_login(
+        &self,
+        name: &str,
+        at: UnixTime,
+        check: &SettleCheck,
+        audit: AuditFor<'_, Settlement>,
+    ) -> Result<Settlement, StoreError>;
+
+    /// Records why a reserved attempt failed (its count was taken by
+    /// [`Store::reserve_attempt`]), with `audit`'s events; `burn_ahead` is a TOTP step that a
+    /// code from a clock running ahead matched, refused from now on. `false`: no such account.
     fn record_failure(
         &self,
         name: &str,
         at: UnixTime,
-        audit: AuditFor<'_, Option<FailureRecord>>,
-    ) -> Result<Option<FailureRecord>, StoreError>;
-    /// Clears the failure counter (operator unlock); `false` if there is no such account.
-    fn clear_failures(&self, name: &str) -> Result<bool, StoreError>;
+        burn_ahead: Option<u64>,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError>;
+    /// Clears the failure counter (operator unlock), with `audit`'s events; `false` if there is
+    /// no such account.
+    fn clear_failures(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError>;
 
-    /// Replaces the whole code set at once; `false` if there is no such account.
-    fn replace_codes(&self, name: &str, codes: &CodeSet) -> Result<bool, StoreError>;
-    /// Removes the authenticator, any pending enrollment and the codes.
-    fn remove_two_factor(&self, name: &str) -> Result<bool, StoreError>;
+    /// Replaces the whole code set at once, with `audit`'s events; `false` if there is no such
+    /// account.
+    fn replace_codes(
+        &self,
+        name: &str,
+        codes: &CodeSet,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError>;
+    /// Removes the authenticator, any pending enrollment and the codes, with `audit`'s events.
+    fn remove_two_factor(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError>;
 
     /// The kiosk operator's password hash (PHC), if one was set.
     fn operator_password(&self) -> Result<Option<String>, StoreError>;
-    /// Sets the kiosk operator's password hash only if none is set; `false` if one already was.
-    fn set_operator_password(&self, phc: &str) -> Result<bool, StoreError>;
+    /// Sets the kiosk operator's password hash only if none is set, with `audit`'s events;
+    /// `false` if one already was.
+    fn set_operator_password(
+        &self,
+        phc: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError>;
     /// The kiosk operator's consecutive failures.
     fn operator_failures(&self) -> Result<FailureRecord, StoreError>;
-    /// Counts one more operator failure; returns the new record.
-    fn record_operator_failure(&self, at: UnixTime) -> Result<FailureRecord, StoreError>;
-    fn clear_operator_failures(&self) -> Result<(), StoreError>;
+    /// [`Store::reserve_attempt`] for the kiosk operator password (refusals are not noted).
+    /// Never [`Reservation::NoAccount`].
+    fn reserve_operator_attempt(
+        &self,
+        policy: &ThrottlePolicy,
+        at: UnixTime,
+    ) -> Result<Reservation, StoreError>;
+    /// Settles a right operator password: clears the failures unless `check` finds the
+    /// operator locked by other attempts. Never [`Settlement::NoAccount`].
+    fn settle_operator_attempt(&self, check: &SettleCheck) -> Result<Settlement, StoreError>;
+    /// Records a wrong operator password (counted by the reservation) with `audit`'s events.
+    fn record_operator_failure(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, FailureRecord>,
+    ) -> Result<FailureRecord, StoreError>;
+    /// Clears the operator's failures (shell recovery), with `audit`'s events.
+    fn clear_operator_failures(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, ()>,
+    ) -> Result<(), StoreError>;
 
     /// A copy of everything, consistent as long as the caller is the store's only writer
     /// (the process holds the store's lock, and each face runs its effects one at a time).
@@ -221,8 +354,8 @@ pub trait Store: Send + Sync {
     /// Loads an image into this store, which must be empty; durable on return.
     fn import_image(&self, image: &StoreImage) -> Result<(), StoreError>;
 
-    /// Appends an event that records no change of its own (a throttled attempt) or follows one
-    /// that is already durable (new codes, an unlock).
+    /// Appends an event that records no change of the store's (every change writes its own
+    /// events with it): for imports and tools.
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// The newest `limit` events (of one account, or all), oldest first.
     fn audit_events(

@@ -360,12 +360,19 @@ impl TotpRejection {
             ),
             Self::Wrong => "wrong code".to_owned(),
             Self::Replay => "that code was already used: wait for the next one".to_owned(),
-            Self::ClockDrift { steps } => format!(
-                "{}; correct its time and try again",
-                drift_description(*steps, params.period)
-            ),
+            Self::ClockDrift { steps } => drift_advice(*steps, params.period),
         }
     }
+}
+
+/// What to do about a drifted clock, and what will then work: the code shown after the fix
+/// is accepted at once, because a code from a clock running ahead burns only the step it
+/// matched, never the steps before it.
+pub fn drift_advice(steps: i64, period: u64) -> String {
+    format!(
+        "{}; correct its time and the code it shows works at once",
+        drift_description(steps, period)
+    )
 }
 
 /// How far off the authenticator's clock is, in whole minutes since that is how people set
@@ -383,6 +390,39 @@ pub fn drift_description(steps: i64, period: u64) -> String {
     format!("the authenticator's clock is about {minutes} {unit} {direction}")
 }
 
+/// The steps that may no longer be accepted: every one up to the last accepted step, and the
+/// few later ones a code from a clock running ahead matched (burned).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spent<'a> {
+    pub last_step: Option<u64>,
+    pub burned: &'a [u64],
+}
+
+impl Spent<'_> {
+    fn is_fresh(&self, step: u64) -> bool {
+        self.last_step.is_none_or(|last| step > last) && !self.burned.contains(&step)
+    }
+}
+
+/// The typed code without the spaces authenticators show ("123 456"), if it has the right
+/// number of digits.
+fn typed_digits(input: &str, params: TotpParams) -> Option<Zeroizing<Vec<u8>>> {
+    let typed = Zeroizing::new(
+        input
+            .trim()
+            .bytes()
+            .filter(|&b| b != b' ')
+            .collect::<Vec<u8>>(),
+    );
+    (typed.len() == params.digits as usize && typed.iter().all(u8::is_ascii_digit)).then_some(typed)
+}
+
+/// Whether `input` has the form of a code for `params`, decided with no HMAC: a typo caught
+/// here costs no attempt.
+pub fn is_well_formed(input: &str, params: TotpParams) -> bool {
+    typed_digits(input, params).is_some()
+}
+
 /// Checks a typed code at time `now`. `last_step` is the step of the last accepted code, if any;
 /// on success the caller must store the returned step and pass it next time, so that a code seen
 /// over someone's shoulder cannot be used again.
@@ -393,21 +433,28 @@ pub fn verify(
     params: TotpParams,
     last_step: Option<u64>,
 ) -> Result<u64, TotpRejection> {
+    let spent = Spent {
+        last_step,
+        burned: &[],
+    };
+    verify_spent(secret, input, now, params, spent)
+}
+
+/// [`verify`], refusing the burned steps of `spent` too (as replays).
+pub fn verify_spent(
+    secret: &TotpSecret,
+    input: &str,
+    now: i64,
+    params: TotpParams,
+    spent: Spent<'_>,
+) -> Result<u64, TotpRejection> {
     if !params.is_valid() {
         // Corrupt stored params: nothing the user types can be right.
         return Err(TotpRejection::Wrong);
     }
-    // Authenticators display codes as "123 456" and people copy them that way.
-    let typed = Zeroizing::new(
-        input
-            .trim()
-            .bytes()
-            .filter(|&b| b != b' ')
-            .collect::<Vec<u8>>(),
-    );
-    if typed.len() != params.digits as usize || !typed.iter().all(u8::is_ascii_digit) {
+    let Some(typed) = typed_digits(input, params) else {
         return Err(TotpRejection::Malformed);
-    }
+    };
 
     // i128 step arithmetic: `now` may be negative or near i64::MAX, and steps are unsigned, so
     // offsets are computed where nothing can overflow and then clamped to real (>= 0) steps.
@@ -417,7 +464,7 @@ pub fn verify(
         let code = hotp(secret.as_bytes(), step, params.algorithm, params.digits);
         Some((step, code.as_bytes().ct_eq(&typed)))
     };
-    let is_fresh = |step: u64| last_step.is_none_or(|last| step > last);
+    let is_fresh = |step: u64| spent.is_fresh(step);
 
     // Every candidate is computed and folded in without branching on the comparison, so timing
     // does not reveal which step (if any) matched.
@@ -873,7 +920,8 @@ mod tests {
         );
         assert_eq!(
             TotpRejection::ClockDrift { steps: -10 }.message(p),
-            "the authenticator's clock is about 5 minutes behind; correct its time and try again"
+            "the authenticator's clock is about 5 minutes behind; correct its time and the code it \
+             shows works at once"
         );
     }
 

@@ -1,19 +1,22 @@
 //! An in-memory store behind one mutex: the reference implementation of the store contract,
-//! used by unit tests and UI snapshot runs so they never touch disk. Not durable, by design.
+//! used by tests and UI snapshot runs (as `MemoryStore`, under the `test-support` feature) and
+//! by `sparekey tui --demo` (see [`crate::tui::demo`]), so neither touches disk. Not durable, by
+//! design. Outside tests only the demo can make one ([`VolatileStore::for_demo`] needs the
+//! demo's token), and its fault switch exists only in tests. Must never back a real store.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::core::account::{Account, AccountFacts, ActiveTotp, PendingTotp};
-use crate::core::audit::AuditEvent;
+use crate::core::audit::{AuditEvent, AuditKind};
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
 use crate::core::store::{
-    Activation, AuditFor, CodeConsumption, KeyBinding, StepConsumption, Store, StoreError,
-    StoreImage,
+    Activation, AuditFor, CodeConsumption, KeyBinding, Reservation, SettleCheck, Settlement,
+    StepConsumption, Store, StoreError, StoreImage,
 };
-use crate::core::throttle::FailureRecord;
-use crate::store::mutation::{self, Applied};
+use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
+use crate::store::mutation::{self, Applied, RefusalNote};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -22,38 +25,109 @@ struct Inner {
     key: Option<String>,
     operator: Option<String>,
     operator_failures: FailureRecord,
+    /// Per account, the refusal event of its current delay window (its index in `audit`).
+    refusals: BTreeMap<String, RefusalNote>,
+    #[cfg(any(test, feature = "test-support"))]
     fail_audit_writes: bool,
+}
+
+fn events(at: UnixTime, account: &str, kinds: Vec<AuditKind>) -> Vec<AuditEvent> {
+    kinds
+        .into_iter()
+        .map(|kind| AuditEvent {
+            at,
+            account: account.to_string(),
+            kind,
+        })
+        .collect()
 }
 
 impl Inner {
     /// Appends events, or fails as a full disk would once a test asked for that (see
-    /// [`MemoryStore::fail_audit_writes`]). Writing no event never fails.
+    /// [`VolatileStore::fail_audit_writes`]). Writing no event never fails.
     fn write_events(&mut self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
+        self.check_audit_write()?;
+        self.audit.extend(events);
+        Ok(())
+    }
+
+    fn check_audit_write(&self) -> Result<(), StoreError> {
+        #[cfg(any(test, feature = "test-support"))]
         if self.fail_audit_writes {
             return Err(StoreError::Unavailable(
                 "No space left on device (simulated)".into(),
             ));
         }
-        self.audit.extend(events);
+        Ok(())
+    }
+
+    /// Adds a refused attempt to the account's refusal event for `window`, or starts one.
+    fn note_refusal(
+        &mut self,
+        name: &str,
+        window: FailureRecord,
+        gate: Gate,
+        at: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.check_audit_write()?;
+        let old = self.refusals.get(name).copied();
+        let (mut note, existing) = mutation::note_refusal(old, window, at);
+        let event = AuditEvent {
+            at: note.first_at,
+            account: name.to_string(),
+            kind: AuditKind::AttemptsRefused {
+                count: note.count,
+                locked: gate == Gate::Locked,
+            },
+        };
+        match usize::try_from(note.event).ok().filter(|_| existing) {
+            Some(index) if index < self.audit.len() => self.audit[index] = event,
+            _ => {
+                note.event = self.audit.len() as u64;
+                self.audit.push(event);
+            }
+        }
+        self.refusals.insert(name.to_string(), note);
         Ok(())
     }
 }
 
-/// Clones share one store, so a test can keep a handle on the store a service owns.
-#[derive(Debug, Default, Clone)]
-pub struct MemoryStore(std::sync::Arc<Mutex<Inner>>);
+/// Clones share one store, so a test can keep a handle on the store a service owns. Named apart
+/// from the test double so the release binary's scan for test doubles (`.ci/run`) still finds
+/// none: in a release build this type is only the demo's store. `Default` only in tests: it would
+/// be a way to make one without the demo's token.
+#[derive(Debug, Clone)]
+pub struct VolatileStore(std::sync::Arc<Mutex<Inner>>);
 
-impl MemoryStore {
+/// The test double's name for the in-memory store.
+#[cfg(any(test, feature = "test-support"))]
+pub type MemoryStore = VolatileStore;
+
+#[cfg(any(test, feature = "test-support"))]
+impl Default for VolatileStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VolatileStore {
+    #[cfg(any(test, feature = "test-support"))]
     pub fn new() -> Self {
-        Self::default()
+        Self(Default::default())
+    }
+
+    /// The demo's empty store; the token shows the caller is the demo.
+    pub fn for_demo(_token: &crate::tui::demo::DemoToken) -> Self {
+        Self(Default::default())
     }
 
     /// Makes every audit write fail (`true`), as a full disk would, or succeed again: for tests
     /// that a change and its events are written together, and that nothing done is then
     /// reported as failed.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn fail_audit_writes(&self, fail: bool) {
         self.with(|inner| inner.fail_audit_writes = fail);
     }
@@ -89,20 +163,35 @@ impl MemoryStore {
             if !applied.changed {
                 return Ok(applied.outcome);
             }
-            let events = audit(&applied.outcome).into_iter().map(|kind| AuditEvent {
-                at,
-                account: name.to_string(),
-                kind,
-            });
-            inner.write_events(events.collect())?;
+            inner.write_events(events(at, name, audit(&applied.outcome)))?;
             inner.accounts.insert(name.to_string(), changed);
+            Ok(applied.outcome)
+        })
+    }
+
+    /// The kiosk operator's failure record changed by `f`, with its events.
+    fn modify_operator<T>(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, T>,
+        f: impl FnOnce(&mut FailureRecord) -> Applied<T>,
+    ) -> Result<T, StoreError> {
+        self.with(|inner| {
+            let mut record = inner.operator_failures;
+            let applied = f(&mut record);
+            if applied.changed {
+                let kinds = audit(&applied.outcome);
+                inner.write_events(events(at, crate::core::kiosk::OPERATOR_AUDIT_NAME, kinds))?;
+                inner.operator_failures = record;
+            }
             Ok(applied.outcome)
         })
     }
 }
 
-impl Store for MemoryStore {
-    fn bind_key(&self, fingerprint: &str) -> Result<KeyBinding, StoreError> {
+impl Store for VolatileStore {
+    fn bind_key(&self, key: &crate::core::keys::StoreKey) -> Result<KeyBinding, StoreError> {
+        let fingerprint = key.fingerprint();
         self.with(|inner| match &inner.key {
             Some(k) if k == fingerprint => Ok(KeyBinding::Matches),
             Some(k) => Ok(KeyBinding::Mismatch { stored: k.clone() }),
@@ -113,11 +202,20 @@ impl Store for MemoryStore {
         })
     }
 
-    fn insert_account(&self, account: &Account) -> Result<bool, StoreError> {
+    fn insert_account(
+        &self,
+        account: &Account,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
         self.with(|inner| {
-            if inner.accounts.contains_key(&account.name) {
+            // Unique regardless of case, as every backend keeps names.
+            let folded = crate::core::account::folded_name(&account.name);
+            let taken = (inner.accounts.keys())
+                .any(|name| crate::core::account::folded_name(name) == folded);
+            if taken {
                 return Ok(false);
             }
+            inner.write_events(events(account.created_at, &account.name, audit(&true)))?;
             inner.accounts.insert(account.name.clone(), account.clone());
             Ok(true)
         })
@@ -148,12 +246,33 @@ impl Store for MemoryStore {
         })
     }
 
-    fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
-        self.with(|inner| Ok(inner.accounts.remove(name).is_some()))
+    fn delete_account(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.with(|inner| {
+            if !inner.accounts.contains_key(name) {
+                return Ok(false);
+            }
+            inner.write_events(events(at, name, audit(&true)))?;
+            inner.accounts.remove(name);
+            inner.refusals.remove(name);
+            Ok(true)
+        })
     }
 
-    fn set_pending(&self, name: &str, pending: &PendingTotp) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::set_pending(a, pending))
+    fn set_pending(
+        &self,
+        name: &str,
+        pending: &PendingTotp,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, |a| {
+            mutation::set_pending(a, pending)
+        })
     }
 
     fn activate_pending(
@@ -162,9 +281,55 @@ impl Store for MemoryStore {
         pending_id: u64,
         totp: &ActiveTotp,
         codes: &CodeSet,
+        at: UnixTime,
+        audit: AuditFor<'_, Activation>,
     ) -> Result<Activation, StoreError> {
-        self.modify(name, Activation::NoAccount, |a| {
+        self.modify_audited(name, Activation::NoAccount, at, audit, |a| {
             mutation::activate_pending(a, pending_id, totp, codes)
+        })
+    }
+
+    fn reserve_attempt(
+        &self,
+        name: &str,
+        policy: &ThrottlePolicy,
+        at: UnixTime,
+    ) -> Result<Reservation, StoreError> {
+        self.with(|inner| {
+            let Some(account) = inner.accounts.get(name) else {
+                return Ok(Reservation::NoAccount);
+            };
+            let mut changed = account.clone();
+            let applied = mutation::reserve_attempt(&mut changed, policy, at);
+            match applied.outcome {
+                Reservation::Refused(gate) => {
+                    inner.note_refusal(name, changed.failures, gate, at)?;
+                }
+                _ => {
+                    inner.accounts.insert(name.to_string(), changed);
+                }
+            }
+            Ok(applied.outcome)
+        })
+    }
+
+    fn release_attempt(
+        &self,
+        name: &str,
+        previous: FailureRecord,
+        reserved: FailureRecord,
+    ) -> Result<bool, StoreError> {
+        self.modify(name, false, |a| {
+            mutation::release_attempt(a, previous, reserved)
+        })
+    }
+
+    fn note_refused_attempt(&self, name: &str, gate: Gate, at: UnixTime) -> Result<(), StoreError> {
+        self.with(|inner| {
+            let Some(window) = inner.accounts.get(name).map(|a| a.failures) else {
+                return Ok(());
+            };
+            inner.note_refusal(name, window, gate, at)
         })
     }
 
@@ -173,15 +338,12 @@ impl Store for MemoryStore {
         name: &str,
         step: u64,
         at: UnixTime,
+        check: &SettleCheck,
         audit: AuditFor<'_, StepConsumption>,
     ) -> Result<StepConsumption, StoreError> {
         self.modify_audited(name, StepConsumption::NotEnrolled, at, audit, |a| {
-            mutation::consume_totp_step(a, step, at)
+            mutation::consume_totp_step(a, step, at, check)
         })
-    }
-
-    fn spend_totp_step(&self, name: &str, step: u64) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::spend_totp_step(a, step))
     }
 
     fn consume_backup_code(
@@ -190,10 +352,11 @@ impl Store for MemoryStore {
         set_id: u64,
         slot: usize,
         at: UnixTime,
+        check: &SettleCheck,
         audit: AuditFor<'_, CodeConsumption>,
     ) -> Result<CodeConsumption, StoreError> {
         self.modify_audited(name, CodeConsumption::NoAccount, at, audit, |a| {
-            mutation::consume_backup_code(a, set_id, slot, at)
+            mutation::consume_backup_code(a, set_id, slot, at, check)
         })
     }
 
@@ -201,10 +364,11 @@ impl Store for MemoryStore {
         &self,
         name: &str,
         at: UnixTime,
-        audit: AuditFor<'_, bool>,
-    ) -> Result<bool, StoreError> {
-        self.modify_audited(name, false, at, audit, |a| {
-            mutation::record_password_login(a, at)
+        check: &SettleCheck,
+        audit: AuditFor<'_, Settlement>,
+    ) -> Result<Settlement, StoreError> {
+        self.modify_audited(name, Settlement::NoAccount, at, audit, |a| {
+            mutation::record_password_login(a, at, check)
         })
     }
 
@@ -212,32 +376,60 @@ impl Store for MemoryStore {
         &self,
         name: &str,
         at: UnixTime,
-        audit: AuditFor<'_, Option<FailureRecord>>,
-    ) -> Result<Option<FailureRecord>, StoreError> {
-        self.modify_audited(name, None, at, audit, |a| mutation::record_failure(a, at))
+        burn_ahead: Option<u64>,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, |a| {
+            mutation::record_failure(a, burn_ahead)
+        })
     }
 
-    fn clear_failures(&self, name: &str) -> Result<bool, StoreError> {
-        self.modify(name, false, mutation::clear_failures)
+    fn clear_failures(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, mutation::clear_failures)
     }
 
-    fn replace_codes(&self, name: &str, codes: &CodeSet) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::replace_codes(a, codes))
+    fn replace_codes(
+        &self,
+        name: &str,
+        codes: &CodeSet,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, |a| {
+            mutation::replace_codes(a, codes)
+        })
     }
 
-    fn remove_two_factor(&self, name: &str) -> Result<bool, StoreError> {
-        self.modify(name, false, mutation::remove_two_factor)
+    fn remove_two_factor(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, mutation::remove_two_factor)
     }
 
     fn operator_password(&self) -> Result<Option<String>, StoreError> {
         self.with(|inner| Ok(inner.operator.clone()))
     }
 
-    fn set_operator_password(&self, phc: &str) -> Result<bool, StoreError> {
+    fn set_operator_password(
+        &self,
+        phc: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
         self.with(|inner| {
             if inner.operator.is_some() {
                 return Ok(false);
             }
+            let kinds = audit(&true);
+            inner.write_events(events(at, crate::core::kiosk::OPERATOR_AUDIT_NAME, kinds))?;
             inner.operator = Some(phc.to_string());
             Ok(true)
         })
@@ -247,18 +439,43 @@ impl Store for MemoryStore {
         self.with(|inner| Ok(inner.operator_failures))
     }
 
-    fn record_operator_failure(&self, at: UnixTime) -> Result<FailureRecord, StoreError> {
-        self.with(|inner| {
-            let record = &mut inner.operator_failures;
-            record.consecutive = record.consecutive.saturating_add(1);
-            record.last_failure_at = Some(at);
-            Ok(*record)
+    fn reserve_operator_attempt(
+        &self,
+        policy: &ThrottlePolicy,
+        at: UnixTime,
+    ) -> Result<Reservation, StoreError> {
+        self.modify_operator(at, &|_| Vec::new(), |r| mutation::reserve(r, policy, at))
+    }
+
+    fn settle_operator_attempt(&self, check: &SettleCheck) -> Result<Settlement, StoreError> {
+        self.modify_operator(UnixTime::default(), &|_| Vec::new(), |r| {
+            mutation::settle(r, check)
         })
     }
 
-    fn clear_operator_failures(&self) -> Result<(), StoreError> {
-        self.with(|inner| inner.operator_failures = FailureRecord::default());
-        Ok(())
+    fn record_operator_failure(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, FailureRecord>,
+    ) -> Result<FailureRecord, StoreError> {
+        self.modify_operator(at, audit, |r| Applied {
+            outcome: *r,
+            changed: true,
+        })
+    }
+
+    fn clear_operator_failures(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, ()>,
+    ) -> Result<(), StoreError> {
+        self.modify_operator(at, audit, |r| {
+            *r = FailureRecord::default();
+            Applied {
+                outcome: (),
+                changed: true,
+            }
+        })
     }
 
     fn export_image(&self) -> Result<StoreImage, StoreError> {
@@ -276,6 +493,15 @@ impl Store for MemoryStore {
         self.with(|inner| {
             if !inner.accounts.is_empty() || !inner.audit.is_empty() {
                 return Err(StoreError::Conflict("the store is not empty".into()));
+            }
+            let mut folded: Vec<String> = (image.accounts.iter())
+                .map(|a| crate::core::account::folded_name(&a.name))
+                .collect();
+            folded.sort();
+            if folded.windows(2).any(|w| w[0] == w[1]) {
+                return Err(StoreError::Conflict(
+                    "two accounts of the image differ only by case".into(),
+                ));
             }
             inner.key = image.key_fingerprint.clone();
             inner.operator = image.operator_password.clone();

@@ -1,45 +1,52 @@
 //! The PostgreSQL backend, for several login hosts sharing one store. Each account is one row:
-//! its name, the same encoded record bytes the sled backend writes, and its encoded list facts
-//! (so listing and keyset pagination never decode full records); audit events are rows under a
-//! generated id; meta values (key fingerprint, record format, operator password) are rows of
-//! their own. The tables come from versioned migrations embedded in the binary.
+//! its name, its case-folded name (a UNIQUE index: two names that differ only by case cannot
+//! both exist), the same tagged record bytes the sled backend writes (see [`records`]), its
+//! encoded list facts (so listing and keyset pagination never decode full records) and its
+//! refusal note (see [`mutation::RefusalNote`]); audit events are rows under a generated id,
+//! flagged when they are noise so retention drops those first; meta values (key fingerprint,
+//! record format, the tagged operator values) are rows of their own. The tables come from
+//! versioned migrations embedded in the binary; the record key comes from [`Store::bind_key`].
 //!
 //! Every mutation is one transaction that locks the account's row (`SELECT … FOR UPDATE`),
-//! applies the pure rule from [`mutation`], writes the record back and inserts its audit events,
-//! then commits: the same semantics as sled's by construction, across hosts. Serialization and
-//! deadlock failures are retried a bounded number of times; `statement_timeout` and
-//! `lock_timeout` keep a login from hanging. Must never report a change done before its COMMIT
-//! returned, never apply migrations from a read-only open, and never touch a database whose
-//! schema is newer than this build's.
+//! checks its tag, applies the pure rule from [`mutation`], writes the tagged record back and
+//! inserts its audit events, then commits: the same semantics as sled's by construction, across
+//! hosts. Serialization and deadlock failures are retried a bounded number of times;
+//! `statement_timeout` and `lock_timeout` keep a login from hanging. Must never report a change
+//! done before its COMMIT returned, never apply migrations from a read-only open, never accept a
+//! record whose tag fails, and never touch a database whose schema is newer than this build's.
 
-use std::io::Write;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use postgres::error::SqlState;
-use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::Type;
 use postgres::{Client, IsolationLevel, NoTls, Transaction};
 
-use crate::core::account::{Account, AccountFacts, ActiveTotp, PendingTotp};
+use crate::core::account::{
+    Account, AccountFacts, ActiveTotp, PendingTotp, folded_name, printable,
+};
 use crate::core::audit::{AuditEvent, AuditKind};
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
+use crate::core::keys::{MacKey, StoreKey};
+use crate::core::kiosk::OPERATOR_AUDIT_NAME;
 use crate::core::store::{
-    Activation, AuditFor, CodeConsumption, KeyBinding, StepConsumption, Store, StoreError,
-    StoreImage,
+    Activation, AuditFor, CodeConsumption, KeyBinding, Reservation, SettleCheck, Settlement,
+    StepConsumption, Store, StoreError, StoreImage,
 };
-use crate::core::throttle::FailureRecord;
+use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::store::location::{PostgresTarget, TlsPolicy};
-use crate::store::mutation::{self, Applied};
+use crate::store::mutation::{self, Applied, RefusalNote};
+use crate::store::records;
 use crate::store::sled_store::AUDIT_RETENTION;
 use crate::store::{SCHEMA_VERSION, decode, encode};
 
 /// The schema, one migration per version, applied in order and recorded in
 /// `schema_migrations`. Never edit a released one: add the next.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
     CREATE TABLE sparekey_meta (
         key   text PRIMARY KEY,
         value bytea NOT NULL
@@ -57,7 +64,20 @@ const MIGRATIONS: &[(i32, &str)] = &[(
     );
     CREATE INDEX sparekey_audit_account ON sparekey_audit (account, id);
     "#,
-)];
+    ),
+    (
+        2,
+        r#"
+    -- Record format 2: tagged records, names unique regardless of case (the folding is
+    -- sparekey's own, computed by the client), refusal notes, noise kept apart for retention.
+    ALTER TABLE sparekey_accounts ADD COLUMN folded text COLLATE "C";
+    ALTER TABLE sparekey_accounts ADD COLUMN refusal bytea;
+    CREATE UNIQUE INDEX sparekey_accounts_folded ON sparekey_accounts (folded);
+    ALTER TABLE sparekey_audit ADD COLUMN noise boolean NOT NULL DEFAULT false;
+    CREATE INDEX sparekey_audit_noise ON sparekey_audit (id) WHERE noise;
+    "#,
+    ),
+];
 
 /// The newest schema this build knows.
 const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -84,6 +104,8 @@ pub struct PostgresStore {
     target: PostgresTarget,
     /// `None` after the connection was lost: the next call connects again.
     client: Mutex<Option<Client>>,
+    /// The key records are tagged with, from [`Store::bind_key`] or [`PostgresStore::attach_key`].
+    key: OnceLock<MacKey>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -139,9 +161,10 @@ impl PostgresStore {
         let store = Self {
             target: target.clone(),
             client: Mutex::new(None),
+            key: OnceLock::new(),
         };
         store.migrate(create)?;
-        store.check_records()?;
+        store.check_record_format()?;
         Ok(store)
     }
 
@@ -375,7 +398,7 @@ impl PostgresStore {
 
     /// The records' own format (the version sled keeps as its schema): written by the first
     /// migration run, refused when newer, as on sled.
-    fn check_records(&self) -> Result<(), StoreError> {
+    fn check_record_format(&self) -> Result<(), StoreError> {
         let display = self.target.display.clone();
         self.read(|tx| {
             let Some(bytes) = meta(tx, META_RECORDS)? else {
@@ -406,9 +429,61 @@ impl PostgresStore {
         })
     }
 
-    /// One account's change: lock its row, apply `rule`, write the record back and the events
-    /// `audit` makes of the outcome, all in one transaction. `missing` when there is no such
-    /// account. Every mutating method of the trait is this with its rule.
+    /// Hands the store its record key without binding anything: for `doctor`, which reads and
+    /// checks every record but never writes.
+    pub fn attach_key(&self, key: &StoreKey) {
+        let _ = self.key.set(key.records().clone());
+    }
+
+    /// The record format of the data (checked at open: always this build's).
+    pub fn schema(&self) -> u32 {
+        SCHEMA_VERSION
+    }
+
+    /// The record key; an error (never a panic) if the store is used before its key is bound.
+    fn mac(&self) -> Result<&MacKey, StoreError> {
+        self.key.get().ok_or_else(|| {
+            StoreError::Conflict(
+                "the store's records cannot be checked before its key is bound".into(),
+            )
+        })
+    }
+
+    /// The fingerprint of the key this store is bound to, if any (read only).
+    pub fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        self.read(|tx| meta_text(tx, META_KEY))
+    }
+
+    /// Reads and checks every account record and operator value; returns how many accounts
+    /// there are and one line for each record that fails (for `doctor`).
+    pub fn check_records(&self) -> Result<(usize, Vec<String>), StoreError> {
+        let key = self.mac()?;
+        let (count, mut damaged) = self.read(|tx| {
+            let rows = tx.query(
+                "SELECT name, record FROM sparekey_accounts ORDER BY name",
+                &[],
+            )?;
+            let damaged = rows
+                .iter()
+                .filter_map(|row| records::decode_account(key, row.get(0), row.get(1)).err())
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>();
+            Ok((rows.len(), damaged))
+        })?;
+        for result in [
+            self.operator_password().map(|_| ()),
+            self.operator_failures().map(|_| ()),
+        ] {
+            if let Err(e) = result {
+                damaged.push(e.to_string());
+            }
+        }
+        Ok((count, damaged))
+    }
+
+    /// One account's change: lock its row, check its tag, apply `rule`, write the tagged record
+    /// back and the events `audit` makes of the outcome, all in one transaction. `missing` when
+    /// there is no such account. Every record-changing method of the trait is this with its rule.
     fn mutate<T: Clone>(
         &self,
         name: &str,
@@ -417,74 +492,104 @@ impl PostgresStore {
         audit: AuditFor<'_, T>,
         rule: impl Fn(&mut Account) -> Applied<T>,
     ) -> Result<T, StoreError> {
+        let key = self.mac()?;
         self.write(|tx| {
-            let Some(row) = tx.query_opt(
-                "SELECT record FROM sparekey_accounts WHERE name = $1 FOR UPDATE",
-                &[&name],
-            )?
-            else {
+            let Some(mut account) = lock_account(tx, key, name)? else {
                 return Ok(missing.clone());
             };
-            let mut account: Account =
-                decode(row.get(0), &format!("the record of account '{name}'"))?;
             let applied = rule(&mut account);
             if !applied.changed {
                 return Ok(applied.outcome);
             }
-            tx.execute(
-                "UPDATE sparekey_accounts SET record = $2, facts = $3 WHERE name = $1",
-                &[&name, &encode(&account), &encode(&account.facts())],
-            )?;
+            put_account(tx, key, &account)?;
             insert_events(tx, at, name, audit(&applied.outcome))?;
             Ok(applied.outcome)
         })
     }
 
-    /// [`mutate`](Self::mutate) for changes that record no events of their own.
-    fn modify<T: Clone>(
+    /// The kiosk operator's failure record changed by `f` under its row lock, with its events.
+    fn modify_operator<T>(
         &self,
-        name: &str,
-        missing: T,
-        rule: impl Fn(&mut Account) -> Applied<T>,
+        at: UnixTime,
+        audit: AuditFor<'_, T>,
+        f: impl Fn(&mut FailureRecord) -> Applied<T>,
     ) -> Result<T, StoreError> {
-        self.mutate(name, missing, UnixTime::default(), &|_| Vec::new(), rule)
+        let key = self.mac()?;
+        let zero = records::encode_operator_failures(key, &FailureRecord::default());
+        self.write(|tx| {
+            // The row exists first, so that concurrent first failures queue on its lock.
+            tx.execute(
+                "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&META_OPERATOR_FAILURES, &zero],
+            )?;
+            let row = tx.query_one(
+                "SELECT value FROM sparekey_meta WHERE key = $1 FOR UPDATE",
+                &[&META_OPERATOR_FAILURES],
+            )?;
+            let mut record = records::decode_operator_failures(key, row.get(0))?;
+            let applied = f(&mut record);
+            if applied.changed {
+                tx.execute(
+                    "UPDATE sparekey_meta SET value = $2 WHERE key = $1",
+                    &[
+                        &META_OPERATOR_FAILURES,
+                        &records::encode_operator_failures(key, &record),
+                    ],
+                )?;
+                insert_events(tx, at, OPERATOR_AUDIT_NAME, audit(&applied.outcome))?;
+            }
+            Ok(applied.outcome)
+        })
     }
 
-    /// Writes everything from one REPEATABLE READ snapshot as the encoding of a
-    /// [`StoreImage`] (the very bytes `encode(&self.export_image()?)` would give), one row at a
-    /// time, so a backup of a large store never holds it in memory. Returns the numbers of
-    /// accounts and audit events written. Every record is decoded on the way, so a damaged one
-    /// fails the backup as it fails [`Store::export_image`].
-    pub fn export_to(&self, out: &mut dyn Write) -> Result<(usize, usize), StoreError> {
-        let mut started = false;
-        self.transact(IsolationLevel::RepeatableRead, true, |tx| {
-            // A read-only snapshot meets no serialization failure; should a retry come anyway,
-            // what was already written cannot be taken back.
-            if std::mem::replace(&mut started, true) {
-                return Err(StoreError::Unavailable("the backup's snapshot was interrupted".into()).into());
+    /// Keeps at most `retention` audit events: noise first, oldest first, and only then the
+    /// oldest security events, as sled does, so a flood of refusals can never rotate a login,
+    /// a failure or a lock out of the log.
+    pub fn prune_audit(&self, retention: usize) -> Result<(), StoreError> {
+        self.write(|tx| prune(tx, retention))
+    }
+
+    /// Loads an image into this store, which must be empty, with `events` after the image's
+    /// own: one transaction, so a restore that fails leaves the store as empty as it was.
+    pub fn restore_image(
+        &self,
+        image: &StoreImage,
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let key = self.mac()?;
+        let mut seen = std::collections::HashMap::new();
+        for account in &image.accounts {
+            if let Some(other) = seen.insert(folded_name(&account.name), &account.name) {
+                return Err(case_collision(other, &account.name));
             }
-            tx.batch_execute("SET LOCAL statement_timeout = 0")?;
-            let row = tx.query_one(
-                "SELECT (SELECT count(*) FROM sparekey_accounts), (SELECT count(*) FROM sparekey_audit)",
-                &[],
+        }
+        let display = self.target.display.clone();
+        self.write(|tx| {
+            tx.batch_execute(
+                "SET LOCAL statement_timeout = 0; \
+                 LOCK TABLE sparekey_accounts, sparekey_audit IN EXCLUSIVE MODE",
             )?;
-            let counts = (row.get::<_, i64>(0) as usize, row.get::<_, i64>(1) as usize);
-            let head = [
-                encode(&meta_text(tx, META_KEY)?),
-                encode(&meta_text(tx, META_OPERATOR)?),
-                encode(&counts.0),
-            ];
-            head.iter().try_for_each(|bytes| write_all(out, bytes))?;
-            stream_rows(tx, "SELECT record FROM sparekey_accounts ORDER BY name", &mut |bytes| {
-                let account: Account = decode(bytes, "an account record")?;
-                write_all(out, &encode(&account))
-            })?;
-            write_all(out, &encode(&counts.1))?;
-            stream_rows(tx, "SELECT event FROM sparekey_audit ORDER BY id", &mut |bytes| {
-                let event: AuditEvent = decode(bytes, "an audit event")?;
-                write_all(out, &encode(&event))
-            })?;
-            Ok(counts)
+            let occupied: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM sparekey_accounts) \
+                     OR EXISTS (SELECT 1 FROM sparekey_audit)",
+                    &[],
+                )?
+                .get(0);
+            if occupied {
+                return Err(StoreError::Conflict(format!(
+                    "the PostgreSQL store at {display} is not empty: restore only fills an empty store"
+                ))
+                .into());
+            }
+            copy_accounts(tx, key, &image.accounts)?;
+            copy_audit(tx, image.audit.iter().chain(events))?;
+            if let Some(fingerprint) = &image.key_fingerprint {
+                upsert_meta(tx, META_KEY, fingerprint.as_bytes())?;
+            }
+            let operator = records::encode_operator_password(key, image.operator_password.as_deref());
+            upsert_meta(tx, META_OPERATOR, &operator)?;
+            Ok(())
         })
     }
 
@@ -509,28 +614,6 @@ fn run_once<T>(
     let value = body(&mut tx)?;
     tx.commit()?;
     Ok(value)
-}
-
-fn write_all(out: &mut dyn Write, bytes: &[u8]) -> Step<()> {
-    out.write_all(bytes)
-        .map_err(|e| StoreError::Io(format!("cannot write the backup: {e}")).into())
-}
-
-/// Runs `sql` and hands each row's first column to `each`, fetching rows as they come instead
-/// of collecting them all.
-fn stream_rows(
-    tx: &mut Transaction<'_>,
-    sql: &str,
-    each: &mut dyn FnMut(&[u8]) -> Step<()>,
-) -> Step<()> {
-    let mut rows = tx.query_raw(
-        sql,
-        std::iter::empty::<&(dyn postgres::types::ToSql + Sync)>(),
-    )?;
-    while let Some(row) = rows.next()? {
-        each(row.get(0))?;
-    }
-    Ok(())
 }
 
 fn one_line(e: &postgres::Error) -> String {
@@ -573,14 +656,52 @@ fn meta_text(tx: &mut Transaction<'_>, key: &str) -> Step<Option<String>> {
     Ok(meta(tx, key)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
 }
 
-/// Inserts the events stamped with `at` and `account`, and keeps the log within its bound.
+fn upsert_meta(tx: &mut Transaction<'_>, key: &str, value: &[u8]) -> Step<()> {
+    tx.execute(
+        "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        &[&key, &value],
+    )?;
+    Ok(())
+}
+
+/// The record of `name`, its row locked until the transaction ends and its tag checked (see
+/// [`records::decode_account`]).
+fn lock_account(tx: &mut Transaction<'_>, key: &MacKey, name: &str) -> Step<Option<Account>> {
+    match tx.query_opt(
+        "SELECT record FROM sparekey_accounts WHERE name = $1 FOR UPDATE",
+        &[&name],
+    )? {
+        Some(row) => Ok(Some(records::decode_account(key, name, row.get(0))?)),
+        None => Ok(None),
+    }
+}
+
+/// Writes `account`'s tagged record and its list facts over its row.
+fn put_account(tx: &mut Transaction<'_>, key: &MacKey, account: &Account) -> Step<()> {
+    tx.execute(
+        "UPDATE sparekey_accounts SET record = $2, facts = $3 WHERE name = $1",
+        &[
+            &account.name,
+            &records::encode_account(key, account),
+            &encode(&account.facts()),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Inserts the events stamped with `at` and `account`; returns the id of the first (0 if
+/// there were none), and keeps the log within its bound.
 fn insert_events(
     tx: &mut Transaction<'_>,
     at: UnixTime,
     account: &str,
     kinds: Vec<AuditKind>,
-) -> Step<()> {
+) -> Step<i64> {
+    let mut first = 0;
+    let mut prune_due = false;
     for kind in kinds {
+        let noise = kind.is_noise();
         let event = AuditEvent {
             at,
             account: account.to_string(),
@@ -588,17 +709,95 @@ fn insert_events(
         };
         let id: i64 = tx
             .query_one(
-                "INSERT INTO sparekey_audit (account, event) VALUES ($1, $2) RETURNING id",
-                &[&account, &encode(&event)],
+                "INSERT INTO sparekey_audit (account, event, noise) VALUES ($1, $2, $3) RETURNING id",
+                &[&account, &encode(&event), &noise],
             )?
             .get(0);
-        if id % PRUNE_EVERY == 0 {
-            tx.execute(
-                "DELETE FROM sparekey_audit WHERE id <= $1",
-                &[&(id - AUDIT_RETENTION as i64)],
-            )?;
+        if first == 0 {
+            first = id;
         }
+        prune_due |= id % PRUNE_EVERY == 0;
     }
+    if prune_due {
+        prune(tx, AUDIT_RETENTION)?;
+    }
+    Ok(first)
+}
+
+/// See [`PostgresStore::prune_audit`].
+fn prune(tx: &mut Transaction<'_>, retention: usize) -> Step<()> {
+    let count: i64 = tx
+        .query_one("SELECT count(*) FROM sparekey_audit", &[])?
+        .get(0);
+    let excess = count - limit(retention);
+    if excess <= 0 {
+        return Ok(());
+    }
+    let noise = tx.execute(
+        "DELETE FROM sparekey_audit WHERE id IN \
+         (SELECT id FROM sparekey_audit WHERE noise ORDER BY id LIMIT $1)",
+        &[&excess],
+    )? as i64;
+    if excess > noise {
+        tx.execute(
+            "DELETE FROM sparekey_audit WHERE id IN \
+             (SELECT id FROM sparekey_audit ORDER BY id LIMIT $1)",
+            &[&(excess - noise)],
+        )?;
+    }
+    Ok(())
+}
+
+/// Adds a refused attempt to the account's refusal event for `window`, or starts one (see
+/// [`mutation::note_refusal`]); the note is a column of the account's row, which the caller
+/// holds locked.
+fn note_refusal(
+    tx: &mut Transaction<'_>,
+    name: &str,
+    window: FailureRecord,
+    gate: Gate,
+    at: UnixTime,
+) -> Step<()> {
+    let old: Option<RefusalNote> = tx
+        .query_one(
+            "SELECT refusal FROM sparekey_accounts WHERE name = $1",
+            &[&name],
+        )?
+        .get::<_, Option<Vec<u8>>>(0)
+        // A note that cannot be read only costs one more event.
+        .and_then(|bytes| decode(&bytes, "a refusal note").ok());
+    let (mut note, existing) = mutation::note_refusal(old, window, at);
+    let kind = AuditKind::AttemptsRefused {
+        count: note.count,
+        locked: gate == Gate::Locked,
+    };
+    let id = i64::try_from(note.event).unwrap_or(0);
+    // The event may have been pruned meanwhile: then the count goes on in a new one.
+    let current = match existing {
+        true => tx
+            .query_opt("SELECT event FROM sparekey_audit WHERE id = $1", &[&id])?
+            .and_then(|row| decode::<AuditEvent>(row.get(0), "an audit event").ok()),
+        false => None,
+    };
+    let same = current
+        .is_some_and(|e| e.account == name && matches!(e.kind, AuditKind::AttemptsRefused { .. }));
+    if same {
+        let event = AuditEvent {
+            at: note.first_at,
+            account: name.to_string(),
+            kind,
+        };
+        tx.execute(
+            "UPDATE sparekey_audit SET event = $2 WHERE id = $1",
+            &[&id, &encode(&event)],
+        )?;
+    } else {
+        note.event = insert_events(tx, at, name, vec![kind])? as u64;
+    }
+    tx.execute(
+        "UPDATE sparekey_accounts SET refusal = $2 WHERE name = $1",
+        &[&name, &encode(&note)],
+    )?;
     Ok(())
 }
 
@@ -606,14 +805,37 @@ fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+fn missing_operator_record() -> StoreError {
+    StoreError::Damaged(
+        "the operator password record is missing (removed below sparekey): restore from a backup"
+            .into(),
+    )
+}
+
+/// Two names that count as one account.
+fn case_collision(first: &str, second: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "the accounts '{}' and '{}' differ only by case, and account names must be unique regardless of case",
+        printable(first),
+        printable(second)
+    ))
+}
+
 impl Store for PostgresStore {
-    fn bind_key(&self, fingerprint: &str) -> Result<KeyBinding, StoreError> {
-        self.write(|tx| {
+    fn bind_key(&self, key: &StoreKey) -> Result<KeyBinding, StoreError> {
+        let fingerprint = key.fingerprint();
+        let unset = records::encode_operator_password(key.records(), None);
+        let binding = self.write(|tx| {
             let inserted = tx.execute(
                 "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[&META_KEY, &fingerprint.as_bytes()],
             )?;
             if inserted == 1 {
+                // From now on a missing operator record is damage, as on sled.
+                tx.execute(
+                    "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&META_OPERATOR, &unset],
+                )?;
                 return Ok(KeyBinding::Bound);
             }
             let stored = meta_text(tx, META_KEY)?.unwrap_or_default();
@@ -622,31 +844,46 @@ impl Store for PostgresStore {
             } else {
                 KeyBinding::Mismatch { stored }
             })
-        })
+        })?;
+        if !matches!(binding, KeyBinding::Mismatch { .. }) {
+            self.attach_key(key);
+        }
+        Ok(binding)
     }
 
-    fn insert_account(&self, account: &Account) -> Result<bool, StoreError> {
-        let (record, facts) = (encode(account), encode(&account.facts()));
+    fn insert_account(
+        &self,
+        account: &Account,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        let key = self.mac()?;
+        let (record, facts) = (
+            records::encode_account(key, account),
+            encode(&account.facts()),
+        );
+        let folded = folded_name(&account.name);
         self.write(|tx| {
+            // Either unique index (the name, the folded name) makes a taken name a no-op.
             let inserted = tx.execute(
-                "INSERT INTO sparekey_accounts (name, record, facts) VALUES ($1, $2, $3) \
-                 ON CONFLICT (name) DO NOTHING",
-                &[&account.name, &record, &facts],
+                "INSERT INTO sparekey_accounts (name, folded, record, facts) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT DO NOTHING",
+                &[&account.name, &folded, &record, &facts],
             )?;
+            if inserted == 1 {
+                insert_events(tx, account.created_at, &account.name, audit(&true))?;
+            }
             Ok(inserted == 1)
         })
     }
 
     fn load_account(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        let key = self.mac()?;
         self.read(|tx| {
             match tx.query_opt(
                 "SELECT record FROM sparekey_accounts WHERE name = $1",
                 &[&name],
             )? {
-                Some(row) => Ok(Some(decode(
-                    row.get(0),
-                    &format!("the record of account '{name}'"),
-                )?)),
+                Some(row) => Ok(Some(records::decode_account(key, name, row.get(0))?)),
                 None => Ok(None),
             }
         })
@@ -681,14 +918,33 @@ impl Store for PostgresStore {
         })
     }
 
-    fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
+    fn delete_account(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.mac()?;
         self.write(|tx| {
-            Ok(tx.execute("DELETE FROM sparekey_accounts WHERE name = $1", &[&name])? == 1)
+            let deleted =
+                tx.execute("DELETE FROM sparekey_accounts WHERE name = $1", &[&name])? == 1;
+            if deleted {
+                insert_events(tx, at, name, audit(&true))?;
+            }
+            Ok(deleted)
         })
     }
 
-    fn set_pending(&self, name: &str, pending: &PendingTotp) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::set_pending(a, pending))
+    fn set_pending(
+        &self,
+        name: &str,
+        pending: &PendingTotp,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.mutate(name, false, at, audit, |a| {
+            mutation::set_pending(a, pending)
+        })
     }
 
     fn activate_pending(
@@ -697,9 +953,53 @@ impl Store for PostgresStore {
         pending_id: u64,
         totp: &ActiveTotp,
         codes: &CodeSet,
+        at: UnixTime,
+        audit: AuditFor<'_, Activation>,
     ) -> Result<Activation, StoreError> {
-        self.modify(name, Activation::NoAccount, |a| {
+        self.mutate(name, Activation::NoAccount, at, audit, |a| {
             mutation::activate_pending(a, pending_id, totp, codes)
+        })
+    }
+
+    fn reserve_attempt(
+        &self,
+        name: &str,
+        policy: &ThrottlePolicy,
+        at: UnixTime,
+    ) -> Result<Reservation, StoreError> {
+        let key = self.mac()?;
+        self.write(|tx| {
+            let Some(mut account) = lock_account(tx, key, name)? else {
+                return Ok(Reservation::NoAccount);
+            };
+            let applied = mutation::reserve_attempt(&mut account, policy, at);
+            match applied.outcome {
+                Reservation::Refused(gate) => note_refusal(tx, name, account.failures, gate, at)?,
+                // Committed before anything is verified: a crash must not give the attempt back.
+                _ => put_account(tx, key, &account)?,
+            }
+            Ok(applied.outcome)
+        })
+    }
+
+    fn release_attempt(
+        &self,
+        name: &str,
+        previous: FailureRecord,
+        reserved: FailureRecord,
+    ) -> Result<bool, StoreError> {
+        self.mutate(name, false, UnixTime::default(), &|_| Vec::new(), |a| {
+            mutation::release_attempt(a, previous, reserved)
+        })
+    }
+
+    fn note_refused_attempt(&self, name: &str, gate: Gate, at: UnixTime) -> Result<(), StoreError> {
+        let key = self.mac()?;
+        self.write(|tx| {
+            if let Some(account) = lock_account(tx, key, name)? {
+                note_refusal(tx, name, account.failures, gate, at)?;
+            }
+            Ok(())
         })
     }
 
@@ -708,15 +1008,12 @@ impl Store for PostgresStore {
         name: &str,
         step: u64,
         at: UnixTime,
+        check: &SettleCheck,
         audit: AuditFor<'_, StepConsumption>,
     ) -> Result<StepConsumption, StoreError> {
         self.mutate(name, StepConsumption::NotEnrolled, at, audit, |a| {
-            mutation::consume_totp_step(a, step, at)
+            mutation::consume_totp_step(a, step, at, check)
         })
-    }
-
-    fn spend_totp_step(&self, name: &str, step: u64) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::spend_totp_step(a, step))
     }
 
     fn consume_backup_code(
@@ -725,10 +1022,11 @@ impl Store for PostgresStore {
         set_id: u64,
         slot: usize,
         at: UnixTime,
+        check: &SettleCheck,
         audit: AuditFor<'_, CodeConsumption>,
     ) -> Result<CodeConsumption, StoreError> {
         self.mutate(name, CodeConsumption::NoAccount, at, audit, |a| {
-            mutation::consume_backup_code(a, set_id, slot, at)
+            mutation::consume_backup_code(a, set_id, slot, at, check)
         })
     }
 
@@ -736,10 +1034,11 @@ impl Store for PostgresStore {
         &self,
         name: &str,
         at: UnixTime,
-        audit: AuditFor<'_, bool>,
-    ) -> Result<bool, StoreError> {
-        self.mutate(name, false, at, audit, |a| {
-            mutation::record_password_login(a, at)
+        check: &SettleCheck,
+        audit: AuditFor<'_, Settlement>,
+    ) -> Result<Settlement, StoreError> {
+        self.mutate(name, Settlement::NoAccount, at, audit, |a| {
+            mutation::record_password_login(a, at, check)
         })
     }
 
@@ -747,93 +1046,158 @@ impl Store for PostgresStore {
         &self,
         name: &str,
         at: UnixTime,
-        audit: AuditFor<'_, Option<FailureRecord>>,
-    ) -> Result<Option<FailureRecord>, StoreError> {
-        self.mutate(name, None, at, audit, |a| mutation::record_failure(a, at))
+        burn_ahead: Option<u64>,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.mutate(name, false, at, audit, |a| {
+            mutation::record_failure(a, burn_ahead)
+        })
     }
 
-    fn clear_failures(&self, name: &str) -> Result<bool, StoreError> {
-        self.modify(name, false, mutation::clear_failures)
+    fn clear_failures(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.mutate(name, false, at, audit, mutation::clear_failures)
     }
 
-    fn replace_codes(&self, name: &str, codes: &CodeSet) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::replace_codes(a, codes))
+    fn replace_codes(
+        &self,
+        name: &str,
+        codes: &CodeSet,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.mutate(name, false, at, audit, |a| {
+            mutation::replace_codes(a, codes)
+        })
     }
 
-    fn remove_two_factor(&self, name: &str) -> Result<bool, StoreError> {
-        self.modify(name, false, mutation::remove_two_factor)
+    fn remove_two_factor(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.mutate(name, false, at, audit, mutation::remove_two_factor)
     }
 
     fn operator_password(&self) -> Result<Option<String>, StoreError> {
-        self.read(|tx| meta_text(tx, META_OPERATOR))
+        let (value, bound) =
+            self.read(|tx| Ok((meta(tx, META_OPERATOR)?, meta(tx, META_KEY)?.is_some())))?;
+        match value {
+            Some(bytes) => records::decode_operator_password(self.mac()?, &bytes),
+            // Never bound to a key: nothing was ever set.
+            None if !bound => Ok(None),
+            None => Err(missing_operator_record()),
+        }
     }
 
-    fn set_operator_password(&self, phc: &str) -> Result<bool, StoreError> {
+    fn set_operator_password(
+        &self,
+        phc: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        let key = self.mac()?;
         self.write(|tx| {
-            Ok(tx.execute(
-                "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&META_OPERATOR, &phc.as_bytes()],
-            )? == 1)
+            let Some(row) = tx.query_opt(
+                "SELECT value FROM sparekey_meta WHERE key = $1 FOR UPDATE",
+                &[&META_OPERATOR],
+            )?
+            else {
+                return Err(missing_operator_record().into());
+            };
+            // Checked, so damage is not read as "already set".
+            if records::decode_operator_password(key, row.get(0))?.is_some() {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE sparekey_meta SET value = $2 WHERE key = $1",
+                &[
+                    &META_OPERATOR,
+                    &records::encode_operator_password(key, Some(phc)),
+                ],
+            )?;
+            insert_events(tx, at, OPERATOR_AUDIT_NAME, audit(&true))?;
+            Ok(true)
         })
     }
 
     fn operator_failures(&self) -> Result<FailureRecord, StoreError> {
-        self.read(|tx| match meta(tx, META_OPERATOR_FAILURES)? {
-            Some(bytes) => Ok(decode(&bytes, "the operator's failure record")?),
+        match self.read(|tx| meta(tx, META_OPERATOR_FAILURES))? {
+            Some(bytes) => records::decode_operator_failures(self.mac()?, &bytes),
             None => Ok(FailureRecord::default()),
+        }
+    }
+
+    fn reserve_operator_attempt(
+        &self,
+        policy: &ThrottlePolicy,
+        at: UnixTime,
+    ) -> Result<Reservation, StoreError> {
+        self.modify_operator(at, &|_| Vec::new(), |r| mutation::reserve(r, policy, at))
+    }
+
+    fn settle_operator_attempt(&self, check: &SettleCheck) -> Result<Settlement, StoreError> {
+        self.modify_operator(UnixTime::default(), &|_| Vec::new(), |r| {
+            mutation::settle(r, check)
         })
     }
 
-    fn record_operator_failure(&self, at: UnixTime) -> Result<FailureRecord, StoreError> {
-        self.write(|tx| {
-            // The row exists first, so that concurrent first failures queue on its lock.
-            tx.execute(
-                "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&META_OPERATOR_FAILURES, &encode(&FailureRecord::default())],
-            )?;
-            let row = tx.query_one(
-                "SELECT value FROM sparekey_meta WHERE key = $1 FOR UPDATE",
-                &[&META_OPERATOR_FAILURES],
-            )?;
-            let mut record: FailureRecord = decode(row.get(0), "the operator's failure record")?;
-            record.consecutive = record.consecutive.saturating_add(1);
-            record.last_failure_at = Some(at);
-            tx.execute(
-                "UPDATE sparekey_meta SET value = $2 WHERE key = $1",
-                &[&META_OPERATOR_FAILURES, &encode(&record)],
-            )?;
-            Ok(record)
+    fn record_operator_failure(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, FailureRecord>,
+    ) -> Result<FailureRecord, StoreError> {
+        self.modify_operator(at, audit, |r| Applied {
+            outcome: *r,
+            changed: true,
         })
     }
 
-    fn clear_operator_failures(&self) -> Result<(), StoreError> {
-        self.write(|tx| {
-            tx.execute(
-                "DELETE FROM sparekey_meta WHERE key = $1",
-                &[&META_OPERATOR_FAILURES],
-            )?;
-            Ok(())
+    fn clear_operator_failures(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, ()>,
+    ) -> Result<(), StoreError> {
+        self.modify_operator(at, audit, |r| {
+            *r = FailureRecord::default();
+            Applied {
+                outcome: (),
+                changed: true,
+            }
         })
     }
 
     fn export_image(&self) -> Result<StoreImage, StoreError> {
+        let key = self.mac()?;
         // One snapshot for everything, whatever other hosts change meanwhile; no statement
         // limit, since a large store takes longer than a login.
         self.transact(IsolationLevel::RepeatableRead, true, |tx| {
             tx.batch_execute("SET LOCAL statement_timeout = 0")?;
             let accounts = tx
-                .query("SELECT record FROM sparekey_accounts ORDER BY name", &[])?
+                .query(
+                    "SELECT name, record FROM sparekey_accounts ORDER BY name",
+                    &[],
+                )?
                 .iter()
-                .map(|row| Ok(decode(row.get(0), "an account record")?))
+                .map(|row| Ok(records::decode_account(key, row.get(0), row.get(1))?))
                 .collect::<Step<Vec<Account>>>()?;
             let audit = tx
                 .query("SELECT event FROM sparekey_audit ORDER BY id", &[])?
                 .iter()
                 .map(|row| Ok(decode(row.get(0), "an audit event")?))
                 .collect::<Step<Vec<AuditEvent>>>()?;
+            let operator_password = match meta(tx, META_OPERATOR)? {
+                Some(bytes) => records::decode_operator_password(key, &bytes)?,
+                None => return Err(missing_operator_record().into()),
+            };
             Ok(StoreImage {
                 key_fingerprint: meta_text(tx, META_KEY)?,
-                operator_password: meta_text(tx, META_OPERATOR)?,
+                operator_password,
                 accounts,
                 audit,
             })
@@ -841,46 +1205,14 @@ impl Store for PostgresStore {
     }
 
     fn import_image(&self, image: &StoreImage) -> Result<(), StoreError> {
-        let display = self.target.display.clone();
-        // One transaction: a restore that fails leaves the store as empty as it was.
-        self.write(|tx| {
-            tx.batch_execute(
-                "SET LOCAL statement_timeout = 0; \
-                 LOCK TABLE sparekey_accounts, sparekey_audit IN EXCLUSIVE MODE",
-            )?;
-            let occupied: bool = tx
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM sparekey_accounts) \
-                     OR EXISTS (SELECT 1 FROM sparekey_audit)",
-                    &[],
-                )?
-                .get(0);
-            if occupied {
-                return Err(StoreError::Conflict(format!(
-                    "the PostgreSQL store at {display} is not empty: restore only fills an empty store"
-                ))
-                .into());
-            }
-            copy_accounts(tx, &image.accounts)?;
-            copy_audit(tx, &image.audit)?;
-            for (key, value) in [
-                (META_KEY, &image.key_fingerprint),
-                (META_OPERATOR, &image.operator_password),
-            ] {
-                if let Some(value) = value {
-                    tx.execute(
-                        "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) \
-                         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                        &[&key, &value.as_bytes()],
-                    )?;
-                }
-            }
-            Ok(())
-        })
+        self.restore_image(image, &[])
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        self.write(|tx| insert_events(tx, event.at, &event.account, vec![event.kind.clone()]))
+        self.write(|tx| {
+            insert_events(tx, event.at, &event.account, vec![event.kind.clone()])?;
+            Ok(())
+        })
     }
 
     fn audit_events(
@@ -911,26 +1243,37 @@ impl Store for PostgresStore {
 }
 
 /// Loads accounts with COPY: one stream instead of a round trip per row.
-fn copy_accounts(tx: &mut Transaction<'_>, accounts: &[Account]) -> Step<()> {
-    let sink = tx.copy_in("COPY sparekey_accounts (name, record, facts) FROM STDIN BINARY")?;
+fn copy_accounts(tx: &mut Transaction<'_>, key: &MacKey, accounts: &[Account]) -> Step<()> {
+    let sink =
+        tx.copy_in("COPY sparekey_accounts (name, folded, record, facts) FROM STDIN BINARY")?;
     let mut writer = postgres::binary_copy::BinaryCopyInWriter::new(
         sink,
-        &[Type::TEXT, Type::BYTEA, Type::BYTEA],
+        &[Type::TEXT, Type::TEXT, Type::BYTEA, Type::BYTEA],
     );
     for account in accounts {
-        writer.write(&[&account.name, &encode(account), &encode(&account.facts())])?;
+        writer.write(&[
+            &account.name,
+            &folded_name(&account.name),
+            &records::encode_account(key, account),
+            &encode(&account.facts()),
+        ])?;
     }
     writer.finish()?;
     Ok(())
 }
 
 /// Loads audit events with COPY, in their order (the identity numbers them).
-fn copy_audit(tx: &mut Transaction<'_>, events: &[AuditEvent]) -> Step<()> {
-    let sink = tx.copy_in("COPY sparekey_audit (account, event) FROM STDIN BINARY")?;
-    let mut writer =
-        postgres::binary_copy::BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::BYTEA]);
+fn copy_audit<'a>(
+    tx: &mut Transaction<'_>,
+    events: impl Iterator<Item = &'a AuditEvent>,
+) -> Step<()> {
+    let sink = tx.copy_in("COPY sparekey_audit (account, event, noise) FROM STDIN BINARY")?;
+    let mut writer = postgres::binary_copy::BinaryCopyInWriter::new(
+        sink,
+        &[Type::TEXT, Type::BYTEA, Type::BOOL],
+    );
     for event in events {
-        writer.write(&[&event.account, &encode(event)])?;
+        writer.write(&[&event.account, &encode(event), &event.kind.is_noise()])?;
     }
     writer.finish()?;
     Ok(())

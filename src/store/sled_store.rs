@@ -1,34 +1,59 @@
-//! The sled backend: one tree of accounts (name -> postcard record), one of their list facts
-//! (name -> [`AccountFacts`], so listing never decodes full records), one of audit events
-//! (sequence number -> event), and meta keys (schema version, key fingerprint) in the default
-//! tree. Every mutation is one sled transaction over the record and its facts (and, for a login
-//! or a failed attempt, the audit events that record it and the next event's number), and is
-//! flushed before it returns. Must never block forever on a store held by another process, and
+//! The sled backend: one tree of accounts (name -> tagged record, see
+//! [`records`](crate::store::records)), one of their list facts (name -> [`AccountFacts`], so
+//! listing never decodes full records), one of case-folded names (folded -> name, so two names
+//! that differ only by case cannot both exist), one of audit events (sequence number -> event),
+//! one of refusal notes (name -> the event that counts refused attempts in the account's current
+//! delay window), and meta keys (schema version, key fingerprint, the tagged operator values) in
+//! the default tree. Records are checked with the record key that [`Store::bind_key`] hands
+//! over; a schema-1 store is migrated, atomically, by that first bind. Every mutation is one
+//! sled transaction over what it changes and the audit events that record it (and the next
+//! event's number), and is flushed before it returns; a write that fails makes the store
+//! [`StoreError::Unavailable`]. Must never block forever on a store held by another process, and
 //! never rewrite a store written by a newer schema.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::cell::Cell;
+
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-use crate::core::account::{Account, AccountFacts, ActiveTotp, PendingTotp};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::core::account::{
+    Account, AccountFacts, ActiveTotp, PendingTotp, folded_name, printable,
+};
 use crate::core::audit::{AuditEvent, AuditKind};
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
+use crate::core::keys::{MacKey, StoreKey};
+use crate::core::kiosk::OPERATOR_AUDIT_NAME;
 use crate::core::store::{
-    Activation, AuditFor, CodeConsumption, KeyBinding, StepConsumption, Store, StoreError,
-    StoreImage,
+    Activation, AuditFor, CodeConsumption, KeyBinding, Reservation, SettleCheck, Settlement,
+    StepConsumption, Store, StoreError, StoreImage,
 };
-use crate::core::throttle::FailureRecord;
+use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::store::lock::{self, StoreLock};
-use crate::store::mutation::{self, Applied};
+use crate::store::mutation::{self, Applied, RefusalNote};
+use crate::store::records;
 use crate::store::{SCHEMA_VERSION, decode, encode};
 
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_KEY: &[u8] = b"key_fingerprint";
-const META_OPERATOR: &[u8] = b"operator_password";
-const META_OPERATOR_FAILURES: &[u8] = b"operator_failures";
+/// Schema 1's operator values, untagged; read only to migrate.
+const META_OPERATOR_V1: &[u8] = b"operator_password";
+const META_OPERATOR_FAILURES_V1: &[u8] = b"operator_failures";
+/// Schema 2's, tagged (see [`records`]).
+const META_OPERATOR: &[u8] = b"operator_password.v2";
+const META_OPERATOR_FAILURES: &[u8] = b"operator_failures.v2";
+/// Schema 1's account tree (untagged records), read only to migrate; schema 2's has its own
+/// name, so a migration fills it beside the old one and one write of the schema version
+/// switches over.
+const TREE_ACCOUNTS_V1: &str = "accounts";
+const TREE_ACCOUNTS: &str = "accounts.v2";
+const TREE_FOLDS: &str = "account_folds";
 /// Present while a restore fills the store; a store that still has it was interrupted.
 const META_RESTORING: &[u8] = b"restore_in_progress";
 /// Accounts (or audit events) written per transaction by a restore.
@@ -59,11 +84,24 @@ pub struct SledStore {
     /// sled's log file, opened again only to `fdatasync` it (see [`SledStore::flush`]).
     log_file: std::fs::File,
     accounts: sled::Tree,
+    /// Schema 1's records, until migrated.
+    accounts_v1: sled::Tree,
     facts: sled::Tree,
+    folds: sled::Tree,
     audit: sled::Tree,
+    refusals: sled::Tree,
     path: PathBuf,
+    /// The schema of the data on disk: 1 until the first bind migrates it.
+    schema: AtomicU32,
+    /// The key records are tagged with, from [`Store::bind_key`] or [`SledStore::attach_key`].
+    key: OnceLock<MacKey>,
     /// Declared last so that it is released only after sled has closed the store.
     _lock: StoreLock,
+}
+
+fn unix_now() -> UnixTime {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| d.as_secs() as UnixTime)
 }
 
 fn io(e: sled::Error) -> StoreError {
@@ -77,6 +115,147 @@ fn io(e: sled::Error) -> StoreError {
         }
         sled::Error::Io(e) => StoreError::Io(e.to_string()),
         other => StoreError::Io(other.to_string()),
+    }
+}
+
+/// A write that failed. sled repeats a failed write's error on every later one, so whatever
+/// the cause the store is unavailable to this process: never read as "nothing happened, go
+/// on" (an attempt whose count could not be written must not be verified).
+fn write_failed(e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } => StoreError::Damaged(format!("{e}")),
+        sled::Error::Io(e) => StoreError::Unavailable(e.to_string()),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+/// How far a transaction's writes must get before it returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// Nothing was written.
+    No,
+    /// To the OS: survives this process being killed (a refusal note).
+    ToOs,
+    /// To the disk: survives a power cut (every change reported done).
+    ToDisk,
+}
+
+/// The trees of one transaction, with the record key and the audit numbering it continues.
+struct Tx<'a> {
+    /// The record key, or why the store cannot be written (see [`SledStore::writable`]).
+    key: Result<&'a MacKey, &'a StoreError>,
+    accounts: &'a TransactionalTree,
+    facts: &'a TransactionalTree,
+    folds: &'a TransactionalTree,
+    events: &'a TransactionalTree,
+    meta: &'a TransactionalTree,
+    refusals: &'a TransactionalTree,
+    first_id: u64,
+    prune_due: Cell<bool>,
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+fn abort<T>(e: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+impl<'a> Tx<'a> {
+    /// The record key; aborts a transaction on a store that cannot be written yet.
+    fn key(&self) -> TxResult<&'a MacKey> {
+        self.key
+            .map_err(|e| ConflictableTransactionError::Abort(e.clone()))
+    }
+
+    /// The record of `name`, its tag checked (see [`records::decode_account`]).
+    fn load(&self, name: &str) -> TxResult<Option<Account>> {
+        let key = self.key()?;
+        match self.accounts.get(name.as_bytes())? {
+            Some(bytes) => match records::decode_account(key, name, &bytes) {
+                Ok(account) => Ok(Some(account)),
+                Err(e) => abort(e),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// Writes `account`'s tagged record and its list facts.
+    fn put(&self, account: &Account) -> TxResult<()> {
+        let record = records::encode_account(self.key()?, account);
+        let name = account.name.as_bytes();
+        self.accounts.insert(name, record)?;
+        self.facts.insert(name, encode(&account.facts()))?;
+        Ok(())
+    }
+
+    /// Appends events; returns the number of the first.
+    fn write_events(&self, at: UnixTime, account: &str, kinds: Vec<AuditKind>) -> TxResult<u64> {
+        let (first, due) = write_events(self.events, self.meta, self.first_id, at, account, kinds)?;
+        if due {
+            self.prune_due.set(true);
+        }
+        Ok(first)
+    }
+
+    /// Adds a refused attempt to the account's refusal event for `window`, or starts one
+    /// (see [`mutation::note_refusal`]).
+    fn note_refusal(
+        &self,
+        name: &str,
+        window: FailureRecord,
+        gate: Gate,
+        at: UnixTime,
+    ) -> TxResult<()> {
+        let old: Option<RefusalNote> = match self.refusals.get(name.as_bytes())? {
+            // A note that cannot be read only costs one more event.
+            Some(bytes) => decode(&bytes, "a refusal note").ok(),
+            None => None,
+        };
+        let (mut note, existing) = mutation::note_refusal(old, window, at);
+        let kind = AuditKind::AttemptsRefused {
+            count: note.count,
+            locked: gate == Gate::Locked,
+        };
+        let key = note.event.to_be_bytes();
+        // The event may have been pruned meanwhile: then the count goes on in a new one.
+        let current = match self.events.get(key)? {
+            Some(bytes) if existing => decode::<AuditEvent>(&bytes, "an audit event").ok(),
+            _ => None,
+        };
+        let same = current.is_some_and(|e| {
+            e.account == name && matches!(e.kind, AuditKind::AttemptsRefused { .. })
+        });
+        if same {
+            let event = AuditEvent {
+                at: note.first_at,
+                account: name.to_string(),
+                kind,
+            };
+            self.events.insert(&key, encode(&event))?;
+        } else {
+            note.event = self.write_events(at, name, vec![kind])?;
+        }
+        self.refusals.insert(name.as_bytes(), encode(&note))?;
+        Ok(())
+    }
+
+    /// The operator's failure record, its tag checked: one that fails stops the count with
+    /// an error, never restarts it from zero.
+    fn operator_failures(&self) -> TxResult<FailureRecord> {
+        let key = self.key()?;
+        match self.meta.get(META_OPERATOR_FAILURES)? {
+            Some(bytes) => match records::decode_operator_failures(key, &bytes) {
+                Ok(record) => Ok(record),
+                Err(e) => abort(e),
+            },
+            None => Ok(FailureRecord::default()),
+        }
+    }
+
+    fn put_operator_failures(&self, record: &FailureRecord) -> TxResult<()> {
+        let bytes = records::encode_operator_failures(self.key()?, record);
+        self.meta.insert(META_OPERATOR_FAILURES, bytes)?;
+        Ok(())
     }
 }
 
@@ -102,22 +281,25 @@ impl SledStore {
     /// [`StoreError::Busy`].
     pub fn open(path: &Path, wait: Duration) -> Result<Self, StoreError> {
         let deadline = Instant::now() + wait;
-        let lock = loop {
-            match lock::try_lock(path) {
-                Err(StoreError::Busy { .. }) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                other => break other?,
-            }
-        };
+        let lock = Self::lock(path, wait)?;
+        // A restore stopped between its renames left the complete new store beside this one.
+        crate::store::swap::finish_interrupted(path, unix_now()).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot finish the interrupted restore of {}: {e}",
+                path.display()
+            ))
+        })?;
         // Holding the lock file, no other sparekey has the store. sled's own lock on its log
         // can still be held for a moment: a store of this process that was just dropped lets
         // go of it only when sled's last background task does. Wait for that, within `wait`.
         wait_for_sled_lock(&path.join("db"), deadline);
         let db = Self::try_open(path)?;
-        let accounts = db.open_tree("accounts").map_err(io)?;
+        let accounts = db.open_tree(TREE_ACCOUNTS).map_err(io)?;
+        let accounts_v1 = db.open_tree(TREE_ACCOUNTS_V1).map_err(io)?;
         let facts = db.open_tree("account_facts").map_err(io)?;
+        let folds = db.open_tree(TREE_FOLDS).map_err(io)?;
         let audit = db.open_tree("audit").map_err(io)?;
+        let refusals = db.open_tree("refusals").map_err(io)?;
         let log_file = std::fs::File::open(path.join("db")).map_err(|e| {
             StoreError::Io(format!("cannot open {}: {e}", path.join("db").display()))
         })?;
@@ -125,13 +307,40 @@ impl SledStore {
             db,
             log_file,
             accounts,
+            accounts_v1,
             facts,
+            folds,
             audit,
+            refusals,
             path: path.to_path_buf(),
+            schema: AtomicU32::new(SCHEMA_VERSION),
+            key: OnceLock::new(),
             _lock: lock,
         };
         store.check_schema()?;
         Ok(store)
+    }
+
+    /// Takes the lock of the store at `path` (see [`lock`](crate::store::lock)), retrying for up
+    /// to `wait` while another process holds it: for a restore, which replaces the store's
+    /// files and holds the lock throughout.
+    pub fn lock(path: &Path, wait: Duration) -> Result<StoreLock, StoreError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match lock::try_lock(path) {
+                Err(StoreError::Busy { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Closes the store and hands back its lock, still held.
+    pub fn into_lock(self) -> StoreLock {
+        let Self { db, _lock, .. } = self;
+        drop(db);
+        _lock
     }
 
     /// Opens the sled database under the store at `path` directly, below the `Store` trait and
@@ -194,14 +403,23 @@ impl SledStore {
                         supported: SCHEMA_VERSION,
                     });
                 }
-                if found < SCHEMA_VERSION {
+                if found < 1 {
                     return Err(StoreError::Damaged(format!(
                         "schema version {found} is not one this sparekey can read or migrate"
                     )));
                 }
+                self.schema.store(found, Ordering::SeqCst);
+                if found == SCHEMA_VERSION && !self.accounts_v1.is_empty() {
+                    // A migration that switched over but was stopped before it dropped the old
+                    // records; they are never read again.
+                    let _ = self.accounts_v1.clear();
+                }
                 Ok(())
             }
-            None if self.accounts.is_empty() && self.audit.is_empty() => {
+            None if self.accounts.is_empty()
+                && self.accounts_v1.is_empty()
+                && self.audit.is_empty() =>
+            {
                 self.db
                     .insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())
                     .map_err(io)?;
@@ -217,42 +435,228 @@ impl SledStore {
         &self.path
     }
 
+    /// The schema of the data on disk (1 until a bind migrates it).
+    pub fn schema(&self) -> u32 {
+        self.schema.load(Ordering::SeqCst)
+    }
+
+    /// Hands the store its record key without binding or migrating anything: for `doctor`,
+    /// which reads and checks every record but never writes.
+    pub fn attach_key(&self, key: &StoreKey) {
+        let _ = self.key.set(key.records().clone());
+    }
+
+    /// The record key; an error (never a panic) if the store is used before its key is bound.
+    fn mac(&self) -> Result<&MacKey, StoreError> {
+        self.key.get().ok_or_else(|| {
+            StoreError::Conflict(
+                "the store's records cannot be checked before its key is bound".into(),
+            )
+        })
+    }
+
+    /// Refuses a write to a store still in schema 1 (its first bind migrates it).
+    fn writable(&self) -> Result<&MacKey, StoreError> {
+        if self.schema() != SCHEMA_VERSION {
+            return Err(StoreError::Conflict(format!(
+                "the store at {} is still schema {}: it is migrated when opened with its key",
+                self.path.display(),
+                self.schema()
+            )));
+        }
+        self.mac()
+    }
+
+    /// Reads the record stored under `name`, in the schema on disk.
+    fn read_record(&self, name: &str, bytes: &[u8]) -> Result<Account, StoreError> {
+        match self.schema() {
+            SCHEMA_VERSION => records::decode_account(self.mac()?, name, bytes),
+            _ => records::decode_account_v1(name, bytes),
+        }
+    }
+
+    /// The tree holding the records of the schema on disk.
+    fn record_tree(&self) -> &sled::Tree {
+        match self.schema() {
+            SCHEMA_VERSION => &self.accounts,
+            _ => &self.accounts_v1,
+        }
+    }
+
+    /// The fingerprint of the key this store is bound to, if any (read only).
+    pub fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        let value = self.db.get(META_KEY).map_err(io)?;
+        Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Reads and checks every account record and operator value; returns how many accounts
+    /// there are and one line for each record that fails (for `doctor`, which names them all
+    /// rather than stop at the first).
+    pub fn check_records(&self) -> Result<(usize, Vec<String>), StoreError> {
+        let mut count = 0;
+        let mut damaged = Vec::new();
+        for entry in self.record_tree().iter() {
+            let (name, bytes) = entry.map_err(io)?;
+            count += 1;
+            if let Err(e) = self.read_record(&String::from_utf8_lossy(&name), &bytes) {
+                damaged.push(e.to_string());
+            }
+        }
+        for result in [
+            self.operator_password().map(|_| ()),
+            self.operator_failures().map(|_| ()),
+        ] {
+            if let Err(e) = result {
+                damaged.push(e.to_string());
+            }
+        }
+        Ok((count, damaged))
+    }
+
+    /// Every record, each checked, in name order.
+    fn all_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.record_tree()
+            .iter()
+            .map(|entry| {
+                let (name, bytes) = entry.map_err(io)?;
+                self.read_record(&String::from_utf8_lossy(&name), &bytes)
+            })
+            .collect()
+    }
+
+    /// Migrates a schema-1 store to schema 2 with `key`: every record is tagged into the new
+    /// tree beside the old one, with the case-folded name index, and one transaction on the
+    /// meta keys (the schema version and the tagged operator values) switches over. Stopped at
+    /// any point, the store is still the whole schema-1 store, migrated again at the next open.
+    fn migrate(&self, key: &MacKey) -> Result<(), StoreError> {
+        self.accounts.clear().map_err(io)?;
+        self.folds.clear().map_err(io)?;
+        let mut seen = std::collections::HashMap::new();
+        let mut accounts = sled::Batch::default();
+        let mut folds = sled::Batch::default();
+        let mut pending = 0;
+        for entry in self.accounts_v1.iter() {
+            let (name, bytes) = entry.map_err(io)?;
+            let name = String::from_utf8_lossy(&name).into_owned();
+            let account = records::decode_account_v1(&name, &bytes)?;
+            let folded = folded_name(&name);
+            if let Some(other) = seen.insert(folded.clone(), name.clone()) {
+                return Err(case_collision(&other, &name));
+            }
+            accounts.insert(name.as_bytes(), records::encode_account(key, &account));
+            folds.insert(folded.as_bytes(), name.as_bytes());
+            pending += 1;
+            if pending == IMPORT_CHUNK {
+                self.accounts
+                    .apply_batch(std::mem::take(&mut accounts))
+                    .map_err(io)?;
+                self.folds
+                    .apply_batch(std::mem::take(&mut folds))
+                    .map_err(io)?;
+                pending = 0;
+            }
+        }
+        self.accounts.apply_batch(accounts).map_err(io)?;
+        self.folds.apply_batch(folds).map_err(io)?;
+        self.flush()?;
+        let operator = self.db.get(META_OPERATOR_V1).map_err(io)?;
+        let operator = operator.map(|v| String::from_utf8_lossy(&v).into_owned());
+        let operator = records::encode_operator_password(key, operator.as_deref());
+        let failures = match self.db.get(META_OPERATOR_FAILURES_V1).map_err(io)? {
+            Some(v) => Some(records::encode_operator_failures(
+                key,
+                &records::decode_operator_failures_v1(&v)?,
+            )),
+            None => None,
+        };
+        let result = self.db.transaction(|meta| {
+            meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
+            meta.insert(META_OPERATOR, operator.clone())?;
+            if let Some(f) = &failures {
+                meta.insert(META_OPERATOR_FAILURES, f.clone())?;
+            }
+            meta.remove(META_OPERATOR_V1)?;
+            meta.remove(META_OPERATOR_FAILURES_V1)?;
+            Ok(((), true))
+        });
+        self.finish(result)?;
+        self.schema.store(SCHEMA_VERSION, Ordering::SeqCst);
+        let _ = self.accounts_v1.clear();
+        Ok(())
+    }
+
     /// Makes every write so far durable. sled's own flush ends in `sync_file_range`, which
     /// survives a killed process but not a power cut: it flushes neither the drive's cache nor
     /// the file's metadata (sled grows the file a segment at a time). sled's background thread
     /// fsyncs every 500 ms and sled fsyncs when the database is closed, but "accepted" cannot
     /// wait for either, so every change that is reported done also gets an `fdatasync` here.
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(io)?;
+        self.db.flush().map_err(write_failed)?;
         self.log_file
             .sync_data()
-            .map_err(|e| StoreError::Io(format!("cannot sync the store to disk: {e}")))
+            .map_err(|e| StoreError::Unavailable(format!("cannot sync the store to disk: {e}")))
+    }
+
+    /// Makes everything written so far durable (for a restore, before the store is put in
+    /// place).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.flush()
     }
 
     /// Hands writes to the OS (they survive this process being killed) without waiting for the
-    /// disk: for audit events appended on their own ([`Store::append_audit`]), which are best
-    /// effort after the change they record and reach the disk with the next
-    /// [`SledStore::flush`], sled's periodic fsync (500 ms) or the close.
+    /// disk: for writes no decision waits on (a refusal's note, an event appended on its own),
+    /// which reach the disk with the next [`SledStore::flush`], sled's periodic fsync (500 ms)
+    /// or the close.
     fn flush_to_os(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(io)
+        self.db.flush().map(|_| ()).map_err(write_failed)
     }
 
-    /// Runs a record mutation atomically and durably; `missing` when there is no such account.
-    fn modify<T: Clone>(
-        &self,
-        name: &str,
-        missing: T,
-        f: impl Fn(&mut Account) -> Applied<T>,
-    ) -> Result<T, StoreError> {
-        let result = (&self.accounts, &self.facts).transaction(|(accounts, facts)| {
-            let applied = apply(accounts, facts, name, &missing, &f)?;
-            Ok((applied.outcome, applied.changed))
+    /// Runs `f` as one transaction over every tree, with the audit numbering, then flushes as
+    /// it asks and enforces the retention bound if the numbering says it is due.
+    fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<(T, Flush)>) -> Result<T, StoreError> {
+        // Checked when a record is touched: an event appended on its own needs no key.
+        let key = self.writable();
+        let first_id = self.first_audit_id()?;
+        let trees = (
+            &self.accounts,
+            &self.facts,
+            &self.folds,
+            &self.audit,
+            &*self.db,
+            &self.refusals,
+        );
+        let result = trees.transaction(|(accounts, facts, folds, events, meta, refusals)| {
+            let tx = Tx {
+                key: key.as_ref().copied(),
+                accounts,
+                facts,
+                folds,
+                events,
+                meta,
+                refusals,
+                first_id,
+                prune_due: Cell::new(false),
+            };
+            let (outcome, flush) = f(&tx)?;
+            Ok((outcome, flush, tx.prune_due.get()))
         });
-        self.finish(result)
+        let (outcome, flush, prune_due) = match result {
+            Ok(done) => done,
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(write_failed(e)),
+        };
+        match flush {
+            Flush::No => {}
+            Flush::ToOs => self.flush_to_os()?,
+            Flush::ToDisk => self.flush()?,
+        }
+        self.prune_if(prune_due);
+        Ok(outcome)
     }
 
-    /// [`SledStore::modify`] with the events that record the change in the same transaction
-    /// (see [`AuditFor`]), so one flush makes both durable.
+    /// Runs a record mutation atomically and durably, with the events that record the change
+    /// in the same transaction (see [`AuditFor`]), so one flush makes both durable; `missing`
+    /// when there is no such account.
     fn modify_audited<T: Clone>(
         &self,
         name: &str,
@@ -261,24 +665,37 @@ impl SledStore {
         audit: AuditFor<'_, T>,
         f: impl Fn(&mut Account) -> Applied<T>,
     ) -> Result<T, StoreError> {
-        let first_id = self.first_audit_id()?;
-        let trees = (&self.accounts, &self.facts, &self.audit, &*self.db);
-        let result = trees.transaction(|(accounts, facts, events, meta)| {
-            let applied = apply(accounts, facts, name, &missing, &f)?;
+        self.transact(|tx| {
+            let Some(mut account) = tx.load(name)? else {
+                return Ok((missing.clone(), Flush::No));
+            };
+            let applied = f(&mut account);
             if !applied.changed {
-                return Ok(((applied.outcome, false), false));
+                return Ok((applied.outcome, Flush::No));
             }
-            let kinds = audit(&applied.outcome);
-            let prune_due = write_events(events, meta, first_id, at, name, kinds)?;
-            Ok(((applied.outcome, true), prune_due))
-        });
-        let (result, prune_due) = match result {
-            Ok((done, prune_due)) => (Ok(done), prune_due),
-            Err(e) => (Err(e), false),
-        };
-        let outcome = self.finish(result)?;
-        self.prune_if(prune_due);
-        Ok(outcome)
+            tx.put(&account)?;
+            tx.write_events(at, name, audit(&applied.outcome))?;
+            Ok((applied.outcome, Flush::ToDisk))
+        })
+    }
+
+    /// The kiosk operator's failure record changed by `f`, with its events.
+    fn modify_operator<T>(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, T>,
+        f: impl Fn(&mut FailureRecord) -> Applied<T>,
+    ) -> Result<T, StoreError> {
+        self.transact(|tx| {
+            let mut record = tx.operator_failures()?;
+            let applied = f(&mut record);
+            if !applied.changed {
+                return Ok((applied.outcome, Flush::No));
+            }
+            tx.put_operator_failures(&record)?;
+            tx.write_events(at, OPERATOR_AUDIT_NAME, audit(&applied.outcome))?;
+            Ok((applied.outcome, Flush::ToDisk))
+        })
     }
 
     /// The number after the newest audit event's, below which no new event may go: in a store
@@ -312,72 +729,109 @@ impl SledStore {
                 Ok(outcome)
             }
             Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(io(e)),
+            Err(TransactionError::Storage(e)) => Err(write_failed(e)),
         }
     }
 
-    /// Keeps at most `retention` audit events, dropping the oldest.
+    /// Records `key`'s fingerprint as this store's key if it has none yet, or compares it. A
+    /// store of this schema bound now also gets its tagged "no operator password" record in the
+    /// same transaction, so from then on a missing record is damage (a schema-1 store gets it
+    /// from its migration).
+    fn bind_fingerprint(&self, key: &StoreKey) -> Result<KeyBinding, StoreError> {
+        let fingerprint = key.fingerprint().as_bytes();
+        let unset = (self.schema() == SCHEMA_VERSION)
+            .then(|| records::encode_operator_password(key.records(), None));
+        let result = self.db.transaction(|meta| match meta.get(META_KEY)? {
+            Some(stored) => Ok((Some(stored), false)),
+            None => {
+                meta.insert(META_KEY, fingerprint)?;
+                if let Some(unset) = &unset
+                    && meta.get(META_OPERATOR)?.is_none()
+                {
+                    meta.insert(META_OPERATOR, unset.clone())?;
+                }
+                Ok((None, true))
+            }
+        });
+        match self.finish(result)? {
+            None => Ok(KeyBinding::Bound),
+            Some(stored) if stored.as_ref() == fingerprint => Ok(KeyBinding::Matches),
+            Some(stored) => Ok(KeyBinding::Mismatch {
+                stored: String::from_utf8_lossy(&stored).into_owned(),
+            }),
+        }
+    }
+
+    /// Keeps at most `retention` audit events: noise first (see [`AuditKind::is_noise`]),
+    /// oldest first, and only then the oldest security events, so a flood of refusals can never
+    /// rotate a login, a failure or a lock out of the log.
     pub fn prune_audit(&self, retention: usize) -> Result<(), StoreError> {
         let len = self.audit.len();
         if len <= retention {
             return Ok(());
         }
-        for entry in self.audit.iter().keys().take(len - retention) {
-            self.audit.remove(entry.map_err(io)?).map_err(io)?;
+        let mut excess = len - retention;
+        let mut noise = Vec::new();
+        for entry in self.audit.iter() {
+            if noise.len() >= excess {
+                break;
+            }
+            let (key, bytes) = entry.map_err(io)?;
+            let event: Result<AuditEvent, _> = decode(&bytes, "an audit event");
+            if event.is_ok_and(|e| e.kind.is_noise()) {
+                noise.push(key);
+            }
+        }
+        excess -= noise.len();
+        for key in noise {
+            self.audit.remove(key).map_err(write_failed)?;
+        }
+        for entry in self.audit.iter().keys().take(excess) {
+            self.audit
+                .remove(entry.map_err(io)?)
+                .map_err(write_failed)?;
         }
         Ok(())
     }
 }
 
 impl Store for SledStore {
-    fn bind_key(&self, fingerprint: &str) -> Result<KeyBinding, StoreError> {
-        let previous = self
-            .db
-            .compare_and_swap(
-                META_KEY,
-                None as Option<&[u8]>,
-                Some(fingerprint.as_bytes()),
-            )
-            .map_err(io)?;
-        match previous {
-            Ok(()) => {
-                self.flush()?;
-                Ok(KeyBinding::Bound)
-            }
-            Err(cas) => {
-                let stored = cas
-                    .current
-                    .map(|v| String::from_utf8_lossy(&v).into_owned())
-                    .unwrap_or_default();
-                if stored == fingerprint {
-                    Ok(KeyBinding::Matches)
-                } else {
-                    Ok(KeyBinding::Mismatch { stored })
-                }
-            }
+    fn bind_key(&self, key: &StoreKey) -> Result<KeyBinding, StoreError> {
+        let binding = self.bind_fingerprint(key)?;
+        if matches!(binding, KeyBinding::Mismatch { .. }) {
+            return Ok(binding);
         }
+        self.attach_key(key);
+        if self.schema() < SCHEMA_VERSION {
+            self.migrate(self.mac()?)?;
+        }
+        Ok(binding)
     }
 
-    fn insert_account(&self, account: &Account) -> Result<bool, StoreError> {
-        let name = account.name.as_bytes();
-        let (record, facts) = (encode(account), encode(&account.facts()));
-        let result = (&self.accounts, &self.facts).transaction(|(accounts, fact_tree)| {
-            if accounts.get(name)?.is_some() {
-                return Ok((false, false));
+    fn insert_account(
+        &self,
+        account: &Account,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        let folded = folded_name(&account.name);
+        self.transact(|tx| {
+            tx.key()?;
+            let taken = tx.accounts.get(account.name.as_bytes())?.is_some()
+                || tx.folds.get(folded.as_bytes())?.is_some();
+            if taken {
+                return Ok((false, Flush::No));
             }
-            accounts.insert(name, record.clone())?;
-            fact_tree.insert(name, facts.clone())?;
-            Ok((true, true))
-        });
-        self.finish(result)
+            tx.put(account)?;
+            tx.folds
+                .insert(folded.as_bytes(), account.name.as_bytes())?;
+            tx.write_events(account.created_at, &account.name, audit(&true))?;
+            Ok((true, Flush::ToDisk))
+        })
     }
 
     fn load_account(&self, name: &str) -> Result<Option<Account>, StoreError> {
-        match self.accounts.get(name.as_bytes()).map_err(io)? {
-            Some(bytes) => Ok(Some(decode(
-                &bytes,
-                &format!("the record of account '{name}'"),
-            )?)),
+        match self.record_tree().get(name.as_bytes()).map_err(io)? {
+            Some(bytes) => Ok(Some(self.read_record(name, &bytes)?)),
             None => Ok(None),
         }
     }
@@ -410,17 +864,36 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
-        let result = (&self.accounts, &self.facts).transaction(|(accounts, facts)| {
-            let removed = accounts.remove(name.as_bytes())?.is_some();
-            facts.remove(name.as_bytes())?;
-            Ok((removed, removed))
-        });
-        self.finish(result)
+    fn delete_account(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        let folded = folded_name(name);
+        self.transact(|tx| {
+            tx.key()?;
+            if tx.accounts.remove(name.as_bytes())?.is_none() {
+                return Ok((false, Flush::No));
+            }
+            tx.facts.remove(name.as_bytes())?;
+            tx.folds.remove(folded.as_bytes())?;
+            tx.refusals.remove(name.as_bytes())?;
+            tx.write_events(at, name, audit(&true))?;
+            Ok((true, Flush::ToDisk))
+        })
     }
 
-    fn set_pending(&self, name: &str, pending: &PendingTotp) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::set_pending(a, pending))
+    fn set_pending(
+        &self,
+        name: &str,
+        pending: &PendingTotp,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, |a| {
+            mutation::set_pending(a, pending)
+        })
     }
 
     fn activate_pending(
@@ -429,9 +902,68 @@ impl Store for SledStore {
         pending_id: u64,
         totp: &ActiveTotp,
         codes: &CodeSet,
+        at: UnixTime,
+        audit: AuditFor<'_, Activation>,
     ) -> Result<Activation, StoreError> {
-        self.modify(name, Activation::NoAccount, |a| {
+        self.modify_audited(name, Activation::NoAccount, at, audit, |a| {
             mutation::activate_pending(a, pending_id, totp, codes)
+        })
+    }
+
+    fn reserve_attempt(
+        &self,
+        name: &str,
+        policy: &ThrottlePolicy,
+        at: UnixTime,
+    ) -> Result<Reservation, StoreError> {
+        self.transact(|tx| {
+            let Some(mut account) = tx.load(name)? else {
+                return Ok((Reservation::NoAccount, Flush::No));
+            };
+            let applied = mutation::reserve_attempt(&mut account, policy, at);
+            match applied.outcome {
+                Reservation::Refused(gate) => {
+                    tx.note_refusal(name, account.failures, gate, at)?;
+                    Ok((applied.outcome, Flush::ToOs))
+                }
+                _ => {
+                    tx.put(&account)?;
+                    // Durable before anything is verified: a power cut must not give the
+                    // attempt back.
+                    Ok((applied.outcome, Flush::ToDisk))
+                }
+            }
+        })
+    }
+
+    fn release_attempt(
+        &self,
+        name: &str,
+        previous: FailureRecord,
+        reserved: FailureRecord,
+    ) -> Result<bool, StoreError> {
+        // Handed to the OS only: a release lost to a power cut leaves one attempt too many
+        // counted, the safe side, and saves a second sync on every two-step login.
+        self.transact(|tx| {
+            let Some(mut account) = tx.load(name)? else {
+                return Ok((false, Flush::No));
+            };
+            let applied = mutation::release_attempt(&mut account, previous, reserved);
+            if !applied.changed {
+                return Ok((applied.outcome, Flush::No));
+            }
+            tx.put(&account)?;
+            Ok((applied.outcome, Flush::ToOs))
+        })
+    }
+
+    fn note_refused_attempt(&self, name: &str, gate: Gate, at: UnixTime) -> Result<(), StoreError> {
+        self.transact(|tx| {
+            let Some(account) = tx.load(name)? else {
+                return Ok(((), Flush::No));
+            };
+            tx.note_refusal(name, account.failures, gate, at)?;
+            Ok(((), Flush::ToOs))
         })
     }
 
@@ -440,15 +972,12 @@ impl Store for SledStore {
         name: &str,
         step: u64,
         at: UnixTime,
+        check: &SettleCheck,
         audit: AuditFor<'_, StepConsumption>,
     ) -> Result<StepConsumption, StoreError> {
         self.modify_audited(name, StepConsumption::NotEnrolled, at, audit, |a| {
-            mutation::consume_totp_step(a, step, at)
+            mutation::consume_totp_step(a, step, at, check)
         })
-    }
-
-    fn spend_totp_step(&self, name: &str, step: u64) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::spend_totp_step(a, step))
     }
 
     fn consume_backup_code(
@@ -457,10 +986,11 @@ impl Store for SledStore {
         set_id: u64,
         slot: usize,
         at: UnixTime,
+        check: &SettleCheck,
         audit: AuditFor<'_, CodeConsumption>,
     ) -> Result<CodeConsumption, StoreError> {
         self.modify_audited(name, CodeConsumption::NoAccount, at, audit, |a| {
-            mutation::consume_backup_code(a, set_id, slot, at)
+            mutation::consume_backup_code(a, set_id, slot, at, check)
         })
     }
 
@@ -468,10 +998,11 @@ impl Store for SledStore {
         &self,
         name: &str,
         at: UnixTime,
-        audit: AuditFor<'_, bool>,
-    ) -> Result<bool, StoreError> {
-        self.modify_audited(name, false, at, audit, |a| {
-            mutation::record_password_login(a, at)
+        check: &SettleCheck,
+        audit: AuditFor<'_, Settlement>,
+    ) -> Result<Settlement, StoreError> {
+        self.modify_audited(name, Settlement::NoAccount, at, audit, |a| {
+            mutation::record_password_login(a, at, check)
         })
     }
 
@@ -479,72 +1010,131 @@ impl Store for SledStore {
         &self,
         name: &str,
         at: UnixTime,
-        audit: AuditFor<'_, Option<FailureRecord>>,
-    ) -> Result<Option<FailureRecord>, StoreError> {
-        self.modify_audited(name, None, at, audit, |a| mutation::record_failure(a, at))
+        burn_ahead: Option<u64>,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, |a| {
+            mutation::record_failure(a, burn_ahead)
+        })
     }
 
-    fn clear_failures(&self, name: &str) -> Result<bool, StoreError> {
-        self.modify(name, false, mutation::clear_failures)
+    fn clear_failures(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, mutation::clear_failures)
     }
 
-    fn replace_codes(&self, name: &str, codes: &CodeSet) -> Result<bool, StoreError> {
-        self.modify(name, false, |a| mutation::replace_codes(a, codes))
+    fn replace_codes(
+        &self,
+        name: &str,
+        codes: &CodeSet,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, |a| {
+            mutation::replace_codes(a, codes)
+        })
     }
 
-    fn remove_two_factor(&self, name: &str) -> Result<bool, StoreError> {
-        self.modify(name, false, mutation::remove_two_factor)
+    fn remove_two_factor(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.modify_audited(name, false, at, audit, mutation::remove_two_factor)
     }
 
     fn operator_password(&self) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .db
-            .get(META_OPERATOR)
-            .map_err(io)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        if self.schema() < SCHEMA_VERSION {
+            let v = self.db.get(META_OPERATOR_V1).map_err(io)?;
+            return Ok(v.map(|v| String::from_utf8_lossy(&v).into_owned()));
+        }
+        match self.db.get(META_OPERATOR).map_err(io)? {
+            Some(v) => records::decode_operator_password(self.mac()?, &v),
+            // Never bound to a key: nothing was ever set.
+            None if self.key_fingerprint()?.is_none() => Ok(None),
+            None => Err(missing_operator_record()),
+        }
     }
 
-    fn set_operator_password(&self, phc: &str) -> Result<bool, StoreError> {
-        let set = self
-            .db
-            .compare_and_swap(META_OPERATOR, None as Option<&[u8]>, Some(phc.as_bytes()))
-            .map_err(io)?
-            .is_ok();
-        if set {
-            self.flush()?;
-        }
-        Ok(set)
+    fn set_operator_password(
+        &self,
+        phc: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.transact(|tx| {
+            let key = tx.key()?;
+            match tx.meta.get(META_OPERATOR)? {
+                // Checked, so damage is not read as "already set".
+                Some(current) => match records::decode_operator_password(key, &current) {
+                    Ok(None) => {}
+                    Ok(Some(_)) => return Ok((false, Flush::No)),
+                    Err(e) => return abort(e),
+                },
+                None => return abort(missing_operator_record()),
+            }
+            let record = records::encode_operator_password(key, Some(phc));
+            tx.meta.insert(META_OPERATOR, record)?;
+            tx.write_events(at, OPERATOR_AUDIT_NAME, audit(&true))?;
+            Ok((true, Flush::ToDisk))
+        })
     }
 
     fn operator_failures(&self) -> Result<FailureRecord, StoreError> {
+        if self.schema() < SCHEMA_VERSION {
+            return match self.db.get(META_OPERATOR_FAILURES_V1).map_err(io)? {
+                Some(bytes) => records::decode_operator_failures_v1(&bytes),
+                None => Ok(FailureRecord::default()),
+            };
+        }
         match self.db.get(META_OPERATOR_FAILURES).map_err(io)? {
-            Some(bytes) => decode(&bytes, "the operator's failure record"),
+            Some(bytes) => records::decode_operator_failures(self.mac()?, &bytes),
             None => Ok(FailureRecord::default()),
         }
     }
 
-    fn record_operator_failure(&self, at: UnixTime) -> Result<FailureRecord, StoreError> {
-        let updated = self
-            .db
-            .update_and_fetch(META_OPERATOR_FAILURES, |old| {
-                let mut record: FailureRecord = old
-                    .and_then(|b| postcard::from_bytes(b).ok())
-                    .unwrap_or_default();
-                record.consecutive = record.consecutive.saturating_add(1);
-                record.last_failure_at = Some(at);
-                Some(encode(&record))
-            })
-            .map_err(io)?;
-        self.flush()?;
-        decode(
-            &updated.unwrap_or_default(),
-            "the operator's failure record",
-        )
+    fn reserve_operator_attempt(
+        &self,
+        policy: &ThrottlePolicy,
+        at: UnixTime,
+    ) -> Result<Reservation, StoreError> {
+        self.modify_operator(at, &|_| Vec::new(), |r| mutation::reserve(r, policy, at))
     }
 
-    fn clear_operator_failures(&self) -> Result<(), StoreError> {
-        self.db.remove(META_OPERATOR_FAILURES).map_err(io)?;
-        self.flush()
+    fn settle_operator_attempt(&self, check: &SettleCheck) -> Result<Settlement, StoreError> {
+        self.modify_operator(UnixTime::default(), &|_| Vec::new(), |r| {
+            mutation::settle(r, check)
+        })
+    }
+
+    fn record_operator_failure(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, FailureRecord>,
+    ) -> Result<FailureRecord, StoreError> {
+        self.modify_operator(at, audit, |r| Applied {
+            outcome: *r,
+            changed: true,
+        })
+    }
+
+    fn clear_operator_failures(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, ()>,
+    ) -> Result<(), StoreError> {
+        self.modify_operator(at, audit, |r| {
+            *r = FailureRecord::default();
+            Applied {
+                outcome: (),
+                changed: true,
+            }
+        })
     }
 
     fn export_image(&self) -> Result<StoreImage, StoreError> {
@@ -555,12 +1145,7 @@ impl Store for SledStore {
                 .map_err(io)?
                 .map(|v| String::from_utf8_lossy(&v).into_owned()))
         };
-        let accounts = self
-            .accounts
-            .iter()
-            .values()
-            .map(|v| decode(&v.map_err(io)?, "an account record"))
-            .collect::<Result<Vec<Account>, _>>()?;
+        let accounts = self.all_accounts()?;
         let audit = self
             .audit
             .iter()
@@ -569,13 +1154,20 @@ impl Store for SledStore {
             .collect::<Result<Vec<AuditEvent>, _>>()?;
         Ok(StoreImage {
             key_fingerprint: meta(META_KEY)?,
-            operator_password: meta(META_OPERATOR)?,
+            operator_password: self.operator_password()?,
             accounts,
             audit,
         })
     }
 
     fn import_image(&self, image: &StoreImage) -> Result<(), StoreError> {
+        let key = self.writable()?;
+        let mut seen = std::collections::HashMap::new();
+        for account in &image.accounts {
+            if let Some(other) = seen.insert(folded_name(&account.name), &account.name) {
+                return Err(case_collision(other, &account.name));
+            }
+        }
         if !self.accounts.is_empty() || !self.audit.is_empty() {
             return Err(StoreError::Conflict(format!(
                 "the store at {} is not empty: restore only fills an empty store",
@@ -590,13 +1182,18 @@ impl Store for SledStore {
         for chunk in image.accounts.chunks(IMPORT_CHUNK) {
             let mut accounts = sled::Batch::default();
             let mut facts = sled::Batch::default();
+            let mut folds = sled::Batch::default();
             for account in chunk {
-                accounts.insert(account.name.as_bytes(), encode(account));
-                facts.insert(account.name.as_bytes(), encode(&account.facts()));
+                let name = account.name.as_bytes();
+                accounts.insert(name, records::encode_account(key, account));
+                facts.insert(name, encode(&account.facts()));
+                folds.insert(folded_name(&account.name).as_bytes(), name);
             }
-            let result = (&self.accounts, &self.facts).transaction(|(a, f)| {
+            let trees = (&self.accounts, &self.facts, &self.folds);
+            let result = trees.transaction(|(a, f, n)| {
                 a.apply_batch(&accounts)?;
                 f.apply_batch(&facts)?;
+                n.apply_batch(&folds)?;
                 Ok(((), true))
             });
             self.finish(result)?;
@@ -616,33 +1213,18 @@ impl Store for SledStore {
         if let Some(k) = &image.key_fingerprint {
             self.db.insert(META_KEY, k.as_bytes()).map_err(io)?;
         }
-        if let Some(o) = &image.operator_password {
-            self.db.insert(META_OPERATOR, o.as_bytes()).map_err(io)?;
-        }
+        let operator = records::encode_operator_password(key, image.operator_password.as_deref());
+        self.db.insert(META_OPERATOR, operator).map_err(io)?;
         self.flush()?;
         self.db.remove(META_RESTORING).map_err(io)?;
         self.flush()
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let first_id = self.first_audit_id()?;
-        let result = (&self.audit, &*self.db).transaction(|(events, meta)| {
-            write_events(
-                events,
-                meta,
-                first_id,
-                event.at,
-                &event.account,
-                vec![event.kind.clone()],
-            )
-        });
-        let prune_due = match result {
-            Ok(prune_due) => prune_due,
-            Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(io(e)),
-        };
-        self.prune_if(prune_due);
-        self.flush_to_os()
+        self.transact(|tx| {
+            tx.write_events(event.at, &event.account, vec![event.kind.clone()])?;
+            Ok(((), Flush::ToOs))
+        })
     }
 
     fn audit_events(
@@ -666,8 +1248,8 @@ impl Store for SledStore {
     }
 }
 
-/// Writes audit events in a transaction under the next numbers; returns whether the
-/// retention bound is due (the numbering crossed a multiple of [`PRUNE_EVERY`]).
+/// Writes audit events in a transaction under the next numbers; returns the first number and
+/// whether the retention bound is due (the numbering crossed a multiple of [`PRUNE_EVERY`]).
 fn write_events(
     events: &TransactionalTree,
     meta: &TransactionalTree,
@@ -675,9 +1257,9 @@ fn write_events(
     at: UnixTime,
     account: &str,
     kinds: Vec<AuditKind>,
-) -> Result<bool, ConflictableTransactionError<StoreError>> {
+) -> Result<(u64, bool), ConflictableTransactionError<StoreError>> {
     if kinds.is_empty() {
-        return Ok(false);
+        return Ok((first_id, false));
     }
     let stored = read_u64(meta.get(META_AUDIT_NEXT)?, "the next audit id")
         .map_err(ConflictableTransactionError::Abort)?;
@@ -695,7 +1277,7 @@ fn write_events(
         id += 1;
     }
     meta.insert(META_AUDIT_NEXT, &id.to_be_bytes())?;
-    Ok(start / PRUNE_EVERY != id / PRUNE_EVERY)
+    Ok((start, start / PRUNE_EVERY != id / PRUNE_EVERY))
 }
 
 /// A big-endian u64 stored by sparekey; anything else is damage, never read as zero (a
@@ -710,27 +1292,85 @@ fn read_u64(bytes: Option<sled::IVec>, what: &str) -> Result<Option<u64>, StoreE
         .transpose()
 }
 
-/// A record mutation inside a transaction: decode, apply, write back the record and its facts
-/// when it changed; `missing` when there is no such account.
-fn apply<T: Clone>(
-    accounts: &TransactionalTree,
-    facts: &TransactionalTree,
-    name: &str,
-    missing: &T,
-    f: &impl Fn(&mut Account) -> Applied<T>,
-) -> Result<Applied<T>, ConflictableTransactionError<StoreError>> {
-    let Some(bytes) = accounts.get(name.as_bytes())? else {
-        return Ok(Applied {
-            outcome: missing.clone(),
-            changed: false,
-        });
-    };
-    let mut account: Account = decode(&bytes, &format!("the record of account '{name}'"))
-        .map_err(ConflictableTransactionError::Abort)?;
-    let applied = f(&mut account);
-    if applied.changed {
-        accounts.insert(name.as_bytes(), encode(&account))?;
-        facts.insert(name.as_bytes(), encode(&account.facts()))?;
+fn missing_operator_record() -> StoreError {
+    StoreError::Damaged(
+        "the operator password record is missing (removed below sparekey): restore from a backup"
+            .into(),
+    )
+}
+
+/// Two names that schema 2 counts as one account.
+fn case_collision(first: &str, second: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "the accounts '{}' and '{}' differ only by case, and account names must be unique regardless of case: remove or rename one with the sparekey that made this store, then open it again",
+        printable(first),
+        printable(second)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(at: UnixTime, kind: AuditKind) -> AuditEvent {
+        AuditEvent {
+            at,
+            account: "amy".into(),
+            kind,
+        }
     }
-    Ok(applied)
+
+    #[test]
+    fn retention_drops_noise_before_any_security_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("store"), Duration::ZERO).unwrap();
+        let security = |i: i64| {
+            event(
+                i,
+                AuditKind::FailedAttempt {
+                    reason: crate::core::audit::FailureReason::WrongPassword,
+                    consecutive: i as u32,
+                },
+            )
+        };
+        let noise = |i: i64| {
+            event(
+                i,
+                AuditKind::AttemptsRefused {
+                    count: 1,
+                    locked: false,
+                },
+            )
+        };
+        // Oldest first: 10 security events, then 20 refusals, then one more login.
+        for i in 0..10 {
+            store.append_audit(&security(i)).unwrap();
+        }
+        for i in 10..30 {
+            store.append_audit(&noise(i)).unwrap();
+        }
+        store
+            .append_audit(&event(
+                30,
+                AuditKind::LoginSucceeded {
+                    method: crate::core::audit::LoginMethod::Password,
+                },
+            ))
+            .unwrap();
+        store.prune_audit(13).unwrap();
+        let kept = store.audit_events(None, 100).unwrap();
+        let times: Vec<UnixTime> = kept.iter().map(|e| e.at).collect();
+        let mut expected: Vec<UnixTime> = (0..10).collect();
+        expected.extend([28, 29, 30]);
+        assert_eq!(times, expected, "the oldest refusals went first");
+        // Past the noise, the oldest security events go.
+        store.prune_audit(4).unwrap();
+        let times: Vec<UnixTime> = store
+            .audit_events(None, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.at)
+            .collect();
+        assert_eq!(times, [7, 8, 9, 30]);
+    }
 }

@@ -22,6 +22,7 @@ use crate::core::kiosk::{Action, KioskPolicy, OperatorSession};
 use crate::core::service::{
     CodeStatus, Enrollment, IssuedCodes, LoginStep, LoginSuccess, PendingLogin,
 };
+use crate::core::step_up::StepUp;
 use crate::core::throttle::Gate;
 use crate::core::totp::TotpParams;
 use crate::tui::keys::KeyHint;
@@ -134,8 +135,9 @@ pub enum Target {
     NewAccount,
     /// Enrolling an authenticator for this account; back goes to its settings.
     Enroll(String),
-    /// The same for an account that already has two-factor authentication: step 1 says the
-    /// current backup codes will be replaced.
+    /// The same for an account that already has two-factor authentication: step 1 asks for
+    /// the password and a current code (a step-up) and says the current backup codes will be
+    /// replaced.
     Reenroll(String),
     Quit,
 }
@@ -252,13 +254,18 @@ pub enum Call {
         name: String,
         password: Zeroizing<String>,
     },
+    /// Starts an enrollment: the password alone for a first authenticator, a step-up to
+    /// replace one.
     BeginEnrollment {
         name: String,
-        password: Zeroizing<String>,
+        proof: Proof,
     },
+    /// Confirms it: with the step-up the enrollment began with when it replaces an
+    /// authenticator. The step-up comes back in [`Outcome::Confirmed`].
     ConfirmEnrollment {
         name: String,
         code: Zeroizing<String>,
+        step_up: Option<StepUp>,
     },
     /// The login's first step: the password. Nothing about the account is asked before it.
     StartLogin {
@@ -279,14 +286,22 @@ pub enum Call {
     LoadSettings {
         name: String,
     },
-    Regenerate {
-        name: String,
-        password: Zeroizing<String>,
-    },
-    DisableTwoFactor {
+    /// A login with the password and a current code whose only product is a step-up (for a
+    /// re-enrollment's confirm, when the one it began with expired).
+    StepUp {
         name: String,
         password: Zeroizing<String>,
         code: Zeroizing<String>,
+    },
+    /// The proof is a step-up or the password and a code that make one; the password alone is
+    /// refused by the core. The step-up comes back in the outcome.
+    Regenerate {
+        name: String,
+        proof: Proof,
+    },
+    DisableTwoFactor {
+        name: String,
+        proof: Proof,
     },
     Unlock {
         name: String,
@@ -314,6 +329,7 @@ impl Call {
             }
             Call::BeginEnrollment { .. }
             | Call::ConfirmEnrollment { .. }
+            | Call::StepUp { .. }
             | Call::Regenerate { .. }
             | Call::DisableTwoFactor { .. } => Action::SelfService,
             Call::HasOperator | Call::SetOperator { .. } | Call::StartOperatorSession { .. } => {
@@ -336,9 +352,23 @@ pub enum Outcome {
         name: String,
         result: Result<(), Error>,
     },
-    EnrollmentBegun(Result<Enrollment, Error>),
-    /// From confirming an enrollment or regenerating.
-    Issued(Result<IssuedCodes, Error>),
+    /// With the step-up the enrollment was begun with, if any, for its confirm.
+    EnrollmentBegun {
+        result: Result<Enrollment, Error>,
+        step_up: Option<StepUp>,
+    },
+    /// From regenerating; the step-up is handed back for the next action, if one was made.
+    Issued {
+        result: Result<IssuedCodes, Error>,
+        step_up: Option<StepUp>,
+    },
+    SteppedUp(Result<StepUp, Error>),
+    /// From confirming an enrollment; the step-up is handed back for a retry after a wrong
+    /// code.
+    Confirmed {
+        result: Result<IssuedCodes, Error>,
+        step_up: Option<StepUp>,
+    },
     LoginStarted {
         name: String,
         result: Result<LoginStep, Error>,
@@ -347,10 +377,15 @@ pub enum Outcome {
     LoginFinished {
         pending: PendingLogin,
         result: Result<LoginSuccess, Error>,
+        /// Minted by the finished login, for the signed-in holder's next actions.
+        step_up: Option<StepUp>,
     },
     Gate(Result<Gate, Error>),
     Settings(Result<SettingsData, Error>),
-    Disabled(Result<(), Error>),
+    Disabled {
+        result: Result<(), Error>,
+        step_up: Option<StepUp>,
+    },
     Unlocked {
         name: String,
         result: Result<(), Error>,
@@ -358,6 +393,36 @@ pub enum Outcome {
     HasOperator(Result<bool, Error>),
     OperatorSet(Result<(), Error>),
     OperatorSession(Result<OperatorSession, Error>),
+}
+
+/// How a self-service call proves who asks for it.
+#[derive(Debug)]
+pub enum Proof {
+    /// The password alone: enough only to enroll a first authenticator.
+    Password(Zeroizing<String>),
+    /// The password and a current code (authenticator or backup code): the call completes a
+    /// login with them first, and the step-up it makes comes back in the outcome.
+    PasswordAndCode {
+        password: Zeroizing<String>,
+        code: Zeroizing<String>,
+    },
+    /// A step-up the screen holds from an earlier login.
+    StepUp(StepUp),
+}
+
+impl Proof {
+    /// `held` if it is still fresh at `now`, else the password and code typed.
+    pub fn held_or(
+        held: Option<StepUp>,
+        now: UnixTime,
+        password: Zeroizing<String>,
+        code: Zeroizing<String>,
+    ) -> Self {
+        match held {
+            Some(s) if s.is_fresh(now) => Proof::StepUp(s),
+            _ => Proof::PasswordAndCode { password, code },
+        }
+    }
 }
 
 /// Everything the settings screen shows about one account.
@@ -533,9 +598,10 @@ impl Cx {
                 &name,
                 Target::Settings(name.clone()),
             ))),
-            Target::Reenroll(name) => self.show(Screen::Enroll(
-                Enroll::new(&name, Target::Settings(name.clone())).replacing_codes(),
-            )),
+            Target::Reenroll(name) => {
+                let back = Target::Settings(name.clone());
+                self.show(Screen::Enroll(Enroll::reenroll(&name, back, self.now)))
+            }
             Target::Quit => self.quit = true,
         }
     }

@@ -16,6 +16,8 @@
 //!   a time between keys (the rest of a long account list). Their results come back as messages, and
 //!   the clipboard and disk sit behind [`runtime::Platform`], so tests drive the whole app with
 //!   an in-memory service and never touch a terminal, the clipboard or the disk.
+//! - [`demo`]: `sparekey tui --demo`, the same three parts on an in-memory store of sample
+//!   accounts with a fixed clock and randomness, in the terminal or pressing keys from a file.
 //!
 //! The terminal is restored on every way out: normal exit, error (the loop's result is returned
 //! only after restoring), panic (ratatui's panic hook restores before the message prints), and
@@ -24,6 +26,7 @@
 //! of the same kind ends the process at once, for a console that could not stop.
 
 pub mod app;
+pub mod demo;
 pub mod keys;
 pub mod runtime;
 pub mod screens;
@@ -75,6 +78,16 @@ pub fn run(service: Service, options: TuiOptions) -> std::io::Result<()> {
     let app_options = options.app_options(&service);
     // Before the terminal changes mode, so a failing clipboard setup cannot leave it raw.
     let platform = runtime::RealPlatform::new();
+    run_with(service, platform, app_options)
+}
+
+/// Runs the console in the current terminal with the given platform (the demo's has no
+/// clipboard and no disk).
+pub(crate) fn run_with<P: runtime::Platform>(
+    service: Service,
+    platform: P,
+    app_options: app::AppOptions,
+) -> std::io::Result<()> {
     let mut driver = runtime::Driver::with_worker(service, platform, app_options)?;
     let stop = stop_on_signals()?;
     let mut terminal = ratatui::try_init()?;

@@ -11,7 +11,9 @@
 //! made (the store contract wants each face's effects one at a time), and the app holds keys
 //! back while a call runs (see [`App::typed_ahead`]). Tests and benches run calls inline
 //! ([`Driver::new`]) or hold them until released ([`Driver::hold_calls`]): the same update and
-//! view code, with a synchronous executor, so they stay deterministic.
+//! view code, with a synchronous executor, so they stay deterministic. The scripted demo
+//! ([`crate::tui::demo`]) keeps the worker and waits for it after every key
+//! ([`Driver::wait_idle`]), which is deterministic too.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -27,8 +29,10 @@ use zeroize::Zeroizing;
 
 use crate::core::error::Error;
 use crate::core::service::Service;
+use crate::core::step_up::StepUp;
 use crate::tui::app::{
-    App, AppOptions, Call, ClipboardUsed, Effect, ExportError, Msg, Outcome, SettingsData, update,
+    App, AppOptions, Call, ClipboardUsed, Effect, ExportError, Msg, Outcome, Proof, SettingsData,
+    update,
 };
 use crate::tui::screens::settings::AUDIT_LIMIT;
 use crate::tui::ui::view;
@@ -56,30 +60,75 @@ pub fn execute_call(service: &Service, call: Call) -> Outcome {
             let result = service.create_account(&name, &password);
             Outcome::Created { name, result }
         }
-        Call::BeginEnrollment { name, password } => {
-            Outcome::EnrollmentBegun(service.begin_enrollment(&name, Some(&password)))
-        }
-        Call::ConfirmEnrollment { name, code } => {
-            Outcome::Issued(service.confirm_enrollment(&name, &code))
+        Call::BeginEnrollment { name, proof } => match proof {
+            Proof::Password(password) => Outcome::EnrollmentBegun {
+                result: service.begin_enrollment(&name, Some(&password)),
+                step_up: None,
+            },
+            proof => match step_up(service, &name, proof) {
+                Ok(step_up) => Outcome::EnrollmentBegun {
+                    result: service.begin_reenrollment(&name, &step_up),
+                    step_up: Some(step_up),
+                },
+                Err(e) => Outcome::EnrollmentBegun {
+                    result: Err(e),
+                    step_up: None,
+                },
+            },
+        },
+        Call::ConfirmEnrollment {
+            name,
+            code,
+            step_up,
+        } => {
+            let result = match &step_up {
+                Some(proof) => service.confirm_reenrollment(&name, &code, proof),
+                None => service.confirm_enrollment(&name, &code),
+            };
+            Outcome::Confirmed { result, step_up }
         }
         Call::StartLogin { name, password } => {
             let result = service.start_login(&name, &password);
             Outcome::LoginStarted { name, result }
         }
         Call::FinishLogin { pending, code } => {
-            let result = service.finish_login(&pending, &code);
-            Outcome::LoginFinished { pending, result }
+            let (result, step_up) = match service.finish_login_with_step_up(&pending, &code) {
+                Ok((success, step_up)) => (Ok(success), Some(step_up)),
+                Err(e) => (Err(e), None),
+            };
+            Outcome::LoginFinished {
+                pending,
+                result,
+                step_up,
+            }
         }
         Call::Gate { name } => Outcome::Gate(service.gate(&name)),
         Call::LoadSettings { name } => Outcome::Settings(load_settings(service, &name)),
-        Call::Regenerate { name, password } => {
-            Outcome::Issued(service.regenerate_codes(&name, &password))
-        }
-        Call::DisableTwoFactor {
+        Call::StepUp {
             name,
             password,
             code,
-        } => Outcome::Disabled(service.disable_two_factor(&name, &password, &code)),
+        } => Outcome::SteppedUp(service.step_up(&name, &password, &code)),
+        Call::Regenerate { name, proof } => match step_up(service, &name, proof) {
+            Ok(step_up) => Outcome::Issued {
+                result: service.regenerate_codes(&name, &step_up),
+                step_up: Some(step_up),
+            },
+            Err(e) => Outcome::Issued {
+                result: Err(e),
+                step_up: None,
+            },
+        },
+        Call::DisableTwoFactor { name, proof } => match step_up(service, &name, proof) {
+            Ok(step_up) => Outcome::Disabled {
+                result: service.disable_two_factor(&name, &step_up),
+                step_up: Some(step_up),
+            },
+            Err(e) => Outcome::Disabled {
+                result: Err(e),
+                step_up: None,
+            },
+        },
         Call::Unlock { name } => {
             let result = service.unlock(&name);
             Outcome::Unlocked { name, result }
@@ -91,6 +140,16 @@ pub fn execute_call(service: &Service, call: Call) -> Outcome {
         Call::StartOperatorSession { password } => {
             Outcome::OperatorSession(service.start_operator_session(&password))
         }
+    }
+}
+
+/// The step-up a call's proof stands for: the one held, or a login with the password and code
+/// typed. The password alone makes none.
+fn step_up(service: &Service, name: &str, proof: Proof) -> Result<StepUp, Error> {
+    match proof {
+        Proof::StepUp(held) => Ok(held),
+        Proof::PasswordAndCode { password, code } => service.step_up(name, &password, &code),
+        Proof::Password(_) => Err(crate::core::step_up::needed("that")),
     }
 }
 
@@ -292,6 +351,29 @@ impl<P: Platform> Driver<P> {
         while self.step() {}
     }
 
+    /// Blocks until no call is running or waiting: every worker answer fed back and every
+    /// [`Effect::Later`] call run, in the order the event loop would run them. The scripted demo
+    /// calls it after each key, so what a frame shows never depends on how fast the worker was.
+    /// An error if the worker died.
+    pub fn wait_idle(&mut self) -> io::Result<()> {
+        loop {
+            let Calls::Worker(worker) = &mut self.calls else {
+                self.settle();
+                return Ok(());
+            };
+            if worker.in_flight > 0 {
+                let (kind, outcome) = worker
+                    .results
+                    .recv()
+                    .map_err(|_| io::Error::other("the service worker stopped"))?;
+                worker.in_flight -= 1;
+                self.send(kind.done(outcome));
+            } else if !self.pump()? {
+                return Ok(());
+            }
+        }
+    }
+
     /// With a worker: feeds every answer that arrived back into the app, then, if the worker is
     /// idle, hands it the oldest [`Effect::Later`] call (so a key's call waits behind at most
     /// one piece of that work). `true` if anything happened; an error if the worker died.
@@ -482,9 +564,9 @@ impl Platform for RealPlatform {
 /// worker is busy or [`Effect::Later`] work waits, so answers show at once), and feeds the app.
 /// Returns when the app quits or once `stop` is set (a signal asked the console to end), so
 /// the caller restores the terminal either way.
-pub fn event_loop<B: ratatui::backend::Backend>(
+pub fn event_loop<B: ratatui::backend::Backend, P: Platform>(
     terminal: &mut ratatui::Terminal<B>,
-    driver: &mut Driver<RealPlatform>,
+    driver: &mut Driver<P>,
     stop: &AtomicBool,
 ) -> io::Result<()>
 where
@@ -519,5 +601,78 @@ where
         if driver.service.now() != driver.app.now {
             driver.tick();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use ratatui::crossterm::event::{KeyCode, KeyModifiers};
+
+    use super::*;
+    use crate::core::clock::ManualClock;
+    use crate::core::entropy::SeededEntropy;
+    use crate::core::password::HashParams;
+    use crate::core::service::Config;
+    use crate::core::totp::TotpParams;
+    use crate::tui::app::Screen;
+    use crate::tui::widgets::Theme;
+
+    const PASSWORD: &str = "correct horse battery";
+
+    fn driver() -> Driver<RecordingPlatform> {
+        let config = Config {
+            hash_params: HashParams::TEST_ONLY,
+            ..Config::default()
+        };
+        let clock = Arc::new(ManualClock::new(1_714_566_890));
+        let service = crate::app::open_in_memory(config, clock, Box::new(SeededEntropy::new(7)));
+        // More accounts than the first page (200), so the list's rest comes as Effect::Later work.
+        for i in 0..300 {
+            service
+                .create_account(&format!("user{i:03}"), PASSWORD)
+                .unwrap();
+        }
+        let options = AppOptions {
+            kiosk: false,
+            idle_timeout: Duration::from_secs(60),
+            theme: Theme::plain(),
+            export_dir: PathBuf::from("/nowhere"),
+            totp: TotpParams::default(),
+            home_dir: None,
+        };
+        Driver::with_worker(service, RecordingPlatform::default(), options).unwrap()
+    }
+
+    fn key(d: &mut Driver<RecordingPlatform>, code: KeyCode) {
+        d.key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+
+    #[test]
+    fn wait_idle_returns_once_the_worker_and_the_later_work_are_done() {
+        let mut d = driver();
+        // Counted down only as answers are taken in, so this holds however fast the worker is.
+        assert!(d.busy(), "the first page is on the worker");
+        d.wait_idle().unwrap();
+        assert!(!d.busy() && !d.app.working());
+        let Screen::Accounts(accounts) = &d.app.screen else {
+            panic!("{:?}", d.app.screen)
+        };
+        assert_eq!(accounts.loaded_len(), 300, "every page was loaded");
+        assert!(!accounts.is_loading());
+
+        key(&mut d, KeyCode::Char('l'));
+        for c in PASSWORD.chars() {
+            key(&mut d, KeyCode::Char(c));
+        }
+        key(&mut d, KeyCode::Enter);
+        d.wait_idle().unwrap();
+        assert!(!d.busy() && !d.app.working());
+        assert!(
+            matches!(d.app.screen, Screen::Secure(_)),
+            "{:?}",
+            d.app.status
+        );
     }
 }

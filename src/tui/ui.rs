@@ -3,6 +3,7 @@
 //! call the service or read the clock: the same `App` always draws the same frame, which is what
 //! makes snapshots deterministic.
 
+use crate::core::account::printable;
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -47,7 +48,10 @@ pub fn view(app: &App, frame: &mut Frame<'_>) {
     let idle = app.idle_countdown().map(|left| idle_warning(app, left));
     let shown = idle.as_ref().or(working.as_ref()).or(app.status.as_ref());
     // A long message (a drift explanation, a path) gets a second line rather than being cut.
-    let status_text = shown.map(|s| s.text.clone()).unwrap_or_default();
+    // Messages and titles carry account names: shown escaped, never obeyed by the terminal.
+    let status_text = shown
+        .map(|s| printable(&s.text).into_owned())
+        .unwrap_or_default();
     let status_height = if Line::raw(status_text.as_str()).width() + 2 > area.width as usize {
         2
     } else {
@@ -64,7 +68,7 @@ pub fn view(app: &App, frame: &mut Frame<'_>) {
     let mut title_spans = vec![
         Span::styled(" sparekey ", theme.selected()),
         Span::raw(" "),
-        Span::styled(app.screen.title(), theme.title()),
+        Span::styled(printable(&app.screen.title()).into_owned(), theme.title()),
     ];
     if app.options.kiosk {
         title_spans.push(Span::raw("  "));

@@ -1,18 +1,18 @@
-//! The README's pictures of the console: the main screens rendered to SVG from the same
-//! deterministic TestBackend frames as the snapshots, in colour. The test fails when a committed
-//! `assets/*.svg` differs from what the screens draw now, so the pictures cannot go stale;
-//! `SPAREKEY_UPDATE_ASSETS=1 cargo test --test console tui_assets` rewrites them instead (review
-//! them like a changed snapshot before committing).
+//! The README's pictures of the console: each `assets/NAME.keys` key file is run through the
+//! demo driver (`sparekey tui --demo --keys`, called here as the library function behind it) at
+//! 100x32 in colour, and its last frame is `assets/NAME.svg`. The test fails when a committed
+//! picture differs from what its key file draws now, or has no key file, so the pictures cannot
+//! go stale; `SPAREKEY_UPDATE_ASSETS=1 cargo test --test console tui_assets` rewrites them instead
+//! (review them like a changed snapshot before committing).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::support::console::*;
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::{Color, Modifier};
-use sparekey::tui::ui::view;
+use sparekey::core::service::Config;
+use sparekey::tui::TuiOptions;
+use sparekey::tui::demo::{FrameSize, parse_keys, run_script};
 use sparekey::tui::widgets::Theme;
 
 const W: u16 = 100;
@@ -125,12 +125,28 @@ fn assets_dir() -> PathBuf {
 struct Pictures(Vec<(String, String)>);
 
 impl Pictures {
-    fn take(&mut self, h: &mut H, name: &str) {
-        h.d.app.options.theme = Theme { color: true };
-        let mut terminal = Terminal::new(TestBackend::new(W, H_)).unwrap();
-        terminal.draw(|f| view(&h.d.app, f)).unwrap();
-        self.0
-            .push((format!("{name}.svg"), svg(terminal.backend().buffer())));
+    /// Runs `keys` on a fresh demo store and keeps its last frame as `name`.svg.
+    fn draw(&mut self, name: &str, keys: &str) {
+        let script = parse_keys(keys).unwrap_or_else(|e| panic!("assets/{name}.keys: {e}"));
+        let size = FrameSize {
+            width: W,
+            height: H_,
+        };
+        let mut last = None;
+        run_script(
+            &script,
+            Config::default(),
+            &TuiOptions::default(),
+            size,
+            Theme { color: true },
+            |frame| {
+                last = Some(frame.buffer.clone());
+                Ok(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("assets/{name}.keys: {e:?}"));
+        let buffer = last.expect("a run draws at least the opening frame");
+        self.0.push((format!("{name}.svg"), svg(&buffer)));
     }
 }
 
@@ -140,12 +156,12 @@ fn stale(pictures: &Pictures, dir: &Path) -> Vec<String> {
     for (file, rendered) in &pictures.0 {
         match std::fs::read_to_string(dir.join(file)) {
             Ok(committed) if committed == *rendered => {}
-            Ok(_) => problems.push(format!("{file} differs from what the screen draws now")),
+            Ok(_) => problems.push(format!("{file} differs from what its key file draws now")),
             Err(e) => problems.push(format!("{file} cannot be read: {e}")),
         }
     }
     for orphan in orphans(pictures, dir) {
-        problems.push(format!("{orphan} is no longer rendered"));
+        problems.push(format!("{orphan} has no key file that draws it"));
     }
     problems
 }
@@ -174,49 +190,27 @@ fn update(pictures: &Pictures, dir: &Path) {
     }
 }
 
-/// The screens the README shows, driven by keys like the state tests.
-fn render_readme_pictures() -> Pictures {
+/// The pictures the key files in `dir` draw, in name order.
+fn render_readme_pictures(dir: &Path) -> Pictures {
+    let mut keys: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "keys"))
+        .collect();
+    keys.sort();
+    assert!(!keys.is_empty(), "no key files in {}", dir.display());
     let mut pictures = Pictures::default();
-    let mut h = H::with(false, |s, c| {
-        enroll(s, c, "alice@example.com");
-        s.create_account("bob", PASSWORD).unwrap();
-        let (_, dave) = enroll(s, c, "dave");
-        for code in &dave.codes[..8] {
-            s.login("dave", PASSWORD, Some(code.canonical())).unwrap();
-        }
-    });
-    pictures.take(&mut h, "accounts");
-
-    let secret = new_account_to_scan(&mut h, "carol");
-    pictures.take(&mut h, "enroll-qr");
-    h.enter();
-    h.typed(&h.totp(&secret));
-    h.enter();
-    pictures.take(&mut h, "codes-once");
-    h.esc();
-    h.typed("y");
-    pictures.take(&mut h, "settings");
-
-    h.esc();
-    h.typed("j");
-    h.typed("j");
-    h.typed("l");
-    h.typed(PASSWORD);
-    h.enter();
-    h.typed("1026-658x-4dg9");
-    pictures.take(&mut h, "login-backup-code");
-    h.esc();
-    h.esc();
-    h.esc();
-    h.typed("?");
-    pictures.take(&mut h, "help");
+    for path in keys {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        pictures.draw(&name, &std::fs::read_to_string(&path).unwrap());
+    }
     pictures
 }
 
 #[test]
 fn readme_pictures_match_the_screens() {
-    let pictures = render_readme_pictures();
     let dir = assets_dir();
+    let pictures = render_readme_pictures(&dir);
     if std::env::var(UPDATE_VAR).as_deref() == Ok("1") {
         update(&pictures, &dir);
         return;

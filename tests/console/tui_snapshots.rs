@@ -251,6 +251,8 @@ fn settings() {
     h.typed("g");
     h.typed("wrong password!");
     h.enter();
+    h.typed("000000");
+    h.enter();
     snap(&h, "settings_regenerate_wrong_password");
 }
 

@@ -12,8 +12,10 @@ use crate::support::*;
 use sparekey::app::Paths;
 use sparekey::core::clock::ManualClock;
 use sparekey::core::error::{Error, ErrorKind, RejectReason};
+use sparekey::core::service::Config;
 use sparekey::core::service::Service;
 use sparekey::core::store::StoreError;
+use sparekey::core::throttle::ThrottlePolicy;
 
 /// A tmpfs mounted for one test, unmounted when dropped.
 struct Mount(PathBuf);
@@ -145,6 +147,75 @@ fn a_full_disk_is_one_clear_error_and_nothing_is_lost() {
             .login("alice", PASSWORD, Some(untried))
             .expect("an untried code still logs in");
     }
+}
+
+#[test]
+fn on_a_full_disk_nothing_is_verified_and_every_answered_guess_was_counted() {
+    let Some(mount) = Mount::new("8m") else {
+        return;
+    };
+    let keys = tempfile::tempdir().unwrap();
+    let paths = paths(&mount.0, keys.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    // No delay and no lock in reach, so every guess until the disk is full is verified.
+    let config = || Config {
+        throttle: ThrottlePolicy {
+            free_failures: 10_000,
+            lock_after: 10_000,
+            ..ThrottlePolicy::default()
+        },
+        ..test_config()
+    };
+    let open = || {
+        sparekey::app::open_with(
+            &paths,
+            config(),
+            clock.clone(),
+            Box::new(sparekey::core::entropy::SeededEntropy::new(32)),
+        )
+    };
+    let service = open().unwrap();
+    service.create_account("bob", PASSWORD).unwrap();
+
+    let filler = fill(&mount.0);
+    let mut answered = 0;
+    let mut refused = None;
+    for _ in 0..5_000 {
+        match service.login("bob", "a wrong guess", None) {
+            Err(Error::Rejected(_)) => answered += 1,
+            Err(e @ Error::Store(_)) => {
+                refused = Some(e);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let refused = refused.expect("the disk never filled up");
+    assert!(
+        matches!(refused, Error::Store(StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+    // The store cannot count an attempt any more: the right password and a wrong one get the
+    // same answer, and neither is checked.
+    let hashes = service.hash_evaluations();
+    let right = service.login("bob", PASSWORD, None).unwrap_err();
+    let wrong = service.login("bob", "a wrong guess", None).unwrap_err();
+    assert_eq!(right, wrong);
+    assert!(
+        matches!(right, Error::Store(StoreError::Unavailable(_))),
+        "{right:?}"
+    );
+    assert_eq!(service.hash_evaluations(), hashes, "no Argon2id was spent");
+    drop(service);
+
+    std::fs::remove_file(filler).unwrap();
+    let service = open().expect("the store opens once space is back");
+    let counted = service.account_summary("bob").unwrap().consecutive_failures as usize;
+    assert!(
+        counted >= answered,
+        "every guess that got an answer was counted first: {counted} < {answered}"
+    );
+    eprintln!("{answered} guesses answered before the disk was full, {counted} counted");
 }
 
 #[test]

@@ -59,7 +59,7 @@ fn sample_account() -> Account {
     let service = open_disk(&paths, &clock, 1).unwrap();
     enrolled(&service, &clock, "zed");
     drop(service);
-    let store = open_store(&paths.store).unwrap();
+    let store = open_store_keyed(&paths.store, &paths.key_file).unwrap();
     store.load_account("zed").unwrap().unwrap()
 }
 
@@ -98,13 +98,19 @@ fn sample_account_cached() -> Account {
     CELL.get_or_init(sample_account).clone()
 }
 
+static TEST_KEY: std::sync::LazyLock<sparekey::core::keys::MasterKey> =
+    std::sync::LazyLock::new(|| sparekey::core::keys::MasterKey::from_bytes([3; 32]));
+
 #[test]
 fn a_damaged_store_file_is_one_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
     {
         let store = SledStore::open(&store_dir, Duration::ZERO).unwrap();
-        store.insert_account(&sample_account_cached()).unwrap();
+        store.bind_key(&TEST_KEY.store_key()).unwrap();
+        store
+            .insert_account(&sample_account_cached(), &|_| Vec::new())
+            .unwrap();
     }
     // Overwrite the middle of sled's data file with garbage.
     let db = store_dir.join("db");
@@ -114,7 +120,8 @@ fn a_damaged_store_file_is_one_clear_error() {
         *b = 0xA5;
     }
     std::fs::write(&db, &bytes).unwrap();
-    match open_store(&store_dir) {
+    let opened = open_store(&store_dir).and_then(|s| s.bind_key(&TEST_KEY.store_key()).map(|_| s));
+    match opened {
         Err(e) => assert!(
             matches!(e, StoreError::Damaged(_) | StoreError::Io(_)),
             "{e:?}"

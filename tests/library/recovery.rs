@@ -40,8 +40,7 @@ fn backup_then_restore_gives_back_the_same_state() {
         let (_, codes) = enrolled(&service, &clock, "alice");
         service.login("alice", PASSWORD, Some(&codes[0])).unwrap();
         drop(service);
-        let store = open_store(&paths.store).unwrap();
-        let summary = app::backup(&store, &backup_file).unwrap();
+        let summary = app::backup_store(&paths, &backup_file).unwrap();
         assert_eq!(summary.accounts, 1);
         assert!(summary.audit_events >= 4);
         codes
@@ -55,21 +54,21 @@ fn backup_then_restore_gives_back_the_same_state() {
         0o600
     );
     // A backup is never overwritten.
-    let store = open_store(&paths.store).unwrap();
-    let refused = app::backup(&store, &backup_file).unwrap_err();
+    let refused = app::backup_store(&paths, &backup_file).unwrap_err();
     assert!(
         refused.to_string().contains("never overwrites"),
         "{refused}"
     );
     // Lose a code after the backup: the restore brings back the state at backup time.
-    drop(store);
     {
         let service = open(&paths, &clock);
         service.login("alice", PASSWORD, Some(&codes[1])).unwrap();
     }
     let restored = app::restore(&paths, &backup_file, T0 + 100).unwrap();
     let aside = restored.previous_store.expect("the old store is kept");
-    assert!(aside.exists() && aside.ends_with(format!("store.replaced-{}", T0 + 100)));
+    assert!(aside.exists() && aside.ends_with("store.replaced-20261128T120140Z"));
+    // The code used since the backup works again, and the restore says so.
+    assert_eq!(restored.codes_revived, ["alice"]);
     let service = open(&paths, &clock);
     assert_eq!(service.code_status("alice").unwrap().remaining, 9);
     assert!(
@@ -89,22 +88,24 @@ fn a_damaged_backup_is_refused_and_nothing_is_touched() {
         let service = open(&paths, &clock);
         service.create_account("bob", PASSWORD).unwrap();
     }
-    {
-        let store = open_store(&paths.store).unwrap();
-        app::backup(&store, &file).unwrap();
-    }
+    app::backup_store(&paths, &file).unwrap();
     let mut bytes = std::fs::read(&file).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     let damaged = dir.path().join("damaged.bin");
     std::fs::write(&damaged, &bytes).unwrap();
     let err = app::restore(&paths, &damaged, T0).unwrap_err();
-    assert!(err.to_string().contains("checksum does not match"), "{err}");
+    assert!(err.to_string().contains("tag does not match"), "{err}");
     assert_eq!(err.kind(), ErrorKind::Invalid);
     let truncated = dir.path().join("truncated.bin");
     std::fs::write(&truncated, &bytes[..10]).unwrap();
     assert!(app::restore(&paths, &truncated, T0).is_err());
-    assert!(!paths.data_dir.join(format!("store.replaced-{T0}")).exists());
+    assert!(
+        !paths
+            .data_dir
+            .join("store.replaced-20261128T120000Z")
+            .exists()
+    );
     assert_eq!(open(&paths, &clock).list_accounts().unwrap().len(), 1);
 }
 
@@ -118,7 +119,7 @@ fn a_backup_from_another_key_is_refused_and_the_store_put_back() {
         let service = open(&other, &clock);
         service.create_account("eve", PASSWORD).unwrap();
         drop(service);
-        app::backup(&open_store(&other.store).unwrap(), &file).unwrap();
+        app::backup_store(&other, &file).unwrap();
     }
     let mine = paths(&dir.path().join("mine"));
     open(&mine, &clock)
@@ -164,7 +165,8 @@ fn doctor_names_what_is_wrong_and_how_to_fix_it() {
     // A key file others may read is not used, so what needs the key is skipped, not passed.
     assert_eq!(status(&checks, "key binding"), Status::Skipped);
     assert_eq!(status(&checks, "secrets"), Status::Skipped);
-    assert_eq!(status(&checks, "records"), Status::Ok);
+    // So are the records: their integrity tags need the key.
+    assert_eq!(status(&checks, "records"), Status::Skipped);
 
     std::fs::set_permissions(&paths.key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::write(&paths.key_file, format!("{}\n", "cd".repeat(32))).unwrap();
@@ -211,7 +213,7 @@ fn doctor_flags_hashes_below_the_owasp_minimum() {
     {
         let service = real(1).unwrap();
         enrolled(&service, &clock, "strong");
-        service.set_operator_password("operator pw").unwrap();
+        service.set_operator_password("operator secret").unwrap();
     }
     let check = hash_check();
     assert!(
@@ -220,7 +222,7 @@ fn doctor_flags_hashes_below_the_owasp_minimum() {
     );
 
     // Cheap hashes (the test parameters) for one account's password and codes.
-    enrolled(&open(&paths, &clock), &clock, "weak");
+    let (_, weak_codes) = enrolled(&open(&paths, &clock), &clock, "weak");
     let check = hash_check();
     assert!(check.status == Status::Fix, "{check:?}");
     assert!(check.detail.contains("the passwords of weak;"), "{check:?}");
@@ -236,7 +238,10 @@ fn doctor_flags_hashes_below_the_owasp_minimum() {
     );
 
     // New codes made with the real parameters leave only the password to report.
-    real(2).unwrap().regenerate_codes("weak", PASSWORD).unwrap();
+    let service = real(2).unwrap();
+    let proof = service.step_up("weak", PASSWORD, &weak_codes[0]).unwrap();
+    service.regenerate_codes("weak", &proof).unwrap();
+    drop(service);
     let check = hash_check();
     assert!(
         check.status == Status::Fix && !check.detail.contains("backup codes"),
@@ -253,7 +258,7 @@ fn a_large_restore_is_chunked_and_an_interrupted_one_is_detected() {
         let service = open(&small, &clock);
         enrolled(&service, &clock, "template");
         drop(service);
-        let store = open_store(&small.store).unwrap();
+        let store = open_store_keyed(&small.store, &small.key_file).unwrap();
         store.export_image().unwrap()
     };
     // 2,500 accounts: more than two chunks.
@@ -269,6 +274,8 @@ fn a_large_restore_is_chunked_and_an_interrupted_one_is_detected() {
     std::fs::create_dir_all(&other.data_dir).unwrap();
     {
         let store = open_store(&other.store).unwrap();
+        let key = sparekey::core::keys::MasterKey::from_bytes([4; 32]);
+        store.bind_key(&key.store_key()).unwrap();
         store.import_image(&image).unwrap();
         let listed = store.list_accounts().unwrap();
         assert_eq!(listed.len(), 2_500);
@@ -292,4 +299,364 @@ fn a_large_restore_is_chunked_and_an_interrupted_one_is_detected() {
             .contains("run 'sparekey restore FILE' again"),
         "{err}"
     );
+}
+
+// ----- attacks on backups --------------------------------------------------------------------
+
+/// A backup forged in the format of sparekey up to 8bd8069: the image and an unkeyed SHA-256
+/// that anyone can recompute after an edit.
+fn forge_unkeyed(image: &sparekey::core::store::StoreImage, file: &std::path::Path) {
+    use sha2::Digest;
+    let mut bytes = b"SPAREKEY-BACKUP\x00\x01".to_vec();
+    bytes.extend(sparekey::store::encode(image));
+    let sum = sha2::Sha256::digest(&bytes);
+    bytes.extend(sum);
+    std::fs::write(file, bytes).unwrap();
+}
+
+/// A backup in today's format, tagged with a key the forger made up (he has no other).
+fn forge_with_own_key(image: &sparekey::core::store::StoreImage, file: &std::path::Path) {
+    let forger = sparekey::core::keys::MasterKey::from_bytes([0xEE; 32]);
+    let mut image = image.clone();
+    image.key_fingerprint = None;
+    std::fs::write(file, app::backup_file::encode_for_tests(&image, &forger)).unwrap();
+}
+
+/// Alice and mallory, both enrolled; a real backup of them; the image it holds.
+fn two_accounts_backed_up(
+    paths: &Paths,
+    clock: &Arc<ManualClock>,
+    file: &std::path::Path,
+) -> (Vec<String>, Vec<String>, sparekey::core::store::StoreImage) {
+    let service = open(paths, clock);
+    let (_, alice_codes) = enrolled(&service, clock, "alice");
+    service
+        .create_account("mallory", "mallory's own password")
+        .unwrap();
+    let enrollment = service.begin_enrollment("mallory", None).unwrap();
+    let code = code_for(&enrollment.secret, clock.now_for_tests());
+    let issued = service.confirm_enrollment("mallory", &code).unwrap();
+    let mallory_codes = issued
+        .codes
+        .iter()
+        .map(|c| c.display().to_string())
+        .collect();
+    service
+        .login("alice", PASSWORD, Some(&alice_codes[0]))
+        .unwrap();
+    drop(service);
+    app::backup_store(paths, file).unwrap();
+    let key = app::key_file::read_key(&paths.key_file).unwrap();
+    let image = app::read_backup(file, &key).unwrap();
+    (alice_codes, mallory_codes, image)
+}
+
+/// The live store still holds alice as she was: her password and unused codes work, mallory's
+/// do not.
+fn alice_untouched(
+    paths: &Paths,
+    clock: &Arc<ManualClock>,
+    alice_codes: &[String],
+    mallory_codes: &[String],
+) {
+    let service = open(paths, clock);
+    let taken = service.login("alice", "mallory's own password", Some(&mallory_codes[1]));
+    assert!(taken.is_err(), "mallory got in as alice");
+    assert!(
+        service
+            .login("alice", PASSWORD, Some(&alice_codes[1]))
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_tampered_backup_swapping_accounts_is_refused_and_the_store_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let file = dir.path().join("b.bin");
+    let (alice_codes, mallory_codes, image) = two_accounts_backed_up(&paths, &clock, &file);
+    // Mallory's password hash and code set copied into alice's record.
+    let mut swapped = image.clone();
+    let mallory = swapped
+        .accounts
+        .iter()
+        .find(|a| a.name == "mallory")
+        .unwrap()
+        .clone();
+    let alice = swapped
+        .accounts
+        .iter_mut()
+        .find(|a| a.name == "alice")
+        .unwrap();
+    alice.password = mallory.password.clone();
+    alice.codes = mallory.codes.clone();
+    alice.totp = mallory.totp.clone();
+    for (forge, why) in [
+        (forge_unkeyed as fn(&_, &_), "unauthenticated checksum"),
+        (forge_with_own_key, "tag does not match"),
+    ] {
+        let forged = dir.path().join("forged.bin");
+        forge(&swapped, &forged);
+        let err = app::restore(&paths, &forged, T0 + 100).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+        assert!(err.to_string().contains(why), "{err}");
+        assert!(!err.to_string().contains('\n'));
+        std::fs::remove_file(&forged).unwrap();
+    }
+    let asides = std::fs::read_dir(&paths.data_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("replaced")
+        })
+        .count();
+    assert_eq!(asides, 0, "the live store was never moved");
+    alice_untouched(&paths, &clock, &alice_codes, &mallory_codes);
+}
+
+#[test]
+fn swapped_verifiers_do_not_verify_on_another_account_even_below_the_backup() {
+    // Even an image the store itself imports (its records freshly tagged) cannot move a
+    // password hash or a code set: each is bound to its account by Argon2's associated data.
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let file = dir.path().join("b.bin");
+    let (_, mallory_codes, image) = two_accounts_backed_up(&paths, &clock, &file);
+    let mut swapped = image.clone();
+    let mallory = swapped
+        .accounts
+        .iter()
+        .find(|a| a.name == "mallory")
+        .unwrap()
+        .clone();
+    let alice = swapped
+        .accounts
+        .iter_mut()
+        .find(|a| a.name == "alice")
+        .unwrap();
+    alice.password = mallory.password.clone();
+    alice.codes = mallory.codes.clone();
+    std::fs::remove_dir_all(&paths.store).unwrap();
+    {
+        let store = open_store_keyed(&paths.store, &paths.key_file).unwrap();
+        store.import_image(&swapped).unwrap();
+    }
+    let service = open(&paths, &clock);
+    let err = service.login("alice", "mallory's own password", Some(&mallory_codes[2]));
+    assert_eq!(
+        reason(err.unwrap_err()),
+        sparekey::core::error::RejectReason::WrongNameOrPassword
+    );
+    // With alice's own password, mallory's code set does not match either.
+    let mut only_codes = image.clone();
+    let alice = only_codes
+        .accounts
+        .iter_mut()
+        .find(|a| a.name == "alice")
+        .unwrap();
+    alice.codes = mallory.codes.clone();
+    drop(service);
+    std::fs::remove_dir_all(&paths.store).unwrap();
+    {
+        let store = open_store_keyed(&paths.store, &paths.key_file).unwrap();
+        store.import_image(&only_codes).unwrap();
+    }
+    let service = open(&paths, &clock);
+    let err = service.login("alice", PASSWORD, Some(&mallory_codes[2]));
+    assert_eq!(
+        reason(err.unwrap_err()),
+        sparekey::core::error::RejectReason::WrongCode
+    );
+}
+
+#[test]
+fn a_backup_with_two_factor_stripped_or_a_spent_code_revived_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let file = dir.path().join("b.bin");
+    let (alice_codes, mallory_codes, image) = two_accounts_backed_up(&paths, &clock, &file);
+    let mut stripped = image.clone();
+    let alice = stripped
+        .accounts
+        .iter_mut()
+        .find(|a| a.name == "alice")
+        .unwrap();
+    alice.totp = None;
+    alice.codes = None;
+    let mut revived = image.clone();
+    let alice = revived
+        .accounts
+        .iter_mut()
+        .find(|a| a.name == "alice")
+        .unwrap();
+    alice.codes.as_mut().unwrap().slots[0].used_at = None;
+    alice.failures = Default::default();
+    for forged_image in [&stripped, &revived] {
+        for forge in [forge_unkeyed as fn(&_, &_), forge_with_own_key] {
+            let forged = dir.path().join("forged.bin");
+            forge(forged_image, &forged);
+            let err = app::restore(&paths, &forged, T0 + 100).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+            std::fs::remove_file(&forged).unwrap();
+        }
+    }
+    // One flipped bit of the real backup is refused too.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    assert!(app::restore(&paths, &file, T0 + 100).is_err());
+    alice_untouched(&paths, &clock, &alice_codes, &mallory_codes);
+    let service = open(&paths, &clock);
+    let spent = service.login("alice", PASSWORD, Some(&alice_codes[0]));
+    assert!(spent.is_err(), "the spent code stays spent");
+}
+
+#[test]
+fn restore_validates_every_record_as_creation_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let file = dir.path().join("b.bin");
+    let (_, _, image) = two_accounts_backed_up(&paths, &clock, &file);
+    let key = app::key_file::read_key(&paths.key_file).unwrap();
+    type Edit = Box<dyn Fn(&mut sparekey::core::account::Account)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "control character",
+            Box::new(|a| a.name = "ali\u{1b}[2Jce".into()),
+        ),
+        ("U+202E", Box::new(|a| a.name = "\u{202E}ecila".into())),
+        ("password hash", Box::new(|a| a.password = "plain".into())),
+        (
+            "backup-code set",
+            Box::new(|a| a.codes.as_mut().unwrap().slots.clear()),
+        ),
+        (
+            "backup-code set",
+            Box::new(|a| a.codes.as_mut().unwrap().params.m_kib = u32::MAX),
+        ),
+        (
+            "authenticator",
+            Box::new(|a| a.totp.as_mut().unwrap().params.digits = 99),
+        ),
+        (
+            "authenticator",
+            Box::new(|a| a.totp.as_mut().unwrap().secret.ciphertext = vec![0; 5000]),
+        ),
+        (
+            "differ only by case",
+            Box::new(|a| a.name = "Mallory".into()),
+        ),
+    ];
+    for (why, edit) in cases {
+        let mut bad = image.clone();
+        edit(bad.accounts.iter_mut().find(|a| a.name == "alice").unwrap());
+        let forged = dir.path().join("bad.bin");
+        // Tagged with the right key: what is refused here is the content.
+        std::fs::write(&forged, app::backup_file::encode_for_tests(&bad, &key)).unwrap();
+        let err = app::restore(&paths, &forged, T0 + 100).unwrap_err();
+        assert!(err.to_string().contains(why), "{why}: {err}");
+        assert!(!err.to_string().contains('\u{1b}'), "{err:?}");
+        std::fs::remove_file(&forged).unwrap();
+    }
+}
+
+#[test]
+fn a_restore_is_audited_and_never_reuses_an_aside_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let file = dir.path().join("b.bin");
+    let (alice_codes, _, _) = two_accounts_backed_up(&paths, &clock, &file);
+    open(&paths, &clock)
+        .login("alice", PASSWORD, Some(&alice_codes[1]))
+        .unwrap();
+    let first = app::restore(&paths, &file, T0 + 100).unwrap();
+    assert_eq!(first.codes_revived, ["alice"]);
+    use sparekey::core::audit::AuditKind;
+    let events = open(&paths, &clock).audit_log(None, 1_000).unwrap();
+    let last: Vec<_> = events
+        .iter()
+        .rev()
+        .take(2)
+        .map(|e| (e.account.as_str(), &e.kind))
+        .collect();
+    assert_eq!(
+        last,
+        [
+            ("alice", &AuditKind::UsedCodesRevived { count: 1 }),
+            ("store:restore", &AuditKind::StoreRestored { accounts: 2 }),
+        ]
+    );
+    let second = app::restore(&paths, &file, T0 + 100).unwrap();
+    assert!(second.codes_revived.is_empty(), "nothing used since");
+    let (a, b) = (
+        first.previous_store.unwrap(),
+        second.previous_store.unwrap(),
+    );
+    assert!(a.ends_with("store.replaced-20261128T120140Z"), "{a:?}");
+    assert!(b.ends_with("store.replaced-20261128T120140Z-2"), "{b:?}");
+    assert!(a.exists() && b.exists());
+    assert!(!paths.data_dir.join("store.restoring").exists());
+    assert!(!paths.data_dir.join("store.restored").exists());
+}
+
+#[test]
+fn a_restore_killed_at_any_moment_leaves_the_old_store_or_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let file = dir.path().join("b.bin");
+    open(&paths, &clock)
+        .create_account("alice", PASSWORD)
+        .unwrap();
+    app::backup_store(&paths, &file).unwrap();
+    let (old, new): (&[&str], &[&str]) = (&["alice", "bob"], &["alice"]);
+    open(&paths, &clock)
+        .create_account("bob", PASSWORD)
+        .unwrap();
+    let (mut saw_old, mut saw_new) = (0, 0);
+    for round in 0..16u64 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sparekey"))
+            .args(["restore", file.to_str().unwrap()])
+            .env("SPAREKEY_DATA_DIR", &paths.data_dir)
+            .env("SPAREKEY_KEY_FILE", &paths.key_file)
+            .env("HOME", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kills from at once to 56 ms in, in 4 ms steps; the last round lets it finish.
+        if round < 15 {
+            std::thread::sleep(std::time::Duration::from_millis(round * 4));
+            let _ = child.kill();
+        }
+        child.wait().unwrap();
+        let service = open(&paths, &clock);
+        let names: Vec<String> = service
+            .list_accounts()
+            .unwrap()
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        if names == old {
+            saw_old += 1;
+        } else {
+            assert_eq!(
+                names, new,
+                "round {round}: neither the old store nor the new one"
+            );
+            saw_new += 1;
+            service.create_account("bob", PASSWORD).unwrap();
+        }
+    }
+    println!("kills left the old store {saw_old} times, the restored one {saw_new} times");
+    assert!(saw_new > 0, "the restore left to finish did not restore");
 }

@@ -178,19 +178,26 @@ fn throttle_delays_then_locks_and_success_resets_only_after_full_login() {
         .collect();
     assert!(kinds.contains(&AuditKind::Locked));
     assert!(kinds.contains(&AuditKind::Unlocked));
-    assert!(
-        kinds
-            .iter()
-            .any(|k| matches!(k, AuditKind::Throttled { seconds_left: 30 }))
-    );
+    // The two refusals of the first delay share one event; the one while locked has its own.
+    assert!(kinds.contains(&AuditKind::AttemptsRefused {
+        count: 2,
+        locked: false
+    }));
+    assert!(kinds.contains(&AuditKind::AttemptsRefused {
+        count: 1,
+        locked: true
+    }));
 }
 
 #[test]
 fn regeneration_replaces_the_whole_set() {
     let (service, clock) = memory_service(7);
-    let (_, old) = enrolled(&service, &clock, "gus");
+    let (secret, old) = enrolled(&service, &clock, "gus");
     service.login("gus", PASSWORD, Some(&old[0])).unwrap();
-    let new = service.regenerate_codes("gus", PASSWORD).unwrap();
+    let proof = service
+        .step_up("gus", PASSWORD, &code_for(&secret, T0 + 30))
+        .unwrap();
+    let new = service.regenerate_codes("gus", &proof).unwrap();
     assert_eq!(service.code_status("gus").unwrap().remaining, 10);
     for code in &old[1..] {
         assert_eq!(
@@ -207,9 +214,9 @@ fn regeneration_replaces_the_whole_set() {
             .remaining_codes,
         9
     );
-    // Regeneration needs the right password.
+    // The step-up regeneration needs takes the right password.
     assert_eq!(
-        reason(service.regenerate_codes("gus", "nope nope").unwrap_err()),
+        reason(service.step_up("gus", "nope nope", &fresh).unwrap_err()),
         RejectReason::WrongPassword
     );
 }
@@ -217,12 +224,13 @@ fn regeneration_replaces_the_whole_set() {
 #[test]
 fn reenrollment_keeps_the_old_authenticator_until_confirmed() {
     let (service, clock) = memory_service(8);
-    let (old_secret, _) = enrolled(&service, &clock, "hal");
+    let (old_secret, codes) = enrolled(&service, &clock, "hal");
     assert!(matches!(
         service.begin_enrollment("hal", None),
-        Err(Error::Invalid(_))
+        Err(Error::StepUpNeeded(_))
     ));
-    let new = service.begin_enrollment("hal", Some(PASSWORD)).unwrap();
+    let proof = service.step_up("hal", PASSWORD, &codes[0]).unwrap();
+    let new = service.begin_reenrollment("hal", &proof).unwrap();
     let now = T0 + 30;
     assert!(
         service
@@ -231,7 +239,7 @@ fn reenrollment_keeps_the_old_authenticator_until_confirmed() {
     );
     clock.advance(30);
     service
-        .confirm_enrollment("hal", &code_for(&new.secret, now + 30))
+        .confirm_reenrollment("hal", &code_for(&new.secret, now + 30), &proof)
         .unwrap();
     clock.advance(30);
     let err = service
@@ -255,13 +263,14 @@ fn low_codes_are_flagged_and_disable_needs_password_and_code() {
     let now = T0 + 30;
     assert!(
         service
-            .disable_two_factor("ivy", "bad password", &code_for(&secret, now))
+            .step_up("ivy", "bad password", &code_for(&secret, now))
             .is_err()
     );
     service.unlock("ivy").unwrap();
-    service
-        .disable_two_factor("ivy", PASSWORD, &code_for(&secret, now))
+    let proof = service
+        .step_up("ivy", PASSWORD, &code_for(&secret, now))
         .unwrap();
+    service.disable_two_factor("ivy", &proof).unwrap();
     let summary = service.account_summary("ivy").unwrap();
     assert!(!summary.two_factor && summary.total_codes == 0);
     let ok = service.login("ivy", PASSWORD, None).unwrap();
@@ -283,15 +292,15 @@ fn turning_two_factor_off_is_audited_as_such_and_not_as_a_login() {
     };
 
     let before = service.audit_log(Some("una"), 1_000).unwrap().len();
-    service
-        .disable_two_factor("una", PASSWORD, &code_for(&secret, T0 + 30))
+    let proof = service
+        .step_up("una", PASSWORD, &code_for(&secret, T0 + 30))
         .unwrap();
+    service.disable_two_factor("una", &proof).unwrap();
     assert_eq!(events_after("una", before), [AuditKind::TwoFactorDisabled]);
 
     let before = service.audit_log(Some("vic"), 1_000).unwrap().len();
-    service
-        .disable_two_factor("vic", PASSWORD, &codes[4])
-        .unwrap();
+    let proof = service.step_up("vic", PASSWORD, &codes[4]).unwrap();
+    service.disable_two_factor("vic", &proof).unwrap();
     assert_eq!(
         events_after("vic", before),
         [
@@ -517,6 +526,7 @@ fn the_operator_password_is_throttled_and_locks_after_100_failures() {
     assert_eq!(
         kinds,
         [
+            AuditKind::OperatorPasswordSet,
             AuditKind::OperatorLocked,
             AuditKind::OperatorFailuresCleared
         ]
@@ -575,13 +585,16 @@ fn a_login_and_its_audit_events_are_written_together_or_not_at_all() {
         .login("quinn", "not the password", None)
         .unwrap_err();
     assert!(matches!(wrong, Error::Store(_)), "{wrong:?}");
+    // Fail closed: both attempts were counted before anything was verified, and no success
+    // settled them; only the events of what was decided after (a spent code, a failure's
+    // reason) are missing, with what they record.
     assert_eq!(
         service
             .account_summary("quinn")
             .unwrap()
             .consecutive_failures,
-        0,
-        "nor is a failure counted without its event"
+        2,
+        "attempts are counted before they are verified"
     );
     assert_eq!(service.audit_log(None, 1_000).unwrap(), before);
 
@@ -605,21 +618,637 @@ fn a_login_and_its_audit_events_are_written_together_or_not_at_all() {
 }
 
 #[test]
-fn a_failing_audit_write_never_hides_regenerated_codes() {
+fn regenerated_codes_and_their_event_are_written_together_and_no_code_is_lost() {
     let (service, handle, clock) = service_with_failing_audit();
-    let (_, _) = enrolled(&service, &clock, "quinn");
+    let (_, old) = enrolled(&service, &clock, "quinn");
+    let proof = service.step_up("quinn", PASSWORD, &old[9]).unwrap();
     let before = service.audit_log(None, 1_000).unwrap().len();
 
-    // Regeneration's event follows the change, best effort: the new codes are already the
-    // only valid ones, so they must be handed over even when the event cannot be written.
+    // The new set and its event go in one step: when the event cannot be written, no new set
+    // replaces the old one, so no code is shown that would not work and none that works is lost.
     handle.fail_audit_writes(true);
-    let fresh = service.regenerate_codes("quinn", PASSWORD).unwrap();
-    assert_eq!(fresh.codes.len(), 10, "new codes are handed over, not lost");
+    let err = service.regenerate_codes("quinn", &proof).unwrap_err();
+    assert!(matches!(err, Error::Store(_)), "{err:?}");
     assert_eq!(service.audit_log(None, 1_000).unwrap().len(), before);
     handle.fail_audit_writes(false);
+    assert!(service.login("quinn", PASSWORD, Some(&old[0])).is_ok());
+}
+
+#[test]
+fn a_step_up_spends_its_code_with_its_event_or_not_at_all() {
+    let (service, handle, clock) = service_with_failing_audit();
+    let (_, codes) = enrolled(&service, &clock, "una");
+    let before = service.audit_log(Some("una"), 1_000).unwrap().len();
+
+    // The step-up's backup code goes the login's way: spent in one step with its event, so
+    // when the event cannot be written the code is not spent and no step-up is made.
+    handle.fail_audit_writes(true);
+    let err = service.step_up("una", PASSWORD, &codes[0]).unwrap_err();
+    assert!(matches!(err, Error::Store(_)), "{err:?}");
+    handle.fail_audit_writes(false);
+    assert_eq!(service.code_status("una").unwrap().remaining, 10);
+    assert_eq!(service.audit_log(Some("una"), 1_000).unwrap().len(), before);
+
+    // Once it can be written: the use is recorded, and no login (the step-up is no login).
+    let proof = service.step_up("una", PASSWORD, &codes[0]).unwrap();
+    let after = service.audit_log(Some("una"), 1_000).unwrap();
+    let kinds: Vec<&AuditKind> = after[before..].iter().map(|e| &e.kind).collect();
+    assert_eq!(
+        kinds,
+        [&AuditKind::BackupCodeUsed {
+            slot: 0,
+            remaining: 9
+        }]
+    );
+    assert_eq!(
+        service.account_summary("una").unwrap().consecutive_failures,
+        0,
+        "the finished step-up settled its counted attempts"
+    );
+    assert_eq!(
+        service.regenerate_codes("una", &proof).unwrap().codes.len(),
+        10
+    );
+}
+
+// ----- fail closed ----------------------------------------------------------------------------
+
+use sparekey::core::store::{Store, StoreError};
+use sparekey::core::throttle::ThrottlePolicy;
+use sparekey::store::faulty::{self, FaultyStore};
+
+/// A service on a memory store behind a [`FaultyStore`] the test can make refuse writes.
+fn service_with_faulty_store(seed: u64) -> (Service, FaultyStore<MemoryStore>, Arc<ManualClock>) {
+    let store = FaultyStore::new(MemoryStore::new());
+    let handle = store.clone();
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut entropy = SeededEntropy::new(seed);
+    let key = MasterKey::generate(&mut entropy);
+    let service = Service::new(
+        Box::new(store),
+        clock.clone(),
+        Box::new(entropy),
+        key,
+        test_config(),
+    )
+    .unwrap();
+    (service, handle, clock)
+}
+
+#[test]
+fn a_store_that_cannot_count_the_attempt_gets_one_answer_and_no_hash() {
+    let (service, store, clock) = service_with_faulty_store(30);
+    let (secret, codes) = enrolled(&service, &clock, "rita");
+    service.create_account("sam", PASSWORD).unwrap();
+    service.set_operator_password("operator secret").unwrap();
+    let totp = code_for(&secret, clock.now_for_tests());
+
+    store.refuse_writes(true);
+    let full = Error::Store(StoreError::Unavailable(faulty::REFUSED.into()));
+    let hashes = service.hash_evaluations();
+    let attempts: [(&str, Result<(), Error>); 10] = [
+        (
+            "right password, code",
+            service.login("rita", PASSWORD, Some(&codes[0])).map(drop),
+        ),
+        (
+            "wrong password, code",
+            service
+                .login("rita", "not it at all", Some(&codes[0]))
+                .map(drop),
+        ),
+        (
+            "right password, totp",
+            service.login("rita", PASSWORD, Some(&totp)).map(drop),
+        ),
+        (
+            "wrong password, totp",
+            service
+                .login("rita", "not it at all", Some(&totp))
+                .map(drop),
+        ),
+        (
+            "password only, right",
+            service.login("sam", PASSWORD, None).map(drop),
+        ),
+        (
+            "password only, wrong",
+            service.login("sam", "not it at all", None).map(drop),
+        ),
+        (
+            "step-up, right",
+            service.step_up("rita", PASSWORD, &codes[1]).map(drop),
+        ),
+        (
+            "step-up, wrong",
+            service
+                .step_up("rita", "not it at all", &codes[1])
+                .map(drop),
+        ),
+        (
+            "operator, right",
+            service.start_operator_session("operator secret").map(drop),
+        ),
+        (
+            "operator, wrong",
+            service.start_operator_session("not it at all").map(drop),
+        ),
+    ];
+    for (what, answer) in attempts {
+        assert_eq!(answer, Err(full.clone()), "{what}");
+    }
+    assert_eq!(
+        service.hash_evaluations(),
+        hashes,
+        "nothing may be verified while the attempt cannot be counted"
+    );
+    assert!(
+        store.refused() >= 10,
+        "every attempt tried to count itself first"
+    );
+
+    // Nothing changed, and all works once writes do.
+    store.refuse_writes(false);
+    assert_eq!(
+        service
+            .account_summary("rita")
+            .unwrap()
+            .consecutive_failures,
+        0
+    );
+    assert_eq!(service.code_status("rita").unwrap().remaining, 10);
+    assert!(service.login("rita", PASSWORD, Some(&codes[0])).is_ok());
+    assert!(service.login("sam", PASSWORD, None).is_ok());
+    assert!(service.start_operator_session("operator secret").is_ok());
+}
+
+#[test]
+fn a_typo_is_refused_before_the_attempt_is_counted() {
+    let (service, store, clock) = service_with_faulty_store(31);
+    let (_, codes) = enrolled(&service, &clock, "tess");
+    let mut typo: Vec<char> = codes[0].chars().collect();
+    typo[1] = if typo[1] == 'a' { 'b' } else { 'a' };
+    let typo: String = typo.into_iter().collect();
+    store.refuse_writes(true);
+    // Cheap checks come before the reservation: a typo is a typo even on a full disk.
+    let err = service.login("tess", PASSWORD, Some(&typo)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    let err = service.login("tess", PASSWORD, Some("12345")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    assert_eq!(store.refused(), 0, "no write was even tried");
+}
+
+/// A service on a sled store in `dir` with `policy`.
+fn sled_service(dir: &std::path::Path, policy: ThrottlePolicy) -> Service {
+    let paths =
+        sparekey::app::Paths::resolve(Some(dir.join("data")), Some(dir.join("key"))).unwrap();
+    sparekey::app::open_with(
+        &paths,
+        sparekey::core::service::Config {
+            throttle: policy,
+            ..test_config()
+        },
+        Arc::new(ManualClock::new(T0)),
+        Box::new(SeededEntropy::new(32)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn parallel_attempts_on_one_sled_store_never_verify_more_than_the_policy() {
+    // No delay before the lock, so only the lock bounds the attempts: every thread that got
+    // past a stale gate check would verify, and count, one more guess.
+    let policy = ThrottlePolicy {
+        free_failures: 1_000,
+        lock_after: 3,
+        ..ThrottlePolicy::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let service = sled_service(dir.path(), policy);
+    service.create_account("uma", PASSWORD).unwrap();
+    // Ten rounds, unlocked in between: a race that loses once in a while still shows.
+    let threads = 16;
+    for round in 0..10 {
+        let hashes = service.hash_evaluations();
+        let barrier = std::sync::Barrier::new(threads);
+        let answers: Vec<Error> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        service.login("uma", "not the password", None).unwrap_err()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let verified = answers
+            .iter()
+            .filter(|e| matches!(e, Error::Rejected(_)))
+            .count();
+        let locked = answers
+            .iter()
+            .filter(|e| matches!(e, Error::Locked(_)))
+            .count();
+        assert_eq!(verified + locked, threads, "round {round}: {answers:?}");
+        assert_eq!(
+            verified, 3,
+            "round {round}: only the policy's attempts are verified"
+        );
+        assert_eq!(service.hash_evaluations() - hashes, 3, "round {round}");
+        let summary = service.account_summary("uma").unwrap();
+        assert_eq!((summary.consecutive_failures, summary.locked), (3, true));
+        if round < 9 {
+            service.unlock("uma").unwrap();
+        }
+    }
+    // Locked now: even the right password is refused without a hash.
+    let hashes = service.hash_evaluations();
+    assert!(matches!(
+        service.login("uma", PASSWORD, None),
+        Err(Error::Locked(_))
+    ));
+    assert_eq!(service.hash_evaluations(), hashes);
+}
+
+#[test]
+fn a_success_cannot_clear_a_lock_that_other_attempts_reached_meanwhile() {
+    // The settling step re-checks the gate: here the stored record says three other attempts
+    // failed since this one was counted, which locks the account, so the right code is refused.
+    let policy = ThrottlePolicy {
+        free_failures: 1_000,
+        lock_after: 3,
+        ..ThrottlePolicy::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let service = sled_service(dir.path(), policy);
+    service.create_account("vic", PASSWORD).unwrap();
+    drop(service);
+    let store = open_store_keyed(
+        &dir.path().join("data").join("store"),
+        &dir.path().join("key"),
+    )
+    .unwrap();
+    let check = sparekey::core::store::SettleCheck { policy };
+    for _ in 0..4 {
+        let _ = store.reserve_attempt(
+            "vic",
+            &ThrottlePolicy {
+                lock_after: 10,
+                ..policy
+            },
+            T0,
+        );
+    }
+    let settled = store
+        .record_password_login("vic", T0, &check, &|_| Vec::new())
+        .unwrap();
+    assert_eq!(settled, sparekey::core::store::Settlement::Locked);
+    assert_eq!(
+        store
+            .load_account("vic")
+            .unwrap()
+            .unwrap()
+            .failures
+            .consecutive,
+        4
+    );
+    // With only its own count and two others, the last allowed attempt still succeeds.
+    store.clear_failures("vic", T0, &|_| Vec::new()).unwrap();
+    for _ in 0..3 {
+        store.reserve_attempt("vic", &policy, T0).unwrap();
+    }
+    let settled = store
+        .record_password_login("vic", T0, &check, &|_| Vec::new())
+        .unwrap();
+    assert_eq!(settled, sparekey::core::store::Settlement::Settled);
+    assert_eq!(
+        store
+            .load_account("vic")
+            .unwrap()
+            .unwrap()
+            .failures
+            .consecutive,
+        0
+    );
+}
+
+// ----- audit ----------------------------------------------------------------------------------
+
+#[test]
+fn every_change_is_written_with_its_event_or_not_at_all() {
+    let (service, handle, clock) = service_with_failing_audit();
+    let (secret, _) = enrolled(&service, &clock, "wes");
+    service.create_account("xan", PASSWORD).unwrap();
+    let now = clock.now_for_tests();
+    let proof = service
+        .step_up("wes", PASSWORD, &code_for(&secret, now))
+        .unwrap();
+    let before = service.audit_log(None, 1_000).unwrap();
+
+    handle.fail_audit_writes(true);
+    let refused = |what: &str, result: Result<(), Error>| {
+        assert!(matches!(result, Err(Error::Store(_))), "{what}: {result:?}");
+    };
+    refused("create", service.create_account("yves", PASSWORD));
+    refused("remove", service.remove_account("xan"));
+    refused("enroll", service.begin_enrollment("xan", None).map(drop));
+    refused("reset", service.reset_two_factor("wes"));
+    refused("unlock", service.unlock("wes"));
+    refused(
+        "operator password",
+        service.set_operator_password("operator secret"),
+    );
+    refused("operator recovery", service.clear_operator_failures());
+    refused("disable", service.disable_two_factor("wes", &proof));
+    handle.fail_audit_writes(false);
+    assert_eq!(
+        service.audit_log(None, 1_000).unwrap(),
+        before,
+        "no event without its change"
+    );
+    assert!(
+        service.account_summary("yves").is_err(),
+        "no change without its event"
+    );
+    assert!(service.account_summary("xan").is_ok());
+    assert!(!service.account_summary("xan").unwrap().enrollment_pending);
+    assert!(service.account_summary("wes").unwrap().two_factor);
+    assert!(!service.has_operator_password().unwrap());
+
+    service.create_account("yves", PASSWORD).unwrap();
+    service.remove_account("xan").unwrap();
+    service.unlock("wes").unwrap();
+    service.reset_two_factor("wes").unwrap();
+    service.set_operator_password("operator secret").unwrap();
+    service.clear_operator_failures().unwrap();
+    let enrollment = service.begin_enrollment("yves", None).unwrap();
+    service
+        .confirm_enrollment("yves", &code_for(&enrollment.secret, now))
+        .unwrap();
+    let after = service.audit_log(None, 1_000).unwrap();
+    let kinds: Vec<(&str, &AuditKind)> = after[before.len()..]
+        .iter()
+        .map(|e| (e.account.as_str(), &e.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("yves", &AuditKind::AccountCreated),
+            ("xan", &AuditKind::AccountRemoved),
+            ("wes", &AuditKind::Unlocked),
+            ("wes", &AuditKind::TwoFactorReset),
+            ("kiosk:operator", &AuditKind::OperatorPasswordSet),
+            ("kiosk:operator", &AuditKind::OperatorFailuresCleared),
+            ("yves", &AuditKind::EnrollmentStarted),
+            ("yves", &AuditKind::TwoFactorEnrolled),
+            ("yves", &AuditKind::CodesRegenerated { count: 10 }),
+        ]
+    );
+}
+
+#[test]
+fn refused_attempts_on_a_throttled_account_are_one_event_per_delay_window() {
+    let (service, clock) = memory_service(33);
+    service.create_account("zoe", PASSWORD).unwrap();
+    for _ in 0..5 {
+        service.login("zoe", "not the password", None).unwrap_err();
+    }
+    let events = || service.audit_log(Some("zoe"), 10_000).unwrap();
+    let before = events().len();
+    for _ in 0..300 {
+        assert!(matches!(
+            service.login("zoe", PASSWORD, None),
+            Err(Error::Throttled { .. })
+        ));
+    }
+    let after = events();
+    assert_eq!(after.len(), before + 1, "300 refusals, one event");
+    assert_eq!(
+        after.last().unwrap().kind,
+        AuditKind::AttemptsRefused {
+            count: 300,
+            locked: false
+        }
+    );
+    assert_eq!(
+        after.last().unwrap().kind.to_string(),
+        "300 attempts refused while throttled"
+    );
+    // The next window (after one more failure) gets its own event.
+    clock.advance(30);
+    service.login("zoe", "not the password", None).unwrap_err();
+    service.login("zoe", PASSWORD, None).unwrap_err();
+    let last = events().last().unwrap().kind.clone();
+    assert_eq!(
+        last,
+        AuditKind::AttemptsRefused {
+            count: 1,
+            locked: false
+        }
+    );
+    assert_eq!(events().len(), before + 3);
+}
+
+// ----- TOTP drift -----------------------------------------------------------------------------
+
+#[test]
+fn a_clock_running_ahead_burns_only_the_step_it_matched() {
+    let (service, clock) = memory_service(34);
+    let (secret, _) = enrolled(&service, &clock, "ada");
+    let now = clock.now_for_tests();
+    let ahead = code_for(&secret, now + 4 * 60);
+    let err = service.login("ada", PASSWORD, Some(&ahead)).unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("about 4 minutes ahead"), "{message}");
+    assert!(
+        message.contains("correct its time and the code it shows works at once"),
+        "the message says what will work: {message}"
+    );
+    // The user fixes the clock: the current code works at once.
+    let ok = service.login("ada", PASSWORD, Some(&code_for(&secret, now)));
+    assert!(ok.is_ok(), "{ok:?}");
+    // The steps up to the burned one work in their time; the burned one never does.
+    clock.set(now + 4 * 60 - 30);
     assert!(
         service
-            .login("quinn", PASSWORD, Some(&fresh.codes[0].display()))
+            .login("ada", PASSWORD, Some(&code_for(&secret, now + 4 * 60 - 30)))
             .is_ok()
     );
+    clock.set(now + 4 * 60);
+    let err = service.login("ada", PASSWORD, Some(&ahead)).unwrap_err();
+    assert_eq!(reason(err), RejectReason::TotpReplay);
+    clock.set(now + 4 * 60 + 30);
+    assert!(
+        service
+            .login("ada", PASSWORD, Some(&code_for(&secret, now + 4 * 60 + 30)))
+            .is_ok()
+    );
+}
+
+// ----- step-up: the password alone never replaces the second factor -------------------------
+
+/// Everything about an account that a refused regeneration or re-enrollment must leave as it
+/// was.
+fn state_of(service: &Service, name: &str) -> (String, String) {
+    (
+        format!("{:?}", service.account_summary(name).unwrap()),
+        format!("{:?}", service.code_status(name).unwrap()),
+    )
+}
+
+#[test]
+fn password_only_reenrollment_is_refused_and_changes_nothing() {
+    let (service, clock) = memory_service(31);
+    let (secret, codes) = enrolled(&service, &clock, "bob");
+    let before = state_of(&service, "bob");
+    let events = service.audit_log(Some("bob"), 1_000).unwrap().len();
+
+    // With only bob's password: no new authenticator is started…
+    let err = service.begin_enrollment("bob", Some(PASSWORD)).unwrap_err();
+    assert!(matches!(err, Error::StepUpNeeded(_)), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Rejected);
+    assert!(err.to_string().contains("not only the password"), "{err}");
+    // …nor confirmed (here with a code of the current one, the strongest an attacker without
+    // the new secret could offer).
+    let now = clock.now_for_tests();
+    let err = service
+        .confirm_enrollment("bob", &code_for(&secret, now))
+        .unwrap_err();
+    assert!(matches!(err, Error::StepUpNeeded(_)), "{err:?}");
+    // A step-up needs a code: the password with an empty one is not a login.
+    assert!(service.step_up("bob", PASSWORD, "").is_err());
+
+    assert_eq!(state_of(&service, "bob"), before, "nothing changed");
+    assert_eq!(
+        service.audit_log(Some("bob"), 1_000).unwrap().len(),
+        events,
+        "nothing to audit: nothing was tried"
+    );
+    service.login("bob", PASSWORD, Some(&codes[0])).unwrap();
+    service
+        .login("bob", PASSWORD, Some(&code_for(&secret, now)))
+        .unwrap();
+}
+
+#[test]
+fn a_pending_reenrollment_is_confirmed_only_with_its_step_up() {
+    let (service, clock) = memory_service(32);
+    let (old, codes) = enrolled(&service, &clock, "cyd");
+    let proof = service.step_up("cyd", PASSWORD, &codes[0]).unwrap();
+    let new = service.begin_reenrollment("cyd", &proof).unwrap();
+    let now = clock.now_for_tests();
+    // The holder's pending enrollment cannot be finished by someone with only the password.
+    assert!(matches!(
+        service.confirm_enrollment("cyd", &code_for(&new.secret, now)),
+        Err(Error::StepUpNeeded(_))
+    ));
+    service
+        .confirm_reenrollment("cyd", &code_for(&new.secret, now), &proof)
+        .unwrap();
+    clock.advance(30);
+    let later = clock.now_for_tests();
+    assert!(
+        service
+            .login("cyd", PASSWORD, Some(&code_for(&old, later)))
+            .is_err()
+    );
+}
+
+#[test]
+fn a_used_backup_code_cannot_mint_twice() {
+    let (service, clock) = memory_service(33);
+    let (secret, codes) = enrolled(&service, &clock, "dee");
+    service.step_up("dee", PASSWORD, &codes[2]).unwrap();
+    assert_eq!(
+        reason(service.step_up("dee", PASSWORD, &codes[2]).unwrap_err()),
+        RejectReason::BackupCodeAlreadyUsed
+    );
+    // Nor can a code a login spent, nor a TOTP step already used.
+    service.login("dee", PASSWORD, Some(&codes[3])).unwrap();
+    assert_eq!(
+        reason(service.step_up("dee", PASSWORD, &codes[3]).unwrap_err()),
+        RejectReason::BackupCodeAlreadyUsed
+    );
+    let now = clock.now_for_tests();
+    service
+        .step_up("dee", PASSWORD, &code_for(&secret, now))
+        .unwrap();
+    assert_eq!(
+        reason(
+            service
+                .step_up("dee", PASSWORD, &code_for(&secret, now))
+                .unwrap_err()
+        ),
+        RejectReason::TotpReplay
+    );
+    // A wrong password with a good code mints nothing and spends nothing.
+    assert_eq!(
+        reason(service.step_up("dee", "nope nope", &codes[4]).unwrap_err()),
+        RejectReason::WrongPassword
+    );
+    assert_eq!(service.code_status("dee").unwrap().remaining, 8);
+}
+
+#[test]
+fn an_expired_or_foreign_step_up_is_refused_and_changes_nothing() {
+    use sparekey::core::step_up::STEP_UP_TTL_SECS;
+    let (service, clock) = memory_service(34);
+    let (_, codes) = enrolled(&service, &clock, "eve");
+    let (_, bobs) = enrolled(&service, &clock, "bob");
+    let proof = service.step_up("eve", PASSWORD, &codes[0]).unwrap();
+    let before = state_of(&service, "eve");
+
+    // Bob's proof is no proof for eve.
+    let bob_proof = service.step_up("bob", PASSWORD, &bobs[0]).unwrap();
+    assert!(matches!(
+        service.regenerate_codes("eve", &bob_proof),
+        Err(Error::StepUpNeeded(_))
+    ));
+
+    clock.advance(STEP_UP_TTL_SECS + 1);
+    for err in [
+        service.regenerate_codes("eve", &proof).map(|_| ()),
+        service.begin_reenrollment("eve", &proof).map(|_| ()),
+        service.disable_two_factor("eve", &proof),
+    ] {
+        let err = err.unwrap_err();
+        assert!(matches!(err, Error::StepUpNeeded(_)), "{err:?}");
+        assert!(err.to_string().contains("more than 5 min ago"), "{err}");
+    }
+    assert_eq!(state_of(&service, "eve"), before);
+
+    // An account removed and created again under the same name is another account.
+    let fresh = service.step_up("eve", PASSWORD, &codes[1]).unwrap();
+    service.remove_account("eve").unwrap();
+    clock.advance(1);
+    enrolled(&service, &clock, "eve");
+    assert!(matches!(
+        service.regenerate_codes("eve", &fresh),
+        Err(Error::StepUpNeeded(_))
+    ));
+}
+
+#[test]
+fn common_and_breached_passwords_are_refused_for_accounts_and_the_operator() {
+    let (service, _) = memory_service(35);
+    for weak in ["password1", "qwertyuiop", "iloveyou2"] {
+        let err = service.create_account("alice", weak).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid, "{weak}");
+        assert!(
+            err.to_string().contains("common or found in breaches"),
+            "{err}"
+        );
+    }
+    // Made of the account's own name: refused too.
+    assert!(service.create_account("bernadette", "bernadette1").is_err());
+    assert!(
+        service.account_summary("alice").is_err(),
+        "nothing was created"
+    );
+    let err = service.set_operator_password("password").unwrap_err();
+    assert!(err.to_string().contains("common password"), "{err}");
+    assert!(!service.has_operator_password().unwrap());
+    service.set_operator_password("operator secret").unwrap();
+    service.create_account("alice", PASSWORD).unwrap();
 }

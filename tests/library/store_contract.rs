@@ -1,18 +1,24 @@
 //! The store contract, one body per property, run unchanged against every backend: the memory
-//! store, sled, and PostgreSQL (its own schema per test, so tests run in parallel). Without
+//! store, sled, and PostgreSQL (its own schema per test, so tests run in parallel); the
+//! properties of stored bytes (a tampered record) on sled and PostgreSQL only, since the memory
+//! store keeps no bytes. Parallel attempts run on one handle shared by threads where a backend
+//! allows only one (sled), else on a handle per thread (memory, PostgreSQL: a connection each).
+//! Without
 //! `SPAREKEY_TEST_POSTGRES_URL` the PostgreSQL cases say "skipped: no PostgreSQL"; under
 //! `SPAREKEY_FULL_TESTS=1` (CI) they fail instead.
 
 use std::sync::{Arc, Barrier};
 
 use crate::support::*;
+use sparekey::core::account::Account;
 use sparekey::core::audit::AuditKind;
 use sparekey::core::clock::ManualClock;
 use sparekey::core::entropy::SeededEntropy;
-use sparekey::core::error::{ErrorKind, RejectReason};
+use sparekey::core::error::{Error, ErrorKind, RejectReason};
 use sparekey::core::keys::MasterKey;
-use sparekey::core::service::Service;
-use sparekey::core::store::{KeyBinding, Store, StoreError};
+use sparekey::core::service::{Config, Service};
+use sparekey::core::store::{KeyBinding, Reservation, Store, StoreError};
+use sparekey::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use sparekey::store::location::{PostgresTarget, StoreLocation};
 use sparekey::store::memory::MemoryStore;
 use sparekey::store::postgres::PostgresStore;
@@ -20,10 +26,22 @@ use sparekey::store::postgres::PostgresStore;
 /// The test server, as `.ci/postgres` exports it.
 pub const POSTGRES_URL_VAR: &str = "SPAREKEY_TEST_POSTGRES_URL";
 
+/// Replaces, below the trait, the stored record of the first account with the second's.
+type Tamper = Box<dyn Fn(&str, &str)>;
+
 /// One backend under test: opens handles on the same store (sled: one at a time).
 pub struct Backend {
     open: Box<dyn Fn() -> Box<dyn Store>>,
+    /// Whether several handles may be open at once (else threads share one).
+    many_handles: bool,
+    /// Edits a stored record below the trait (`None`: the backend stores no bytes).
+    tamper: Option<Tamper>,
     _keep: Box<dyn std::any::Any>,
+}
+
+/// The key every handle of one test shares, as the hosts sharing a database share the key file.
+fn test_key() -> MasterKey {
+    MasterKey::from_bytes([7; 32])
 }
 
 impl Backend {
@@ -31,22 +49,29 @@ impl Backend {
         (self.open)()
     }
 
-    /// A service on a new handle, with a fixed key (every handle of one test shares it, as the
-    /// hosts sharing a database share the key file).
-    pub fn service(&self, clock: &Arc<ManualClock>) -> Service {
-        let key = MasterKey::from_bytes([7; 32]);
+    /// A new handle with the test key bound.
+    pub fn bound(&self) -> Box<dyn Store> {
         let store = self.store();
-        let binding = store.bind_key(&key.fingerprint()).unwrap();
+        let binding = store.bind_key(&test_key().store_key()).unwrap();
         assert!(
             !matches!(binding, KeyBinding::Mismatch { .. }),
             "{binding:?}"
         );
+        store
+    }
+
+    /// A service on a new handle, with the test key.
+    pub fn service(&self, clock: &Arc<ManualClock>) -> Service {
+        self.service_with(clock, test_config())
+    }
+
+    pub fn service_with(&self, clock: &Arc<ManualClock>, config: Config) -> Service {
         Service::new(
-            store,
+            self.bound(),
             clock.clone(),
             Box::new(SeededEntropy::new(11)),
-            key,
-            test_config(),
+            test_key(),
+            config,
         )
         .unwrap()
     }
@@ -56,6 +81,8 @@ pub fn memory() -> Backend {
     let store = MemoryStore::new();
     Backend {
         open: Box::new(move || Box::new(store.clone())),
+        many_handles: true,
+        tamper: None,
         _keep: Box::new(()),
     }
 }
@@ -63,8 +90,17 @@ pub fn memory() -> Backend {
 pub fn sled() -> Backend {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
+    let raw = path.clone();
     Backend {
         open: Box::new(move || Box::new(open_store(&path).unwrap())),
+        many_handles: false,
+        tamper: Some(Box::new(move |victim, source| {
+            let db = sparekey::store::sled_store::SledStore::raw_open(&raw).unwrap();
+            let tree = db.open_tree("accounts.v2").unwrap();
+            let record = tree.get(source).unwrap().unwrap();
+            tree.insert(victim, record).unwrap();
+            db.flush().unwrap();
+        })),
         _keep: Box::new(dir),
     }
 }
@@ -132,8 +168,18 @@ pub fn pg_schema() -> Option<PgSchema> {
 pub fn postgres() -> Option<Backend> {
     let schema = pg_schema()?;
     let target = schema.target.clone();
+    let (admin, name) = (schema.admin.clone(), schema.schema.clone());
     Some(Backend {
         open: Box::new(move || Box::new(PostgresStore::open(&target, true).unwrap())),
+        many_handles: true,
+        tamper: Some(Box::new(move |victim, source| {
+            let mut client = ::postgres::Client::connect(&admin, ::postgres::NoTls).unwrap();
+            let sql = format!(
+                "UPDATE {name}.sparekey_accounts SET record = \
+                 (SELECT record FROM {name}.sparekey_accounts WHERE name = $2) WHERE name = $1"
+            );
+            assert_eq!(client.execute(&sql, &[&victim, &source]).unwrap(), 1);
+        })),
         _keep: Box::new(schema),
     })
 }
@@ -144,6 +190,18 @@ macro_rules! contract {
         mod memory { $( #[test] fn $body() { super::$body(&super::memory()) } )* }
         mod sled { $( #[test] fn $body() { super::$body(&super::sled()) } )* }
         mod postgres {
+            $( #[test] fn $body() {
+                if let Some(backend) = super::postgres() { super::$body(&backend) }
+            } )*
+        }
+    };
+}
+
+/// [`contract!`] for the properties of stored bytes: sled and PostgreSQL.
+macro_rules! contract_stored {
+    ($($body:ident),* $(,)?) => {
+        mod stored_sled { $( #[test] fn $body() { super::$body(&super::sled()) } )* }
+        mod stored_postgres {
             $( #[test] fn $body() {
                 if let Some(backend) = super::postgres() { super::$body(&backend) }
             } )*
@@ -234,8 +292,11 @@ fn failures_are_counted_and_cleared(backend: &Backend) {
 fn regenerate_replaces_the_whole_set(backend: &Backend) {
     let clock = Arc::new(ManualClock::new(T0));
     let service = backend.service(&clock);
-    let (_, old) = enrolled(&service, &clock, "dave");
-    let new = service.regenerate_codes("dave", PASSWORD).unwrap();
+    let (secret, old) = enrolled(&service, &clock, "dave");
+    let proof = service
+        .step_up("dave", PASSWORD, &code_for(&secret, clock.now_for_tests()))
+        .unwrap();
+    let new = service.regenerate_codes("dave", &proof).unwrap();
     for code in &old[..2] {
         let e = service.login("dave", PASSWORD, Some(code)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Rejected, "an old code still works");
@@ -298,30 +359,59 @@ fn pages_follow_name_order(backend: &Backend) {
 
 fn key_binding_is_kept(backend: &Backend) {
     let store = backend.store();
-    assert_eq!(store.bind_key("fp-1").unwrap(), KeyBinding::Bound);
-    assert_eq!(store.bind_key("fp-1").unwrap(), KeyBinding::Matches);
+    let (first, second) = (
+        MasterKey::from_bytes([1; 32]),
+        MasterKey::from_bytes([2; 32]),
+    );
     assert_eq!(
-        store.bind_key("fp-2").unwrap(),
+        store.bind_key(&first.store_key()).unwrap(),
+        KeyBinding::Bound
+    );
+    assert_eq!(
+        store.bind_key(&first.store_key()).unwrap(),
+        KeyBinding::Matches
+    );
+    assert_eq!(
+        store.bind_key(&second.store_key()).unwrap(),
         KeyBinding::Mismatch {
-            stored: "fp-1".into()
+            stored: first.fingerprint()
         }
     );
 }
 
 fn operator_password_is_set_once(backend: &Backend) {
-    let store = backend.store();
+    let store = backend.bound();
+    let none = |_: &bool| Vec::new();
     assert_eq!(store.operator_password().unwrap(), None);
-    assert!(store.set_operator_password("$argon2id$first").unwrap());
-    assert!(!store.set_operator_password("$argon2id$second").unwrap());
+    assert!(
+        store
+            .set_operator_password("$argon2id$first", T0, &none)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_operator_password("$argon2id$second", T0, &none)
+            .unwrap()
+    );
     assert_eq!(
         store.operator_password().unwrap().as_deref(),
         Some("$argon2id$first")
     );
-    store.record_operator_failure(T0).unwrap();
-    let record = store.record_operator_failure(T0 + 5).unwrap();
+    let policy = ThrottlePolicy::default();
+    for at in [T0, T0 + 5] {
+        let reserved = store.reserve_operator_attempt(&policy, at).unwrap();
+        assert!(
+            matches!(reserved, Reservation::Reserved { .. }),
+            "{reserved:?}"
+        );
+        store.record_operator_failure(at, &|_| Vec::new()).unwrap();
+    }
+    let record = store.operator_failures().unwrap();
     assert_eq!(record.consecutive, 2);
-    assert_eq!(store.operator_failures().unwrap(), record);
-    store.clear_operator_failures().unwrap();
+    assert_eq!(record.last_failure_at, Some(T0 + 5));
+    store
+        .clear_operator_failures(T0 + 6, &|_| Vec::new())
+        .unwrap();
     assert_eq!(store.operator_failures().unwrap().consecutive, 0);
 }
 
@@ -333,14 +423,14 @@ fn export_then_import_gives_the_same_image(backend: &Backend) {
         service.create_account("grace", PASSWORD).unwrap();
         service.login("frank", PASSWORD, Some(&codes[1])).unwrap();
         drop(service);
-        backend.store().export_image().unwrap()
+        backend.bound().export_image().unwrap()
     };
     assert_eq!(image.accounts.len(), 2);
     assert!(!image.audit.is_empty());
     // Into a fresh store of each kind: what comes back out is what went in.
     let others = std::env::var_os(POSTGRES_URL_VAR).and_then(|_| postgres());
     for target in [memory(), sled()].into_iter().chain(others) {
-        let store = target.store();
+        let store = target.bound();
         store.import_image(&image).unwrap();
         assert_eq!(store.export_image().unwrap(), image);
         assert!(matches!(
@@ -365,3 +455,9 @@ fn changes_survive_a_new_handle(backend: &Backend) {
     assert_eq!(reason(e), RejectReason::BackupCodeAlreadyUsed);
     assert_eq!(service.code_status("heidi").unwrap().remaining, 9);
 }
+
+
+
+
+
+

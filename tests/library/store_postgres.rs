@@ -15,6 +15,14 @@ use sparekey::core::store::{Store, StoreError};
 use sparekey::store::location::StoreLocation;
 use sparekey::store::postgres::PostgresStore;
 
+/// The store at `schema`, opened read-only with the key of `key_file` bound.
+fn keyed(schema: &crate::store_contract::PgSchema, key_file: &std::path::Path) -> PostgresStore {
+    let store = PostgresStore::open(&schema.target, false).unwrap();
+    let key = sparekey::app::key_file::read_key(key_file).unwrap();
+    store.bind_key(&key.store_key()).unwrap();
+    store
+}
+
 fn admin(schema: &crate::store_contract::PgSchema) -> ::postgres::Client {
     let mut client = ::postgres::Client::connect(&schema.admin, ::postgres::NoTls).unwrap();
     client
@@ -42,7 +50,7 @@ fn concurrent_first_uses_apply_the_migrations_once() {
     let rows = admin(&schema)
         .query("SELECT version FROM schema_migrations", &[])
         .unwrap();
-    assert_eq!(rows.iter().map(|r| r.get(0)).collect::<Vec<i32>>(), [1]);
+    assert_eq!(rows.iter().map(|r| r.get(0)).collect::<Vec<i32>>(), [1, 2]);
 }
 
 #[test]
@@ -94,7 +102,7 @@ fn a_lost_connection_is_one_clear_error_and_the_next_call_reconnects() {
     let clock = Arc::new(ManualClock::new(T0));
     let store = PostgresStore::open(&schema.target, true).unwrap();
     let key = sparekey::core::keys::MasterKey::from_bytes([3; 32]);
-    store.bind_key(&key.fingerprint()).unwrap();
+    store.bind_key(&key.store_key()).unwrap();
     let service = Service::new(
         Box::new(store),
         clock.clone(),
@@ -177,6 +185,20 @@ fn racing_logins(
     code: &str,
     count: usize,
 ) -> Vec<(i32, String)> {
+    let config = std::path::Path::new("/dev/null");
+    racing_logins_with(schema, dir, key_file, config, name, code, count)
+}
+
+/// [`racing_logins`] with the config file `config`.
+fn racing_logins_with(
+    schema: &crate::store_contract::PgSchema,
+    dir: &std::path::Path,
+    key_file: &std::path::Path,
+    config: &std::path::Path,
+    name: &str,
+    code: &str,
+    count: usize,
+) -> Vec<(i32, String)> {
     use std::io::Write;
     let children: Vec<_> = (0..count)
         .map(|_| {
@@ -184,7 +206,7 @@ fn racing_logins(
                 .args(["--json", "login", name])
                 .env("SPAREKEY_STORE", &schema.url)
                 .env("SPAREKEY_KEY_FILE", key_file)
-                .env("SPAREKEY_CONFIG", "/dev/null")
+                .env("SPAREKEY_CONFIG", config)
                 .env("HOME", dir)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -229,7 +251,7 @@ fn sixteen_processes_redeeming_one_code_accept_it_once() {
     let (key_file, _, codes) = enrolled_for_processes(&schema, dir.path(), "judy");
     let outcomes = racing_logins(&schema, dir.path(), &key_file, "judy", &codes[7], 16);
     assert_one_accepted(&outcomes);
-    let store = PostgresStore::open(&schema.target, false).unwrap();
+    let store = keyed(&schema, &key_file);
     let account = store.load_account("judy").unwrap().unwrap();
     let used = account
         .codes
@@ -433,19 +455,19 @@ fn doctor_on_postgres_reports_the_durability_settings_and_creates_nothing() {
 }
 
 #[test]
-fn a_streamed_backup_holds_exactly_the_exported_image() {
+fn a_backup_of_postgres_holds_exactly_the_exported_image_and_restores_into_sled() {
     let Some(schema) = pg_schema() else { return };
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let store = PostgresStore::open(&schema.target, true).unwrap();
-    let key = sparekey::core::keys::MasterKey::from_bytes([4; 32]);
-    store.bind_key(&key.fingerprint()).unwrap();
-    store.set_operator_password("$argon2id$operator").unwrap();
+    let key_file = dir.path().join("key");
+    let key =
+        sparekey::app::load_or_create_key(&key_file, &store, &mut SeededEntropy::new(4)).unwrap();
     let service = Service::new(
         Box::new(store),
         clock.clone(),
         Box::new(SeededEntropy::new(6)),
-        key,
+        sparekey::app::key_file::read_key(&key_file).unwrap(),
         test_config(),
     )
     .unwrap();
@@ -461,18 +483,17 @@ fn a_streamed_backup_holds_exactly_the_exported_image() {
             .with_location(StoreLocation::Postgres(Box::new(schema.target.clone())));
     let file = dir.path().join("pg.backup");
     let summary = sparekey::app::backup_store(&paths, &file).unwrap();
-    let expected = PostgresStore::open(&schema.target, false)
-        .unwrap()
+    let expected = keyed(&schema, &dir.path().join("key"))
         .export_image()
         .unwrap();
     assert_eq!(summary.accounts, 4);
     assert_eq!(summary.audit_events, expected.audit.len());
-    // Byte for byte the format of a backup made from the whole image: it reads back as it.
-    assert_eq!(sparekey::app::read_backup(&file).unwrap(), expected);
+    assert_eq!(sparekey::app::read_backup(&file, &key).unwrap(), expected);
     // And it restores into the embedded store.
     let sled_dir = tempfile::tempdir().unwrap();
     let sled = open_store(&sled_dir.path().join("store")).unwrap();
-    sled.import_image(&sparekey::app::read_backup(&file).unwrap())
+    sled.bind_key(&key.store_key()).unwrap();
+    sled.import_image(&sparekey::app::read_backup(&file, &key).unwrap())
         .unwrap();
     assert_eq!(sled.export_image().unwrap(), expected);
 }
@@ -533,7 +554,7 @@ fn clients_killed_mid_login_never_split_a_spend_from_its_event() {
     }
     // A killed client's transaction committed whole or not at all: every used slot has exactly
     // one event, and no event names an unused slot.
-    let store = PostgresStore::open(&schema.target, false).unwrap();
+    let store = keyed(&schema, &key_file);
     let mut spent = 0;
     let check = tempfile::tempdir().unwrap();
     for (name, codes) in names.iter().zip(&codes) {
@@ -555,7 +576,7 @@ fn clients_killed_mid_login_never_split_a_spend_from_its_event() {
             );
             // And the code still works exactly when it was not spent (failures cleared
             // first, so the throttle does not answer instead).
-            store.clear_failures(name).unwrap();
+            store.clear_failures(name, T0, &|_| Vec::new()).unwrap();
             let outcome = racing_logins(&schema, check.path(), &key_file, name, &codes[slot], 1);
             assert_eq!(outcome[0].0 == 0, !used, "{name} slot {slot}: {outcome:?}");
         }
@@ -601,7 +622,7 @@ fn sessions_ended_by_the_server_mid_login_never_report_an_uncommitted_spend() {
             + &String::from_utf8_lossy(&out.stderr);
         outcomes.push((out.status.code().unwrap_or(-1), text));
     }
-    let store = PostgresStore::open(&schema.target, false).unwrap();
+    let store = keyed(&schema, &key_file);
     let set = store.load_account("pavel").unwrap().unwrap().codes.unwrap();
     for (slot, (code, text)) in outcomes.iter().enumerate() {
         let used = set.slots[slot].used_at.is_some();
@@ -622,3 +643,4 @@ fn sessions_ended_by_the_server_mid_login_never_report_an_uncommitted_spend() {
         "sessions cut mid-login: {accepted} accepted, {cut} lost the connection"
     ));
 }
+

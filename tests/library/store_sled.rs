@@ -235,7 +235,7 @@ fn newer_schema_is_refused_and_left_alone() {
             err,
             StoreError::NewerSchema {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -346,7 +346,7 @@ fn the_issuer_stays_with_the_authenticator() {
     let dir = tempfile::tempdir().unwrap();
     let paths = paths(&dir);
     let clock = Arc::new(ManualClock::new(T0));
-    {
+    let code = {
         let config = sparekey::core::service::Config {
             issuer: "Acme VPN".into(),
             ..test_config()
@@ -368,10 +368,12 @@ fn the_issuer_stays_with_the_authenticator() {
             .confirm_enrollment("hana", &code_for(&enrollment.secret, T0))
             .unwrap();
         assert_eq!(issued.issuer, "Acme VPN");
-    }
+        issued.codes[0].display().to_string()
+    };
     let service = open_disk(&paths, &clock, 14).unwrap();
+    let proof = service.step_up("hana", PASSWORD, &code).unwrap();
     assert_eq!(
-        service.regenerate_codes("hana", PASSWORD).unwrap().issuer,
+        service.regenerate_codes("hana", &proof).unwrap().issuer,
         "Acme VPN"
     );
 }
@@ -640,4 +642,341 @@ fn short_rounds_of_open_write_close_leave_one_complete_snapshot_and_every_value(
             );
         }
     }
+}
+
+// ----- schema 2: migration, record integrity, names -------------------------------------------
+
+/// A private copy of the schema-1 fixture store (made by the release at 8bd8069, see
+/// tests/fixtures/schema1/generator.rs) and its key, with the fixture's manifest.
+fn schema_one_copy(dir: &tempfile::TempDir) -> (Paths, serde_json::Value) {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema1");
+    let paths = paths(dir);
+    let private = std::fs::Permissions::from_mode(0o700);
+    std::fs::create_dir_all(paths.store.join("blobs")).unwrap();
+    std::fs::set_permissions(&paths.data_dir, private.clone()).unwrap();
+    for file in ["conf", "db"] {
+        std::fs::copy(fixture.join("store").join(file), paths.store.join(file)).unwrap();
+    }
+    std::fs::create_dir_all(paths.key_file.parent().unwrap()).unwrap();
+    std::fs::set_permissions(paths.key_file.parent().unwrap(), private).unwrap();
+    std::fs::copy(fixture.join("key"), &paths.key_file).unwrap();
+    std::fs::set_permissions(&paths.key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let manifest = std::fs::read_to_string(fixture.join("manifest.json")).unwrap();
+    (paths, serde_json::from_str(&manifest).unwrap())
+}
+
+/// The schema version and every key and value of the schema-2 account tree, read below the
+/// trait.
+/// Every key and value of a tree, in order.
+type RawTree = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn raw_state(store: &std::path::Path) -> (Vec<u8>, RawTree) {
+    let db = SledStore::raw_open(store).unwrap();
+    let schema = db.get("schema_version").unwrap().unwrap().to_vec();
+    let tree = db.open_tree("accounts.v2").unwrap();
+    let records = tree
+        .iter()
+        .map(|e| e.unwrap())
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
+    (schema, records)
+}
+
+#[test]
+fn a_schema_one_store_migrates_keeping_every_account_code_step_and_count() {
+    use sparekey::core::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let (paths, manifest) = schema_one_copy(&dir);
+    assert_eq!(raw_state_schema(&paths.store), 1u32.to_be_bytes());
+    // Doctor reads a schema-1 store as it is, and leaves it so.
+    let checks = app::doctor(&paths, T0);
+    let check = |name: &str| checks.iter().find(|c| c.name == name).unwrap().clone();
+    assert!(
+        check("schema").detail.contains("version 1: it is migrated"),
+        "{checks:#?}"
+    );
+    assert_eq!(check("records").status, app::Status::Ok, "{checks:#?}");
+    assert_eq!(raw_state_schema(&paths.store), 1u32.to_be_bytes());
+    let end = manifest["clock_at_end"].as_i64().unwrap();
+    let clock = Arc::new(ManualClock::new(end + 3_600));
+    drop(open_disk(&paths, &clock, 1).unwrap());
+    let (schema, migrated) = raw_state(&paths.store);
+    assert_eq!(schema, 2u32.to_be_bytes());
+    assert_eq!(migrated.len(), 3);
+    // A second open changes no byte.
+    drop(open_disk(&paths, &clock, 2).unwrap());
+    assert_eq!(raw_state(&paths.store), (schema, migrated));
+
+    let store = open_store_keyed(&paths.store, &paths.key_file).unwrap();
+    let alice = store.load_account("alice").unwrap().unwrap();
+    let codes = alice.codes.as_ref().unwrap();
+    let used: Vec<usize> = (0..codes.slots.len())
+        .filter(|&i| codes.slots[i].used_at.is_some())
+        .collect();
+    assert_eq!(used, [0, 3]);
+    assert!(!codes.bound, "schema-1 digests carry no associated data");
+    let totp = alice.totp.as_ref().unwrap();
+    assert_eq!(totp.last_step, manifest["alice_last_step"].as_u64());
+    assert!(
+        totp.burned_ahead.is_empty(),
+        "schema 1 burned no step ahead"
+    );
+    assert_eq!(alice.failures.consecutive, 2);
+    assert_eq!(
+        store
+            .load_account("bob")
+            .unwrap()
+            .unwrap()
+            .failures
+            .consecutive,
+        3
+    );
+    assert!(
+        store
+            .load_account("carol")
+            .unwrap()
+            .unwrap()
+            .pending
+            .is_some()
+    );
+    assert_eq!(store.operator_failures().unwrap().consecutive, 1);
+    assert!(store.operator_password().unwrap().is_some());
+    drop(store);
+
+    // And they all still work: passwords, unused and used codes, the TOTP step, the operator.
+    let service = open_disk(&paths, &clock, 3).unwrap();
+    let password = |name: &str| manifest["passwords"][name].as_str().unwrap().to_string();
+    let code = |i: usize| manifest["alice_codes"][i].as_str().unwrap().to_string();
+    let spent = service.login("alice", &password("alice"), Some(&code(0)));
+    assert_eq!(
+        reason(spent.unwrap_err()),
+        sparekey::core::error::RejectReason::BackupCodeAlreadyUsed
+    );
+    let ok = service
+        .login("alice", &password("alice"), Some(&code(1)))
+        .unwrap();
+    assert_eq!(ok.remaining_codes, 7);
+    let secret = sparekey::core::totp::TotpSecret::from_base32(
+        manifest["alice_secret_base32"].as_str().unwrap(),
+    )
+    .unwrap();
+    let last = manifest["alice_last_step"].as_i64().unwrap();
+    let replay = service.login(
+        "alice",
+        &password("alice"),
+        Some(&code_for(&secret, last * 30)),
+    );
+    assert!(replay.is_err(), "the last step before migration stays used");
+    clock.advance(30);
+    let now = clock.now_for_tests();
+    assert!(
+        service
+            .login("alice", &password("alice"), Some(&code_for(&secret, now)))
+            .is_ok()
+    );
+    assert!(service.login("bob", &password("bob"), None).is_ok());
+    assert!(
+        service
+            .start_operator_session(&password("operator"))
+            .is_ok()
+    );
+}
+
+fn raw_state_schema(store: &std::path::Path) -> Vec<u8> {
+    let db = SledStore::raw_open(store).unwrap();
+    db.get("schema_version").unwrap().unwrap().to_vec()
+}
+
+#[test]
+fn a_migration_stopped_before_it_switched_over_leaves_the_schema_one_store_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (paths, _) = schema_one_copy(&dir);
+    {
+        // What a migration killed before its last write leaves: part of the new tree.
+        let db = SledStore::raw_open(&paths.store).unwrap();
+        let tree = db.open_tree("accounts.v2").unwrap();
+        tree.insert("alice", b"half-written".as_slice()).unwrap();
+        db.flush().unwrap();
+    }
+    let store = open_store(&paths.store).unwrap();
+    assert_eq!(store.schema(), 1);
+    drop(store);
+    let clock = Arc::new(ManualClock::new(T0 + 86_400));
+    let service = open_disk(&paths, &clock, 1).unwrap();
+    assert_eq!(service.list_accounts().unwrap().len(), 3);
+    drop(service);
+    assert_eq!(raw_state(&paths.store).1.len(), 3);
+}
+
+#[test]
+fn schema_one_names_that_differ_only_by_case_are_refused_by_the_migration() {
+    use sparekey::core::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let (paths, _) = schema_one_copy(&dir);
+    {
+        let db = SledStore::raw_open(&paths.store).unwrap();
+        let tree = db.open_tree("accounts").unwrap();
+        let mut bob = tree.get("bob").unwrap().unwrap().to_vec();
+        // "bob" -> "Bob": the name is the record's first field (length, then bytes).
+        bob[1] = b'B';
+        tree.insert("Bob", bob).unwrap();
+        db.flush().unwrap();
+    }
+    let store = open_store(&paths.store).unwrap();
+    let key = app::key_file::read_key(&paths.key_file).unwrap();
+    let err = store.bind_key(&key.store_key()).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict(line) if line.contains("'Bob' and 'bob' differ only by case")),
+        "{err}"
+    );
+    assert_eq!(store.schema(), 1, "nothing switched over");
+}
+
+#[test]
+fn names_are_unique_regardless_of_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    let service = open_disk(&paths, &clock, 1).unwrap();
+    service.create_account("Alice", PASSWORD).unwrap();
+    for twin in ["alice", "ALICE", "aLiCe"] {
+        let err = service.create_account(twin, PASSWORD).unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists(_)), "{twin}: {err}");
+    }
+    service.remove_account("Alice").unwrap();
+    service.create_account("alice", PASSWORD).unwrap();
+    let refused = service
+        .create_account("ali\u{202E}ce", PASSWORD)
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Invalid, "{refused}");
+}
+
+#[test]
+fn a_record_edited_below_the_trait_is_damaged_naming_the_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    {
+        let service = open_disk(&paths, &clock, 1).unwrap();
+        enrolled(&service, &clock, "alice");
+        service
+            .create_account("mallory", "mallory's own password")
+            .unwrap();
+        service.create_account("bob", PASSWORD).unwrap();
+        for _ in 0..3 {
+            let _ = service.login("bob", "wrong", None);
+        }
+    }
+    {
+        let db = SledStore::raw_open(&paths.store).unwrap();
+        let tree = db.open_tree("accounts.v2").unwrap();
+        // Mallory's record (his password hash) under alice's name.
+        let mallory = tree.get("mallory").unwrap().unwrap();
+        tree.insert("alice", mallory).unwrap();
+        // Bob's failure counter edited: one bit of the record body.
+        let mut bob = tree.get("bob").unwrap().unwrap().to_vec();
+        let at = bob.len() - 40;
+        bob[at] ^= 1;
+        tree.insert("bob", bob).unwrap();
+        db.flush().unwrap();
+    }
+    let service = open_disk(&paths, &clock, 2).unwrap();
+    let err = service
+        .login("alice", "mallory's own password", None)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Store, "{err}");
+    let line = err.to_string();
+    assert!(
+        line.contains("account 'alice' fails its integrity check"),
+        "{line}"
+    );
+    assert!(!line.contains('\n'));
+    let err = service.login("bob", PASSWORD, None).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("account 'bob' fails its integrity check"),
+        "{err}"
+    );
+    drop(service);
+    let checks = app::doctor(&paths, T0);
+    let records = checks.iter().find(|c| c.name == "records").unwrap();
+    assert_eq!(records.status, app::Status::Fix, "{records:?}");
+    assert!(records.detail.starts_with("2 records fail"), "{records:?}");
+    assert!(
+        records.detail.contains("'alice'") && records.detail.contains("'bob'"),
+        "{records:?}"
+    );
+    assert!(!records.detail.contains("'mallory'"), "{records:?}");
+}
+
+/// Renames the schema-1 record and list facts of `from` to `to` below the trait (both start
+/// with the name: a one-byte length, then its bytes).
+fn rename_schema_one(store: &std::path::Path, from: &str, to: &str) {
+    let db = SledStore::raw_open(store).unwrap();
+    for tree in ["accounts", "account_facts"] {
+        let tree = db.open_tree(tree).unwrap();
+        let old = tree.remove(from).unwrap().unwrap();
+        assert_eq!(old[0] as usize, from.len());
+        let mut new = vec![to.len() as u8];
+        new.extend_from_slice(to.as_bytes());
+        new.extend_from_slice(&old[1 + from.len()..]);
+        tree.insert(to, new).unwrap();
+    }
+    db.flush().unwrap();
+}
+
+#[test]
+fn a_stored_name_with_terminal_escapes_is_shown_escaped_by_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (paths, _) = schema_one_copy(&dir);
+    // Schema 1 refused control characters too; a store edited (or made by a bug) might not.
+    let evil = "b\u{1b}[2J\u{202E}b";
+    rename_schema_one(&paths.store, "bob", evil);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sparekey"))
+            .args(args)
+            .env("SPAREKEY_DATA_DIR", &paths.data_dir)
+            .env("SPAREKEY_KEY_FILE", &paths.key_file)
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap();
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{202E}'),
+            "{text:?}"
+        );
+        text
+    };
+    let list = run(&["account", "list"]);
+    assert!(list.contains("b\\u{001B}[2J\\u{202E}b"), "{list}");
+    let unlock = run(&["unlock", evil]);
+    assert!(unlock.contains("b\\u{001B}[2J\\u{202E}b"), "{unlock}");
+    let audit = run(&["audit"]);
+    assert!(audit.contains("b\\u{001B}[2J\\u{202E}b"), "{audit}");
+}
+
+#[test]
+fn a_removed_operator_password_is_damage_not_an_unset_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    {
+        let service = open_disk(&paths, &clock, 1).unwrap();
+        assert!(!service.has_operator_password().unwrap());
+        service.set_operator_password("operator pw 1").unwrap();
+    }
+    {
+        let db = SledStore::raw_open(&paths.store).unwrap();
+        assert!(db.remove("operator_password.v2").unwrap().is_some());
+        db.flush().unwrap();
+    }
+    let service = open_disk(&paths, &clock, 2).unwrap();
+    let err = service.has_operator_password().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("operator password record is missing"),
+        "{err}"
+    );
+    // Nor can a new one be set over the hole: the kiosk stays the operator's.
+    assert!(service.set_operator_password("attacker's pw").is_err());
 }

@@ -255,13 +255,16 @@ fn enroll_login_replay_backup_codes_and_regenerate() {
         status.stdout
     );
 
-    // Regeneration needs the password and replaces the whole set.
-    env.run(&["codes", "regenerate", "alice"], "wrong password\n")
-        .fails(1);
+    // Regeneration needs the password and a current code, and replaces the whole set.
+    env.run(
+        &["codes", "regenerate", "alice"],
+        &format!("wrong password\n{}\n", codes[9]),
+    )
+    .fails(1);
     let fresh = env
         .run(
             &["--json", "--codes", "5", "codes", "regenerate", "alice"],
-            &format!("{PASSWORD}\n"),
+            &format!("{PASSWORD}\n{}\n", codes[9]),
         )
         .ok()
         .json();
@@ -383,10 +386,17 @@ fn throttled_attempts_exit_3_until_unlocked() {
 fn reenrolling_needs_the_password_and_reset_turns_2fa_off() {
     let env = Env::new();
     let (_, codes) = env.enrolled("dave");
-    // Re-enrolling reads the password first.
-    env.run(&["enroll", "dave"], "wrong password\n").fails(1);
+    // Re-enrolling reads the password first, then a current code.
+    env.run(
+        &["enroll", "dave"],
+        &format!("wrong password\n{}\n", codes[1]),
+    )
+    .fails(1);
     let again = env
-        .run(&["--json", "enroll", "dave"], &format!("{PASSWORD}\n"))
+        .run(
+            &["--json", "enroll", "dave"],
+            &format!("{PASSWORD}\n{}\n", codes[1]),
+        )
         .ok()
         .json();
     assert!(again["secret"].is_string());
@@ -485,7 +495,7 @@ fn out_file_is_private_and_never_overwritten() {
                 "--out",
                 second.to_str().unwrap(),
             ],
-            &format!("{PASSWORD}\n"),
+            &format!("{PASSWORD}\n{}\n", codes[3]),
         )
         .ok();
     assert!(
@@ -724,9 +734,11 @@ fn no_environment_variable_weakens_hashing() {
         Duration::from_secs(5),
     )
     .unwrap();
+    let key = sparekey::app::key_file::read_key(&env.key_file()).unwrap();
+    sparekey::core::store::Store::bind_key(&store, &key.store_key()).unwrap();
     let alice = store.load_account("alice").unwrap().unwrap();
     let o = HashParams::OWASP;
-    let phc_params = format!("$m={},t={},p={}$", o.m_kib, o.t, o.p);
+    let phc_params = format!("$m={},t={},p={},", o.m_kib, o.t, o.p);
     assert!(alice.password.contains(&phc_params), "{}", alice.password);
     assert_eq!(alice.codes.unwrap().params, o);
 }
@@ -848,6 +860,306 @@ fn kiosk_reset_operator_password_clears_the_operator_failures_and_is_audited() {
         "{}",
         audit.stdout
     );
+}
+
+// ----- step-up, codes never lost, no core dumps ----------------------------------------------
+
+impl Env {
+    /// Runs the binary through `sh` with `redirect` applied to it (`>&-` closes its stdout).
+    fn run_redirected(&self, redirect: &str, args: &[&str], stdin: &str) -> Run {
+        let mut sh_args = vec![
+            "-c".to_string(),
+            format!("exec \"$0\" \"$@\" {redirect}"),
+            env!("CARGO_BIN_EXE_sparekey").to_string(),
+        ];
+        sh_args.extend(args.iter().map(|a| a.to_string()));
+        self.run_with(Command::new("sh").args(sh_args), stdin, Stdio::piped())
+    }
+
+    fn run_with(&self, cmd: &mut Command, stdin: &str, stdout: Stdio) -> Run {
+        let mut child = cmd
+            .env("SPAREKEY_DATA_DIR", self.data_dir())
+            .env("SPAREKEY_KEY_FILE", self.key_file())
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stdin.take().unwrap();
+        let stdin = stdin.as_bytes().to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = pipe.write_all(&stdin);
+        });
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        Run {
+            code: status.code().expect("exited, not killed by a signal"),
+            stdout: String::from_utf8(stdout).unwrap(),
+            stderr: String::from_utf8(stderr).unwrap(),
+        }
+    }
+
+    /// What a refused command must leave as it was: the code status and the account list.
+    fn state(&self, name: &str) -> (Value, Value) {
+        (
+            self.run(&["--json", "codes", "status", name], "")
+                .ok()
+                .json(),
+            self.run(&["--json", "account", "list"], "").ok().json(),
+        )
+    }
+}
+
+#[test]
+fn password_only_regenerate_and_reenroll_exit_1_and_change_nothing() {
+    let env = Env::new();
+    let (_, codes) = env.enrolled("bob");
+    // Bob himself starts replacing his authenticator (with a backup code): someone with only
+    // the password must not be able to finish it either.
+    let started = env
+        .run(
+            &["--json", "enroll", "bob"],
+            &format!("{PASSWORD}\n{}\n", codes[5]),
+        )
+        .ok()
+        .json();
+    let new = started["secret"].as_str().unwrap().to_string();
+    let before = env.state("bob");
+    let pw = format!("{PASSWORD}\n");
+    for args in [
+        &["codes", "regenerate", "bob"][..],
+        &["--json", "codes", "regenerate", "bob"],
+        &["enroll", "bob"],
+        &["enroll", "bob", "--confirm"],
+    ] {
+        let refused = env.run(args, &pw).fails(1);
+        assert!(
+            refused.stderr.contains("not only the password"),
+            "{args:?}: {}",
+            refused.stderr
+        );
+        // An empty code line is no code either.
+        env.run(args, &format!("{PASSWORD}\n\n")).fails(1);
+    }
+    // A code that is not a current one of the old authenticator is refused too, and counted:
+    // here the new authenticator's, which such an attacker would not even have.
+    let new_code = totp(&new, now());
+    env.run(
+        &["enroll", "bob", "--confirm"],
+        &format!("{PASSWORD}\n{new_code}\n{new_code}\n"),
+    )
+    .fails(1);
+    env.run(
+        &["codes", "regenerate", "bob"],
+        &format!("{PASSWORD}\n000000\n"),
+    )
+    .fails(1);
+    env.run(&["unlock", "bob"], "").ok();
+    assert_eq!(env.state("bob"), before, "nothing changed");
+    let audit = env.run(&["audit", "bob"], "").ok().stdout;
+    let count = |what: &str| audit.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(
+        (
+            count("enrollment started"),
+            count("new backup codes issued"),
+            count("enrolled"),
+        ),
+        (2, 1, 1),
+        "only bob's own: {audit}"
+    );
+    // The old codes still work; the new authenticator still waits for bob.
+    env.login("bob", &codes[0]).ok();
+}
+
+#[test]
+fn reenrolling_reads_the_password_and_a_code_and_confirms_after_them() {
+    let env = Env::new();
+    let (old, codes) = env.enrolled("cyd");
+    let started = env
+        .run(
+            &["--json", "enroll", "cyd"],
+            &format!("{PASSWORD}\n{}\n", codes[0]),
+        )
+        .ok()
+        .json();
+    let new = started["secret"].as_str().unwrap().to_string();
+    // The confirm: password, a current code of the old authenticator (or a backup code), then
+    // the new authenticator's code.
+    let confirmed = env
+        .run(
+            &["--json", "enroll", "cyd", "--confirm"],
+            &format!("{PASSWORD}\n{}\n{}\n", codes[1], totp(&new, now())),
+        )
+        .ok()
+        .json();
+    assert_eq!(confirmed["codes"].as_array().unwrap().len(), 10);
+    env.login("cyd", &codes[2]).fails(1);
+    // A code of the old authenticator no longer logs in (its step may equal the new one's, so
+    // wait for neither: any old code is now just a wrong code unless they happen to agree).
+    let old_code = totp(&old, now() + 30);
+    if old_code != totp(&new, now() + 30) {
+        let r = env.login("cyd", &old_code);
+        assert_ne!(r.code, 0, "{}", r.stdout);
+    }
+}
+
+#[test]
+fn new_codes_never_go_where_they_cannot_be_written() {
+    let env = Env::new();
+    let (_, codes) = env.enrolled("dee");
+    let before = env.state("dee");
+    let lines = format!("{PASSWORD}\n{}\n", codes[0]);
+
+    // A closed stdout: refused before the step-up, so not even the code is spent.
+    let closed = env
+        .run_redirected(">&-", &["codes", "regenerate", "dee"], &lines)
+        .fails(4);
+    assert!(
+        closed
+            .stderr
+            .contains("standard output is closed or /dev/null"),
+        "{}",
+        closed.stderr
+    );
+    // A pipe whose reader is gone.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sparekey"));
+    cmd.args(["--json", "codes", "regenerate", "dee"]);
+    let gone = env.run_with(&mut cmd, &lines, Stdio::from(writer)).fails(4);
+    assert!(gone.stderr.contains("has no reader"), "{}", gone.stderr);
+    // An --out file in a directory nobody can write (not even root): /proc.
+    let proc_file = "/proc/sparekey-codes.txt";
+    let refused = env
+        .run(&["codes", "regenerate", "dee", "--out", proc_file], &lines)
+        .fails(4);
+    assert!(
+        refused.stderr.contains("nothing was changed"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!Path::new(proc_file).exists());
+    assert_eq!(env.state("dee"), before, "nothing changed");
+    env.login("dee", &codes[0]).ok();
+
+    // Output that fails only once written (a full disk): the codes are in force and lost, and
+    // the run says so instead of succeeding.
+    let full = env
+        .run_redirected(
+            ">/dev/full",
+            &["codes", "regenerate", "dee"],
+            &format!("{PASSWORD}\n{}\n", codes[1]),
+        )
+        .fails(4);
+    assert!(
+        full.stderr
+            .contains("did not reach it and the old ones are void"),
+        "{}",
+        full.stderr
+    );
+    env.login("dee", &codes[2]).fails(1);
+}
+
+#[test]
+fn the_running_binary_is_not_dumpable_and_writes_no_core() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    // A non-dumpable process's /proc files belong to root instead of to the process's user; to
+    // see the difference the binary must run as someone else than root. As root, it runs as
+    // nobody from a world-readable copy.
+    let dir = TempDir::new().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("sparekey");
+    std::fs::copy(env!("CARGO_BIN_EXE_sparekey"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_root = rustix::process::geteuid().is_root();
+    let user = if as_root {
+        65_534
+    } else {
+        rustix::process::geteuid().as_raw()
+    };
+    let mut cmd = Command::new(&bin);
+    // `login` reads the password line first: the process waits there, after main's set-up.
+    cmd.args(["login", "alice"])
+        .env("SPAREKEY_DATA_DIR", dir.path().join("data"))
+        .env("SPAREKEY_KEY_FILE", dir.path().join("key"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if as_root {
+        cmd.uid(user).gid(user);
+    }
+    // Give the child a core limit to lose: it inherits this process's.
+    let some = rustix::process::Rlimit {
+        current: Some(1 << 20),
+        maximum: Some(1 << 20),
+    };
+    if rustix::process::setrlimit(rustix::process::Resource::Core, some).is_err() {
+        eprintln!("note: cannot raise the core limit here, so a limit of 0 proves less");
+    }
+    // Returns once the child has exec'd (the standard library waits for that).
+    let mut child = cmd.spawn().unwrap();
+    let proc_dir = PathBuf::from(format!("/proc/{}", child.id()));
+    let looks = || -> Option<(u32, String, String)> {
+        let status = std::fs::read_to_string(proc_dir.join("status")).ok()?;
+        let limits = std::fs::read_to_string(proc_dir.join("limits")).ok()?;
+        let owner = std::fs::metadata(proc_dir.join("status")).ok()?.uid();
+        Some((owner, status, limits))
+    };
+    // Wait (for at most 10 s) until the process sleeps on its stdin, its set-up done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (owner, status, limits) = loop {
+        let seen = looks().expect("the child's /proc files are readable");
+        let asleep = seen.1.lines().any(|l| l.starts_with("State:\tS"));
+        if (asleep && seen.0 == 0) || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        status.lines().any(|l| l.starts_with("State:\tS")),
+        "still waiting for its password, not exited:\n{status}"
+    );
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line.split_whitespace().nth(1) == Some(&user.to_string()),
+        "runs as {user}: {uid_line}"
+    );
+    assert_eq!(
+        owner, 0,
+        "not dumpable: its /proc files belong to root\n{status}"
+    );
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(
+        core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
+        ["0", "0"],
+        "{core}"
+    );
+}
+
+#[test]
+fn a_common_password_is_refused_with_the_reason() {
+    let env = Env::new();
+    let refused = env
+        .run(&["account", "add", "zoe"], "password123\n")
+        .fails(2);
+    assert!(
+        refused.stderr.contains("common or found in breaches"),
+        "{}",
+        refused.stderr
+    );
+    let list = env.run(&["--json", "account", "list"], "").ok().json();
+    assert_eq!(list, serde_json::json!({"accounts": []}));
 }
 
 #[test]

@@ -161,3 +161,88 @@ fn the_bare_command_opens_the_console_and_q_quits() {
     // It opened (created) the store.
     assert!(dir.path().join("data").join("store").exists());
 }
+
+/// The backup codes a screen shows (`xxxx-xxxx-xxxx-xxxx`), in order.
+fn codes_on(screen: &str) -> Vec<String> {
+    screen
+        .split(|c: char| c.is_whitespace())
+        .filter(|w| {
+            w.len() == 19
+                && w.split('-').count() == 4
+                && w.split('-')
+                    .all(|g| g.len() == 4 && g.chars().all(|c| c.is_ascii_alphanumeric()))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn secret_on(screen: &str) -> TotpSecret {
+    let grouped = screen
+        .lines()
+        .rev()
+        .find_map(|l| {
+            l.split_once("Or enter the secret by hand: ")
+                .map(|(_, s)| s.trim())
+        })
+        .expect("the secret is shown");
+    TotpSecret::from_base32(grouped).unwrap()
+}
+
+#[test]
+fn replacing_the_authenticator_on_a_terminal_asks_for_a_current_code() {
+    let dir = TempDir::new().unwrap();
+    let mut s = Session::start(&dir, &["account", "add", "cy"]);
+    s.expect("Password: ", 1);
+    s.type_line(PASSWORD);
+    s.expect("Password again: ", 1);
+    s.type_line(PASSWORD);
+    assert_eq!(s.finish().0, 0);
+    let mut s = Session::start(&dir, &["enroll", "cy"]);
+    let screen = s.expect("Code from the authenticator", 1);
+    let first = secret_on(&screen);
+    s.type_line(&code_at(first.as_bytes(), now(), TotpParams::default()).unwrap());
+    let (code, screen) = s.finish();
+    assert_eq!(code, 0, "{screen}");
+    let codes = codes_on(&screen);
+    assert_eq!(codes.len(), 10, "{screen}");
+
+    // The password alone (an empty code line) is refused and changes nothing.
+    let mut s = Session::start(&dir, &["codes", "regenerate", "cy"]);
+    s.expect("Password: ", 1);
+    s.type_line(PASSWORD);
+    s.expect("Current code (authenticator or backup code): ", 1);
+    s.type_line("");
+    let (code, screen) = s.finish();
+    assert_eq!(code, 1, "{screen}");
+    assert!(screen.contains("not only the password"), "{screen}");
+
+    // Re-enrolling: the password, a backup code, then the new authenticator's code, which the
+    // step-up made at the start lets confirm.
+    let mut s = Session::start(&dir, &["enroll", "cy"]);
+    s.expect("Password: ", 1);
+    s.type_line(PASSWORD);
+    s.expect("Current code (authenticator or backup code): ", 1);
+    s.type_line(&codes[0]);
+    let screen = s.expect("Code from the authenticator", 1);
+    assert!(
+        screen.contains("The current authenticator keeps working until the new one is confirmed"),
+        "{screen}"
+    );
+    let second = secret_on(&screen);
+    assert_ne!(second.as_bytes(), first.as_bytes());
+    s.type_line(&code_at(second.as_bytes(), now(), TotpParams::default()).unwrap());
+    let (code, screen) = s.finish();
+    assert_eq!(code, 0, "{screen}");
+    let fresh = codes_on(&screen);
+    assert_eq!(fresh.len(), 10, "{screen}");
+    assert!(fresh.iter().all(|c| !codes.contains(c)), "{screen}");
+    assert!(!screen.contains(PASSWORD), "the password was echoed");
+    assert!(!screen.contains(&codes[0]), "the code typed was echoed");
+}

@@ -9,4 +9,6 @@ mod support;
 mod cli;
 mod cli_tty;
 mod crash;
+mod demo;
+mod shared_store;
 mod tui_pty;

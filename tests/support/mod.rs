@@ -132,6 +132,16 @@ pub fn rounds(what: &str, override_var: &str, quick: usize, full: usize) -> usiz
     count
 }
 
+/// [`open_store`] with the key of `key_file` bound (schema 2 checks every record with it, and
+/// migrates a schema-1 store).
+pub fn open_store_keyed(path: &Path, key_file: &Path) -> Result<SledStore, StoreError> {
+    use sparekey::core::store::Store;
+    let store = open_store(path)?;
+    let key = sparekey::app::key_file::read_key(key_file).expect("a readable key file");
+    store.bind_key(&key.store_key())?;
+    Ok(store)
+}
+
 /// The reason of a refused login; panics on any other error.
 pub fn reason(e: Error) -> RejectReason {
     match e {

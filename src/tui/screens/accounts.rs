@@ -506,7 +506,7 @@ impl Component for Accounts {
                 Cell::from(format!(
                     "{} {}",
                     if i == self.selected { "›" } else { " " },
-                    a.name
+                    crate::core::account::printable(&a.name)
                 )),
                 Cell::from(two_factor_label(a)),
                 Cell::from(codes),

@@ -1,6 +1,7 @@
 //! The enrollment wizard, steps 1 to 3 of 4 (step 4, the backup codes, is the codes screen):
 //! confirm the password, scan the QR code (or type the secret), enter a code to confirm. Owns
-//! the pending [`Enrollment`] while it is shown and drops it (zeroizing the secret) on leaving.
+//! the pending [`Enrollment`] while it is shown and drops it (zeroizing the secret) on leaving,
+//! and, when the enrollment replaces an authenticator, the step-up its confirm needs.
 //! Must never judge a code itself: wrong codes, clock drift and attempts left come from the
 //! core's error.
 
@@ -10,17 +11,24 @@ use ratatui::layout::{Alignment, Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 
+use crate::core::clock::UnixTime;
+use crate::core::error::Error;
 use crate::core::service::Enrollment;
-use crate::tui::app::{Call, Component, Cx, Outcome, Screen, Target, ViewCx};
+use crate::core::step_up::StepUp;
+use crate::tui::app::{Call, Component, Cx, Outcome, Proof, Screen, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::screens::codes::Codes;
+use crate::tui::screens::settings::{Reauth, ReauthKey};
 use crate::tui::widgets::{
-    Field, field_line, panel, qr_background, qr_lines, qr_size, qr_text_style,
+    Field, Theme, field_line, panel, qr_background, qr_lines, qr_size, qr_text_style,
 };
 
 #[derive(Debug)]
 pub enum Step {
     Password(Field),
+    /// Replacing an authenticator: the password and a current code (the core said the password
+    /// alone is not enough).
+    Proof(Reauth),
     Scan(Enrollment),
     /// Step 2 with the QR code alone on the whole terminal, without title, status or footer,
     /// so it fits (and scans at) 80x24; any key goes back to [`Step::Scan`].
@@ -28,6 +36,12 @@ pub enum Step {
     Code {
         enrollment: Enrollment,
         code: Field,
+    },
+    /// The step-up a re-enrollment began with expired before its confirm: the password and a
+    /// current code of the old authenticator again, then back to the code.
+    Reprove {
+        enrollment: Enrollment,
+        reauth: Reauth,
     },
 }
 
@@ -37,6 +51,8 @@ pub struct Enroll {
     pub step: Step,
     /// Where Esc and the end of the wizard lead.
     pub back: Target,
+    /// The step-up a re-enrollment began with; its confirm needs it too.
+    pub step_up: Option<StepUp>,
     /// The account has two-factor authentication already: confirming replaces its codes.
     pub replaces_codes: bool,
 }
@@ -59,7 +75,34 @@ impl Enroll {
             account: account.to_string(),
             step: Step::Password(Field::masked()),
             back,
+            step_up: None,
             replaces_codes: false,
+        }
+    }
+
+    /// A re-enrollment that starts with the wizard: step 1 asks for the password and a current
+    /// code at once (the password alone cannot replace an authenticator) and says the current
+    /// backup codes will be replaced.
+    pub fn reenroll(account: &str, back: Target, now: UnixTime) -> Self {
+        Self {
+            step: Step::Proof(Reauth::new(None, now)),
+            ..Self::new(account, back).replacing_codes()
+        }
+    }
+
+    /// At the scan step of a re-enrollment another screen began with its step-up.
+    pub fn begun(
+        account: &str,
+        back: Target,
+        enrollment: Enrollment,
+        step_up: Option<StepUp>,
+    ) -> Self {
+        Self {
+            account: account.to_string(),
+            step: Step::Scan(enrollment),
+            back,
+            step_up,
+            replaces_codes: true,
         }
     }
 
@@ -71,10 +114,26 @@ impl Enroll {
 
     pub fn step_number(&self) -> usize {
         match self.step {
-            Step::Password(_) => 1,
+            Step::Password(_) | Step::Proof(_) => 1,
             Step::Scan(_) | Step::FullQr(_) => 2,
-            Step::Code { .. } => 3,
+            Step::Code { .. } | Step::Reprove { .. } => 3,
         }
+    }
+}
+
+impl Enroll {
+    /// A new step-up for the confirm: back to the code step.
+    fn proven(&mut self, held: StepUp, cx: &mut Cx) {
+        self.step_up = Some(held);
+        let old = std::mem::replace(&mut self.step, Step::Password(Field::masked()));
+        self.step = match old {
+            Step::Reprove { enrollment, .. } => Step::Code {
+                enrollment,
+                code: Field::new(),
+            },
+            other => other,
+        };
+        cx.info("checked: now enter the code the new authenticator shows");
     }
 }
 
@@ -89,10 +148,11 @@ impl Component for Enroll {
 
     fn keys(&self) -> &'static [KeyHint] {
         match self.step {
-            Step::Password(_) => PASSWORD_KEYS,
+            Step::Password(_) | Step::Proof(_) => PASSWORD_KEYS,
             Step::Scan(_) => SCAN_KEYS,
             Step::FullQr(_) => FULL_QR_KEYS,
             Step::Code { .. } => CODE_KEYS,
+            Step::Reprove { .. } => PASSWORD_KEYS,
         }
     }
 
@@ -130,10 +190,18 @@ impl Component for Enroll {
                     let password = field.take();
                     cx.call(Call::BeginEnrollment {
                         name: self.account.clone(),
-                        password,
+                        proof: Proof::Password(password),
                     });
                 } else {
                     field.edit(&key);
+                }
+            }
+            Step::Proof(reauth) => {
+                if let ReauthKey::Proof(proof) = reauth.key(&key, &mut self.step_up, cx.now) {
+                    cx.call(Call::BeginEnrollment {
+                        name: self.account.clone(),
+                        proof,
+                    });
                 }
             }
             Step::Scan(_) => match key.code {
@@ -157,12 +225,26 @@ impl Component for Enroll {
             },
             // Handled above.
             Step::FullQr(_) => {}
+            Step::Reprove { reauth, .. } => {
+                if let ReauthKey::Proof(proof) = reauth.key(&key, &mut self.step_up, cx.now) {
+                    match proof {
+                        Proof::PasswordAndCode { password, code } => cx.call(Call::StepUp {
+                            name: self.account.clone(),
+                            password,
+                            code,
+                        }),
+                        Proof::StepUp(held) => self.proven(held, cx),
+                        Proof::Password(_) => {}
+                    }
+                }
+            }
             Step::Code { code, .. } => {
                 if key.code == KeyCode::Enter {
                     let code = code.take();
                     cx.call(Call::ConfirmEnrollment {
                         name: self.account.clone(),
                         code,
+                        step_up: self.step_up.take(),
                     });
                 } else {
                     code.edit(&key);
@@ -173,11 +255,26 @@ impl Component for Enroll {
 
     fn on_outcome(&mut self, outcome: Outcome, cx: &mut Cx) {
         match outcome {
-            Outcome::EnrollmentBegun(Ok(enrollment)) => {
+            Outcome::EnrollmentBegun {
+                result: Ok(enrollment),
+                step_up,
+            } => {
                 cx.clear_status();
+                self.step_up = step_up;
                 self.step = Step::Scan(enrollment);
             }
-            Outcome::Issued(Ok(issued)) => {
+            // The account has an authenticator: replacing it needs a current code too.
+            Outcome::EnrollmentBegun {
+                result: Err(e @ Error::StepUpNeeded(_)),
+                ..
+            } if matches!(self.step, Step::Password(_)) => {
+                self.step = Step::Proof(Reauth::new(None, cx.now));
+                self.replaces_codes = true;
+                cx.error(e);
+            }
+            Outcome::Confirmed {
+                result: Ok(issued), ..
+            } => {
                 cx.info("two-factor authentication is on: save these backup codes");
                 cx.show(Screen::Codes(Codes::new(
                     issued,
@@ -185,7 +282,31 @@ impl Component for Enroll {
                     self.back.clone(),
                 )));
             }
-            Outcome::EnrollmentBegun(Err(e)) | Outcome::Issued(Err(e)) => cx.error(e),
+            Outcome::EnrollmentBegun { result: Err(e), .. } => cx.error(e),
+            Outcome::SteppedUp(Ok(held)) => self.proven(held, cx),
+            Outcome::SteppedUp(Err(e)) => cx.error(e),
+            // The step-up ran out while the new authenticator was being set up: prove the old
+            // one again, keeping the enrollment.
+            Outcome::Confirmed {
+                result: Err(e @ Error::StepUpNeeded(_)),
+                ..
+            } if matches!(self.step, Step::Code { .. }) => {
+                let old = std::mem::replace(&mut self.step, Step::Password(Field::masked()));
+                if let Step::Code { enrollment, .. } = old {
+                    self.step = Step::Reprove {
+                        enrollment,
+                        reauth: Reauth::new(None, cx.now),
+                    };
+                }
+                cx.error(e);
+            }
+            Outcome::Confirmed {
+                result: Err(e),
+                step_up,
+            } => {
+                self.step_up = step_up;
+                cx.error(e);
+            }
             _ => {}
         }
     }
@@ -206,28 +327,44 @@ impl Component for Enroll {
                     Line::raw(""),
                 ];
                 if self.replaces_codes {
-                    lines.push(Line::styled(
-                        "This replaces the current authenticator and backup codes:",
-                        t.warn(),
-                    ));
-                    lines.push(Line::styled(
-                        "once the new authenticator is confirmed, a new set of backup codes is",
-                        t.warn(),
-                    ));
-                    lines.push(Line::styled(
-                        "issued and the current backup codes stop working.",
-                        t.warn(),
-                    ));
-                    lines.push(Line::styled(
-                        "Until then the current authenticator and codes keep working.",
-                        t.dim(),
-                    ));
+                    lines.extend(replacement_warning(t));
                 } else {
                     lines.push(Line::styled(
                         "If the account already has an authenticator, it keeps working until the new one is confirmed.",
                         t.dim(),
                     ));
                 }
+                lines
+            }
+            Step::Proof(reauth) => {
+                let mut lines = vec![Line::raw("")];
+                lines.push(Line::raw(format!(
+                    "'{}' already has an authenticator: the new one replaces it once confirmed.",
+                    self.account
+                )));
+                lines.push(Line::raw(""));
+                lines.extend(reauth.lines(
+                    "Give the password and a current code (authenticator or backup code):",
+                    "Press Enter to go on.",
+                    t,
+                ));
+                lines.push(Line::raw(""));
+                lines.extend(replacement_warning(t));
+                lines
+            }
+            Step::Reprove { reauth, .. } => {
+                let mut lines = vec![
+                    Line::raw(""),
+                    Line::raw(
+                        "The check of the current authenticator expired before the new one was confirmed.",
+                    ),
+                    Line::raw(""),
+                ];
+                lines.extend(reauth.lines(
+                    "Give the password and a current code of the old authenticator (or a backup code):",
+                    "Press Enter to go on.",
+                    t,
+                ));
                 lines
             }
             Step::Scan(enrollment) => return draw_scan(frame, area, enrollment, vx),
@@ -256,6 +393,28 @@ impl Component for Enroll {
             area,
         );
     }
+}
+
+/// What replacing an authenticator does to the backup codes, said before anything changes.
+fn replacement_warning(t: &Theme) -> [Line<'static>; 4] {
+    [
+        Line::styled(
+            "This replaces the current authenticator and backup codes:",
+            t.warn(),
+        ),
+        Line::styled(
+            "once the new authenticator is confirmed, a new set of backup codes is",
+            t.warn(),
+        ),
+        Line::styled(
+            "issued and the current backup codes stop working.",
+            t.warn(),
+        ),
+        Line::styled(
+            "Until then the current authenticator and codes keep working.",
+            t.dim(),
+        ),
+    ]
 }
 
 /// Room for the text beside the QR code.

@@ -21,6 +21,7 @@ use crate::core::error::{Error, human_duration};
 use crate::core::service::{
     LoginStep, LoginSuccess, PendingLogin, SecondFactor, parse_second_factor,
 };
+use crate::core::step_up::StepUp;
 use crate::core::throttle::Gate;
 use crate::tui::app::{Call, Component, Cx, Outcome, Screen, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
@@ -254,14 +255,20 @@ impl Login {
         cx.error(error);
     }
 
-    fn signed_in(&mut self, name: &str, success: LoginSuccess, cx: &mut Cx) {
+    fn signed_in(
+        &mut self,
+        name: &str,
+        success: LoginSuccess,
+        step_up: Option<StepUp>,
+        cx: &mut Cx,
+    ) {
         let how = match success.method {
             LoginMethod::Password => "with the password only",
             LoginMethod::Totp => "with the authenticator",
             LoginMethod::BackupCode => "with a backup code",
         };
         cx.info(format!("signed in as '{name}' {how}"));
-        cx.show(Screen::Secure(Secure::new(name, success)));
+        cx.show(Screen::Secure(Secure::new(name, success, step_up)));
     }
 }
 
@@ -332,7 +339,7 @@ impl Component for Login {
                 }
             }
             Outcome::LoginStarted { name, result } => match result {
-                Ok(LoginStep::Done(success)) => self.signed_in(&name, success, cx),
+                Ok(LoginStep::Done(success)) => self.signed_in(&name, success, None, cx),
                 Ok(LoginStep::SecondFactorNeeded(pending)) => {
                     cx.clear_status();
                     self.ask_for_code(pending);
@@ -340,8 +347,12 @@ impl Component for Login {
                 // The password was moved into the call: the field is empty for another try.
                 Err(e) => self.refused(&e, cx),
             },
-            Outcome::LoginFinished { pending, result } => match result {
-                Ok(success) => self.signed_in(pending.account(), success, cx),
+            Outcome::LoginFinished {
+                pending,
+                result,
+                step_up,
+            } => match result {
+                Ok(success) => self.signed_in(pending.account(), success, step_up, cx),
                 Err(e @ Error::InvalidBackupCode(_)) => {
                     self.pending = Some(pending);
                     self.typo(&e, cx);

@@ -1,7 +1,8 @@
 //! After a login: "Secure your account" when a backup code was used (with how many remain and
 //! the urge to re-enroll, and to regenerate when few are left), or a plain "Signed in" summary.
-//! Owns the password prompt for regenerating. Must never decide what "few codes" means: that is
-//! [`LoginSuccess::low_on_codes`].
+//! Owns the step-up the login made, for regenerating and re-enrolling without another code
+//! while it is fresh (the prompt asks for the password and a code once it is not). Must never
+//! decide what "few codes" means: that is [`LoginSuccess::low_on_codes`].
 
 use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
@@ -11,17 +12,22 @@ use ratatui::widgets::{Paragraph, Wrap};
 
 use crate::core::audit::LoginMethod;
 use crate::core::service::LoginSuccess;
-use crate::tui::app::{Call, Component, Cx, Outcome, Screen, Target, ViewCx};
+use crate::core::step_up::StepUp;
+use crate::tui::app::{Call, Component, Cx, Outcome, Proof, Screen, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::screens::codes::Codes;
-use crate::tui::widgets::{Field, field_line, panel};
+use crate::tui::screens::enroll::Enroll;
+use crate::tui::screens::settings::{Reauth, ReauthKey, STEP_UP_EXPIRED};
+use crate::tui::widgets::panel;
 
 #[derive(Debug)]
 pub struct Secure {
     pub account: String,
     pub success: LoginSuccess,
-    /// The password prompt for `g`, when open.
-    pub regenerate: Option<Field>,
+    /// The prompt for `g`, when open.
+    pub regenerate: Option<Reauth>,
+    /// The step-up the login made (none for a password-only login).
+    pub step_up: Option<StepUp>,
 }
 
 const KEYS: &[KeyHint] = &[
@@ -43,11 +49,12 @@ const NO_2FA_KEYS: &[KeyHint] = &[
 const PROMPT_KEYS: &[KeyHint] = &[hint("Enter", "generate"), hint("Esc", "cancel")];
 
 impl Secure {
-    pub fn new(account: &str, success: LoginSuccess) -> Self {
+    pub fn new(account: &str, success: LoginSuccess, step_up: Option<StepUp>) -> Self {
         Self {
             account: account.to_string(),
             success,
             regenerate: None,
+            step_up,
         }
     }
 
@@ -82,30 +89,38 @@ impl Component for Secure {
     }
 
     fn on_key(&mut self, key: KeyEvent, cx: &mut Cx) {
-        if let Some(field) = &mut self.regenerate {
-            match key.code {
-                KeyCode::Esc => self.regenerate = None,
-                KeyCode::Enter => {
-                    let password = field.take();
-                    cx.call(Call::Regenerate {
-                        name: self.account.clone(),
-                        password,
-                    });
-                }
-                _ => {
-                    field.edit(&key);
-                }
+        if let Some(reauth) = &mut self.regenerate {
+            if key.code == KeyCode::Esc {
+                self.regenerate = None;
+                return;
+            }
+            match reauth.key(&key, &mut self.step_up, cx.now) {
+                ReauthKey::Proof(proof) => cx.call(Call::Regenerate {
+                    name: self.account.clone(),
+                    proof,
+                }),
+                ReauthKey::Expired => cx.error(STEP_UP_EXPIRED),
+                ReauthKey::Edited => {}
             }
             return;
         }
         let name = self.account.clone();
         match key.code {
-            KeyCode::Char('r') => cx.open(Target::enroll(
-                name,
-                self.success.method != crate::core::audit::LoginMethod::Password,
-            )),
+            // With the login's step-up the replacement starts at once; without one (it expired)
+            // the wizard asks for the password and a code. A password-only login has no
+            // authenticator to replace.
+            KeyCode::Char('r') => match self.step_up.take() {
+                Some(s) if s.is_fresh(cx.now) => cx.call(Call::BeginEnrollment {
+                    name,
+                    proof: Proof::StepUp(s),
+                }),
+                _ => cx.open(Target::enroll(
+                    name,
+                    self.success.method != crate::core::audit::LoginMethod::Password,
+                )),
+            },
             KeyCode::Char('g') if self.success.low_on_codes() => {
-                self.regenerate = Some(Field::masked())
+                self.regenerate = Some(Reauth::new(self.step_up.as_ref(), cx.now))
             }
             KeyCode::Char('s') => cx.open(Target::Settings(name)),
             KeyCode::Esc => {
@@ -118,7 +133,9 @@ impl Component for Secure {
 
     fn on_outcome(&mut self, outcome: Outcome, cx: &mut Cx) {
         match outcome {
-            Outcome::Issued(Ok(issued)) => {
+            Outcome::Issued {
+                result: Ok(issued), ..
+            } => {
                 cx.info("a new set of backup codes replaces the old one");
                 cx.show(Screen::Codes(Codes::new(
                     issued,
@@ -126,7 +143,35 @@ impl Component for Secure {
                     Target::Settings(self.account.clone()),
                 )));
             }
-            Outcome::Issued(Err(e)) => cx.error(e),
+            Outcome::EnrollmentBegun {
+                result: Ok(enrollment),
+                step_up,
+            } => {
+                cx.clear_status();
+                let back = Target::Settings(self.account.clone());
+                cx.show(Screen::Enroll(Enroll::begun(
+                    &self.account,
+                    back,
+                    enrollment,
+                    step_up,
+                )));
+            }
+            Outcome::Issued {
+                result: Err(e),
+                step_up,
+            }
+            | Outcome::EnrollmentBegun {
+                result: Err(e),
+                step_up,
+            } => {
+                self.step_up = step_up;
+                if let Some(reauth) = &mut self.regenerate
+                    && !reauth.asks()
+                {
+                    *reauth = Reauth::new(self.step_up.as_ref(), cx.now);
+                }
+                cx.error(e);
+            }
             _ => {}
         }
     }
@@ -179,12 +224,13 @@ impl Component for Secure {
                 t.warn(),
             ));
         }
-        if let Some(field) = &self.regenerate {
+        if let Some(reauth) = &self.regenerate {
             lines.push(Line::raw(""));
-            lines.push(Line::raw(
-                "A new set replaces every old code. Confirm with the password:",
+            lines.extend(reauth.lines(
+                "A new set replaces every old code. Confirm with the password and a code:",
+                "A new set replaces every old code. Press Enter to confirm, Esc to cancel.",
+                t,
             ));
-            lines.push(field_line("Password", field, true, t));
         }
         frame.render_widget(
             Paragraph::new(lines)

@@ -1,7 +1,9 @@
 //! Settings of one account: the unused codes as a gauge, the slot list (when each code was used,
-//! never the code), regenerate, re-enroll, turn 2FA off, and the audit log. Owns the password
-//! and code prompts of those actions. Must never show a code or decide an action is allowed:
-//! the core checks the password and the current code.
+//! never the code), regenerate, re-enroll, turn 2FA off, and the audit log. Owns the prompt of
+//! those actions ([`Reauth`], also used by the signed-in and enrollment screens): the password
+//! and a current code when no fresh step-up is held, a bare confirmation when one is. Must never
+//! show a code or decide an action is allowed: the core checks the password, the code and the
+//! step-up (its binding and its age).
 
 use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
@@ -9,22 +11,154 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Gauge, Paragraph, Wrap};
 
-use crate::tui::app::{Call, Component, Cx, Outcome, Screen, SettingsData, Target, ViewCx};
+use crate::core::clock::UnixTime;
+use crate::core::step_up::StepUp;
+use crate::tui::app::{Call, Component, Cx, Outcome, Proof, Screen, SettingsData, Target, ViewCx};
 use crate::tui::keys::{KeyHint, hint};
 use crate::tui::screens::codes::Codes;
-use crate::tui::widgets::{Field, field_line, format_time, panel};
+use crate::tui::screens::enroll::Enroll;
+use crate::tui::widgets::{Field, Theme, field_line, format_time, panel};
 
 /// Audit events loaded for the log panel.
 pub const AUDIT_LIMIT: usize = 200;
 
+/// Said when a held step-up ran out while its confirmation was open.
+pub const STEP_UP_EXPIRED: &str =
+    "the second factor was checked too long ago: give the password and a current code";
+
+/// The proof prompt of an action that could replace the second factor. With a fresh step-up
+/// held it has no fields (Enter confirms); otherwise it asks for the password and a current
+/// code (authenticator or backup code), which the core turns into a step-up with a login.
 #[derive(Debug)]
-pub enum Prompt {
-    Regenerate(Field),
-    Disable {
-        password: Field,
-        code: Field,
-        on_code: bool,
-    },
+pub struct Reauth {
+    fields: Option<(Field, Field)>,
+    on_code: bool,
+}
+
+/// What a key did to a [`Reauth`] prompt.
+#[derive(Debug)]
+pub enum ReauthKey {
+    /// The last Enter: the proof to send with the call.
+    Proof(Proof),
+    /// Enter on a bare confirmation whose step-up ran out: the fields are now shown.
+    Expired,
+    /// Editing or moving between the fields.
+    Edited,
+}
+
+impl Reauth {
+    /// Asks for the password and code unless `held` is fresh at `now`.
+    pub fn new(held: Option<&StepUp>, now: UnixTime) -> Self {
+        let fresh = held.is_some_and(|s| s.is_fresh(now));
+        Self {
+            fields: (!fresh).then(Self::empty_fields),
+            on_code: false,
+        }
+    }
+
+    fn empty_fields() -> (Field, Field) {
+        (Field::masked(), Field::new())
+    }
+
+    /// Whether it asks for the password and a code.
+    pub fn asks(&self) -> bool {
+        self.fields.is_some()
+    }
+
+    /// Handles a key other than Esc. `held` is the screen's step-up: a bare confirmation takes
+    /// it from there.
+    pub fn key(&mut self, key: &KeyEvent, held: &mut Option<StepUp>, now: UnixTime) -> ReauthKey {
+        let Some((password, code)) = &mut self.fields else {
+            if key.code != KeyCode::Enter {
+                return ReauthKey::Edited;
+            }
+            return match held.take() {
+                Some(s) if s.is_fresh(now) => ReauthKey::Proof(Proof::StepUp(s)),
+                _ => {
+                    self.fields = Some(Self::empty_fields());
+                    ReauthKey::Expired
+                }
+            };
+        };
+        match key.code {
+            KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down => {
+                self.on_code = !self.on_code
+            }
+            KeyCode::Enter if !self.on_code => self.on_code = true,
+            KeyCode::Enter => {
+                self.on_code = false;
+                return ReauthKey::Proof(Proof::held_or(
+                    held.take(),
+                    now,
+                    password.take(),
+                    code.take(),
+                ));
+            }
+            _ => {
+                if self.on_code {
+                    code.edit(key)
+                } else {
+                    password.edit(key)
+                };
+            }
+        }
+        ReauthKey::Edited
+    }
+
+    /// The prompt's lines: `asking` (what the action does and that it needs the password and a
+    /// current code) over the two fields, or `confirming` alone while a step-up is held.
+    pub fn lines(&self, asking: &str, confirming: &str, t: &Theme) -> Vec<Line<'static>> {
+        match &self.fields {
+            Some((password, code)) => vec![
+                Line::styled(asking.to_string(), t.warn()),
+                field_line("Password", password, !self.on_code, t),
+                field_line("Code", code, self.on_code, t),
+            ],
+            None => vec![Line::styled(confirming.to_string(), t.warn())],
+        }
+    }
+}
+
+/// An action of the settings screen that needs a step-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarded {
+    Regenerate,
+    Reenroll,
+    Disable,
+}
+
+impl Guarded {
+    /// The prompt's first line when it asks for the password and a code.
+    fn asking(self) -> &'static str {
+        match self {
+            Guarded::Regenerate => {
+                "Regenerate: every old code stops working. Password and a current code:"
+            }
+            Guarded::Reenroll => {
+                "Re-enroll: the backup codes are replaced too. Password and a current code:"
+            }
+            Guarded::Disable => "Turn 2FA off: give the password and a current or backup code.",
+        }
+    }
+
+    /// The prompt's line while a fresh step-up is held.
+    fn confirming(self) -> &'static str {
+        match self {
+            Guarded::Regenerate => "Regenerate: every old code stops working. Enter to confirm.",
+            Guarded::Reenroll => {
+                "Re-enroll: a new authenticator and new backup codes replace these. Enter to go on."
+            }
+            Guarded::Disable => {
+                "Turn 2FA off: the authenticator and codes stop working. Enter to confirm."
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Prompt {
+    pub action: Guarded,
+    pub reauth: Reauth,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +175,9 @@ pub struct Settings {
     pub prompt: Option<Prompt>,
     /// First line shown of the current panel.
     pub scroll: usize,
+    /// The step-up of the last guarded action, handed back by the core, for the next one while
+    /// it is fresh.
+    pub step_up: Option<StepUp>,
 }
 
 const KEYS: &[KeyHint] = &[
@@ -71,7 +208,24 @@ impl Settings {
             panel: Panel::Slots,
             prompt: None,
             scroll: 0,
+            step_up: None,
         }
+    }
+
+    fn ask(&mut self, action: Guarded, now: UnixTime) {
+        self.prompt = Some(Prompt {
+            action,
+            reauth: Reauth::new(self.step_up.as_ref(), now),
+        });
+    }
+
+    fn send(&mut self, action: Guarded, proof: Proof, cx: &mut Cx) {
+        let name = self.account.clone();
+        cx.call(match action {
+            Guarded::Regenerate => Call::Regenerate { name, proof },
+            Guarded::Disable => Call::DisableTwoFactor { name, proof },
+            Guarded::Reenroll => Call::BeginEnrollment { name, proof },
+        });
     }
 
     fn two_factor(&self) -> bool {
@@ -106,69 +260,36 @@ impl Component for Settings {
 
     fn on_key(&mut self, key: KeyEvent, cx: &mut Cx) {
         let name = self.account.clone();
-        match &mut self.prompt {
-            Some(Prompt::Regenerate(field)) => match key.code {
-                KeyCode::Esc => self.prompt = None,
-                KeyCode::Enter => {
-                    let password = field.take();
-                    cx.call(Call::Regenerate { name, password });
-                }
-                _ => {
-                    field.edit(&key);
-                }
-            },
-            Some(Prompt::Disable {
-                password,
-                code,
-                on_code,
-            }) => match key.code {
-                KeyCode::Esc => self.prompt = None,
-                KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down => {
-                    *on_code = !*on_code
-                }
-                KeyCode::Enter if !*on_code => *on_code = true,
-                KeyCode::Enter => {
-                    let (password, code) = (password.take(), code.take());
-                    *on_code = false;
-                    cx.call(Call::DisableTwoFactor {
-                        name,
-                        password,
-                        code,
-                    });
-                }
-                _ => {
-                    if *on_code {
-                        code.edit(&key)
-                    } else {
-                        password.edit(&key)
-                    };
-                }
-            },
-            None => match key.code {
-                KeyCode::Esc => cx.open(Target::Accounts),
-                KeyCode::Char('g') if self.two_factor() => {
-                    self.prompt = Some(Prompt::Regenerate(Field::masked()))
-                }
-                KeyCode::Char('d') if self.two_factor() => {
-                    self.prompt = Some(Prompt::Disable {
-                        password: Field::masked(),
-                        code: Field::new(),
-                        on_code: false,
-                    })
-                }
-                KeyCode::Char('r') => cx.open(Target::enroll(name, self.two_factor())),
-                KeyCode::Char('a') => {
-                    self.panel = if self.panel == Panel::Slots {
-                        Panel::Audit
-                    } else {
-                        Panel::Slots
-                    };
-                    self.scroll = 0;
-                }
-                KeyCode::Up | KeyCode::Char('k') => self.scroll = self.scroll.saturating_sub(1),
-                KeyCode::Down | KeyCode::Char('j') => self.scroll += 1,
-                _ => {}
-            },
+        if let Some(prompt) = &mut self.prompt {
+            if key.code == KeyCode::Esc {
+                self.prompt = None;
+                return;
+            }
+            let action = prompt.action;
+            match prompt.reauth.key(&key, &mut self.step_up, cx.now) {
+                ReauthKey::Proof(proof) => self.send(action, proof, cx),
+                ReauthKey::Expired => cx.error(STEP_UP_EXPIRED),
+                ReauthKey::Edited => {}
+            }
+            return;
+        }
+        match key.code {
+            KeyCode::Esc => cx.open(Target::Accounts),
+            KeyCode::Char('g') if self.two_factor() => self.ask(Guarded::Regenerate, cx.now),
+            KeyCode::Char('d') if self.two_factor() => self.ask(Guarded::Disable, cx.now),
+            KeyCode::Char('r') if self.two_factor() => self.ask(Guarded::Reenroll, cx.now),
+            KeyCode::Char('r') => cx.open(Target::Enroll(name)),
+            KeyCode::Char('a') => {
+                self.panel = if self.panel == Panel::Slots {
+                    Panel::Audit
+                } else {
+                    Panel::Slots
+                };
+                self.scroll = 0;
+            }
+            KeyCode::Up | KeyCode::Char('k') => self.scroll = self.scroll.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => self.scroll += 1,
+            _ => {}
         }
     }
 
@@ -178,7 +299,9 @@ impl Component for Settings {
                 self.data = Some(data)
             }
             Outcome::Settings(Err(e)) => cx.error(e),
-            Outcome::Issued(Ok(issued)) => {
+            Outcome::Issued {
+                result: Ok(issued), ..
+            } => {
                 self.prompt = None;
                 cx.info("a new set of backup codes replaces the old one");
                 cx.show(Screen::Codes(Codes::new(
@@ -187,14 +310,46 @@ impl Component for Settings {
                     Target::Settings(self.account.clone()),
                 )));
             }
-            Outcome::Disabled(Ok(())) => {
+            Outcome::EnrollmentBegun {
+                result: Ok(enrollment),
+                step_up,
+            } => {
+                self.prompt = None;
+                cx.clear_status();
+                let back = Target::Settings(self.account.clone());
+                cx.show(Screen::Enroll(Enroll::begun(
+                    &self.account,
+                    back,
+                    enrollment,
+                    step_up,
+                )));
+            }
+            Outcome::Disabled { result: Ok(()), .. } => {
                 self.prompt = None;
                 cx.info(
                     "two-factor authentication is off: its authenticator and codes are removed",
                 );
                 self.reload(cx);
             }
-            Outcome::Issued(Err(e)) | Outcome::Disabled(Err(e)) => {
+            Outcome::Issued {
+                result: Err(e),
+                step_up,
+            }
+            | Outcome::Disabled {
+                result: Err(e),
+                step_up,
+            }
+            | Outcome::EnrollmentBegun {
+                result: Err(e),
+                step_up,
+            } => {
+                // Kept for another try while fresh; the prompt asks again if it is not.
+                self.step_up = step_up;
+                if let Some(prompt) = &mut self.prompt
+                    && !prompt.reauth.asks()
+                {
+                    prompt.reauth = Reauth::new(self.step_up.as_ref(), cx.now);
+                }
                 cx.error(e);
                 self.reload(cx);
             }
@@ -208,7 +363,11 @@ impl Component for Settings {
             frame.render_widget(Paragraph::new("loading…").block(panel()), area);
             return;
         };
-        let prompt_height = if self.prompt.is_some() { 5 } else { 0 };
+        let prompt_height = match &self.prompt {
+            Some(p) if p.reauth.asks() => 5,
+            Some(_) => 3,
+            None => 0,
+        };
         let [summary_area, gauge_area, panel_area, prompt_area] = Layout::vertical([
             Constraint::Length(3),
             Constraint::Length(3),
@@ -321,33 +480,11 @@ impl Component for Settings {
             panel_area,
         );
 
-        match &self.prompt {
-            Some(Prompt::Regenerate(field)) => {
-                let lines = vec![
-                    Line::styled(
-                        "Regenerate: every old code stops working. Confirm with the password:",
-                        t.warn(),
-                    ),
-                    field_line("Password", field, true, t),
-                ];
-                frame.render_widget(Paragraph::new(lines).block(panel()), prompt_area);
-            }
-            Some(Prompt::Disable {
-                password,
-                code,
-                on_code,
-            }) => {
-                let lines = vec![
-                    Line::styled(
-                        "Turn 2FA off: give the password and a current authenticator code.",
-                        t.warn(),
-                    ),
-                    field_line("Password", password, !on_code, t),
-                    field_line("Code", code, *on_code, t),
-                ];
-                frame.render_widget(Paragraph::new(lines).block(panel()), prompt_area);
-            }
-            None => {}
+        if let Some(prompt) = &self.prompt {
+            let lines = prompt
+                .reauth
+                .lines(prompt.action.asking(), prompt.action.confirming(), t);
+            frame.render_widget(Paragraph::new(lines).block(panel()), prompt_area);
         }
     }
 }
