@@ -1,7 +1,9 @@
 //! The config file (`sparekey.toml`) and the settings of one run: what the command line said
 //! (flags, and the `SPAREKEY_*` variables clap reads for them) over the file, over the defaults.
-//! The file holds `store`, `key_file`, `issuer`, `codes` and a `[throttle]` table; a key it does
-//! not know is an error that names it, so a typo never silently falls back to a default.
+//! The file holds `store`, `data_dir`, `key_file`, `issuer`, `codes`, a `[throttle]` table and a
+//! `[pam]` table (read by the PAM module, which shares this file; checked here, used there); a
+//! key it does not know is an error that names it, so a typo never silently falls back to a
+//! default.
 //!
 //! Owns where the file is looked for (`--config`, else `sparekey.toml` in the platform config
 //! dir, else `/etc/sparekey/sparekey.toml`) and that merge. Must never open the store, and never
@@ -34,10 +36,22 @@ const MAX_LOCK_AFTER: u32 = 100;
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     pub store: Option<String>,
+    pub data_dir: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
     pub issuer: Option<String>,
     pub codes: Option<usize>,
     pub throttle: Option<ThrottleTable>,
+    pub pam: Option<PamTable>,
+}
+
+/// `[pam]`: the PAM module's own settings (which `sparekey` binary it runs, how long it waits
+/// for it). sparekey itself uses neither; they are here so one file serves both, and so a typo
+/// in them is refused by `sparekey` too.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PamTable {
+    pub binary: Option<PathBuf>,
+    pub timeout_secs: Option<u64>,
 }
 
 /// `[throttle]`: the same fields as [`ThrottlePolicy`], each optional.
@@ -148,12 +162,19 @@ impl Settings {
         let (origin, file) = ConfigFile::load(overrides.config.as_deref())?.unwrap_or_default();
         // A relative key file in the config file is relative to the file, not to wherever
         // the command happens to run.
-        let file_key = file.key_file.as_ref().map(|k| match origin.parent() {
-            Some(dir) if k.is_relative() => dir.join(k),
-            _ => k.clone(),
-        });
-        let key_file = overrides.key_file.clone().or(file_key);
-        let mut paths = Paths::resolve(overrides.data_dir.clone(), key_file)?;
+        let beside_file = |p: &PathBuf| match origin.parent() {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.clone(),
+        };
+        let key_file = overrides
+            .key_file
+            .clone()
+            .or(file.key_file.as_ref().map(beside_file));
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or(file.data_dir.as_ref().map(beside_file));
+        let mut paths = Paths::resolve(data_dir, key_file)?;
         if let Some(store) = overrides.store.as_ref().or(file.store.as_ref()) {
             let location = StoreLocation::parse(store).map_err(Error::Invalid)?;
             paths = paths.with_location(location);
@@ -193,9 +214,14 @@ mod tests {
         let file = parse(
             r#"
             store = "postgres://sparekey@db.example.org/sparekey"
+            data_dir = "/var/lib/sparekey"
             key_file = "/etc/sparekey/key"
             issuer = "Example"
             codes = 12
+
+            [pam]
+            binary = "/usr/bin/sparekey"
+            timeout_secs = 5
 
             [throttle]
             free_failures = 3
@@ -210,6 +236,14 @@ mod tests {
             Some("postgres://sparekey@db.example.org/sparekey")
         );
         assert_eq!(file.key_file, Some(PathBuf::from("/etc/sparekey/key")));
+        assert_eq!(file.data_dir, Some(PathBuf::from("/var/lib/sparekey")));
+        assert_eq!(
+            file.pam,
+            Some(PamTable {
+                binary: Some(PathBuf::from("/usr/bin/sparekey")),
+                timeout_secs: Some(5)
+            })
+        );
         assert_eq!(file.codes, Some(12));
         let policy = file
             .throttle
@@ -234,6 +268,8 @@ mod tests {
         assert!(error.contains("sparekey.toml:2"), "{error}");
         let error = parse("[throttle]\nlock_afer = 3\n").unwrap_err();
         assert!(error.contains("lock_afer"), "{error}");
+        let error = parse("[pam]\ntimeout = 3\n").unwrap_err();
+        assert!(error.contains("timeout"), "{error}");
         let error = parse("codes = \"ten\"\n").unwrap_err();
         assert!(error.contains("sparekey.toml:1"), "{error}");
     }
@@ -300,6 +336,27 @@ mod tests {
                 .map(|t| t.display.as_str()),
             Some("u@localhost/sk")
         );
+    }
+
+    #[test]
+    fn the_data_dir_of_the_file_is_used_relative_to_it_and_a_flag_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparekey.toml");
+        std::fs::write(&path, "data_dir = \"data\"\n[pam]\ntimeout_secs = 5\n").unwrap();
+        let from_file = Settings::resolve(&Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(from_file.paths.data_dir, dir.path().join("data"));
+        assert_eq!(from_file.paths.store, dir.path().join("data").join("store"));
+        let overridden = Settings::resolve(&Overrides {
+            config: Some(path),
+            data_dir: Some("/flag".into()),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(overridden.paths.data_dir, PathBuf::from("/flag"));
     }
 
     #[test]
