@@ -220,7 +220,13 @@ contract!(
     operator_password_is_set_once,
     export_then_import_gives_the_same_image,
     changes_survive_a_new_handle,
+    parallel_attempts_never_verify_more_than_the_policy,
+    events_are_written_with_their_change_and_only_then,
+    refusals_in_one_delay_window_are_one_event,
+    names_are_unique_regardless_of_case,
 );
+
+contract_stored!(a_tampered_record_is_damage);
 
 fn backup_code_is_consumed_once(backend: &Backend) {
     let clock = Arc::new(ManualClock::new(T0));
@@ -456,8 +462,232 @@ fn changes_survive_a_new_handle(backend: &Backend) {
     assert_eq!(service.code_status("heidi").unwrap().remaining, 9);
 }
 
+fn parallel_attempts_never_verify_more_than_the_policy(backend: &Backend) {
+    // No delay before the lock, so only the lock bounds the attempts: every thread that got
+    // past a stale gate check would verify, and count, one more guess. Wrong passwords: one
+    // reservation per attempt, so the count is exact (see store_postgres for wrong codes).
+    let policy = ThrottlePolicy {
+        free_failures: 1_000,
+        lock_after: 3,
+        ..ThrottlePolicy::default()
+    };
+    let config = Config {
+        throttle: policy,
+        ..test_config()
+    };
+    let clock = Arc::new(ManualClock::new(T0));
+    let shared = backend.service_with(&clock, config.clone());
+    let (secret, _) = enrolled(&shared, &clock, "uma");
+    let threads = 8;
+    // A handle (a connection) per thread where the backend allows several.
+    let services: Vec<Option<Service>> = (0..threads)
+        .map(|_| {
+            backend
+                .many_handles
+                .then(|| backend.service_with(&clock, config.clone()))
+        })
+        .collect();
+    let barrier = Barrier::new(threads);
+    let right = code_for(&secret, clock.now_for_tests());
+    let answers: Vec<Error> = std::thread::scope(|s| {
+        let handles: Vec<_> = services
+            .iter()
+            .map(|own| {
+                let service = own.as_ref().unwrap_or(&shared);
+                let (barrier, right) = (&barrier, &right);
+                s.spawn(move || {
+                    barrier.wait();
+                    service
+                        .login("uma", "not the password", Some(right))
+                        .unwrap_err()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let verified = answers
+        .iter()
+        .filter(|e| matches!(e, Error::Rejected(_)))
+        .count();
+    let locked = answers
+        .iter()
+        .filter(|e| matches!(e, Error::Locked(_)))
+        .count();
+    assert_eq!((verified, locked), (3, threads - 3), "{answers:?}");
+    let summary = shared.account_summary("uma").unwrap();
+    assert_eq!((summary.consecutive_failures, summary.locked), (3, true));
+    // Locked at exactly the policy: now even the right password and code are refused.
+    let refused = shared.login("uma", PASSWORD, Some(&right)).unwrap_err();
+    assert!(matches!(refused, Error::Locked(_)), "{refused:?}");
+}
 
+/// The account `name` as the service created it (a template for records made below it).
+fn created(backend: &Backend, name: &str) -> Account {
+    let clock = Arc::new(ManualClock::new(T0));
+    backend
+        .service(&clock)
+        .create_account(name, PASSWORD)
+        .unwrap();
+    backend.bound().load_account(name).unwrap().unwrap()
+}
 
+fn events_are_written_with_their_change_and_only_then(backend: &Backend) {
+    let mut account = created(backend, "tom");
+    account.name = "ursula".into();
+    let store = backend.bound();
+    let created = |_: &bool| vec![AuditKind::AccountCreated];
+    assert!(store.insert_account(&account, &created).unwrap());
+    assert!(!store.insert_account(&account, &created).unwrap(), "taken");
+    let unlocked = |_: &bool| vec![AuditKind::Unlocked];
+    assert!(store.clear_failures("ursula", T0 + 7, &unlocked).unwrap());
+    // No change, no events: an absent account, a set that is not the stored one.
+    assert!(!store.clear_failures("nobody", T0 + 8, &unlocked).unwrap());
+    assert!(!store.delete_account("nobody", T0 + 8, &unlocked).unwrap());
+    let check = sparekey::core::store::SettleCheck {
+        policy: ThrottlePolicy::default(),
+    };
+    let consumed = store
+        .consume_backup_code("ursula", 999, 0, T0 + 9, &check, &|_| {
+            vec![AuditKind::Unlocked]
+        })
+        .unwrap();
+    assert_eq!(
+        consumed,
+        sparekey::core::store::CodeConsumption::SetReplaced
+    );
+    let events: Vec<_> = store
+        .audit_events(Some("ursula"), 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.at, e.kind))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            (account.created_at, AuditKind::AccountCreated),
+            (T0 + 7, AuditKind::Unlocked)
+        ]
+    );
+    assert!(store.audit_events(Some("nobody"), 100).unwrap().is_empty());
+}
 
+fn refusals_in_one_delay_window_are_one_event(backend: &Backend) {
+    created(backend, "vera");
+    let store = backend.bound();
+    let policy = ThrottlePolicy {
+        free_failures: 1,
+        lock_after: 10,
+        ..ThrottlePolicy::default()
+    };
+    let reserved = |r: Reservation| matches!(r, Reservation::Reserved { .. });
+    // One free failure, then a delay: the next attempts are refused, counted in one event.
+    assert!(reserved(
+        store.reserve_attempt("vera", &policy, T0).unwrap()
+    ));
+    for at in T0 + 1..T0 + 6 {
+        let refused = store.reserve_attempt("vera", &policy, at).unwrap();
+        assert!(
+            matches!(refused, Reservation::Refused(Gate::Delayed { .. })),
+            "{refused:?}"
+        );
+    }
+    store
+        .note_refused_attempt("vera", Gate::Delayed { seconds_left: 1 }, T0 + 6)
+        .unwrap();
+    // A later window (the delay ran out, one more failure) starts a new event.
+    assert!(reserved(
+        store
+            .reserve_attempt("vera", &policy, T0 + 100_000)
+            .unwrap()
+    ));
+    let refused = store
+        .reserve_attempt("vera", &policy, T0 + 100_001)
+        .unwrap();
+    assert!(matches!(refused, Reservation::Refused(_)), "{refused:?}");
+    let refusals: Vec<_> = store
+        .audit_events(Some("vera"), 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.kind, AuditKind::AttemptsRefused { .. }))
+        .map(|e| (e.at, e.kind))
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            (
+                T0 + 1,
+                AuditKind::AttemptsRefused {
+                    count: 6,
+                    locked: false
+                }
+            ),
+            (
+                T0 + 100_001,
+                AuditKind::AttemptsRefused {
+                    count: 1,
+                    locked: false
+                }
+            ),
+        ]
+    );
+    // Refusals counted nothing: only the two reservations are failures.
+    let failures = store.load_account("vera").unwrap().unwrap().failures;
+    assert_eq!(
+        failures,
+        FailureRecord {
+            consecutive: 2,
+            last_failure_at: Some(T0 + 100_000)
+        }
+    );
+}
 
+fn names_are_unique_regardless_of_case(backend: &Backend) {
+    let template = created(backend, "Émile");
+    let store = backend.bound();
+    let none = |_: &bool| Vec::new();
+    // Another case, and the same letters decomposed (E, combining acute): one account.
+    for other in ["émile", "ÉMILE", "E\u{301}mile", "e\u{301}MILE"] {
+        let account = Account {
+            name: other.into(),
+            ..template.clone()
+        };
+        assert!(!store.insert_account(&account, &none).unwrap(), "{other:?}");
+        assert!(store.load_account(other).unwrap().is_none(), "{other:?}");
+    }
+    // Removing the account frees its folded name.
+    assert!(store.delete_account("Émile", T0, &none).unwrap());
+    let account = Account {
+        name: "émile".into(),
+        ..template
+    };
+    assert!(store.insert_account(&account, &none).unwrap());
+    assert_eq!(store.list_accounts().unwrap().len(), 1);
+}
 
+fn a_tampered_record_is_damage(backend: &Backend) {
+    let clock = Arc::new(ManualClock::new(T0));
+    {
+        let service = backend.service(&clock);
+        service.create_account("alice", PASSWORD).unwrap();
+        service
+            .create_account("mallory", "mallory's own password")
+            .unwrap();
+    }
+    // Mallory's record (his password hash) under alice's name.
+    (backend.tamper.as_ref().unwrap())("alice", "mallory");
+    let service = backend.service(&clock);
+    let err = service
+        .login("alice", "mallory's own password", None)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Store, "{err}");
+    let line = err.to_string();
+    assert!(
+        line.contains("account 'alice' fails its integrity check"),
+        "{line}"
+    );
+    assert!(!line.contains('\n'), "{line}");
+    // Nothing was counted or changed on the tampered record, and the others still work.
+    service
+        .login("mallory", "mallory's own password", None)
+        .unwrap();
+}
