@@ -85,9 +85,33 @@ pub fn run(cli: Cli) -> u8 {
     }
 }
 
-/// The service configuration of every command: `--issuer` and `--codes` where a command takes
-/// them, the defaults elsewhere. Hashing always uses [`HashParams::OWASP`]: nothing in the
-/// environment or on the command line can make it cheaper.
+/// The settings of every command: flags and `SPAREKEY_*` over the config file over the
+/// defaults; `issuer` and `codes` are the flags of the commands that take them. Hashing always
+/// uses [`HashParams::OWASP`] (the default): nothing in the environment, the config file or
+/// the command line can make it cheaper.
+fn settings_with(
+    global: &GlobalArgs,
+    issuer: Option<&str>,
+    codes: Option<usize>,
+) -> Result<app::Settings, Error> {
+    let settings = app::Settings::resolve(&app::Overrides {
+        config: global.config.clone(),
+        store: global.store.clone(),
+        data_dir: global.data_dir.clone(),
+        key_file: global.key_file.clone(),
+        issuer: issuer.map(str::to_string),
+        codes,
+    })?;
+    debug_assert_eq!(settings.config.hash_params, HashParams::OWASP);
+    Ok(settings)
+}
+
+fn settings(global: &GlobalArgs) -> Result<app::Settings, Error> {
+    settings_with(global, None, None)
+}
+
+/// The demo's settings: flags over defaults only, since the demo reads no file and opens no
+/// store.
 fn config(issuer: Option<&str>, codes: Option<usize>) -> Config {
     let defaults = Config::default();
     Config {
@@ -101,8 +125,10 @@ fn config(issuer: Option<&str>, codes: Option<usize>) -> Config {
 /// Opens the store for a command that may be the first one: creates the store and the key when
 /// neither is there yet, and then says (once) where the key is and that it must be backed up.
 fn open(global: &GlobalArgs) -> Result<Service, Error> {
-    let paths = paths(global)?;
-    creating_key(&paths, || app::open(&paths, config(None, None)))
+    let settings = settings(global)?;
+    creating_key(&settings.paths, || {
+        app::open(&settings.paths, settings.config.clone())
+    })
 }
 
 /// Runs `open` and, if it created the key file, tells the user on stderr (stdout keeps only
@@ -120,11 +146,17 @@ fn creating_key<T>(paths: &Paths, open: impl FnOnce() -> Result<T, Error>) -> Re
 /// Opens the store for a command that only reads or changes what exists: never creates a
 /// store or a key (a mistyped `--data-dir` must not leave a new, empty store behind).
 fn open_existing(global: &GlobalArgs) -> Result<Service, Error> {
-    open_existing_configured(global, config(None, None))
+    open_existing_with(global, None, None)
 }
 
-fn open_existing_configured(global: &GlobalArgs, config: Config) -> Result<Service, Error> {
-    app::open_existing(&paths(global)?, config)
+/// [`open_existing`] with the `--issuer` and `--codes` of the command.
+fn open_existing_with(
+    global: &GlobalArgs,
+    issuer: Option<&str>,
+    codes: Option<usize>,
+) -> Result<Service, Error> {
+    let settings = settings_with(global, issuer, codes)?;
+    app::open_existing(&settings.paths, settings.config)
 }
 
 /// A warning or notice for the person at the terminal: one line on stderr, never on stdout.
@@ -160,10 +192,11 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
         .into());
     }
     // Held only while it runs calls, so the other commands work beside an open console.
-    let paths = paths(global)?;
-    let config = config(args.issuer.issuer.as_deref(), args.codes.codes);
+    let settings = settings_with(global, args.issuer.issuer.as_deref(), args.codes.codes)?;
     // The notice goes out before the alternate screen, so it is there when the console ends.
-    let service = creating_key(&paths, || app::open_console(&paths, config))?;
+    let service = creating_key(&settings.paths, || {
+        app::open_console(&settings.paths, settings.config.clone())
+    })?;
     // Whoever came first would otherwise choose the password that guards every account.
     if args.kiosk && !service.has_operator_password()? {
         return Err(Error::Invalid(
@@ -549,8 +582,7 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
 
 /// The service of `enroll`: its `--issuer` and `--codes` apply; the account must exist.
 fn open_enrolling(global: &GlobalArgs, args: &EnrollArgs) -> Result<Service, Error> {
-    let config = config(args.issuer.issuer.as_deref(), args.codes.codes);
-    open_existing_configured(global, config)
+    open_existing_with(global, args.issuer.issuer.as_deref(), args.codes.codes)
 }
 
 /// Quotes a name for a command line shown to the user, when it needs it.
@@ -950,7 +982,7 @@ fn regenerate(global: &GlobalArgs, out: Output, args: &RegenerateArgs) -> Outcom
     check_codes_output(args.out.as_deref())?;
     let (password, code) =
         read_step_up(&mut SecretInput::stdin(), "regenerating the backup codes")?;
-    let service = open_existing_configured(global, config(None, args.codes.codes))?;
+    let service = open_existing_with(global, None, args.codes.codes)?;
     let proof = service.step_up(&args.name, &password, &code)?;
     drop((password, code));
     let issued = service.regenerate_codes(&args.name, &proof)?;
@@ -1048,7 +1080,7 @@ fn reset(global: &GlobalArgs, out: Output, args: &ConfirmedNameArg) -> Outcome {
 // ----- recovery ------------------------------------------------------------------------------
 
 fn paths(global: &GlobalArgs) -> Result<Paths, Error> {
-    Paths::resolve(global.data_dir.clone(), global.key_file.clone())
+    Ok(settings(global)?.paths)
 }
 
 fn backup(global: &GlobalArgs, out: Output, file: &Path) -> Outcome {
