@@ -94,7 +94,8 @@ pub struct SledStore {
     /// The schema of the data on disk: 1 until the first bind migrates it.
     schema: AtomicU32,
     /// The key records are tagged with, from [`Store::bind_key`] or [`SledStore::attach_key`].
-    key: OnceLock<MacKey>,
+    /// A handle to the key's one allocation (see [`StoreKey`]), never a copy of its bytes.
+    key: OnceLock<StoreKey>,
     /// Declared last so that it is released only after sled has closed the store.
     _lock: StoreLock,
 }
@@ -443,12 +444,12 @@ impl SledStore {
     /// Hands the store its record key without binding or migrating anything: for `doctor`,
     /// which reads and checks every record but never writes.
     pub fn attach_key(&self, key: &StoreKey) {
-        let _ = self.key.set(key.records().clone());
+        let _ = self.key.set(key.share());
     }
 
     /// The record key; an error (never a panic) if the store is used before its key is bound.
     fn mac(&self) -> Result<&MacKey, StoreError> {
-        self.key.get().ok_or_else(|| {
+        self.key.get().map(StoreKey::records).ok_or_else(|| {
             StoreError::Conflict(
                 "the store's records cannot be checked before its key is bound".into(),
             )
