@@ -171,6 +171,11 @@ fn key_binding(store: Option<&SledStore>, key: Option<&MasterKey>) -> Check {
     };
     match store.key_fingerprint() {
         Err(e) => Check::fix("key binding", format!("{e}: restore from a backup")),
+        // A store in use is never bound afresh: its fingerprint was removed.
+        Ok(None) if store.holds_data() => Check::fix(
+            "key binding",
+            "the store holds data but its key fingerprint is missing (removed below sparekey): restore from a backup".into(),
+        ),
         Ok(fingerprint) => binding_of(fingerprint, key),
     }
 }
