@@ -1080,7 +1080,12 @@ impl Store for SledStore {
     ) -> Result<Reservation, StoreError> {
         self.transact(|tx| {
             let Some(mut account) = tx.load(name)? else {
-                return Ok((Reservation::NoAccount, Flush::No));
+                // A write and a sync as for a real account: on a store that cannot be written
+                // an unknown name fails as a real one does, rather than spending a dummy hash
+                // and answering "wrong name or password" (which told the two apart).
+                const META_PROBE: &[u8] = b"write_probe";
+                tx.meta.insert(META_PROBE, &[1u8])?;
+                return Ok((Reservation::NoAccount, Flush::ToDisk));
             };
             let applied = mutation::reserve_attempt(&mut account, policy, at);
             match applied.outcome {
