@@ -578,14 +578,21 @@ impl SledStore {
     /// not only at the fold index, which can be edited below sparekey and proves nothing by
     /// missing an entry. Read before the insert's transaction; a twin inserted meanwhile by
     /// another process is caught by its fold, which that transaction reads.
+    /// One pass over the keys, no record decoded: an ASCII pair is compared in place (folding
+    /// ASCII is its lower case), only other names are folded.
     fn twin_of(&self, name: &str, folded: &str) -> Result<Option<String>, StoreError> {
         for entry in self.accounts.iter().keys() {
             let other = entry.map_err(io)?;
-            if other.as_ref() != name.as_bytes() {
-                let other = String::from_utf8_lossy(&other);
-                if folded_name(&other) == folded {
-                    return Ok(Some(other.into_owned()));
-                }
+            if other.as_ref() == name.as_bytes() {
+                continue;
+            }
+            let twin = if other.is_ascii() && name.is_ascii() {
+                other.eq_ignore_ascii_case(name.as_bytes())
+            } else {
+                folded_name(&String::from_utf8_lossy(&other)) == folded
+            };
+            if twin {
+                return Ok(Some(String::from_utf8_lossy(&other).into_owned()));
             }
         }
         Ok(None)
