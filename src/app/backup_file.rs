@@ -86,7 +86,7 @@ fn encode(image: &StoreImage, key: &MacKey) -> Vec<u8> {
 /// for tests that forge backups (with a made-up key, or with bad records under the right one).
 #[cfg(any(test, feature = "test-support"))]
 pub fn encode_for_tests(image: &StoreImage, key: &MasterKey) -> Vec<u8> {
-    encode(image, &key.backup_key())
+    encode(image, key.backup_key())
 }
 
 /// The image in a backup file's bytes, if they are a whole backup whose tag verifies with
@@ -150,7 +150,7 @@ fn validate(image: &StoreImage) -> Result<(), String> {
 pub fn backup(store: &dyn Store, key: &MasterKey, file: &Path) -> Result<BackupSummary, Error> {
     let image = store.export_image()?;
     // Exit 4 also for a taken name, as before: the CLI documents a refused backup so.
-    write_new_file(file, &encode(&image, &key.backup_key()))
+    write_new_file(file, &encode(&image, key.backup_key()))
         .map_err(|e| Error::Io(e.to_string()))?;
     Ok(summary(&image, None))
 }

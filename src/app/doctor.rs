@@ -70,6 +70,7 @@ trait Inspected: Store {
     fn attach_key(&self, key: &StoreKey);
     fn key_fingerprint(&self) -> Result<Option<String>, StoreError>;
     fn check_records(&self) -> Result<(usize, Vec<String>), StoreError>;
+    fn holds_data(&self) -> bool;
 }
 
 macro_rules! inspected {
@@ -86,6 +87,9 @@ macro_rules! inspected {
             }
             fn check_records(&self) -> Result<(usize, Vec<String>), StoreError> {
                 <$t>::check_records(self)
+            }
+            fn holds_data(&self) -> bool {
+                <$t>::holds_data(self)
             }
         }
     };
@@ -279,6 +283,11 @@ fn key_binding(store: Option<&dyn Inspected>, key: Option<&MasterKey>) -> Check 
     };
     match store.key_fingerprint() {
         Err(e) => Check::fix("key binding", format!("{e}: restore from a backup")),
+        // A store in use is never bound afresh: its fingerprint was removed.
+        Ok(None) if store.holds_data() => Check::fix(
+            "key binding",
+            "the store holds data but its key fingerprint is missing (removed below sparekey): restore from a backup".into(),
+        ),
         Ok(fingerprint) => binding_of(fingerprint, key),
     }
 }

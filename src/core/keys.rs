@@ -3,9 +3,14 @@
 //! Argon2's secret input for password and backup-code hashes, one authenticating store records
 //! and one authenticating backup files, both with HMAC-SHA256) and sealing/opening of secrets.
 //! Must never write the key anywhere (the key file lives outside the core) or print it, and
-//! never copy it: the master key and its sub-keys live in one heap allocation, made once and
-//! wiped on drop; [`MasterKey`] is a handle to it that moves as a pointer and cannot be cloned.
+//! never copy it: the master key and its sub-keys are derived once, in place, in heap
+//! allocations wiped on drop (the master key, the hash secret, the seal key and the backup
+//! MAC key in one; the record MAC key in the [`StoreKey`] that every store shares); the
+//! handles move as pointers, and none of them is `Clone`: [`MasterKey::store_key`] hands out
+//! another pointer to the same record key, never a copy of its bytes.
 //! (The process keeps them out of core dumps too: see `cli::disable_core_dumps`.)
+
+use std::sync::Arc;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -25,10 +30,15 @@ struct Material {
     master: [u8; MASTER_KEY_LEN],
     hash_secret: [u8; 32],
     seal: [u8; 32],
+    backup: MacKey,
 }
 
 /// The master key. Debug never prints it; not `Clone` (see the module doc).
-pub struct MasterKey(Box<Material>);
+pub struct MasterKey {
+    material: Box<Material>,
+    /// Derived with the rest, once; shared with every store bound to this key.
+    store: StoreKey,
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,6 +79,16 @@ fn derive_into(key: &[u8], label: &str, out: &mut [u8; 32]) {
 
 const HASH_SECRET_LABEL: &str = "sparekey argon2 secret v1";
 const SEAL_LABEL: &str = "sparekey totp seal v1";
+const RECORD_MAC_LABEL: &str = "sparekey record mac v1";
+const BACKUP_MAC_LABEL: &str = "sparekey backup mac v1";
+const FINGERPRINT_LABEL: &str = "sparekey key fingerprint v1";
+
+/// The public identifier of `master` (see [`MasterKey::fingerprint`]).
+fn fingerprint_of(master: &[u8; MASTER_KEY_LEN]) -> String {
+    let mut id = Zeroizing::new([0u8; 32]);
+    derive_into(master, FINGERPRINT_LABEL, &mut id);
+    data_encoding::HEXLOWER.encode(&id[..8])
+}
 
 impl MasterKey {
     /// Fills the one allocation with `fill`'s master key, then derives the sub-keys beside it.
@@ -77,12 +97,15 @@ impl MasterKey {
             master: [0; MASTER_KEY_LEN],
             hash_secret: [0; 32],
             seal: [0; 32],
+            backup: MacKey(Zeroizing::new([0; 32])),
         });
         fill(&mut material.master);
         let m = &mut *material;
         derive_into(&m.master, HASH_SECRET_LABEL, &mut m.hash_secret);
         derive_into(&m.master, SEAL_LABEL, &mut m.seal);
-        Self(material)
+        derive_into(&m.master, BACKUP_MAC_LABEL, &mut m.backup.0);
+        let store = StoreKey::derive(&m.master);
+        Self { material, store }
     }
 
     pub fn generate(entropy: &mut dyn Entropy) -> Self {
@@ -102,40 +125,38 @@ impl MasterKey {
     }
 
     pub fn as_bytes(&self) -> &[u8; MASTER_KEY_LEN] {
-        &self.0.master
+        &self.material.master
     }
 
+    #[cfg(test)]
     fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
         let mut out = Zeroizing::new([0u8; 32]);
-        derive_into(&self.0.master, label, &mut out);
+        derive_into(&self.material.master, label, &mut out);
         out
     }
 
     /// A public, non-reversible identifier of this key, stored beside the data so a wrong key
     /// file is reported as such instead of as "every secret is corrupt".
     pub fn fingerprint(&self) -> String {
-        let id = self.derive("sparekey key fingerprint v1");
-        data_encoding::HEXLOWER.encode(&id[..8])
+        self.store.fingerprint().to_string()
     }
 
     /// The secret input to every Argon2id evaluation (a "pepper"): without the key file, hashes
     /// in a stolen store cannot be attacked offline.
     pub fn hash_secret(&self) -> &[u8; 32] {
-        &self.0.hash_secret
+        &self.material.hash_secret
     }
 
     /// What a store needs of the key: its fingerprint and the key that authenticates records.
+    /// Another handle to the one record key derived with this key (its bytes are not copied).
     pub fn store_key(&self) -> StoreKey {
-        StoreKey {
-            fingerprint: self.fingerprint(),
-            records: MacKey(self.derive("sparekey record mac v1")),
-        }
+        self.store.share()
     }
 
     /// The key that authenticates backup files (its own label: a record's tag is never a valid
     /// backup tag, nor the other way round).
-    pub fn backup_key(&self) -> MacKey {
-        MacKey(self.derive("sparekey backup mac v1"))
+    pub fn backup_key(&self) -> &MacKey {
+        &self.material.backup
     }
 
     pub fn seal(
@@ -144,7 +165,7 @@ impl MasterKey {
         plaintext: &[u8],
         bound_to: &str,
     ) -> SealedSecret {
-        let cipher = <XChaCha20Poly1305 as KeyInit>::new_from_slice(&self.0.seal)
+        let cipher = <XChaCha20Poly1305 as KeyInit>::new_from_slice(&self.material.seal)
             .expect("the sub-key is 32 bytes");
         let mut nonce = [0u8; 24];
         entropy.fill(&mut nonce);
@@ -165,7 +186,7 @@ impl MasterKey {
         sealed: &SealedSecret,
         bound_to: &str,
     ) -> Result<Zeroizing<Vec<u8>>, SealBroken> {
-        let cipher = <XChaCha20Poly1305 as KeyInit>::new_from_slice(&self.0.seal)
+        let cipher = <XChaCha20Poly1305 as KeyInit>::new_from_slice(&self.material.seal)
             .expect("the sub-key is 32 bytes");
         cipher
             .decrypt(
@@ -180,8 +201,9 @@ impl MasterKey {
     }
 }
 
-/// An HMAC-SHA256 key derived from the master key for one purpose. Debug never prints it.
-#[derive(Clone)]
+/// An HMAC-SHA256 key derived from the master key for one purpose. Debug never prints it; not
+/// `Clone`, and made only here, in place in the allocation that keeps it.
+#[derive(Zeroize)]
 pub struct MacKey(Zeroizing<[u8; 32]>);
 
 impl std::fmt::Debug for MacKey {
@@ -217,20 +239,48 @@ impl MacKey {
 }
 
 /// What a store needs of the master key: the fingerprint it is bound to and the key that
-/// authenticates its records. Never the master key itself.
-#[derive(Debug, Clone)]
-pub struct StoreKey {
+/// authenticates its records. Never the master key itself. A handle to one shared allocation:
+/// the service's master key, a sled store and a reopening store each hold one, and the record
+/// key's bytes exist once, wiped when the last handle goes. Not `Clone`:
+/// [`StoreKey::share`] says what it does.
+#[derive(Debug)]
+pub struct StoreKey(Arc<StoreKeyInner>);
+
+#[derive(Debug)]
+struct StoreKeyInner {
     fingerprint: String,
     records: MacKey,
 }
 
 impl StoreKey {
+    /// Derives the record key of `master` in place, in its own allocation.
+    fn derive(master: &[u8; MASTER_KEY_LEN]) -> Self {
+        let mut inner = Arc::new(StoreKeyInner {
+            fingerprint: fingerprint_of(master),
+            records: MacKey(Zeroizing::new([0; 32])),
+        });
+        let fresh = Arc::get_mut(&mut inner).expect("a new Arc has no other owner");
+        derive_into(master, RECORD_MAC_LABEL, &mut fresh.records.0);
+        Self(inner)
+    }
+
     pub fn fingerprint(&self) -> &str {
-        &self.fingerprint
+        &self.0.fingerprint
     }
 
     pub fn records(&self) -> &MacKey {
-        &self.records
+        &self.0.records
+    }
+
+    /// Another handle to the same key: a pointer, the key's bytes are not copied.
+    pub(crate) fn share(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+
+    /// Whether `other` is a handle to this same allocation (for tests that the key is never
+    /// copied).
+    pub fn is_shared_with(&self, other: &StoreKey) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -275,6 +325,12 @@ mod tests {
         assert!(MasterKey::from_slice(&[1; 31]).is_none());
         // The sub-keys are the documented derivations, made once.
         assert_eq!(a.hash_secret(), &*a.derive(HASH_SECRET_LABEL));
+        assert_eq!(a.backup_key().0, a.derive(BACKUP_MAC_LABEL));
+        assert_eq!(a.store_key().records().0, a.derive(RECORD_MAC_LABEL));
+        // Derived once: every handle points at the same bytes.
+        assert!(a.store_key().is_shared_with(&a.store_key()));
+        assert!(std::ptr::eq(a.backup_key(), a.backup_key()));
+        assert!(!a.store_key().is_shared_with(&b.store_key()));
         assert_eq!(a.fingerprint().len(), 16);
         assert_ne!(a.hash_secret().as_ref(), b.hash_secret().as_ref());
         assert_ne!(a.hash_secret().as_ref(), a.as_bytes());

@@ -674,10 +674,16 @@ impl Service {
     /// a second factor is then logged in; otherwise the returned [`PendingLogin`] is finished
     /// with [`Service::finish_login`]. Whether the account has a second factor is revealed only
     /// once the password is right, and an unknown name costs the same hash and gets the same
-    /// answer as a wrong password. What remains: after 5 failures a real account answers
+    /// answer as a wrong password, and on a store that cannot be written the same store error
+    /// as a real account, with no hash spent. What remains: after 5 failures a real account answers
     /// "throttled" where an unknown name does not, the price of per-account throttling.
     pub fn start_login(&self, name: &str, password: &str) -> Result<LoginStep, Error> {
         let Some(account) = self.store.load_account(name)? else {
+            // Reserved as a real account's attempt is, so a store that cannot count answers
+            // with the same error for a name that does not exist, before any hash is spent
+            // (a store must make this write for a missing account too; sled writes a probe).
+            self.store
+                .reserve_attempt(name, &self.config.throttle, self.now())?;
             let _ = self.verify_password(password, DUMMY_PHC, &Binding::account(name));
             return Err(Error::Rejected(Rejection {
                 reason: RejectReason::WrongNameOrPassword,

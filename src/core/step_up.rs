@@ -45,11 +45,34 @@ impl std::fmt::Debug for StepUp {
     }
 }
 
-/// What binds a step-up to one account record.
+/// What binds a step-up to one account record and the factors it proved: the password hash,
+/// the code set's id and the authenticator's enrollment (its time and the sealed secret's
+/// nonce, new for every secret). A step-up minted before codes were regenerated or the
+/// authenticator replaced stops working then, so one proof authorizes one change of a factor,
+/// never the next (a pending enrollment is not part of it: the confirm of the enrollment a
+/// step-up began needs that same step-up).
 fn verifier_of(account: &Account) -> [u8; 32] {
+    let mut digest = Sha256::new();
+    // Length-prefixed parts, so no two records give the same input.
+    let mut part = |bytes: &[u8]| {
+        digest.update((bytes.len() as u64).to_be_bytes());
+        digest.update(bytes);
+    };
     // A second-factor-only account has no hash here (and is never stepped up: see
     // `Service::step_up`); its creation time still binds the proof.
-    Sha256::digest(account.password.as_deref().unwrap_or_default().as_bytes()).into()
+    part(account.password.as_deref().unwrap_or_default().as_bytes());
+    match &account.codes {
+        Some(codes) => part(&codes.id.to_be_bytes()),
+        None => part(&[]),
+    }
+    match &account.totp {
+        Some(totp) => {
+            part(&totp.enrolled_at.to_be_bytes());
+            part(&totp.secret.nonce);
+        }
+        None => part(&[]),
+    }
+    digest.finalize().into()
 }
 
 impl StepUp {
@@ -158,5 +181,45 @@ mod tests {
         let mut again = account("alice", 10);
         again.password = Some("$argon2id$salt-b".into());
         assert!(proof.check(&again, 1_000, "x").is_err());
+    }
+
+    #[test]
+    fn stops_working_once_a_factor_it_proved_was_replaced() {
+        use crate::core::code_set::CodeSet;
+        use crate::core::keys::SealedSecret;
+        let mut alice = account("alice", 10);
+        alice.codes = Some(CodeSet {
+            id: 1,
+            salt: [0; 16],
+            params: crate::core::password::HashParams::TEST_ONLY,
+            created_at: 10,
+            slots: Vec::new(),
+            bound: true,
+            confirmed_at: None,
+        });
+        alice.totp = Some(crate::core::account::ActiveTotp {
+            issuer: "sparekey".into(),
+            secret: SealedSecret {
+                nonce: [1; 24],
+                ciphertext: vec![2; 36],
+            },
+            params: Default::default(),
+            last_step: Some(5),
+            enrolled_at: 10,
+            burned_ahead: Vec::new(),
+        });
+        let proof = StepUp::mint(&alice, 1_000);
+        // A login moves the last step: the same factors, the proof still works.
+        alice.totp.as_mut().unwrap().last_step = Some(6);
+        assert!(proof.check(&alice, 1_000, "x").is_ok());
+        let mut regenerated = alice.clone();
+        regenerated.codes.as_mut().unwrap().id = 2;
+        assert!(proof.check(&regenerated, 1_000, "x").is_err());
+        let mut reenrolled = alice.clone();
+        reenrolled.totp.as_mut().unwrap().secret.nonce = [3; 24];
+        assert!(proof.check(&reenrolled, 1_000, "x").is_err());
+        let mut stripped = alice.clone();
+        stripped.totp = None;
+        assert!(proof.check(&stripped, 1_000, "x").is_err());
     }
 }

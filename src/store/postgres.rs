@@ -105,7 +105,7 @@ pub struct PostgresStore {
     /// `None` after the connection was lost: the next call connects again.
     client: Mutex<Option<Client>>,
     /// The key records are tagged with, from [`Store::bind_key`] or [`PostgresStore::attach_key`].
-    key: OnceLock<MacKey>,
+    key: OnceLock<StoreKey>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -432,7 +432,7 @@ impl PostgresStore {
     /// Hands the store its record key without binding anything: for `doctor`, which reads and
     /// checks every record but never writes.
     pub fn attach_key(&self, key: &StoreKey) {
-        let _ = self.key.set(key.records().clone());
+        let _ = self.key.set(key.share());
     }
 
     /// The record format of the data (checked at open: always this build's).
@@ -442,7 +442,7 @@ impl PostgresStore {
 
     /// The record key; an error (never a panic) if the store is used before its key is bound.
     fn mac(&self) -> Result<&MacKey, StoreError> {
-        self.key.get().ok_or_else(|| {
+        self.key.get().map(StoreKey::records).ok_or_else(|| {
             StoreError::Conflict(
                 "the store's records cannot be checked before its key is bound".into(),
             )
@@ -452,6 +452,20 @@ impl PostgresStore {
     /// The fingerprint of the key this store is bound to, if any (read only).
     pub fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
         self.read(|tx| meta_text(tx, META_KEY))
+    }
+
+    /// Whether the database holds accounts or audit events (for `doctor`: a store in use whose
+    /// key fingerprint is missing was tampered with). An error reads as "holds data": doctor
+    /// then asks for a fix rather than passing.
+    pub fn holds_data(&self) -> bool {
+        self.read(|tx| {
+            let row = tx.query_one(
+                "SELECT EXISTS (SELECT 1 FROM sparekey_accounts) OR EXISTS (SELECT 1 FROM sparekey_audit)",
+                &[],
+            )?;
+            Ok(row.get::<_, bool>(0))
+        })
+        .unwrap_or(true)
     }
 
     /// Reads and checks every account record and operator value; returns how many accounts

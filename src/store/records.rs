@@ -538,6 +538,41 @@ pub fn decode_operator_failures(key: &MacKey, bytes: &[u8]) -> Result<FailureRec
         })
 }
 
+/// What a schema marker says (see [`encode_schema_marker`]).
+const SCHEMA_MARKER: &str = "sparekey schema marker v2";
+const MIGRATION_MARKER: &str = "sparekey migration in progress v2";
+
+/// The tagged schema marker: the schema version, authenticated under the record key. Written
+/// when a store is first bound at schema 2 and by a migration's switch-over, so the untagged
+/// `schema_version` alone can never take a store back to schema 1 (whose records are
+/// untagged, and would be migrated, that is tagged, as they stand).
+pub fn encode_schema_marker(key: &MacKey, version: u32) -> Vec<u8> {
+    seal(key, SCHEMA_MARKER, "", version.to_be_bytes().to_vec())
+}
+
+/// The version a schema marker vouches for; damage if it does not verify.
+pub fn decode_schema_marker(key: &MacKey, bytes: &[u8]) -> Result<u32, StoreError> {
+    open(key, SCHEMA_MARKER, "", bytes)
+        .and_then(|body| <[u8; 4]>::try_from(body).ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(|| {
+            StoreError::Damaged(
+                "the schema marker fails its integrity check (altered, or written with another key): restore from a backup".into(),
+            )
+        })
+}
+
+/// The tagged note a migration writes before it fills the schema-2 trees, so that what an
+/// interrupted migration left there is told from the trees of a store that was at schema 2.
+pub fn encode_migration_marker(key: &MacKey, version: u32) -> Vec<u8> {
+    seal(key, MIGRATION_MARKER, "", version.to_be_bytes().to_vec())
+}
+
+/// Whether `bytes` is a migration note to `version` written with `key`.
+pub fn is_migration_marker(key: &MacKey, bytes: &[u8], version: u32) -> bool {
+    open(key, MIGRATION_MARKER, "", bytes).is_some_and(|body| body == version.to_be_bytes())
+}
+
 /// Reads schema 1's operator failure record (plain postcard).
 pub fn decode_operator_failures_v1(bytes: &[u8]) -> Result<FailureRecord, StoreError> {
     postcard::from_bytes::<FailuresV1>(bytes)

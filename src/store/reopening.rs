@@ -227,8 +227,9 @@ impl Store for ReopeningStore {
     fn bind_key(&self, key: &StoreKey) -> Result<KeyBinding, StoreError> {
         let binding = self.with(|s| s.bind_key(key))?;
         if matches!(binding, KeyBinding::Matches | KeyBinding::Bound) {
-            // Kept to check, and hand the record key to, every reopened store.
-            self.shared.lock().key = Some(key.clone());
+            // Kept to check, and hand the record key to, every reopened store: a handle to the
+            // key's one allocation, not a copy of it.
+            self.shared.lock().key = Some(key.share());
         }
         Ok(binding)
     }

@@ -3,13 +3,17 @@
 //! listing never decodes full records), one of case-folded names (folded -> name, so two names
 //! that differ only by case cannot both exist), one of audit events (sequence number -> event),
 //! one of refusal notes (name -> the event that counts refused attempts in the account's current
-//! delay window), and meta keys (schema version, key fingerprint, the tagged operator values) in
-//! the default tree. Records are checked with the record key that [`Store::bind_key`] hands
-//! over; a schema-1 store is migrated, atomically, by that first bind. Every mutation is one
-//! sled transaction over what it changes and the audit events that record it (and the next
-//! event's number), and is flushed before it returns; a write that fails makes the store
-//! [`StoreError::Unavailable`]. Must never block forever on a store held by another process, and
-//! never rewrite a store written by a newer schema.
+//! delay window), and meta keys (schema version, key fingerprint, the tagged schema marker and
+//! operator values) in the default tree. Records are checked with the record key that
+//! [`Store::bind_key`] hands over; a schema-1 store is migrated, atomically, by that first
+//! bind, and a store that was ever bound at schema 2 is never taken for one of schema 1 (its
+//! untagged version can be edited; the marker, the tagged records and the folds cannot be
+//! forged). What binding writes (the fingerprint, the marker, the operator records) is never
+//! written afresh over a store in use, so removing it is damage, not a reset. Every mutation
+//! is one sled transaction over what it changes and the audit events that record it (and the
+//! next event's number), and is flushed before it returns; a write that fails makes the store
+//! [`StoreError::Unavailable`]. Must never block forever on a store held by another process,
+//! never rewrite a store written by a newer schema, and never migrate one that was at schema 2.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -48,6 +52,13 @@ const META_OPERATOR_FAILURES_V1: &[u8] = b"operator_failures";
 /// Schema 2's, tagged (see [`records`]).
 const META_OPERATOR: &[u8] = b"operator_password.v2";
 const META_OPERATOR_FAILURES: &[u8] = b"operator_failures.v2";
+/// The tagged schema marker (see [`records::encode_schema_marker`]): once a store was bound at
+/// schema 2, it vouches for its version, so the untagged [`META_SCHEMA`] alone cannot be set
+/// back to 1 to have forged schema-1 records migrated (tagged) as they stand.
+const META_MARKER: &[u8] = b"schema_marker";
+/// A migration's tagged note, present while it fills the schema-2 trees (see
+/// [`records::encode_migration_marker`]).
+const META_MIGRATING: &[u8] = b"migration_in_progress";
 /// Schema 1's account tree (untagged records), read only to migrate; schema 2's has its own
 /// name, so a migration fills it beside the old one and one write of the schema version
 /// switches over.
@@ -94,7 +105,8 @@ pub struct SledStore {
     /// The schema of the data on disk: 1 until the first bind migrates it.
     schema: AtomicU32,
     /// The key records are tagged with, from [`Store::bind_key`] or [`SledStore::attach_key`].
-    key: OnceLock<MacKey>,
+    /// A handle to the key's one allocation (see [`StoreKey`]), never a copy of its bytes.
+    key: OnceLock<StoreKey>,
     /// Declared last so that it is released only after sled has closed the store.
     _lock: StoreLock,
 }
@@ -248,7 +260,9 @@ impl<'a> Tx<'a> {
                 Ok(record) => Ok(record),
                 Err(e) => abort(e),
             },
-            None => Ok(FailureRecord::default()),
+            // Written when the store was bound: a missing one was removed, and reading it as
+            // zero would unlock a locked operator.
+            None => abort(missing_meta_record("operator's failure")),
         }
     }
 
@@ -443,12 +457,12 @@ impl SledStore {
     /// Hands the store its record key without binding or migrating anything: for `doctor`,
     /// which reads and checks every record but never writes.
     pub fn attach_key(&self, key: &StoreKey) {
-        let _ = self.key.set(key.records().clone());
+        let _ = self.key.set(key.share());
     }
 
     /// The record key; an error (never a panic) if the store is used before its key is bound.
     fn mac(&self) -> Result<&MacKey, StoreError> {
-        self.key.get().ok_or_else(|| {
+        self.key.get().map(StoreKey::records).ok_or_else(|| {
             StoreError::Conflict(
                 "the store's records cannot be checked before its key is bound".into(),
             )
@@ -505,12 +519,85 @@ impl SledStore {
         for result in [
             self.operator_password().map(|_| ()),
             self.operator_failures().map(|_| ()),
+            self.check_version(),
         ] {
             if let Err(e) = result {
                 damaged.push(e.to_string());
             }
         }
+        if self.schema() == SCHEMA_VERSION {
+            damaged.extend(self.check_folds()?);
+        }
         Ok((count, damaged))
+    }
+
+    /// What a bind would refuse about the schema: a store set back to schema 1, or one of
+    /// schema 2 whose marker is missing or altered (read only: for `doctor`).
+    fn check_version(&self) -> Result<(), StoreError> {
+        if self.schema() < SCHEMA_VERSION {
+            return self.refuse_downgrade(self.key.get().map(StoreKey::records));
+        }
+        match (self.key_fingerprint()?, self.key.get()) {
+            (Some(_), Some(key)) => self.check_marker(key.records()),
+            (None, _) if self.holds_data() => Err(missing_fingerprint()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The case-folded name index against the records: every record has its fold, and every
+    /// fold names a record that folds to it. A fold removed below sparekey would let a twin
+    /// differing only by case be created; one line per mismatch.
+    fn check_folds(&self) -> Result<Vec<String>, StoreError> {
+        let mut lines = Vec::new();
+        for entry in self.accounts.iter().keys() {
+            let name = entry.map_err(io)?;
+            let name = String::from_utf8_lossy(&name).into_owned();
+            let fold = self.folds.get(folded_name(&name).as_bytes()).map_err(io)?;
+            if fold.as_deref() != Some(name.as_bytes()) {
+                lines.push(format!(
+                    "the case-folded name index has no entry for account '{}' (removed below sparekey): restore from a backup",
+                    printable(&name)
+                ));
+            }
+        }
+        for entry in self.folds.iter() {
+            let (folded, name) = entry.map_err(io)?;
+            let name = String::from_utf8_lossy(&name).into_owned();
+            let matches = folded_name(&name).as_bytes() == folded.as_ref();
+            if !matches || !self.accounts.contains_key(name.as_bytes()).map_err(io)? {
+                lines.push(format!(
+                    "the case-folded name index holds an entry for '{}', which is no account (added below sparekey): restore from a backup",
+                    printable(&name)
+                ));
+            }
+        }
+        Ok(lines)
+    }
+
+    /// Whether a record other than `name` folds to `folded`: a look at every record's name,
+    /// not only at the fold index, which can be edited below sparekey and proves nothing by
+    /// missing an entry. Read before the insert's transaction; a twin inserted meanwhile by
+    /// another process is caught by its fold, which that transaction reads.
+    ///
+    /// One pass over the keys, no record decoded: an ASCII pair is compared in place (folding
+    /// ASCII is its lower case), only other names are folded. 157 ms over 100,000 accounts in
+    /// a release build: a cost of creation only, beside its Argon2id hash.
+    fn twin_of(&self, name: &str, folded: &str) -> Result<Option<String>, StoreError> {
+        for entry in self.accounts.iter().keys() {
+            let other = entry.map_err(io)?;
+            if other.as_ref() == name.as_bytes() {
+                continue;
+            }
+            let twin = if other.is_ascii() && name.is_ascii() {
+                other.eq_ignore_ascii_case(name.as_bytes())
+            } else {
+                folded_name(&String::from_utf8_lossy(&other)) == folded
+            };
+            if twin {
+                return Ok(Some(String::from_utf8_lossy(&other).into_owned()));
+            }
+        }
+        Ok(None)
     }
 
     /// Every record, each checked, in name order.
@@ -531,6 +618,11 @@ impl SledStore {
     /// point, the store's records are still the whole schema-1 store, migrated again (facts
     /// and all) at the next open.
     fn migrate(&self, key: &MacKey) -> Result<(), StoreError> {
+        // First, so that the trees filled below are known for a migration's, not for those of
+        // a store that was at schema 2 (see `refuse_downgrade`).
+        let note = records::encode_migration_marker(key, SCHEMA_VERSION);
+        self.db.insert(META_MIGRATING, note).map_err(io)?;
+        self.flush()?;
         self.accounts.clear().map_err(io)?;
         self.folds.clear().map_err(io)?;
         let mut seen = std::collections::HashMap::new();
@@ -546,6 +638,7 @@ impl SledStore {
             let (name, bytes) = entry.map_err(io)?;
             let name = String::from_utf8_lossy(&name).into_owned();
             let account = records::decode_account_v1(&name, &bytes)?;
+            crate::core::account::validate_name(&name).map_err(|e| invalid_old_name(&name, &e))?;
             let folded = folded_name(&name);
             if let Some(other) = seen.insert(folded.clone(), name.clone()) {
                 return Err(case_collision(&other, &name));
@@ -574,21 +667,21 @@ impl SledStore {
         let operator = self.db.get(META_OPERATOR_V1).map_err(io)?;
         let operator = operator.map(|v| String::from_utf8_lossy(&v).into_owned());
         let operator = records::encode_operator_password(key, operator.as_deref());
+        // Always written, zero if schema 1 had none: from now on a missing one is damage.
         let failures = match self.db.get(META_OPERATOR_FAILURES_V1).map_err(io)? {
-            Some(v) => Some(records::encode_operator_failures(
-                key,
-                &records::decode_operator_failures_v1(&v)?,
-            )),
-            None => None,
+            Some(v) => records::decode_operator_failures_v1(&v)?,
+            None => FailureRecord::default(),
         };
+        let failures = records::encode_operator_failures(key, &failures);
+        let marker = records::encode_schema_marker(key, SCHEMA_VERSION);
         let result = self.db.transaction(|meta| {
             meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
+            meta.insert(META_MARKER, marker.clone())?;
             meta.insert(META_OPERATOR, operator.clone())?;
-            if let Some(f) = &failures {
-                meta.insert(META_OPERATOR_FAILURES, f.clone())?;
-            }
+            meta.insert(META_OPERATOR_FAILURES, failures.clone())?;
             meta.remove(META_OPERATOR_V1)?;
             meta.remove(META_OPERATOR_FAILURES_V1)?;
+            meta.remove(META_MIGRATING)?;
             Ok(((), true))
         });
         self.finish(result)?;
@@ -746,22 +839,41 @@ impl SledStore {
     }
 
     /// Records `key`'s fingerprint as this store's key if it has none yet, or compares it. A
-    /// store of this schema bound now also gets its tagged "no operator password" record in the
-    /// same transaction, so from then on a missing record is damage (a schema-1 store gets it
-    /// from its migration).
+    /// store of this schema bound now also gets, in the same transaction, its tagged schema
+    /// marker, "no operator password" and zero operator failures, so from then on a missing
+    /// one is damage (a schema-1 store gets them from its migration). Never binds afresh a
+    /// store that was in use: one with accounts, audit events or tagged meta records but no
+    /// fingerprint had it removed, and fresh records would hand the kiosk over.
     fn bind_fingerprint(&self, key: &StoreKey) -> Result<KeyBinding, StoreError> {
         let fingerprint = key.fingerprint().as_bytes();
-        let unset = (self.schema() == SCHEMA_VERSION)
-            .then(|| records::encode_operator_password(key.records(), None));
+        let current = self.schema() == SCHEMA_VERSION;
+        if current && self.key_fingerprint()?.is_none() && self.holds_data() {
+            return Err(missing_fingerprint());
+        }
+        let fresh = current.then(|| {
+            let k = key.records();
+            [
+                (
+                    META_MARKER,
+                    records::encode_schema_marker(k, SCHEMA_VERSION),
+                ),
+                (META_OPERATOR, records::encode_operator_password(k, None)),
+                (
+                    META_OPERATOR_FAILURES,
+                    records::encode_operator_failures(k, &FailureRecord::default()),
+                ),
+            ]
+        });
         let result = self.db.transaction(|meta| match meta.get(META_KEY)? {
             Some(stored) => Ok((Some(stored), false)),
             None => {
-                meta.insert(META_KEY, fingerprint)?;
-                if let Some(unset) = &unset
-                    && meta.get(META_OPERATOR)?.is_none()
-                {
-                    meta.insert(META_OPERATOR, unset.clone())?;
+                for (name, record) in fresh.iter().flatten() {
+                    if meta.get(name)?.is_some() {
+                        return Err(ConflictableTransactionError::Abort(missing_fingerprint()));
+                    }
+                    meta.insert(*name, record.clone())?;
                 }
+                meta.insert(META_KEY, fingerprint)?;
                 Ok((None, true))
             }
         });
@@ -772,6 +884,52 @@ impl SledStore {
                 stored: String::from_utf8_lossy(&stored).into_owned(),
             }),
         }
+    }
+
+    /// Whether any tree holds data (checked before a store is bound afresh).
+    pub fn holds_data(&self) -> bool {
+        [
+            &self.accounts,
+            &self.facts,
+            &self.folds,
+            &self.audit,
+            &self.refusals,
+        ]
+        .iter()
+        .any(|t| !t.is_empty())
+    }
+
+    /// A store bound at schema 2 has its tagged schema marker, and it says schema 2.
+    fn check_marker(&self, key: &MacKey) -> Result<(), StoreError> {
+        match self.db.get(META_MARKER).map_err(io)? {
+            Some(bytes) => match records::decode_schema_marker(key, &bytes)? {
+                SCHEMA_VERSION => Ok(()),
+                other => Err(StoreError::Damaged(format!(
+                    "the schema marker says version {other} but the store says {SCHEMA_VERSION}: restore from a backup"
+                ))),
+            },
+            None => Err(missing_meta_record("schema marker")),
+        }
+    }
+
+    /// Refuses to take a store that says schema 1 for one: if anything only schema 2 writes is
+    /// there (the marker, a tagged operator record, schema-2 records or folds without a
+    /// migration's note), its version was set back, and its untagged records may be forged.
+    /// Without `key` (doctor with no key file) a migration's note is taken as it stands.
+    fn refuse_downgrade(&self, key: Option<&MacKey>) -> Result<(), StoreError> {
+        let mut tagged = false;
+        for name in [META_MARKER, META_OPERATOR, META_OPERATOR_FAILURES] {
+            tagged |= self.db.contains_key(name).map_err(io)?;
+        }
+        let note = self.db.get(META_MIGRATING).map_err(io)?;
+        let migrating = note.is_some_and(|bytes| {
+            key.is_none_or(|k| records::is_migration_marker(k, &bytes, SCHEMA_VERSION))
+        });
+        let filled = !self.accounts.is_empty() || !self.folds.is_empty();
+        if tagged || (filled && !migrating) {
+            return Err(downgraded(self.schema()));
+        }
+        Ok(())
     }
 
     /// Keeps at most `retention` audit events: noise first (see [`AuditKind::is_noise`]),
@@ -814,8 +972,12 @@ impl Store for SledStore {
             return Ok(binding);
         }
         self.attach_key(key);
+        let mac = self.mac()?;
         if self.schema() < SCHEMA_VERSION {
-            self.migrate(self.mac()?)?;
+            self.refuse_downgrade(Some(mac))?;
+            self.migrate(mac)?;
+        } else if binding == KeyBinding::Matches {
+            self.check_marker(mac)?;
         }
         Ok(binding)
     }
@@ -826,6 +988,15 @@ impl Store for SledStore {
         audit: AuditFor<'_, bool>,
     ) -> Result<bool, StoreError> {
         let folded = folded_name(&account.name);
+        if let Some(twin) = self.twin_of(&account.name, &folded)? {
+            if self.folds.contains_key(folded.as_bytes()).map_err(io)? {
+                return Ok(false);
+            }
+            return Err(StoreError::Damaged(format!(
+                "the case-folded name index has no entry for account '{}' (removed below sparekey): restore from a backup",
+                printable(&twin)
+            )));
+        }
         self.transact(|tx| {
             tx.key()?;
             let taken = tx.accounts.get(account.name.as_bytes())?.is_some()
@@ -930,7 +1101,12 @@ impl Store for SledStore {
     ) -> Result<Reservation, StoreError> {
         self.transact(|tx| {
             let Some(mut account) = tx.load(name)? else {
-                return Ok((Reservation::NoAccount, Flush::No));
+                // A write and a sync as for a real account: on a store that cannot be written
+                // an unknown name fails as a real one does, rather than spending a dummy hash
+                // and answering "wrong name or password" (which told the two apart).
+                const META_PROBE: &[u8] = b"write_probe";
+                tx.meta.insert(META_PROBE, &[1u8])?;
+                return Ok((Reservation::NoAccount, Flush::ToDisk));
             };
             let applied = mutation::reserve_attempt(&mut account, policy, at);
             match applied.outcome {
@@ -1118,7 +1294,9 @@ impl Store for SledStore {
         }
         match self.db.get(META_OPERATOR_FAILURES).map_err(io)? {
             Some(bytes) => records::decode_operator_failures(self.mac()?, &bytes),
-            None => Ok(FailureRecord::default()),
+            // Never bound to a key: no attempt was ever made.
+            None if self.key_fingerprint()?.is_none() => Ok(FailureRecord::default()),
+            None => Err(missing_meta_record("operator's failure")),
         }
     }
 
@@ -1317,10 +1495,38 @@ fn read_u64(bytes: Option<sled::IVec>, what: &str) -> Result<Option<u64>, StoreE
 }
 
 fn missing_operator_record() -> StoreError {
+    missing_meta_record("operator password")
+}
+
+/// A tagged meta record that binding wrote is gone: removed below sparekey.
+fn missing_meta_record(what: &str) -> StoreError {
+    StoreError::Damaged(format!(
+        "the {what} record is missing (removed below sparekey): restore from a backup"
+    ))
+}
+
+/// A store that was at schema 2 whose untagged version says otherwise.
+fn downgraded(found: u32) -> StoreError {
+    StoreError::Damaged(format!(
+        "the store says schema {found} but was already at schema {SCHEMA_VERSION} (its tagged records are there): its untagged records are not trusted; restore from a backup"
+    ))
+}
+
+/// A store in use whose key fingerprint is gone: binding it afresh would write new "unset"
+/// operator records over the removed ones.
+fn missing_fingerprint() -> StoreError {
     StoreError::Damaged(
-        "the operator password record is missing (removed below sparekey): restore from a backup"
-            .into(),
+        "the store holds data but its key fingerprint is missing (removed below sparekey): restore from a backup".into(),
     )
+}
+
+/// A schema-1 name that schema 2's rules refuse: migrating it would make a name creation
+/// never could (an escape, a bidi control).
+fn invalid_old_name(name: &str, why: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "the schema-1 account '{}' cannot be migrated: {why}; remove or rename it with the sparekey that made this store, then open it again",
+        printable(name)
+    ))
 }
 
 /// Two names that schema 2 counts as one account.

@@ -783,6 +783,67 @@ fn a_store_that_cannot_count_the_attempt_gets_one_answer_and_no_hash() {
 }
 
 #[test]
+fn an_unknown_name_on_a_store_that_cannot_count_answers_as_a_real_one() {
+    let (service, store, _clock) = service_with_faulty_store(34);
+    service.create_account("sam", PASSWORD).unwrap();
+    store.refuse_writes(true);
+    let hashes = service.hash_evaluations();
+    let real = service.login("sam", "not it at all", None).map(drop);
+    let unknown = service.login("nobody", "not it at all", None).map(drop);
+    let full = Err(Error::Store(StoreError::Unavailable(
+        faulty::REFUSED.into(),
+    )));
+    assert_eq!(real, full);
+    assert_eq!(unknown, full, "an unknown name told itself apart");
+    assert_eq!(service.hash_evaluations(), hashes, "no dummy hash either");
+    // Once writes work, the unknown name is the usual "wrong name or password".
+    store.refuse_writes(false);
+    assert_eq!(
+        reason(service.login("nobody", "not it at all", None).unwrap_err()),
+        RejectReason::WrongNameOrPassword
+    );
+}
+
+#[test]
+fn a_step_up_authorizes_one_change_of_a_factor_not_the_next() {
+    let (service, clock) = memory_service(35);
+    let (_, codes) = enrolled(&service, &clock, "eve");
+    let proof = service.step_up("eve", PASSWORD, &codes[0]).unwrap();
+    service.regenerate_codes("eve", &proof).unwrap();
+    // The codes it proved are gone: it proves nothing about the new set.
+    for err in [
+        service
+            .regenerate_codes("eve", &proof)
+            .map(drop)
+            .unwrap_err(),
+        service.disable_two_factor("eve", &proof).unwrap_err(),
+        service
+            .begin_reenrollment("eve", &proof)
+            .map(drop)
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::StepUpNeeded(_)), "{err:?}");
+    }
+    assert!(service.account_summary("eve").unwrap().two_factor);
+
+    // Nor does one that replaced the authenticator authorize anything after it.
+    let (_, codes) = enrolled(&service, &clock, "fay");
+    let proof = service.step_up("fay", PASSWORD, &codes[0]).unwrap();
+    let new = service.begin_reenrollment("fay", &proof).unwrap();
+    let now = clock.now_for_tests();
+    service
+        .confirm_reenrollment("fay", &code_for(&new.secret, now), &proof)
+        .unwrap();
+    let err = service.disable_two_factor("fay", &proof).unwrap_err();
+    assert!(matches!(err, Error::StepUpNeeded(_)), "{err:?}");
+    let err = service
+        .regenerate_codes("fay", &proof)
+        .map(drop)
+        .unwrap_err();
+    assert!(matches!(err, Error::StepUpNeeded(_)), "{err:?}");
+}
+
+#[test]
 fn a_typo_is_refused_before_the_attempt_is_counted() {
     let (service, store, clock) = service_with_faulty_store(31);
     let (_, codes) = enrolled(&service, &clock, "tess");

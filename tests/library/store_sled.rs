@@ -797,9 +797,13 @@ fn raw_state_schema(store: &std::path::Path) -> Vec<u8> {
 fn a_migration_stopped_before_it_switched_over_leaves_the_schema_one_store_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (paths, _) = schema_one_copy(&dir);
+    let key = app::key_file::read_key(&paths.key_file).unwrap();
     {
-        // What a migration killed before its last write leaves: part of the new tree.
+        // What a migration killed before its last write leaves: its tagged note, and part of
+        // the new tree.
         let db = SledStore::raw_open(&paths.store).unwrap();
+        let note = sparekey::store::records::encode_migration_marker(key.store_key().records(), 2);
+        db.insert("migration_in_progress", note).unwrap();
         let tree = db.open_tree("accounts.v2").unwrap();
         tree.insert("alice", b"half-written".as_slice()).unwrap();
         db.flush().unwrap();
@@ -931,13 +935,49 @@ fn rename_schema_one(store: &std::path::Path, from: &str, to: &str) {
     db.flush().unwrap();
 }
 
+/// Renames the schema-2 account `from` to `to` below the trait, with a record tagged by the
+/// store's own key (what only a bug could write: creation refuses such names).
+pub(crate) fn insert_tagged_rename(paths: &Paths, from: &str, to: &str) {
+    use sparekey::store::records;
+    let key = app::key_file::read_key(&paths.key_file).unwrap();
+    let db = SledStore::raw_open(&paths.store).unwrap();
+    let accounts = db.open_tree("accounts.v2").unwrap();
+    let bytes = accounts.remove(from).unwrap().unwrap();
+    let mut account = records::decode_account(key.store_key().records(), from, &bytes).unwrap();
+    account.name = to.to_string();
+    accounts
+        .insert(
+            to,
+            records::encode_account(key.store_key().records(), &account),
+        )
+        .unwrap();
+    let facts = db.open_tree("account_facts").unwrap();
+    facts.remove(from).unwrap();
+    facts
+        .insert(to, sparekey::store::encode(&account.facts()))
+        .unwrap();
+    let folds = db.open_tree("account_folds").unwrap();
+    folds
+        .remove(sparekey::core::account::folded_name(from))
+        .unwrap();
+    folds
+        .insert(sparekey::core::account::folded_name(to), to)
+        .unwrap();
+    db.flush().unwrap();
+}
+
 #[test]
 fn a_stored_name_with_terminal_escapes_is_shown_escaped_by_the_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let (paths, _) = schema_one_copy(&dir);
-    // Schema 1 refused control characters too; a store edited (or made by a bug) might not.
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    // Creation and the migration refuse such names; a record written by a bug might not.
     let evil = "b\u{1b}[2J\u{202E}b";
-    rename_schema_one(&paths.store, "bob", evil);
+    {
+        let service = open_disk(&paths, &clock, 1).unwrap();
+        service.create_account("bob", PASSWORD).unwrap();
+    }
+    insert_tagged_rename(&paths, "bob", evil);
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_sparekey"))
             .args(args)
@@ -1080,4 +1120,275 @@ fn unconfirmed(service: &sparekey::core::service::Service, clock: &ManualClock, 
         .confirm_enrollment(name, &code_for(&e.secret, clock.now_for_tests()))
         .unwrap();
     issued.set_id
+}
+
+// ----- edits below the trait that try to pass for a state sparekey wrote (review of issue 12) --
+
+/// Alice with 2FA, then her record written back as an untagged schema-1 record with 2FA
+/// stripped, and the untagged schema version set to 1: what a migration would tag as it stands.
+fn downgrade_with_alice_stripped(paths: &Paths, clock: &Arc<ManualClock>) {
+    {
+        let service = open_disk(paths, clock, 1).unwrap();
+        enrolled(&service, clock, "alice");
+        assert!(service.login("alice", PASSWORD, None).is_err());
+    }
+    let db = SledStore::raw_open(&paths.store).unwrap();
+    let v2 = db.open_tree("accounts.v2").unwrap();
+    let bytes = v2.get("alice").unwrap().unwrap();
+    let mut alice =
+        sparekey::store::records::decode_account_body(&bytes[..bytes.len() - 32]).unwrap();
+    alice.totp = None;
+    alice.codes = None;
+    alice.pending = None;
+    let v1 = db.open_tree("accounts").unwrap();
+    v1.insert("alice", sparekey::store::records::encode_account_v1(&alice))
+        .unwrap();
+    db.insert("schema_version", &1u32.to_be_bytes()).unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn a_schema_version_set_back_to_one_migrates_no_forged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    downgrade_with_alice_stripped(&paths, &clock);
+    clock.advance(60);
+    let err = open_disk(&paths, &clock, 2).map(drop).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Store, "{err}");
+    let line = err.to_string();
+    assert!(
+        line.contains("says schema 1 but was already at schema 2"),
+        "{line}"
+    );
+    assert!(!line.contains('\n'), "{line}");
+    // Nothing was migrated: the store still says 1, and its tagged alice still has 2FA.
+    assert_eq!(raw_state_schema(&paths.store), 1u32.to_be_bytes());
+    let checks = app::doctor(&paths, T0);
+    let records = checks.iter().find(|c| c.name == "records").unwrap();
+    assert_eq!(records.status, app::Status::Fix, "{checks:#?}");
+    assert!(
+        records
+            .detail
+            .contains("says schema 1 but was already at schema 2"),
+        "{records:?}"
+    );
+}
+
+#[test]
+fn a_downgrade_that_also_removes_the_tagged_meta_records_is_still_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    downgrade_with_alice_stripped(&paths, &clock);
+    {
+        let db = SledStore::raw_open(&paths.store).unwrap();
+        for meta in [
+            "schema_marker",
+            "operator_password.v2",
+            "operator_failures.v2",
+        ] {
+            assert!(db.remove(meta).unwrap().is_some(), "{meta}");
+        }
+        db.flush().unwrap();
+    }
+    // The schema-2 trees are still there, with no migration's note: a store set back.
+    let err = open_disk(&paths, &clock, 2).map(drop).unwrap_err();
+    assert!(
+        err.to_string().contains("but was already at schema 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_schema_two_store_without_its_marker_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    drop(open_disk(&paths, &clock, 1).unwrap());
+    {
+        let db = SledStore::raw_open(&paths.store).unwrap();
+        assert!(db.remove("schema_marker").unwrap().is_some());
+        db.flush().unwrap();
+    }
+    let err = open_disk(&paths, &clock, 2).map(drop).unwrap_err();
+    assert!(
+        err.to_string().contains("schema marker record is missing"),
+        "{err}"
+    );
+    let checks = app::doctor(&paths, T0);
+    let records = checks.iter().find(|c| c.name == "records").unwrap();
+    assert_eq!(records.status, app::Status::Fix, "{checks:#?}");
+}
+
+#[test]
+fn removing_the_fingerprint_and_operator_password_hands_no_kiosk_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    {
+        let service = open_disk(&paths, &clock, 1).unwrap();
+        service.set_operator_password("operator pw 1").unwrap();
+    }
+    {
+        let db = SledStore::raw_open(&paths.store).unwrap();
+        assert!(db.remove("operator_password.v2").unwrap().is_some());
+        assert!(db.remove("key_fingerprint").unwrap().is_some());
+        db.flush().unwrap();
+    }
+    // The store was in use (an audit event, the marker): no fresh "unset" record for it.
+    let err = open_disk(&paths, &clock, 2).map(drop).unwrap_err();
+    assert!(
+        err.to_string().contains("key fingerprint is missing"),
+        "{err}"
+    );
+    {
+        let db = SledStore::raw_open(&paths.store).unwrap();
+        assert!(db.get("operator_password.v2").unwrap().is_none());
+        assert!(db.get("key_fingerprint").unwrap().is_none());
+    }
+    let checks = app::doctor(&paths, T0);
+    let binding = checks.iter().find(|c| c.name == "key binding").unwrap();
+    assert_eq!(binding.status, app::Status::Fix, "{checks:#?}");
+    assert!(
+        binding.detail.contains("fingerprint is missing"),
+        "{binding:?}"
+    );
+}
+
+#[test]
+fn removing_the_operators_failure_record_unlocks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    {
+        let service = open_disk(&paths, &clock, 1).unwrap();
+        service.set_operator_password("operator pw 1").unwrap();
+        for _ in 0..100 {
+            let _ = service.start_operator_session("wrong one");
+            clock.advance(4000);
+        }
+        assert!(service.start_operator_session("operator pw 1").is_err());
+    }
+    {
+        let db = SledStore::raw_open(&paths.store).unwrap();
+        assert!(db.remove("operator_failures.v2").unwrap().is_some());
+        db.flush().unwrap();
+    }
+    let service = open_disk(&paths, &clock, 2).unwrap();
+    let err = service
+        .start_operator_session("operator pw 1")
+        .map(drop)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("operator's failure record is missing"),
+        "{err}"
+    );
+    drop(service);
+    let checks = app::doctor(&paths, T0);
+    let records = checks.iter().find(|c| c.name == "records").unwrap();
+    assert_eq!(records.status, app::Status::Fix, "{checks:#?}");
+}
+
+#[test]
+fn a_fresh_store_has_its_operator_failure_record_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    drop(open_disk(&paths, &clock, 1).unwrap());
+    {
+        // Removed before any attempt was made: still damage, not "no attempt yet".
+        let db = SledStore::raw_open(&paths.store).unwrap();
+        assert!(db.remove("operator_failures.v2").unwrap().is_some());
+        db.flush().unwrap();
+    }
+    let service = open_disk(&paths, &clock, 2).unwrap();
+    service.set_operator_password("operator pw 1").unwrap();
+    assert!(service.start_operator_session("operator pw 1").is_err());
+}
+
+#[test]
+fn removing_a_fold_allows_no_case_twin_and_doctor_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    {
+        let service = open_disk(&paths, &clock, 1).unwrap();
+        service.create_account("alice", PASSWORD).unwrap();
+        service.create_account("bob", PASSWORD).unwrap();
+    }
+    {
+        let db = SledStore::raw_open(&paths.store).unwrap();
+        let folds = db.open_tree("account_folds").unwrap();
+        assert!(folds.remove("alice").unwrap().is_some());
+        // And one that names no account, taking "carol" away.
+        folds.insert("carol", "carol").unwrap();
+        db.flush().unwrap();
+    }
+    let service = open_disk(&paths, &clock, 2).unwrap();
+    let err = service.create_account("Alice", PASSWORD).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Store, "{err}");
+    assert!(
+        err.to_string()
+            .contains("name index has no entry for account 'alice'"),
+        "{err}"
+    );
+    assert_eq!(service.list_accounts().unwrap().len(), 2);
+    // A twin the index still knows is refused as before.
+    assert!(matches!(
+        service.create_account("BOB", PASSWORD),
+        Err(Error::AlreadyExists(_))
+    ));
+    drop(service);
+    let checks = app::doctor(&paths, T0);
+    let records = checks.iter().find(|c| c.name == "records").unwrap();
+    assert_eq!(records.status, app::Status::Fix, "{checks:#?}");
+    assert!(
+        records.detail.contains("no entry for account 'alice'")
+            && records
+                .detail
+                .contains("entry for 'carol', which is no account"),
+        "{records:?}"
+    );
+}
+
+#[test]
+fn a_schema_one_name_that_creation_refuses_is_not_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (paths, _) = schema_one_copy(&dir);
+    // Schema 1 checked less: a bidi control (and an escape) in a name it stored.
+    rename_schema_one(&paths.store, "bob", "b\u{1b}[2J\u{202E}b");
+    let clock = Arc::new(ManualClock::new(T0 + 86_400));
+    let err = open_disk(&paths, &clock, 1).map(drop).unwrap_err();
+    let line = err.to_string();
+    assert!(
+        line.contains("schema-1 account 'b\\u{001B}[2J\\u{202E}b' cannot be migrated"),
+        "{line}"
+    );
+    assert!(
+        !line.contains('\u{1b}') && !line.contains('\u{202E}'),
+        "{line:?}"
+    );
+    assert_eq!(raw_state_schema(&paths.store), 1u32.to_be_bytes());
+}
+
+#[test]
+fn a_migration_stopped_before_it_switched_over_is_told_from_a_store_set_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (paths, _) = schema_one_copy(&dir);
+    {
+        // Schema-2 records but no migration's note (or one made with another key).
+        let db = SledStore::raw_open(&paths.store).unwrap();
+        let other = sparekey::core::keys::MasterKey::from_bytes([9; 32]);
+        let note =
+            sparekey::store::records::encode_migration_marker(other.store_key().records(), 2);
+        db.insert("migration_in_progress", note).unwrap();
+        let tree = db.open_tree("accounts.v2").unwrap();
+        tree.insert("alice", b"half-written".as_slice()).unwrap();
+        db.flush().unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(T0 + 86_400));
+    let err = open_disk(&paths, &clock, 1).map(drop).unwrap_err();
+    assert!(err.to_string().contains("already at schema 2"), "{err}");
 }

@@ -15,6 +15,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
+use crate::core::account::printable;
 use crate::core::audit::LoginMethod;
 use crate::core::backup_code::{CODE_SYMBOLS, CodeInputError, FORMAT_HINT};
 use crate::core::error::{Error, human_duration};
@@ -433,7 +434,10 @@ impl Login {
     /// The throttle's part of the panel: the countdown, the warning before the lock, and how to
     /// get a locked account unlocked.
     fn draw_gate(&self, lines: &mut Vec<Line<'static>>, t: &Theme) {
-        let name = self.name.as_str();
+        // Shown escaped (what the terminal would obey in a name is drawn as \u{..}), in the
+        // command to copy too: the raw name cannot be drawn safely.
+        let shown = printable(self.name.as_str());
+        let name = shown.as_ref();
         match self.gate {
             Some(Gate::Delayed { seconds_left }) => {
                 lines.push(Line::raw(""));
@@ -487,5 +491,30 @@ fn shell_word(name: &str) -> String {
         name.to_string()
     } else {
         format!("'{}'", name.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names come from the store (a record written by schema 1 or a bug may hold anything):
+    /// the panel draws them escaped, never as the escapes and bidi controls they hold.
+    #[test]
+    fn the_gate_panel_draws_a_name_escaped() {
+        let mut login = Login::new();
+        login.name.set("b\u{1b}[2J\u{202E}b");
+        for (gate, left) in [(Some(Gate::Locked), None), (None, Some(1))] {
+            login.gate = gate;
+            login.attempts_left = left;
+            let mut lines = Vec::new();
+            login.draw_gate(&mut lines, &Theme::plain());
+            let text: String = lines.iter().map(|l| l.to_string() + "\n").collect();
+            assert!(text.contains("b\\u{001B}[2J\\u{202E}b"), "{text}");
+            assert!(
+                !text.contains('\u{1b}') && !text.contains('\u{202E}'),
+                "{text:?}"
+            );
+        }
     }
 }
