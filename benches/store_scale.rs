@@ -179,7 +179,8 @@ fn main() {
     );
     let paths = generated.paths.clone();
     // Untimed before each start: the previous iteration's store has let go of its log, as it has
-    // long done for a console started in a fresh process.
+    // long done for a console started in a fresh process. Each start's service is returned, so
+    // its close (sled's final flush and fsync, its threads ending) runs after the clock stops.
     let closed = || wait_until_closed(&paths.store);
 
     let mut c = Criterion::default().configure_from_args();
@@ -191,7 +192,8 @@ fn main() {
                 let service = app::open_console(&paths, Config::default()).expect("open");
                 let list = service.list_accounts().expect("list");
                 assert_eq!(list.len(), accounts);
-                list.len()
+                // Closed after the clock stops: a start does not include the close.
+                (service, list.len())
             })
         });
         let id = format!("tui_start/open_and_first_page/{accounts}");
@@ -202,7 +204,7 @@ fn main() {
                     .list_accounts_page(None, FIRST_PAGE)
                     .expect("first page");
                 assert_eq!(page.len(), FIRST_PAGE.min(accounts));
-                page.len()
+                (service, page.len())
             })
         });
         let service = app::open_console(&paths, Config::default()).expect("open");
@@ -223,7 +225,8 @@ fn main() {
         group.bench_function(format!("first_frame_200x60/{accounts}"), |b| {
             support::timed_with_setup(b, &id, closed, |()| {
                 let driver = console(&paths);
-                draw(&driver)
+                let cells = draw(&driver);
+                (driver, cells)
             })
         });
         // One chunk of the rest of the list (what a key may wait behind while loading).
