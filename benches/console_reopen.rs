@@ -182,6 +182,8 @@ fn main() {
     wait_until_closed(&store_path);
 
     let store = ReopeningStore::open(&store_path, app::LOCK_WAIT, NEVER).expect("open");
+    // Records are checked with the key bound to the store, as every face does on opening it.
+    app::load_or_create_key(&paths.key_file, &store, &mut OsEntropy).expect("key");
     let name = fixture::account_name(0);
     let load = || store.load_account(&name).expect("load").expect("present");
     let bare = reopened_vs_open(rounds, || release(&store.releaser(), &store_path), load);

@@ -9,7 +9,7 @@
 //! `benches/support/fixture.rs`; each can log in once per 30 s step, so the bench rotates them;
 //! 512 covers a run's TOTP logins without waiting for the next step) and one account
 //! enrolled through the CLI with 20 real backup codes (regenerated through the CLI, untimed,
-//! when spent). `SPAREKEY_BENCH_ACCOUNTS` sets the fixture size (default 512, at least 32).
+//! with the last one as the step-up that regenerating needs). `SPAREKEY_BENCH_ACCOUNTS` sets the fixture size (default 512, at least 32).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -145,14 +145,16 @@ impl Bench {
         }
     }
 
-    /// The stdin of a backup-code login (regenerates the set through the CLI when spent).
+    /// The stdin of a backup-code login. The last code of a set is kept for the step-up that
+    /// regenerating the set through the CLI needs (password and a current code), untimed.
     fn next_backup(&self) -> String {
         let mut codes = self.codes.borrow_mut();
-        if codes.is_empty() {
-            let pw = format!("{}\n", fixture::PASSWORD);
+        if codes.len() <= 1 {
+            let last = codes.pop_front().expect("the code kept for the step-up");
+            let proof = format!("{}\n{last}\n", fixture::PASSWORD);
             let issued = self.cli.json(
                 &["codes", "regenerate", CODER, "--json", "--codes", "20"],
-                &pw,
+                &proof,
             );
             codes.extend(codes_of(&issued));
         }

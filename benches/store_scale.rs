@@ -28,7 +28,9 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use sparekey::app;
 use sparekey::core::account::AccountSummary;
+use sparekey::core::clock::{Clock, SystemClock};
 use sparekey::core::service::Config;
+use sparekey::core::totp;
 use sparekey::tui::TuiOptions;
 use sparekey::tui::app::{Msg, Screen};
 use sparekey::tui::runtime::{Driver, RecordingPlatform};
@@ -55,11 +57,13 @@ fn filter_lowercase(list: &[AccountSummary], query: &str) -> Vec<usize> {
         .collect()
 }
 
-/// The console as `sparekey tui` starts it, on a test platform: like the real event loop
-/// (`sparekey::tui::runtime::event_loop`), it is told the terminal's size (200x60, the size
-/// [`draw`] draws at) before the first frame, so paging moves by a screenful of that size.
+/// The console as `sparekey tui` starts it (`app::open_console`: the store held only while
+/// calls run, closed after `app::CONSOLE_IDLE_RELEASE` without one), on a test platform that
+/// runs its calls inline: like the real event loop (`sparekey::tui::runtime::event_loop`), it
+/// is told the terminal's size (200x60, the size [`draw`] draws at) before the first frame, so
+/// paging moves by a screenful of that size.
 fn console(paths: &app::Paths) -> Driver<RecordingPlatform> {
-    let service = app::open(paths, Config::default()).expect("open");
+    let service = app::open_console(paths, Config::default()).expect("open");
     let options = TuiOptions::default().app_options(&service);
     let mut driver = Driver::new(service, RecordingPlatform::default(), options);
     driver.send(Msg::Resize {
@@ -87,6 +91,26 @@ fn typed(driver: &mut Driver<RecordingPlatform>, text: &str) {
     for c in text.chars() {
         press(driver, KeyCode::Char(c));
     }
+}
+
+/// Waits until no handle of this process holds sled's lock on the store's log any more (sled
+/// lets go of it when its background threads end, a moment after the store is dropped).
+fn wait_until_closed(store: &Path) {
+    let log = std::fs::File::open(store.join("db")).expect("open the log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log.try_lock().is_err() {
+        assert!(Instant::now() < deadline, "sled kept the log locked");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    log.unlock().expect("unlock");
+}
+
+/// The current TOTP code of the base32 `secret`.
+fn current_code(secret: &str) -> String {
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(secret.as_bytes())
+        .expect("base32 secret");
+    totp::code_at(&secret, SystemClock.now(), Default::default()).expect("code")
 }
 
 /// `VmHWM` (peak) and `VmRSS` (now) of this process, in KiB.
@@ -154,31 +178,36 @@ fn main() {
         generated.elapsed.as_secs_f64()
     );
     let paths = generated.paths.clone();
+    // Untimed before each start: the previous iteration's store has let go of its log, as it has
+    // long done for a console started in a fresh process. Each start's service is returned, so
+    // its close (sled's final flush and fsync, its threads ending) runs after the clock stops.
+    let closed = || wait_until_closed(&paths.store);
 
     let mut c = Criterion::default().configure_from_args();
     {
         let mut group = support::configure(&mut c, "tui_start", Duration::from_secs(2));
         let id = format!("tui_start/open_and_list/{accounts}");
         group.bench_function(format!("open_and_list/{accounts}"), |b| {
-            support::timed(b, &id, || {
-                let service = app::open(&paths, Config::default()).expect("open");
+            support::timed_with_setup(b, &id, closed, |()| {
+                let service = app::open_console(&paths, Config::default()).expect("open");
                 let list = service.list_accounts().expect("list");
                 assert_eq!(list.len(), accounts);
-                list.len()
+                // Closed after the clock stops: a start does not include the close.
+                (service, list.len())
             })
         });
         let id = format!("tui_start/open_and_first_page/{accounts}");
         group.bench_function(format!("open_and_first_page/{accounts}"), |b| {
-            support::timed(b, &id, || {
-                let service = app::open(&paths, Config::default()).expect("open");
+            support::timed_with_setup(b, &id, closed, |()| {
+                let service = app::open_console(&paths, Config::default()).expect("open");
                 let page = service
                     .list_accounts_page(None, FIRST_PAGE)
                     .expect("first page");
                 assert_eq!(page.len(), FIRST_PAGE.min(accounts));
-                page.len()
+                (service, page.len())
             })
         });
-        let service = app::open(&paths, Config::default()).expect("open");
+        let service = app::open_console(&paths, Config::default()).expect("open");
         let id = format!("tui_start/list_accounts/{accounts}");
         group.bench_function(format!("list_accounts/{accounts}"), |b| {
             support::timed(b, &id, || service.list_accounts().expect("list").len())
@@ -194,9 +223,10 @@ fn main() {
         let mut group = support::configure(&mut c, "tui", Duration::from_secs(2));
         let id = format!("tui/first_frame_200x60/{accounts}");
         group.bench_function(format!("first_frame_200x60/{accounts}"), |b| {
-            support::timed(b, &id, || {
+            support::timed_with_setup(b, &id, closed, |()| {
                 let driver = console(&paths);
-                draw(&driver)
+                let cells = draw(&driver);
+                (driver, cells)
             })
         });
         // One chunk of the rest of the list (what a key may wait behind while loading).
@@ -338,9 +368,12 @@ fn main() {
         group.bench_function(format!("settings_frame_200x60/{accounts}"), |b| {
             support::timed(b, &id, || draw(&d))
         });
-        // New codes (one Argon2id, untimed): the codes screen.
+        // New codes (untimed), with the step-up regenerating needs (the password and a current
+        // code from the fixture's shared authenticator): the codes screen.
         press(&mut d, KeyCode::Char('g'));
         typed(&mut d, fixture::PASSWORD);
+        press(&mut d, KeyCode::Enter);
+        typed(&mut d, &current_code(&generated.totp_secret));
         press(&mut d, KeyCode::Enter);
         assert!(
             matches!(d.app.screen, Screen::Codes(_)),
