@@ -1,5 +1,5 @@
 //! Entry points shared by the cargo-fuzz targets in `fuzz/` and by the short seeded run in
-//! `cargo test` (tests/hostile_input.rs), so both exercise exactly the same code. Each takes
+//! `cargo test` (tests/library/hostile_input.rs), so both exercise exactly the same code. Each takes
 //! arbitrary bytes and must return without panicking, whatever they are.
 
 use crate::core::account::Account;

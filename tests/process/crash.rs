@@ -296,7 +296,7 @@ fn killed_at_random_moments_the_store_stays_consistent() {
 /// password, started together. Only the policy's free attempts (5) may be verified and each
 /// must be counted; every other process is throttled without a hash. The store's lock file
 /// already makes processes take turns, so this guards the whole path (lock, gate, count,
-/// verify) rather than the reservation alone, which `tests/service.rs` races with threads.
+/// verify) rather than the reservation alone, which `tests/library/service.rs` races with threads.
 #[test]
 fn racing_login_processes_never_verify_more_than_the_policy() {
     let h = Harness {
