@@ -39,6 +39,9 @@ pub fn verify(config: &Config, user: &str, code: &str) -> Outcome {
 fn run(config: &Config, tail: &[&str], stdin: Option<&[u8]>) -> Outcome {
     let _sigchld = crate::ffi::DefaultSigchld::new();
     let mut command = Command::new(&config.binary);
+    if !config.file.as_os_str().is_empty() {
+        command.arg("--config").arg(&config.file);
+    }
     command
         .arg("--data-dir")
         .arg(&config.data_dir)

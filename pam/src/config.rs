@@ -23,6 +23,9 @@ const MAX_FILE_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// The file this was read from, handed to the binary as `--config` so that both read the
+    /// same settings (`store`, `[throttle]`); empty when parsed from text (tests).
+    pub file: PathBuf,
     pub binary: PathBuf,
     pub data_dir: PathBuf,
     pub key_file: PathBuf,
@@ -59,7 +62,8 @@ pub fn load(path: &Path) -> Result<Config, String> {
     let mut text = String::new();
     file.read_to_string(&mut text)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let config = parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut config = parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    config.file = path.to_path_buf();
     let meta = std::fs::metadata(&config.binary)
         .map_err(|e| format!("cannot use {}: {e}", config.binary.display()))?;
     check_trusted(&config.binary, &meta, 0)?;
@@ -103,6 +107,7 @@ pub fn parse(text: &str) -> Result<Config, String> {
         ));
     }
     Ok(Config {
+        file: PathBuf::new(),
         binary: absolute(
             "pam.binary",
             keys.pam.binary.unwrap_or_else(|| DEFAULT_BINARY.into()),

@@ -434,3 +434,25 @@ fn each_decision_is_one_authpriv_line_fail2ban_can_match_and_no_code() {
         );
     }
 }
+
+#[test]
+fn the_modules_config_file_is_the_one_the_binary_reads() {
+    let Some(pam) = Pam::new() else { return };
+    // A throttle in the module's file (not the binary's default place) must reach `verify`:
+    // locked after two failures here, where the default policy allows twenty.
+    let config = pam.dir().join("sparekey.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "[throttle]\nfree_failures = 1\nbase_delay_secs = 1\nmax_delay_secs = 1\nlock_after = 2\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let (secret, _) = enrolled_only(pam.dir(), "bob");
+    let service = pam.service("");
+    assert!(!pam.login(&service, "bob", "000000\n").ok);
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    assert!(!pam.login(&service, "bob", "000001\n").ok);
+    let right = format!("{}\n", totp(&secret, now() + 30));
+    let answer = pam.login(&service, "bob", &right);
+    assert!(!answer.ok, "{}", answer.output);
+    assert!(answer.output.contains("locked"), "{}", answer.output);
+}
