@@ -15,6 +15,7 @@
 //! umask): each such item says `#[allow(unsafe_code)]`, each block why it is sound.
 
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 //! # Test doubles stay out of the binary
 //! The manual clock, seeded entropy, in-memory store, recording platform, cheap hash parameters

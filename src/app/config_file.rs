@@ -24,9 +24,9 @@ pub const CONFIG_ENV: &str = "SPAREKEY_CONFIG";
 /// Environment variable naming the store (overridden by `--store`).
 pub const STORE_ENV: &str = "SPAREKEY_STORE";
 /// The file's name in the platform config dir and in [`SYSTEM_CONFIG_DIR`].
-pub const CONFIG_FILE_NAME: &str = "sparekey.toml";
+pub(crate) const CONFIG_FILE_NAME: &str = "sparekey.toml";
 /// Where a host-wide config lives (several login hosts: one file per host, the same content).
-pub const SYSTEM_CONFIG_DIR: &str = "/etc/sparekey";
+pub(crate) const SYSTEM_CONFIG_DIR: &str = "/etc/sparekey";
 
 /// NIST SP 800-63B: at most 100 consecutive failures before an account locks.
 const MAX_LOCK_AFTER: u32 = 100;
@@ -34,7 +34,7 @@ const MAX_LOCK_AFTER: u32 = 100;
 /// The file's content. Every field is optional: what it leaves out keeps its default.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConfigFile {
+pub(crate) struct ConfigFile {
     pub store: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
@@ -49,7 +49,7 @@ pub struct ConfigFile {
 /// in them is refused by `sparekey` too.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PamTable {
+pub(crate) struct PamTable {
     pub binary: Option<PathBuf>,
     pub timeout_secs: Option<u64>,
 }
@@ -57,7 +57,7 @@ pub struct PamTable {
 /// `[throttle]`: the same fields as [`ThrottlePolicy`], each optional.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ThrottleTable {
+pub(crate) struct ThrottleTable {
     pub free_failures: Option<u32>,
     pub base_delay_secs: Option<i64>,
     pub max_delay_secs: Option<i64>,
@@ -95,7 +95,7 @@ impl ThrottleTable {
 
 impl ConfigFile {
     /// Parses the file's text; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &Path) -> Result<Self, Error> {
+    pub(crate) fn parse(text: &str, origin: &Path) -> Result<Self, Error> {
         toml::from_str(text).map_err(|e| {
             // toml's message names the key and the line; one line of it is enough.
             let message = e.message().replace('\n', " ");
@@ -111,7 +111,7 @@ impl ConfigFile {
 
     /// Reads the file at `explicit` (which must exist), or the first default one that exists;
     /// `None` when there is none.
-    pub fn load(explicit: Option<&Path>) -> Result<Option<(PathBuf, Self)>, Error> {
+    pub(crate) fn load(explicit: Option<&Path>) -> Result<Option<(PathBuf, Self)>, Error> {
         let path = match explicit {
             Some(path) => path.to_path_buf(),
             None => match default_path() {

@@ -16,11 +16,11 @@
 //! store except through [`new_file`].
 
 pub mod backup_file;
-pub mod config_file;
-pub mod doctor;
+pub(crate) mod config_file;
+pub(crate) mod doctor;
 pub mod key_file;
 pub mod new_file;
-pub mod paths;
+pub(crate) mod paths;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -29,7 +29,7 @@ use crate::core::qr;
 use crate::core::time_text::utc_iso as utc_timestamp;
 
 /// A failure, and whether the JSON answer for it has already been written.
-pub enum Failure {
+pub(crate) enum Failure {
     Error(Error),
     /// The one JSON object (if any) is already on stdout; only the stderr line is left.
     Shown(Error),

@@ -4,10 +4,10 @@
 //! from the core error's kind. No rule lives here. Also sets the process up before anything is
 //! read: private umask, no core dumps.
 
-pub mod args;
-pub mod commands;
+pub(crate) mod args;
+pub(crate) mod commands;
 pub mod input;
-pub mod output;
+pub(crate) mod output;
 
 use clap::Parser;
 

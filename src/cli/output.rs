@@ -16,7 +16,7 @@ use crate::core::service::IssuedCodes;
 /// Checks, before any code is issued or voided, that standard output can take the new codes:
 /// it is not /dev/null (where a closed stdout ends up), is open for writing, and is not a pipe
 /// whose reader has gone.
-pub fn check_stdout() -> Result<(), Error> {
+pub(crate) fn check_stdout() -> Result<(), Error> {
     let refuse = |why: &str| {
         Err(Error::Io(format!(
             "standard output {why}: the new codes would be lost, so nothing was changed              (write them to a file with --out FILE)"
@@ -57,7 +57,7 @@ pub fn check_stdout() -> Result<(), Error> {
 }
 
 /// Exit codes, one per [`ErrorKind`]; 0 is success.
-pub fn exit_code(kind: ErrorKind) -> u8 {
+pub(crate) fn exit_code(kind: ErrorKind) -> u8 {
     match kind {
         ErrorKind::Rejected => 1,
         ErrorKind::Invalid => 2,
@@ -67,7 +67,7 @@ pub fn exit_code(kind: ErrorKind) -> u8 {
 }
 
 /// The `kind` word of a JSON error.
-pub fn kind_name(kind: ErrorKind) -> &'static str {
+pub(crate) fn kind_name(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::Rejected => "rejected",
         ErrorKind::Invalid => "invalid",
@@ -78,7 +78,7 @@ pub fn kind_name(kind: ErrorKind) -> &'static str {
 
 /// Where results go: plain text or one JSON object.
 #[derive(Debug, Clone, Copy)]
-pub struct Output {
+pub(crate) struct Output {
     json: bool,
 }
 
@@ -87,17 +87,17 @@ fn stdout_failed(e: io::Error) -> Error {
 }
 
 impl Output {
-    pub fn new(json: bool) -> Self {
+    pub(crate) fn new(json: bool) -> Self {
         Self { json }
     }
 
-    pub fn is_json(&self) -> bool {
+    pub(crate) fn is_json(&self) -> bool {
         self.json
     }
 
     /// Writes plain text as is (the caller ends lines): for text sparekey made itself (the QR
     /// code's colours are escapes), with any name in it already [`printable`].
-    pub fn text(&self, text: &str) -> Result<(), Error> {
+    pub(crate) fn text(&self, text: &str) -> Result<(), Error> {
         let mut out = io::stdout().lock();
         out.write_all(text.as_bytes())
             .and_then(|()| out.flush())
@@ -106,7 +106,7 @@ impl Output {
 
     /// Writes lines of plain text (a listing, the audit log), each with its non-printable
     /// characters escaped (see [`printable`]): a stored name cannot drive the terminal.
-    pub fn lines(&self, text: &str) -> Result<(), Error> {
+    pub(crate) fn lines(&self, text: &str) -> Result<(), Error> {
         let mut out = io::stdout().lock();
         let mut lines = text.split('\n').peekable();
         while let Some(line) = lines.next() {
@@ -120,7 +120,7 @@ impl Output {
     }
 
     /// Writes one line of plain text, its non-printable characters escaped.
-    pub fn line(&self, line: &str) -> Result<(), Error> {
+    pub(crate) fn line(&self, line: &str) -> Result<(), Error> {
         let mut out = io::stdout().lock();
         writeln!(out, "{}", printable(line))
             .and_then(|()| out.flush())
@@ -129,7 +129,7 @@ impl Output {
 
     /// Writes `value` as the one JSON object of this run, straight to stdout (no extra copy of
     /// any secret it carries).
-    pub fn json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
+    pub(crate) fn json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
         let mut out = io::stdout().lock();
         serde_json::to_writer(&mut out, value)
             .map_err(io::Error::from)
@@ -140,7 +140,7 @@ impl Output {
 
     /// Reports an error: one line on stderr, and in JSON mode the error object on stdout.
     /// Returns the exit code.
-    pub fn error(&self, error: &Error) -> u8 {
+    pub(crate) fn error(&self, error: &Error) -> u8 {
         let message = error.to_string();
         let _ = writeln!(io::stderr().lock(), "sparekey: {}", printable(&message));
         if self.json {
@@ -173,7 +173,7 @@ impl<'a> ErrorJson<'a> {
 }
 
 /// Writes a usage error (from clap) as the JSON error object on stdout.
-pub fn usage_error_json(message: &str) {
+pub(crate) fn usage_error_json(message: &str) {
     let _ = Output::new(true).json(&ErrorJson {
         error: message,
         kind: kind_name(ErrorKind::Invalid),
@@ -182,7 +182,7 @@ pub fn usage_error_json(message: &str) {
 }
 
 /// `n` and the noun, in the plural unless `n` is 1: "1 failed attempt", "3 failed attempts".
-pub fn counted(n: usize, noun: &str) -> String {
+pub(crate) fn counted(n: usize, noun: &str) -> String {
     if n == 1 {
         format!("1 {noun}")
     } else {
@@ -192,7 +192,7 @@ pub fn counted(n: usize, noun: &str) -> String {
 
 /// `text` cut to at most `max` characters, its last one `…` when anything was left out, so a
 /// cut name never passes for a whole one.
-pub fn cut(text: &str, max: usize) -> String {
+pub(crate) fn cut(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }
@@ -202,7 +202,7 @@ pub fn cut(text: &str, max: usize) -> String {
 }
 
 /// The numbered list of a new code set, for the terminal.
-pub fn codes_text(issued: &IssuedCodes) -> Zeroizing<String> {
+pub(crate) fn codes_text(issued: &IssuedCodes) -> Zeroizing<String> {
     let mut text = Zeroizing::new(format!(
         "New backup codes for {} ({}), shown only this once: save them now.\n\n",
         printable(&issued.account),

@@ -22,14 +22,14 @@ use crate::core::clock::UnixTime;
 
 /// Consecutive wrong operator passwords after which the operator is locked out of the kiosk
 /// (NIST SP 800-63B section 5.2.2 allows at most 100). Recovery is from a shell on the machine.
-pub const OPERATOR_LOCK_AFTER: u32 = 100;
+pub(crate) const OPERATOR_LOCK_AFTER: u32 = 100;
 
 /// The CLI command that lets a shell operator recover a locked kiosk operator.
-pub const OPERATOR_RECOVERY_COMMAND: &str = "sparekey kiosk reset-operator-password";
+pub(crate) const OPERATOR_RECOVERY_COMMAND: &str = "sparekey kiosk reset-operator-password";
 
 /// The name the kiosk operator's audit events are filed under. Account names cannot contain
 /// ':', so no account can collide with it.
-pub const OPERATOR_AUDIT_NAME: &str = "kiosk:operator";
+pub(crate) const OPERATOR_AUDIT_NAME: &str = "kiosk:operator";
 
 /// What someone at a kiosk may try to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

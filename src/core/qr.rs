@@ -13,11 +13,11 @@ use qrcode::{Color, EcLevel, QrCode};
 use zeroize::Zeroizing;
 
 /// Light modules around the code on every side.
-pub const QUIET_ZONE: usize = 4;
+pub(crate) const QUIET_ZONE: usize = 4;
 
 /// Which modules the block characters paint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Glyphs {
+pub(crate) enum Glyphs {
     Dark,
     Light,
 }
@@ -28,14 +28,14 @@ fn encode(data: &[u8]) -> Option<QrCode> {
 
 /// Width and height in character cells, quiet zone included; `None` if too long for any QR
 /// version.
-pub fn size(data: &[u8]) -> Option<(usize, usize)> {
+pub(crate) fn size(data: &[u8]) -> Option<(usize, usize)> {
     let side = encode(data)?.width() + 2 * QUIET_ZONE;
     Some((side, side.div_ceil(2)))
 }
 
 /// The QR code of `data` as lines of half-block characters, quiet zone included. `None` if the
 /// data is too long for any QR version. Zeroized on drop: an otpauth URI carries the secret.
-pub fn half_block_lines(data: &[u8], glyphs: Glyphs) -> Option<Zeroizing<Vec<String>>> {
+pub(crate) fn half_block_lines(data: &[u8], glyphs: Glyphs) -> Option<Zeroizing<Vec<String>>> {
     let code = encode(data)?;
     let width = code.width();
     let colors = code.to_colors();

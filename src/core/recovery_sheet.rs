@@ -10,7 +10,7 @@ use crate::core::service::IssuedCodes;
 use crate::core::time_text::{utc_iso, utc_minute};
 
 /// `1. k7p2-9xqm-b4ct-8hzr`, one per line, numbers right-aligned, so a paste keeps the order.
-pub fn numbered_list(codes: &[BackupCode], boxes: bool) -> Zeroizing<String> {
+pub(crate) fn numbered_list(codes: &[BackupCode], boxes: bool) -> Zeroizing<String> {
     let width = codes.len().to_string().len();
     let mut text = Zeroizing::new(String::with_capacity(codes.len() * 32));
     for (i, code) in codes.iter().enumerate() {
@@ -37,7 +37,7 @@ fn header(issued: &IssuedCodes) -> Zeroizing<String> {
 }
 
 /// What a copy puts in the clipboard: the header of the export file and the numbered codes.
-pub fn clipboard_text(issued: &IssuedCodes) -> Zeroizing<String> {
+pub(crate) fn clipboard_text(issued: &IssuedCodes) -> Zeroizing<String> {
     let mut text = header(issued);
     text.push_str(&numbered_list(&issued.codes, false));
     text
@@ -45,7 +45,7 @@ pub fn clipboard_text(issued: &IssuedCodes) -> Zeroizing<String> {
 
 /// The export file: who, when, the numbered codes with a box to tick, and how to use and keep
 /// them.
-pub fn sheet(issued: &IssuedCodes) -> Zeroizing<String> {
+pub(crate) fn sheet(issued: &IssuedCodes) -> Zeroizing<String> {
     let mut text = header(issued);
     text.push_str(&numbered_list(&issued.codes, true));
     text.push_str(
@@ -59,7 +59,7 @@ pub fn sheet(issued: &IssuedCodes) -> Zeroizing<String> {
 /// The file name proposed for an export: the account, with anything a file system might choke
 /// on replaced, and the UTC date and time the codes were issued (`2024-05-01-1234Z`), so a
 /// later set never proposes the name of an earlier one.
-pub fn file_name(account: &str, issued_at: UnixTime) -> String {
+pub(crate) fn file_name(account: &str, issued_at: UnixTime) -> String {
     let safe: String = account
         .chars()
         .map(|c| {

@@ -22,7 +22,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// `2026-11-28T14:03:05Z`: for JSON and the CLI's audit log.
-pub fn utc_iso(at: UnixTime) -> String {
+pub(crate) fn utc_iso(at: UnixTime) -> String {
     let (days, secs) = (at.div_euclid(86_400), at.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
     format!(

@@ -22,7 +22,7 @@ pub struct StoreLock {
 }
 
 /// Where the lock of the store at `store` lives: beside it, named after it.
-pub fn lock_path(store: &Path) -> PathBuf {
+pub(crate) fn lock_path(store: &Path) -> PathBuf {
     let mut name: OsString = store.file_name().unwrap_or("store".as_ref()).into();
     name.push(".lock");
     store.with_file_name(name)
@@ -31,7 +31,7 @@ pub fn lock_path(store: &Path) -> PathBuf {
 /// Takes the lock of the store at `store` without waiting, and writes this process's id into
 /// it. Fails with [`StoreError::Busy`] (naming the holder's id when it can be read) if another
 /// open store holds it, in this process or another.
-pub fn try_lock(store: &Path) -> Result<StoreLock, StoreError> {
+pub(crate) fn try_lock(store: &Path) -> Result<StoreLock, StoreError> {
     let path = lock_path(store);
     let fail = |e: std::io::Error| {
         StoreError::Io(format!(

@@ -11,14 +11,14 @@
 #[cfg(any(test, feature = "test-support"))]
 pub mod faulty;
 pub mod location;
-pub mod lock;
+pub(crate) mod lock;
 pub mod memory;
-pub mod mutation;
+pub(crate) mod mutation;
 pub mod postgres;
 pub mod records;
 pub mod reopening;
 pub mod sled_store;
-pub mod swap;
+pub(crate) mod swap;
 
 /// The schema version this build writes. Version 1: postcard-encoded `Account` records under
 /// their name, audit events under a big-endian sequence number, meta keys as plain strings.

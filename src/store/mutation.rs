@@ -14,7 +14,7 @@ use crate::core::store::{
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 
 /// What a mutation did: its outcome and whether the record must be written back.
-pub struct Applied<T> {
+pub(crate) struct Applied<T> {
     pub outcome: T,
     pub changed: bool,
 }
@@ -41,7 +41,7 @@ fn succeed_login(account: &mut Account, at: UnixTime, method: LoginMethod) {
 /// TOTP steps burned ahead of time (matched by a code from a clock running ahead) that are
 /// kept; past this many, the earliest is folded into the last used step, which burns it and
 /// every step before it, as a full list must never let a confirmed code through.
-pub const MAX_BURNED_AHEAD: usize = 16;
+pub(crate) const MAX_BURNED_AHEAD: usize = 16;
 
 /// Whether the failures counted by attempts *other* than the one being settled lock the
 /// record: the settling attempt's own reservation is one of the counted failures, and a right
@@ -56,7 +56,7 @@ fn locked_by_others(record: &FailureRecord, check: &SettleCheck) -> bool {
 
 /// Counts an attempt on `record` if `policy` lets one go ahead at `at`: the rule behind both
 /// [`reserve_attempt`] and the kiosk operator's reservation.
-pub fn reserve(
+pub(crate) fn reserve(
     record: &mut FailureRecord,
     policy: &ThrottlePolicy,
     at: UnixTime,
@@ -76,7 +76,7 @@ pub fn reserve(
 }
 
 /// Clears `record` for a success, unless other attempts locked it (see [`locked_by_others`]).
-pub fn settle(record: &mut FailureRecord, check: &SettleCheck) -> Applied<Settlement> {
+pub(crate) fn settle(record: &mut FailureRecord, check: &SettleCheck) -> Applied<Settlement> {
     if locked_by_others(record, check) {
         return unchanged(Settlement::Locked);
     }
@@ -84,7 +84,7 @@ pub fn settle(record: &mut FailureRecord, check: &SettleCheck) -> Applied<Settle
     changed(Settlement::Settled)
 }
 
-pub fn reserve_attempt(
+pub(crate) fn reserve_attempt(
     account: &mut Account,
     policy: &ThrottlePolicy,
     at: UnixTime,
@@ -92,7 +92,7 @@ pub fn reserve_attempt(
     reserve(&mut account.failures, policy, at)
 }
 
-pub fn release_attempt(
+pub(crate) fn release_attempt(
     account: &mut Account,
     previous: FailureRecord,
     reserved: FailureRecord,
@@ -136,7 +136,7 @@ fn forget_burned_up_to_last(totp: &mut ActiveTotp) {
     }
 }
 
-pub fn set_pending(account: &mut Account, pending: &PendingTotp) -> Applied<bool> {
+pub(crate) fn set_pending(account: &mut Account, pending: &PendingTotp) -> Applied<bool> {
     account.pending = Some(pending.clone());
     changed(true)
 }
@@ -144,7 +144,7 @@ pub fn set_pending(account: &mut Account, pending: &PendingTotp) -> Applied<bool
 /// Where a backend keeps the refusal event of an account's current delay window, so refused
 /// attempts on a throttled account add to one event instead of writing one each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RefusalNote {
+pub(crate) struct RefusalNote {
     /// The failure record the refusals were counted under: a new one is a new window.
     pub window: FailureRecord,
     /// The backend's id of the event (its key, its index).
@@ -156,7 +156,7 @@ pub struct RefusalNote {
 /// The refusal of one more attempt under `window`: the note to keep and whether its event is
 /// the one `note` names (rewrite it with the new count) or a new one (append it, then store
 /// its id in the note).
-pub fn note_refusal(
+pub(crate) fn note_refusal(
     note: Option<RefusalNote>,
     window: FailureRecord,
     at: UnixTime,
@@ -181,7 +181,7 @@ pub fn note_refusal(
     }
 }
 
-pub fn activate_pending(
+pub(crate) fn activate_pending(
     account: &mut Account,
     pending_id: u64,
     totp: &ActiveTotp,
@@ -197,7 +197,7 @@ pub fn activate_pending(
     changed(Activation::Activated)
 }
 
-pub fn consume_totp_step(
+pub(crate) fn consume_totp_step(
     account: &mut Account,
     step: u64,
     at: UnixTime,
@@ -218,7 +218,7 @@ pub fn consume_totp_step(
     changed(StepConsumption::Accepted)
 }
 
-pub fn consume_backup_code(
+pub(crate) fn consume_backup_code(
     account: &mut Account,
     set_id: u64,
     slot: usize,
@@ -243,7 +243,7 @@ pub fn consume_backup_code(
     changed(CodeConsumption::Consumed { remaining, total })
 }
 
-pub fn record_password_login(
+pub(crate) fn record_password_login(
     account: &mut Account,
     at: UnixTime,
     check: &SettleCheck,
@@ -257,26 +257,26 @@ pub fn record_password_login(
 
 /// The count was taken by the reservation; what is left is the step a drifted code burned.
 /// Always "changed", so the backend writes the failure's events with the record.
-pub fn record_failure(account: &mut Account, burn_ahead_step: Option<u64>) -> Applied<bool> {
+pub(crate) fn record_failure(account: &mut Account, burn_ahead_step: Option<u64>) -> Applied<bool> {
     if let (Some(step), Some(totp)) = (burn_ahead_step, account.totp.as_mut()) {
         burn_ahead(totp, step);
     }
     changed(true)
 }
 
-pub fn clear_failures(account: &mut Account) -> Applied<bool> {
+pub(crate) fn clear_failures(account: &mut Account) -> Applied<bool> {
     account.failures = FailureRecord::default();
     changed(true)
 }
 
-pub fn replace_codes(account: &mut Account, codes: &CodeSet) -> Applied<bool> {
+pub(crate) fn replace_codes(account: &mut Account, codes: &CodeSet) -> Applied<bool> {
     account.codes = Some(codes.clone());
     changed(true)
 }
 
 /// Marks set `set_id` confirmed at `at`, once: a later confirmation keeps the first time, and
 /// one for a set that was replaced meanwhile never marks the new one.
-pub fn confirm_codes(
+pub(crate) fn confirm_codes(
     account: &mut Account,
     set_id: u64,
     at: UnixTime,
@@ -291,7 +291,7 @@ pub fn confirm_codes(
     changed(CodesConfirmation::Confirmed)
 }
 
-pub fn remove_two_factor(account: &mut Account) -> Applied<bool> {
+pub(crate) fn remove_two_factor(account: &mut Account) -> Applied<bool> {
     account.totp = None;
     account.pending = None;
     account.codes = None;

@@ -18,12 +18,12 @@ fn sibling(store: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Where a restore builds the new store (incomplete while it has this name).
-pub fn staging_path(store: &Path) -> PathBuf {
+pub(crate) fn staging_path(store: &Path) -> PathBuf {
     sibling(store, ".restoring")
 }
 
 /// Where a complete, synced new store waits to be installed.
-pub fn restored_path(store: &Path) -> PathBuf {
+pub(crate) fn restored_path(store: &Path) -> PathBuf {
     sibling(store, ".restored")
 }
 
@@ -43,13 +43,13 @@ fn aside_path(store: &Path, now: UnixTime) -> PathBuf {
 }
 
 /// Syncs a directory, so the renames in it survive a power cut.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
 /// Installs `<store>.restored` as `store`, moving an existing store aside; returns where the
 /// old one went. The caller holds the store's lock.
-pub fn install(store: &Path, now: UnixTime) -> std::io::Result<Option<PathBuf>> {
+pub(crate) fn install(store: &Path, now: UnixTime) -> std::io::Result<Option<PathBuf>> {
     let parent = store.parent().unwrap_or(Path::new("."));
     let aside = match store.symlink_metadata() {
         Ok(_) => {
@@ -66,7 +66,7 @@ pub fn install(store: &Path, now: UnixTime) -> std::io::Result<Option<PathBuf>> 
 
 /// Finishes an install that a stopped restore left: a complete `<store>.restored` is put in
 /// place (the restore was asked for and had finished building). The caller holds the lock.
-pub fn finish_interrupted(store: &Path, now: UnixTime) -> std::io::Result<Option<PathBuf>> {
+pub(crate) fn finish_interrupted(store: &Path, now: UnixTime) -> std::io::Result<Option<PathBuf>> {
     if restored_path(store).is_dir() {
         install(store, now)
     } else {

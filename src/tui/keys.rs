@@ -12,15 +12,15 @@ pub struct KeyHint {
 }
 
 /// Shorthand for the static key tables of the screens.
-pub const fn hint(key: &'static str, action: &'static str) -> KeyHint {
+pub(crate) const fn hint(key: &'static str, action: &'static str) -> KeyHint {
     KeyHint { key, action }
 }
 
 /// Always shown last in the footer, whatever else fits.
-pub const HELP_KEY: KeyHint = hint("?/F1", "all keys");
+pub(crate) const HELP_KEY: KeyHint = hint("?/F1", "all keys");
 
 /// Keys every screen obeys.
-pub const GLOBAL_KEYS: &[KeyHint] = &[
+pub(crate) const GLOBAL_KEYS: &[KeyHint] = &[
     HELP_KEY,
     hint("Esc", "back"),
     hint("q", "quit (when not typing)"),
@@ -28,4 +28,4 @@ pub const GLOBAL_KEYS: &[KeyHint] = &[
 ];
 
 /// Offered on every screen while the clipboard may still hold codes.
-pub const CLEAR_CLIPBOARD: KeyHint = hint("Ctrl-X", "clear clipboard");
+pub(crate) const CLEAR_CLIPBOARD: KeyHint = hint("Ctrl-X", "clear clipboard");

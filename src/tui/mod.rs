@@ -29,7 +29,7 @@
 
 pub mod app;
 pub mod demo;
-pub mod keys;
+pub(crate) mod keys;
 pub mod runtime;
 pub mod screens;
 mod tty;
