@@ -17,6 +17,7 @@ pub mod backup_file;
 pub mod doctor;
 pub mod key_file;
 pub mod new_file;
+pub mod notify;
 pub mod paths;
 
 use std::sync::Arc;

@@ -47,6 +47,10 @@ type Outcome = Result<(), Failure>;
 pub fn run(cli: Cli) -> u8 {
     let out = Output::new(cli.global.json);
     let global = &cli.global;
+    let notify = match notify_command(global) {
+        Ok(notify) => notify,
+        Err(e) => return out.error(&e),
+    };
     let result = match &cli.command {
         None => tui(global, out, &TuiArgs::default()),
         Some(Command::Tui(args)) => tui(global, out, args),
@@ -78,11 +82,37 @@ pub fn run(cli: Cli) -> u8 {
         Some(Command::Restore(r)) => restore(global, out, &r.file, r.confirm.yes),
         Some(Command::Doctor) => doctor(global, out),
     };
-    match result {
+    let code = match result {
         Ok(()) => 0,
         Err(Failure::Error(e)) => out.error(&e),
         Err(Failure::Shown(e)) => Output::new(false).error(&e),
+    };
+    // Every service of the command is dropped by now, and its store closed with it: the
+    // command never runs while this process holds the store. Its failure is one line on
+    // stderr and leaves the exit code alone.
+    if let Some(notify) = &notify {
+        global.outbox.deliver(notify, warn);
     }
+    code
+}
+
+/// The operator's notify command, if one is configured.
+fn notify_command(global: &GlobalArgs) -> Result<Option<app::notify::NotifyCommand>, Error> {
+    match &global.notify_command {
+        Some(command) => Ok(Some(app::notify::NotifyCommand::parse(
+            command,
+            global.notify_timeout_secs,
+        )?)),
+        None if global.notify_timeout_secs.is_some() => Err(Error::Invalid(
+            "--notify-timeout-secs needs --notify-command".into(),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Lets `service` tell this run's outbox what its owner should hear of.
+fn notifying(global: &GlobalArgs, service: Service) -> Service {
+    service.with_notifier(global.outbox.clone())
 }
 
 /// The service configuration of every command: `--issuer` and `--codes` where a command takes
@@ -102,7 +132,8 @@ fn config(issuer: Option<&str>, codes: Option<usize>) -> Config {
 /// neither is there yet, and then says (once) where the key is and that it must be backed up.
 fn open(global: &GlobalArgs) -> Result<Service, Error> {
     let paths = paths(global)?;
-    creating_key(&paths, || app::open(&paths, config(None, None)))
+    let service = creating_key(&paths, || app::open(&paths, config(None, None)))?;
+    Ok(notifying(global, service))
 }
 
 /// Runs `open` and, if it created the key file, tells the user on stderr (stdout keeps only
@@ -124,7 +155,10 @@ fn open_existing(global: &GlobalArgs) -> Result<Service, Error> {
 }
 
 fn open_existing_configured(global: &GlobalArgs, config: Config) -> Result<Service, Error> {
-    app::open_existing(&paths(global)?, config)
+    Ok(notifying(
+        global,
+        app::open_existing(&paths(global)?, config)?,
+    ))
 }
 
 /// A warning or notice for the person at the terminal: one line on stderr, never on stdout.
@@ -164,6 +198,20 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
     let config = config(args.issuer.issuer.as_deref(), args.codes.codes);
     // The notice goes out before the alternate screen, so it is there when the console ends.
     let service = creating_key(&paths, || app::open_console(&paths, config))?;
+    // The console's store outlives each call: each notification runs on a thread of its own
+    // (never waited for with the store open), and failures are told once the screen is back.
+    let failures: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let service = match notify_command(global)? {
+        Some(command) => {
+            let sink = failures.clone();
+            let log = move |line: &str| {
+                (sink.lock().unwrap_or_else(|p| p.into_inner())).push(line.to_string());
+            };
+            let detached = app::notify::Detached::new(command, std::sync::Arc::new(log));
+            service.with_notifier(std::sync::Arc::new(detached))
+        }
+        None => service,
+    };
     // Whoever came first would otherwise choose the password that guards every account.
     if args.kiosk && !service.has_operator_password()? {
         return Err(Error::Invalid(
@@ -172,8 +220,12 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
         )
         .into());
     }
-    crate::tui::run(service, options)
-        .map_err(|e| Error::Io(format!("the console stopped on a terminal error: {e}")))?;
+    let ran = crate::tui::run(service, options)
+        .map_err(|e| Error::Io(format!("the console stopped on a terminal error: {e}")));
+    for line in failures.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        warn(line);
+    }
+    ran?;
     Ok(())
 }
 
@@ -1087,6 +1139,9 @@ fn restore(global: &GlobalArgs, out: Output, file: &Path, yes: bool) -> Outcome 
     }
     let now = crate::core::clock::Clock::now(&crate::core::clock::SystemClock);
     let summary = app::restore(&paths, file, now)?;
+    for notification in app::notify::restored(&summary, now) {
+        crate::core::notify::Notifier::notify(global.outbox.as_ref(), &notification);
+    }
     let aside = summary
         .previous_store
         .as_ref()

@@ -14,6 +14,7 @@ pub mod error;
 pub mod import;
 pub mod keys;
 pub mod kiosk;
+pub mod notify;
 pub mod password;
 pub mod qr;
 pub mod recovery_sheet;
