@@ -214,7 +214,7 @@ mod tests {
             consecutive: 10,
         };
         let f = Facts::default();
-        assert_eq!(names(&[failed.clone()], f), Vec::<&str>::new());
+        assert_eq!(names(std::slice::from_ref(&failed), f), Vec::<&str>::new());
         assert_eq!(names(&[failed, AuditKind::Locked], f), ["account_locked"]);
         assert_eq!(names(&[AuditKind::TwoFactorReset], f), ["two_factor_reset"]);
         assert_eq!(
