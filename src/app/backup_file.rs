@@ -20,6 +20,7 @@ use crate::core::clock::UnixTime;
 use crate::core::error::Error;
 use crate::core::keys::{MacKey, MasterKey, TAG_LEN};
 use crate::core::store::{KeyBinding, Store, StoreError, StoreImage};
+use crate::store::postgres::PostgresStore;
 use crate::store::records;
 use crate::store::sled_store::SledStore;
 use crate::store::swap;
@@ -156,13 +157,17 @@ pub fn backup(store: &dyn Store, key: &MasterKey, file: &Path) -> Result<BackupS
 
 /// Opens the store at `paths` (waiting briefly for another process) and backs it up.
 pub fn backup_store(paths: &Paths, file: &Path) -> Result<BackupSummary, Error> {
-    if !paths.store.exists() {
-        return Err(Error::NotFound(format!(
-            "there is no store at {} to back up",
-            paths.store.display()
-        )));
-    }
-    let store = SledStore::open(&paths.store, LOCK_WAIT)?;
+    let store: Box<dyn Store> = match &paths.postgres {
+        // Read-only: a backup never creates the tables it would then find empty.
+        Some(target) => Box::new(PostgresStore::open(target, false)?),
+        None if !paths.store.exists() => {
+            return Err(Error::NotFound(format!(
+                "there is no store at {} to back up",
+                paths.store.display()
+            )));
+        }
+        None => Box::new(SledStore::open(&paths.store, LOCK_WAIT)?),
+    };
     let key = read_key(&paths.key_file)?;
     if let KeyBinding::Mismatch { stored } = store.bind_key(&key.store_key())? {
         return Err(Error::Key(format!(
@@ -171,7 +176,7 @@ pub fn backup_store(paths: &Paths, file: &Path) -> Result<BackupSummary, Error> 
             key.fingerprint()
         )));
     }
-    backup(&store, &key, file)
+    backup(store.as_ref(), &key, file)
 }
 
 /// Reads a backup file and checks its tag with `key`.
@@ -276,19 +281,7 @@ fn build_new_store(
         let store = SledStore::open(&staging, LOCK_WAIT)?;
         store.bind_key(&key.store_key())?;
         store.import_image(image)?;
-        let mut events = vec![AuditEvent {
-            at: now,
-            account: RESTORE_AUDIT_NAME.into(),
-            kind: AuditKind::StoreRestored {
-                accounts: image.accounts.len() as u32,
-            },
-        }];
-        events.extend(revived.iter().map(|(name, count)| AuditEvent {
-            at: now,
-            account: name.clone(),
-            kind: AuditKind::UsedCodesRevived { count: *count },
-        }));
-        for event in &events {
+        for event in &restore_events(image, revived, now) {
             store.append_audit(event)?;
         }
         // append_audit hands its events to the OS only: make the whole new store durable
@@ -301,6 +294,44 @@ fn build_new_store(
     swap::sync_dir(&paths.data_dir).map_err(|e| cannot("sync the directory of", e))
 }
 
+/// The restore's own audit events (the revived codes' among them).
+fn restore_events(image: &StoreImage, revived: &[(String, u32)], now: UnixTime) -> Vec<AuditEvent> {
+    let mut events = vec![AuditEvent {
+        at: now,
+        account: RESTORE_AUDIT_NAME.into(),
+        kind: AuditKind::StoreRestored {
+            accounts: image.accounts.len() as u32,
+        },
+    }];
+    events.extend(revived.iter().map(|(name, count)| AuditEvent {
+        at: now,
+        account: name.clone(),
+        kind: AuditKind::UsedCodesRevived { count: *count },
+    }));
+    events
+}
+
+/// A restore into a PostgreSQL database: it cannot be moved aside, so it must be empty, which
+/// the import checks in the one transaction that fills it (with the restore's event): atomic
+/// without a swap.
+fn restore_postgres(
+    target: &crate::store::location::PostgresTarget,
+    key: &MasterKey,
+    image: &StoreImage,
+    now: UnixTime,
+) -> Result<BackupSummary, Error> {
+    let store = PostgresStore::open(target, true)?;
+    if let KeyBinding::Mismatch { stored } = store.bind_key(&key.store_key())? {
+        return Err(Error::Key(format!(
+            "the key file (fingerprint {}) does not belong to the PostgreSQL store at {} (fingerprint {stored})",
+            key.fingerprint(),
+            store.display()
+        )));
+    }
+    store.restore_image(image, &restore_events(image, &[], now))?;
+    Ok(summary(image, None))
+}
+
 /// Restores a backup into the store at `paths`. The backup must verify with the key file in
 /// use and every record must pass the checks of creation; then the new store is built beside
 /// the old one, synced, and renamed into place while the store's lock is held throughout. The
@@ -308,6 +339,9 @@ fn build_new_store(
 pub fn restore(paths: &Paths, file: &Path, now: i64) -> Result<BackupSummary, Error> {
     let key = restore_key(paths)?;
     let image = read_backup(file, &key)?;
+    if let Some(target) = &paths.postgres {
+        return restore_postgres(target, &key, &image, now);
+    }
     create_private_dir(&paths.data_dir)?;
     let (lock, live) = lock_live(paths, &key)?;
     let revived = revived_codes(&live, &image);

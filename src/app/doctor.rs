@@ -1,8 +1,9 @@
 //! `sparekey doctor`: one function per check of the environment (data dir, key file, store,
-//! schema, key binding, records and their integrity tags, sealed secrets, clock), each
-//! returning its own finding with what to fix. Owns the list and order of checks. A fresh
-//! install (nothing created yet) is fine, not a failure. Must never change anything on disk,
-//! and never report a check it could not run as passed: that one is skipped, and says why.
+//! schema, key binding, records and their integrity tags, sealed secrets, clock; on PostgreSQL
+//! also the server's durability settings), each returning its own finding with what to fix.
+//! Owns the list and order of checks. A fresh install (nothing created yet) is fine, not a
+//! failure. Must never change anything on disk, and never report a check it could not run as
+//! passed: that one is skipped, and says why.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -10,9 +11,11 @@ use std::time::Duration;
 
 use super::key_file::read_key;
 use super::paths::Paths;
-use crate::core::keys::MasterKey;
+use crate::core::keys::{MasterKey, StoreKey};
 use crate::core::store::{Store, StoreError, StoreImage};
 use crate::store::SCHEMA_VERSION;
+use crate::store::location::PostgresTarget;
+use crate::store::postgres::PostgresStore;
 use crate::store::sled_store::SledStore;
 
 /// How long doctor waits for a store held by another process before skipping its checks.
@@ -61,35 +64,135 @@ impl Check {
     }
 }
 
+/// What doctor reads of a store beyond the trait, from either backend.
+trait Inspected: Store {
+    fn schema(&self) -> u32;
+    fn attach_key(&self, key: &StoreKey);
+    fn key_fingerprint(&self) -> Result<Option<String>, StoreError>;
+    fn check_records(&self) -> Result<(usize, Vec<String>), StoreError>;
+}
+
+macro_rules! inspected {
+    ($t:ty) => {
+        impl Inspected for $t {
+            fn schema(&self) -> u32 {
+                <$t>::schema(self)
+            }
+            fn attach_key(&self, key: &StoreKey) {
+                <$t>::attach_key(self, key)
+            }
+            fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+                <$t>::key_fingerprint(self)
+            }
+            fn check_records(&self) -> Result<(usize, Vec<String>), StoreError> {
+                <$t>::check_records(self)
+            }
+        }
+    };
+}
+inspected!(SledStore);
+inspected!(PostgresStore);
+
 /// Runs every check, in order, and changes nothing.
 pub fn doctor(paths: &Paths, now: i64) -> Vec<Check> {
     let (key_check, key) = key_file(paths);
-    let (store_check, store) = store(paths);
+    let (store_check, store, durability) = match &paths.postgres {
+        Some(target) => postgres_store(target),
+        None => {
+            let (check, store) = store(paths);
+            (
+                check,
+                store.map(|s| Box::new(s) as Box<dyn Inspected>),
+                None,
+            )
+        }
+    };
+    let store = store.as_deref();
     // Only the record key, in memory: doctor binds nothing and migrates nothing.
-    if let (Some(store), Some(key)) = (&store, &key) {
+    if let (Some(store), Some(key)) = (store, &key) {
         store.attach_key(&key.store_key());
     }
-    let checkable = store
-        .as_ref()
-        .filter(|s| key.is_some() || s.schema() < SCHEMA_VERSION);
+    let checkable = store.filter(|s| key.is_some() || s.schema() < SCHEMA_VERSION);
     let image = checkable.map(|s| s.export_image());
     let readable = match &image {
         Some(Ok(image)) => Some(image),
         _ => None,
     };
-    vec![
-        data_dir(paths),
+    let data_dir = match &paths.postgres {
+        Some(_) => Check::skipped("data dir", "the store is a PostgreSQL database"),
+        None => data_dir(paths),
+    };
+    let mut checks = vec![
+        data_dir,
         key_check,
         store_check,
-        schema(store.as_ref()),
-        key_binding(store.as_ref(), key.as_ref()),
-        records(store.as_ref(), checkable),
+        schema(store),
+        key_binding(store, key.as_ref()),
+        records(store, checkable),
         secrets(readable, key.as_ref()),
         hash_strength(readable),
         clock(now),
         clock_sync(system_clock_sync()),
         audit_times(readable, now),
-    ]
+    ];
+    checks.extend(durability);
+    checks
+}
+
+/// The PostgreSQL store check (never creating anything), the store when it opens, and the
+/// check of the server's durability settings.
+fn postgres_store(target: &PostgresTarget) -> (Check, Option<Box<dyn Inspected>>, Option<Check>) {
+    match PostgresStore::open(target, false) {
+        Ok(store) => {
+            let durability = durability(&store);
+            let detail = format!("PostgreSQL at {} opens", target.display);
+            (
+                Check::ok("store", detail),
+                Some(Box::new(store)),
+                Some(durability),
+            )
+        }
+        Err(e) => (Check::fix("store", e.to_string()), None, None),
+    }
+}
+
+/// What a used code needs to stay used across a crash or a failover: commits flushed
+/// (`fsync`, `synchronous_commit`), and for a failover a synchronous standby.
+fn durability(store: &PostgresStore) -> Check {
+    const NAME: &str = "durability";
+    let settings = match store.server_settings() {
+        Ok(settings) => settings,
+        Err(e) => return Check::fix(NAME, e.to_string()),
+    };
+    let get = |name: &str| {
+        settings
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    let shown = settings
+        .iter()
+        .map(|(n, v)| format!("{n}={}", if v.is_empty() { "''" } else { v }))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if get("fsync") != "on" {
+        return Check::fix(
+            NAME,
+            format!("{shown}: set fsync = on, or a crash can bring used codes back"),
+        );
+    }
+    if get("synchronous_standby_names").is_empty() {
+        return Check::ok(
+            NAME,
+            format!(
+                "{shown}: commits are durable on this server; no synchronous standby, so a failover to a replica can lose the last changes (see README, Several login hosts)"
+            ),
+        );
+    }
+    Check::ok(
+        NAME,
+        format!("{shown}: commits wait for a synchronous standby"),
+    )
 }
 
 /// What a check says about something a fresh install has not made yet: nothing to fix.
@@ -154,8 +257,8 @@ fn store(paths: &Paths) -> (Check, Option<SledStore>) {
 }
 
 /// Opening the store checked its schema version.
-fn schema(store: Option<&SledStore>) -> Check {
-    match store.map(SledStore::schema) {
+fn schema(store: Option<&dyn Inspected>) -> Check {
+    match store.map(|s| s.schema()) {
         Some(SCHEMA_VERSION) => Check::ok("schema", format!("version {SCHEMA_VERSION}")),
         Some(old) => Check::ok(
             "schema",
@@ -167,7 +270,7 @@ fn schema(store: Option<&SledStore>) -> Check {
     }
 }
 
-fn key_binding(store: Option<&SledStore>, key: Option<&MasterKey>) -> Check {
+fn key_binding(store: Option<&dyn Inspected>, key: Option<&MasterKey>) -> Check {
     let (Some(store), Some(key)) = (store, key) else {
         return Check::skipped(
             "key binding",
@@ -198,7 +301,7 @@ fn binding_of(fingerprint: Option<String>, key: &MasterKey) -> Check {
 }
 
 /// Every record decodes and, in schema 2, its integrity tag verifies with the key.
-fn records(store: Option<&SledStore>, checkable: Option<&SledStore>) -> Check {
+fn records(store: Option<&dyn Inspected>, checkable: Option<&dyn Inspected>) -> Check {
     let Some(store) = checkable else {
         let why = match store {
             None => "the store is not open",

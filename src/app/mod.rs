@@ -2,6 +2,8 @@
 //! dir, open the store, read or create the key and bind it to the store, and build the
 //! [`Service`]. Owns every file-system decision outside the store itself, split by concern:
 //! - [`paths`]: where the data dir, store and key file are;
+//! - [`config_file`]: the config file and the settings of one run (flags over file over
+//!   defaults);
 //! - [`key_file`]: reading, creating and binding the key file, and its permission rules;
 //! - [`new_file`]: the one atomic, private, no-clobber writer of files outside the store;
 //! - [`backup_file`]: the backup format, backup and restore;
@@ -14,6 +16,7 @@
 //! store except through [`new_file`].
 
 pub mod backup_file;
+pub mod config_file;
 pub mod doctor;
 pub mod key_file;
 pub mod new_file;
@@ -28,10 +31,12 @@ use crate::core::entropy::{Entropy, OsEntropy};
 use crate::core::error::Error;
 use crate::core::service::{Config, Service};
 use crate::core::store::{Store, StoreError};
+use crate::store::postgres::PostgresStore;
 use crate::store::reopening::ReopeningStore;
 use crate::store::sled_store::SledStore;
 
 pub use backup_file::{BackupSummary, backup, backup_store, read_backup, restore};
+pub use config_file::{CONFIG_ENV, Overrides, STORE_ENV, Settings};
 pub use doctor::{Check, Status, doctor};
 pub use key_file::load_or_create_key;
 pub use new_file::{NewFileError, write_new_file};
@@ -47,7 +52,18 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(3);
 /// close, well within a second. Reopening costs little next to it (see BENCHMARKS.md).
 pub const CONSOLE_IDLE_RELEASE: Duration = Duration::from_millis(250);
 
-/// Opens the sled store at `paths` and builds the production service (system clock, OS RNG).
+/// Opens the store `paths` name: the PostgreSQL database if one is set, else the sled store
+/// (creating its private data dir). With `create`, a PostgreSQL database without sparekey's
+/// tables gets them; a read-only use passes `false` and is refused instead.
+pub fn open_store(paths: &Paths, create: bool) -> Result<Box<dyn Store>, Error> {
+    if let Some(target) = &paths.postgres {
+        return Ok(Box::new(PostgresStore::open(target, create)?));
+    }
+    create_private_dir(&paths.data_dir)?;
+    Ok(Box::new(SledStore::open(&paths.store, LOCK_WAIT)?))
+}
+
+/// Opens the store at `paths` and builds the production service (system clock, OS RNG).
 pub fn open(paths: &Paths, config: Config) -> Result<Service, Error> {
     open_with(paths, config, Arc::new(SystemClock), Box::new(OsEntropy))
 }
@@ -58,9 +74,10 @@ pub fn open(paths: &Paths, config: Config) -> Result<Service, Error> {
 pub fn open_existing(paths: &Paths, config: Config) -> Result<Service, Error> {
     config.validate()?;
     require_existing(paths)?;
-    let store = SledStore::open(&paths.store, LOCK_WAIT)?;
+    // A PostgreSQL database without sparekey's tables is refused instead of set up.
+    let store = open_store(paths, false)?;
     service_on(
-        Box::new(store),
+        store,
         paths,
         config,
         Arc::new(SystemClock),
@@ -71,7 +88,7 @@ pub fn open_existing(paths: &Paths, config: Config) -> Result<Service, Error> {
 /// Refuses a path without a store, and a store whose key file is missing (it would otherwise
 /// be created, only to be found not to belong to the store).
 pub fn require_existing(paths: &Paths) -> Result<(), Error> {
-    if !paths.store.exists() {
+    if paths.postgres.is_none() && !paths.store.exists() {
         return Err(Error::Store(StoreError::Conflict(format!(
             "no store at {}: nothing is set up there yet (create an account with `sparekey account add NAME`, or point --data-dir at the right directory)",
             paths.store.display()
@@ -105,9 +122,8 @@ pub fn open_with(
     entropy: Box<dyn Entropy>,
 ) -> Result<Service, Error> {
     config.validate()?;
-    create_private_dir(&paths.data_dir)?;
-    let store = SledStore::open(&paths.store, LOCK_WAIT)?;
-    service_on(Box::new(store), paths, config, clock, entropy)
+    let store = open_store(paths, true)?;
+    service_on(store, paths, config, clock, entropy)
 }
 
 /// The service of a long-running console: like [`open`], but its store is held only while
@@ -125,6 +141,10 @@ pub fn open_console_with(
     entropy: Box<dyn Entropy>,
 ) -> Result<Service, Error> {
     config.validate()?;
+    // A PostgreSQL store holds no lock between calls: nothing to release.
+    if paths.postgres.is_some() {
+        return service_on(open_store(paths, true)?, paths, config, clock, entropy);
+    }
     create_private_dir(&paths.data_dir)?;
     let store = ReopeningStore::open(&paths.store, LOCK_WAIT, CONSOLE_IDLE_RELEASE)?;
     service_on(Box::new(store), paths, config, clock, entropy)

@@ -61,11 +61,24 @@ pub fn check_free(path: &Path) -> Result<(), NewFileError> {
 /// directory fsynced.
 pub fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), NewFileError> {
     check_free(path)?;
-    persist_new(path, contents)
+    persist_new(path, |file| file.write_all(contents))
+}
+
+/// [`write_new_file`] for contents too large to hold in memory: `write` streams them into the
+/// temporary file; an error from it leaves nothing behind.
+pub fn write_new_file_with(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<(), NewFileError> {
+    check_free(path)?;
+    persist_new(path, write)
 }
 
 /// [`write_new_file`] without the early check: the rename alone refuses a taken name.
-fn persist_new(path: &Path, contents: &[u8]) -> Result<(), NewFileError> {
+fn persist_new(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<(), NewFileError> {
     let fail = |e| NewFileError::Io(path.to_path_buf(), e);
     let dir = parent_dir(path);
     let name = path.file_name().ok_or_else(|| {
@@ -85,7 +98,7 @@ fn persist_new(path: &Path, contents: &[u8]) -> Result<(), NewFileError> {
     // anyway so the file is exactly 0600.
     let file = tmp.as_file_mut();
     file.set_permissions(fs::Permissions::from_mode(0o600))
-        .and_then(|()| file.write_all(contents))
+        .and_then(|()| write(file))
         .and_then(|()| file.sync_all())
         .map_err(fail)?;
     tmp.persist_noclobber(path).map_err(|e| {
@@ -160,7 +173,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("codes.txt");
         fs::write(&path, b"theirs").unwrap();
-        let err = persist_new(&path, b"ours").unwrap_err();
+        let err = persist_new(&path, |f| f.write_all(b"ours")).unwrap_err();
         assert!(matches!(err, NewFileError::Exists(_)), "{err:?}");
         assert_eq!(fs::read(&path).unwrap(), b"theirs");
         assert_eq!(names(dir.path()), ["codes.txt"]);
@@ -174,7 +187,7 @@ mod tests {
         fs::write(&not_a_dir, b"").unwrap();
         let err = write_new_file(&not_a_dir.join("codes.txt"), b"x").unwrap_err();
         assert!(matches!(err, NewFileError::Io(..)), "{err:?}");
-        let err = persist_new(&not_a_dir.join("codes.txt"), b"x").unwrap_err();
+        let err = persist_new(&not_a_dir.join("codes.txt"), |f| f.write_all(b"x")).unwrap_err();
         assert!(matches!(err, NewFileError::Io(..)), "{err:?}");
         assert_eq!(names(dir.path()), ["plain"]);
     }

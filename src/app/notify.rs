@@ -127,10 +127,12 @@ fn kill_group(child: &std::process::Child) {
     }
 }
 
-/// Queues notifications for delivery once the store is closed (the CLI's notifier).
+/// Queues notifications for delivery once the store is closed (the CLI's notifier), with the
+/// command the run's settings name.
 #[derive(Debug, Default)]
 pub struct Outbox {
     queued: Mutex<Vec<Notification>>,
+    command: Mutex<Option<NotifyCommand>>,
 }
 
 impl Outbox {
@@ -139,10 +141,23 @@ impl Outbox {
         std::mem::take(&mut *self.queued.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Runs `command` for everything queued, one after the other, and hands each failure's
-    /// line to `log`. Call only once the store is closed.
-    pub fn deliver(&self, command: &NotifyCommand, log: impl Fn(&str)) {
-        for notification in self.take() {
+    /// Sets the command [`deliver`](Self::deliver) runs (`None`: none is configured).
+    pub fn configure(&self, command: Option<NotifyCommand>) {
+        *self.command.lock().unwrap_or_else(|p| p.into_inner()) = command;
+    }
+
+    /// Runs the configured command for everything queued, one after the other, and hands each
+    /// failure's line to `log`; without a command, drops the queue. Call only once the store
+    /// is closed.
+    pub fn deliver(&self, log: impl Fn(&str)) {
+        let queued = self.take();
+        let command = self
+            .command
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(command) = command else { return };
+        for notification in queued {
             if let Err(line) = command.run(&notification) {
                 log(&line);
             }

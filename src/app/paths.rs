@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::error::Error;
 use crate::core::store::StoreError;
+use crate::store::location::{PostgresTarget, StoreLocation};
 
 /// Environment variable naming the data dir (overridden by `--data-dir`).
 pub const DATA_DIR_ENV: &str = "SPAREKEY_DATA_DIR";
@@ -20,6 +21,9 @@ pub struct Paths {
     pub data_dir: PathBuf,
     pub store: PathBuf,
     pub key_file: PathBuf,
+    /// Set when the store is a shared PostgreSQL database (`--store postgres://…`): then
+    /// `store` is not used.
+    pub postgres: Option<PostgresTarget>,
 }
 
 fn project_dirs() -> Option<directories::ProjectDirs> {
@@ -44,7 +48,24 @@ impl Paths {
             store: data_dir.join("store"),
             data_dir,
             key_file,
+            postgres: None,
         })
+    }
+
+    /// These paths with the store at `location` (`--store`): a sled path replaces the store
+    /// and its data dir (the directory a restore moves a replaced store into).
+    pub fn with_location(mut self, location: StoreLocation) -> Self {
+        match location {
+            StoreLocation::Sled(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    self.data_dir = parent.to_path_buf();
+                }
+                self.store = path;
+                self.postgres = None;
+            }
+            StoreLocation::Postgres(target) => self.postgres = Some(*target),
+        }
+        self
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::{DATA_DIR_ENV, KEY_FILE_ENV};
+use crate::app::{CONFIG_ENV, DATA_DIR_ENV, KEY_FILE_ENV, STORE_ENV};
 
 /// sparekey: a terminal recovery console for TOTP two-factor authentication and its one-time
 /// backup codes.
@@ -42,6 +42,16 @@ Examples:
 /// Options accepted by every command.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
+    /// The config file [default: sparekey.toml in the platform config dir, else
+    /// /etc/sparekey/sparekey.toml]; flags and SPAREKEY_* variables override it
+    #[arg(long, value_name = "FILE", env = CONFIG_ENV, global = true)]
+    pub config: Option<PathBuf>,
+
+    /// The store: a path or sled:/path (embedded), or postgres://user@host/db or
+    /// "host=… dbname=…" (shared by several hosts) [default: `store` in the data dir]
+    #[arg(long, value_name = "URL", env = STORE_ENV, global = true)]
+    pub store: Option<String>,
+
     /// The data directory holding the store [default: the platform data dir]
     #[arg(long, value_name = "DIR", env = DATA_DIR_ENV, global = true)]
     pub data_dir: Option<PathBuf>,

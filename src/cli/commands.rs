@@ -47,10 +47,6 @@ type Outcome = Result<(), Failure>;
 pub fn run(cli: Cli) -> u8 {
     let out = Output::new(cli.global.json);
     let global = &cli.global;
-    let notify = match notify_command(global) {
-        Ok(notify) => notify,
-        Err(e) => return out.error(&e),
-    };
     let result = match &cli.command {
         None => tui(global, out, &TuiArgs::default()),
         Some(Command::Tui(args)) => tui(global, out, args),
@@ -90,24 +86,8 @@ pub fn run(cli: Cli) -> u8 {
     // Every service of the command is dropped by now, and its store closed with it: the
     // command never runs while this process holds the store. Its failure is one line on
     // stderr and leaves the exit code alone.
-    if let Some(notify) = &notify {
-        global.outbox.deliver(notify, warn);
-    }
+    global.outbox.deliver(warn);
     code
-}
-
-/// The operator's notify command, if one is configured.
-fn notify_command(global: &GlobalArgs) -> Result<Option<app::notify::NotifyCommand>, Error> {
-    match &global.notify_command {
-        Some(command) => Ok(Some(app::notify::NotifyCommand::parse(
-            command,
-            global.notify_timeout_secs,
-        )?)),
-        None if global.notify_timeout_secs.is_some() => Err(Error::Invalid(
-            "--notify-timeout-secs needs --notify-command".into(),
-        )),
-        None => Ok(None),
-    }
 }
 
 /// Lets `service` tell this run's outbox what its owner should hear of.
@@ -115,9 +95,37 @@ fn notifying(global: &GlobalArgs, service: Service) -> Service {
     service.with_notifier(global.outbox.clone())
 }
 
-/// The service configuration of every command: `--issuer` and `--codes` where a command takes
-/// them, the defaults elsewhere. Hashing always uses [`HashParams::OWASP`]: nothing in the
-/// environment or on the command line can make it cheaper.
+/// The settings of every command: flags and `SPAREKEY_*` over the config file over the
+/// defaults; `issuer` and `codes` are the flags of the commands that take them. Hashing always
+/// uses [`HashParams::OWASP`] (the default): nothing in the environment, the config file or
+/// the command line can make it cheaper.
+fn settings_with(
+    global: &GlobalArgs,
+    issuer: Option<&str>,
+    codes: Option<usize>,
+) -> Result<app::Settings, Error> {
+    let settings = app::Settings::resolve(&app::Overrides {
+        config: global.config.clone(),
+        store: global.store.clone(),
+        data_dir: global.data_dir.clone(),
+        key_file: global.key_file.clone(),
+        issuer: issuer.map(str::to_string),
+        codes,
+        notify: global.notify_command.clone(),
+        notify_timeout_secs: global.notify_timeout_secs,
+    })?;
+    debug_assert_eq!(settings.config.hash_params, HashParams::OWASP);
+    // Whatever this run's services queue is delivered with the command these settings name.
+    global.outbox.configure(settings.notify.clone());
+    Ok(settings)
+}
+
+fn settings(global: &GlobalArgs) -> Result<app::Settings, Error> {
+    settings_with(global, None, None)
+}
+
+/// The demo's settings: flags over defaults only, since the demo reads no file and opens no
+/// store.
 fn config(issuer: Option<&str>, codes: Option<usize>) -> Config {
     let defaults = Config::default();
     Config {
@@ -131,8 +139,10 @@ fn config(issuer: Option<&str>, codes: Option<usize>) -> Config {
 /// Opens the store for a command that may be the first one: creates the store and the key when
 /// neither is there yet, and then says (once) where the key is and that it must be backed up.
 fn open(global: &GlobalArgs) -> Result<Service, Error> {
-    let paths = paths(global)?;
-    let service = creating_key(&paths, || app::open(&paths, config(None, None)))?;
+    let settings = settings(global)?;
+    let service = creating_key(&settings.paths, || {
+        app::open(&settings.paths, settings.config.clone())
+    })?;
     Ok(notifying(global, service))
 }
 
@@ -151,14 +161,18 @@ fn creating_key<T>(paths: &Paths, open: impl FnOnce() -> Result<T, Error>) -> Re
 /// Opens the store for a command that only reads or changes what exists: never creates a
 /// store or a key (a mistyped `--data-dir` must not leave a new, empty store behind).
 fn open_existing(global: &GlobalArgs) -> Result<Service, Error> {
-    open_existing_configured(global, config(None, None))
+    open_existing_with(global, None, None)
 }
 
-fn open_existing_configured(global: &GlobalArgs, config: Config) -> Result<Service, Error> {
-    Ok(notifying(
-        global,
-        app::open_existing(&paths(global)?, config)?,
-    ))
+/// [`open_existing`] with the `--issuer` and `--codes` of the command.
+fn open_existing_with(
+    global: &GlobalArgs,
+    issuer: Option<&str>,
+    codes: Option<usize>,
+) -> Result<Service, Error> {
+    let settings = settings_with(global, issuer, codes)?;
+    let service = app::open_existing(&settings.paths, settings.config)?;
+    Ok(notifying(global, service))
 }
 
 /// A warning or notice for the person at the terminal: one line on stderr, never on stdout.
@@ -194,14 +208,15 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
         .into());
     }
     // Held only while it runs calls, so the other commands work beside an open console.
-    let paths = paths(global)?;
-    let config = config(args.issuer.issuer.as_deref(), args.codes.codes);
+    let settings = settings_with(global, args.issuer.issuer.as_deref(), args.codes.codes)?;
     // The notice goes out before the alternate screen, so it is there when the console ends.
-    let service = creating_key(&paths, || app::open_console(&paths, config))?;
+    let service = creating_key(&settings.paths, || {
+        app::open_console(&settings.paths, settings.config.clone())
+    })?;
     // The console's store outlives each call: each notification runs on a thread of its own
     // (never waited for with the store open), and failures are told once the screen is back.
     let failures: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
-    let service = match notify_command(global)? {
+    let service = match settings.notify.clone() {
         Some(command) => {
             let sink = failures.clone();
             let log = move |line: &str| {
@@ -601,8 +616,7 @@ fn enroll(global: &GlobalArgs, out: Output, args: &EnrollArgs) -> Outcome {
 
 /// The service of `enroll`: its `--issuer` and `--codes` apply; the account must exist.
 fn open_enrolling(global: &GlobalArgs, args: &EnrollArgs) -> Result<Service, Error> {
-    let config = config(args.issuer.issuer.as_deref(), args.codes.codes);
-    open_existing_configured(global, config)
+    open_existing_with(global, args.issuer.issuer.as_deref(), args.codes.codes)
 }
 
 /// Quotes a name for a command line shown to the user, when it needs it.
@@ -1002,7 +1016,7 @@ fn regenerate(global: &GlobalArgs, out: Output, args: &RegenerateArgs) -> Outcom
     check_codes_output(args.out.as_deref())?;
     let (password, code) =
         read_step_up(&mut SecretInput::stdin(), "regenerating the backup codes")?;
-    let service = open_existing_configured(global, config(None, args.codes.codes))?;
+    let service = open_existing_with(global, None, args.codes.codes)?;
     let proof = service.step_up(&args.name, &password, &code)?;
     drop((password, code));
     let issued = service.regenerate_codes(&args.name, &proof)?;
@@ -1100,7 +1114,7 @@ fn reset(global: &GlobalArgs, out: Output, args: &ConfirmedNameArg) -> Outcome {
 // ----- recovery ------------------------------------------------------------------------------
 
 fn paths(global: &GlobalArgs) -> Result<Paths, Error> {
-    Paths::resolve(global.data_dir.clone(), global.key_file.clone())
+    Ok(settings(global)?.paths)
 }
 
 fn backup(global: &GlobalArgs, out: Output, file: &Path) -> Outcome {

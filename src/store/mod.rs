@@ -1,17 +1,20 @@
 //! Implementations of the core's [`Store`](crate::core::store::Store) trait: sled on disk
 //! ([`sled_store::SledStore`]); the same sled store held only while it is used
-//! ([`reopening::ReopeningStore`], the console's, so CLI commands can run beside it); and
-//! memory ([`memory::VolatileStore`]: `MemoryStore` for tests and UI snapshots under the
-//! `test-support` feature, and the store of `sparekey tui --demo`).
+//! ([`reopening::ReopeningStore`], the console's, so CLI commands can run beside it);
+//! PostgreSQL shared by several hosts ([`postgres::PostgresStore`], chosen by a
+//! [`location::StoreLocation`]); and memory ([`memory::VolatileStore`]: `MemoryStore` for tests
+//! and UI snapshots under the `test-support` feature, and the store of `sparekey tui --demo`).
 //! The record-level rules every backend applies (when a step is later, when a slot is unused)
 //! live once, in [`mutation`], so the backends differ only in how they make them atomic.
 //! Nothing here decides policy: that stays in the core.
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod faulty;
+pub mod location;
 pub mod lock;
 pub mod memory;
 pub mod mutation;
+pub mod postgres;
 pub mod records;
 pub mod reopening;
 pub mod sled_store;

@@ -1,6 +1,6 @@
 //! The library in-process: the service's use cases on the in-memory and the sled store, the
-//! store's durability and locking, recovery from lost or damaged files, disk faults and hostile
-//! input. One test binary instead of one per file, because each binary links the whole crate
+//! store contract on every backend (PostgreSQL too), the store's durability and locking,
+//! recovery from lost or damaged files, disk faults and hostile input. One test binary instead of one per file, because each binary links the whole crate
 //! and its dependencies again (the larger part of building the suite on a small machine).
 
 #[path = "../support/mod.rs"]
@@ -12,4 +12,6 @@ mod notify;
 mod recovery;
 mod second_factor;
 mod service;
+mod store_contract;
+mod store_postgres;
 mod store_sled;

@@ -246,3 +246,31 @@ fn the_command_runs_after_the_store_is_closed() {
     let v: Value = serde_json::from_str(&text).expect(&text);
     assert_eq!(v["remaining"], 9, "{text}");
 }
+
+#[test]
+fn the_config_file_names_the_command_only_if_nobody_else_may_write_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    let (_, codes) = enrolled_only(dir, "bob");
+    let config = dir.join("sparekey.toml");
+    std::fs::write(
+        &config,
+        format!("notify = \"{}\"\nnotify_timeout_secs = 3\n", recorder(dir)),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o620)).unwrap();
+    let config_arg = config.to_str().unwrap();
+    let line = format!("{}\n", codes[0]);
+    let (status, _, err) = run(dir, &["--config", config_arg, "verify", "bob"], &line);
+    assert_eq!(status, 2, "refused before anything is done: {err}");
+    assert!(err.contains("chmod go-w"), "{err}");
+    assert!(events(dir).is_empty());
+
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (status, out, err) = run(dir, &["--config", config_arg, "verify", "bob"], &line);
+    assert_eq!(status, 0, "{out}{err}");
+    let seen = events(dir);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(get(&seen[0], "SPAREKEY_EVENT"), Some("backup_code_used"));
+}

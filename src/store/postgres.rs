@@ -1,0 +1,1292 @@
+//! The PostgreSQL backend, for several login hosts sharing one store. Each account is one row:
+//! its name, its case-folded name (a UNIQUE index: two names that differ only by case cannot
+//! both exist), the same tagged record bytes the sled backend writes (see [`records`]), its
+//! encoded list facts (so listing and keyset pagination never decode full records) and its
+//! refusal note (see [`mutation::RefusalNote`]); audit events are rows under a generated id,
+//! flagged when they are noise so retention drops those first; meta values (key fingerprint,
+//! record format, the tagged operator values) are rows of their own. The tables come from
+//! versioned migrations embedded in the binary; the record key comes from [`Store::bind_key`].
+//!
+//! Every mutation is one transaction that locks the account's row (`SELECT … FOR UPDATE`),
+//! checks its tag, applies the pure rule from [`mutation`], writes the tagged record back and
+//! inserts its audit events, then commits: the same semantics as sled's by construction, across
+//! hosts. Serialization and deadlock failures are retried a bounded number of times;
+//! `statement_timeout` and `lock_timeout` keep a login from hanging. Must never report a change
+//! done before its COMMIT returned, never apply migrations from a read-only open, never accept a
+//! record whose tag fails, and never touch a database whose schema is newer than this build's.
+
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::types::Type;
+use postgres::{Client, IsolationLevel, NoTls, Transaction};
+
+use crate::core::account::{
+    Account, AccountFacts, ActiveTotp, PendingTotp, folded_name, printable,
+};
+use crate::core::audit::{AuditEvent, AuditKind};
+use crate::core::clock::UnixTime;
+use crate::core::code_set::CodeSet;
+use crate::core::keys::{MacKey, StoreKey};
+use crate::core::kiosk::OPERATOR_AUDIT_NAME;
+use crate::core::store::{
+    Activation, AuditFor, CodeConsumption, CodesConfirmation, KeyBinding, Reservation, SettleCheck,
+    Settlement, StepConsumption, Store, StoreError, StoreImage,
+};
+use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
+use crate::store::location::{PostgresTarget, TlsPolicy};
+use crate::store::mutation::{self, Applied, RefusalNote};
+use crate::store::records;
+use crate::store::sled_store::AUDIT_RETENTION;
+use crate::store::{SCHEMA_VERSION, decode, encode};
+
+/// The schema, one migration per version, applied in order and recorded in
+/// `schema_migrations`. Never edit a released one: add the next.
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
+    CREATE TABLE sparekey_meta (
+        key   text PRIMARY KEY,
+        value bytea NOT NULL
+    );
+    -- "C": names sort by their bytes, as on sled and in memory, so pages match.
+    CREATE TABLE sparekey_accounts (
+        name   text COLLATE "C" PRIMARY KEY,
+        record bytea NOT NULL,
+        facts  bytea NOT NULL
+    );
+    CREATE TABLE sparekey_audit (
+        id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        account text COLLATE "C" NOT NULL,
+        event   bytea NOT NULL
+    );
+    CREATE INDEX sparekey_audit_account ON sparekey_audit (account, id);
+    "#,
+    ),
+    (
+        2,
+        r#"
+    -- Record format 2: tagged records, names unique regardless of case (the folding is
+    -- sparekey's own, computed by the client), refusal notes, noise kept apart for retention.
+    ALTER TABLE sparekey_accounts ADD COLUMN folded text COLLATE "C";
+    ALTER TABLE sparekey_accounts ADD COLUMN refusal bytea;
+    CREATE UNIQUE INDEX sparekey_accounts_folded ON sparekey_accounts (folded);
+    ALTER TABLE sparekey_audit ADD COLUMN noise boolean NOT NULL DEFAULT false;
+    CREATE INDEX sparekey_audit_noise ON sparekey_audit (id) WHERE noise;
+    "#,
+    ),
+];
+
+/// The newest schema this build knows.
+const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Serializes migrations of concurrent first uses (an arbitrary constant: "sparekey").
+const MIGRATION_LOCK: i64 = 0x7370_6172_656b_6579;
+
+const META_KEY: &str = "key_fingerprint";
+const META_RECORDS: &str = "record_schema";
+const META_OPERATOR: &str = "operator_password";
+const META_OPERATOR_FAILURES: &str = "operator_failures";
+
+/// Tries of a transaction that failed on a serialization failure or a deadlock.
+const ATTEMPTS: u32 = 5;
+/// How long one statement, and one wait for a row lock, may take: a login fails clearly
+/// instead of hanging behind a stuck host.
+const STATEMENT_TIMEOUT: &str = "10s";
+const LOCK_TIMEOUT: &str = "5s";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The audit log is pruned to [`AUDIT_RETENTION`] whenever the id crosses a multiple of this.
+const PRUNE_EVERY: i64 = 512;
+
+pub struct PostgresStore {
+    target: PostgresTarget,
+    /// `None` after the connection was lost: the next call connects again.
+    client: Mutex<Option<Client>>,
+    /// The key records are tagged with, from [`Store::bind_key`] or [`PostgresStore::attach_key`].
+    key: OnceLock<MacKey>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresStore({})", self.target.display)
+    }
+}
+
+/// Why a transaction body stopped: the database (perhaps worth retrying), or the store's rules.
+enum Failure {
+    Db(postgres::Error),
+    Store(StoreError),
+}
+
+impl From<postgres::Error> for Failure {
+    fn from(e: postgres::Error) -> Self {
+        Failure::Db(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+type Step<T> = Result<T, Failure>;
+
+/// The connection is gone: the socket closed, or the server ended the session (an
+/// administrator, a shutdown, a failover). Whatever was in flight may or may not have committed.
+fn connection_lost(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || match e.code() {
+            None => true,
+            Some(code) => matches!(
+                *code,
+                SqlState::ADMIN_SHUTDOWN | SqlState::CRASH_SHUTDOWN | SqlState::CANNOT_CONNECT_NOW
+            ),
+        }
+}
+
+fn retryable(e: &postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(&SqlState::T_R_SERIALIZATION_FAILURE) | Some(&SqlState::T_R_DEADLOCK_DETECTED)
+    )
+}
+
+impl PostgresStore {
+    /// Connects and checks the schema. With `create`, applies any missing migration (the first
+    /// use creates the tables); without it, a database without the current schema is refused.
+    pub fn open(target: &PostgresTarget, create: bool) -> Result<Self, StoreError> {
+        let store = Self {
+            target: target.clone(),
+            client: Mutex::new(None),
+            key: OnceLock::new(),
+        };
+        store.migrate(create)?;
+        store.check_record_format()?;
+        Ok(store)
+    }
+
+    pub fn display(&self) -> &str {
+        &self.target.display
+    }
+
+    /// The server settings a used code's durability depends on, for `doctor`: `fsync`,
+    /// `synchronous_commit` (this session's: sparekey raises `off` to `on`) and
+    /// `synchronous_standby_names`.
+    pub fn server_settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(|tx| {
+            let rows = tx.query(
+                "SELECT name, setting FROM pg_settings WHERE name IN \
+                 ('fsync', 'synchronous_commit', 'synchronous_standby_names') ORDER BY name",
+                &[],
+            )?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    fn connect(&self) -> Result<Client, StoreError> {
+        let mut config = self.target.config.clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let connected = match &self.target.tls {
+            TlsPolicy::Plain => config.connect(NoTls),
+            TlsPolicy::Verify { root_cert } => config.connect(self.tls_connector(root_cert)?),
+        };
+        let mut client = connected.map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot connect to the PostgreSQL store at {}: {}",
+                self.target.display,
+                one_line(&e)
+            ))
+        })?;
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = '{STATEMENT_TIMEOUT}'; SET lock_timeout = '{LOCK_TIMEOUT}'; \
+                 SET idle_in_transaction_session_timeout = '60s'"
+            ))
+            .map_err(|e| self.error(e))?;
+        // An accepted code must be durable when reported: never commit asynchronously, whatever
+        // the server's default (a stronger server setting, such as remote_apply, is kept).
+        let sync: String = client
+            .query_one("SHOW synchronous_commit", &[])
+            .map_err(|e| self.error(e))?
+            .get(0);
+        if sync == "off" {
+            client
+                .batch_execute("SET synchronous_commit = on")
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(client)
+    }
+
+    fn tls_connector(
+        &self,
+        root_cert: &Option<std::path::PathBuf>,
+    ) -> Result<postgres_native_tls::MakeTlsConnector, StoreError> {
+        let mut builder = native_tls::TlsConnector::builder();
+        builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
+        if let Some(path) = root_cert {
+            let pem = std::fs::read(path).map_err(|e| {
+                StoreError::Io(format!("cannot read sslrootcert {}: {e}", path.display()))
+            })?;
+            let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| {
+                StoreError::Io(format!(
+                    "sslrootcert {} is not a PEM certificate: {e}",
+                    path.display()
+                ))
+            })?;
+            // As libpq: the given root is the only one trusted.
+            builder
+                .disable_built_in_roots(true)
+                .add_root_certificate(cert);
+        }
+        let connector = builder
+            .build()
+            .map_err(|e| StoreError::Io(format!("cannot set up TLS: {e}")))?;
+        Ok(postgres_native_tls::MakeTlsConnector::new(connector))
+    }
+
+    /// The connection, made again if it was lost.
+    fn client(&self) -> Result<MutexGuard<'_, Option<Client>>, StoreError> {
+        let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_none_or(Client::is_closed) {
+            *guard = Some(self.connect()?);
+        }
+        Ok(guard)
+    }
+
+    /// A database error as a store error, in the store's terms.
+    fn error(&self, e: postgres::Error) -> StoreError {
+        let at = &self.target.display;
+        let code = match e.code() {
+            Some(code) if !connection_lost(&e) => code,
+            _ => {
+                return StoreError::Unavailable(format!(
+                    "lost the connection to the PostgreSQL store at {at} ({}); the last change was not reported done",
+                    one_line(&e)
+                ));
+            }
+        };
+        let what = e
+            .as_db_error()
+            .map_or_else(|| one_line(&e), |d| d.message().to_string());
+        match *code {
+            SqlState::LOCK_NOT_AVAILABLE => StoreError::Unavailable(format!(
+                "the record is held by another sparekey for longer than {LOCK_TIMEOUT} at {at}; nothing was changed"
+            )),
+            SqlState::QUERY_CANCELED => StoreError::Unavailable(format!(
+                "the PostgreSQL store at {at} did not answer within {STATEMENT_TIMEOUT}; nothing was changed"
+            )),
+            SqlState::T_R_SERIALIZATION_FAILURE | SqlState::T_R_DEADLOCK_DETECTED => {
+                StoreError::Unavailable(format!(
+                    "the change kept conflicting with concurrent ones at {at} ({ATTEMPTS} tries); nothing was changed"
+                ))
+            }
+            SqlState::READ_ONLY_SQL_TRANSACTION => StoreError::Unavailable(format!(
+                "the PostgreSQL server at {at} is read-only (a standby?); nothing was changed"
+            )),
+            SqlState::DISK_FULL | SqlState::OUT_OF_MEMORY | SqlState::TOO_MANY_CONNECTIONS => {
+                StoreError::Unavailable(format!("{what} at {at}"))
+            }
+            _ => StoreError::Io(format!("PostgreSQL at {at}: {what}")),
+        }
+    }
+
+    /// Runs `body` in one transaction and commits, retrying on serialization failures and
+    /// deadlocks (the body reads everything again, so a retry applies the rule afresh). The
+    /// result is returned only after COMMIT succeeded.
+    fn transact<T>(
+        &self,
+        isolation: IsolationLevel,
+        read_only: bool,
+        mut body: impl FnMut(&mut Transaction<'_>) -> Step<T>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.client()?;
+        let mut attempt = 1;
+        loop {
+            let client = guard.as_mut().expect("connected above");
+            match run_once(client, isolation, read_only, &mut body) {
+                Ok(value) => return Ok(value),
+                Err(Failure::Db(e)) if retryable(&e) && attempt < ATTEMPTS => {
+                    // Back off a little, longer each time, so the competitors spread out.
+                    std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));
+                    attempt += 1;
+                }
+                Err(Failure::Db(e)) => {
+                    if connection_lost(&e) {
+                        *guard = None;
+                    }
+                    return Err(self.error(e));
+                }
+                Err(Failure::Store(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// A read-write transaction at READ COMMITTED: enough, because every change locks the one
+    /// row it reads.
+    fn write<T>(&self, body: impl FnMut(&mut Transaction<'_>) -> Step<T>) -> Result<T, StoreError> {
+        self.transact(IsolationLevel::ReadCommitted, false, body)
+    }
+
+    fn read<T>(&self, body: impl FnMut(&mut Transaction<'_>) -> Step<T>) -> Result<T, StoreError> {
+        self.transact(IsolationLevel::ReadCommitted, true, body)
+    }
+
+    fn migrate(&self, create: bool) -> Result<(), StoreError> {
+        let display = self.target.display.clone();
+        self.write(|tx| {
+            // The common case, a store at the current schema, takes no lock: every login opens
+            // the store, and concurrent logins must not queue here.
+            let found = schema_version(tx)?;
+            if found == Some(LATEST) {
+                return Ok(());
+            }
+            if let Some(found) = found.filter(|v| *v > LATEST) {
+                return Err(StoreError::NewerSchema {
+                    path: display.clone(),
+                    found: found as u32,
+                    supported: LATEST as u32,
+                }
+                .into());
+            }
+            if !create {
+                return Err(StoreError::Conflict(match found {
+                    None => format!(
+                        "the PostgreSQL database {display} has no sparekey store yet: a command that writes (such as 'sparekey account add' or 'sparekey restore') creates it"
+                    ),
+                    Some(found) => format!(
+                        "the PostgreSQL store at {display} has schema version {found} and needs {LATEST}: a command that writes upgrades it"
+                    ),
+                })
+                .into());
+            }
+            // One migrator at a time; whoever waited sees what the first one applied.
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version    integer PRIMARY KEY,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )",
+            )?;
+            let found = schema_version(tx)?.unwrap_or(0);
+            if found > LATEST {
+                return Err(StoreError::NewerSchema {
+                    path: display.clone(),
+                    found: found as u32,
+                    supported: LATEST as u32,
+                }
+                .into());
+            }
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+                tx.batch_execute(sql)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version) VALUES ($1)",
+                    &[version],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&META_RECORDS, &SCHEMA_VERSION.to_be_bytes().to_vec()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The records' own format (the version sled keeps as its schema): written by the first
+    /// migration run, refused when newer, as on sled.
+    fn check_record_format(&self) -> Result<(), StoreError> {
+        let display = self.target.display.clone();
+        self.read(|tx| {
+            let Some(bytes) = meta(tx, META_RECORDS)? else {
+                return Err(
+                    StoreError::Damaged("the record format version is missing".into()).into(),
+                );
+            };
+            let found = <[u8; 4]>::try_from(bytes.as_slice())
+                .map(u32::from_be_bytes)
+                .map_err(|_| {
+                    StoreError::Damaged("the record format version is malformed".into())
+                })?;
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::NewerSchema {
+                    path: display.clone(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                }
+                .into());
+            }
+            if found < SCHEMA_VERSION {
+                return Err(StoreError::Damaged(format!(
+                    "record format {found} is not one this sparekey can read or migrate"
+                ))
+                .into());
+            }
+            Ok(())
+        })
+    }
+
+    /// Hands the store its record key without binding anything: for `doctor`, which reads and
+    /// checks every record but never writes.
+    pub fn attach_key(&self, key: &StoreKey) {
+        let _ = self.key.set(key.records().clone());
+    }
+
+    /// The record format of the data (checked at open: always this build's).
+    pub fn schema(&self) -> u32 {
+        SCHEMA_VERSION
+    }
+
+    /// The record key; an error (never a panic) if the store is used before its key is bound.
+    fn mac(&self) -> Result<&MacKey, StoreError> {
+        self.key.get().ok_or_else(|| {
+            StoreError::Conflict(
+                "the store's records cannot be checked before its key is bound".into(),
+            )
+        })
+    }
+
+    /// The fingerprint of the key this store is bound to, if any (read only).
+    pub fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        self.read(|tx| meta_text(tx, META_KEY))
+    }
+
+    /// Reads and checks every account record and operator value; returns how many accounts
+    /// there are and one line for each record that fails (for `doctor`).
+    pub fn check_records(&self) -> Result<(usize, Vec<String>), StoreError> {
+        let key = self.mac()?;
+        let (count, mut damaged) = self.read(|tx| {
+            let rows = tx.query(
+                "SELECT name, record FROM sparekey_accounts ORDER BY name",
+                &[],
+            )?;
+            let damaged = rows
+                .iter()
+                .filter_map(|row| records::decode_account(key, row.get(0), row.get(1)).err())
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>();
+            Ok((rows.len(), damaged))
+        })?;
+        for result in [
+            self.operator_password().map(|_| ()),
+            self.operator_failures().map(|_| ()),
+        ] {
+            if let Err(e) = result {
+                damaged.push(e.to_string());
+            }
+        }
+        Ok((count, damaged))
+    }
+
+    /// One account's change: lock its row, check its tag, apply `rule`, write the tagged record
+    /// back and the events `audit` makes of the outcome, all in one transaction. `missing` when
+    /// there is no such account. Every record-changing method of the trait is this with its rule.
+    fn mutate<T: Clone>(
+        &self,
+        name: &str,
+        missing: T,
+        at: UnixTime,
+        audit: AuditFor<'_, T>,
+        rule: impl Fn(&mut Account) -> Applied<T>,
+    ) -> Result<T, StoreError> {
+        let key = self.mac()?;
+        self.write(|tx| {
+            let Some(mut account) = lock_account(tx, key, name)? else {
+                return Ok(missing.clone());
+            };
+            let applied = rule(&mut account);
+            if !applied.changed {
+                return Ok(applied.outcome);
+            }
+            put_account(tx, key, &account)?;
+            insert_events(tx, at, name, audit(&applied.outcome))?;
+            Ok(applied.outcome)
+        })
+    }
+
+    /// The kiosk operator's failure record changed by `f` under its row lock, with its events.
+    fn modify_operator<T>(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, T>,
+        f: impl Fn(&mut FailureRecord) -> Applied<T>,
+    ) -> Result<T, StoreError> {
+        let key = self.mac()?;
+        let zero = records::encode_operator_failures(key, &FailureRecord::default());
+        self.write(|tx| {
+            // The row exists first, so that concurrent first failures queue on its lock.
+            tx.execute(
+                "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&META_OPERATOR_FAILURES, &zero],
+            )?;
+            let row = tx.query_one(
+                "SELECT value FROM sparekey_meta WHERE key = $1 FOR UPDATE",
+                &[&META_OPERATOR_FAILURES],
+            )?;
+            let mut record = records::decode_operator_failures(key, row.get(0))?;
+            let applied = f(&mut record);
+            if applied.changed {
+                tx.execute(
+                    "UPDATE sparekey_meta SET value = $2 WHERE key = $1",
+                    &[
+                        &META_OPERATOR_FAILURES,
+                        &records::encode_operator_failures(key, &record),
+                    ],
+                )?;
+                insert_events(tx, at, OPERATOR_AUDIT_NAME, audit(&applied.outcome))?;
+            }
+            Ok(applied.outcome)
+        })
+    }
+
+    /// Keeps at most `retention` audit events: noise first, oldest first, and only then the
+    /// oldest security events, as sled does, so a flood of refusals can never rotate a login,
+    /// a failure or a lock out of the log.
+    pub fn prune_audit(&self, retention: usize) -> Result<(), StoreError> {
+        self.write(|tx| prune(tx, retention))
+    }
+
+    /// Loads an image into this store, which must be empty, with `events` after the image's
+    /// own: one transaction, so a restore that fails leaves the store as empty as it was.
+    pub fn restore_image(
+        &self,
+        image: &StoreImage,
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let key = self.mac()?;
+        let mut seen = std::collections::HashMap::new();
+        for account in &image.accounts {
+            if let Some(other) = seen.insert(folded_name(&account.name), &account.name) {
+                return Err(case_collision(other, &account.name));
+            }
+        }
+        let display = self.target.display.clone();
+        self.write(|tx| {
+            tx.batch_execute(
+                "SET LOCAL statement_timeout = 0; \
+                 LOCK TABLE sparekey_accounts, sparekey_audit IN EXCLUSIVE MODE",
+            )?;
+            let occupied: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM sparekey_accounts) \
+                     OR EXISTS (SELECT 1 FROM sparekey_audit)",
+                    &[],
+                )?
+                .get(0);
+            if occupied {
+                return Err(StoreError::Conflict(format!(
+                    "the PostgreSQL store at {display} is not empty: restore only fills an empty store"
+                ))
+                .into());
+            }
+            copy_accounts(tx, key, &image.accounts)?;
+            copy_audit(tx, image.audit.iter().chain(events))?;
+            if let Some(fingerprint) = &image.key_fingerprint {
+                upsert_meta(tx, META_KEY, fingerprint.as_bytes())?;
+            }
+            let operator = records::encode_operator_password(key, image.operator_password.as_deref());
+            upsert_meta(tx, META_OPERATOR, &operator)?;
+            Ok(())
+        })
+    }
+
+    fn facts_rows(rows: Vec<postgres::Row>) -> Step<Vec<AccountFacts>> {
+        rows.iter()
+            .map(|row| Ok(decode(row.get(0), "the list facts of an account")?))
+            .collect()
+    }
+}
+
+fn run_once<T>(
+    client: &mut Client,
+    isolation: IsolationLevel,
+    read_only: bool,
+    body: &mut impl FnMut(&mut Transaction<'_>) -> Step<T>,
+) -> Step<T> {
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(isolation)
+        .read_only(read_only)
+        .start()?;
+    let value = body(&mut tx)?;
+    tx.commit()?;
+    Ok(value)
+}
+
+fn one_line(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text = format!("{text}: {next}");
+        }
+        source = s.source();
+    }
+    text.replace('\n', " ")
+}
+
+/// The newest applied migration; `None` when there is no sparekey schema at all.
+fn schema_version(tx: &mut Transaction<'_>) -> Step<Option<i32>> {
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    Ok(Some(
+        tx.query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )?
+        .get(0),
+    ))
+}
+
+fn meta(tx: &mut Transaction<'_>, key: &str) -> Step<Option<Vec<u8>>> {
+    Ok(tx
+        .query_opt("SELECT value FROM sparekey_meta WHERE key = $1", &[&key])?
+        .map(|row| row.get(0)))
+}
+
+fn meta_text(tx: &mut Transaction<'_>, key: &str) -> Step<Option<String>> {
+    Ok(meta(tx, key)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
+
+fn upsert_meta(tx: &mut Transaction<'_>, key: &str, value: &[u8]) -> Step<()> {
+    tx.execute(
+        "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        &[&key, &value],
+    )?;
+    Ok(())
+}
+
+/// The record of `name`, its row locked until the transaction ends and its tag checked (see
+/// [`records::decode_account`]).
+fn lock_account(tx: &mut Transaction<'_>, key: &MacKey, name: &str) -> Step<Option<Account>> {
+    match tx.query_opt(
+        "SELECT record FROM sparekey_accounts WHERE name = $1 FOR UPDATE",
+        &[&name],
+    )? {
+        Some(row) => Ok(Some(records::decode_account(key, name, row.get(0))?)),
+        None => Ok(None),
+    }
+}
+
+/// Writes `account`'s tagged record and its list facts over its row.
+fn put_account(tx: &mut Transaction<'_>, key: &MacKey, account: &Account) -> Step<()> {
+    tx.execute(
+        "UPDATE sparekey_accounts SET record = $2, facts = $3 WHERE name = $1",
+        &[
+            &account.name,
+            &records::encode_account(key, account),
+            &encode(&account.facts()),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Inserts the events stamped with `at` and `account`; returns the id of the first (0 if
+/// there were none), and keeps the log within its bound.
+fn insert_events(
+    tx: &mut Transaction<'_>,
+    at: UnixTime,
+    account: &str,
+    kinds: Vec<AuditKind>,
+) -> Step<i64> {
+    let mut first = 0;
+    let mut prune_due = false;
+    for kind in kinds {
+        let noise = kind.is_noise();
+        let event = AuditEvent {
+            at,
+            account: account.to_string(),
+            kind,
+        };
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO sparekey_audit (account, event, noise) VALUES ($1, $2, $3) RETURNING id",
+                &[&account, &encode(&event), &noise],
+            )?
+            .get(0);
+        if first == 0 {
+            first = id;
+        }
+        prune_due |= id % PRUNE_EVERY == 0;
+    }
+    if prune_due {
+        prune(tx, AUDIT_RETENTION)?;
+    }
+    Ok(first)
+}
+
+/// See [`PostgresStore::prune_audit`].
+fn prune(tx: &mut Transaction<'_>, retention: usize) -> Step<()> {
+    let count: i64 = tx
+        .query_one("SELECT count(*) FROM sparekey_audit", &[])?
+        .get(0);
+    let excess = count - limit(retention);
+    if excess <= 0 {
+        return Ok(());
+    }
+    let noise = tx.execute(
+        "DELETE FROM sparekey_audit WHERE id IN \
+         (SELECT id FROM sparekey_audit WHERE noise ORDER BY id LIMIT $1)",
+        &[&excess],
+    )? as i64;
+    if excess > noise {
+        tx.execute(
+            "DELETE FROM sparekey_audit WHERE id IN \
+             (SELECT id FROM sparekey_audit ORDER BY id LIMIT $1)",
+            &[&(excess - noise)],
+        )?;
+    }
+    Ok(())
+}
+
+/// Adds a refused attempt to the account's refusal event for `window`, or starts one (see
+/// [`mutation::note_refusal`]); the note is a column of the account's row, which the caller
+/// holds locked.
+fn note_refusal(
+    tx: &mut Transaction<'_>,
+    name: &str,
+    window: FailureRecord,
+    gate: Gate,
+    at: UnixTime,
+) -> Step<()> {
+    let old: Option<RefusalNote> = tx
+        .query_one(
+            "SELECT refusal FROM sparekey_accounts WHERE name = $1",
+            &[&name],
+        )?
+        .get::<_, Option<Vec<u8>>>(0)
+        // A note that cannot be read only costs one more event.
+        .and_then(|bytes| decode(&bytes, "a refusal note").ok());
+    let (mut note, existing) = mutation::note_refusal(old, window, at);
+    let kind = AuditKind::AttemptsRefused {
+        count: note.count,
+        locked: gate == Gate::Locked,
+    };
+    let id = i64::try_from(note.event).unwrap_or(0);
+    // The event may have been pruned meanwhile: then the count goes on in a new one.
+    let current = match existing {
+        true => tx
+            .query_opt("SELECT event FROM sparekey_audit WHERE id = $1", &[&id])?
+            .and_then(|row| decode::<AuditEvent>(row.get(0), "an audit event").ok()),
+        false => None,
+    };
+    let same = current
+        .is_some_and(|e| e.account == name && matches!(e.kind, AuditKind::AttemptsRefused { .. }));
+    if same {
+        let event = AuditEvent {
+            at: note.first_at,
+            account: name.to_string(),
+            kind,
+        };
+        tx.execute(
+            "UPDATE sparekey_audit SET event = $2 WHERE id = $1",
+            &[&id, &encode(&event)],
+        )?;
+    } else {
+        note.event = insert_events(tx, at, name, vec![kind])? as u64;
+    }
+    tx.execute(
+        "UPDATE sparekey_accounts SET refusal = $2 WHERE name = $1",
+        &[&name, &encode(&note)],
+    )?;
+    Ok(())
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn missing_operator_record() -> StoreError {
+    StoreError::Damaged(
+        "the operator password record is missing (removed below sparekey): restore from a backup"
+            .into(),
+    )
+}
+
+/// Two names that count as one account.
+fn case_collision(first: &str, second: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "the accounts '{}' and '{}' differ only by case, and account names must be unique regardless of case",
+        printable(first),
+        printable(second)
+    ))
+}
+
+impl Store for PostgresStore {
+    fn bind_key(&self, key: &StoreKey) -> Result<KeyBinding, StoreError> {
+        let fingerprint = key.fingerprint();
+        let unset = records::encode_operator_password(key.records(), None);
+        let binding = self.write(|tx| {
+            let inserted = tx.execute(
+                "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&META_KEY, &fingerprint.as_bytes()],
+            )?;
+            if inserted == 1 {
+                // From now on a missing operator record is damage, as on sled.
+                tx.execute(
+                    "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&META_OPERATOR, &unset],
+                )?;
+                return Ok(KeyBinding::Bound);
+            }
+            let stored = meta_text(tx, META_KEY)?.unwrap_or_default();
+            Ok(if stored == fingerprint {
+                KeyBinding::Matches
+            } else {
+                KeyBinding::Mismatch { stored }
+            })
+        })?;
+        if !matches!(binding, KeyBinding::Mismatch { .. }) {
+            self.attach_key(key);
+        }
+        Ok(binding)
+    }
+
+    fn insert_account(
+        &self,
+        account: &Account,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        let key = self.mac()?;
+        let (record, facts) = (
+            records::encode_account(key, account),
+            encode(&account.facts()),
+        );
+        let folded = folded_name(&account.name);
+        self.write(|tx| {
+            // Either unique index (the name, the folded name) makes a taken name a no-op.
+            let inserted = tx.execute(
+                "INSERT INTO sparekey_accounts (name, folded, record, facts) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT DO NOTHING",
+                &[&account.name, &folded, &record, &facts],
+            )?;
+            if inserted == 1 {
+                insert_events(tx, account.created_at, &account.name, audit(&true))?;
+            }
+            Ok(inserted == 1)
+        })
+    }
+
+    fn load_account(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        let key = self.mac()?;
+        self.read(|tx| {
+            match tx.query_opt(
+                "SELECT record FROM sparekey_accounts WHERE name = $1",
+                &[&name],
+            )? {
+                Some(row) => Ok(Some(records::decode_account(key, name, row.get(0))?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn list_accounts(&self) -> Result<Vec<AccountFacts>, StoreError> {
+        self.read(|tx| {
+            Self::facts_rows(tx.query("SELECT facts FROM sparekey_accounts ORDER BY name", &[])?)
+        })
+    }
+
+    fn list_accounts_page(
+        &self,
+        after: Option<&str>,
+        limit_to: usize,
+    ) -> Result<Vec<AccountFacts>, StoreError> {
+        let n = limit(limit_to);
+        // Keyset pagination: the primary key's index gives the next page without counting the
+        // rows before it.
+        self.read(|tx| {
+            let rows = match after {
+                Some(after) => tx.query(
+                    "SELECT facts FROM sparekey_accounts WHERE name > $1 ORDER BY name LIMIT $2",
+                    &[&after, &n],
+                )?,
+                None => tx.query(
+                    "SELECT facts FROM sparekey_accounts ORDER BY name LIMIT $1",
+                    &[&n],
+                )?,
+            };
+            Self::facts_rows(rows)
+        })
+    }
+
+    fn delete_account(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.mac()?;
+        self.write(|tx| {
+            let deleted =
+                tx.execute("DELETE FROM sparekey_accounts WHERE name = $1", &[&name])? == 1;
+            if deleted {
+                insert_events(tx, at, name, audit(&true))?;
+            }
+            Ok(deleted)
+        })
+    }
+
+    fn set_pending(
+        &self,
+        name: &str,
+        pending: &PendingTotp,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.mutate(name, false, at, audit, |a| {
+            mutation::set_pending(a, pending)
+        })
+    }
+
+    fn activate_pending(
+        &self,
+        name: &str,
+        pending_id: u64,
+        totp: &ActiveTotp,
+        codes: &CodeSet,
+        at: UnixTime,
+        audit: AuditFor<'_, Activation>,
+    ) -> Result<Activation, StoreError> {
+        self.mutate(name, Activation::NoAccount, at, audit, |a| {
+            mutation::activate_pending(a, pending_id, totp, codes)
+        })
+    }
+
+    fn reserve_attempt(
+        &self,
+        name: &str,
+        policy: &ThrottlePolicy,
+        at: UnixTime,
+    ) -> Result<Reservation, StoreError> {
+        let key = self.mac()?;
+        self.write(|tx| {
+            let Some(mut account) = lock_account(tx, key, name)? else {
+                return Ok(Reservation::NoAccount);
+            };
+            let applied = mutation::reserve_attempt(&mut account, policy, at);
+            match applied.outcome {
+                Reservation::Refused(gate) => note_refusal(tx, name, account.failures, gate, at)?,
+                // Committed before anything is verified: a crash must not give the attempt back.
+                _ => put_account(tx, key, &account)?,
+            }
+            Ok(applied.outcome)
+        })
+    }
+
+    fn release_attempt(
+        &self,
+        name: &str,
+        previous: FailureRecord,
+        reserved: FailureRecord,
+    ) -> Result<bool, StoreError> {
+        self.mutate(name, false, UnixTime::default(), &|_| Vec::new(), |a| {
+            mutation::release_attempt(a, previous, reserved)
+        })
+    }
+
+    fn note_refused_attempt(&self, name: &str, gate: Gate, at: UnixTime) -> Result<(), StoreError> {
+        let key = self.mac()?;
+        self.write(|tx| {
+            if let Some(account) = lock_account(tx, key, name)? {
+                note_refusal(tx, name, account.failures, gate, at)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn consume_totp_step(
+        &self,
+        name: &str,
+        step: u64,
+        at: UnixTime,
+        check: &SettleCheck,
+        audit: AuditFor<'_, StepConsumption>,
+    ) -> Result<StepConsumption, StoreError> {
+        self.mutate(name, StepConsumption::NotEnrolled, at, audit, |a| {
+            mutation::consume_totp_step(a, step, at, check)
+        })
+    }
+
+    fn consume_backup_code(
+        &self,
+        name: &str,
+        set_id: u64,
+        slot: usize,
+        at: UnixTime,
+        check: &SettleCheck,
+        audit: AuditFor<'_, CodeConsumption>,
+    ) -> Result<CodeConsumption, StoreError> {
+        self.mutate(name, CodeConsumption::NoAccount, at, audit, |a| {
+            mutation::consume_backup_code(a, set_id, slot, at, check)
+        })
+    }
+
+    fn record_password_login(
+        &self,
+        name: &str,
+        at: UnixTime,
+        check: &SettleCheck,
+        audit: AuditFor<'_, Settlement>,
+    ) -> Result<Settlement, StoreError> {
+        self.mutate(name, Settlement::NoAccount, at, audit, |a| {
+            mutation::record_password_login(a, at, check)
+        })
+    }
+
+    fn record_failure(
+        &self,
+        name: &str,
+        at: UnixTime,
+        burn_ahead: Option<u64>,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.mutate(name, false, at, audit, |a| {
+            mutation::record_failure(a, burn_ahead)
+        })
+    }
+
+    fn clear_failures(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.mutate(name, false, at, audit, mutation::clear_failures)
+    }
+
+    fn replace_codes(
+        &self,
+        name: &str,
+        codes: &CodeSet,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.mutate(name, false, at, audit, |a| {
+            mutation::replace_codes(a, codes)
+        })
+    }
+
+    fn confirm_codes(
+        &self,
+        name: &str,
+        set_id: u64,
+        at: UnixTime,
+        audit: AuditFor<'_, CodesConfirmation>,
+    ) -> Result<CodesConfirmation, StoreError> {
+        self.mutate(name, CodesConfirmation::NoAccount, at, audit, |a| {
+            mutation::confirm_codes(a, set_id, at)
+        })
+    }
+
+    fn remove_two_factor(
+        &self,
+        name: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        self.mutate(name, false, at, audit, mutation::remove_two_factor)
+    }
+
+    fn operator_password(&self) -> Result<Option<String>, StoreError> {
+        let (value, bound) =
+            self.read(|tx| Ok((meta(tx, META_OPERATOR)?, meta(tx, META_KEY)?.is_some())))?;
+        match value {
+            Some(bytes) => records::decode_operator_password(self.mac()?, &bytes),
+            // Never bound to a key: nothing was ever set.
+            None if !bound => Ok(None),
+            None => Err(missing_operator_record()),
+        }
+    }
+
+    fn set_operator_password(
+        &self,
+        phc: &str,
+        at: UnixTime,
+        audit: AuditFor<'_, bool>,
+    ) -> Result<bool, StoreError> {
+        let key = self.mac()?;
+        self.write(|tx| {
+            let Some(row) = tx.query_opt(
+                "SELECT value FROM sparekey_meta WHERE key = $1 FOR UPDATE",
+                &[&META_OPERATOR],
+            )?
+            else {
+                return Err(missing_operator_record().into());
+            };
+            // Checked, so damage is not read as "already set".
+            if records::decode_operator_password(key, row.get(0))?.is_some() {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE sparekey_meta SET value = $2 WHERE key = $1",
+                &[
+                    &META_OPERATOR,
+                    &records::encode_operator_password(key, Some(phc)),
+                ],
+            )?;
+            insert_events(tx, at, OPERATOR_AUDIT_NAME, audit(&true))?;
+            Ok(true)
+        })
+    }
+
+    fn operator_failures(&self) -> Result<FailureRecord, StoreError> {
+        match self.read(|tx| meta(tx, META_OPERATOR_FAILURES))? {
+            Some(bytes) => records::decode_operator_failures(self.mac()?, &bytes),
+            None => Ok(FailureRecord::default()),
+        }
+    }
+
+    fn reserve_operator_attempt(
+        &self,
+        policy: &ThrottlePolicy,
+        at: UnixTime,
+    ) -> Result<Reservation, StoreError> {
+        self.modify_operator(at, &|_| Vec::new(), |r| mutation::reserve(r, policy, at))
+    }
+
+    fn settle_operator_attempt(&self, check: &SettleCheck) -> Result<Settlement, StoreError> {
+        self.modify_operator(UnixTime::default(), &|_| Vec::new(), |r| {
+            mutation::settle(r, check)
+        })
+    }
+
+    fn record_operator_failure(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, FailureRecord>,
+    ) -> Result<FailureRecord, StoreError> {
+        self.modify_operator(at, audit, |r| Applied {
+            outcome: *r,
+            changed: true,
+        })
+    }
+
+    fn clear_operator_failures(
+        &self,
+        at: UnixTime,
+        audit: AuditFor<'_, ()>,
+    ) -> Result<(), StoreError> {
+        self.modify_operator(at, audit, |r| {
+            *r = FailureRecord::default();
+            Applied {
+                outcome: (),
+                changed: true,
+            }
+        })
+    }
+
+    fn export_image(&self) -> Result<StoreImage, StoreError> {
+        let key = self.mac()?;
+        // One snapshot for everything, whatever other hosts change meanwhile; no statement
+        // limit, since a large store takes longer than a login.
+        self.transact(IsolationLevel::RepeatableRead, true, |tx| {
+            tx.batch_execute("SET LOCAL statement_timeout = 0")?;
+            let accounts = tx
+                .query(
+                    "SELECT name, record FROM sparekey_accounts ORDER BY name",
+                    &[],
+                )?
+                .iter()
+                .map(|row| Ok(records::decode_account(key, row.get(0), row.get(1))?))
+                .collect::<Step<Vec<Account>>>()?;
+            let audit = tx
+                .query("SELECT event FROM sparekey_audit ORDER BY id", &[])?
+                .iter()
+                .map(|row| Ok(decode(row.get(0), "an audit event")?))
+                .collect::<Step<Vec<AuditEvent>>>()?;
+            let operator_password = match meta(tx, META_OPERATOR)? {
+                Some(bytes) => records::decode_operator_password(key, &bytes)?,
+                None => return Err(missing_operator_record().into()),
+            };
+            Ok(StoreImage {
+                key_fingerprint: meta_text(tx, META_KEY)?,
+                operator_password,
+                accounts,
+                audit,
+            })
+        })
+    }
+
+    fn import_image(&self, image: &StoreImage) -> Result<(), StoreError> {
+        self.restore_image(image, &[])
+    }
+
+    fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.write(|tx| {
+            insert_events(tx, event.at, &event.account, vec![event.kind.clone()])?;
+            Ok(())
+        })
+    }
+
+    fn audit_events(
+        &self,
+        account: Option<&str>,
+        limit_to: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let n = limit(limit_to);
+        self.read(|tx| {
+            let rows = match account {
+                Some(account) => tx.query(
+                    "SELECT event FROM sparekey_audit WHERE account = $1 ORDER BY id DESC LIMIT $2",
+                    &[&account, &n],
+                )?,
+                None => tx.query(
+                    "SELECT event FROM sparekey_audit ORDER BY id DESC LIMIT $1",
+                    &[&n],
+                )?,
+            };
+            let mut events = rows
+                .iter()
+                .map(|row| Ok(decode(row.get(0), "an audit event")?))
+                .collect::<Step<Vec<AuditEvent>>>()?;
+            events.reverse();
+            Ok(events)
+        })
+    }
+}
+
+/// Loads accounts with COPY: one stream instead of a round trip per row.
+fn copy_accounts(tx: &mut Transaction<'_>, key: &MacKey, accounts: &[Account]) -> Step<()> {
+    let sink =
+        tx.copy_in("COPY sparekey_accounts (name, folded, record, facts) FROM STDIN BINARY")?;
+    let mut writer = postgres::binary_copy::BinaryCopyInWriter::new(
+        sink,
+        &[Type::TEXT, Type::TEXT, Type::BYTEA, Type::BYTEA],
+    );
+    for account in accounts {
+        writer.write(&[
+            &account.name,
+            &folded_name(&account.name),
+            &records::encode_account(key, account),
+            &encode(&account.facts()),
+        ])?;
+    }
+    writer.finish()?;
+    Ok(())
+}
+
+/// Loads audit events with COPY, in their order (the identity numbers them).
+fn copy_audit<'a>(
+    tx: &mut Transaction<'_>,
+    events: impl Iterator<Item = &'a AuditEvent>,
+) -> Step<()> {
+    let sink = tx.copy_in("COPY sparekey_audit (account, event, noise) FROM STDIN BINARY")?;
+    let mut writer = postgres::binary_copy::BinaryCopyInWriter::new(
+        sink,
+        &[Type::TEXT, Type::BYTEA, Type::BOOL],
+    );
+    for event in events {
+        writer.write(&[&event.account, &encode(event), &event.kind.is_noise()])?;
+    }
+    writer.finish()?;
+    Ok(())
+}

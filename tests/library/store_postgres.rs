@@ -1,0 +1,770 @@
+//! What only the PostgreSQL store has: migrations (applied once under concurrent first uses,
+//! never by a read-only open, a newer schema refused), a lost connection reported and
+//! recovered, and separate processes racing for one backup code through one database.
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Barrier};
+
+use crate::store_contract::pg_schema;
+use crate::support::*;
+use sparekey::core::audit::AuditKind;
+use sparekey::core::clock::ManualClock;
+use sparekey::core::entropy::SeededEntropy;
+use sparekey::core::service::Service;
+use sparekey::core::store::{Store, StoreError};
+use sparekey::store::location::StoreLocation;
+use sparekey::store::postgres::PostgresStore;
+
+/// The store at `schema`, opened read-only with the key of `key_file` bound.
+fn keyed(schema: &crate::store_contract::PgSchema, key_file: &std::path::Path) -> PostgresStore {
+    let store = PostgresStore::open(&schema.target, false).unwrap();
+    let key = sparekey::app::key_file::read_key(key_file).unwrap();
+    store.bind_key(&key.store_key()).unwrap();
+    store
+}
+
+fn admin(schema: &crate::store_contract::PgSchema) -> ::postgres::Client {
+    let mut client = ::postgres::Client::connect(&schema.admin, ::postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!("SET search_path = {}", schema.schema))
+        .unwrap();
+    client
+}
+
+#[test]
+fn concurrent_first_uses_apply_the_migrations_once() {
+    let Some(schema) = pg_schema() else { return };
+    let barrier = Barrier::new(4);
+    let opened: Vec<bool> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    PostgresStore::open(&schema.target, true).is_ok()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(opened, [true; 4]);
+    let rows = admin(&schema)
+        .query("SELECT version FROM schema_migrations", &[])
+        .unwrap();
+    assert_eq!(rows.iter().map(|r| r.get(0)).collect::<Vec<i32>>(), [1, 2]);
+}
+
+#[test]
+fn a_read_only_open_never_creates_the_tables() {
+    let Some(schema) = pg_schema() else { return };
+    let error = PostgresStore::open(&schema.target, false).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Conflict(m) if m.contains("no sparekey store yet")),
+        "{error}"
+    );
+    let tables: i64 = admin(&schema)
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0);
+    // Once created, a read-only open works.
+    PostgresStore::open(&schema.target, true).unwrap();
+    PostgresStore::open(&schema.target, false).unwrap();
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_alone() {
+    let Some(schema) = pg_schema() else { return };
+    PostgresStore::open(&schema.target, true).unwrap();
+    let mut client = admin(&schema);
+    client
+        .execute("INSERT INTO schema_migrations (version) VALUES (99)", &[])
+        .unwrap();
+    for create in [true, false] {
+        let error = PostgresStore::open(&schema.target, create).unwrap_err();
+        assert!(
+            matches!(error, StoreError::NewerSchema { found: 99, .. }),
+            "{error}"
+        );
+    }
+    let newest: i32 = client
+        .query_one("SELECT max(version) FROM schema_migrations", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(newest, 99);
+}
+
+#[test]
+fn a_lost_connection_is_one_clear_error_and_the_next_call_reconnects() {
+    let Some(schema) = pg_schema() else { return };
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = PostgresStore::open(&schema.target, true).unwrap();
+    let key = sparekey::core::keys::MasterKey::from_bytes([3; 32]);
+    store.bind_key(&key.store_key()).unwrap();
+    let service = Service::new(
+        Box::new(store),
+        clock.clone(),
+        Box::new(SeededEntropy::new(5)),
+        key,
+        test_config(),
+    )
+    .unwrap();
+    let (_, codes) = enrolled(&service, &clock, "ivan");
+    // Cut every session of this schema's store from the server side, as a failover would.
+    let mut client = admin(&schema);
+    let cut: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+            &[&schema.schema],
+        )
+        .unwrap()
+        .get(0);
+    assert!(cut >= 1, "no sparekey session to cut");
+    let first = service.login("ivan", PASSWORD, Some(&codes[0]));
+    if let Err(e) = &first {
+        let text = e.to_string();
+        assert!(
+            text.contains("lost the connection") || text.contains("cannot connect"),
+            "{text}"
+        );
+    }
+    // Whatever the first call saw, the next ones work on a new connection, and the code was
+    // spent exactly when a login said so.
+    let remaining = service.code_status("ivan").unwrap().remaining;
+    assert_eq!(remaining, if first.is_ok() { 9 } else { 10 });
+    let again = service.login("ivan", PASSWORD, Some(&codes[0]));
+    assert_eq!(again.is_ok(), first.is_err());
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// `name` enrolled through the store at `schema`, with a key file in `dir` that the binary
+/// can use. The confirming code is the previous step's, so the current step is still free.
+fn enrolled_for_processes(
+    schema: &crate::store_contract::PgSchema,
+    dir: &std::path::Path,
+    name: &str,
+) -> (
+    std::path::PathBuf,
+    sparekey::core::totp::TotpSecret,
+    Vec<String>,
+) {
+    let key_file = dir.join("key");
+    let now = unix_now();
+    let clock = Arc::new(ManualClock::new(now - now % 30 - 30));
+    let store = PostgresStore::open(&schema.target, true).unwrap();
+    let key =
+        sparekey::app::load_or_create_key(&key_file, &store, &mut SeededEntropy::new(9)).unwrap();
+    let service = Service::new(
+        Box::new(store),
+        clock.clone(),
+        Box::new(SeededEntropy::new(10)),
+        key,
+        test_config(),
+    )
+    .unwrap();
+    let (secret, codes) = enrolled(&service, &clock, name);
+    (key_file, secret, codes)
+}
+
+/// `count` sparekey processes started at once, each logging in as `name` with `code`; their
+/// exit codes and output.
+fn racing_logins(
+    schema: &crate::store_contract::PgSchema,
+    dir: &std::path::Path,
+    key_file: &std::path::Path,
+    name: &str,
+    code: &str,
+    count: usize,
+) -> Vec<(i32, String)> {
+    let config = std::path::Path::new("/dev/null");
+    racing_logins_with(schema, dir, key_file, config, name, code, count)
+}
+
+/// [`racing_logins`] with the config file `config`.
+fn racing_logins_with(
+    schema: &crate::store_contract::PgSchema,
+    dir: &std::path::Path,
+    key_file: &std::path::Path,
+    config: &std::path::Path,
+    name: &str,
+    code: &str,
+    count: usize,
+) -> Vec<(i32, String)> {
+    use std::io::Write;
+    let children: Vec<_> = (0..count)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_sparekey"))
+                .args(["--json", "login", name])
+                .env("SPAREKEY_STORE", &schema.url)
+                .env("SPAREKEY_KEY_FILE", key_file)
+                .env("SPAREKEY_CONFIG", config)
+                .env("HOME", dir)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Every process is running before any gets its input, so the logins overlap.
+    children
+        .into_iter()
+        .map(|mut child| {
+            writeln!(child.stdin.take().unwrap(), "{PASSWORD}\n{code}").unwrap();
+            child
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            (out.status.code().unwrap_or(-1), text)
+        })
+        .collect()
+}
+
+/// Exactly one process accepted; the others were refused (a replay) or throttled, never a
+/// store error.
+fn assert_one_accepted(outcomes: &[(i32, String)]) {
+    let accepted = outcomes.iter().filter(|(code, _)| *code == 0).count();
+    assert_eq!(accepted, 1, "{outcomes:#?}");
+    assert!(
+        outcomes.iter().all(|(code, _)| [0, 1, 3].contains(code)),
+        "{outcomes:#?}"
+    );
+}
+
+#[test]
+fn sixteen_processes_redeeming_one_code_accept_it_once() {
+    let Some(schema) = pg_schema() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (key_file, _, codes) = enrolled_for_processes(&schema, dir.path(), "judy");
+    let outcomes = racing_logins(&schema, dir.path(), &key_file, "judy", &codes[7], 16);
+    assert_one_accepted(&outcomes);
+    let store = keyed(&schema, &key_file);
+    let account = store.load_account("judy").unwrap().unwrap();
+    let used = account
+        .codes
+        .unwrap()
+        .slots
+        .iter()
+        .filter(|s| s.used_at.is_some())
+        .count();
+    assert_eq!(used, 1);
+    let events = store.audit_events(Some("judy"), 1_000).unwrap();
+    let spent: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e.kind, AuditKind::BackupCodeUsed { .. }))
+        .collect();
+    assert_eq!(spent.len(), 1, "{events:#?}");
+}
+
+#[test]
+fn sixteen_processes_sending_one_totp_code_accept_it_once() {
+    let Some(schema) = pg_schema() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (key_file, secret, _) = enrolled_for_processes(&schema, dir.path(), "mallory");
+    // The current step's code: later than the confirming one, and inside the window even if
+    // the step ends during the race.
+    let code = code_for(&secret, unix_now());
+    let outcomes = racing_logins(&schema, dir.path(), &key_file, "mallory", &code, 16);
+    assert_one_accepted(&outcomes);
+    let store = PostgresStore::open(&schema.target, false).unwrap();
+    let logins = store
+        .audit_events(Some("mallory"), 1_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.kind, AuditKind::LoginSucceeded { .. }))
+        .count();
+    assert_eq!(logins, 1);
+}
+
+#[test]
+fn eight_processes_sending_wrong_codes_never_verify_more_than_the_policy_and_lock() {
+    // Issue 15: processes on one database, each reserving its attempt before it verifies, so
+    // together they never verify more wrong codes than the policy allows, and the account
+    // locks; then the right code is refused too. Bursts of 8 until it locks (the free failures
+    // and the short delay in between refuse some). Not asserted: that it locks after exactly
+    // `lock_after` wrong codes. Each login also reserves (then releases) a count for its right
+    // password, and releases that arrive out of order keep one count each (the safe side of
+    // mutation::release_attempt), so the lock can come after fewer wrong codes.
+    let Some(schema) = pg_schema() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (key_file, secret, _) = enrolled_for_processes(&schema, dir.path(), "quentin");
+    let config = dir.path().join("sparekey.toml");
+    std::fs::write(
+        &config,
+        "[throttle]\nfree_failures = 2\nlock_after = 3\nbase_delay_secs = 1\nmax_delay_secs = 1\n",
+    )
+    .unwrap();
+    let wrong = code_for(&secret, unix_now() + 10_000_000);
+    let store = keyed(&schema, &key_file);
+    let mut verified = 0;
+    let mut locked = false;
+    for _ in 0..20 {
+        let outcomes = racing_logins_with(
+            &schema,
+            dir.path(),
+            &key_file,
+            &config,
+            "quentin",
+            &wrong,
+            8,
+        );
+        assert!(
+            outcomes.iter().all(|(code, _)| [1, 3].contains(code)),
+            "{outcomes:#?}"
+        );
+        verified += outcomes.iter().filter(|(code, _)| *code == 1).count();
+        assert!(
+            verified <= 3,
+            "more wrong codes verified than allowed: {outcomes:#?}"
+        );
+        // Never fewer counts than wrong codes verified: none was given back.
+        let failures = store.load_account("quentin").unwrap().unwrap().failures;
+        assert!(failures.consecutive as usize >= verified, "{outcomes:#?}");
+        if failures.consecutive >= 3 {
+            locked = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1_100));
+    }
+    assert!(locked, "20 bursts of wrong codes did not lock the account");
+    notice(&format!(
+        "{verified} wrong codes verified before the lock (policy: 3)"
+    ));
+    let right = code_for(&secret, unix_now());
+    let outcome = racing_logins_with(
+        &schema,
+        dir.path(),
+        &key_file,
+        &config,
+        "quentin",
+        &right,
+        1,
+    );
+    assert_eq!(outcome[0].0, 3, "{outcome:?}");
+    assert!(outcome[0].1.contains("locked"), "{outcome:?}");
+    let events = store.audit_events(Some("quentin"), 1_000).unwrap();
+    let logins = events
+        .iter()
+        .filter(|e| matches!(e.kind, AuditKind::LoginSucceeded { .. }))
+        .count();
+    assert_eq!(logins, 0, "{events:#?}");
+}
+
+/// Runs the binary with `args` and `stdin`, no config file and a private home; returns the
+/// exit code and what it printed.
+fn sparekey(home: &std::path::Path, args: &[&str], stdin: &str) -> (i32, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sparekey"))
+        .args(args)
+        .env_remove("SPAREKEY_STORE")
+        .env("SPAREKEY_CONFIG", "/dev/null")
+        .env("HOME", home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn moving_from_sled_to_postgres_is_a_backup_and_a_restore() {
+    let Some(schema) = pg_schema() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (data, key) = (dir.path().join("data"), dir.path().join("key"));
+    let paths = sparekey::app::Paths::resolve(Some(data.clone()), Some(key.clone())).unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let codes = {
+        let service = open_disk(&paths, &clock, 21).unwrap();
+        let (_, codes) = enrolled(&service, &clock, "kim");
+        service.login("kim", PASSWORD, Some(&codes[0])).unwrap();
+        codes
+    };
+    let (data, key, file) = (
+        data.to_str().unwrap(),
+        key.to_str().unwrap(),
+        dir.path().join("move.backup"),
+    );
+    let file = file.to_str().unwrap();
+    let (code, out) = sparekey(
+        dir.path(),
+        &["--data-dir", data, "--key-file", key, "backup", file],
+        "",
+    );
+    assert_eq!(code, 0, "{out}");
+    let on_pg = |args: &[&str], stdin: &str| {
+        let mut all = vec!["--store", schema.url.as_str(), "--key-file", key];
+        all.extend(args);
+        sparekey(dir.path(), &all, stdin)
+    };
+    let (code, out) = on_pg(&["restore", file], "");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("restored 1 account "), "{out}");
+    // The code used on sled stays used on PostgreSQL; the others work there.
+    let (code, out) = on_pg(&["login", "kim"], &format!("{PASSWORD}\n{}\n", codes[0]));
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = on_pg(&["login", "kim"], &format!("{PASSWORD}\n{}\n", codes[1]));
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = on_pg(&["--json", "codes", "status", "kim"], "");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"remaining\":8"), "{out}");
+    // A second restore into the now non-empty database is refused and changes nothing.
+    let (code, out) = on_pg(&["restore", file], "");
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("not empty"), "{out}");
+}
+
+#[test]
+fn tls_verifies_the_certificate_and_the_host_name() {
+    let (Ok(port), Ok(ca)) = (
+        std::env::var("SPAREKEY_TEST_POSTGRES_TLS_PORT"),
+        std::env::var("SPAREKEY_TEST_POSTGRES_CA"),
+    ) else {
+        skip("no PostgreSQL with TLS (. .ci/postgres sets one up)");
+        return;
+    };
+    let Some(schema) = pg_schema() else { return };
+    PostgresStore::open(&schema.target, true).unwrap();
+    let name = format!("{}_tls", schema.schema);
+    let open = |host: &str, tls: &str| {
+        let text = format!(
+            "host={host} port={port} user=sparekey dbname=postgres application_name={name} \
+             options='-c search_path={}' {tls}",
+            schema.schema
+        );
+        let StoreLocation::Postgres(target) = StoreLocation::parse(&text).unwrap() else {
+            panic!("not PostgreSQL: {text}");
+        };
+        PostgresStore::open(&target, false)
+    };
+    // The certificate is for "localhost", signed by the test CA.
+    let store = open(
+        "localhost",
+        &format!("sslmode=verify-full sslrootcert={ca}"),
+    )
+    .unwrap();
+    let encrypted: bool = admin(&schema)
+        .query_one(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = $1",
+            &[&name],
+        )
+        .unwrap()
+        .get(0);
+    assert!(encrypted, "the verified session is not encrypted");
+    drop(store);
+    // The right CA but another host name than the certificate's: refused.
+    let error = open(
+        "127.0.0.1",
+        &format!("sslmode=verify-full sslrootcert={ca}"),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Unavailable(m) if m.contains("cannot connect")),
+        "{error}"
+    );
+    // The right name, but a CA the system does not trust: refused.
+    let error = open("localhost", "sslmode=verify-full").unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Unavailable(m) if m.contains("cannot connect")),
+        "{error}"
+    );
+}
+
+#[test]
+fn doctor_on_postgres_reports_the_durability_settings_and_creates_nothing() {
+    let Some(schema) = pg_schema() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let paths =
+        sparekey::app::Paths::resolve(Some(dir.path().join("data")), Some(dir.path().join("key")))
+            .unwrap()
+            .with_location(StoreLocation::Postgres(Box::new(schema.target.clone())));
+    // Before first use: the store check says what creates it, and no table appears.
+    let checks = sparekey::app::doctor(&paths, unix_now());
+    let store = checks.iter().find(|c| c.name == "store").unwrap();
+    assert_eq!(store.status, sparekey::app::Status::Fix, "{store:?}");
+    assert!(store.detail.contains("no sparekey store yet"), "{store:?}");
+    assert!(PostgresStore::open(&schema.target, false).is_err());
+    // Once created, the server's settings are shown.
+    PostgresStore::open(&schema.target, true).unwrap();
+    let checks = sparekey::app::doctor(&paths, unix_now());
+    let durability = checks.iter().find(|c| c.name == "durability").unwrap();
+    assert_eq!(
+        durability.status,
+        sparekey::app::Status::Ok,
+        "{durability:?}"
+    );
+    for setting in [
+        "fsync=on",
+        "synchronous_commit=on",
+        "synchronous_standby_names=",
+    ] {
+        assert!(durability.detail.contains(setting), "{durability:?}");
+    }
+    // The embedded store's data dir is not this store's business.
+    let data_dir = checks.iter().find(|c| c.name == "data dir").unwrap();
+    assert_eq!(data_dir.status, sparekey::app::Status::Skipped);
+}
+
+#[test]
+fn a_backup_of_postgres_holds_exactly_the_exported_image_and_restores_into_sled() {
+    let Some(schema) = pg_schema() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = PostgresStore::open(&schema.target, true).unwrap();
+    let key_file = dir.path().join("key");
+    let key =
+        sparekey::app::load_or_create_key(&key_file, &store, &mut SeededEntropy::new(4)).unwrap();
+    let service = Service::new(
+        Box::new(store),
+        clock.clone(),
+        Box::new(SeededEntropy::new(6)),
+        sparekey::app::key_file::read_key(&key_file).unwrap(),
+        test_config(),
+    )
+    .unwrap();
+    let (_, codes) = enrolled(&service, &clock, "nina");
+    service.login("nina", PASSWORD, Some(&codes[2])).unwrap();
+    for name in ["oscar", "peggy", "émile"] {
+        service.create_account(name, PASSWORD).unwrap();
+    }
+    drop(service);
+    let paths =
+        sparekey::app::Paths::resolve(Some(dir.path().join("data")), Some(dir.path().join("key")))
+            .unwrap()
+            .with_location(StoreLocation::Postgres(Box::new(schema.target.clone())));
+    let file = dir.path().join("pg.backup");
+    let summary = sparekey::app::backup_store(&paths, &file).unwrap();
+    let expected = keyed(&schema, &dir.path().join("key"))
+        .export_image()
+        .unwrap();
+    assert_eq!(summary.accounts, 4);
+    assert_eq!(summary.audit_events, expected.audit.len());
+    assert_eq!(sparekey::app::read_backup(&file, &key).unwrap(), expected);
+    // And it restores into the embedded store.
+    let sled_dir = tempfile::tempdir().unwrap();
+    let sled = open_store(&sled_dir.path().join("store")).unwrap();
+    sled.bind_key(&key.store_key()).unwrap();
+    sled.import_image(&sparekey::app::read_backup(&file, &key).unwrap())
+        .unwrap();
+    assert_eq!(sled.export_image().unwrap(), expected);
+}
+
+#[test]
+fn clients_killed_mid_login_never_split_a_spend_from_its_event() {
+    let Some(schema) = pg_schema() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let kills = rounds(
+        "PostgreSQL clients killed mid-login",
+        "SPAREKEY_PG_KILLS",
+        20,
+        50,
+    );
+    // A fresh code for every kill: ten per account.
+    let key_file = dir.path().join("key");
+    let names: Vec<String> = (0..kills.div_ceil(10))
+        .map(|i| format!("olga{i}"))
+        .collect();
+    let codes: Vec<Vec<String>> = {
+        let clock = Arc::new(ManualClock::new(T0));
+        let store = PostgresStore::open(&schema.target, true).unwrap();
+        let key = sparekey::app::load_or_create_key(&key_file, &store, &mut SeededEntropy::new(12))
+            .unwrap();
+        let service = Service::new(
+            Box::new(store),
+            clock.clone(),
+            Box::new(SeededEntropy::new(13)),
+            key,
+            test_config(),
+        )
+        .unwrap();
+        names
+            .iter()
+            .map(|n| enrolled(&service, &clock, n).1)
+            .collect()
+    };
+    for round in 0..kills {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sparekey"))
+            .args(["login", &names[round / 10]])
+            .env("SPAREKEY_STORE", &schema.url)
+            .env("SPAREKEY_KEY_FILE", &key_file)
+            .env("SPAREKEY_CONFIG", "/dev/null")
+            .env("HOME", dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let code = &codes[round / 10][round % 10];
+        let _ = writeln!(child.stdin.take().unwrap(), "{PASSWORD}\n{code}");
+        // Spread over the whole login: start-up, hashing, the transaction, the exit.
+        let delay = (round * 7_919) % 25;
+        std::thread::sleep(std::time::Duration::from_millis(delay as u64));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // A killed client's transaction committed whole or not at all: every used slot has exactly
+    // one event, and no event names an unused slot.
+    let store = keyed(&schema, &key_file);
+    let mut spent = 0;
+    let check = tempfile::tempdir().unwrap();
+    for (name, codes) in names.iter().zip(&codes) {
+        let set = store.load_account(name).unwrap().unwrap().codes.unwrap();
+        let events = store.audit_events(Some(name), 10_000).unwrap();
+        for (slot, entry) in set.slots.iter().enumerate() {
+            let events_for_slot = events
+                .iter()
+                .filter(|e| {
+                    matches!(e.kind, AuditKind::BackupCodeUsed { slot: s, .. } if s as usize == slot)
+                })
+                .count();
+            let used = entry.used_at.is_some();
+            spent += usize::from(used);
+            assert_eq!(
+                events_for_slot,
+                usize::from(used),
+                "{name} slot {slot}: {events:#?}"
+            );
+            // And the code still works exactly when it was not spent (failures cleared
+            // first, so the throttle does not answer instead).
+            store.clear_failures(name, T0, &|_| Vec::new()).unwrap();
+            let outcome = racing_logins(&schema, check.path(), &key_file, name, &codes[slot], 1);
+            assert_eq!(outcome[0].0 == 0, !used, "{name} slot {slot}: {outcome:?}");
+        }
+    }
+    notice(&format!(
+        "{spent} of {kills} codes were spent before their client was killed"
+    ));
+}
+
+#[test]
+fn sessions_ended_by_the_server_mid_login_never_report_an_uncommitted_spend() {
+    let Some(schema) = pg_schema() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (key_file, _, codes) = enrolled_for_processes(&schema, dir.path(), "pavel");
+    let mut admin = admin(&schema);
+    let mut outcomes = Vec::new();
+    // Ten logins, each with a fresh code, each with every session of this store cut by the
+    // server at a different moment.
+    for (round, code) in codes.iter().enumerate() {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sparekey"))
+            .args(["--json", "login", "pavel"])
+            .env("SPAREKEY_STORE", &schema.url)
+            .env("SPAREKEY_KEY_FILE", &key_file)
+            .env("SPAREKEY_CONFIG", "/dev/null")
+            .env("HOME", dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{PASSWORD}\n{code}").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis((round * 3) as u64));
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                &[&schema.schema],
+            )
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        outcomes.push((out.status.code().unwrap_or(-1), text));
+    }
+    let store = keyed(&schema, &key_file);
+    let set = store.load_account("pavel").unwrap().unwrap().codes.unwrap();
+    for (slot, (code, text)) in outcomes.iter().enumerate() {
+        let used = set.slots[slot].used_at.is_some();
+        match code {
+            // Accepted only after its commit.
+            0 => assert!(used, "slot {slot} reported accepted but is unused: {text}"),
+            // A lost session is one store error; the spend may or may not have committed.
+            4 => assert!(
+                text.contains("lost the connection") || text.contains("cannot connect"),
+                "{text}"
+            ),
+            other => panic!("slot {slot}: exit {other}: {text}"),
+        }
+    }
+    let accepted = outcomes.iter().filter(|(c, _)| *c == 0).count();
+    let cut = outcomes.iter().filter(|(c, _)| *c == 4).count();
+    notice(&format!(
+        "sessions cut mid-login: {accepted} accepted, {cut} lost the connection"
+    ));
+}
+
+#[test]
+fn retention_drops_noise_before_any_security_event() {
+    let Some(schema) = pg_schema() else { return };
+    let store = PostgresStore::open(&schema.target, true).unwrap();
+    let event = |at: i64, kind: AuditKind| sparekey::core::audit::AuditEvent {
+        at,
+        account: "amy".into(),
+        kind,
+    };
+    let security = |i: i64| {
+        event(
+            i,
+            AuditKind::FailedAttempt {
+                reason: sparekey::core::audit::FailureReason::WrongPassword,
+                consecutive: i as u32,
+            },
+        )
+    };
+    let noise = |i: i64| {
+        event(
+            i,
+            AuditKind::AttemptsRefused {
+                count: 1,
+                locked: false,
+            },
+        )
+    };
+    // Oldest first: 10 security events, then 20 refusals, then one more login.
+    for i in 0..10 {
+        store.append_audit(&security(i)).unwrap();
+    }
+    for i in 10..30 {
+        store.append_audit(&noise(i)).unwrap();
+    }
+    let login = AuditKind::LoginSucceeded {
+        method: sparekey::core::audit::LoginMethod::Password,
+    };
+    store.append_audit(&event(30, login)).unwrap();
+    let times = |store: &PostgresStore| -> Vec<i64> {
+        let events = store.audit_events(None, 100).unwrap();
+        events.iter().map(|e| e.at).collect()
+    };
+    store.prune_audit(13).unwrap();
+    let mut expected: Vec<i64> = (0..10).collect();
+    expected.extend([28, 29, 30]);
+    assert_eq!(times(&store), expected, "the oldest refusals went first");
+    // Past the noise, the oldest security events go.
+    store.prune_audit(4).unwrap();
+    assert_eq!(times(&store), [7, 8, 9, 30]);
+}
