@@ -1,7 +1,7 @@
 //! The config file (`sparekey.toml`) and the settings of one run: what the command line said
 //! (flags, and the `SPAREKEY_*` variables clap reads for them) over the file, over the defaults.
-//! The file holds `store`, `data_dir`, `key_file`, `issuer`, `codes`, a `[throttle]` table and a
-//! `[pam]` table (read by the PAM module, which shares this file; checked here, used there); a
+//! The file holds `store`, `data_dir`, `key_file`, `issuer`, `codes`, `notify`,
+//! `notify_timeout_secs`, a `[throttle]` table and a `[pam]` table (read by the PAM module, which shares this file; checked here, used there); a
 //! key it does not know is an error that names it, so a typo never silently falls back to a
 //! default.
 //!
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::notify::NotifyCommand;
 use super::paths::Paths;
 use crate::core::error::Error;
 use crate::core::service::Config;
@@ -42,6 +43,10 @@ pub(crate) struct ConfigFile {
     pub codes: Option<usize>,
     pub throttle: Option<ThrottleTable>,
     pub pam: Option<PamTable>,
+    /// The owner-notification command (see [`crate::app::notify`]); honoured only from a file
+    /// that its reader or root owns and nobody else may write.
+    pub notify: Option<String>,
+    pub notify_timeout_secs: Option<u64>,
 }
 
 /// `[pam]`: the PAM module's own settings (which `sparekey` binary it runs, how long it waits
@@ -147,6 +152,9 @@ pub struct Overrides {
     pub key_file: Option<PathBuf>,
     pub issuer: Option<String>,
     pub codes: Option<usize>,
+    /// `--notify-command`: a flag only, never a variable an environment could pass on.
+    pub notify: Option<String>,
+    pub notify_timeout_secs: Option<u64>,
 }
 
 /// Everything one run needs to open its environment.
@@ -154,6 +162,8 @@ pub struct Overrides {
 pub struct Settings {
     pub paths: Paths,
     pub config: Config,
+    /// The command run for owner notifications, if any.
+    pub notify: Option<NotifyCommand>,
 }
 
 impl Settings {
@@ -197,8 +207,69 @@ impl Settings {
             throttle,
             ..defaults
         };
-        Ok(Self { paths, config })
+        let notify = match (&overrides.notify, &file.notify) {
+            (Some(command), _) => Some(command.as_str()),
+            (None, Some(command)) => {
+                trusted_for_commands(&origin)?;
+                Some(command.as_str())
+            }
+            (None, None) => None,
+        };
+        let timeout = overrides.notify_timeout_secs.or(file.notify_timeout_secs);
+        if let (Some(_), Some(pam)) = (&notify, &file.pam) {
+            check_fits_the_pam_deadline(timeout, pam, &origin)?;
+        }
+        let notify = (notify.map(|c| NotifyCommand::parse(c, timeout)))
+            .transpose()
+            .map_err(|e| Error::Invalid(format!("{}: notify: {e}", origin.display())))?;
+        Ok(Self {
+            paths,
+            config,
+            notify,
+        })
     }
+}
+
+/// In the PAM module's file, `sparekey verify` runs the notify command before it exits, inside
+/// the module's deadline: a command allowed to take as long as the module waits would turn a
+/// backup code already spent into AUTHINFO_UNAVAIL. So it must end (or be killed) at least two
+/// seconds before the module gives up.
+fn check_fits_the_pam_deadline(
+    notify_secs: Option<u64>,
+    pam: &PamTable,
+    origin: &Path,
+) -> Result<(), Error> {
+    let notify_secs = notify_secs.unwrap_or(crate::app::notify::DEFAULT_TIMEOUT.as_secs());
+    let pam_secs = pam.timeout_secs.unwrap_or(5);
+    if notify_secs + 2 > pam_secs {
+        return Err(Error::Invalid(format!(
+            "{}: notify_timeout_secs ({notify_secs}) must be at least 2 less than pam.timeout_secs ({pam_secs}), or a slow notify command would make the PAM module give up on a code already spent",
+            origin.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A file that may name a command this process runs: owned by whoever runs it, or by root, and
+/// writable by no one else, so nobody can make another user (root at a login) run their program.
+fn trusted_for_commands(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::Invalid(format!("cannot check {}: {e}", path.display())))?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(Error::Invalid(format!(
+            "{} names a notify command but belongs to another user: it must be yours or root's",
+            path.display()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(Error::Invalid(format!(
+            "{} names a notify command but its group or others may write it: chmod go-w it",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -291,6 +362,62 @@ mod tests {
                 .to_string();
             assert!(error.contains(why), "{table}: {error}");
         }
+    }
+
+    #[test]
+    fn a_notify_command_is_read_only_from_a_file_nobody_else_may_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparekey.toml");
+        std::fs::write(&path, "notify = \"/bin/true\"\nnotify_timeout_secs = 2\n").unwrap();
+        let resolve = |flag: Option<&str>| {
+            Settings::resolve(&Overrides {
+                config: Some(path.clone()),
+                notify: flag.map(str::to_string),
+                ..Overrides::default()
+            })
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let expected = NotifyCommand::parse("/bin/true", Some(2)).unwrap();
+        assert_eq!(resolve(None).unwrap().notify, Some(expected));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o602)).unwrap();
+        let error = resolve(None).unwrap_err().to_string();
+        assert!(error.contains("go-w"), "{error}");
+        // The flag is the invoker's own choice; the file's timeout still applies.
+        let flagged = resolve(Some("/bin/false")).unwrap().notify;
+        assert_eq!(
+            flagged,
+            Some(NotifyCommand::parse("/bin/false", Some(2)).unwrap())
+        );
+        std::fs::write(&path, "notify = \"relative\"\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(resolve(None).unwrap_err().to_string().contains("absolute"));
+    }
+
+    #[test]
+    fn in_the_pam_modules_file_notify_ends_before_the_module_gives_up() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparekey.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            Settings::resolve(&Overrides {
+                config: Some(path.clone()),
+                ..Overrides::default()
+            })
+        };
+        // The defaults (5 s each) leave the module no time to read the answer.
+        let error = resolve("notify = \"/bin/true\"\n[pam]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("notify_timeout_secs (5)"), "{error}");
+        assert!(error.contains("pam.timeout_secs (5)"), "{error}");
+        resolve("notify = \"/bin/true\"\nnotify_timeout_secs = 3\n[pam]\n").unwrap();
+        resolve("notify = \"/bin/true\"\n[pam]\ntimeout_secs = 7\n").unwrap();
+        // Without a notify command, or outside a PAM file, nothing is asked.
+        resolve("[pam]\ntimeout_secs = 2\n").unwrap();
+        resolve("notify = \"/bin/true\"\n").unwrap();
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub(crate) mod config_file;
 pub(crate) mod doctor;
 pub mod key_file;
 pub mod new_file;
+pub mod notify;
 pub(crate) mod paths;
 
 use std::sync::Arc;

@@ -63,6 +63,20 @@ pub struct GlobalArgs {
     /// Print exactly one JSON object on stdout (errors too, as {"error", "kind"})
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// For operators: a program (absolute path) and arguments, split on whitespace, no shell,
+    /// run after a backup-code use, a lock, a reset or replaced authenticator, or a restore,
+    /// with the event in SPAREKEY_* variables (see the README, "Notifications")
+    #[arg(long, value_name = "COMMAND", global = true)]
+    pub notify_command: Option<String>,
+
+    /// Seconds the notify command may run before it is killed (1-60) [default: 5]
+    #[arg(long, value_name = "SECS", global = true)]
+    pub notify_timeout_secs: Option<u64>,
+
+    /// Where this run's services queue their notifications, delivered once the store is closed.
+    #[arg(skip)]
+    pub outbox: std::sync::Arc<crate::app::notify::Outbox>,
 }
 
 /// The issuer of a new authenticator: only on the commands that start an enrollment.

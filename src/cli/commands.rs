@@ -78,11 +78,21 @@ pub fn run(cli: Cli) -> u8 {
         Some(Command::Restore(r)) => restore(global, out, &r.file, r.confirm.yes),
         Some(Command::Doctor) => doctor(global, out),
     };
-    match result {
+    let code = match result {
         Ok(()) => 0,
         Err(Failure::Error(e)) => out.error(&e),
         Err(Failure::Shown(e)) => Output::new(false).error(&e),
-    }
+    };
+    // Every service of the command is dropped by now, and its store closed with it: the
+    // command never runs while this process holds the store. Its failure is one line on
+    // stderr and leaves the exit code alone.
+    global.outbox.deliver(warn);
+    code
+}
+
+/// Lets `service` tell this run's outbox what its owner should hear of.
+fn notifying(global: &GlobalArgs, service: Service) -> Service {
+    service.with_notifier(global.outbox.clone())
 }
 
 /// The settings of every command: flags and `SPAREKEY_*` over the config file over the
@@ -101,8 +111,12 @@ fn settings_with(
         key_file: global.key_file.clone(),
         issuer: issuer.map(str::to_string),
         codes,
+        notify: global.notify_command.clone(),
+        notify_timeout_secs: global.notify_timeout_secs,
     })?;
     debug_assert_eq!(settings.config.hash_params, HashParams::OWASP);
+    // Whatever this run's services queue is delivered with the command these settings name.
+    global.outbox.configure(settings.notify.clone());
     Ok(settings)
 }
 
@@ -126,9 +140,10 @@ fn config(issuer: Option<&str>, codes: Option<usize>) -> Config {
 /// neither is there yet, and then says (once) where the key is and that it must be backed up.
 fn open(global: &GlobalArgs) -> Result<Service, Error> {
     let settings = settings(global)?;
-    creating_key(&settings.paths, || {
+    let service = creating_key(&settings.paths, || {
         app::open(&settings.paths, settings.config.clone())
-    })
+    })?;
+    Ok(notifying(global, service))
 }
 
 /// Runs `open` and, if it created the key file, tells the user on stderr (stdout keeps only
@@ -156,7 +171,8 @@ fn open_existing_with(
     codes: Option<usize>,
 ) -> Result<Service, Error> {
     let settings = settings_with(global, issuer, codes)?;
-    app::open_existing(&settings.paths, settings.config)
+    let service = app::open_existing(&settings.paths, settings.config)?;
+    Ok(notifying(global, service))
 }
 
 /// A warning or notice for the person at the terminal: one line on stderr, never on stdout.
@@ -197,6 +213,20 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
     let service = creating_key(&settings.paths, || {
         app::open_console(&settings.paths, settings.config.clone())
     })?;
+    // The console's store outlives each call: each notification runs on a thread of its own
+    // (never waited for with the store open), and failures are told once the screen is back.
+    let failures: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let service = match settings.notify.clone() {
+        Some(command) => {
+            let sink = failures.clone();
+            let log = move |line: &str| {
+                (sink.lock().unwrap_or_else(|p| p.into_inner())).push(line.to_string());
+            };
+            let detached = app::notify::Detached::new(command, std::sync::Arc::new(log));
+            service.with_notifier(std::sync::Arc::new(detached))
+        }
+        None => service,
+    };
     // Whoever came first would otherwise choose the password that guards every account.
     if args.kiosk && !service.has_operator_password()? {
         return Err(Error::Invalid(
@@ -205,8 +235,12 @@ fn tui(global: &GlobalArgs, out: Output, args: &TuiArgs) -> Outcome {
         )
         .into());
     }
-    crate::tui::run(service, options)
-        .map_err(|e| Error::Io(format!("the console stopped on a terminal error: {e}")))?;
+    let ran = crate::tui::run(service, options)
+        .map_err(|e| Error::Io(format!("the console stopped on a terminal error: {e}")));
+    for line in failures.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        warn(line);
+    }
+    ran?;
     Ok(())
 }
 
@@ -1119,6 +1153,9 @@ fn restore(global: &GlobalArgs, out: Output, file: &Path, yes: bool) -> Outcome 
     }
     let now = crate::core::clock::Clock::now(&crate::core::clock::SystemClock);
     let summary = app::restore(&paths, file, now)?;
+    for notification in app::notify::restored(&summary, now) {
+        crate::core::notify::Notifier::notify(global.outbox.as_ref(), &notification);
+    }
     let aside = summary
         .previous_store
         .as_ref()

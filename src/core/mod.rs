@@ -14,6 +14,7 @@ pub mod error;
 pub mod import;
 pub mod keys;
 pub(crate) mod kiosk;
+pub mod notify;
 pub mod password;
 pub(crate) mod qr;
 pub(crate) mod recovery_sheet;

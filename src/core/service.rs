@@ -23,6 +23,7 @@ use crate::core::entropy::Entropy;
 use crate::core::error::{Error, RejectReason, Rejection};
 use crate::core::keys::MasterKey;
 use crate::core::kiosk::{OPERATOR_LOCK_AFTER, OPERATOR_RECOVERY_COMMAND, OperatorSession};
+use crate::core::notify::{self, Facts, NoNotifier, Notifier};
 use crate::core::password::{self, Binding, HashParams};
 use crate::core::step_up::{self, StepUp};
 use crate::core::store::{
@@ -210,6 +211,8 @@ pub struct Service {
     /// Argon2id evaluations so far, so tests can prove a path spent none.
     #[cfg(any(test, feature = "test-support"))]
     hashes: std::sync::atomic::AtomicU64,
+    /// Told about committed events the owner should hear of (see [`notify`]).
+    notifier: Arc<dyn Notifier>,
 }
 
 /// An attempt counted before it is verified (see [`Store::reserve_attempt`]): a failure
@@ -247,7 +250,30 @@ impl Service {
             hash_memory: SharedMemory::default(),
             #[cfg(any(test, feature = "test-support"))]
             hashes: Default::default(),
+            notifier: Arc::new(NoNotifier),
         })
+    }
+
+    /// The service, telling `notifier` of committed events its owner should hear of.
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// Hands the notifications of `kinds`, just committed for `name`, to the notifier. Called
+    /// only after the store step that wrote them returned.
+    fn notify(&self, name: &str, kinds: &[AuditKind], facts: Facts) {
+        let at = self.now();
+        let events: Vec<AuditEvent> = (kinds.iter())
+            .map(|kind| AuditEvent {
+                at,
+                account: name.to_string(),
+                kind: kind.clone(),
+            })
+            .collect();
+        for notification in notify::for_events(&events, facts) {
+            self.notifier.notify(&notification);
+        }
     }
 
     /// Argon2id evaluations this service made (test-support only).
@@ -542,6 +568,13 @@ impl Service {
             .store
             .activate_pending(name, pending.id, &active, &set, self.now(), &audit)?
         {
+            Activation::Activated if account.totp.is_some() => {
+                let facts = Facts {
+                    replacing: true,
+                    ..Facts::default()
+                };
+                self.notify(name, &[AuditKind::TwoFactorEnrolled], facts);
+            }
             Activation::Activated => {}
             Activation::PendingChanged => {
                 self.release(&attempt)?;
@@ -999,12 +1032,23 @@ impl Service {
         {
             // Using a code does not confirm the set: whoever copied it off an unattended
             // screen could use it too, and its holder would lose the warning.
-            CodeConsumption::Consumed { remaining, total } => Ok(LoginSuccess {
-                method: LoginMethod::BackupCode,
-                remaining_codes: remaining,
-                total_codes: total,
-                codes_never_confirmed: never_confirmed(account),
-            }),
+            CodeConsumption::Consumed { remaining, total } => {
+                let used = AuditKind::BackupCodeUsed {
+                    slot: slot as u32,
+                    remaining: remaining as u32,
+                };
+                let facts = Facts {
+                    total_codes: Some(total as u32),
+                    ..Facts::default()
+                };
+                self.notify(name, &[used], facts);
+                Ok(LoginSuccess {
+                    method: LoginMethod::BackupCode,
+                    remaining_codes: remaining,
+                    total_codes: total,
+                    codes_never_confirmed: never_confirmed(account),
+                })
+            }
             CodeConsumption::AlreadyUsed => self.backup_replay(attempt),
             CodeConsumption::SetReplaced => Err(wrong()?),
             CodeConsumption::Locked => Err(locked(name)),
@@ -1098,17 +1142,15 @@ impl Service {
     ) -> Result<Error, Error> {
         let policy = &self.config.throttle;
         let record = attempt.reserved;
-        let audit = |_: &bool| {
-            let mut kinds: Vec<AuditKind> = explanation.iter().cloned().collect();
-            kinds.push(AuditKind::FailedAttempt {
-                reason: audit_reason,
-                consecutive: record.consecutive,
-            });
-            if policy.is_locked(&record) && record.consecutive == policy.lock_after {
-                kinds.push(AuditKind::Locked);
-            }
-            kinds
-        };
+        let mut kinds: Vec<AuditKind> = explanation.into_iter().collect();
+        kinds.push(AuditKind::FailedAttempt {
+            reason: audit_reason,
+            consecutive: record.consecutive,
+        });
+        if policy.is_locked(&record) && record.consecutive == policy.lock_after {
+            kinds.push(AuditKind::Locked);
+        }
+        let audit = |_: &bool| kinds.clone();
         let name = &attempt.account.name;
         if !self
             .store
@@ -1116,6 +1158,7 @@ impl Service {
         {
             return Ok(Error::no_account(name));
         }
+        self.notify(name, &kinds, Facts::default());
         if reason == RejectReason::WrongNameOrPassword {
             return Ok(Error::Rejected(Rejection {
                 reason,
@@ -1285,6 +1328,7 @@ impl Service {
         if !removed {
             return Err(Error::no_account(name));
         }
+        self.notify(name, &[AuditKind::TwoFactorReset], Facts::default());
         Ok(())
     }
 
@@ -1303,6 +1347,7 @@ impl Service {
         if !removed {
             return Err(Error::no_account(name));
         }
+        self.notify(name, &[AuditKind::TwoFactorDisabled], Facts::default());
         Ok(())
     }
 

@@ -8,6 +8,7 @@ mod support;
 
 mod disk_faults;
 mod hostile_input;
+mod notify;
 mod recovery;
 mod second_factor;
 mod service;

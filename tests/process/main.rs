@@ -12,6 +12,7 @@ mod cli_verify;
 mod crash;
 mod demo;
 mod import;
+mod notify;
 mod pam;
 mod shared_store;
 mod sshd;
