@@ -94,6 +94,37 @@ pub enum AuditKind {
     /// The holder confirmed keeping the current backup codes: typed one back on the screen
     /// that showed them, or the CLI delivered them to a file or stream that keeps them.
     CodesConfirmed,
+    /// The kiosk operator password was given right: an operator session started.
+    OperatorSignedIn,
+    /// A wrong kiosk operator password, `consecutive` in a row (counting this one).
+    OperatorFailedAttempt {
+        consecutive: u32,
+    },
+    /// The console started in kiosk mode.
+    KioskStarted,
+    /// The operator left the kiosk program.
+    KioskQuit,
+    /// The kiosk sat idle: its screen was cleared back to the public login.
+    KioskIdleCleared,
+}
+
+/// What a kiosk itself reports, apart from any change to the store: the subset of
+/// [`AuditKind`] a face may append on its own (see `Service::kiosk_event`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KioskEvent {
+    Started,
+    Quit,
+    IdleCleared,
+}
+
+impl KioskEvent {
+    pub fn kind(self) -> AuditKind {
+        match self {
+            KioskEvent::Started => AuditKind::KioskStarted,
+            KioskEvent::Quit => AuditKind::KioskQuit,
+            KioskEvent::IdleCleared => AuditKind::KioskIdleCleared,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,16 +159,25 @@ impl AuditKind {
             AuditKind::StoreRestored { .. } => "store_restored",
             AuditKind::UsedCodesRevived { .. } => "used_codes_revived",
             AuditKind::CodesConfirmed => "codes_confirmed",
+            AuditKind::OperatorSignedIn => "operator_signed_in",
+            AuditKind::OperatorFailedAttempt { .. } => "operator_failed_attempt",
+            AuditKind::KioskStarted => "kiosk_started",
+            AuditKind::KioskQuit => "kiosk_quit",
+            AuditKind::KioskIdleCleared => "kiosk_idle_cleared",
         }
     }
 
     /// Whether retention may drop this event before any other: refusals of a throttled
-    /// account say nothing that the failures before them did not. Everything else (logins,
-    /// failures, locks, resets, enrollments, regenerations, restores, ...) is a security
-    /// event and goes only once no noise is left. No wildcard, so a new kind must choose.
+    /// account say nothing that the failures before them did not, and a kiosk's idle clears
+    /// (one each time somebody walks away, so many a day) change nothing and prove nobody's
+    /// presence. Everything else (logins, failures, operator sign-ins, kiosk starts and quits,
+    /// locks, resets, enrollments, regenerations, restores, ...) is a security event and goes
+    /// only once no noise is left. No wildcard, so a new kind must choose.
     pub fn is_noise(&self) -> bool {
         match self {
-            AuditKind::Throttled { .. } | AuditKind::AttemptsRefused { .. } => true,
+            AuditKind::Throttled { .. }
+            | AuditKind::AttemptsRefused { .. }
+            | AuditKind::KioskIdleCleared => true,
             AuditKind::AccountCreated
             | AuditKind::AccountRemoved
             | AuditKind::EnrollmentStarted
@@ -156,7 +196,11 @@ impl AuditKind {
             | AuditKind::OperatorPasswordSet
             | AuditKind::StoreRestored { .. }
             | AuditKind::UsedCodesRevived { .. }
-            | AuditKind::CodesConfirmed => false,
+            | AuditKind::CodesConfirmed
+            | AuditKind::OperatorSignedIn
+            | AuditKind::OperatorFailedAttempt { .. }
+            | AuditKind::KioskStarted
+            | AuditKind::KioskQuit => false,
         }
     }
 }
@@ -228,6 +272,13 @@ impl std::fmt::Display for AuditKind {
                 "restore brought back {count} backup codes used since the backup: they work again"
             ),
             AuditKind::CodesConfirmed => write!(f, "backup codes confirmed as kept"),
+            AuditKind::OperatorSignedIn => write!(f, "kiosk operator signed in"),
+            AuditKind::OperatorFailedAttempt { consecutive } => {
+                write!(f, "wrong kiosk operator password, {consecutive} in a row")
+            }
+            AuditKind::KioskStarted => write!(f, "kiosk started"),
+            AuditKind::KioskQuit => write!(f, "kiosk quit by the operator"),
+            AuditKind::KioskIdleCleared => write!(f, "kiosk idle: screen cleared"),
         }
     }
 }

@@ -29,7 +29,7 @@ pub(crate) const OPERATOR_RECOVERY_COMMAND: &str = "sparekey kiosk reset-operato
 
 /// The name the kiosk operator's audit events are filed under. Account names cannot contain
 /// ':', so no account can collide with it.
-pub(crate) const OPERATOR_AUDIT_NAME: &str = "kiosk:operator";
+pub const OPERATOR_AUDIT_NAME: &str = "kiosk:operator";
 
 /// What someone at a kiosk may try to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@ pub mod entropy;
 pub mod error;
 pub mod import;
 pub mod keys;
-pub(crate) mod kiosk;
+pub mod kiosk;
 pub mod notify;
 pub mod password;
 pub(crate) mod qr;

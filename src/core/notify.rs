@@ -132,7 +132,13 @@ pub fn for_events(events: &[AuditEvent], facts: Facts) -> Vec<Notification> {
             | AuditKind::OperatorFailuresCleared
             | AuditKind::OperatorPasswordSet
             | AuditKind::AttemptsRefused { .. }
-            | AuditKind::CodesConfirmed => {}
+            | AuditKind::CodesConfirmed
+            // The kiosk's own events concern its operator, not an account's owner.
+            | AuditKind::OperatorSignedIn
+            | AuditKind::OperatorFailedAttempt { .. }
+            | AuditKind::KioskStarted
+            | AuditKind::KioskQuit
+            | AuditKind::KioskIdleCleared => {}
         }
     }
     out

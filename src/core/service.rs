@@ -15,14 +15,16 @@ use zeroize::Zeroizing;
 
 use crate::core::account::{self, Account, AccountSummary, ActiveTotp, LOW_CODES, PendingTotp};
 use crate::core::argon_memory::SharedMemory;
-use crate::core::audit::{AuditEvent, AuditKind, FailureReason, LoginMethod};
+use crate::core::audit::{AuditEvent, AuditKind, FailureReason, KioskEvent, LoginMethod};
 use crate::core::backup_code::{self, BackupCode};
 use crate::core::clock::{Clock, UnixTime};
 use crate::core::code_set::{self, CodeSet, SlotMatch};
 use crate::core::entropy::Entropy;
 use crate::core::error::{Error, RejectReason, Rejection};
 use crate::core::keys::MasterKey;
-use crate::core::kiosk::{OPERATOR_LOCK_AFTER, OPERATOR_RECOVERY_COMMAND, OperatorSession};
+use crate::core::kiosk::{
+    OPERATOR_AUDIT_NAME, OPERATOR_LOCK_AFTER, OPERATOR_RECOVERY_COMMAND, OperatorSession,
+};
 use crate::core::notify::{self, Facts, NoNotifier, Notifier};
 use crate::core::password::{self, Binding, HashParams};
 use crate::core::step_up::{self, StepUp};
@@ -1402,18 +1404,28 @@ impl Service {
         };
         if self.verify_password(password, &phc, &Binding::operator()) {
             let check = SettleCheck { policy };
-            return match self.store.settle_operator_attempt(&check)? {
+            let audit = |outcome: &Settlement| match outcome {
+                Settlement::Settled => vec![AuditKind::OperatorSignedIn],
+                Settlement::Locked | Settlement::NoAccount => Vec::new(),
+            };
+            return match self
+                .store
+                .settle_operator_attempt(self.now(), &check, &audit)?
+            {
                 Settlement::Settled => Ok(OperatorSession::start(self.now())),
                 Settlement::Locked | Settlement::NoAccount => Err(operator_locked()),
             };
         }
         let now_locked = policy.is_locked(&reserved) && reserved.consecutive == policy.lock_after;
-        self.store.record_operator_failure(self.now(), &|_| {
+        // The failure's event goes in the step that records it, so the log never misses one.
+        self.store.record_operator_failure(self.now(), &|record| {
+            let mut kinds = vec![AuditKind::OperatorFailedAttempt {
+                consecutive: record.consecutive,
+            }];
             if now_locked {
-                vec![AuditKind::OperatorLocked]
-            } else {
-                Vec::new()
+                kinds.push(AuditKind::OperatorLocked);
             }
+            kinds
         })?;
         if policy.is_locked(&reserved) {
             return Err(operator_locked());
@@ -1431,6 +1443,18 @@ impl Service {
     pub fn clear_operator_failures(&self) -> Result<(), Error> {
         self.store
             .clear_operator_failures(self.now(), &|_| vec![AuditKind::OperatorFailuresCleared])?;
+        Ok(())
+    }
+
+    /// Records a kiosk's own event (start, quit, idle clear) under
+    /// [`crate::core::kiosk::OPERATOR_AUDIT_NAME`]: these change nothing in the store, so they
+    /// are appended on their own.
+    pub fn kiosk_event(&self, event: KioskEvent) -> Result<(), Error> {
+        self.store.append_audit(&AuditEvent {
+            at: self.now(),
+            account: OPERATOR_AUDIT_NAME.to_string(),
+            kind: event.kind(),
+        })?;
         Ok(())
     }
 

@@ -354,8 +354,14 @@ pub trait Store: Send + Sync {
         at: UnixTime,
     ) -> Result<Reservation, StoreError>;
     /// Settles a right operator password: clears the failures unless `check` finds the
-    /// operator locked by other attempts. Never [`Settlement::NoAccount`].
-    fn settle_operator_attempt(&self, check: &SettleCheck) -> Result<Settlement, StoreError>;
+    /// operator locked by other attempts, with `audit`'s events. Never
+    /// [`Settlement::NoAccount`].
+    fn settle_operator_attempt(
+        &self,
+        at: UnixTime,
+        check: &SettleCheck,
+        audit: AuditFor<'_, Settlement>,
+    ) -> Result<Settlement, StoreError>;
     /// Records a wrong operator password (counted by the reservation) with `audit`'s events.
     fn record_operator_failure(
         &self,

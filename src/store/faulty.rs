@@ -259,9 +259,14 @@ impl<S: Store> Store for FaultyStore<S> {
         self.write()?;
         self.inner.reserve_operator_attempt(policy, at)
     }
-    fn settle_operator_attempt(&self, check: &SettleCheck) -> Result<Settlement, StoreError> {
+    fn settle_operator_attempt(
+        &self,
+        at: UnixTime,
+        check: &SettleCheck,
+        audit: AuditFor<'_, Settlement>,
+    ) -> Result<Settlement, StoreError> {
         self.write()?;
-        self.inner.settle_operator_attempt(check)
+        self.inner.settle_operator_attempt(at, check, audit)
     }
     fn record_operator_failure(
         &self,

@@ -459,10 +459,13 @@ impl Store for VolatileStore {
         self.modify_operator(at, &|_| Vec::new(), |r| mutation::reserve(r, policy, at))
     }
 
-    fn settle_operator_attempt(&self, check: &SettleCheck) -> Result<Settlement, StoreError> {
-        self.modify_operator(UnixTime::default(), &|_| Vec::new(), |r| {
-            mutation::settle(r, check)
-        })
+    fn settle_operator_attempt(
+        &self,
+        at: UnixTime,
+        check: &SettleCheck,
+        audit: AuditFor<'_, Settlement>,
+    ) -> Result<Settlement, StoreError> {
+        self.modify_operator(at, audit, |r| mutation::settle(r, check))
     }
 
     fn record_operator_failure(

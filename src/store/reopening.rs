@@ -417,8 +417,13 @@ impl Store for ReopeningStore {
         self.with(|s| s.reserve_operator_attempt(policy, at))
     }
 
-    fn settle_operator_attempt(&self, check: &SettleCheck) -> Result<Settlement, StoreError> {
-        self.with(|s| s.settle_operator_attempt(check))
+    fn settle_operator_attempt(
+        &self,
+        at: UnixTime,
+        check: &SettleCheck,
+        audit: AuditFor<'_, Settlement>,
+    ) -> Result<Settlement, StoreError> {
+        self.with(|s| s.settle_operator_attempt(at, check, audit))
     }
 
     fn record_operator_failure(

@@ -15,7 +15,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use zeroize::Zeroizing;
 
 use crate::core::account::AccountSummary;
-use crate::core::audit::AuditEvent;
+use crate::core::audit::{AuditEvent, KioskEvent};
 use crate::core::clock::UnixTime;
 use crate::core::error::Error;
 use crate::core::kiosk::{Action, KioskPolicy, OperatorSession};
@@ -181,6 +181,8 @@ pub enum Msg {
     Done(Outcome),
     /// The result of an [`Effect::Later`] call.
     LaterDone(Outcome),
+    /// The result of an [`Effect::Audit`].
+    Audited(Result<(), Error>),
     Copied(Result<ClipboardUsed, String>),
     ClipboardCleared(Result<ClipboardUsed, String>),
     Exported {
@@ -239,6 +241,11 @@ pub enum Effect {
         path: PathBuf,
         contents: Zeroizing<String>,
     },
+    /// Records a kiosk's own event (start, quit, idle clear) in the audit log, in order with
+    /// the calls but waited for by nothing: it is not a [`Call`] (no screen asks for it, so it
+    /// needs no policy check) and does not count as [`App::working`], so a slow or failing
+    /// store never holds the kiosk up. Its result comes back as [`Msg::Audited`].
+    Audit(KioskEvent),
     Quit,
 }
 
@@ -637,7 +644,10 @@ impl App {
             // The login is shown at once; HasOperator may replace it with the first-start setup.
             (
                 Screen::Login(Login::new()),
-                vec![Effect::Call(Call::HasOperator)],
+                vec![
+                    Effect::Audit(KioskEvent::Started),
+                    Effect::Call(Call::HasOperator),
+                ],
             )
         } else {
             (
@@ -790,6 +800,14 @@ fn apply_msg(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::LaterDone(outcome) => {
             effects.extend(dispatch(app, |s, cx| s.on_outcome(outcome, cx)));
         }
+        // The kiosk goes on without the event; the line tells whoever looks that the log has a
+        // gap (the store's own error says why).
+        Msg::Audited(Err(e)) => {
+            app.status = Some(Status::error(format!(
+                "could not write the kiosk's audit log: {e}"
+            )));
+        }
+        Msg::Audited(Ok(())) => {}
         Msg::Copied(result) => match result {
             Ok(used) => {
                 app.clipboard = Some(ClipboardNote {
@@ -876,7 +894,7 @@ fn request_quit(app: &mut App) -> Vec<Effect> {
         // No operator password exists yet to ask for.
         Screen::Operator(op) if op.is_first_start() => {
             app.quitting = true;
-            return vec![Effect::Quit];
+            return vec![Effect::Audit(KioskEvent::Quit), Effect::Quit];
         }
         _ => {}
     }
@@ -907,7 +925,9 @@ fn tick(app: &mut App) -> Vec<Effect> {
         app.help = false;
         app.typed_ahead.clear();
         app.last_input = app.now;
-        return apply(app, cx);
+        let mut effects = vec![Effect::Audit(KioskEvent::IdleCleared)];
+        effects.extend(apply(app, cx));
+        return effects;
     }
     if !app.operator_active() {
         app.operator = None;
@@ -969,6 +989,9 @@ fn apply(app: &mut App, cx: Cx) -> Vec<Effect> {
     }
     if quit {
         app.quitting = true;
+        if app.options.kiosk {
+            effects.push(Effect::Audit(KioskEvent::Quit));
+        }
         effects.push(Effect::Quit);
     }
     effects

@@ -27,6 +27,7 @@ use std::time::Duration;
 use ratatui::crossterm::event::{self, Event, KeyEvent, KeyEventKind};
 use zeroize::Zeroizing;
 
+use crate::core::audit::KioskEvent;
 use crate::core::error::Error;
 use crate::core::service::Service;
 use crate::core::step_up::StepUp;
@@ -181,10 +182,26 @@ impl Kind {
     }
 }
 
+/// What the worker runs: a call, or a kiosk event for the audit log.
+enum Job {
+    Call(Kind, Call),
+    Audit(KioskEvent),
+}
+
+impl Job {
+    /// Runs the job; its answer is the message for the app.
+    fn run(self, service: &Service) -> Msg {
+        match self {
+            Job::Call(kind, call) => kind.done(execute_call(service, call)),
+            Job::Audit(event) => Msg::Audited(service.kiosk_event(event)),
+        }
+    }
+}
+
 /// The one thread that runs service calls for the terminal loop.
 struct Worker {
-    jobs: Option<Sender<(Kind, Call)>>,
-    results: Receiver<(Kind, Outcome)>,
+    jobs: Option<Sender<Job>>,
+    results: Receiver<Msg>,
     handle: Option<JoinHandle<()>>,
     /// Calls sent and not yet answered.
     in_flight: usize,
@@ -192,13 +209,13 @@ struct Worker {
 
 impl Worker {
     fn start(service: Arc<Service>) -> io::Result<Self> {
-        let (jobs, inbox) = mpsc::channel::<(Kind, Call)>();
+        let (jobs, inbox) = mpsc::channel::<Job>();
         let (outbox, results) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("sparekey-service".into())
             .spawn(move || {
-                for (kind, call) in inbox {
-                    if outbox.send((kind, execute_call(&service, call))).is_err() {
+                for job in inbox {
+                    if outbox.send(job.run(&service)).is_err() {
                         return;
                     }
                 }
@@ -211,10 +228,10 @@ impl Worker {
         })
     }
 
-    fn send(&mut self, kind: Kind, call: Call) {
+    fn send(&mut self, job: Job) {
         // A send fails only if the thread is gone; `pump` then reports it.
         if let Some(jobs) = &self.jobs
-            && jobs.send((kind, call)).is_ok()
+            && jobs.send(job).is_ok()
         {
             self.in_flight += 1;
         }
@@ -222,7 +239,8 @@ impl Worker {
 }
 
 impl Drop for Worker {
-    /// Lets the call in flight finish (its store write is not cut short), then ends the thread.
+    /// Lets the jobs sent finish (their store writes are not cut short: a kiosk's quit is
+    /// audited after the loop ends), then ends the thread.
     fn drop(&mut self) {
         self.jobs = None;
         if let Some(handle) = self.handle.take() {
@@ -365,12 +383,12 @@ impl<P: Platform> Driver<P> {
                 return Ok(());
             };
             if worker.in_flight > 0 {
-                let (kind, outcome) = worker
+                let msg = worker
                     .results
                     .recv()
                     .map_err(|_| io::Error::other("the service worker stopped"))?;
                 worker.in_flight -= 1;
-                self.send(kind.done(outcome));
+                self.send(msg);
             } else if !self.pump()? {
                 return Ok(());
             }
@@ -387,10 +405,10 @@ impl<P: Platform> Driver<P> {
                 return Ok(happened);
             };
             match worker.results.try_recv() {
-                Ok((kind, outcome)) => {
+                Ok(msg) => {
                     worker.in_flight -= 1;
                     happened = true;
-                    self.send(kind.done(outcome));
+                    self.send(msg);
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) if worker.in_flight == 0 => break,
@@ -403,7 +421,7 @@ impl<P: Platform> Driver<P> {
             && worker.in_flight == 0
             && let Some(call) = self.later.pop_front()
         {
-            worker.send(Kind::Later, call);
+            worker.send(Job::Call(Kind::Later, call));
             happened = true;
         }
         Ok(happened)
@@ -420,9 +438,17 @@ impl<P: Platform> Driver<P> {
                         continue;
                     }
                     Calls::Worker(worker) => {
-                        worker.send(Kind::Now, call);
+                        worker.send(Job::Call(Kind::Now, call));
                         continue;
                     }
+                },
+                // Never held: a test that holds calls still sees the kiosk's events.
+                Effect::Audit(event) => match &mut self.calls {
+                    Calls::Worker(worker) => {
+                        worker.send(Job::Audit(event));
+                        continue;
+                    }
+                    Calls::Inline | Calls::Held(_) => Msg::Audited(self.service.kiosk_event(event)),
                 },
                 Effect::Later(call) => {
                     self.later.push_back(call);

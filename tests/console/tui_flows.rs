@@ -4,12 +4,20 @@
 
 use crate::support::console::*;
 use ratatui::crossterm::event::KeyCode;
-use sparekey::core::audit::LoginMethod;
+use sparekey::core::audit::{AuditKind, LoginMethod};
+use sparekey::core::clock::ManualClock;
+use sparekey::core::entropy::SeededEntropy;
+use sparekey::core::keys::MasterKey;
+use sparekey::core::kiosk::OPERATOR_AUDIT_NAME;
+use sparekey::core::service::Service;
 use sparekey::core::throttle::Gate;
+use sparekey::store::memory::MemoryStore;
 use sparekey::tui::app::{CODES_IDLE_SECS, CODES_IDLE_WARNING_SECS, Screen};
+use sparekey::tui::runtime::{Driver, RecordingPlatform};
 use sparekey::tui::screens::codes::Mode;
 use sparekey::tui::screens::enroll::Step as EnrollStep;
 use sparekey::tui::screens::login::Step as LoginStep;
+use std::sync::Arc;
 
 fn codes_screen(h: &H) -> &sparekey::tui::screens::codes::Codes {
     match h.screen() {
@@ -906,6 +914,100 @@ fn kiosk_first_start_operator_gate_and_idle() {
     h.typed("operator-pass");
     h.enter();
     assert!(h.d.app.quitting);
+}
+
+/// The kiosk's own events, as the store holds them: (seconds after the console started, kind).
+fn kiosk_log(h: &H) -> Vec<(i64, AuditKind)> {
+    h.d.service
+        .audit_log(Some(OPERATOR_AUDIT_NAME), 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.at - CONSOLE_T0, e.kind))
+        .collect()
+}
+
+#[test]
+fn kiosk_start_operator_attempts_idle_clear_and_quit_are_audited() {
+    let mut h = H::with(true, |s, _| {
+        s.set_operator_password("operator-pass").unwrap()
+    });
+    let set = (0, AuditKind::OperatorPasswordSet);
+    assert_eq!(kiosk_log(&h), [set.clone(), (0, AuditKind::KioskStarted)]);
+
+    h.esc();
+    h.typed("wrong operator");
+    h.enter();
+    h.typed("operator-pass");
+    h.enter();
+    assert!(matches!(h.screen(), Screen::Accounts(_)), "{}", h.status());
+    h.advance(60);
+    assert!(matches!(h.screen(), Screen::Login(_)));
+    // Nothing sensitive on screen: no clear, so no event, however long it stays idle.
+    h.advance(600);
+    h.ctrl('c');
+    h.typed("operator-pass");
+    h.enter();
+    assert!(h.d.app.quitting);
+    assert_eq!(
+        kiosk_log(&h),
+        [
+            set,
+            (0, AuditKind::KioskStarted),
+            (0, AuditKind::OperatorFailedAttempt { consecutive: 1 }),
+            (0, AuditKind::OperatorSignedIn),
+            (60, AuditKind::KioskIdleCleared),
+            (660, AuditKind::OperatorSignedIn),
+            (660, AuditKind::KioskQuit),
+        ]
+    );
+}
+
+#[test]
+fn a_console_that_is_not_a_kiosk_audits_no_kiosk_event() {
+    let mut h = H::new();
+    h.advance(3_600);
+    h.typed("q");
+    assert!(h.d.app.quitting);
+    assert_eq!(kiosk_log(&h), []);
+}
+
+#[test]
+fn a_kiosk_whose_audit_log_cannot_be_written_goes_on_and_says_so() {
+    let clock = Arc::new(ManualClock::new(CONSOLE_T0));
+    let store = MemoryStore::new();
+    let handle = store.clone();
+    let mut entropy = SeededEntropy::new(7);
+    let key = MasterKey::generate(&mut entropy);
+    let service = Service::new(
+        Box::new(store),
+        clock.clone(),
+        Box::new(entropy),
+        key,
+        crate::support::test_config(),
+    )
+    .unwrap();
+    service.set_operator_password("operator-pass").unwrap();
+    handle.fail_audit_writes(true);
+    let d = Driver::new(service, RecordingPlatform::default(), options(true));
+    let mut h = H { d, clock };
+    assert!(matches!(h.screen(), Screen::Login(_)));
+    assert!(
+        h.status().contains("could not write the kiosk's audit log"),
+        "{}",
+        h.status()
+    );
+    assert!(!h.d.app.working(), "nothing waits for the event");
+    // Typing goes on; the idle clear still clears.
+    h.typed("mallory");
+    h.advance(60);
+    assert!(matches!(h.screen(), Screen::Login(l) if l.is_pristine()));
+    assert!(
+        h.status().contains("could not write the kiosk's audit log"),
+        "{}",
+        h.status()
+    );
+    handle.fail_audit_writes(false);
+    assert_eq!(kiosk_log(&h), [(0, AuditKind::OperatorPasswordSet)]);
 }
 
 #[test]

@@ -2,11 +2,12 @@
 //! TOTP and backup-code logins, replay, drift, throttling, locking, regeneration, audit.
 
 use crate::support::*;
-use sparekey::core::audit::{AuditKind, LoginMethod};
+use sparekey::core::audit::{AuditKind, KioskEvent, LoginMethod};
 use sparekey::core::clock::ManualClock;
 use sparekey::core::entropy::SeededEntropy;
 use sparekey::core::error::{Error, ErrorKind, RejectReason};
 use sparekey::core::keys::MasterKey;
+use sparekey::core::kiosk::OPERATOR_AUDIT_NAME;
 use sparekey::core::service::Service;
 use sparekey::store::memory::MemoryStore;
 use std::sync::Arc;
@@ -521,16 +522,89 @@ fn the_operator_password_is_throttled_and_locks_after_100_failures() {
     );
     service.clear_operator_failures().unwrap();
     assert!(check_operator(&service, "operator secret").is_ok());
-    let audit = service.audit_log(Some("kiosk:operator"), 10).unwrap();
+    // Every success and every failure, with its count; the refusals while throttled or locked
+    // never reached the password and are not attempts.
+    let failures =
+        |n: u32| (1..=n).map(|consecutive| AuditKind::OperatorFailedAttempt { consecutive });
+    let mut expected = vec![AuditKind::OperatorPasswordSet];
+    expected.extend(failures(5));
+    expected.push(AuditKind::OperatorSignedIn);
+    expected.extend(failures(1));
+    expected.push(AuditKind::OperatorSignedIn);
+    expected.extend(failures(100));
+    expected.extend([
+        AuditKind::OperatorLocked,
+        AuditKind::OperatorFailuresCleared,
+        AuditKind::OperatorSignedIn,
+    ]);
+    let audit = service.audit_log(Some("kiosk:operator"), 1_000).unwrap();
     let kinds: Vec<AuditKind> = audit.into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, expected);
+}
+
+#[test]
+fn an_operator_attempt_and_its_event_are_written_together_or_not_at_all() {
+    let (service, handle, _) = service_with_failing_audit();
+    service.set_operator_password("operator secret").unwrap();
+    let before = service.audit_log(None, 1_000).unwrap();
+
+    handle.fail_audit_writes(true);
+    let wrong = check_operator(&service, "guess guess").unwrap_err();
+    assert!(matches!(wrong, Error::Store(_)), "{wrong:?}");
+    let right = check_operator(&service, "operator secret").unwrap_err();
+    assert!(
+        matches!(right, Error::Store(_)),
+        "no operator session without its event: {right:?}"
+    );
+    // Fail closed: both attempts were counted before the password was checked, and the
+    // success whose event could not be written settled nothing.
+    assert_eq!(service.audit_log(None, 1_000).unwrap(), before);
+
+    handle.fail_audit_writes(false);
+    let wrong = check_operator(&service, "guess guess").unwrap_err();
+    assert_eq!(wrong.kind(), ErrorKind::Rejected, "{wrong}");
+    let after = service.audit_log(None, 1_000).unwrap();
+    let kinds: Vec<(&str, &AuditKind)> = after[before.len()..]
+        .iter()
+        .map(|e| (e.account.as_str(), &e.kind))
+        .collect();
     assert_eq!(
         kinds,
+        [(
+            "kiosk:operator",
+            &AuditKind::OperatorFailedAttempt { consecutive: 3 }
+        )],
+        "the event carries the count stored with it, the two unrecorded attempts included"
+    );
+}
+
+#[test]
+fn kiosk_events_are_filed_under_the_operator_and_a_failed_write_says_so() {
+    let (service, handle, clock) = service_with_failing_audit();
+    service.kiosk_event(KioskEvent::Started).unwrap();
+    clock.advance(60);
+    service.kiosk_event(KioskEvent::IdleCleared).unwrap();
+    clock.advance(5);
+    service.kiosk_event(KioskEvent::Quit).unwrap();
+    let log = service.audit_log(Some(OPERATOR_AUDIT_NAME), 10).unwrap();
+    let events: Vec<(&str, i64, &AuditKind)> = log
+        .iter()
+        .map(|e| (e.account.as_str(), e.at - T0, &e.kind))
+        .collect();
+    assert_eq!(
+        events,
         [
-            AuditKind::OperatorPasswordSet,
-            AuditKind::OperatorLocked,
-            AuditKind::OperatorFailuresCleared
+            (OPERATOR_AUDIT_NAME, 0, &AuditKind::KioskStarted),
+            (OPERATOR_AUDIT_NAME, 60, &AuditKind::KioskIdleCleared),
+            (OPERATOR_AUDIT_NAME, 65, &AuditKind::KioskQuit),
         ]
     );
+    let names: Vec<&str> = log.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(names, ["kiosk_started", "kiosk_idle_cleared", "kiosk_quit"]);
+
+    handle.fail_audit_writes(true);
+    let err = service.kiosk_event(KioskEvent::IdleCleared).unwrap_err();
+    assert!(matches!(err, Error::Store(_)), "{err:?}");
 }
 
 #[test]

@@ -13,11 +13,13 @@ use crate::support::*;
 use sparekey::core::account::Account;
 use sparekey::core::audit::AuditKind;
 use sparekey::core::clock::ManualClock;
+use sparekey::core::clock::UnixTime;
 use sparekey::core::entropy::SeededEntropy;
 use sparekey::core::error::{Error, ErrorKind, RejectReason};
 use sparekey::core::keys::MasterKey;
+use sparekey::core::kiosk::OPERATOR_AUDIT_NAME;
 use sparekey::core::service::{Config, Service};
-use sparekey::core::store::{KeyBinding, Reservation, Store, StoreError};
+use sparekey::core::store::{KeyBinding, Reservation, SettleCheck, Settlement, Store, StoreError};
 use sparekey::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use sparekey::store::location::{PostgresTarget, StoreLocation};
 use sparekey::store::memory::MemoryStore;
@@ -218,6 +220,7 @@ contract!(
     pages_follow_name_order,
     key_binding_is_kept,
     operator_password_is_set_once,
+    an_operator_settle_writes_its_events,
     export_then_import_gives_the_same_image,
     changes_survive_a_new_handle,
     parallel_attempts_never_verify_more_than_the_policy,
@@ -419,6 +422,27 @@ fn operator_password_is_set_once(backend: &Backend) {
         .clear_operator_failures(T0 + 6, &|_| Vec::new())
         .unwrap();
     assert_eq!(store.operator_failures().unwrap().consecutive, 0);
+}
+
+fn an_operator_settle_writes_its_events(backend: &Backend) {
+    let store = backend.bound();
+    let policy = ThrottlePolicy::default();
+    store.reserve_operator_attempt(&policy, T0).unwrap();
+    let check = SettleCheck { policy };
+    let signed_in = |outcome: &Settlement| match outcome {
+        Settlement::Settled => vec![AuditKind::OperatorSignedIn],
+        _ => Vec::new(),
+    };
+    assert_eq!(
+        store
+            .settle_operator_attempt(T0 + 1, &check, &signed_in)
+            .unwrap(),
+        Settlement::Settled
+    );
+    assert_eq!(store.operator_failures().unwrap().consecutive, 0);
+    let events = store.audit_events(Some(OPERATOR_AUDIT_NAME), 10).unwrap();
+    let events: Vec<(UnixTime, &AuditKind)> = events.iter().map(|e| (e.at, &e.kind)).collect();
+    assert_eq!(events, [(T0 + 1, &AuditKind::OperatorSignedIn)]);
 }
 
 fn export_then_import_gives_the_same_image(backend: &Backend) {

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::process::{Pty, pty_command, spawn_in_pty};
+use crate::support::process::{Pty, isolated_env, pty_command, spawn_in_pty};
 use crate::support::{PASSWORD, test_config};
 use sparekey::app::{Paths, open_with};
 use sparekey::core::clock::SystemClock;
@@ -274,9 +274,31 @@ fn a_kiosk_warns_then_clears_an_idle_screen() {
     c.expect("No key for a while: this screen will be cleared in");
     c.expect("the console was idle: the screen was cleared");
     assert!(!c.contents().contains("mallory"), "{}", c.contents());
-    c.signal("TERM");
-    assert!(c.wait_for_exit().success());
+    // The operator quits: the event is written on the way out, after the loop has ended.
+    c.send("\x03");
+    c.expect("Operator password required");
+    c.send("operator-pass\r");
+    assert!(c.wait_for_exit().success(), "{}", c.contents());
     c.assert_restored();
+
+    // Each is in the store, and the CLI shows them, oldest first.
+    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_sparekey"))
+        .args(["audit", "kiosk:operator"])
+        .envs(isolated_env(dir.path()))
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.status.success(), "{shown}");
+    let lines = [
+        "kiosk operator password set",
+        "kiosk started",
+        "kiosk idle: screen cleared",
+        "kiosk operator signed in",
+        "kiosk quit by the operator",
+    ];
+    let at: Vec<Option<usize>> = lines.iter().map(|l| shown.find(l)).collect();
+    assert!(at.iter().all(Option::is_some), "{shown}");
+    assert!(at.is_sorted(), "out of order:\n{shown}");
 }
 
 /// The console in a pseudo-terminal that is not its controlling terminal, so closing the master
