@@ -218,12 +218,21 @@ pub struct Service {
 }
 
 /// An attempt counted before it is verified (see [`Store::reserve_attempt`]): a failure
-/// records why with [`Service::fail`], a right first factor that waits for its second gives
-/// the count back with [`Service::release`], a success settles it in its own store step.
+/// records why with [`Service::fail`], a right first factor whose second comes in a later call
+/// gives the count back with [`Service::release`], a success settles it in its own store step.
+/// A one-call login keeps the password's attempt for its code.
 struct Attempt<'a> {
     account: &'a Account,
     previous: FailureRecord,
     reserved: FailureRecord,
+}
+
+/// What a right login password leads to.
+enum FirstFactor<'a> {
+    /// An account without a second factor, logged in (its attempt settled).
+    Done(LoginSuccess),
+    /// The attempt, still reserved, for the second factor.
+    SecondFactorNeeded(Attempt<'a>),
 }
 
 impl std::fmt::Debug for Service {
@@ -694,13 +703,19 @@ impl Service {
         let factor = second_factor
             .map(|input| self.parse_second_factor(input))
             .transpose()?;
-        match self.start_login(name, password)? {
-            LoginStep::Done(success) => Ok(success),
-            LoginStep::SecondFactorNeeded(pending) => match factor {
-                Some(factor) => self.finish_with(&pending, factor),
-                None => Err(Error::Invalid(
-                    "this account has two-factor authentication: give a code from the authenticator or a backup code".into(),
-                )),
+        let account = self.login_account(name, password)?;
+        match self.check_login_password(&account, password)? {
+            FirstFactor::Done(success) => Ok(success),
+            // The password's reservation is kept for the code: one durable count per login,
+            // settled or failed by the code's own step (which re-checks the gate).
+            FirstFactor::SecondFactorNeeded(attempt) => match factor {
+                Some(factor) => self.accept_second_factor_with(&attempt, factor, Purpose::Login),
+                None => {
+                    self.release(&attempt)?;
+                    Err(Error::Invalid(
+                        "this account has two-factor authentication: give a code from the authenticator or a backup code".into(),
+                    ))
+                }
             },
         }
     }
@@ -713,26 +728,55 @@ impl Service {
     /// as a real account, with no hash spent. What remains: after 5 failures a real account answers
     /// "throttled" where an unknown name does not, the price of per-account throttling.
     pub fn start_login(&self, name: &str, password: &str) -> Result<LoginStep, Error> {
-        let Some(account) = self.store.load_account(name)? else {
-            // Reserved as a real account's attempt is, so a store that cannot count answers
-            // with the same error for a name that does not exist, before any hash is spent
-            // (a store must make this write for a missing account too; sled writes a probe).
-            self.store
-                .reserve_attempt(name, &self.config.throttle, self.now())?;
-            let _ = self.verify_password(password, DUMMY_PHC, &Binding::account(name));
-            return Err(Error::Rejected(Rejection {
-                reason: RejectReason::WrongNameOrPassword,
-                attempts_before_lock: None,
-                next_delay_secs: None,
-                now_locked: false,
-            }));
-        };
+        let account = self.login_account(name, password)?;
+        match self.check_login_password(&account, password)? {
+            FirstFactor::Done(success) => Ok(LoginStep::Done(success)),
+            FirstFactor::SecondFactorNeeded(attempt) => {
+                // The second factor may come much later, or never: nothing stays reserved.
+                self.release(&attempt)?;
+                Ok(LoginStep::SecondFactorNeeded(PendingLogin {
+                    account: name.to_string(),
+                    password_checked_at: self.now(),
+                }))
+            }
+        }
+    }
+
+    /// The account a login names. An unknown name is reserved as a real account's attempt is,
+    /// so a store that cannot count answers with the same error for a name that does not
+    /// exist, before any hash is spent (a store must make this write for a missing account
+    /// too; sled writes a probe); then it costs the dummy hash and gets the wrong-password
+    /// answer.
+    fn login_account(&self, name: &str, password: &str) -> Result<Account, Error> {
+        if let Some(account) = self.store.load_account(name)? {
+            return Ok(account);
+        }
+        self.store
+            .reserve_attempt(name, &self.config.throttle, self.now())?;
+        let _ = self.verify_password(password, DUMMY_PHC, &Binding::account(name));
+        Err(Error::Rejected(Rejection {
+            reason: RejectReason::WrongNameOrPassword,
+            attempts_before_lock: None,
+            next_delay_secs: None,
+            now_locked: false,
+        }))
+    }
+
+    /// Gate, reservation and the password of a login: a wrong one fails the attempt; a right
+    /// one logs in an account without a second factor, or hands the still reserved attempt to
+    /// the caller, which settles, fails or releases it.
+    fn check_login_password<'a>(
+        &self,
+        account: &'a Account,
+        password: &str,
+    ) -> Result<FirstFactor<'a>, Error> {
+        let name = account.name.as_str();
         let Some(phc) = account.password.as_deref() else {
             return Err(second_factor_only(name));
         };
-        self.pass_gate(&account)?;
-        let attempt = self.reserve(&account)?;
-        if !self.verify_password(password, phc, &Binding::account(&account.name)) {
+        self.pass_gate(account)?;
+        let attempt = self.reserve(account)?;
+        if !self.verify_password(password, phc, &Binding::account(name)) {
             return Err(self.fail(
                 &attempt,
                 RejectReason::WrongNameOrPassword,
@@ -742,11 +786,7 @@ impl Service {
             )?);
         }
         if account.totp.is_some() {
-            self.release(&attempt)?;
-            return Ok(LoginStep::SecondFactorNeeded(PendingLogin {
-                account: name.to_string(),
-                password_checked_at: self.now(),
-            }));
+            return Ok(FirstFactor::SecondFactorNeeded(attempt));
         }
         let audit = |outcome: &Settlement| match outcome {
             Settlement::Settled => vec![AuditKind::LoginSucceeded {
@@ -762,7 +802,7 @@ impl Service {
             Settlement::Locked => return Err(locked(name)),
             Settlement::NoAccount => return Err(Error::no_account(name)),
         }
-        Ok(LoginStep::Done(LoginSuccess {
+        Ok(FirstFactor::Done(LoginSuccess {
             method: LoginMethod::Password,
             remaining_codes: 0,
             total_codes: 0,
@@ -895,15 +935,34 @@ impl Service {
         purpose: Purpose,
     ) -> Result<LoginSuccess, Error> {
         let name = account.name.as_str();
-        let Some(active) = account.totp.as_ref() else {
+        if account.totp.is_none() {
             return Err(Error::Invalid(format!(
                 "'{name}' has no two-factor authentication"
             )));
-        };
+        }
         let attempt = self.reserve(account)?;
+        self.accept_second_factor_with(&attempt, factor, purpose)
+    }
+
+    /// Checks and consumes a second factor under an attempt already reserved (by this call's
+    /// caller or by the password before it); the consuming step settles it, a failure records
+    /// why.
+    fn accept_second_factor_with(
+        &self,
+        attempt: &Attempt<'_>,
+        factor: SecondFactor,
+        purpose: Purpose,
+    ) -> Result<LoginSuccess, Error> {
+        let Some(active) = attempt.account.totp.as_ref() else {
+            self.release(attempt)?;
+            return Err(Error::Invalid(format!(
+                "'{}' has no two-factor authentication",
+                attempt.account.name
+            )));
+        };
         match factor {
-            SecondFactor::Totp(code) => self.accept_totp(&attempt, active, &code, purpose),
-            SecondFactor::BackupCode(code) => self.accept_backup_code(&attempt, &code, purpose),
+            SecondFactor::Totp(code) => self.accept_totp(attempt, active, &code, purpose),
+            SecondFactor::BackupCode(code) => self.accept_backup_code(attempt, &code, purpose),
         }
     }
 

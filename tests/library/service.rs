@@ -1484,3 +1484,91 @@ fn codes_are_never_confirmed_until_their_holder_shows_it() {
             .codes_never_confirmed
     );
 }
+
+/// What one login left behind: store writes it made, the failure count after it, and the audit
+/// events it added.
+type LoginTrace = (u64, u32, Vec<AuditKind>);
+
+/// Wrong password, right password with a wrong code, both right (TOTP), both right (backup
+/// code), each by `login`, on a fresh service behind a [`FaultyStore`] that counts writes.
+fn login_traces(
+    seed: u64,
+    login: impl Fn(&Service, &str, &str) -> Result<sparekey::core::service::LoginSuccess, Error>,
+) -> Vec<LoginTrace> {
+    let (service, store, clock) = service_with_faulty_store(seed);
+    let (secret, codes) = enrolled(&service, &clock, "una");
+    let totp = code_for(&secret, clock.now_for_tests());
+    let kinds = |service: &Service| -> Vec<AuditKind> {
+        let events = service.audit_log(Some("una"), 1_000).unwrap();
+        events.into_iter().map(|e| e.kind).collect()
+    };
+    let cases: [(&str, &str, bool); 4] = [
+        ("not it at all", &totp, false),
+        (PASSWORD, "000000", false),
+        (PASSWORD, &totp, true),
+        (PASSWORD, &codes[0], true),
+    ];
+    let mut traces = Vec::new();
+    for (password, factor, ok) in cases {
+        let (writes, seen) = (store.writes(), kinds(&service).len());
+        assert_eq!(
+            login(&service, password, factor).is_ok(),
+            ok,
+            "{password} {factor}"
+        );
+        let failures = service.account_summary("una").unwrap().consecutive_failures;
+        let added = kinds(&service).split_off(seen);
+        traces.push((store.writes() - writes, failures, added));
+    }
+    traces
+}
+
+#[test]
+fn a_one_call_login_reserves_its_attempt_once_for_both_factors() {
+    let one_call = login_traces(41, |s, password, factor| {
+        s.login("una", password, Some(factor))
+    });
+    let two_step = login_traces(41, |s, password, factor| {
+        match s.start_login("una", password)? {
+            sparekey::core::service::LoginStep::SecondFactorNeeded(pending) => {
+                s.finish_login(&pending, factor)
+            }
+            done => panic!("una has a second factor: {done:?}"),
+        }
+    });
+    // Counts and events are today's (the two-step path's, unchanged): a wrong password counts
+    // one, a right password with a wrong code one more, a full login clears them.
+    let counts: Vec<u32> = one_call.iter().map(|t| t.1).collect();
+    assert_eq!(counts, [1, 2, 0, 0]);
+    for (i, (one, two)) in one_call.iter().zip(&two_step).enumerate() {
+        assert_eq!((one.1, &one.2), (two.1, &two.2), "case {i}");
+    }
+    assert!(matches!(
+        one_call[0].2[..],
+        [AuditKind::FailedAttempt { consecutive: 1, .. }]
+    ));
+    assert!(matches!(
+        one_call[1].2[..],
+        [AuditKind::FailedAttempt { consecutive: 2, .. }]
+    ));
+    assert_eq!(
+        one_call[2].2,
+        [AuditKind::LoginSucceeded {
+            method: LoginMethod::Totp
+        }]
+    );
+    assert!(matches!(
+        one_call[3].2[..],
+        [
+            AuditKind::BackupCodeUsed { remaining: 9, .. },
+            AuditKind::LoginSucceeded {
+                method: LoginMethod::BackupCode
+            }
+        ]
+    ));
+    // One call is one reservation and the write that fails or settles it; two steps add a
+    // release and a second reservation once the password is right.
+    let writes = |traces: &[LoginTrace]| traces.iter().map(|t| t.0).collect::<Vec<_>>();
+    assert_eq!(writes(&one_call), [2, 2, 2, 2]);
+    assert_eq!(writes(&two_step), [2, 4, 4, 4]);
+}
