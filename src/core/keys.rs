@@ -236,6 +236,38 @@ impl MacKey {
     pub fn verify(&self, kind: &str, subject: &str, body: &[u8], tag: &[u8]) -> bool {
         self.mac(kind, subject, body).verify_slice(tag).is_ok()
     }
+
+    /// A tag over a body fed in pieces, for a file written or read as a stream whose length is
+    /// not known up front. The kind and subject are length-prefixed as in [`MacKey::tag`]; the
+    /// body is not (its framing must delimit it), so a kind used here must never be used with
+    /// [`MacKey::tag`].
+    pub fn stream(&self, kind: &str, subject: &str) -> MacStream {
+        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(self.0.as_ref())
+            .expect("HMAC takes keys of any length");
+        for part in [kind.as_bytes(), subject.as_bytes()] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        MacStream(mac)
+    }
+}
+
+/// An HMAC-SHA256 computed incrementally (see [`MacKey::stream`]).
+pub struct MacStream(Hmac<Sha256>);
+
+impl MacStream {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> [u8; TAG_LEN] {
+        self.0.finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is the tag of everything fed (constant time).
+    pub fn verify(self, tag: &[u8]) -> bool {
+        self.0.verify_slice(tag).is_ok()
+    }
 }
 
 /// What a store needs of the master key: the fingerprint it is bound to and the key that
@@ -335,6 +367,29 @@ mod tests {
         assert_ne!(a.hash_secret().as_ref(), b.hash_secret().as_ref());
         assert_ne!(a.hash_secret().as_ref(), a.as_bytes());
         assert_eq!(format!("{a:?}"), "MasterKey(..)");
+    }
+
+    #[test]
+    fn a_streamed_tag_depends_on_the_bytes_not_on_how_they_were_fed() {
+        let key = MasterKey::generate(&mut SeededEntropy::new(5));
+        let mac = key.backup_key();
+        let fed = |pieces: &[&[u8]], kind: &str| {
+            let mut stream = mac.stream(kind, "");
+            for piece in pieces {
+                stream.update(piece);
+            }
+            stream.finish()
+        };
+        let whole = fed(&[b"header frame end"], "file");
+        assert_eq!(fed(&[b"head", b"er fr", b"", b"ame end"], "file"), whole);
+        assert_ne!(fed(&[b"header frame enD"], "file"), whole);
+        assert_ne!(fed(&[b"header frame end"], "other"), whole);
+        let mut stream = mac.stream("file", "");
+        stream.update(b"header frame end");
+        assert!(stream.verify(&whole));
+        let mut stream = mac.stream("file", "");
+        stream.update(b"header frame");
+        assert!(!stream.verify(&whole), "a truncated stream");
     }
 
     #[test]
