@@ -173,6 +173,21 @@ pub struct StoreImage {
     pub audit: Vec<AuditEvent>,
 }
 
+/// One piece of a store's export, handed over as it is read (see [`Store::export_to`]): the
+/// header first, then every account in name order, then every audit event oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageItem<'a> {
+    Header {
+        key_fingerprint: Option<&'a str>,
+        operator_password: Option<&'a str>,
+    },
+    Account(&'a Account),
+    Audit(&'a AuditEvent),
+}
+
+/// What receives an export, item by item; an error stops the export with that error.
+pub type ImageSink<'a> = &'a mut dyn FnMut(ImageItem<'_>) -> Result<(), StoreError>;
+
 /// Builds, from a change's outcome, the audit events that record it. The store calls it only
 /// when the change was made, and writes the events (stamped with the change's time and
 /// account) in the same atomic step: an accepted code never lacks its event, and no event
@@ -375,9 +390,36 @@ pub trait Store: Send + Sync {
         audit: AuditFor<'_, ()>,
     ) -> Result<(), StoreError>;
 
-    /// A copy of everything, consistent as long as the caller is the store's only writer
-    /// (the process holds the store's lock, and each face runs its effects one at a time).
-    fn export_image(&self) -> Result<StoreImage, StoreError>;
+    /// Hands everything to `sink` as it is read, in [`ImageItem`]'s order, never holding the
+    /// whole store in memory; every record is checked as it is read. Consistent as long as the
+    /// caller is the store's only writer (the process holds the store's lock, and each face
+    /// runs its effects one at a time), or, on a shared database, one snapshot.
+    fn export_to(&self, sink: ImageSink<'_>) -> Result<(), StoreError>;
+
+    /// [`Store::export_to`] collected into one value, for stores small enough to hold.
+    fn export_image(&self) -> Result<StoreImage, StoreError> {
+        let mut image = StoreImage {
+            key_fingerprint: None,
+            operator_password: None,
+            accounts: Vec::new(),
+            audit: Vec::new(),
+        };
+        self.export_to(&mut |item| {
+            match item {
+                ImageItem::Header {
+                    key_fingerprint,
+                    operator_password,
+                } => {
+                    image.key_fingerprint = key_fingerprint.map(str::to_owned);
+                    image.operator_password = operator_password.map(str::to_owned);
+                }
+                ImageItem::Account(account) => image.accounts.push(account.clone()),
+                ImageItem::Audit(event) => image.audit.push(event.clone()),
+            }
+            Ok(())
+        })?;
+        Ok(image)
+    }
     /// Loads an image into this store, which must be empty; durable on return.
     fn import_image(&self, image: &StoreImage) -> Result<(), StoreError>;
 

@@ -12,8 +12,8 @@ use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
 use crate::core::keys::StoreKey;
 use crate::core::store::{
-    Activation, AuditFor, CodeConsumption, CodesConfirmation, KeyBinding, Reservation, SettleCheck,
-    Settlement, StepConsumption, Store, StoreError, StoreImage,
+    Activation, AuditFor, CodeConsumption, CodesConfirmation, ImageSink, KeyBinding, Reservation,
+    SettleCheck, Settlement, StepConsumption, Store, StoreError, StoreImage,
 };
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 
@@ -284,8 +284,8 @@ impl<S: Store> Store for FaultyStore<S> {
         self.write()?;
         self.inner.clear_operator_failures(at, audit)
     }
-    fn export_image(&self) -> Result<StoreImage, StoreError> {
-        self.inner.export_image()
+    fn export_to(&self, sink: ImageSink<'_>) -> Result<(), StoreError> {
+        self.inner.export_to(sink)
     }
     fn import_image(&self, image: &StoreImage) -> Result<(), StoreError> {
         self.write()?;

@@ -12,8 +12,8 @@ use crate::core::audit::{AuditEvent, AuditKind};
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
 use crate::core::store::{
-    Activation, AuditFor, CodeConsumption, CodesConfirmation, KeyBinding, Reservation, SettleCheck,
-    Settlement, StepConsumption, Store, StoreError, StoreImage,
+    Activation, AuditFor, CodeConsumption, CodesConfirmation, ImageItem, ImageSink, KeyBinding,
+    Reservation, SettleCheck, Settlement, StepConsumption, Store, StoreError, StoreImage,
 };
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::store::mutation::{self, Applied, RefusalNote};
@@ -493,14 +493,19 @@ impl Store for VolatileStore {
         })
     }
 
-    fn export_image(&self) -> Result<StoreImage, StoreError> {
+    fn export_to(&self, sink: ImageSink<'_>) -> Result<(), StoreError> {
         self.with(|inner| {
-            Ok(StoreImage {
-                key_fingerprint: inner.key.clone(),
-                operator_password: inner.operator.clone(),
-                accounts: inner.accounts.values().cloned().collect(),
-                audit: inner.audit.clone(),
-            })
+            sink(ImageItem::Header {
+                key_fingerprint: inner.key.as_deref(),
+                operator_password: inner.operator.as_deref(),
+            })?;
+            for account in inner.accounts.values() {
+                sink(ImageItem::Account(account))?;
+            }
+            for event in &inner.audit {
+                sink(ImageItem::Audit(event))?;
+            }
+            Ok(())
         })
     }
 

@@ -31,8 +31,8 @@ use crate::core::code_set::CodeSet;
 use crate::core::keys::{MacKey, StoreKey};
 use crate::core::kiosk::OPERATOR_AUDIT_NAME;
 use crate::core::store::{
-    Activation, AuditFor, CodeConsumption, CodesConfirmation, KeyBinding, Reservation, SettleCheck,
-    Settlement, StepConsumption, Store, StoreError, StoreImage,
+    Activation, AuditFor, CodeConsumption, CodesConfirmation, ImageItem, ImageSink, KeyBinding,
+    Reservation, SettleCheck, Settlement, StepConsumption, Store, StoreError, StoreImage,
 };
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::store::location::{PostgresTarget, TlsPolicy};
@@ -1201,35 +1201,43 @@ impl Store for PostgresStore {
         })
     }
 
-    fn export_image(&self) -> Result<StoreImage, StoreError> {
+    fn export_to(&self, sink: ImageSink<'_>) -> Result<(), StoreError> {
         let key = self.mac()?;
+        let mut started = false;
         // One snapshot for everything, whatever other hosts change meanwhile; no statement
         // limit, since a large store takes longer than a login.
         self.transact(IsolationLevel::RepeatableRead, true, |tx| {
+            // The sink has seen the first try's items: a second one would hand them over
+            // twice. (A read-only snapshot has no serialization failures to retry anyway.)
+            if std::mem::replace(&mut started, true) {
+                return Err(StoreError::Unavailable(format!(
+                    "the export from {} was interrupted after it had begun; run it again",
+                    self.target.display
+                ))
+                .into());
+            }
             tx.batch_execute("SET LOCAL statement_timeout = 0")?;
-            let accounts = tx
-                .query(
-                    "SELECT name, record FROM sparekey_accounts ORDER BY name",
-                    &[],
-                )?
-                .iter()
-                .map(|row| Ok(records::decode_account(key, row.get(0), row.get(1))?))
-                .collect::<Step<Vec<Account>>>()?;
-            let audit = tx
-                .query("SELECT event FROM sparekey_audit ORDER BY id", &[])?
-                .iter()
-                .map(|row| Ok(decode(row.get(0), "an audit event")?))
-                .collect::<Step<Vec<AuditEvent>>>()?;
             let operator_password = match meta(tx, META_OPERATOR)? {
                 Some(bytes) => records::decode_operator_password(key, &bytes)?,
                 None => return Err(missing_operator_record().into()),
             };
-            Ok(StoreImage {
-                key_fingerprint: meta_text(tx, META_KEY)?,
-                operator_password,
-                accounts,
-                audit,
-            })
+            sink(ImageItem::Header {
+                key_fingerprint: meta_text(tx, META_KEY)?.as_deref(),
+                operator_password: operator_password.as_deref(),
+            })?;
+            for_each_row(
+                tx,
+                "SELECT name, record FROM sparekey_accounts ORDER BY name",
+                &mut |row| {
+                    let account = records::decode_account(key, row.get(0), row.get(1))?;
+                    sink(ImageItem::Account(&account))
+                },
+            )?;
+            for_each_row(
+                tx,
+                "SELECT event FROM sparekey_audit ORDER BY id",
+                &mut |row| sink(ImageItem::Audit(&decode(row.get(0), "an audit event")?)),
+            )
         })
     }
 
@@ -1268,6 +1276,28 @@ impl Store for PostgresStore {
             events.reverse();
             Ok(events)
         })
+    }
+}
+
+/// Rows an export fetches at a time: its memory is one batch, whatever the store's size.
+pub const EXPORT_BATCH: i32 = 256;
+
+/// Runs `query` through a portal and hands its rows to `each` [`EXPORT_BATCH`] at a time, so
+/// a row is handed over before the ones after it are fetched.
+fn for_each_row(
+    tx: &mut Transaction<'_>,
+    query: &str,
+    each: &mut dyn FnMut(&postgres::Row) -> Result<(), StoreError>,
+) -> Step<()> {
+    let portal = tx.bind(query, &[])?;
+    loop {
+        let rows = tx.query_portal(&portal, EXPORT_BATCH)?;
+        for row in &rows {
+            each(row)?;
+        }
+        if rows.len() < EXPORT_BATCH as usize {
+            return Ok(());
+        }
     }
 }
 

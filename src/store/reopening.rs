@@ -23,8 +23,8 @@ use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
 use crate::core::keys::StoreKey;
 use crate::core::store::{
-    Activation, AuditFor, CodeConsumption, CodesConfirmation, KeyBinding, Reservation, SettleCheck,
-    Settlement, StepConsumption, Store, StoreError, StoreImage,
+    Activation, AuditFor, CodeConsumption, CodesConfirmation, ImageSink, KeyBinding, Reservation,
+    SettleCheck, Settlement, StepConsumption, Store, StoreError, StoreImage,
 };
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::store::sled_store::SledStore;
@@ -442,9 +442,9 @@ impl Store for ReopeningStore {
         self.with(|s| s.clear_operator_failures(at, audit))
     }
 
-    fn export_image(&self) -> Result<StoreImage, StoreError> {
+    fn export_to(&self, sink: ImageSink<'_>) -> Result<(), StoreError> {
         // One open store for the whole copy: no other process writes while it runs.
-        self.with(|s| s.export_image())
+        self.with(|s| s.export_to(sink))
     }
 
     fn import_image(&self, image: &StoreImage) -> Result<(), StoreError> {

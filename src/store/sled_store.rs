@@ -35,8 +35,8 @@ use crate::core::code_set::CodeSet;
 use crate::core::keys::{MacKey, StoreKey};
 use crate::core::kiosk::OPERATOR_AUDIT_NAME;
 use crate::core::store::{
-    Activation, AuditFor, CodeConsumption, CodesConfirmation, KeyBinding, Reservation, SettleCheck,
-    Settlement, StepConsumption, Store, StoreError, StoreImage,
+    Activation, AuditFor, CodeConsumption, CodesConfirmation, ImageItem, ImageSink, KeyBinding,
+    Reservation, SettleCheck, Settlement, StepConsumption, Store, StoreError, StoreImage,
 };
 use crate::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use crate::store::lock::{self, StoreLock};
@@ -598,17 +598,6 @@ impl SledStore {
             }
         }
         Ok(None)
-    }
-
-    /// Every record, each checked, in name order.
-    fn all_accounts(&self) -> Result<Vec<Account>, StoreError> {
-        self.record_tree()
-            .iter()
-            .map(|entry| {
-                let (name, bytes) = entry.map_err(io)?;
-                self.read_record(&String::from_utf8_lossy(&name), &bytes)
-            })
-            .collect()
     }
 
     /// Migrates a schema-1 store to schema 2 with `key`: every record is tagged into the new
@@ -1342,27 +1331,26 @@ impl Store for SledStore {
         })
     }
 
-    fn export_image(&self) -> Result<StoreImage, StoreError> {
-        let meta = |key: &[u8]| -> Result<Option<String>, StoreError> {
-            Ok(self
-                .db
-                .get(key)
-                .map_err(io)?
-                .map(|v| String::from_utf8_lossy(&v).into_owned()))
-        };
-        let accounts = self.all_accounts()?;
-        let audit = self
-            .audit
-            .iter()
-            .values()
-            .map(|v| decode(&v.map_err(io)?, "an audit event"))
-            .collect::<Result<Vec<AuditEvent>, _>>()?;
-        Ok(StoreImage {
-            key_fingerprint: meta(META_KEY)?,
-            operator_password: self.operator_password()?,
-            accounts,
-            audit,
-        })
+    fn export_to(&self, sink: ImageSink<'_>) -> Result<(), StoreError> {
+        let fingerprint = self.key_fingerprint()?;
+        let operator = self.operator_password()?;
+        sink(ImageItem::Header {
+            key_fingerprint: fingerprint.as_deref(),
+            operator_password: operator.as_deref(),
+        })?;
+        for entry in self.record_tree().iter() {
+            let (name, bytes) = entry.map_err(io)?;
+            sink(ImageItem::Account(
+                &self.read_record(&String::from_utf8_lossy(&name), &bytes)?,
+            ))?;
+        }
+        for value in self.audit.iter().values() {
+            sink(ImageItem::Audit(&decode(
+                &value.map_err(io)?,
+                "an audit event",
+            )?))?;
+        }
+        Ok(())
     }
 
     fn import_image(&self, image: &StoreImage) -> Result<(), StoreError> {

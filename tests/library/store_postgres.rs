@@ -768,3 +768,211 @@ fn retention_drops_noise_before_any_security_event() {
     store.prune_audit(4).unwrap();
     assert_eq!(times(&store), [7, 8, 9, 30]);
 }
+
+/// `count` accounts named `user00000`, `user00001`, … (so name order is number order), copies
+/// of one real record, and one event per account, loaded into the PostgreSQL store at
+/// `schema` (COPY, no hashing) with `key` bound.
+fn many_accounts(
+    schema: &crate::store_contract::PgSchema,
+    key: &sparekey::core::keys::MasterKey,
+    count: usize,
+) -> (PostgresStore, sparekey::core::store::StoreImage) {
+    let memory = sparekey::store::memory::MemoryStore::new();
+    let service = Service::new(
+        Box::new(memory.clone()),
+        Arc::new(ManualClock::new(T0)),
+        Box::new(SeededEntropy::new(31)),
+        sparekey::core::keys::MasterKey::from_bytes([0x42; 32]),
+        test_config(),
+    )
+    .unwrap();
+    service.create_account("template", PASSWORD).unwrap();
+    let template = memory.load_account("template").unwrap().unwrap();
+    let mut image = sparekey::core::store::StoreImage {
+        key_fingerprint: Some(key.fingerprint()),
+        operator_password: None,
+        accounts: Vec::new(),
+        audit: Vec::new(),
+    };
+    for i in 0..count {
+        let mut account = template.clone();
+        account.name = format!("user{i:05}");
+        image.audit.push(sparekey::core::audit::AuditEvent {
+            at: T0 + i as i64,
+            account: account.name.clone(),
+            kind: AuditKind::AccountCreated,
+        });
+        image.accounts.push(account);
+    }
+    let store = PostgresStore::open(&schema.target, true).unwrap();
+    store.bind_key(&key.store_key()).unwrap();
+    store.import_image(&image).unwrap();
+    (store, image)
+}
+
+#[test]
+fn the_postgres_export_hands_over_each_record_as_it_reads_it() {
+    use sparekey::core::store::ImageItem;
+    use sparekey::store::postgres::EXPORT_BATCH;
+    let Some(schema) = pg_schema() else { return };
+    let key = sparekey::core::keys::MasterKey::from_bytes([0x42; 32]);
+    let batch = EXPORT_BATCH as usize;
+    let (store, image) = many_accounts(&schema, &key, 2 * batch + 7);
+    // More accounts than one batch: all of them, in name order, then every event in order.
+    let (mut names, mut events, mut headers) = (Vec::new(), Vec::new(), 0);
+    store
+        .export_to(&mut |item| {
+            match item {
+                ImageItem::Header { .. } => headers += 1,
+                ImageItem::Account(a) => names.push(a.name.clone()),
+                ImageItem::Audit(e) => events.push(e.clone()),
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(headers, 1);
+    let expected: Vec<String> = image.accounts.iter().map(|a| a.name.clone()).collect();
+    assert_eq!(names.len(), expected.len());
+    assert_eq!(names, expected);
+    assert_eq!(events, image.audit);
+
+    // A sink that refuses its first account stops the export with its own error.
+    let mut seen = 0;
+    let stop = StoreError::Conflict("the sink is full".into());
+    let err = store
+        .export_to(&mut |item| match item {
+            ImageItem::Account(_) => {
+                seen += 1;
+                Err(stop.clone())
+            }
+            _ => Ok(()),
+        })
+        .unwrap_err();
+    assert_eq!((err, seen), (stop, 1));
+
+    // The session cut while the sink holds the first account: the rest of the first batch was
+    // fetched with it, nothing after it (an export that fetched every row first would go on
+    // handing them over).
+    let mut admin_client = admin(&schema);
+    let mut seen = 0;
+    let err = store
+        .export_to(&mut |item| {
+            if let ImageItem::Account(_) = item {
+                seen += 1;
+                if seen == 1 {
+                    let cut: i64 = admin_client
+                        .query_one(
+                            "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity \
+                             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                            &[&schema.schema],
+                        )
+                        .unwrap()
+                        .get(0);
+                    assert_eq!(cut, 1, "the exporting session");
+                }
+            }
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unavailable(m) if m.contains("lost the connection")),
+        "{err}"
+    );
+    assert_eq!(seen, batch, "accounts handed over after the cut");
+
+    // A record altered below sparekey in the second batch: the sink has had every account
+    // before it (so none was held back until the rest was read), then the export stops there.
+    let damaged = format!("user{:05}", batch + 3);
+    admin(&schema)
+        .execute(
+            "UPDATE sparekey_accounts SET record = set_byte(record, 3, get_byte(record, 3) # 1) \
+             WHERE name = $1",
+            &[&damaged],
+        )
+        .unwrap();
+    let mut seen = Vec::new();
+    let err = store
+        .export_to(&mut |item| {
+            if let ImageItem::Account(a) = item {
+                seen.push(a.name.clone());
+            }
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Damaged(m) if m.contains(&damaged)),
+        "{err}"
+    );
+    assert_eq!(seen, expected[..batch + 3]);
+
+    // A backup that stops so leaves no file behind, and no temporary one.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stopped.backup");
+    let err = sparekey::app::backup(&store, &key, &file).unwrap_err();
+    assert!(err.to_string().contains(&damaged), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// Every account, code state, meta value and event of a store.
+fn image_of(store: &dyn Store) -> sparekey::core::store::StoreImage {
+    store.export_image().unwrap()
+}
+
+#[test]
+fn a_backup_moves_every_record_from_sled_to_postgres_and_back() {
+    let Some(schema) = pg_schema() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    let sled_paths =
+        sparekey::app::Paths::resolve(Some(dir.path().join("data")), Some(key_file.clone()))
+            .unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    {
+        let service = open_disk(&sled_paths, &clock, 41).unwrap();
+        let (_, codes) = enrolled(&service, &clock, "ada");
+        service.login("ada", PASSWORD, Some(&codes[3])).unwrap();
+        clock.advance(5);
+        assert!(service.login("ada", PASSWORD, Some("000000")).is_err());
+        let (_, codes) = enrolled(&service, &clock, "bert");
+        service.login("bert", PASSWORD, Some(&codes[0])).unwrap();
+        service.create_account("cleo", PASSWORD).unwrap();
+        service
+            .set_operator_password("a long operator passphrase, 7341")
+            .unwrap();
+    }
+    let sled_image = image_of(&open_store_keyed(&sled_paths.store, &key_file).unwrap());
+    assert!(sled_image.operator_password.is_some());
+    let to_pg = dir.path().join("sled.backup");
+    let summary = sparekey::app::backup_store(&sled_paths, &to_pg).unwrap();
+    assert_eq!(
+        (summary.accounts, summary.audit_events),
+        (3, sled_image.audit.len())
+    );
+
+    // Into PostgreSQL: everything, then the restore's own event.
+    let pg_paths = sled_paths
+        .clone()
+        .with_location(StoreLocation::Postgres(Box::new(schema.target.clone())));
+    sparekey::app::restore(&pg_paths, &to_pg, T0 + 500).unwrap();
+    let pg_image = image_of(&keyed(&schema, &key_file));
+    let restored = |image: &sparekey::core::store::StoreImage| {
+        let mut image = image.clone();
+        image.audit.push(sparekey::core::audit::AuditEvent {
+            at: T0 + 500,
+            account: sparekey::app::backup_file::RESTORE_AUDIT_NAME.into(),
+            kind: AuditKind::StoreRestored { accounts: 3 },
+        });
+        image
+    };
+    assert_eq!(pg_image, restored(&sled_image));
+
+    // And back, from PostgreSQL into a new sled store with the same key file.
+    let to_sled = dir.path().join("pg.backup");
+    sparekey::app::backup_store(&pg_paths, &to_sled).unwrap();
+    let back_paths =
+        sparekey::app::Paths::resolve(Some(dir.path().join("data2")), Some(key_file.clone()))
+            .unwrap();
+    sparekey::app::restore(&back_paths, &to_sled, T0 + 500).unwrap();
+    let back = image_of(&open_store_keyed(&back_paths.store, &key_file).unwrap());
+    assert_eq!(back, restored(&pg_image));
+}
