@@ -1,39 +1,60 @@
-//! Backups: the backup file's format (magic, the store's records, an HMAC-SHA256 tag under the
-//! backup key derived from the master key), writing one from a store and restoring one into the
-//! data dir. Owns that format, the checks a restored record must pass, and the atomic swap of
-//! the live store for the restored one (see [`crate::store::swap`]). Must never delete a store,
-//! overwrite a file, restore a backup whose tag does not verify with the key file in use (there
+//! Backups: the backup file's format, writing one from a store as the store hands over its
+//! records, and restoring one into the data dir. Format 3 (written): the magic, then frames
+//! (a kind byte, a big-endian u32 length, the payload): one header (the key fingerprint and the
+//! operator password), one frame per account in its frozen schema-2 form (see [`records`]), one
+//! per audit event, one end frame with the counts; then an HMAC-SHA256 tag under the backup key
+//! derived from the master key, computed incrementally over every byte before it. Format 2 (one
+//! serialized body and its tag) is still read; format 1 (an unkeyed checksum) is refused.
+//! Owns those formats, the checks a restored record must pass, and the atomic swap of the live
+//! store for the restored one (see [`crate::store::swap`]). Must never delete a store,
+//! overwrite a file, hold a store in memory to back it up, allocate more for a frame than
+//! [`MAX_FRAME`], restore a backup whose tag does not verify with the key file in use (there
 //! is no override), or leave the data dir without a whole store.
 
 use std::fs;
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::LOCK_WAIT;
 use super::key_file::read_key;
-use super::new_file::write_new_file;
+use super::new_file::write_new_file_with;
 use super::paths::{Paths, create_private_dir};
 use crate::core::account::{Account, check_record, folded_name, printable};
 use crate::core::audit::{AuditEvent, AuditKind};
 use crate::core::clock::UnixTime;
 use crate::core::error::Error;
-use crate::core::keys::{MacKey, MasterKey, TAG_LEN};
-use crate::core::store::{KeyBinding, Store, StoreError, StoreImage};
+use crate::core::keys::{MacKey, MacStream, MasterKey, TAG_LEN};
+use crate::core::store::{ImageItem, KeyBinding, Store, StoreError, StoreImage};
 use crate::store::postgres::PostgresStore;
 use crate::store::records;
 use crate::store::sled_store::SledStore;
 use crate::store::swap;
 
-/// Version 2: authenticated. Version 1 (an unkeyed SHA-256) cannot be told from a forgery.
-const BACKUP_MAGIC: &[u8] = b"SPAREKEY-BACKUP\x00\x02";
+/// Version 3: framed, written and read as a stream. Version 2: one body, read only. Version 1
+/// (an unkeyed SHA-256) cannot be told from a forgery.
+const BACKUP_MAGIC: &[u8] = b"SPAREKEY-BACKUP\x00\x03";
+const BACKUP_MAGIC_V2: &[u8] = b"SPAREKEY-BACKUP\x00\x02";
 const BACKUP_MAGIC_V1: &[u8] = b"SPAREKEY-BACKUP\x00\x01";
-/// What the tag is computed for.
-const BACKUP_KIND: &str = "sparekey backup file v2";
+/// What each version's tag is computed for (never the same kind for two ways of tagging).
+const BACKUP_KIND: &str = "sparekey backup file v3";
+const BACKUP_KIND_V2: &str = "sparekey backup file v2";
 /// The audit name under which a restore records itself.
 pub const RESTORE_AUDIT_NAME: &str = "store:restore";
 
-/// A backup's content: the records in their schema-2 form (frozen, see [`records`]), so a
+/// The longest frame payload: far above any record creation accepts (an account with a full
+/// code set is under 2 KiB), so a hostile length can cost at most this much memory.
+pub const MAX_FRAME: usize = 1 << 20;
+/// The frame kinds of format 3, in the order a file holds them.
+pub const FRAME_HEADER: u8 = 1;
+pub const FRAME_ACCOUNT: u8 = 2;
+pub const FRAME_AUDIT: u8 = 3;
+pub const FRAME_END: u8 = 4;
+/// Bytes before a frame's payload: its kind and its length.
+pub const FRAME_PREFIX: usize = 5;
+
+/// Format 2's content: the records in their schema-2 form (frozen, see [`records`]), so a
 /// change of the domain types never changes what a backup means.
 #[derive(Serialize, Deserialize)]
 struct BackupBody {
@@ -63,51 +84,294 @@ fn summary(image: &StoreImage, previous_store: Option<PathBuf>) -> BackupSummary
     }
 }
 
-/// The bytes of a backup file holding `image`, tagged with `key`.
-fn encode(image: &StoreImage, key: &MacKey) -> Vec<u8> {
+/// Format 3's header and end frames (postcard; the header as a pair of optional strings).
+type Header = (Option<String>, Option<String>);
+type Counts = (u64, u64);
+
+/// Writes format 3 to `out` item by item, tagging every byte as it goes.
+struct BackupWriter<W: Write> {
+    out: W,
+    mac: MacStream,
+    accounts: u64,
+    audit: u64,
+    /// Whether the header was written: it comes first, exactly once.
+    started: bool,
+}
+
+impl<W: Write> BackupWriter<W> {
+    fn new(out: W, key: &MacKey) -> io::Result<Self> {
+        let mut writer = Self {
+            out,
+            mac: key.stream(BACKUP_KIND, ""),
+            accounts: 0,
+            audit: 0,
+            started: false,
+        };
+        writer.put(BACKUP_MAGIC)?;
+        Ok(writer)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.mac.update(bytes);
+        self.out.write_all(bytes)
+    }
+
+    fn frame(&mut self, kind: u8, payload: &[u8]) -> io::Result<()> {
+        // Refused here, or the restore would refuse the file this writes.
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|_| payload.len() <= MAX_FRAME)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "a record of {} bytes is longer than a backup frame may be ({MAX_FRAME})",
+                        payload.len()
+                    ),
+                )
+            })?;
+        self.put(&[kind])?;
+        self.put(&len.to_be_bytes())?;
+        self.put(payload)
+    }
+
+    fn item(&mut self, item: ImageItem<'_>) -> io::Result<()> {
+        let in_order = match item {
+            ImageItem::Header { .. } => !self.started,
+            ImageItem::Account(_) => self.started && self.audit == 0,
+            ImageItem::Audit(_) => self.started,
+        };
+        if !in_order {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the store handed over its records out of order",
+            ));
+        }
+        match item {
+            ImageItem::Header {
+                key_fingerprint,
+                operator_password,
+            } => {
+                self.started = true;
+                let header = crate::store::encode(&(key_fingerprint, operator_password));
+                self.frame(FRAME_HEADER, &header)
+            }
+            ImageItem::Account(account) => {
+                self.accounts += 1;
+                self.frame(FRAME_ACCOUNT, &records::encode_account_body(account))
+            }
+            ImageItem::Audit(event) => {
+                self.audit += 1;
+                self.frame(FRAME_AUDIT, &crate::store::encode(event))
+            }
+        }
+    }
+
+    /// The end frame and the tag; returns the output (flushed) and the counts.
+    fn finish(mut self) -> io::Result<(W, Counts)> {
+        if !self.started {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the store handed over no header",
+            ));
+        }
+        let counts = (self.accounts, self.audit);
+        self.frame(FRAME_END, &crate::store::encode(&counts))?;
+        let tag = self.mac.finish();
+        self.out.write_all(&tag)?;
+        self.out.flush()?;
+        Ok((self.out, counts))
+    }
+}
+
+/// The bytes of a format-3 backup of `image` tagged with `key`'s backup key, written by
+/// nothing else: for tests that forge backups (with a made-up key, or with bad records under
+/// the right one).
+#[cfg(any(test, feature = "test-support"))]
+pub fn encode_for_tests(image: &StoreImage, key: &MasterKey) -> Vec<u8> {
+    let write = || -> io::Result<Vec<u8>> {
+        let mut writer = BackupWriter::new(Vec::new(), key.backup_key())?;
+        writer.item(ImageItem::Header {
+            key_fingerprint: image.key_fingerprint.as_deref(),
+            operator_password: image.operator_password.as_deref(),
+        })?;
+        for account in &image.accounts {
+            writer.item(ImageItem::Account(account))?;
+        }
+        for event in &image.audit {
+            writer.item(ImageItem::Audit(event))?;
+        }
+        Ok(writer.finish()?.0)
+    };
+    write().expect("writing to memory does not fail")
+}
+
+/// The bytes of a format-2 backup of `image`, as sparekey wrote them before format 3: for
+/// tests that check such backups still restore.
+#[cfg(any(test, feature = "test-support"))]
+pub fn encode_v2_for_tests(image: &StoreImage, key: &MasterKey) -> Vec<u8> {
     let body = BackupBody {
         key_fingerprint: image.key_fingerprint.clone(),
         operator_password: image.operator_password.clone(),
-        accounts: image
-            .accounts
-            .iter()
+        accounts: (image.accounts.iter())
             .map(records::encode_account_body)
             .collect(),
         audit: image.audit.clone(),
     };
-    let mut bytes = BACKUP_MAGIC.to_vec();
+    let mut bytes = BACKUP_MAGIC_V2.to_vec();
     bytes.extend(crate::store::encode(&body));
-    let tag = key.tag(BACKUP_KIND, "", &bytes);
+    let tag = key.backup_key().tag(BACKUP_KIND_V2, "", &bytes);
     bytes.extend(tag);
     bytes
 }
 
-/// The bytes of a backup of `image` tagged with `key`'s backup key, written by nothing else:
-/// for tests that forge backups (with a made-up key, or with bad records under the right one).
-#[cfg(any(test, feature = "test-support"))]
-pub fn encode_for_tests(image: &StoreImage, key: &MasterKey) -> Vec<u8> {
-    encode(image, key.backup_key())
+/// Why a backup made with another key is refused: the fingerprint it names (unauthenticated,
+/// so only ever used to say which fix applies, and shown escaped).
+fn another_key(fingerprint: &str) -> String {
+    format!(
+        "it was made with another key (fingerprint {}): point --key-file at that key",
+        printable(fingerprint)
+    )
 }
 
-/// The image in a backup file's bytes, if they are a whole backup whose tag verifies with
-/// `key` (made with this key, and not altered since).
-fn decode(bytes: &[u8], key: &MasterKey) -> Result<StoreImage, String> {
-    if bytes.starts_with(BACKUP_MAGIC_V1) {
-        return Err("it was made by an older sparekey with an unauthenticated checksum, so it cannot be told from a forgery: make a new backup".into());
+const TAG_MISMATCH: &str = "its authentication tag does not match (truncated or altered)";
+
+/// Postcard bytes that are one whole value, nothing after it.
+fn whole<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Some(value),
+        _ => None,
     }
-    if bytes.len() < BACKUP_MAGIC.len() + TAG_LEN || !bytes.starts_with(BACKUP_MAGIC) {
+}
+
+/// Reads format 3 after its magic, tagging every byte as it is read.
+struct BackupReader<R: Read> {
+    input: R,
+    mac: MacStream,
+}
+
+impl<R: Read> BackupReader<R> {
+    fn take(&mut self, buf: &mut [u8]) -> Result<(), String> {
+        self.input.read_exact(buf).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => {
+                "it is truncated or altered (it ends before its end frame and tag)".to_string()
+            }
+            _ => format!("it cannot be read: {e}"),
+        })?;
+        self.mac.update(buf);
+        Ok(())
+    }
+
+    /// The next frame's kind and payload, its length checked before anything is allocated.
+    fn frame(&mut self) -> Result<(u8, Vec<u8>), String> {
+        let mut prefix = [0u8; FRAME_PREFIX];
+        self.take(&mut prefix)?;
+        let [kind, len @ ..] = prefix;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_FRAME {
+            return Err(format!(
+                "it is truncated or altered (a frame claims {len} bytes, more than the {MAX_FRAME} a frame may hold)"
+            ));
+        }
+        let mut payload = vec![0u8; len];
+        self.take(&mut payload)?;
+        Ok((kind, payload))
+    }
+}
+
+/// The image in a format-3 backup read from `input` (just after the magic), if it is whole,
+/// in order and its tag verifies with `key`. What is wrong inside a frame is only reported
+/// once the tag verified: before that, the tag's verdict is the one that counts.
+fn decode_v3(input: impl Read, key: &MasterKey) -> Result<StoreImage, String> {
+    let mut mac = key.backup_key().stream(BACKUP_KIND, "");
+    mac.update(BACKUP_MAGIC);
+    let mut reader = BackupReader { input, mac };
+    // The first thing wrong with the content, reported only if the tag verifies.
+    let mut wrong: Option<String> = None;
+    let mut note = |why: &str| {
+        wrong.get_or_insert_with(|| why.to_string());
+    };
+    let (kind, payload) = reader.frame()?;
+    let header = match kind {
+        FRAME_HEADER => whole::<Header>(&payload),
+        _ => None,
+    };
+    let Some((key_fingerprint, operator_password)) = header else {
+        return Err("it is truncated or altered (it does not start with its header)".into());
+    };
+    // Refused before reading on: a backup of another key never verifies.
+    if let Some(fp) = key_fingerprint
+        .as_deref()
+        .filter(|fp| *fp != key.fingerprint())
+    {
+        return Err(another_key(fp));
+    }
+    let mut image = StoreImage {
+        key_fingerprint,
+        operator_password,
+        accounts: Vec::new(),
+        audit: Vec::new(),
+    };
+    let counts = loop {
+        let (kind, payload) = reader.frame()?;
+        match kind {
+            FRAME_ACCOUNT if image.audit.is_empty() => match records::decode_account_body(&payload)
+            {
+                Some(account) => image.accounts.push(account),
+                None => note("an account record in it cannot be decoded"),
+            },
+            FRAME_AUDIT => match whole::<AuditEvent>(&payload) {
+                Some(event) => image.audit.push(event),
+                None => note("an audit event in it cannot be decoded"),
+            },
+            FRAME_END => break whole::<Counts>(&payload),
+            _ => note("its frames are out of order"),
+        }
+    };
+    let mut tag = [0u8; TAG_LEN];
+    reader
+        .input
+        .read_exact(&mut tag)
+        .map_err(|_| "it is truncated or altered (it ends before its tag)".to_string())?;
+    let mut rest = [0u8; 1];
+    if reader
+        .input
+        .read(&mut rest)
+        .map_err(|e| format!("it cannot be read: {e}"))?
+        != 0
+    {
+        return Err("it is truncated or altered (more follows its tag)".into());
+    }
+    if !reader.mac.verify(&tag) {
+        return Err(TAG_MISMATCH.into());
+    }
+    if let Some(why) = wrong {
+        return Err(why);
+    }
+    let held = (image.accounts.len() as u64, image.audit.len() as u64);
+    match counts {
+        Some(counts) if counts == held => Ok(image),
+        _ => Err(format!(
+            "its end frame does not count the {} accounts and {} events it holds",
+            held.0, held.1
+        )),
+    }
+}
+
+/// The image in a format-2 backup's bytes, if they are a whole backup whose tag verifies with
+/// `key` (made with this key, and not altered since).
+fn decode_v2(bytes: &[u8], key: &MasterKey) -> Result<StoreImage, String> {
+    if bytes.len() < BACKUP_MAGIC_V2.len() + TAG_LEN {
         return Err("unknown format".into());
     }
     let (signed, tag) = bytes.split_at(bytes.len() - TAG_LEN);
-    let body: Option<BackupBody> = postcard::from_bytes(&signed[BACKUP_MAGIC.len()..]).ok();
-    if !key.backup_key().verify(BACKUP_KIND, "", signed, tag) {
+    let body: Option<BackupBody> = postcard::from_bytes(&signed[BACKUP_MAGIC_V2.len()..]).ok();
+    if !key.backup_key().verify(BACKUP_KIND_V2, "", signed, tag) {
         // Only now look at the unauthenticated fingerprint, to say which fix applies.
         let fingerprint = body.and_then(|b| b.key_fingerprint);
         return Err(match fingerprint {
-            Some(fp) if fp != key.fingerprint() => format!(
-                "it was made with another key (fingerprint {fp}): point --key-file at that key"
-            ),
-            _ => "its authentication tag does not match (truncated or altered)".into(),
+            Some(fp) if fp != key.fingerprint() => another_key(&fp),
+            _ => TAG_MISMATCH.into(),
         });
     }
     let body = body.ok_or("it cannot be decoded")?;
@@ -121,6 +385,26 @@ fn decode(bytes: &[u8], key: &MasterKey) -> Result<StoreImage, String> {
         accounts,
         audit: body.audit,
     })
+}
+
+/// The image in a backup read from `input`, of whichever format it is.
+fn decode(mut input: impl Read, key: &MasterKey) -> Result<StoreImage, String> {
+    let mut magic = [0u8; BACKUP_MAGIC.len()];
+    if input.read_exact(&mut magic).is_err() {
+        return Err("unknown format".into());
+    }
+    match &magic[..] {
+        BACKUP_MAGIC => decode_v3(input, key),
+        BACKUP_MAGIC_V2 => {
+            let mut bytes = magic.to_vec();
+            input
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("it cannot be read: {e}"))?;
+            decode_v2(&bytes, key)
+        }
+        BACKUP_MAGIC_V1 => Err("it was made by an older sparekey with an unauthenticated checksum, so it cannot be told from a forgery: make a new backup".into()),
+        _ => Err("unknown format".into()),
+    }
 }
 
 /// Checks every record of an image as creation would, and that no two names are one account.
@@ -145,14 +429,45 @@ fn validate(image: &StoreImage) -> Result<(), String> {
 }
 
 /// Writes a consistent copy of the store to `file` (new, mode 0600, never overwritten), tagged
-/// with `key`'s backup key. The copy holds only what the store holds (hashes and sealed
-/// secrets): it is useless without the key file, which must be backed up separately.
+/// with `key`'s backup key, as the store hands its records over: a backup holds one record in
+/// memory at a time (one batch, on PostgreSQL). The copy holds only what the store holds
+/// (hashes and sealed secrets): it is useless without the key file, which must be backed up
+/// separately.
 pub fn backup(store: &dyn Store, key: &MasterKey, file: &Path) -> Result<BackupSummary, Error> {
-    let image = store.export_image()?;
+    let mut export_failed: Option<StoreError> = None;
+    let mut counts: Counts = (0, 0);
+    let written = write_new_file_with(file, |f| {
+        let out = BufWriter::with_capacity(64 * 1024, f);
+        let mut writer = BackupWriter::new(out, key.backup_key())?;
+        let mut write_failed: Option<io::Error> = None;
+        let exported = store.export_to(&mut |item| {
+            writer.item(item).map_err(|e| {
+                let stop = StoreError::Io(format!("the backup file was not written: {e}"));
+                write_failed = Some(e);
+                stop
+            })
+        });
+        if let Err(e) = exported {
+            // The file's own error is reported as the file's; the store's as the store's.
+            return Err(write_failed.take().unwrap_or_else(|| {
+                export_failed = Some(e);
+                io::Error::other("the export stopped")
+            }));
+        }
+        counts = writer.finish()?.1;
+        Ok(())
+    });
+    if let Some(e) = export_failed {
+        return Err(e.into());
+    }
     // Exit 4 also for a taken name, as before: the CLI documents a refused backup so.
-    write_new_file(file, &encode(&image, key.backup_key()))
-        .map_err(|e| Error::Io(e.to_string()))?;
-    Ok(summary(&image, None))
+    written.map_err(|e| Error::Io(e.to_string()))?;
+    Ok(BackupSummary {
+        accounts: counts.0 as usize,
+        audit_events: counts.1 as usize,
+        previous_store: None,
+        codes_revived: Vec::new(),
+    })
 }
 
 /// Opens the store at `paths` (waiting briefly for another process) and backs it up.
@@ -181,7 +496,7 @@ pub fn backup_store(paths: &Paths, file: &Path) -> Result<BackupSummary, Error> 
 
 /// Reads a backup file and checks its tag with `key`.
 pub fn read_backup(file: &Path, key: &MasterKey) -> Result<StoreImage, Error> {
-    let bytes = fs::read(file).map_err(|e| {
+    let input = fs::File::open(file).map_err(|e| {
         Error::Io(format!(
             "cannot read the backup file {}: {e}",
             file.display()
@@ -193,7 +508,7 @@ pub fn read_backup(file: &Path, key: &MasterKey) -> Result<StoreImage, Error> {
             file.display()
         ))
     };
-    let image = decode(&bytes, key).map_err(unusable)?;
+    let image = decode(BufReader::with_capacity(64 * 1024, input), key).map_err(unusable)?;
     validate(&image).map_err(unusable)?;
     Ok(image)
 }

@@ -95,7 +95,7 @@ fn a_damaged_backup_is_refused_and_nothing_is_touched() {
     let damaged = dir.path().join("damaged.bin");
     std::fs::write(&damaged, &bytes).unwrap();
     let err = app::restore(&paths, &damaged, T0).unwrap_err();
-    assert!(err.to_string().contains("tag does not match"), "{err}");
+    assert!(err.to_string().contains("truncated or altered"), "{err}");
     assert_eq!(err.kind(), ErrorKind::Invalid);
     let truncated = dir.path().join("truncated.bin");
     std::fs::write(&truncated, &bytes[..10]).unwrap();
@@ -696,4 +696,237 @@ fn a_backup_carries_whether_the_codes_were_confirmed() {
         .map(|a| (a.name.as_str(), a.codes_never_confirmed))
         .collect();
     assert_eq!(flags, [("alice", false), ("bob", true)]);
+}
+
+// ----- the streamed format (3) and the one before it (2) -------------------------------------
+
+/// Each frame of a format-3 backup: its kind and its bytes' range (prefix and payload).
+fn frames(bytes: &[u8]) -> Vec<(u8, std::ops::Range<usize>)> {
+    use app::backup_file::{FRAME_END, FRAME_PREFIX};
+    let magic = b"SPAREKEY-BACKUP\x00\x03";
+    assert!(bytes.starts_with(magic), "a backup is written in format 3");
+    let (mut at, mut frames) = (magic.len(), Vec::new());
+    loop {
+        let kind = bytes[at];
+        let len = u32::from_be_bytes(bytes[at + 1..at + FRAME_PREFIX].try_into().unwrap());
+        let end = at + FRAME_PREFIX + len as usize;
+        frames.push((kind, at..end));
+        at = end;
+        if kind == FRAME_END {
+            break;
+        }
+    }
+    assert_eq!(bytes.len() - at, 32, "the tag follows the end frame");
+    frames
+}
+
+#[test]
+fn every_tampering_of_a_streamed_backup_is_refused_with_one_line() {
+    use app::backup_file::{FRAME_ACCOUNT, FRAME_AUDIT, FRAME_END, FRAME_HEADER, FRAME_PREFIX};
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let file = dir.path().join("b.bin");
+    let (alice_codes, mallory_codes, image) = two_accounts_backed_up(&paths, &clock, &file);
+    let key = app::key_file::read_key(&paths.key_file).unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    let frames = frames(&bytes);
+    let kinds: Vec<u8> = frames.iter().map(|f| f.0).collect();
+    let events = image.audit.len();
+    assert!(events >= 2);
+    let expected: Vec<u8> = [FRAME_HEADER, FRAME_ACCOUNT, FRAME_ACCOUNT]
+        .into_iter()
+        .chain(std::iter::repeat_n(FRAME_AUDIT, events))
+        .chain([FRAME_END])
+        .collect();
+    assert_eq!(kinds, expected);
+    let tag_at = bytes.len() - 32;
+    let part = |i: usize| bytes[frames[i].1.clone()].to_vec();
+    let (first_account, first_event, last_event) = (1, 3, 2 + events);
+
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    let flip = |at: usize| {
+        let mut b = bytes.clone();
+        b[at] ^= 0x01;
+        b
+    };
+    // One flipped bit in each part: the magic, each frame's kind, length and payload, the tag.
+    cases.push(("magic".into(), flip(5)));
+    for (i, (_, range)) in frames.iter().enumerate() {
+        cases.push((format!("kind of frame {i}"), flip(range.start)));
+        cases.push((format!("length of frame {i}"), flip(range.start + 4)));
+        cases.push((format!("payload of frame {i}"), flip(range.end - 1)));
+        if range.len() > FRAME_PREFIX + 2 {
+            let mid = (range.start + FRAME_PREFIX + range.end) / 2;
+            cases.push((format!("middle of frame {i}"), flip(mid)));
+        }
+    }
+    cases.push(("tag".into(), flip(tag_at + 7)));
+    // Cut at every frame boundary, inside a frame, before and inside the tag, in the magic.
+    for (i, (_, range)) in frames.iter().enumerate() {
+        cases.push((
+            format!("cut before frame {i}"),
+            bytes[..range.start].to_vec(),
+        ));
+        cases.push((
+            format!("cut inside frame {i}"),
+            bytes[..range.end - 1].to_vec(),
+        ));
+    }
+    cases.push(("cut before the tag".into(), bytes[..tag_at].to_vec()));
+    cases.push((
+        "cut inside the tag".into(),
+        bytes[..bytes.len() - 1].to_vec(),
+    ));
+    cases.push(("cut in the magic".into(), bytes[..10].to_vec()));
+    // Two frames swapped.
+    let swapped = |a: usize, b: usize| {
+        let (ra, rb) = (frames[a].1.clone(), frames[b].1.clone());
+        [
+            &bytes[..ra.start],
+            &bytes[rb.clone()],
+            &bytes[ra.end..rb.start],
+            &bytes[ra],
+            &bytes[rb.end..],
+        ]
+        .concat()
+    };
+    cases.push(("two accounts swapped".into(), swapped(1, 2)));
+    cases.push((
+        "two events swapped".into(),
+        swapped(first_event, last_event),
+    ));
+    cases.push((
+        "an account and an event swapped".into(),
+        swapped(2, first_event),
+    ));
+    cases.push(("the header and an account swapped".into(), swapped(0, 1)));
+    // A frame dropped or duplicated (in place), each in turn.
+    for (i, (_, range)) in frames.iter().enumerate() {
+        let dropped = [&bytes[..range.start], &bytes[range.end..]].concat();
+        cases.push((format!("frame {i} dropped"), dropped));
+        let doubled = [&bytes[..range.end], &part(i), &bytes[range.end..]].concat();
+        cases.push((format!("frame {i} duplicated"), doubled));
+    }
+    // Frames added after the end: before the tag, after it.
+    let end = frames[frames.len() - 1].1.clone();
+    let before_tag = [&bytes[..end.end], &part(first_account), &bytes[end.end..]].concat();
+    cases.push(("an account after the end frame".into(), before_tag));
+    cases.push((
+        "an account after the tag".into(),
+        [bytes.clone(), part(first_account)].concat(),
+    ));
+    cases.push((
+        "an event after the tag".into(),
+        [bytes.clone(), part(first_event)].concat(),
+    ));
+
+    let forged = dir.path().join("forged.bin");
+    let refused = |what: &str, content: &[u8]| -> String {
+        std::fs::write(&forged, content).unwrap();
+        let err = app::read_backup(&forged, &key).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.kind(), ErrorKind::Invalid, "{what}: {text}");
+        assert!(!text.contains('\n'), "{what}: {text}");
+        std::fs::remove_file(&forged).unwrap();
+        text
+    };
+    for (what, content) in &cases {
+        assert_ne!(content, &bytes, "{what}: nothing was changed");
+        let text = refused(what, content);
+        let said = ["truncated or altered", "unknown format", "another key"];
+        assert!(said.iter().any(|s| text.contains(s)), "{what}: {text}");
+    }
+    // A swap, a drop or a duplicate keeps every frame whole: only the tag can tell.
+    for what in [
+        "two accounts swapped",
+        "frame 3 dropped",
+        "frame 1 duplicated",
+    ] {
+        let content = &cases.iter().find(|c| c.0 == what).unwrap().1;
+        assert!(
+            refused(what, content).contains("tag does not match"),
+            "{what}"
+        );
+    }
+
+    // A hostile length is refused before anything that size is allocated.
+    let mut huge = bytes.clone();
+    let at = frames[first_account].1.start + 1;
+    huge[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    let text = refused("a frame of 4 GiB", &huge);
+    assert!(text.contains("4294967295 bytes, more than"), "{text}");
+
+    // Another key: said as such.
+    let other = sparekey::core::keys::MasterKey::from_bytes([0x17; 32]);
+    std::fs::write(&forged, &bytes).unwrap();
+    let err = app::read_backup(&forged, &other).unwrap_err();
+    assert!(err.to_string().contains("another key"), "{err}");
+
+    // The untouched file reads back as the image it was made of.
+    assert_eq!(app::read_backup(&file, &key).unwrap(), image);
+
+    // And a restore of a tampered one changes nothing.
+    std::fs::write(&forged, swapped(1, 2)).unwrap();
+    let err = app::restore(&paths, &forged, T0 + 100).unwrap_err();
+    assert!(err.to_string().contains("tag does not match"), "{err}");
+    assert!(
+        !std::fs::read_dir(&paths.data_dir).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("replaced")),
+        "the live store was never moved"
+    );
+    alice_untouched(&paths, &clock, &alice_codes, &mallory_codes);
+}
+
+#[test]
+fn a_backup_in_format_2_still_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = paths(dir.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let file = dir.path().join("b.bin");
+    let (alice_codes, _, image) = two_accounts_backed_up(&paths, &clock, &file);
+    let key = app::key_file::read_key(&paths.key_file).unwrap();
+    let v2 = dir.path().join("v2.bin");
+    let bytes = app::backup_file::encode_v2_for_tests(&image, &key);
+    assert!(bytes.starts_with(b"SPAREKEY-BACKUP\x00\x02"));
+    std::fs::write(&v2, &bytes).unwrap();
+    assert_eq!(app::read_backup(&v2, &key).unwrap(), image);
+    // Altered, or read with another key, it is refused as before.
+    let mut altered = bytes.clone();
+    let mid = altered.len() / 2;
+    altered[mid] ^= 1;
+    let forged = dir.path().join("altered.bin");
+    std::fs::write(&forged, &altered).unwrap();
+    let err = app::read_backup(&forged, &key).unwrap_err();
+    assert!(err.to_string().contains("tag does not match"), "{err}");
+    let other = sparekey::core::keys::MasterKey::from_bytes([0x17; 32]);
+    let err = app::read_backup(&v2, &other).unwrap_err();
+    assert!(err.to_string().contains("another key"), "{err}");
+
+    // A code used since comes back; the store is the backup's, with the restore's events.
+    open(&paths, &clock)
+        .login("alice", PASSWORD, Some(&alice_codes[1]))
+        .unwrap();
+    let restored = app::restore(&paths, &v2, T0 + 100).unwrap();
+    assert_eq!(
+        (restored.accounts, restored.audit_events),
+        (2, image.audit.len())
+    );
+    assert_eq!(restored.codes_revived, ["alice"]);
+    let now = open_store_keyed(&paths.store, &paths.key_file)
+        .unwrap()
+        .export_image()
+        .unwrap();
+    assert_eq!(now.accounts, image.accounts);
+    assert_eq!(now.operator_password, image.operator_password);
+    assert_eq!(now.audit[..image.audit.len()], image.audit[..]);
+    let service = open(&paths, &clock);
+    assert!(
+        service
+            .login("alice", PASSWORD, Some(&alice_codes[1]))
+            .is_ok()
+    );
 }
