@@ -193,6 +193,32 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_written_in_pieces_appears_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backup");
+        write_new_file_with(&path, |f| {
+            (0..100).try_for_each(|i| f.write_all(format!("{i},").as_bytes()))
+        })
+        .unwrap();
+        let expected: String = (0..100).map(|i| format!("{i},")).collect();
+        assert_eq!(fs::read_to_string(&path).unwrap(), expected);
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // A writer that stops half-way (the store failed mid-export) leaves nothing.
+        let other = dir.path().join("stopped");
+        let err = write_new_file_with(&other, |f| {
+            f.write_all(b"half of it")?;
+            Err(io::Error::other("the export stopped"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("the export stopped"), "{err}");
+        assert_eq!(names(dir.path()), ["backup"]);
+        // And a taken name is refused before the writer runs.
+        let err = write_new_file_with(&path, |_| panic!("the writer ran")).unwrap_err();
+        assert!(matches!(err, NewFileError::Exists(_)), "{err:?}");
+    }
+
+    #[test]
     fn a_directory_without_write_permission_is_refused_and_left_empty() {
         if running_as_root() {
             println!("skipped: running as root, where directory permissions do not apply");
