@@ -45,3 +45,15 @@ pub fn store_record(data: &[u8]) {
     let _ = crate::store::records::decode_account_v1("fuzzed", data);
     let _ = decode::<AuditEvent>(data, "fuzzed event");
 }
+
+/// Reading a backup file from any bytes: as they are, and after each format's magic, so the
+/// frame parser and the format-2 decoder are reached. The key is fixed: no input verifies,
+/// and every one must end in an error.
+pub fn backup_file(data: &[u8]) {
+    use crate::app::backup_file::{BACKUP_MAGIC, decode};
+    let key = crate::core::keys::MasterKey::from_bytes([7; 32]);
+    for magic in [&b""[..], BACKUP_MAGIC, b"SPAREKEY-BACKUP\x00\x02"] {
+        let bytes = [magic, data].concat();
+        assert!(decode(bytes.as_slice(), &key).is_err());
+    }
+}

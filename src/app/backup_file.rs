@@ -34,7 +34,7 @@ use crate::store::swap;
 
 /// Version 3: framed, written and read as a stream. Version 2: one body, read only. Version 1
 /// (an unkeyed SHA-256) cannot be told from a forgery.
-const BACKUP_MAGIC: &[u8] = b"SPAREKEY-BACKUP\x00\x03";
+pub(crate) const BACKUP_MAGIC: &[u8] = b"SPAREKEY-BACKUP\x00\x03";
 const BACKUP_MAGIC_V2: &[u8] = b"SPAREKEY-BACKUP\x00\x02";
 const BACKUP_MAGIC_V1: &[u8] = b"SPAREKEY-BACKUP\x00\x01";
 /// What each version's tag is computed for (never the same kind for two ways of tagging).
@@ -388,7 +388,7 @@ fn decode_v2(bytes: &[u8], key: &MasterKey) -> Result<StoreImage, String> {
 }
 
 /// The image in a backup read from `input`, of whichever format it is.
-fn decode(mut input: impl Read, key: &MasterKey) -> Result<StoreImage, String> {
+pub(crate) fn decode(mut input: impl Read, key: &MasterKey) -> Result<StoreImage, String> {
     let mut magic = [0u8; BACKUP_MAGIC.len()];
     if input.read_exact(&mut magic).is_err() {
         return Err("unknown format".into());

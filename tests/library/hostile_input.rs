@@ -46,6 +46,7 @@ fn fuzz_entry_points_survive_a_seeded_run() {
         fuzzing::code_input(&input);
         fuzzing::totp_input(&input);
         fuzzing::store_record(&input);
+        fuzzing::backup_file(&input);
     }
 }
 
