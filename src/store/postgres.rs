@@ -4,8 +4,11 @@
 //! encoded list facts (so listing and keyset pagination never decode full records) and its
 //! refusal note (see [`mutation::RefusalNote`]); audit events are rows under a generated id,
 //! flagged when they are noise so retention drops those first; meta values (key fingerprint,
-//! record format, the tagged operator values) are rows of their own. The tables come from
-//! versioned migrations embedded in the binary; the record key comes from [`Store::bind_key`].
+//! record format, the tagged operator values) are rows of their own. The record format row is
+//! tagged by the first bind (see [`META_RECORDS`]), as sled's schema marker is, so a bound
+//! store's format cannot be edited, not even back to what a never-bound store holds. The tables
+//! come from versioned migrations embedded in the binary; the record key comes from
+//! [`Store::bind_key`].
 //!
 //! Every mutation is one transaction that locks the account's row (`SELECT … FOR UPDATE`),
 //! checks its tag, applies the pure rule from [`mutation`], writes the tagged record back and
@@ -13,7 +16,8 @@
 //! hosts. Serialization and deadlock failures are retried a bounded number of times;
 //! `statement_timeout` and `lock_timeout` keep a login from hanging. Must never report a change
 //! done before its COMMIT returned, never apply migrations from a read-only open, never accept a
-//! record whose tag fails, and never touch a database whose schema is newer than this build's.
+//! record (or a bound store's record format) whose tag fails, and never touch a database whose
+//! schema is newer than this build's.
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -28,7 +32,7 @@ use crate::core::account::{
 use crate::core::audit::{AuditEvent, AuditKind};
 use crate::core::clock::UnixTime;
 use crate::core::code_set::CodeSet;
-use crate::core::keys::{MacKey, StoreKey};
+use crate::core::keys::{MacKey, StoreKey, TAG_LEN};
 use crate::core::kiosk::OPERATOR_AUDIT_NAME;
 use crate::core::store::{
     Activation, AuditFor, CodeConsumption, CodesConfirmation, ImageItem, ImageSink, KeyBinding,
@@ -86,6 +90,10 @@ const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 const MIGRATION_LOCK: i64 = 0x7370_6172_656b_6579;
 
 const META_KEY: &str = "key_fingerprint";
+/// The record format: its version (4 bytes, big-endian) as the first migration writes it, and
+/// from the first bind on the same version tagged under the record key (the tagged schema
+/// marker of [`records::encode_schema_marker`], as sled keeps beside its version), so an edit
+/// below sparekey, even one that writes back what a never-bound store holds, is damage.
 const META_RECORDS: &str = "record_schema";
 const META_OPERATOR: &str = "operator_password";
 const META_OPERATOR_FAILURES: &str = "operator_failures";
@@ -397,20 +405,12 @@ impl PostgresStore {
     }
 
     /// The records' own format (the version sled keeps as its schema): written by the first
-    /// migration run, refused when newer, as on sled.
+    /// migration run, refused when newer, as on sled. Read before any key is bound, so only
+    /// its version is read here; [`Store::bind_key`] checks its tag (see [`META_RECORDS`]).
     fn check_record_format(&self) -> Result<(), StoreError> {
         let display = self.target.display.clone();
         self.read(|tx| {
-            let Some(bytes) = meta(tx, META_RECORDS)? else {
-                return Err(
-                    StoreError::Damaged("the record format version is missing".into()).into(),
-                );
-            };
-            let found = <[u8; 4]>::try_from(bytes.as_slice())
-                .map(u32::from_be_bytes)
-                .map_err(|_| {
-                    StoreError::Damaged("the record format version is malformed".into())
-                })?;
+            let found = record_format(&meta(tx, META_RECORDS)?)?;
             if found > SCHEMA_VERSION {
                 return Err(StoreError::NewerSchema {
                     path: display.clone(),
@@ -487,12 +487,22 @@ impl PostgresStore {
         for result in [
             self.operator_password().map(|_| ()),
             self.operator_failures().map(|_| ()),
+            self.check_format_tag(key),
         ] {
             if let Err(e) = result {
                 damaged.push(e.to_string());
             }
         }
         Ok((count, damaged))
+    }
+
+    /// What a bind would refuse about the record format row of a bound store (read only: for
+    /// `doctor`); a store never bound has nothing to vouch for yet.
+    fn check_format_tag(&self, key: &MacKey) -> Result<(), StoreError> {
+        self.read(|tx| match meta(tx, META_KEY)? {
+            Some(_) => check_marker(tx, key),
+            None => Ok(()),
+        })
     }
 
     /// One account's change: lock its row, check its tag, apply `rule`, write the tagged record
@@ -664,6 +674,50 @@ fn meta(tx: &mut Transaction<'_>, key: &str) -> Step<Option<Vec<u8>>> {
     Ok(tx
         .query_opt("SELECT value FROM sparekey_meta WHERE key = $1", &[&key])?
         .map(|row| row.get(0)))
+}
+
+/// The version a record format row holds (see [`META_RECORDS`]), tagged or not yet; missing or
+/// malformed is damage.
+fn record_format(value: &Option<Vec<u8>>) -> Result<u32, StoreError> {
+    let Some(bytes) = value else {
+        return Err(StoreError::Damaged(
+            "the record format version is missing (removed below sparekey): restore from a backup"
+                .into(),
+        ));
+    };
+    if ![4, 4 + TAG_LEN].contains(&bytes.len()) {
+        return Err(StoreError::Damaged(
+            "the record format version is malformed".into(),
+        ));
+    }
+    let mut version = [0; 4];
+    version.copy_from_slice(&bytes[..4]);
+    Ok(u32::from_be_bytes(version))
+}
+
+/// A bound store's record format row carries its tag, and vouches for this build's format.
+fn check_marker(tx: &mut Transaction<'_>, key: &MacKey) -> Step<()> {
+    let value = meta(tx, META_RECORDS)?;
+    record_format(&value)?;
+    let bytes = value.unwrap_or_default();
+    if bytes.len() == 4 {
+        return Err(StoreError::Damaged(
+            "the record format version of this bound store is not tagged (rewritten below sparekey): restore from a backup".into(),
+        )
+        .into());
+    }
+    let tagged = records::decode_schema_marker(key, &bytes).map_err(|_| {
+        StoreError::Damaged(
+            "the record format version fails its integrity check (altered, or written with another key): restore from a backup".into(),
+        )
+    })?;
+    match tagged {
+        SCHEMA_VERSION => Ok(()),
+        other => Err(StoreError::Damaged(format!(
+            "the tagged record format says version {other}, not {SCHEMA_VERSION}: restore from a backup"
+        ))
+        .into()),
+    }
 }
 
 fn meta_text(tx: &mut Transaction<'_>, key: &str) -> Step<Option<String>> {
@@ -839,6 +893,7 @@ impl Store for PostgresStore {
     fn bind_key(&self, key: &StoreKey) -> Result<KeyBinding, StoreError> {
         let fingerprint = key.fingerprint();
         let unset = records::encode_operator_password(key.records(), None);
+        let marker = records::encode_schema_marker(key.records(), SCHEMA_VERSION);
         let binding = self.write(|tx| {
             let inserted = tx.execute(
                 "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -850,10 +905,16 @@ impl Store for PostgresStore {
                     "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                     &[&META_OPERATOR, &unset],
                 )?;
+                // The record format, tagged from now on (see META_RECORDS).
+                tx.execute(
+                    "UPDATE sparekey_meta SET value = $2 WHERE key = $1",
+                    &[&META_RECORDS, &marker],
+                )?;
                 return Ok(KeyBinding::Bound);
             }
             let stored = meta_text(tx, META_KEY)?.unwrap_or_default();
             Ok(if stored == fingerprint {
+                check_marker(tx, key.records())?;
                 KeyBinding::Matches
             } else {
                 KeyBinding::Mismatch { stored }

@@ -31,6 +31,88 @@ fn admin(schema: &crate::store_contract::PgSchema) -> ::postgres::Client {
     client
 }
 
+/// The value of meta row `key` in the store at `schema`, as stored.
+fn meta_row(schema: &crate::store_contract::PgSchema, key: &str) -> Option<Vec<u8>> {
+    admin(schema)
+        .query_opt("SELECT value FROM sparekey_meta WHERE key = $1", &[&key])
+        .unwrap()
+        .map(|row| row.get(0))
+}
+
+/// Sets meta row `key` to `value`, or removes it, below sparekey.
+fn set_meta_row(schema: &crate::store_contract::PgSchema, key: &str, value: Option<&[u8]>) {
+    let mut client = admin(schema);
+    client
+        .execute("DELETE FROM sparekey_meta WHERE key = $1", &[&key])
+        .unwrap();
+    if let Some(value) = value {
+        client
+            .execute(
+                "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2)",
+                &[&key, &value],
+            )
+            .unwrap();
+    }
+}
+
+#[test]
+fn the_record_format_row_is_tagged_so_no_edit_passes_for_a_bound_store() {
+    // The review of schema 2 on sled: a version set back below the tagged records is damage,
+    // never taken at its word. Here the record format row itself carries the tag.
+    use sparekey::core::keys::MasterKey;
+    use sparekey::store::records::encode_schema_marker;
+    let Some(schema) = pg_schema() else { return };
+    let key = MasterKey::from_bytes([3; 32]);
+    let store = PostgresStore::open(&schema.target, true).unwrap();
+    // Before the first bind: the version alone, as the first migration wrote it.
+    let version = 2u32.to_be_bytes().to_vec();
+    assert_eq!(meta_row(&schema, "record_schema"), Some(version.clone()));
+    store.bind_key(&key.store_key()).unwrap();
+    drop(store);
+    let tagged = meta_row(&schema, "record_schema").unwrap();
+    assert_eq!(tagged, encode_schema_marker(key.store_key().records(), 2));
+    // Written back as a never-bound store holds it, or tagged under another key: damage at
+    // the bind, left as it is, and named by doctor's record check.
+    let other = MasterKey::from_bytes([4; 32]);
+    for forged in [
+        version,
+        encode_schema_marker(other.store_key().records(), 2),
+    ] {
+        set_meta_row(&schema, "record_schema", Some(&forged));
+        let store = PostgresStore::open(&schema.target, true).unwrap();
+        let err = store.bind_key(&key.store_key()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Damaged(m) if m.contains("record format")),
+            "{err}"
+        );
+        assert_eq!(meta_row(&schema, "record_schema"), Some(forged));
+        store.attach_key(&key.store_key());
+        let (_, damaged) = store.check_records().unwrap();
+        assert!(
+            damaged.iter().any(|line| line.contains("record format")),
+            "{damaged:?}"
+        );
+    }
+    // Set back to format 1 (even under the right key), or removed: refused at the open, with
+    // or without create, and never written afresh.
+    let one = encode_schema_marker(key.store_key().records(), 1);
+    for value in [Some(one.as_slice()), None] {
+        set_meta_row(&schema, "record_schema", value);
+        for create in [true, false] {
+            let err = PostgresStore::open(&schema.target, create).unwrap_err();
+            assert!(matches!(err, StoreError::Damaged(_)), "{err}");
+        }
+        assert_eq!(meta_row(&schema, "record_schema").as_deref(), value);
+    }
+    // Put back as it was, the store binds again.
+    set_meta_row(&schema, "record_schema", Some(&tagged));
+    let store = PostgresStore::open(&schema.target, false).unwrap();
+    assert_eq!(
+        store.bind_key(&key.store_key()).unwrap(),
+        sparekey::core::store::KeyBinding::Matches
+    );
+}
+
 #[test]
 fn concurrent_first_uses_apply_the_migrations_once() {
     let Some(schema) = pg_schema() else { return };
