@@ -880,6 +880,13 @@ fn missing_operator_record() -> StoreError {
     )
 }
 
+/// A store in use whose key fingerprint is gone (see [`Store::bind_key`]).
+fn missing_fingerprint() -> StoreError {
+    StoreError::Damaged(
+        "the store holds data but its key fingerprint is missing (removed below sparekey): restore from a backup".into(),
+    )
+}
+
 /// Two names that count as one account.
 fn case_collision(first: &str, second: &str) -> StoreError {
     StoreError::Conflict(format!(
@@ -900,9 +907,25 @@ impl Store for PostgresStore {
                 &[&META_KEY, &fingerprint.as_bytes()],
             )?;
             if inserted == 1 {
+                // Never bound afresh over a store that was in use (accounts, events, or what an
+                // earlier bind wrote): its fingerprint was removed below sparekey, and a fresh
+                // "no operator password" would hand the kiosk to whoever sets one next. The
+                // transaction ends without the new fingerprint.
+                let in_use: bool = tx
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM sparekey_accounts) \
+                         OR EXISTS (SELECT 1 FROM sparekey_audit) \
+                         OR EXISTS (SELECT 1 FROM sparekey_meta WHERE key IN ($1, $2)) \
+                         OR EXISTS (SELECT 1 FROM sparekey_meta WHERE key = $3 AND length(value) <> 4)",
+                        &[&META_OPERATOR, &META_OPERATOR_FAILURES, &META_RECORDS],
+                    )?
+                    .get(0);
+                if in_use {
+                    return Err(missing_fingerprint().into());
+                }
                 // From now on a missing operator record is damage, as on sled.
                 tx.execute(
-                    "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2)",
                     &[&META_OPERATOR, &unset],
                 )?;
                 // The record format, tagged from now on (see META_RECORDS).

@@ -31,6 +31,16 @@ pub const POSTGRES_URL_VAR: &str = "SPAREKEY_TEST_POSTGRES_URL";
 /// Replaces, below the trait, the stored record of the first account with the second's.
 type Tamper = Box<dyn Fn(&str, &str)>;
 
+/// A meta record that binding writes, by what it holds (each backend names its own).
+#[derive(Debug, Clone, Copy)]
+pub enum Meta {
+    Fingerprint,
+    OperatorPassword,
+}
+
+/// Removes a meta record below the trait; whether it was there.
+type RemoveMeta = Box<dyn Fn(Meta) -> bool>;
+
 /// One backend under test: opens handles on the same store (sled: one at a time).
 pub struct Backend {
     open: Box<dyn Fn() -> Box<dyn Store>>,
@@ -38,6 +48,8 @@ pub struct Backend {
     many_handles: bool,
     /// Edits a stored record below the trait (`None`: the backend stores no bytes).
     tamper: Option<Tamper>,
+    /// Removes a meta record below the trait (`None`: the backend stores no bytes).
+    remove_meta: Option<RemoveMeta>,
     _keep: Box<dyn std::any::Any>,
 }
 
@@ -85,6 +97,7 @@ pub fn memory() -> Backend {
         open: Box::new(move || Box::new(store.clone())),
         many_handles: true,
         tamper: None,
+        remove_meta: None,
         _keep: Box::new(()),
     }
 }
@@ -92,7 +105,7 @@ pub fn memory() -> Backend {
 pub fn sled() -> Backend {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
-    let raw = path.clone();
+    let (raw, raw_meta) = (path.clone(), path.clone());
     Backend {
         open: Box::new(move || Box::new(open_store(&path).unwrap())),
         many_handles: false,
@@ -102,6 +115,16 @@ pub fn sled() -> Backend {
             let record = tree.get(source).unwrap().unwrap();
             tree.insert(victim, record).unwrap();
             db.flush().unwrap();
+        })),
+        remove_meta: Some(Box::new(move |meta| {
+            let db = sparekey::store::sled_store::SledStore::raw_open(&raw_meta).unwrap();
+            let key = match meta {
+                Meta::Fingerprint => "key_fingerprint",
+                Meta::OperatorPassword => "operator_password.v2",
+            };
+            let was = db.remove(key).unwrap().is_some();
+            db.flush().unwrap();
+            was
         })),
         _keep: Box::new(dir),
     }
@@ -171,6 +194,7 @@ pub fn postgres() -> Option<Backend> {
     let schema = pg_schema()?;
     let target = schema.target.clone();
     let (admin, name) = (schema.admin.clone(), schema.schema.clone());
+    let (meta_admin, meta_schema) = (admin.clone(), name.clone());
     Some(Backend {
         open: Box::new(move || Box::new(PostgresStore::open(&target, true).unwrap())),
         many_handles: true,
@@ -181,6 +205,15 @@ pub fn postgres() -> Option<Backend> {
                  (SELECT record FROM {name}.sparekey_accounts WHERE name = $2) WHERE name = $1"
             );
             assert_eq!(client.execute(&sql, &[&victim, &source]).unwrap(), 1);
+        })),
+        remove_meta: Some(Box::new(move |meta| {
+            let mut client = ::postgres::Client::connect(&meta_admin, ::postgres::NoTls).unwrap();
+            let key = match meta {
+                Meta::Fingerprint => "key_fingerprint",
+                Meta::OperatorPassword => "operator_password",
+            };
+            let sql = format!("DELETE FROM {meta_schema}.sparekey_meta WHERE key = $1");
+            client.execute(&sql, &[&key]).unwrap() == 1
         })),
         _keep: Box::new(schema),
     })
@@ -229,7 +262,10 @@ contract!(
     names_are_unique_regardless_of_case,
 );
 
-contract_stored!(a_tampered_record_is_damage);
+contract_stored!(
+    a_tampered_record_is_damage,
+    a_store_in_use_is_never_bound_afresh,
+);
 
 fn backup_code_is_consumed_once(backend: &Backend) {
     let clock = Arc::new(ManualClock::new(T0));
@@ -714,4 +750,28 @@ fn a_tampered_record_is_damage(backend: &Backend) {
     service
         .login("mallory", "mallory's own password", None)
         .unwrap();
+}
+
+fn a_store_in_use_is_never_bound_afresh(backend: &Backend) {
+    let clock = Arc::new(ManualClock::new(T0));
+    {
+        let service = backend.service(&clock);
+        service.set_operator_password("operator pw 1").unwrap();
+        service.create_account("wendy", PASSWORD).unwrap();
+    }
+    // The key's fingerprint removed, and the operator password with it: a fresh bind would
+    // write "no operator password" for whoever sets one next.
+    let remove = backend.remove_meta.as_ref().unwrap();
+    assert!(remove(Meta::Fingerprint));
+    assert!(remove(Meta::OperatorPassword));
+    for key in [MasterKey::from_bytes([8; 32]), test_key()] {
+        let err = backend.store().bind_key(&key.store_key()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Damaged(m) if m.contains("key fingerprint is missing")),
+            "{err}"
+        );
+    }
+    // Nothing was written afresh: both are still missing.
+    assert!(!remove(Meta::Fingerprint));
+    assert!(!remove(Meta::OperatorPassword));
 }
