@@ -539,17 +539,16 @@ impl PostgresStore {
         f: impl Fn(&mut FailureRecord) -> Applied<T>,
     ) -> Result<T, StoreError> {
         let key = self.mac()?;
-        let zero = records::encode_operator_failures(key, &FailureRecord::default());
         self.write(|tx| {
-            // The row exists first, so that concurrent first failures queue on its lock.
-            tx.execute(
-                "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&META_OPERATOR_FAILURES, &zero],
-            )?;
-            let row = tx.query_one(
+            // Written by the bind, so concurrent first failures queue on its lock; a missing
+            // one was removed, and counting from zero would unlock a locked operator.
+            let Some(row) = tx.query_opt(
                 "SELECT value FROM sparekey_meta WHERE key = $1 FOR UPDATE",
                 &[&META_OPERATOR_FAILURES],
-            )?;
+            )?
+            else {
+                return Err(missing_failure_record().into());
+            };
             let mut record = records::decode_operator_failures(key, row.get(0))?;
             let applied = f(&mut record);
             if applied.changed {
@@ -880,6 +879,13 @@ fn missing_operator_record() -> StoreError {
     )
 }
 
+fn missing_failure_record() -> StoreError {
+    StoreError::Damaged(
+        "the operator's failure record is missing (removed below sparekey): restore from a backup"
+            .into(),
+    )
+}
+
 /// A store in use whose key fingerprint is gone (see [`Store::bind_key`]).
 fn missing_fingerprint() -> StoreError {
     StoreError::Damaged(
@@ -900,6 +906,8 @@ impl Store for PostgresStore {
     fn bind_key(&self, key: &StoreKey) -> Result<KeyBinding, StoreError> {
         let fingerprint = key.fingerprint();
         let unset = records::encode_operator_password(key.records(), None);
+        let no_failures =
+            records::encode_operator_failures(key.records(), &FailureRecord::default());
         let marker = records::encode_schema_marker(key.records(), SCHEMA_VERSION);
         let binding = self.write(|tx| {
             let inserted = tx.execute(
@@ -923,10 +931,11 @@ impl Store for PostgresStore {
                 if in_use {
                     return Err(missing_fingerprint().into());
                 }
-                // From now on a missing operator record is damage, as on sled.
+                // From now on a missing operator record is damage, as on sled: "no password"
+                // and "no failure" are tagged records too, so removing one unlocks nothing.
                 tx.execute(
-                    "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2)",
-                    &[&META_OPERATOR, &unset],
+                    "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2), ($3, $4)",
+                    &[&META_OPERATOR, &unset, &META_OPERATOR_FAILURES, &no_failures],
                 )?;
                 // The record format, tagged from now on (see META_RECORDS).
                 tx.execute(
@@ -1237,9 +1246,17 @@ impl Store for PostgresStore {
     }
 
     fn operator_failures(&self) -> Result<FailureRecord, StoreError> {
-        match self.read(|tx| meta(tx, META_OPERATOR_FAILURES))? {
+        let (value, bound) = self.read(|tx| {
+            Ok((
+                meta(tx, META_OPERATOR_FAILURES)?,
+                meta(tx, META_KEY)?.is_some(),
+            ))
+        })?;
+        match value {
             Some(bytes) => records::decode_operator_failures(self.mac()?, &bytes),
-            None => Ok(FailureRecord::default()),
+            // Never bound to a key: no attempt was ever made.
+            None if !bound => Ok(FailureRecord::default()),
+            None => Err(missing_failure_record()),
         }
     }
 

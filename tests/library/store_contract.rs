@@ -36,6 +36,7 @@ type Tamper = Box<dyn Fn(&str, &str)>;
 pub enum Meta {
     Fingerprint,
     OperatorPassword,
+    OperatorFailures,
 }
 
 /// Removes a meta record below the trait; whether it was there.
@@ -121,6 +122,7 @@ pub fn sled() -> Backend {
             let key = match meta {
                 Meta::Fingerprint => "key_fingerprint",
                 Meta::OperatorPassword => "operator_password.v2",
+                Meta::OperatorFailures => "operator_failures.v2",
             };
             let was = db.remove(key).unwrap().is_some();
             db.flush().unwrap();
@@ -211,6 +213,7 @@ pub fn postgres() -> Option<Backend> {
             let key = match meta {
                 Meta::Fingerprint => "key_fingerprint",
                 Meta::OperatorPassword => "operator_password",
+                Meta::OperatorFailures => "operator_failures",
             };
             let sql = format!("DELETE FROM {meta_schema}.sparekey_meta WHERE key = $1");
             client.execute(&sql, &[&key]).unwrap() == 1
@@ -265,6 +268,8 @@ contract!(
 contract_stored!(
     a_tampered_record_is_damage,
     a_store_in_use_is_never_bound_afresh,
+    a_removed_operator_failure_record_unlocks_nothing,
+    the_operator_failure_record_is_there_from_the_first_bind,
 );
 
 fn backup_code_is_consumed_once(backend: &Backend) {
@@ -774,4 +779,61 @@ fn a_store_in_use_is_never_bound_afresh(backend: &Backend) {
     // Nothing was written afresh: both are still missing.
     assert!(!remove(Meta::Fingerprint));
     assert!(!remove(Meta::OperatorPassword));
+}
+
+/// A service whose throttle never delays, so only the operator's lock bounds the attempts.
+fn undelayed(backend: &Backend, clock: &Arc<ManualClock>) -> Service {
+    let config = Config {
+        throttle: ThrottlePolicy {
+            free_failures: 1_000,
+            ..ThrottlePolicy::default()
+        },
+        ..test_config()
+    };
+    backend.service_with(clock, config)
+}
+
+/// What a missing operator failure record must be: a store error, never a count from zero.
+fn assert_missing_failure_record(result: Result<(), Error>) {
+    let err = result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Store, "{err}");
+    assert!(
+        err.to_string()
+            .contains("operator's failure record is missing"),
+        "{err}"
+    );
+}
+
+fn a_removed_operator_failure_record_unlocks_nothing(backend: &Backend) {
+    let clock = Arc::new(ManualClock::new(T0));
+    {
+        let service = undelayed(backend, &clock);
+        service.set_operator_password("operator pw 1").unwrap();
+        while service
+            .start_operator_session("wrong one")
+            .is_err_and(|e| e.kind() == ErrorKind::Rejected)
+        {}
+        let locked = service.start_operator_session("operator pw 1").map(drop);
+        assert!(locked.is_err(), "the operator is not locked");
+    }
+    assert!((backend.remove_meta.as_ref().unwrap())(
+        Meta::OperatorFailures
+    ));
+    let service = undelayed(backend, &clock);
+    assert_missing_failure_record(service.start_operator_session("operator pw 1").map(drop));
+    drop(service);
+    let read = backend.bound().operator_failures();
+    assert!(matches!(read, Err(StoreError::Damaged(_))), "{read:?}");
+}
+
+fn the_operator_failure_record_is_there_from_the_first_bind(backend: &Backend) {
+    drop(backend.bound());
+    // Removed before any attempt was made: still damage, not "no attempt yet".
+    assert!((backend.remove_meta.as_ref().unwrap())(
+        Meta::OperatorFailures
+    ));
+    let clock = Arc::new(ManualClock::new(T0));
+    let service = backend.service(&clock);
+    service.set_operator_password("operator pw 1").unwrap();
+    assert_missing_failure_record(service.start_operator_session("operator pw 1").map(drop));
 }
