@@ -745,8 +745,8 @@ impl Service {
     /// The account a login names. An unknown name is reserved as a real account's attempt is,
     /// so a store that cannot count answers with the same error for a name that does not
     /// exist, before any hash is spent (a store must make this write for a missing account
-    /// too; sled writes a probe); then it costs the dummy hash and gets the wrong-password
-    /// answer.
+    /// too; sled and PostgreSQL write a probe); then it costs the dummy hash and gets the
+    /// wrong-password answer.
     fn login_account(&self, name: &str, password: &str) -> Result<Account, Error> {
         if let Some(account) = self.store.load_account(name)? {
             return Ok(account);

@@ -252,6 +252,8 @@ pub trait Store: Send + Sync {
     /// not the caller's copy), nothing is counted and the refusal is noted (at most one event
     /// per account and delay window, with a count). So parallel attempts can never verify more
     /// than the policy allows, and an attempt whose count cannot be written is never verified.
+    /// For a name with no account it still makes a write (and commits it as a count is), so a
+    /// store that cannot be written answers an unknown name with the same error as a real one.
     fn reserve_attempt(
         &self,
         name: &str,

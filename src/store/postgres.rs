@@ -97,6 +97,8 @@ const META_KEY: &str = "key_fingerprint";
 const META_RECORDS: &str = "record_schema";
 const META_OPERATOR: &str = "operator_password";
 const META_OPERATOR_FAILURES: &str = "operator_failures";
+/// Written by the reservation of a name that has no account (see [`Store::reserve_attempt`]).
+const META_PROBE: &str = "write_probe";
 
 /// Tries of a transaction that failed on a serialization failure or a deadlock.
 const ATTEMPTS: u32 = 5;
@@ -296,7 +298,12 @@ impl PostgresStore {
             SqlState::READ_ONLY_SQL_TRANSACTION => StoreError::Unavailable(format!(
                 "the PostgreSQL server at {at} is read-only (a standby?); nothing was changed"
             )),
-            SqlState::DISK_FULL | SqlState::OUT_OF_MEMORY | SqlState::TOO_MANY_CONNECTIONS => {
+            // The server's line names the file, which would tell the table apart: an unknown
+            // name's probe from a real account's count.
+            SqlState::DISK_FULL => StoreError::Unavailable(format!(
+                "the PostgreSQL server at {at} is out of disk space; nothing was changed"
+            )),
+            SqlState::OUT_OF_MEMORY | SqlState::TOO_MANY_CONNECTIONS => {
                 StoreError::Unavailable(format!("{what} at {at}"))
             }
             _ => StoreError::Io(format!("PostgreSQL at {at}: {what}")),
@@ -1077,6 +1084,11 @@ impl Store for PostgresStore {
         let key = self.mac()?;
         self.write(|tx| {
             let Some(mut account) = lock_account(tx, key, name)? else {
+                // A write as for a real account: a lock on no row writes nothing, so without
+                // it a store that cannot be written (a full disk) would answer an unknown name
+                // with a dummy hash and "wrong name or password", and a real one with the
+                // store's error. One upsert of one row, committed as a real count is.
+                upsert_meta(tx, META_PROBE, &[1])?;
                 return Ok(Reservation::NoAccount);
             };
             let applied = mutation::reserve_attempt(&mut account, policy, at);

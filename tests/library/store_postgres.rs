@@ -221,6 +221,64 @@ fn a_lost_connection_is_one_clear_error_and_the_next_call_reconnects() {
     assert_eq!(again.is_ok(), first.is_err());
 }
 
+#[test]
+fn an_unknown_name_on_a_store_that_cannot_be_written_answers_as_a_real_one() {
+    // A login reserves its attempt before any hash, and an unknown name is reserved too: the
+    // store must make a write for it, or a store that cannot be written tells the two apart
+    // (a real name: a store error; an unknown one: a dummy hash and "wrong name or password").
+    // A read-only session or a standby refuses the row lock itself, for both alike; what
+    // differs is a write that fails once the lock is taken, as on a full disk: here every
+    // write statement fails so, naming its table, as the server names a file.
+    use sparekey::core::error::{Error, RejectReason};
+    let Some(schema) = pg_schema() else { return };
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = PostgresStore::open(&schema.target, true).unwrap();
+    let key = sparekey::core::keys::MasterKey::from_bytes([5; 32]);
+    store.bind_key(&key.store_key()).unwrap();
+    let service = Service::new(
+        Box::new(store),
+        clock.clone(),
+        Box::new(SeededEntropy::new(7)),
+        key,
+        test_config(),
+    )
+    .unwrap();
+    service.create_account("sam", PASSWORD).unwrap();
+    let mut admin = admin(&schema);
+    admin
+        .batch_execute(
+            "CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             RAISE EXCEPTION 'could not extend the file of %: No space left on device', \
+             TG_TABLE_NAME USING ERRCODE = 'disk_full'; END $$",
+        )
+        .unwrap();
+    for table in ["sparekey_accounts", "sparekey_meta", "sparekey_audit"] {
+        admin
+            .batch_execute(&format!(
+                "CREATE TRIGGER refuse_writes BEFORE INSERT OR UPDATE OR DELETE ON {table} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION refuse_writes()"
+            ))
+            .unwrap();
+    }
+    let hashes = service.hash_evaluations();
+    let real = service.login("sam", "not it at all", None).map(drop);
+    let unknown = service.login("nobody", "not it at all", None).map(drop);
+    assert!(
+        matches!(&real, Err(Error::Store(StoreError::Unavailable(_)))),
+        "{real:?}"
+    );
+    assert_eq!(unknown, real, "an unknown name told itself apart");
+    assert_eq!(service.hash_evaluations(), hashes, "no dummy hash either");
+    // Once writes work, the unknown name is the usual "wrong name or password".
+    admin
+        .batch_execute("DROP FUNCTION refuse_writes() CASCADE")
+        .unwrap();
+    assert_eq!(
+        reason(service.login("nobody", "not it at all", None).unwrap_err()),
+        RejectReason::WrongNameOrPassword
+    );
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
