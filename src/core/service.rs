@@ -440,7 +440,7 @@ impl Service {
     /// Whether an attempt on this account may go ahead now (for live countdowns).
     pub fn gate(&self, name: &str) -> Result<Gate, Error> {
         let account = self.load(name)?;
-        Ok(self.config.throttle.gate(&account.failures, self.now()))
+        Ok(self.early_gate(&self.config.throttle, &account.failures))
     }
 
     // ----- enrollment -----------------------------------------------------------------------
@@ -909,7 +909,7 @@ impl Service {
         if account.totp.is_none() {
             return Ok(SecondFactorState::NoAuthenticator);
         }
-        match self.config.throttle.gate(&account.failures, self.now()) {
+        match self.early_gate(&self.config.throttle, &account.failures) {
             Gate::Open => Ok(SecondFactorState::Ready),
             gate => Err(refused(name, gate)),
         }
@@ -1145,7 +1145,7 @@ impl Service {
     /// locked. The refusal is noted in the audit log, coalesced per delay window; a note that
     /// cannot be written changes nothing about the refusal.
     fn pass_gate(&self, account: &Account) -> Result<(), Error> {
-        let gate = self.config.throttle.gate(&account.failures, self.now());
+        let gate = self.early_gate(&self.config.throttle, &account.failures);
         if gate == Gate::Open {
             return Ok(());
         }
@@ -1153,6 +1153,20 @@ impl Service {
             .store
             .note_refused_attempt(&account.name, gate, self.now());
         Err(refused(&account.name, gate))
+    }
+
+    /// The gate of `record` by this host's clock, for refusing before the store's step. A record
+    /// whose last failure is later than this clock was timed by another (a store shared by
+    /// several hosts may keep its own, see [`Store`]): this host cannot tell when its delay
+    /// ends, so the delay is left to the store's step, which applies the gate with the time
+    /// the record was stamped by, rather than held as long as this clock lags behind. A lock
+    /// needs no clock and is always refused here.
+    fn early_gate(&self, policy: &ThrottlePolicy, record: &FailureRecord) -> Gate {
+        let now = self.now();
+        match policy.gate(record, now) {
+            Gate::Delayed { .. } if record.last_failure_at.is_some_and(|at| at > now) => Gate::Open,
+            gate => gate,
+        }
     }
 
     /// Counts an attempt, durably, before anything is verified; refused (and not counted) if
@@ -1448,7 +1462,7 @@ impl Service {
             ..self.config.throttle
         };
         let failures = self.store.operator_failures()?;
-        match policy.gate(&failures, self.now()) {
+        match self.early_gate(&policy, &failures) {
             Gate::Open => {}
             Gate::Delayed { seconds_left } => return Err(Error::Throttled { seconds_left }),
             Gate::Locked => return Err(operator_locked()),

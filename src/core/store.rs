@@ -8,6 +8,15 @@
 //! core reports security-relevant successes right after. Throttle rules are applied inside that
 //! atomic step from the stored record (see [`Store::reserve_attempt`]), never from a copy the
 //! caller read earlier.
+//!
+//! Times: a method's `at` is the caller's clock, the moment of the change, which the throttle
+//! gate, the failure record, a code's or a login's time and the audit stamps take. A store
+//! shared by several hosts may use its own clock instead, read inside the same atomic step (the
+//! PostgreSQL store uses the database's), so hosts whose clocks differ agree on when a delay
+//! ends; a caller's own look at the gate before that step is then only a first look. Times the
+//! caller builds into what it hands over (an account's creation, an enrollment's start, an
+//! event given to [`Store::append_audit`]) and TOTP steps stay the caller's: a step is the
+//! authenticator's time.
 
 use crate::core::account::{Account, AccountFacts, ActiveTotp, PendingTotp};
 use crate::core::audit::{AuditEvent, AuditKind};

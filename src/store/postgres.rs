@@ -14,10 +14,17 @@
 //! checks its tag, applies the pure rule from [`mutation`], writes the tagged record back and
 //! inserts its audit events, then commits: the same semantics as sled's by construction, across
 //! hosts. Serialization and deadlock failures are retried a bounded number of times;
-//! `statement_timeout` and `lock_timeout` keep a login from hanging. Must never report a change
-//! done before its COMMIT returned, never apply migrations from a read-only open, never accept a
-//! record (or a bound store's record format) whose tag fails, and never touch a database whose
-//! schema is newer than this build's.
+//! `statement_timeout` and `lock_timeout` keep a login from hanging.
+//!
+//! Times come from the database's clock, not the hosts': every mutation reads it in its own
+//! transaction, folded into the query that locks its row (see `db_now!`), and ignores the
+//! caller's `at`, so the throttle gate, the failure times and the audit stamps agree across
+//! hosts whose clocks differ (see the [`Store`] trait's doc). What a host builds into a record
+//! (an account's creation time, an enrollment's start) and TOTP steps stay on the host's clock.
+//!
+//! Must never report a change done before its COMMIT returned, never apply migrations from a
+//! read-only open, never accept a record (or a bound store's record format) whose tag fails, and
+//! never touch a database whose schema is newer than this build's.
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -109,6 +116,17 @@ const LOCK_TIMEOUT: &str = "5s";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The audit log is pruned to [`AUDIT_RETENTION`] whenever the id crosses a multiple of this.
 const PRUNE_EVERY: i64 = 512;
+
+/// The database's time, in whole seconds: every change takes its time from this, read in its
+/// own transaction (folded into the query that locks its row), never from the caller's `at`,
+/// so hosts whose clocks differ agree on delays, failure times and audit stamps. The clock at
+/// that moment, not the transaction's start: a change that waited for a row lock is timed
+/// after the change it waited for.
+macro_rules! db_now {
+    () => {
+        "floor(extract(epoch FROM clock_timestamp()))::bigint"
+    };
+}
 
 pub struct PostgresStore {
     target: PostgresTarget,
@@ -512,52 +530,57 @@ impl PostgresStore {
         })
     }
 
-    /// One account's change: lock its row, check its tag, apply `rule`, write the tagged record
-    /// back and the events `audit` makes of the outcome, all in one transaction. `missing` when
-    /// there is no such account. Every record-changing method of the trait is this with its rule.
+    /// One account's change: lock its row, check its tag, apply `rule` at the database's time
+    /// (see `db_now!`), write the tagged record back and the events `audit` makes of the
+    /// outcome, all in one transaction. `missing` when there is no such account. Every
+    /// record-changing method of the trait is this with its rule.
     fn mutate<T: Clone>(
         &self,
         name: &str,
         missing: T,
-        at: UnixTime,
         audit: AuditFor<'_, T>,
-        rule: impl Fn(&mut Account) -> Applied<T>,
+        rule: impl Fn(&mut Account, UnixTime) -> Applied<T>,
     ) -> Result<T, StoreError> {
         let key = self.mac()?;
         self.write(|tx| {
-            let Some(mut account) = lock_account(tx, key, name)? else {
+            let Some((mut account, now)) = lock_account(tx, key, name)? else {
                 return Ok(missing.clone());
             };
-            let applied = rule(&mut account);
+            let applied = rule(&mut account, now);
             if !applied.changed {
                 return Ok(applied.outcome);
             }
             put_account(tx, key, &account)?;
-            insert_events(tx, at, name, audit(&applied.outcome))?;
+            insert_events(tx, now, name, audit(&applied.outcome))?;
             Ok(applied.outcome)
         })
     }
 
-    /// The kiosk operator's failure record changed by `f` under its row lock, with its events.
+    /// The kiosk operator's failure record changed by `f` under its row lock, at the database's
+    /// time, with its events.
     fn modify_operator<T>(
         &self,
-        at: UnixTime,
         audit: AuditFor<'_, T>,
-        f: impl Fn(&mut FailureRecord) -> Applied<T>,
+        f: impl Fn(&mut FailureRecord, UnixTime) -> Applied<T>,
     ) -> Result<T, StoreError> {
         let key = self.mac()?;
         self.write(|tx| {
             // Written by the bind, so concurrent first failures queue on its lock; a missing
             // one was removed, and counting from zero would unlock a locked operator.
             let Some(row) = tx.query_opt(
-                "SELECT value FROM sparekey_meta WHERE key = $1 FOR UPDATE",
+                concat!(
+                    "SELECT value, ",
+                    db_now!(),
+                    " FROM sparekey_meta WHERE key = $1 FOR UPDATE"
+                ),
                 &[&META_OPERATOR_FAILURES],
             )?
             else {
                 return Err(missing_failure_record().into());
             };
+            let now: UnixTime = row.get(1);
             let mut record = records::decode_operator_failures(key, row.get(0))?;
-            let applied = f(&mut record);
+            let applied = f(&mut record, now);
             if applied.changed {
                 tx.execute(
                     "UPDATE sparekey_meta SET value = $2 WHERE key = $1",
@@ -566,7 +589,7 @@ impl PostgresStore {
                         &records::encode_operator_failures(key, &record),
                     ],
                 )?;
-                insert_events(tx, at, OPERATOR_AUDIT_NAME, audit(&applied.outcome))?;
+                insert_events(tx, now, OPERATOR_AUDIT_NAME, audit(&applied.outcome))?;
             }
             Ok(applied.outcome)
         })
@@ -740,13 +763,25 @@ fn upsert_meta(tx: &mut Transaction<'_>, key: &str, value: &[u8]) -> Step<()> {
 }
 
 /// The record of `name`, its row locked until the transaction ends and its tag checked (see
-/// [`records::decode_account`]).
-fn lock_account(tx: &mut Transaction<'_>, key: &MacKey, name: &str) -> Step<Option<Account>> {
-    match tx.query_opt(
-        "SELECT record FROM sparekey_accounts WHERE name = $1 FOR UPDATE",
+/// [`records::decode_account`]), and the database's time (see `db_now!`).
+fn lock_account(
+    tx: &mut Transaction<'_>,
+    key: &MacKey,
+    name: &str,
+) -> Step<Option<(Account, UnixTime)>> {
+    let locked = tx.query_opt(
+        concat!(
+            "SELECT record, ",
+            db_now!(),
+            " FROM sparekey_accounts WHERE name = $1 FOR UPDATE"
+        ),
         &[&name],
-    )? {
-        Some(row) => Ok(Some(records::decode_account(key, name, row.get(0))?)),
+    )?;
+    match locked {
+        Some(row) => Ok(Some((
+            records::decode_account(key, name, row.get(0))?,
+            row.get(1),
+        ))),
         None => Ok(None),
     }
 }
@@ -978,15 +1013,20 @@ impl Store for PostgresStore {
         let folded = folded_name(&account.name);
         self.write(|tx| {
             // Either unique index (the name, the folded name) makes a taken name a no-op.
-            let inserted = tx.execute(
-                "INSERT INTO sparekey_accounts (name, folded, record, facts) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT DO NOTHING",
+            let inserted = tx.query_opt(
+                concat!(
+                    "INSERT INTO sparekey_accounts (name, folded, record, facts) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING ",
+                    db_now!()
+                ),
                 &[&account.name, &folded, &record, &facts],
             )?;
-            if inserted == 1 {
-                insert_events(tx, account.created_at, &account.name, audit(&true))?;
+            // Its event at the database's time; the creation time in the record is the
+            // caller's, built into the record it hands over.
+            if let Some(row) = &inserted {
+                insert_events(tx, row.get(0), &account.name, audit(&true))?;
             }
-            Ok(inserted == 1)
+            Ok(inserted.is_some())
         })
     }
 
@@ -1035,17 +1075,22 @@ impl Store for PostgresStore {
     fn delete_account(
         &self,
         name: &str,
-        at: UnixTime,
+        _at: UnixTime,
         audit: AuditFor<'_, bool>,
     ) -> Result<bool, StoreError> {
         self.mac()?;
         self.write(|tx| {
-            let deleted =
-                tx.execute("DELETE FROM sparekey_accounts WHERE name = $1", &[&name])? == 1;
-            if deleted {
-                insert_events(tx, at, name, audit(&true))?;
+            let deleted = tx.query_opt(
+                concat!(
+                    "DELETE FROM sparekey_accounts WHERE name = $1 RETURNING ",
+                    db_now!()
+                ),
+                &[&name],
+            )?;
+            if let Some(row) = &deleted {
+                insert_events(tx, row.get(0), name, audit(&true))?;
             }
-            Ok(deleted)
+            Ok(deleted.is_some())
         })
     }
 
@@ -1053,12 +1098,10 @@ impl Store for PostgresStore {
         &self,
         name: &str,
         pending: &PendingTotp,
-        at: UnixTime,
+        _at: UnixTime,
         audit: AuditFor<'_, bool>,
     ) -> Result<bool, StoreError> {
-        self.mutate(name, false, at, audit, |a| {
-            mutation::set_pending(a, pending)
-        })
+        self.mutate(name, false, audit, |a, _| mutation::set_pending(a, pending))
     }
 
     fn activate_pending(
@@ -1067,10 +1110,10 @@ impl Store for PostgresStore {
         pending_id: u64,
         totp: &ActiveTotp,
         codes: &CodeSet,
-        at: UnixTime,
+        _at: UnixTime,
         audit: AuditFor<'_, Activation>,
     ) -> Result<Activation, StoreError> {
-        self.mutate(name, Activation::NoAccount, at, audit, |a| {
+        self.mutate(name, Activation::NoAccount, audit, |a, _| {
             mutation::activate_pending(a, pending_id, totp, codes)
         })
     }
@@ -1079,11 +1122,11 @@ impl Store for PostgresStore {
         &self,
         name: &str,
         policy: &ThrottlePolicy,
-        at: UnixTime,
+        _at: UnixTime,
     ) -> Result<Reservation, StoreError> {
         let key = self.mac()?;
         self.write(|tx| {
-            let Some(mut account) = lock_account(tx, key, name)? else {
+            let Some((mut account, now)) = lock_account(tx, key, name)? else {
                 // A write as for a real account: a lock on no row writes nothing, so without
                 // it a store that cannot be written (a full disk) would answer an unknown name
                 // with a dummy hash and "wrong name or password", and a real one with the
@@ -1091,9 +1134,9 @@ impl Store for PostgresStore {
                 upsert_meta(tx, META_PROBE, &[1])?;
                 return Ok(Reservation::NoAccount);
             };
-            let applied = mutation::reserve_attempt(&mut account, policy, at);
+            let applied = mutation::reserve_attempt(&mut account, policy, now);
             match applied.outcome {
-                Reservation::Refused(gate) => note_refusal(tx, name, account.failures, gate, at)?,
+                Reservation::Refused(gate) => note_refusal(tx, name, account.failures, gate, now)?,
                 // Committed before anything is verified: a crash must not give the attempt back.
                 _ => put_account(tx, key, &account)?,
             }
@@ -1107,16 +1150,21 @@ impl Store for PostgresStore {
         previous: FailureRecord,
         reserved: FailureRecord,
     ) -> Result<bool, StoreError> {
-        self.mutate(name, false, UnixTime::default(), &|_| Vec::new(), |a| {
+        self.mutate(name, false, &|_| Vec::new(), |a, _| {
             mutation::release_attempt(a, previous, reserved)
         })
     }
 
-    fn note_refused_attempt(&self, name: &str, gate: Gate, at: UnixTime) -> Result<(), StoreError> {
+    fn note_refused_attempt(
+        &self,
+        name: &str,
+        gate: Gate,
+        _at: UnixTime,
+    ) -> Result<(), StoreError> {
         let key = self.mac()?;
         self.write(|tx| {
-            if let Some(account) = lock_account(tx, key, name)? {
-                note_refusal(tx, name, account.failures, gate, at)?;
+            if let Some((account, now)) = lock_account(tx, key, name)? {
+                note_refusal(tx, name, account.failures, gate, now)?;
             }
             Ok(())
         })
@@ -1126,12 +1174,12 @@ impl Store for PostgresStore {
         &self,
         name: &str,
         step: u64,
-        at: UnixTime,
+        _at: UnixTime,
         check: &SettleCheck,
         audit: AuditFor<'_, StepConsumption>,
     ) -> Result<StepConsumption, StoreError> {
-        self.mutate(name, StepConsumption::NotEnrolled, at, audit, |a| {
-            mutation::consume_totp_step(a, step, at, check)
+        self.mutate(name, StepConsumption::NotEnrolled, audit, |a, now| {
+            mutation::consume_totp_step(a, step, now, check)
         })
     }
 
@@ -1140,35 +1188,35 @@ impl Store for PostgresStore {
         name: &str,
         set_id: u64,
         slot: usize,
-        at: UnixTime,
+        _at: UnixTime,
         check: &SettleCheck,
         audit: AuditFor<'_, CodeConsumption>,
     ) -> Result<CodeConsumption, StoreError> {
-        self.mutate(name, CodeConsumption::NoAccount, at, audit, |a| {
-            mutation::consume_backup_code(a, set_id, slot, at, check)
+        self.mutate(name, CodeConsumption::NoAccount, audit, |a, now| {
+            mutation::consume_backup_code(a, set_id, slot, now, check)
         })
     }
 
     fn record_password_login(
         &self,
         name: &str,
-        at: UnixTime,
+        _at: UnixTime,
         check: &SettleCheck,
         audit: AuditFor<'_, Settlement>,
     ) -> Result<Settlement, StoreError> {
-        self.mutate(name, Settlement::NoAccount, at, audit, |a| {
-            mutation::record_password_login(a, at, check)
+        self.mutate(name, Settlement::NoAccount, audit, |a, now| {
+            mutation::record_password_login(a, now, check)
         })
     }
 
     fn record_failure(
         &self,
         name: &str,
-        at: UnixTime,
+        _at: UnixTime,
         burn_ahead: Option<u64>,
         audit: AuditFor<'_, bool>,
     ) -> Result<bool, StoreError> {
-        self.mutate(name, false, at, audit, |a| {
+        self.mutate(name, false, audit, |a, _| {
             mutation::record_failure(a, burn_ahead)
         })
     }
@@ -1176,43 +1224,41 @@ impl Store for PostgresStore {
     fn clear_failures(
         &self,
         name: &str,
-        at: UnixTime,
+        _at: UnixTime,
         audit: AuditFor<'_, bool>,
     ) -> Result<bool, StoreError> {
-        self.mutate(name, false, at, audit, mutation::clear_failures)
+        self.mutate(name, false, audit, |a, _| mutation::clear_failures(a))
     }
 
     fn replace_codes(
         &self,
         name: &str,
         codes: &CodeSet,
-        at: UnixTime,
+        _at: UnixTime,
         audit: AuditFor<'_, bool>,
     ) -> Result<bool, StoreError> {
-        self.mutate(name, false, at, audit, |a| {
-            mutation::replace_codes(a, codes)
-        })
+        self.mutate(name, false, audit, |a, _| mutation::replace_codes(a, codes))
     }
 
     fn confirm_codes(
         &self,
         name: &str,
         set_id: u64,
-        at: UnixTime,
+        _at: UnixTime,
         audit: AuditFor<'_, CodesConfirmation>,
     ) -> Result<CodesConfirmation, StoreError> {
-        self.mutate(name, CodesConfirmation::NoAccount, at, audit, |a| {
-            mutation::confirm_codes(a, set_id, at)
+        self.mutate(name, CodesConfirmation::NoAccount, audit, |a, now| {
+            mutation::confirm_codes(a, set_id, now)
         })
     }
 
     fn remove_two_factor(
         &self,
         name: &str,
-        at: UnixTime,
+        _at: UnixTime,
         audit: AuditFor<'_, bool>,
     ) -> Result<bool, StoreError> {
-        self.mutate(name, false, at, audit, mutation::remove_two_factor)
+        self.mutate(name, false, audit, |a, _| mutation::remove_two_factor(a))
     }
 
     fn operator_password(&self) -> Result<Option<String>, StoreError> {
@@ -1229,18 +1275,23 @@ impl Store for PostgresStore {
     fn set_operator_password(
         &self,
         phc: &str,
-        at: UnixTime,
+        _at: UnixTime,
         audit: AuditFor<'_, bool>,
     ) -> Result<bool, StoreError> {
         let key = self.mac()?;
         self.write(|tx| {
             let Some(row) = tx.query_opt(
-                "SELECT value FROM sparekey_meta WHERE key = $1 FOR UPDATE",
+                concat!(
+                    "SELECT value, ",
+                    db_now!(),
+                    " FROM sparekey_meta WHERE key = $1 FOR UPDATE"
+                ),
                 &[&META_OPERATOR],
             )?
             else {
                 return Err(missing_operator_record().into());
             };
+            let now: UnixTime = row.get(1);
             // Checked, so damage is not read as "already set".
             if records::decode_operator_password(key, row.get(0))?.is_some() {
                 return Ok(false);
@@ -1252,7 +1303,7 @@ impl Store for PostgresStore {
                     &records::encode_operator_password(key, Some(phc)),
                 ],
             )?;
-            insert_events(tx, at, OPERATOR_AUDIT_NAME, audit(&true))?;
+            insert_events(tx, now, OPERATOR_AUDIT_NAME, audit(&true))?;
             Ok(true)
         })
     }
@@ -1275,26 +1326,26 @@ impl Store for PostgresStore {
     fn reserve_operator_attempt(
         &self,
         policy: &ThrottlePolicy,
-        at: UnixTime,
+        _at: UnixTime,
     ) -> Result<Reservation, StoreError> {
-        self.modify_operator(at, &|_| Vec::new(), |r| mutation::reserve(r, policy, at))
+        self.modify_operator(&|_| Vec::new(), |r, now| mutation::reserve(r, policy, now))
     }
 
     fn settle_operator_attempt(
         &self,
-        at: UnixTime,
+        _at: UnixTime,
         check: &SettleCheck,
         audit: AuditFor<'_, Settlement>,
     ) -> Result<Settlement, StoreError> {
-        self.modify_operator(at, audit, |r| mutation::settle(r, check))
+        self.modify_operator(audit, |r, _| mutation::settle(r, check))
     }
 
     fn record_operator_failure(
         &self,
-        at: UnixTime,
+        _at: UnixTime,
         audit: AuditFor<'_, FailureRecord>,
     ) -> Result<FailureRecord, StoreError> {
-        self.modify_operator(at, audit, |r| Applied {
+        self.modify_operator(audit, |r, _| Applied {
             outcome: *r,
             changed: true,
         })
@@ -1302,10 +1353,10 @@ impl Store for PostgresStore {
 
     fn clear_operator_failures(
         &self,
-        at: UnixTime,
+        _at: UnixTime,
         audit: AuditFor<'_, ()>,
     ) -> Result<(), StoreError> {
-        self.modify_operator(at, audit, |r| {
+        self.modify_operator(audit, |r, _| {
             *r = FailureRecord::default();
             Applied {
                 outcome: (),

@@ -20,7 +20,7 @@ use sparekey::core::keys::MasterKey;
 use sparekey::core::kiosk::OPERATOR_AUDIT_NAME;
 use sparekey::core::service::{Config, Service};
 use sparekey::core::store::{KeyBinding, Reservation, SettleCheck, Settlement, Store, StoreError};
-use sparekey::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
+use sparekey::core::throttle::{Gate, ThrottlePolicy};
 use sparekey::store::location::{PostgresTarget, StoreLocation};
 use sparekey::store::memory::MemoryStore;
 use sparekey::store::postgres::PostgresStore;
@@ -47,6 +47,9 @@ pub struct Backend {
     open: Box<dyn Fn() -> Box<dyn Store>>,
     /// Whether several handles may be open at once (else threads share one).
     many_handles: bool,
+    /// Whether the store times changes by its own clock rather than the caller's `at` (see
+    /// the `Store` trait's doc): PostgreSQL, which takes the database's.
+    own_clock: bool,
     /// Edits a stored record below the trait (`None`: the backend stores no bytes).
     tamper: Option<Tamper>,
     /// Removes a meta record below the trait (`None`: the backend stores no bytes).
@@ -80,6 +83,28 @@ impl Backend {
         self.service_with(clock, test_config())
     }
 
+    /// Checks that a change made at `at` was stamped `stamped`: `at` itself, or on a store
+    /// with its own clock the real time (within a minute), whatever `at` said.
+    pub fn assert_stamp(&self, stamped: UnixTime, at: UnixTime) {
+        if self.own_clock {
+            let now = unix_now();
+            assert!(
+                (stamped - now).abs() <= 60,
+                "stamped {stamped}, not by the store's clock (now {now}; the caller said {at})"
+            );
+        } else {
+            assert_eq!(stamped, at);
+        }
+    }
+
+    /// Lets `seconds` pass for the store: at once for a store on the caller's clock (its
+    /// callers pass later times), by sleeping for one with its own.
+    pub fn let_pass(&self, seconds: u64) {
+        if self.own_clock {
+            std::thread::sleep(std::time::Duration::from_millis(seconds * 1_000 + 100));
+        }
+    }
+
     pub fn service_with(&self, clock: &Arc<ManualClock>, config: Config) -> Service {
         Service::new(
             self.bound(),
@@ -92,11 +117,19 @@ impl Backend {
     }
 }
 
+pub fn unix_now() -> UnixTime {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as UnixTime
+}
+
 pub fn memory() -> Backend {
     let store = MemoryStore::new();
     Backend {
         open: Box::new(move || Box::new(store.clone())),
         many_handles: true,
+        own_clock: false,
         tamper: None,
         remove_meta: None,
         _keep: Box::new(()),
@@ -110,6 +143,7 @@ pub fn sled() -> Backend {
     Backend {
         open: Box::new(move || Box::new(open_store(&path).unwrap())),
         many_handles: false,
+        own_clock: false,
         tamper: Some(Box::new(move |victim, source| {
             let db = sparekey::store::sled_store::SledStore::raw_open(&raw).unwrap();
             let tree = db.open_tree("accounts.v2").unwrap();
@@ -200,6 +234,7 @@ pub fn postgres() -> Option<Backend> {
     Some(Backend {
         open: Box::new(move || Box::new(PostgresStore::open(&target, true).unwrap())),
         many_handles: true,
+        own_clock: true,
         tamper: Some(Box::new(move |victim, source| {
             let mut client = ::postgres::Client::connect(&admin, ::postgres::NoTls).unwrap();
             let sql = format!(
@@ -458,7 +493,7 @@ fn operator_password_is_set_once(backend: &Backend) {
     }
     let record = store.operator_failures().unwrap();
     assert_eq!(record.consecutive, 2);
-    assert_eq!(record.last_failure_at, Some(T0 + 5));
+    backend.assert_stamp(record.last_failure_at.unwrap(), T0 + 5);
     store
         .clear_operator_failures(T0 + 6, &|_| Vec::new())
         .unwrap();
@@ -482,8 +517,9 @@ fn an_operator_settle_writes_its_events(backend: &Backend) {
     );
     assert_eq!(store.operator_failures().unwrap().consecutive, 0);
     let events = store.audit_events(Some(OPERATOR_AUDIT_NAME), 10).unwrap();
-    let events: Vec<(UnixTime, &AuditKind)> = events.iter().map(|e| (e.at, &e.kind)).collect();
-    assert_eq!(events, [(T0 + 1, &AuditKind::OperatorSignedIn)]);
+    let kinds: Vec<&AuditKind> = events.iter().map(|e| &e.kind).collect();
+    assert_eq!(kinds, [&AuditKind::OperatorSignedIn]);
+    backend.assert_stamp(events[0].at, T0 + 1);
 }
 
 fn export_then_import_gives_the_same_image(backend: &Backend) {
@@ -620,19 +656,11 @@ fn events_are_written_with_their_change_and_only_then(backend: &Backend) {
         consumed,
         sparekey::core::store::CodeConsumption::SetReplaced
     );
-    let events: Vec<_> = store
-        .audit_events(Some("ursula"), 100)
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.at, e.kind))
-        .collect();
-    assert_eq!(
-        events,
-        [
-            (account.created_at, AuditKind::AccountCreated),
-            (T0 + 7, AuditKind::Unlocked)
-        ]
-    );
+    let events = store.audit_events(Some("ursula"), 100).unwrap();
+    let kinds: Vec<&AuditKind> = events.iter().map(|e| &e.kind).collect();
+    assert_eq!(kinds, [&AuditKind::AccountCreated, &AuditKind::Unlocked]);
+    backend.assert_stamp(events[0].at, account.created_at);
+    backend.assert_stamp(events[1].at, T0 + 7);
     assert!(store.audit_events(Some("nobody"), 100).unwrap().is_empty());
 }
 
@@ -641,69 +669,60 @@ fn refusals_in_one_delay_window_are_one_event(backend: &Backend) {
     let store = backend.bound();
     let policy = ThrottlePolicy {
         free_failures: 1,
+        base_delay_secs: 3,
+        max_delay_secs: 3,
         lock_after: 10,
-        ..ThrottlePolicy::default()
     };
     let reserved = |r: Reservation| matches!(r, Reservation::Reserved { .. });
     // One free failure, then a delay: the next attempts are refused, counted in one event.
     assert!(reserved(
         store.reserve_attempt("vera", &policy, T0).unwrap()
     ));
-    for at in T0 + 1..T0 + 6 {
-        let refused = store.reserve_attempt("vera", &policy, at).unwrap();
+    for _ in 0..5 {
+        let refused = store.reserve_attempt("vera", &policy, T0 + 1).unwrap();
         assert!(
             matches!(refused, Reservation::Refused(Gate::Delayed { .. })),
             "{refused:?}"
         );
     }
     store
-        .note_refused_attempt("vera", Gate::Delayed { seconds_left: 1 }, T0 + 6)
+        .note_refused_attempt("vera", Gate::Delayed { seconds_left: 1 }, T0 + 2)
         .unwrap();
     // A later window (the delay ran out, one more failure) starts a new event.
+    backend.let_pass(3);
+    let later = T0 + 100_000;
     assert!(reserved(
-        store
-            .reserve_attempt("vera", &policy, T0 + 100_000)
-            .unwrap()
+        store.reserve_attempt("vera", &policy, later).unwrap()
     ));
-    let refused = store
-        .reserve_attempt("vera", &policy, T0 + 100_001)
-        .unwrap();
+    let refused = store.reserve_attempt("vera", &policy, later + 1).unwrap();
     assert!(matches!(refused, Reservation::Refused(_)), "{refused:?}");
     let refusals: Vec<_> = store
         .audit_events(Some("vera"), 100)
         .unwrap()
         .into_iter()
         .filter(|e| matches!(e.kind, AuditKind::AttemptsRefused { .. }))
-        .map(|e| (e.at, e.kind))
         .collect();
+    let kinds: Vec<&AuditKind> = refusals.iter().map(|e| &e.kind).collect();
     assert_eq!(
-        refusals,
+        kinds,
         [
-            (
-                T0 + 1,
-                AuditKind::AttemptsRefused {
-                    count: 6,
-                    locked: false
-                }
-            ),
-            (
-                T0 + 100_001,
-                AuditKind::AttemptsRefused {
-                    count: 1,
-                    locked: false
-                }
-            ),
+            &AuditKind::AttemptsRefused {
+                count: 6,
+                locked: false
+            },
+            &AuditKind::AttemptsRefused {
+                count: 1,
+                locked: false
+            },
         ]
     );
+    // Each event is stamped with its window's first refusal.
+    backend.assert_stamp(refusals[0].at, T0 + 1);
+    backend.assert_stamp(refusals[1].at, later + 1);
     // Refusals counted nothing: only the two reservations are failures.
     let failures = store.load_account("vera").unwrap().unwrap().failures;
-    assert_eq!(
-        failures,
-        FailureRecord {
-            consecutive: 2,
-            last_failure_at: Some(T0 + 100_000)
-        }
-    );
+    assert_eq!(failures.consecutive, 2);
+    backend.assert_stamp(failures.last_failure_at.unwrap(), later);
 }
 
 fn names_are_unique_regardless_of_case(backend: &Backend) {

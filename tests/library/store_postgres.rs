@@ -4,6 +4,7 @@
 
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
+use std::time::Duration;
 
 use crate::store_contract::pg_schema;
 use crate::support::*;
@@ -284,6 +285,113 @@ fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// Within a minute of the real clock, which the test server's is (one machine).
+fn assert_database_time(what: &str, at: i64) {
+    let now = unix_now();
+    assert!(
+        (at - now).abs() <= 60,
+        "{what} at {at}, not the database's time (now {now})"
+    );
+}
+
+#[test]
+fn throttle_times_come_from_the_database_clock_not_the_hosts() {
+    // Two hosts on one database, one clock an hour ahead of real time, one an hour behind:
+    // the delay that failures through one start holds on the other until it has passed by the
+    // database's clock, and the stored failure time and every audit stamp are the database's.
+    use sparekey::core::error::{Error, RejectReason};
+    use sparekey::core::throttle::ThrottlePolicy;
+    let Some(schema) = pg_schema() else { return };
+    let now = unix_now();
+    let (ahead, behind) = (
+        Arc::new(ManualClock::new(now + 3_600)),
+        Arc::new(ManualClock::new(now - 3_600)),
+    );
+    let delay = 5;
+    let config = sparekey::core::service::Config {
+        throttle: ThrottlePolicy {
+            free_failures: 2,
+            base_delay_secs: delay,
+            max_delay_secs: delay,
+            lock_after: 100,
+        },
+        ..test_config()
+    };
+    let key = || sparekey::core::keys::MasterKey::from_bytes([6; 32]);
+    let host = |clock: &Arc<ManualClock>, seed: u64| {
+        let store = PostgresStore::open(&schema.target, true).unwrap();
+        store.bind_key(&key().store_key()).unwrap();
+        let entropy = Box::new(SeededEntropy::new(seed));
+        Service::new(
+            Box::new(store),
+            clock.clone(),
+            entropy,
+            key(),
+            config.clone(),
+        )
+        .unwrap()
+    };
+    let (early, late) = (host(&ahead, 1), host(&behind, 2));
+    early.create_account("zoe", PASSWORD).unwrap();
+    for _ in 0..2 {
+        let wrong = early.login("zoe", "not the password", None).unwrap_err();
+        assert_eq!(reason(wrong), RejectReason::WrongNameOrPassword);
+    }
+    let started = std::time::Instant::now();
+    // Refused on both: the host ahead, whose clock says the delay ended an hour ago, and the
+    // host behind, whose clock says it has not begun; each is told the time left by the
+    // database's clock.
+    for (name, host) in [("ahead", &early), ("behind", &late)] {
+        match host.login("zoe", PASSWORD, None) {
+            Err(Error::Throttled { seconds_left }) => {
+                assert!(
+                    (1..=delay).contains(&seconds_left),
+                    "{name}: {seconds_left}"
+                )
+            }
+            other => panic!("the host {name} was not refused: {other:?}"),
+        }
+    }
+    assert!(
+        started.elapsed().as_secs() < delay as u64 - 1,
+        "too slow to check the delay"
+    );
+    let store = PostgresStore::open(&schema.target, false).unwrap();
+    store.bind_key(&key().store_key()).unwrap();
+    let zoe = store.load_account("zoe").unwrap().unwrap();
+    assert_eq!(zoe.failures.consecutive, 2);
+    assert_database_time("the last failure", zoe.failures.last_failure_at.unwrap());
+    let events = store.audit_events(Some("zoe"), 100).unwrap();
+    let failed = events
+        .iter()
+        .filter(|e| matches!(e.kind, AuditKind::FailedAttempt { .. }))
+        .count();
+    let refused = events
+        .iter()
+        .filter(|e| matches!(e.kind, AuditKind::AttemptsRefused { .. }))
+        .count();
+    assert_eq!((failed, refused), (2, 1), "{events:#?}");
+    for event in &events {
+        assert_database_time(&format!("{:?}", event.kind), event.at);
+    }
+    // Past the delay by the database's clock, the host behind gets in (its own clock would
+    // have held it an hour longer), and the login's time is the database's too.
+    std::thread::sleep(std::time::Duration::from_secs(delay as u64) + Duration::from_millis(200));
+    late.login("zoe", PASSWORD, None).unwrap();
+    let zoe = store.load_account("zoe").unwrap().unwrap();
+    assert_eq!(zoe.failures.consecutive, 0);
+    assert_database_time("the login", zoe.last_login.unwrap().at);
+    // TOTP stays on the host's clock, the authenticator's: a code for the host ahead's time
+    // logs in through it, and the step it used is of that time.
+    let (secret, _) = enrolled(&early, &ahead, "yann");
+    let code = code_for(&secret, ahead.now_for_tests());
+    early.login("yann", PASSWORD, Some(&code)).unwrap();
+    let yann = store.load_account("yann").unwrap().unwrap();
+    let step_time = yann.totp.unwrap().last_step.unwrap() as i64 * 30;
+    assert!((ahead.now_for_tests() - step_time) < 30, "{step_time}");
+    assert_database_time("the TOTP login", yann.last_login.unwrap().at);
 }
 
 /// `name` enrolled through the store at `schema`, with a key file in `dir` that the binary
