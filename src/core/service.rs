@@ -732,7 +732,9 @@ impl Service {
         match self.check_login_password(&account, password)? {
             FirstFactor::Done(success) => Ok(LoginStep::Done(success)),
             FirstFactor::SecondFactorNeeded(attempt) => {
-                // The second factor may come much later, or never: nothing stays reserved.
+                // The second factor may come much later, or never: the count is given back
+                // (finish_login reserves again). Releases of overlapping logins that arrive
+                // out of order can leave one standing (see Store::release_attempt).
                 self.release(&attempt)?;
                 Ok(LoginStep::SecondFactorNeeded(PendingLogin {
                     account: name.to_string(),

@@ -270,8 +270,13 @@ pub trait Store: Send + Sync {
         at: UnixTime,
     ) -> Result<Reservation, StoreError>;
     /// Gives back the count of a reserved attempt whose first factor was right and which now
-    /// waits for its second: the record returns to `previous` if it is still `reserved`, else
-    /// loses one count. `false` if there is no such account.
+    /// waits for its second (the console's two-step login: its second step reserves again):
+    /// the record returns to `previous` if it is still `reserved`, else loses one count if
+    /// later attempts were counted on top of it, else (cleared meanwhile) stays. So releases
+    /// of overlapping attempts that arrive out of order can leave a count standing (the
+    /// earlier attempt's comes first and takes one count off the top; the later one's then
+    /// finds the record below its own count): the error is toward locking, never toward more
+    /// guesses. `false` if there is no such account.
     fn release_attempt(
         &self,
         name: &str,

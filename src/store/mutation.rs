@@ -104,7 +104,9 @@ pub(crate) fn release_attempt(
         // Later attempts were counted on top of this one: take back only its own count.
         record.consecutive -= 1;
     } else {
-        // A success or an unlock cleared the count meanwhile: nothing of ours is left.
+        // A success or an unlock cleared the count meanwhile, or an earlier attempt's release
+        // came first and took a count off the top: what is left cannot be told from earlier
+        // failures, so it stays (see `Store::release_attempt`: toward locking).
         return unchanged(true);
     }
     changed(true)
@@ -394,6 +396,27 @@ mod tests {
         // Cleared meanwhile (a success, an unlock): nothing of ours is left to give back.
         a.failures = FailureRecord::default();
         assert!(!release_attempt(&mut a, previous, reserved).changed);
+    }
+
+    #[test]
+    fn releases_out_of_order_can_leave_one_count_standing_never_take_one_too_many() {
+        let mut a = account(None);
+        let reserve = |a: &mut Account, at| match reserve_attempt(a, &POLICY, at).outcome {
+            Reservation::Reserved { previous, reserved } => (previous, reserved),
+            other => panic!("{other:?}"),
+        };
+        // Two overlapping two-step logins, both with the right password.
+        let first = reserve(&mut a, 100);
+        let second = reserve(&mut a, 101);
+        // In order, latest first: everything goes back.
+        let mut in_order = a.clone();
+        release_attempt(&mut in_order, second.0, second.1);
+        release_attempt(&mut in_order, first.0, first.1);
+        assert_eq!(in_order.failures, FailureRecord::default());
+        // The earlier one's release first: one count stands.
+        release_attempt(&mut a, first.0, first.1);
+        release_attempt(&mut a, second.0, second.1);
+        assert_eq!(a.failures.consecutive, 1);
     }
 
     #[test]

@@ -566,7 +566,8 @@ fn changes_survive_a_new_handle(backend: &Backend) {
 fn parallel_attempts_never_verify_more_than_the_policy(backend: &Backend) {
     // No delay before the lock, so only the lock bounds the attempts: every thread that got
     // past a stale gate check would verify, and count, one more guess. Wrong passwords: one
-    // reservation per attempt, so the count is exact (see store_postgres for wrong codes).
+    // reservation per attempt, so the count is exact (store_postgres checks the same of wrong
+    // codes sent by separate processes).
     let policy = ThrottlePolicy {
         free_failures: 1_000,
         lock_after: 3,
