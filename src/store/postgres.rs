@@ -88,6 +88,16 @@ const MIGRATIONS: &[(i32, &str)] = &[
     CREATE INDEX sparekey_audit_noise ON sparekey_audit (id) WHERE noise;
     "#,
     ),
+    (
+        3,
+        r#"
+    -- A store bound before the bind tagged the record format row and wrote the operator's
+    -- failure record: the next bind with the store's key finishes that (see META_UPGRADE).
+    INSERT INTO sparekey_meta (key, value)
+    SELECT 'bound_before_tags', '\x01'::bytea
+    WHERE EXISTS (SELECT 1 FROM sparekey_meta WHERE key = 'key_fingerprint');
+    "#,
+    ),
 ];
 
 /// The newest schema this build knows.
@@ -106,6 +116,13 @@ const META_OPERATOR: &str = "operator_password";
 const META_OPERATOR_FAILURES: &str = "operator_failures";
 /// Written by the reservation of a name that has no account (see [`Store::reserve_attempt`]).
 const META_PROBE: &str = "write_probe";
+/// Set by migration 3 on a store an earlier build bound: its record format row is the bare
+/// version and its operator's failure record appears only with the first operator attempt.
+/// The next bind with the store's key tags the one, writes the other as a tagged zero if it is
+/// missing, and removes this row, in one transaction. Writing this row below sparekey gains
+/// nothing: the version is tagged only if it is this build's, and a zero failure record is
+/// what any rollback of that tagged record gives (see SECURITY.md).
+const META_UPGRADE: &str = "bound_before_tags";
 
 /// Tries of a transaction that failed on a serialization failure or a deadlock.
 const ATTEMPTS: u32 = 5;
@@ -749,6 +766,26 @@ fn check_marker(tx: &mut Transaction<'_>, key: &MacKey) -> Step<()> {
     }
 }
 
+/// What an earlier build's bind left undone (see [`META_UPGRADE`]): the bare record format
+/// row, if it says this build's version, becomes the tagged one; a missing operator failure
+/// record becomes the tagged zero. Anything else is left for [`check_marker`] to refuse.
+fn finish_upgrade(tx: &mut Transaction<'_>, marker: &[u8], no_failures: &[u8]) -> Step<()> {
+    tx.execute(
+        "UPDATE sparekey_meta SET value = $2 WHERE key = $1 AND value = $3",
+        &[
+            &META_RECORDS,
+            &marker,
+            &SCHEMA_VERSION.to_be_bytes().to_vec(),
+        ],
+    )?;
+    tx.execute(
+        "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[&META_OPERATOR_FAILURES, &no_failures],
+    )?;
+    tx.execute("DELETE FROM sparekey_meta WHERE key = $1", &[&META_UPGRADE])?;
+    Ok(())
+}
+
 fn meta_text(tx: &mut Transaction<'_>, key: &str) -> Step<Option<String>> {
     Ok(meta(tx, key)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
 }
@@ -988,6 +1025,9 @@ impl Store for PostgresStore {
             }
             let stored = meta_text(tx, META_KEY)?.unwrap_or_default();
             Ok(if stored == fingerprint {
+                if meta(tx, META_UPGRADE)?.is_some() {
+                    finish_upgrade(tx, &marker, &no_failures)?;
+                }
                 check_marker(tx, key.records())?;
                 KeyBinding::Matches
             } else {

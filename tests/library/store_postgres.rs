@@ -115,6 +115,56 @@ fn the_record_format_row_is_tagged_so_no_edit_passes_for_a_bound_store() {
 }
 
 #[test]
+fn a_store_bound_by_the_build_before_the_tags_is_upgraded_by_its_next_bind() {
+    // An earlier build bound a store without tagging its record format row and wrote the
+    // operator's failure record only with the first operator attempt. Migration 3 marks such a
+    // store, and the next bind with its key finishes the job; a read-only open upgrades nothing.
+    use sparekey::core::keys::MasterKey;
+    use sparekey::core::store::KeyBinding;
+    use sparekey::core::throttle::FailureRecord;
+    use sparekey::store::records::encode_schema_marker;
+    let Some(schema) = pg_schema() else { return };
+    let key = MasterKey::from_bytes([5; 32]);
+    let store = PostgresStore::open(&schema.target, true).unwrap();
+    store.bind_key(&key.store_key()).unwrap();
+    drop(store);
+    // The store as that build left it: schema 2, the bare version, no failure record.
+    let mut client = admin(&schema);
+    client
+        .execute("DELETE FROM schema_migrations WHERE version = 3", &[])
+        .unwrap();
+    drop(client);
+    let bare = 2u32.to_be_bytes().to_vec();
+    set_meta_row(&schema, "record_schema", Some(&bare));
+    set_meta_row(&schema, "operator_failures", None);
+    let err = PostgresStore::open(&schema.target, false).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict(m) if m.contains("upgrades")),
+        "{err}"
+    );
+    assert_eq!(meta_row(&schema, "record_schema"), Some(bare));
+    let store = PostgresStore::open(&schema.target, true).unwrap();
+    assert!(meta_row(&schema, "bound_before_tags").is_some());
+    assert_eq!(
+        store.bind_key(&key.store_key()).unwrap(),
+        KeyBinding::Matches
+    );
+    assert_eq!(
+        meta_row(&schema, "record_schema"),
+        Some(encode_schema_marker(key.store_key().records(), 2))
+    );
+    assert_eq!(store.operator_failures().unwrap(), FailureRecord::default());
+    assert_eq!(meta_row(&schema, "bound_before_tags"), None);
+    let (_, damaged) = store.check_records().unwrap();
+    assert!(damaged.is_empty(), "{damaged:?}");
+    // Done once: a bare row written back later is damage again.
+    set_meta_row(&schema, "record_schema", Some(&2u32.to_be_bytes()));
+    let store = PostgresStore::open(&schema.target, true).unwrap();
+    let err = store.bind_key(&key.store_key()).unwrap_err();
+    assert!(matches!(err, StoreError::Damaged(_)), "{err}");
+}
+
+#[test]
 fn concurrent_first_uses_apply_the_migrations_once() {
     let Some(schema) = pg_schema() else { return };
     let barrier = Barrier::new(4);
@@ -133,7 +183,10 @@ fn concurrent_first_uses_apply_the_migrations_once() {
     let rows = admin(&schema)
         .query("SELECT version FROM schema_migrations", &[])
         .unwrap();
-    assert_eq!(rows.iter().map(|r| r.get(0)).collect::<Vec<i32>>(), [1, 2]);
+    assert_eq!(
+        rows.iter().map(|r| r.get(0)).collect::<Vec<i32>>(),
+        [1, 2, 3]
+    );
 }
 
 #[test]
