@@ -114,8 +114,11 @@ const META_KEY: &str = "key_fingerprint";
 const META_RECORDS: &str = "record_schema";
 const META_OPERATOR: &str = "operator_password";
 const META_OPERATOR_FAILURES: &str = "operator_failures";
-/// Written by the reservation of a name that has no account (see [`Store::reserve_attempt`]).
+/// Written by the reservation of a name that has no account (see [`Store::reserve_attempt`]),
+/// one of [`PROBE_ROWS`] rows chosen by the name, so a flood of unknown names does not queue
+/// on one row lock (a wait that real names, each on its own row, would not show).
 const META_PROBE: &str = "write_probe";
+const PROBE_ROWS: u32 = 64;
 /// Set by migration 3 on a store an earlier build bound: its record format row is the bare
 /// version and its operator's failure record appears only with the first operator attempt.
 /// The next bind with the store's key tags the one, writes the other as a tagged zero if it is
@@ -786,6 +789,14 @@ fn finish_upgrade(tx: &mut Transaction<'_>, marker: &[u8], no_failures: &[u8]) -
     Ok(())
 }
 
+/// The probe row of an unknown `name` (see [`META_PROBE`]): any fixed spread will do.
+fn probe_row(name: &str) -> String {
+    let spread = name
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    format!("{META_PROBE}/{}", spread % PROBE_ROWS)
+}
+
 fn meta_text(tx: &mut Transaction<'_>, key: &str) -> Step<Option<String>> {
     Ok(meta(tx, key)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
 }
@@ -1171,7 +1182,7 @@ impl Store for PostgresStore {
                 // it a store that cannot be written (a full disk) would answer an unknown name
                 // with a dummy hash and "wrong name or password", and a real one with the
                 // store's error. One upsert of one row, committed as a real count is.
-                upsert_meta(tx, META_PROBE, &[1])?;
+                upsert_meta(tx, &probe_row(name), &[1])?;
                 return Ok(Reservation::NoAccount);
             };
             let applied = mutation::reserve_attempt(&mut account, policy, now);
