@@ -17,188 +17,24 @@ mod support;
 #[path = "support/fixture.rs"]
 mod fixture;
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+#[path = "support/login.rs"]
+mod login;
+
+use std::process::Command;
 use std::time::Duration;
 
 use criterion::Criterion;
-use sparekey::app::{DATA_DIR_ENV, KEY_FILE_ENV};
 use sparekey::core::argon_memory::ArgonMemory;
-use sparekey::core::clock::{Clock, SystemClock};
 use sparekey::core::entropy::SeededEntropy;
 use sparekey::core::password::{self, Binding, HashParams};
-use sparekey::core::totp;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sparekey");
+use login::{CODER, Cli, Logins, run_piped};
+
 /// Set in a child process of this bench: verify the fixture password once against the PHC
 /// string on its standard input and exit, the least any process that checks a password must
 /// do (start, one Argon2id in fresh memory, exit).
 const VERIFY_ONCE: &str = "SPAREKEY_BENCH_VERIFY_ONCE";
 const FLOOR_SECRET: [u8; 32] = [7; 32];
-const CODER: &str = "coder";
-const PERIOD: i64 = 30;
-
-struct Cli {
-    data: PathBuf,
-    key: PathBuf,
-}
-
-impl Cli {
-    fn run(&self, args: &[&str], stdin: &str) -> Output {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .env(DATA_DIR_ENV, &self.data)
-            .env(KEY_FILE_ENV, &self.key);
-        run_piped(command, stdin)
-    }
-
-    fn ok(&self, args: &[&str], stdin: &str) -> Output {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "sparekey {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn json(&self, args: &[&str], stdin: &str) -> serde_json::Value {
-        serde_json::from_slice(&self.ok(args, stdin).stdout).expect("JSON output")
-    }
-}
-
-/// Runs `command` with `stdin` written to its standard input and its output collected, the
-/// way a script drives `sparekey`; both sides of a process-against-process figure go
-/// through here.
-fn run_piped(mut command: Command, stdin: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the process");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wait for the process")
-}
-
-fn codes_of(value: &serde_json::Value) -> Vec<String> {
-    value["codes"]
-        .as_array()
-        .expect("codes in the JSON output")
-        .iter()
-        .map(|c| c.as_str().expect("code").to_string())
-        .collect()
-}
-
-/// Logins ready to run: backup codes of `coder`, and fixture accounts for TOTP.
-struct Bench {
-    cli: Cli,
-    codes: RefCell<VecDeque<String>>,
-    totp_secret: Vec<u8>,
-    /// Per fixture account, the last TOTP step used.
-    last_step: RefCell<Vec<i64>>,
-}
-
-impl Bench {
-    fn new(dir: &std::path::Path, accounts: usize) -> Self {
-        let generated = fixture::generate(
-            &dir.join("data"),
-            &dir.join("key"),
-            accounts,
-            0,
-            fixture::Method::Import,
-        )
-        .expect("generate the fixture");
-        let cli = Cli {
-            data: generated.paths.data_dir.clone(),
-            key: generated.paths.key_file.clone(),
-        };
-        let pw = format!("{}\n", fixture::PASSWORD);
-        cli.ok(&["account", "add", CODER], &pw);
-        let enrolled = cli.json(&["enroll", CODER, "--json"], "");
-        let secret = data_encoding::BASE32_NOPAD
-            .decode(enrolled["secret"].as_str().expect("secret").as_bytes())
-            .expect("base32 secret");
-        let code = totp::code_at(&secret, SystemClock.now(), Default::default()).expect("code");
-        let issued = cli.json(
-            &["enroll", CODER, "--confirm", "--json", "--codes", "20"],
-            &format!("{code}\n"),
-        );
-        let totp_secret = data_encoding::BASE32_NOPAD
-            .decode(generated.totp_secret.as_bytes())
-            .expect("fixture secret");
-        Self {
-            cli,
-            codes: RefCell::new(codes_of(&issued).into()),
-            totp_secret,
-            last_step: RefCell::new(vec![-1; accounts]),
-        }
-    }
-
-    /// The stdin of a backup-code login. The last code of a set is kept for the step-up that
-    /// regenerating the set through the CLI needs (password and a current code), untimed.
-    fn next_backup(&self) -> String {
-        let mut codes = self.codes.borrow_mut();
-        if codes.len() <= 1 {
-            let last = codes.pop_front().expect("the code kept for the step-up");
-            let proof = format!("{}\n{last}\n", fixture::PASSWORD);
-            let issued = self.cli.json(
-                &["codes", "regenerate", CODER, "--json", "--codes", "20"],
-                &proof,
-            );
-            codes.extend(codes_of(&issued));
-        }
-        format!(
-            "{}\n{}\n",
-            fixture::PASSWORD,
-            codes.pop_front().expect("a code")
-        )
-    }
-
-    /// A fixture account and the stdin of a TOTP login on it: the code of the next step (inside
-    /// the verification window), on an account that has not used that step yet. Waits for the
-    /// next step if every account has (untimed: callers prepare before timing).
-    fn next_totp(&self) -> (String, String) {
-        loop {
-            let now = SystemClock.now();
-            let step = now.div_euclid(PERIOD) + 1;
-            let mut last = self.last_step.borrow_mut();
-            if let Some(i) = last.iter().position(|&s| s < step) {
-                last[i] = step;
-                let code = totp::code_at(&self.totp_secret, step * PERIOD, Default::default())
-                    .expect("code");
-                return (
-                    fixture::account_name(i),
-                    format!("{}\n{code}\n", fixture::PASSWORD),
-                );
-            }
-            drop(last);
-            let wait = PERIOD - now.rem_euclid(PERIOD);
-            std::thread::sleep(Duration::from_secs(wait as u64) + Duration::from_millis(50));
-        }
-    }
-
-    fn login(&self, name: &str, stdin: &str) -> Output {
-        let out = self.cli.run(&["login", name, "--json"], stdin);
-        assert!(
-            out.status.success(),
-            "login {name} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-}
 
 struct Floor {
     phc: String,
@@ -281,7 +117,20 @@ fn main() {
     }
     let accounts = fixture::accounts_from_env(512).max(32);
     let dir = fixture::scratch_dir("login_process");
-    let bench = Bench::new(&dir, accounts);
+    let generated = fixture::generate(
+        &dir.join("data"),
+        &dir.join("key"),
+        accounts,
+        0,
+        fixture::Method::Import,
+    )
+    .expect("generate the fixture");
+    let cli = Cli {
+        data: generated.paths.data_dir.clone(),
+        key: generated.paths.key_file.clone(),
+        store: None,
+    };
+    let bench = Logins::new(cli, &generated);
     let floor = Floor::new();
 
     let mut c = Criterion::default().configure_from_args();

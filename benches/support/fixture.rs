@@ -5,7 +5,8 @@
 //! master key. So every fixture account logs in with [`PASSWORD`] and the printed TOTP secret
 //! or backup codes, and the store opens with the written key file like any real one.
 //!
-//! Shared by `examples/gen_store.rs` and `benches/store_scale.rs`.
+//! Shared by `examples/gen_store.rs` and the benches; [`fill`] writes it into a store already
+//! open (the PostgreSQL bench fills databases with it).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -88,6 +89,12 @@ pub struct Template {
 
 impl Template {
     pub fn new(key: MasterKey) -> Self {
+        Self::with_codes(key, HashParams::TEST_ONLY, 10)
+    }
+
+    /// A template whose code set has `count` codes hashed with `params` (production
+    /// parameters where a bench logs in with the codes and counts the hashes).
+    pub fn with_codes(key: MasterKey, params: HashParams, count: usize) -> Self {
         let secret = key.hash_secret();
         let mut e = SeededEntropy::new(42);
         // The one production-cost hash of the whole fixture.
@@ -102,15 +109,9 @@ impl Template {
             &mut memory,
         );
         let totp = TotpSecret::generate(&mut e);
-        let codes = backup_code::generate_set(&mut e, 10);
-        let set = CodeSet::create_unbound(
-            &codes,
-            HashParams::TEST_ONLY,
-            secret.as_ref(),
-            &mut e,
-            NOW,
-            &mut memory,
-        );
+        let codes = backup_code::generate_set(&mut e, count);
+        let set =
+            CodeSet::create_unbound(&codes, params, secret.as_ref(), &mut e, NOW, &mut memory);
         Self {
             key,
             phc,
@@ -118,6 +119,11 @@ impl Template {
             codes,
             set,
         }
+    }
+
+    /// The shared backup codes, as typed.
+    pub fn codes(&self) -> Vec<String> {
+        self.codes.iter().map(|c| c.display().to_string()).collect()
     }
 
     /// Account `i`: 2FA on, 0 to 7 codes used, some with a last login or a few failures.
@@ -199,7 +205,23 @@ pub fn generate(
     let start = Instant::now();
     app::create_private_dir(&paths.data_dir)?;
     let store = SledStore::open(&paths.store, app::LOCK_WAIT)?;
-    let key = app::load_or_create_key(&paths.key_file, &store, &mut OsEntropy)?;
+    let mut generated = fill(&store, paths, accounts, audit_events, method)?;
+    drop(store);
+    generated.elapsed = start.elapsed();
+    Ok(generated)
+}
+
+/// [`generate`] into `store`, already open and empty (a sled store, or a PostgreSQL database
+/// with `paths.postgres` set), with a new key file at `paths.key_file`.
+pub fn fill(
+    store: &dyn Store,
+    paths: Paths,
+    accounts: usize,
+    audit_events: usize,
+    method: Method,
+) -> Result<Generated, Error> {
+    let start = Instant::now();
+    let key = app::load_or_create_key(&paths.key_file, store, &mut OsEntropy)?;
     let fingerprint = key.fingerprint();
     let template = Template::new(key);
     let audit: Vec<AuditEvent> = (0..audit_events)
@@ -227,7 +249,7 @@ pub fn generate(
             std::thread::scope(|s| -> Result<(), Error> {
                 let workers: Vec<_> = (0..threads)
                     .map(|t| {
-                        let (store, template) = (&store, &template);
+                        let template = &template;
                         s.spawn(move || -> Result<(), Error> {
                             let mut e = SeededEntropy::new(100 + t as u64);
                             for i in (t..accounts).step_by(threads) {
@@ -251,18 +273,13 @@ pub fn generate(
             }
         }
     }
-    drop(store);
     Ok(Generated {
         paths,
         accounts,
         audit_events,
         elapsed: start.elapsed(),
         totp_secret: data_encoding::BASE32_NOPAD.encode(template.totp.as_bytes()),
-        codes: template
-            .codes
-            .iter()
-            .map(|c| c.display().to_string())
-            .collect(),
+        codes: template.codes(),
     })
 }
 
