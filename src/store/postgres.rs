@@ -212,7 +212,6 @@ impl PostgresStore {
             key: OnceLock::new(),
         };
         store.migrate(create)?;
-        store.check_record_format()?;
         Ok(store)
     }
 
@@ -250,23 +249,17 @@ impl PostgresStore {
                 one_line(&e)
             ))
         })?;
+        // One round trip. An accepted code must be durable when reported: never commit
+        // asynchronously, whatever the server's default (`off` becomes `on`; a
+        // stronger setting, such as remote_apply, is kept).
         client
             .batch_execute(&format!(
                 "SET statement_timeout = '{STATEMENT_TIMEOUT}'; SET lock_timeout = '{LOCK_TIMEOUT}'; \
-                 SET idle_in_transaction_session_timeout = '60s'"
+                 SET idle_in_transaction_session_timeout = '60s'; \
+                 SELECT set_config('synchronous_commit', 'on', false) \
+                 WHERE current_setting('synchronous_commit') = 'off'"
             ))
             .map_err(|e| self.error(e))?;
-        // An accepted code must be durable when reported: never commit asynchronously, whatever
-        // the server's default (a stronger server setting, such as remote_apply, is kept).
-        let sync: String = client
-            .query_one("SHOW synchronous_commit", &[])
-            .map_err(|e| self.error(e))?
-            .get(0);
-        if sync == "off" {
-            client
-                .batch_execute("SET synchronous_commit = on")
-                .map_err(|e| self.error(e))?;
-        }
         Ok(client)
     }
 
@@ -396,7 +389,7 @@ impl PostgresStore {
             // the store, and concurrent logins must not queue here.
             let found = schema_version(tx)?;
             if found == Some(LATEST) {
-                return Ok(());
+                return check_record_format(tx, &display);
             }
             if let Some(found) = found.filter(|v| *v > LATEST) {
                 return Err(StoreError::NewerSchema {
@@ -445,32 +438,7 @@ impl PostgresStore {
                 "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[&META_RECORDS, &SCHEMA_VERSION.to_be_bytes().to_vec()],
             )?;
-            Ok(())
-        })
-    }
-
-    /// The records' own format (the version sled keeps as its schema): written by the first
-    /// migration run, refused when newer, as on sled. Read before any key is bound, so only
-    /// its version is read here; [`Store::bind_key`] checks its tag (see [`META_RECORDS`]).
-    fn check_record_format(&self) -> Result<(), StoreError> {
-        let display = self.target.display.clone();
-        self.read(|tx| {
-            let found = record_format(&meta(tx, META_RECORDS)?)?;
-            if found > SCHEMA_VERSION {
-                return Err(StoreError::NewerSchema {
-                    path: display.clone(),
-                    found,
-                    supported: SCHEMA_VERSION,
-                }
-                .into());
-            }
-            if found < SCHEMA_VERSION {
-                return Err(StoreError::Damaged(format!(
-                    "record format {found} is not one this sparekey can read or migrate"
-                ))
-                .into());
-            }
-            Ok(())
+            check_record_format(tx, &display)
         })
     }
 
@@ -702,16 +670,39 @@ fn one_line(e: &postgres::Error) -> String {
     text.replace('\n', " ")
 }
 
+/// The records' own format (the version sled keeps as its schema): written by the first
+/// migration run, refused when newer, as on sled. Read before any key is bound, so only its
+/// version is read here; [`Store::bind_key`] checks its tag (see [`META_RECORDS`]). Part of
+/// the open's one transaction.
+fn check_record_format(tx: &mut Transaction<'_>, display: &str) -> Step<()> {
+    let found = record_format(&meta(tx, META_RECORDS)?)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: display.to_string(),
+            found,
+            supported: SCHEMA_VERSION,
+        }
+        .into());
+    }
+    if found < SCHEMA_VERSION {
+        return Err(StoreError::Damaged(format!(
+            "record format {found} is not one this sparekey can read or migrate"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// The newest applied migration; `None` when there is no sparekey schema at all.
 fn schema_version(tx: &mut Transaction<'_>) -> Step<Option<i32>> {
     let exists: bool = tx
-        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?
+        .query_typed_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?
         .get(0);
     if !exists {
         return Ok(None);
     }
     Ok(Some(
-        tx.query_one(
+        tx.query_typed_one(
             "SELECT coalesce(max(version), 0) FROM schema_migrations",
             &[],
         )?
@@ -721,7 +712,10 @@ fn schema_version(tx: &mut Transaction<'_>) -> Step<Option<i32>> {
 
 fn meta(tx: &mut Transaction<'_>, key: &str) -> Step<Option<Vec<u8>>> {
     Ok(tx
-        .query_opt("SELECT value FROM sparekey_meta WHERE key = $1", &[&key])?
+        .query_typed_opt(
+            "SELECT value FROM sparekey_meta WHERE key = $1",
+            &[(&key, Type::TEXT)],
+        )?
         .map(|row| row.get(0)))
 }
 
@@ -802,10 +796,10 @@ fn meta_text(tx: &mut Transaction<'_>, key: &str) -> Step<Option<String>> {
 }
 
 fn upsert_meta(tx: &mut Transaction<'_>, key: &str, value: &[u8]) -> Step<()> {
-    tx.execute(
+    tx.execute_typed(
         "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) \
          ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-        &[&key, &value],
+        &[(&key, Type::TEXT), (&value, Type::BYTEA)],
     )?;
     Ok(())
 }
@@ -817,13 +811,13 @@ fn lock_account(
     key: &MacKey,
     name: &str,
 ) -> Step<Option<(Account, UnixTime)>> {
-    let locked = tx.query_opt(
+    let locked = tx.query_typed_opt(
         concat!(
             "SELECT record, ",
             db_now!(),
             " FROM sparekey_accounts WHERE name = $1 FOR UPDATE"
         ),
-        &[&name],
+        &[(&name, Type::TEXT)],
     )?;
     match locked {
         Some(row) => Ok(Some((
@@ -836,12 +830,12 @@ fn lock_account(
 
 /// Writes `account`'s tagged record and its list facts over its row.
 fn put_account(tx: &mut Transaction<'_>, key: &MacKey, account: &Account) -> Step<()> {
-    tx.execute(
+    tx.execute_typed(
         "UPDATE sparekey_accounts SET record = $2, facts = $3 WHERE name = $1",
         &[
-            &account.name,
-            &records::encode_account(key, account),
-            &encode(&account.facts()),
+            (&account.name, Type::TEXT),
+            (&records::encode_account(key, account), Type::BYTEA),
+            (&encode(&account.facts()), Type::BYTEA),
         ],
     )?;
     Ok(())
@@ -865,9 +859,13 @@ fn insert_events(
             kind,
         };
         let id: i64 = tx
-            .query_one(
+            .query_typed_one(
                 "INSERT INTO sparekey_audit (account, event, noise) VALUES ($1, $2, $3) RETURNING id",
-                &[&account, &encode(&event), &noise],
+                &[
+                    (&account, Type::TEXT),
+                    (&encode(&event), Type::BYTEA),
+                    (&noise, Type::BOOL),
+                ],
             )?
             .get(0);
         if first == 0 {
