@@ -220,7 +220,7 @@ impl PostgresStore {
     }
 
     /// The server settings a used code's durability depends on, for `doctor`: `fsync`,
-    /// `synchronous_commit` (this session's: sparekey raises `off` to `on`) and
+    /// `synchronous_commit` (this session's: sparekey raises `off` and `local` to `on`) and
     /// `synchronous_standby_names`.
     pub fn server_settings(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.read(|tx| {
@@ -250,14 +250,14 @@ impl PostgresStore {
             ))
         })?;
         // One round trip. An accepted code must be durable when reported: never commit
-        // asynchronously, whatever the server's default (`off` becomes `on`; a
+        // asynchronously, whatever the server's default (`off` and `local` become `on`; a
         // stronger setting, such as remote_apply, is kept).
         client
             .batch_execute(&format!(
                 "SET statement_timeout = '{STATEMENT_TIMEOUT}'; SET lock_timeout = '{LOCK_TIMEOUT}'; \
                  SET idle_in_transaction_session_timeout = '60s'; \
                  SELECT set_config('synchronous_commit', 'on', false) \
-                 WHERE current_setting('synchronous_commit') = 'off'"
+                 WHERE current_setting('synchronous_commit') IN ('off', 'local')"
             ))
             .map_err(|e| self.error(e))?;
         Ok(client)

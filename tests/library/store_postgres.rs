@@ -832,6 +832,45 @@ fn doctor_on_postgres_reports_the_durability_settings_and_creates_nothing() {
 }
 
 #[test]
+fn a_session_that_would_commit_without_waiting_is_raised_to_on() {
+    // `off` reports a commit before its WAL is flushed, `local` before a synchronous standby
+    // has it: either could lose a used code that was reported accepted. A stronger setting
+    // stays.
+    let Some(schema) = pg_schema() else { return };
+    PostgresStore::open(&schema.target, true).unwrap();
+    for (start, expected) in [
+        ("off", "on"),
+        ("local", "on"),
+        ("on", "on"),
+        ("remote_apply", "remote_apply"),
+    ] {
+        let options = format!(
+            "-c search_path={} -c synchronous_commit={start}",
+            schema.schema
+        );
+        let location = if schema.admin.contains("://") {
+            let sep = if schema.admin.contains('?') { '&' } else { '?' };
+            format!(
+                "{}{sep}options={}",
+                schema.admin,
+                options.replace(' ', "%20").replace('=', "%3D")
+            )
+        } else {
+            format!("{} options='{options}'", schema.admin)
+        };
+        let StoreLocation::Postgres(target) = StoreLocation::parse(&location).unwrap() else {
+            panic!("not a PostgreSQL location: {location}");
+        };
+        let store = PostgresStore::open(&target, false).unwrap();
+        let settings = store.server_settings().unwrap();
+        assert!(
+            settings.contains(&("synchronous_commit".to_string(), expected.to_string())),
+            "{start}: {settings:?}"
+        );
+    }
+}
+
+#[test]
 fn a_backup_of_postgres_holds_exactly_the_exported_image_and_restores_into_sled() {
     let Some(schema) = pg_schema() else { return };
     let dir = tempfile::tempdir().unwrap();
