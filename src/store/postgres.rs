@@ -263,31 +263,50 @@ impl PostgresStore {
         Ok(client)
     }
 
+    /// TLS through rustls: certificate and host-name verification against the roots of
+    /// `root_cert` (every certificate in that PEM file, as libpq's `sslrootcert`: the only
+    /// roots trusted) or else the system's, TLS 1.2 or newer.
     fn tls_connector(
         &self,
         root_cert: &Option<std::path::PathBuf>,
-    ) -> Result<postgres_native_tls::MakeTlsConnector, StoreError> {
-        let mut builder = native_tls::TlsConnector::builder();
-        builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
-        if let Some(path) = root_cert {
-            let pem = std::fs::read(path).map_err(|e| {
-                StoreError::Io(format!("cannot read sslrootcert {}: {e}", path.display()))
-            })?;
-            let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| {
-                StoreError::Io(format!(
-                    "sslrootcert {} is not a PEM certificate: {e}",
-                    path.display()
-                ))
-            })?;
-            // As libpq: the given root is the only one trusted.
-            builder
-                .disable_built_in_roots(true)
-                .add_root_certificate(cert);
+    ) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        match root_cert {
+            Some(path) => {
+                let bad = |e: &dyn std::fmt::Display| {
+                    StoreError::Io(format!(
+                        "sslrootcert {} cannot be used: {e}",
+                        path.display()
+                    ))
+                };
+                let certs = CertificateDer::pem_file_iter(path)
+                    .map_err(|e| bad(&e))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad(&e))?;
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(bad(&"it holds no PEM certificate"));
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(found.certs);
+                if roots.is_empty() {
+                    return Err(StoreError::Io(
+                        "no trusted root certificates on this system: give sslrootcert=FILE".into(),
+                    ));
+                }
+            }
         }
-        let connector = builder
-            .build()
-            .map_err(|e| StoreError::Io(format!("cannot set up TLS: {e}")))?;
-        Ok(postgres_native_tls::MakeTlsConnector::new(connector))
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| StoreError::Io(format!("cannot set up TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
     }
 
     /// The connection, made again if it was lost.

@@ -794,6 +794,34 @@ fn tls_verifies_the_certificate_and_the_host_name() {
         matches!(&error, StoreError::Unavailable(m) if m.contains("cannot connect")),
         "{error}"
     );
+    // Both refusals say it is the certificate; an sslrootcert that holds none is one line.
+    for (host, why) in [
+        ("127.0.0.1", "not valid for name"),
+        ("localhost", "UnknownIssuer"),
+    ] {
+        let tls = if host == "localhost" {
+            "sslmode=verify-full".to_string()
+        } else {
+            format!("sslmode=verify-full sslrootcert={ca}")
+        };
+        let error = open(host, &tls).unwrap_err().to_string();
+        assert!(
+            error.contains("certificate") && error.contains(why),
+            "{error}"
+        );
+    }
+    let not_pem = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_pem.path(), "not a certificate\n").unwrap();
+    let error = open(
+        "localhost",
+        &format!(
+            "sslmode=verify-full sslrootcert={}",
+            not_pem.path().display()
+        ),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("holds no PEM certificate"), "{error}");
 }
 
 #[test]
