@@ -532,7 +532,7 @@ impl PostgresStore {
     /// `doctor`); a store never bound has nothing to vouch for yet.
     fn check_format_tag(&self, key: &MacKey) -> Result<(), StoreError> {
         self.read(|tx| match meta(tx, META_KEY)? {
-            Some(_) => check_marker(tx, key),
+            Some(_) => check_marker(meta(tx, META_RECORDS)?, key),
             None => Ok(()),
         })
     }
@@ -757,9 +757,9 @@ fn record_format(value: &Option<Vec<u8>>) -> Result<u32, StoreError> {
     Ok(u32::from_be_bytes(version))
 }
 
-/// A bound store's record format row carries its tag, and vouches for this build's format.
-fn check_marker(tx: &mut Transaction<'_>, key: &MacKey) -> Step<()> {
-    let value = meta(tx, META_RECORDS)?;
+/// A bound store's record format row (`value`) carries its tag, and vouches for this build's
+/// format.
+fn check_marker(value: Option<Vec<u8>>, key: &MacKey) -> Step<()> {
     record_format(&value)?;
     let bytes = value.unwrap_or_default();
     if bytes.len() == 4 {
@@ -808,6 +808,18 @@ fn probe_row(name: &str) -> String {
         .bytes()
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     format!("{META_PROBE}/{}", spread % PROBE_ROWS)
+}
+
+/// The meta rows of `keys` that exist, in one round trip.
+fn metas(
+    tx: &mut Transaction<'_>,
+    keys: &[&str],
+) -> Step<std::collections::HashMap<String, Vec<u8>>> {
+    let rows = tx.query_typed(
+        "SELECT key, value FROM sparekey_meta WHERE key = ANY($1)",
+        &[(&keys, Type::TEXT_ARRAY)],
+    )?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
 fn meta_text(tx: &mut Transaction<'_>, key: &str) -> Step<Option<String>> {
@@ -1017,9 +1029,9 @@ impl Store for PostgresStore {
             records::encode_operator_failures(key.records(), &FailureRecord::default());
         let marker = records::encode_schema_marker(key.records(), SCHEMA_VERSION);
         let binding = self.write(|tx| {
-            let inserted = tx.execute(
+            let inserted = tx.execute_typed(
                 "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&META_KEY, &fingerprint.as_bytes()],
+                &[(&META_KEY, Type::TEXT), (&fingerprint.as_bytes(), Type::BYTEA)],
             )?;
             if inserted == 1 {
                 // Never bound afresh over a store that was in use (accounts, events, or what an
@@ -1051,12 +1063,19 @@ impl Store for PostgresStore {
                 )?;
                 return Ok(KeyBinding::Bound);
             }
-            let stored = meta_text(tx, META_KEY)?.unwrap_or_default();
+            // Every process binds: what it checks comes in one round trip.
+            let mut rows = metas(tx, &[META_KEY, META_UPGRADE, META_RECORDS])?;
+            let stored = rows
+                .remove(META_KEY)
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_default();
             Ok(if stored == fingerprint {
-                if meta(tx, META_UPGRADE)?.is_some() {
+                let mut format = rows.remove(META_RECORDS);
+                if rows.contains_key(META_UPGRADE) {
                     finish_upgrade(tx, &marker, &no_failures)?;
+                    format = meta(tx, META_RECORDS)?;
                 }
-                check_marker(tx, key.records())?;
+                check_marker(format, key.records())?;
                 KeyBinding::Matches
             } else {
                 KeyBinding::Mismatch { stored }
