@@ -13,8 +13,39 @@ use sparekey::core::clock::ManualClock;
 use sparekey::core::entropy::SeededEntropy;
 use sparekey::core::service::Service;
 use sparekey::core::store::{Store, StoreError};
-use sparekey::store::location::StoreLocation;
+use sparekey::store::location::{PostgresTarget, StoreLocation};
 use sparekey::store::postgres::PostgresStore;
+
+/// A service on the PostgreSQL store at `target` (created if need be) bound to master key
+/// `key`, with the test config and randomness seeded by `seed`.
+fn bound_service(
+    target: &PostgresTarget,
+    key: [u8; 32],
+    clock: &Arc<ManualClock>,
+    seed: u64,
+) -> Service {
+    let store = PostgresStore::open(target, true).unwrap();
+    let key = sparekey::core::keys::MasterKey::from_bytes(key);
+    store.bind_key(&key.store_key()).unwrap();
+    let entropy = Box::new(SeededEntropy::new(seed));
+    Service::new(Box::new(store), clock.clone(), entropy, key, test_config()).unwrap()
+}
+
+/// A service on the PostgreSQL store at `target` (created if need be) with the key of
+/// `key_file`, made there (from `seed`) if it is missing, as the CLI makes it: for tests whose
+/// processes then use the same store and key file.
+pub(crate) fn key_file_service(
+    target: &PostgresTarget,
+    key_file: &std::path::Path,
+    clock: &Arc<ManualClock>,
+    seed: u64,
+) -> Service {
+    let store = PostgresStore::open(target, true).unwrap();
+    let key =
+        sparekey::app::load_or_create_key(key_file, &store, &mut SeededEntropy::new(seed)).unwrap();
+    let entropy = Box::new(SeededEntropy::new(seed + 1));
+    Service::new(Box::new(store), clock.clone(), entropy, key, test_config()).unwrap()
+}
 
 /// The store at `schema`, opened read-only with the key of `key_file` bound.
 fn keyed(schema: &crate::store_contract::PgSchema, key_file: &std::path::Path) -> PostgresStore {
@@ -236,17 +267,7 @@ fn a_newer_schema_is_refused_and_left_alone() {
 fn a_lost_connection_is_one_clear_error_and_the_next_call_reconnects() {
     let Some(schema) = pg_schema() else { return };
     let clock = Arc::new(ManualClock::new(T0));
-    let store = PostgresStore::open(&schema.target, true).unwrap();
-    let key = sparekey::core::keys::MasterKey::from_bytes([3; 32]);
-    store.bind_key(&key.store_key()).unwrap();
-    let service = Service::new(
-        Box::new(store),
-        clock.clone(),
-        Box::new(SeededEntropy::new(5)),
-        key,
-        test_config(),
-    )
-    .unwrap();
+    let service = bound_service(&schema.target, [3; 32], &clock, 5);
     let (_, codes) = enrolled(&service, &clock, "ivan");
     // Cut every session of this schema's store from the server side, as a failover would.
     let mut client = admin(&schema);
@@ -286,17 +307,7 @@ fn an_unknown_name_on_a_store_that_cannot_be_written_answers_as_a_real_one() {
     use sparekey::core::error::{Error, RejectReason};
     let Some(schema) = pg_schema() else { return };
     let clock = Arc::new(ManualClock::new(T0));
-    let store = PostgresStore::open(&schema.target, true).unwrap();
-    let key = sparekey::core::keys::MasterKey::from_bytes([5; 32]);
-    store.bind_key(&key.store_key()).unwrap();
-    let service = Service::new(
-        Box::new(store),
-        clock.clone(),
-        Box::new(SeededEntropy::new(7)),
-        key,
-        test_config(),
-    )
-    .unwrap();
+    let service = bound_service(&schema.target, [5; 32], &clock, 7);
     service.create_account("sam", PASSWORD).unwrap();
     let mut admin = admin(&schema);
     admin
@@ -461,17 +472,7 @@ fn enrolled_for_processes(
     let key_file = dir.join("key");
     let now = unix_now();
     let clock = Arc::new(ManualClock::new(now - now % 30 - 30));
-    let store = PostgresStore::open(&schema.target, true).unwrap();
-    let key =
-        sparekey::app::load_or_create_key(&key_file, &store, &mut SeededEntropy::new(9)).unwrap();
-    let service = Service::new(
-        Box::new(store),
-        clock.clone(),
-        Box::new(SeededEntropy::new(10)),
-        key,
-        test_config(),
-    )
-    .unwrap();
+    let service = key_file_service(&schema.target, &key_file, &clock, 9);
     let (secret, codes) = enrolled(&service, &clock, name);
     (key_file, secret, codes)
 }
@@ -903,18 +904,9 @@ fn a_backup_of_postgres_holds_exactly_the_exported_image_and_restores_into_sled(
     let Some(schema) = pg_schema() else { return };
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    let store = PostgresStore::open(&schema.target, true).unwrap();
     let key_file = dir.path().join("key");
-    let key =
-        sparekey::app::load_or_create_key(&key_file, &store, &mut SeededEntropy::new(4)).unwrap();
-    let service = Service::new(
-        Box::new(store),
-        clock.clone(),
-        Box::new(SeededEntropy::new(6)),
-        sparekey::app::key_file::read_key(&key_file).unwrap(),
-        test_config(),
-    )
-    .unwrap();
+    let service = key_file_service(&schema.target, &key_file, &clock, 4);
+    let key = sparekey::app::key_file::read_key(&key_file).unwrap();
     let (_, codes) = enrolled(&service, &clock, "nina");
     service.login("nina", PASSWORD, Some(&codes[2])).unwrap();
     for name in ["oscar", "peggy", "émile"] {
@@ -959,17 +951,7 @@ fn clients_killed_mid_login_never_split_a_spend_from_its_event() {
         .collect();
     let codes: Vec<Vec<String>> = {
         let clock = Arc::new(ManualClock::new(T0));
-        let store = PostgresStore::open(&schema.target, true).unwrap();
-        let key = sparekey::app::load_or_create_key(&key_file, &store, &mut SeededEntropy::new(12))
-            .unwrap();
-        let service = Service::new(
-            Box::new(store),
-            clock.clone(),
-            Box::new(SeededEntropy::new(13)),
-            key,
-            test_config(),
-        )
-        .unwrap();
+        let service = key_file_service(&schema.target, &key_file, &clock, 12);
         names
             .iter()
             .map(|n| enrolled(&service, &clock, n).1)

@@ -12,11 +12,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::store_postgres::key_file_service;
 use crate::support::*;
 use sparekey::core::audit::{AuditEvent, AuditKind, LoginMethod};
 use sparekey::core::clock::ManualClock;
-use sparekey::core::entropy::SeededEntropy;
-use sparekey::core::service::Service;
 use sparekey::core::store::Store;
 use sparekey::core::totp::TotpSecret;
 use sparekey::store::location::{PostgresTarget, StoreLocation};
@@ -512,18 +511,7 @@ fn server_shut_down_mid_login_never_accepts_a_code_twice_or_splits_a_spend() {
     let wrong_account = "w".to_string();
     let mut accounts: Vec<RoundAccounts> = {
         let clock = Arc::new(ManualClock::new(T0));
-        let store = PostgresStore::open(&cluster.target(), true).unwrap();
-        let key =
-            sparekey::app::load_or_create_key(&env.key_file, &store, &mut SeededEntropy::new(31))
-                .unwrap();
-        let service = Service::new(
-            Box::new(store),
-            clock.clone(),
-            Box::new(SeededEntropy::new(32)),
-            key,
-            test_config(),
-        )
-        .unwrap();
+        let service = key_file_service(&cluster.target(), &env.key_file, &clock, 31);
         enrolled(&service, &clock, &wrong_account);
         // One set more, for the burst that measures how long the logins take.
         (0..=rounds)
