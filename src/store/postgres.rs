@@ -148,6 +148,16 @@ macro_rules! db_now {
     };
 }
 
+/// The audit insert of one change: the events of account `$1` from the arrays `$2` (encoded
+/// events) and `$3` (their noise flags), in their order, so their ids follow the rule's order.
+macro_rules! insert_events {
+    () => {
+        "INSERT INTO sparekey_audit (account, event, noise) \
+         SELECT $1, e.event, e.noise FROM unnest($2, $3) WITH ORDINALITY AS e(event, noise, n) \
+         ORDER BY e.n RETURNING id"
+    };
+}
+
 pub struct PostgresStore {
     target: PostgresTarget,
     /// `None` after the connection was lost: the next call connects again.
@@ -557,8 +567,7 @@ impl PostgresStore {
             if !applied.changed {
                 return Ok(applied.outcome);
             }
-            put_account(tx, key, &account)?;
-            insert_events(tx, now, name, audit(&applied.outcome))?;
+            put_account_with_events(tx, key, &account, now, audit(&applied.outcome))?;
             Ok(applied.outcome)
         })
     }
@@ -861,53 +870,83 @@ fn lock_account(
 
 /// Writes `account`'s tagged record and its list facts over its row.
 fn put_account(tx: &mut Transaction<'_>, key: &MacKey, account: &Account) -> Step<()> {
-    tx.execute_typed(
-        "UPDATE sparekey_accounts SET record = $2, facts = $3 WHERE name = $1",
+    put_account_with_events(tx, key, account, 0, Vec::new())
+}
+
+/// Writes `account`'s tagged record and list facts over its row and inserts the events stamped
+/// with `at`, in one statement (one round trip), and keeps the log within its bound.
+fn put_account_with_events(
+    tx: &mut Transaction<'_>,
+    key: &MacKey,
+    account: &Account,
+    at: UnixTime,
+    kinds: Vec<AuditKind>,
+) -> Step<()> {
+    let (events, noise) = event_rows(at, &account.name, kinds);
+    let ids = tx.query_typed(
+        concat!(
+            "WITH written AS (UPDATE sparekey_accounts SET record = $4, facts = $5 WHERE name = $1) ",
+            insert_events!()
+        ),
         &[
             (&account.name, Type::TEXT),
+            (&events, Type::BYTEA_ARRAY),
+            (&noise, Type::BOOL_ARRAY),
             (&records::encode_account(key, account), Type::BYTEA),
             (&encode(&account.facts()), Type::BYTEA),
         ],
     )?;
+    keep_bound(tx, ids)?;
     Ok(())
 }
 
-/// Inserts the events stamped with `at` and `account`; returns the id of the first (0 if
-/// there were none), and keeps the log within its bound.
+/// Inserts the events stamped with `at` and `account`, in one statement; returns the id of the
+/// first (0 if there were none), and keeps the log within its bound.
 fn insert_events(
     tx: &mut Transaction<'_>,
     at: UnixTime,
     account: &str,
     kinds: Vec<AuditKind>,
 ) -> Step<i64> {
-    let mut first = 0;
-    let mut prune_due = false;
-    for kind in kinds {
-        let noise = kind.is_noise();
-        let event = AuditEvent {
-            at,
-            account: account.to_string(),
-            kind,
-        };
-        let id: i64 = tx
-            .query_typed_one(
-                "INSERT INTO sparekey_audit (account, event, noise) VALUES ($1, $2, $3) RETURNING id",
-                &[
-                    (&account, Type::TEXT),
-                    (&encode(&event), Type::BYTEA),
-                    (&noise, Type::BOOL),
-                ],
-            )?
-            .get(0);
-        if first == 0 {
-            first = id;
-        }
-        prune_due |= id % PRUNE_EVERY == 0;
+    if kinds.is_empty() {
+        return Ok(0);
     }
-    if prune_due {
+    let (events, noise) = event_rows(at, account, kinds);
+    let ids = tx.query_typed(
+        insert_events!(),
+        &[
+            (&account, Type::TEXT),
+            (&events, Type::BYTEA_ARRAY),
+            (&noise, Type::BOOL_ARRAY),
+        ],
+    )?;
+    keep_bound(tx, ids)
+}
+
+/// The encoded events and their noise flags, as the audit insert's two arrays.
+fn event_rows(at: UnixTime, account: &str, kinds: Vec<AuditKind>) -> (Vec<Vec<u8>>, Vec<bool>) {
+    kinds
+        .into_iter()
+        .map(|kind| {
+            let noise = kind.is_noise();
+            let event = AuditEvent {
+                at,
+                account: account.to_string(),
+                kind,
+            };
+            (encode(&event), noise)
+        })
+        .unzip()
+}
+
+/// Prunes the log when an inserted id crossed a multiple of [`PRUNE_EVERY`]; returns the
+/// first (lowest) of the inserted ids, 0 if there were none.
+fn keep_bound(tx: &mut Transaction<'_>, inserted: Vec<postgres::Row>) -> Step<i64> {
+    let ids: Vec<i64> = inserted.iter().map(|row| row.get(0)).collect();
+    if ids.iter().any(|id| id % PRUNE_EVERY == 0) {
         prune(tx, AUDIT_RETENTION)?;
     }
-    Ok(first)
+    Ok(ids.into_iter().min().unwrap_or(0))
 }
 
 /// See [`PostgresStore::prune_audit`].

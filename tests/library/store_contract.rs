@@ -296,6 +296,7 @@ contract!(
     changes_survive_a_new_handle,
     parallel_attempts_never_verify_more_than_the_policy,
     events_are_written_with_their_change_and_only_then,
+    the_events_of_one_change_keep_their_order,
     refusals_in_one_delay_window_are_one_event,
     names_are_unique_regardless_of_case,
 );
@@ -663,6 +664,37 @@ fn events_are_written_with_their_change_and_only_then(backend: &Backend) {
     backend.assert_stamp(events[0].at, account.created_at);
     backend.assert_stamp(events[1].at, T0 + 7);
     assert!(store.audit_events(Some("nobody"), 100).unwrap().is_empty());
+}
+
+/// Several events of one change (a backup-code login writes two) are logged in the order the
+/// rule gives them, on an insert and on a change of a stored record alike.
+fn the_events_of_one_change_keep_their_order(backend: &Backend) {
+    let mut account = created(backend, "tess");
+    account.name = "ulla".into();
+    let store = backend.bound();
+    let first = [
+        AuditKind::TwoFactorEnrolled,
+        AuditKind::AccountCreated,
+        AuditKind::Locked,
+    ];
+    assert!(store.insert_account(&account, &|_| first.to_vec()).unwrap());
+    let then = [
+        AuditKind::Unlocked,
+        AuditKind::TwoFactorReset,
+        AuditKind::AccountRemoved,
+    ];
+    assert!(
+        store
+            .clear_failures("ulla", T0 + 7, &|_| then.to_vec())
+            .unwrap()
+    );
+    let logged: Vec<AuditKind> = store
+        .audit_events(Some("ulla"), 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(logged, [first, then].concat());
 }
 
 fn refusals_in_one_delay_window_are_one_event(backend: &Backend) {
