@@ -14,7 +14,9 @@
 //! checks its tag, applies the pure rule from [`mutation`], writes the tagged record back and
 //! inserts its audit events, then commits: the same semantics as sled's by construction, across
 //! hosts. Serialization and deadlock failures are retried a bounded number of times;
-//! `statement_timeout` and `lock_timeout` keep a login from hanging.
+//! `statement_timeout` and `lock_timeout` keep a login from hanging. Every process opens the
+//! store and loads an account, so those go as single statements outside a transaction (one
+//! snapshot each, one round trip): a round trip is most of what a statement costs here.
 //!
 //! Times come from the database's clock, not the hosts': every mutation reads it in its own
 //! transaction, folded into the query that locks its row (see `db_now!`), and ignores the
@@ -164,7 +166,12 @@ pub struct PostgresStore {
     client: Mutex<Option<Client>>,
     /// The key records are tagged with, from [`Store::bind_key`] or [`PostgresStore::attach_key`].
     key: OnceLock<StoreKey>,
+    /// The meta rows a bind checks, as the open read them (see [`PostgresStore::open_current`]),
+    /// taken by the first bind.
+    opened: Mutex<Option<Metas>>,
 }
+
+type Metas = std::collections::HashMap<String, Vec<u8>>;
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -220,9 +227,51 @@ impl PostgresStore {
             target: target.clone(),
             client: Mutex::new(None),
             key: OnceLock::new(),
+            opened: Mutex::new(None),
         };
-        store.migrate(create)?;
+        if !store.open_current()? {
+            store.migrate(create)?;
+        }
         Ok(store)
+    }
+
+    /// The open of a store at this build's schema and record format, which is every open but
+    /// the first: one statement on its own, no lock. It also reads, in the same snapshot, the
+    /// rows a bind checks, so the bind of a store already bound to the key sends nothing (see
+    /// [`Store::bind_key`]). `false` for anything else (no schema yet, another version, a
+    /// format row to refuse, any error but a lost connection): [`migrate`](Self::migrate)
+    /// then checks it in full and says what is wrong.
+    fn open_current(&self) -> Result<bool, StoreError> {
+        let mut guard = self.client()?;
+        let client = guard.as_mut().expect("connected above");
+        let found = client.query_typed(
+            "SELECT (SELECT coalesce(max(version), 0) FROM schema_migrations), m.key, m.value \
+             FROM (VALUES (1)) AS one (x) LEFT JOIN sparekey_meta m ON m.key = ANY($1)",
+            &[(
+                &&[META_KEY, META_UPGRADE, META_RECORDS][..],
+                Type::TEXT_ARRAY,
+            )],
+        );
+        let rows = match found {
+            Ok(rows) => rows,
+            Err(e) if connection_lost(&e) => {
+                *guard = None;
+                return Err(self.error(e));
+            }
+            Err(_) => return Ok(false),
+        };
+        let version: i32 = rows.first().map_or(0, |row| row.get(0));
+        let metas: Metas = rows
+            .iter()
+            .filter_map(|row| Some((row.get::<_, Option<String>>(1)?, row.get(2))))
+            .collect();
+        if version != LATEST
+            || format_check(&metas.get(META_RECORDS).cloned(), &self.target.display).is_err()
+        {
+            return Ok(false);
+        }
+        *self.opened.lock().unwrap_or_else(|p| p.into_inner()) = Some(metas);
+        Ok(true)
     }
 
     pub fn display(&self) -> &str {
@@ -555,7 +604,7 @@ impl PostgresStore {
     /// `doctor`); a store never bound has nothing to vouch for yet.
     fn check_format_tag(&self, key: &MacKey) -> Result<(), StoreError> {
         self.read(|tx| match meta(tx, META_KEY)? {
-            Some(_) => check_marker(meta(tx, META_RECORDS)?, key),
+            Some(_) => Ok(check_marker(meta(tx, META_RECORDS)?, key)?),
             None => Ok(()),
         })
     }
@@ -716,20 +765,23 @@ fn one_line(e: &postgres::Error) -> String {
 /// version is read here; [`Store::bind_key`] checks its tag (see [`META_RECORDS`]). Part of
 /// the open's one transaction.
 fn check_record_format(tx: &mut Transaction<'_>, display: &str) -> Step<()> {
-    let found = record_format(&meta(tx, META_RECORDS)?)?;
+    Ok(format_check(&meta(tx, META_RECORDS)?, display)?)
+}
+
+/// What [`check_record_format`] says of the row's `value`.
+fn format_check(value: &Option<Vec<u8>>, display: &str) -> Result<(), StoreError> {
+    let found = record_format(value)?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::NewerSchema {
             path: display.to_string(),
             found,
             supported: SCHEMA_VERSION,
-        }
-        .into());
+        });
     }
     if found < SCHEMA_VERSION {
         return Err(StoreError::Damaged(format!(
             "record format {found} is not one this sparekey can read or migrate"
-        ))
-        .into());
+        )));
     }
     Ok(())
 }
@@ -781,14 +833,13 @@ fn record_format(value: &Option<Vec<u8>>) -> Result<u32, StoreError> {
 
 /// A bound store's record format row (`value`) carries its tag, and vouches for this build's
 /// format.
-fn check_marker(value: Option<Vec<u8>>, key: &MacKey) -> Step<()> {
+fn check_marker(value: Option<Vec<u8>>, key: &MacKey) -> Result<(), StoreError> {
     record_format(&value)?;
     let bytes = value.unwrap_or_default();
     if bytes.len() == 4 {
         return Err(StoreError::Damaged(
             "the record format version of this bound store is not tagged (rewritten below sparekey): restore from a backup".into(),
-        )
-        .into());
+        ));
     }
     let tagged = records::decode_schema_marker(key, &bytes).map_err(|_| {
         StoreError::Damaged(
@@ -799,8 +850,7 @@ fn check_marker(value: Option<Vec<u8>>, key: &MacKey) -> Step<()> {
         SCHEMA_VERSION => Ok(()),
         other => Err(StoreError::Damaged(format!(
             "the tagged record format says version {other}, not {SCHEMA_VERSION}: restore from a backup"
-        ))
-        .into()),
+        ))),
     }
 }
 
@@ -1080,6 +1130,21 @@ impl Store for PostgresStore {
         let no_failures =
             records::encode_operator_failures(key.records(), &FailureRecord::default());
         let marker = records::encode_schema_marker(key.records(), SCHEMA_VERSION);
+        let opened = self.opened.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut rows) = opened.filter(|rows| {
+            rows.get(META_KEY)
+                .is_some_and(|v| v == fingerprint.as_bytes())
+                && !rows.contains_key(META_UPGRADE)
+        }) {
+            // Bound to this key, as the open read it: the common case, with nothing to send.
+            // Nothing the full bind would see can have changed since: a fingerprint is written
+            // once (a restore rewrites it only in an empty store, whose records would then
+            // fail their tags under this key), and the upgrade mark only by a migration. The
+            // format row's tag is checked as the full bind checks it.
+            check_marker(rows.remove(META_RECORDS), key.records())?;
+            self.attach_key(key);
+            return Ok(KeyBinding::Matches);
+        }
         let binding = self.write(|tx| {
             let inserted = tx.execute_typed(
                 "INSERT INTO sparekey_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
