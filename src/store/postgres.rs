@@ -238,9 +238,9 @@ impl PostgresStore {
     /// The open of a store at this build's schema and record format, which is every open but
     /// the first: one statement on its own, no lock. It also reads, in the same snapshot, the
     /// rows a bind checks, so the bind of a store already bound to the key sends nothing (see
-    /// [`Store::bind_key`]). `false` for anything else (no schema yet, another version, a
-    /// format row to refuse, any error but a lost connection): [`migrate`](Self::migrate)
-    /// then checks it in full and says what is wrong.
+    /// [`Store::bind_key`]). `false` when there are no tables yet, another version or a format
+    /// row to refuse: [`migrate`](Self::migrate) then checks it in full and says what is wrong.
+    /// Any other error is the open's.
     fn open_current(&self) -> Result<bool, StoreError> {
         let mut guard = self.client()?;
         let client = guard.as_mut().expect("connected above");
@@ -254,11 +254,13 @@ impl PostgresStore {
         );
         let rows = match found {
             Ok(rows) => rows,
-            Err(e) if connection_lost(&e) => {
-                *guard = None;
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => return Ok(false),
+            Err(e) => {
+                if connection_lost(&e) {
+                    *guard = None;
+                }
                 return Err(self.error(e));
             }
-            Err(_) => return Ok(false),
         };
         let version: i32 = rows.first().map_or(0, |row| row.get(0));
         let metas: Metas = rows
@@ -476,8 +478,8 @@ impl PostgresStore {
     fn migrate(&self, create: bool) -> Result<(), StoreError> {
         let display = self.target.display.clone();
         self.write(|tx| {
-            // The common case, a store at the current schema, takes no lock: every login opens
-            // the store, and concurrent logins must not queue here.
+            // A store at the current schema takes no lock here either (the open's statement
+            // found it otherwise, and concurrent first uses must not queue behind a check).
             let found = schema_version(tx)?;
             if found == Some(LATEST) {
                 return check_record_format(tx, &display);
@@ -763,7 +765,8 @@ fn one_line(e: &postgres::Error) -> String {
 /// The records' own format (the version sled keeps as its schema): written by the first
 /// migration run, refused when newer, as on sled. Read before any key is bound, so only its
 /// version is read here; [`Store::bind_key`] checks its tag (see [`META_RECORDS`]). Part of
-/// the open's one transaction.
+/// [`migrate`](PostgresStore::migrate)'s transaction; the open's one statement applies
+/// [`format_check`] to the row it read.
 fn check_record_format(tx: &mut Transaction<'_>, display: &str) -> Step<()> {
     Ok(format_check(&meta(tx, META_RECORDS)?, display)?)
 }
@@ -1137,10 +1140,10 @@ impl Store for PostgresStore {
                 && !rows.contains_key(META_UPGRADE)
         }) {
             // Bound to this key, as the open read it: the common case, with nothing to send.
-            // Nothing the full bind would see can have changed since: a fingerprint is written
-            // once (a restore rewrites it only in an empty store, whose records would then
-            // fail their tags under this key), and the upgrade mark only by a migration. The
-            // format row's tag is checked as the full bind checks it.
+            // Nothing the full bind would see can have changed since: a fingerprint, once
+            // written, is only ever written again with the same value (a restore binds its key
+            // first and takes only a backup of that key), and the upgrade mark is written only by a
+            // migration. The format row's tag is checked as the full bind checks it.
             check_marker(rows.remove(META_RECORDS), key.records())?;
             self.attach_key(key);
             return Ok(KeyBinding::Matches);

@@ -463,6 +463,21 @@ fn key_binding_is_kept(backend: &Backend) {
             stored: first.fingerprint()
         }
     );
+    drop(store);
+    // A new handle, as the next process opens the store, gets the same answers.
+    let again = backend.store();
+    assert_eq!(
+        again.bind_key(&second.store_key()).unwrap(),
+        KeyBinding::Mismatch {
+            stored: first.fingerprint()
+        }
+    );
+    drop(again);
+    let again = backend.store();
+    assert_eq!(
+        again.bind_key(&first.store_key()).unwrap(),
+        KeyBinding::Matches
+    );
 }
 
 fn operator_password_is_set_once(backend: &Backend) {

@@ -174,8 +174,12 @@ fn a_store_bound_by_the_build_before_the_tags_is_upgraded_by_its_next_bind() {
         "{err}"
     );
     assert_eq!(meta_row(&schema, "record_schema"), Some(bare));
-    let store = PostgresStore::open(&schema.target, true).unwrap();
+    let migrated = PostgresStore::open(&schema.target, true).unwrap();
     assert!(meta_row(&schema, "bound_before_tags").is_some());
+    // Bound on the next open, as another host or the next process binds: its open already
+    // finds the schema current, and the mark still sends its bind the whole way.
+    let store = PostgresStore::open(&schema.target, false).unwrap();
+    drop(migrated);
     assert_eq!(
         store.bind_key(&key.store_key()).unwrap(),
         KeyBinding::Matches
@@ -1119,6 +1123,68 @@ fn retention_drops_noise_before_any_security_event() {
     // Past the noise, the oldest security events go.
     store.prune_audit(4).unwrap();
     assert_eq!(times(&store), [7, 8, 9, 30]);
+}
+
+/// The automatic pruning, on a change that writes its record and two events in one statement:
+/// the log crosses its bound only when the second event's id is the pruning mark.
+#[test]
+fn a_change_whose_second_event_reaches_the_prune_mark_keeps_the_log_within_its_bound() {
+    use sparekey::store::sled_store::AUDIT_RETENTION;
+    const PRUNE_EVERY: i64 = 512;
+    let Some(schema) = pg_schema() else { return };
+    let clock = Arc::new(ManualClock::new(T0));
+    let service = bound_service(&schema.target, [5; 32], &clock, 1);
+    service.create_account("amy", PASSWORD).unwrap();
+    drop(service);
+    let mut client = admin(&schema);
+    let count = |client: &mut ::postgres::Client| -> i64 {
+        let row = client
+            .query_one(
+                "SELECT count(*), coalesce(max(id), 0) FROM sparekey_audit",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            "ids without gaps"
+        );
+        row.get(0)
+    };
+    // Filler (another account's, never decoded) up to just past the bound, ending one id
+    // short of the mark, so the change's first event is not on it and its second is.
+    let start = count(&mut client);
+    let mut last = AUDIT_RETENTION as i64 + 100;
+    while last % PRUNE_EVERY != PRUNE_EVERY - 2 {
+        last += 1;
+    }
+    client
+        .execute(
+            "INSERT INTO sparekey_audit (account, event, noise) \
+             SELECT 'filler', '\\x00'::bytea, false FROM generate_series(1, $1::bigint)",
+            &[&(last - start)],
+        )
+        .unwrap();
+    assert_eq!(count(&mut client), last);
+    let store = PostgresStore::open(&schema.target, false).unwrap();
+    let key = sparekey::core::keys::MasterKey::from_bytes([5; 32]);
+    store.bind_key(&key.store_key()).unwrap();
+    let kinds = [AuditKind::Unlocked, AuditKind::TwoFactorReset];
+    assert!(
+        store
+            .clear_failures("amy", T0 + 1, &|_| kinds.to_vec())
+            .unwrap()
+    );
+    let left: i64 = client
+        .query_one("SELECT count(*) FROM sparekey_audit", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, AUDIT_RETENTION as i64, "pruned to the bound");
+    let logged: Vec<AuditKind> = (store.audit_events(Some("amy"), 10).unwrap())
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(logged, kinds, "the oldest went, the change's events stayed");
 }
 
 /// `count` accounts named `user00000`, `user00001`, … (so name order is number order), copies
