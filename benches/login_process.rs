@@ -117,19 +117,8 @@ fn main() {
     }
     let accounts = fixture::accounts_from_env(512).max(32);
     let dir = fixture::scratch_dir("login_process");
-    let generated = fixture::generate(
-        &dir.join("data"),
-        &dir.join("key"),
-        accounts,
-        0,
-        fixture::Method::Import,
-    )
-    .expect("generate the fixture");
-    let cli = Cli {
-        data: generated.paths.data_dir.clone(),
-        key: generated.paths.key_file.clone(),
-        store: None,
-    };
+    let generated = fixture::generate_in(&dir, accounts).expect("generate the fixture");
+    let cli = Cli::of(&generated.paths, None);
     let bench = Logins::new(cli, &generated);
     let floor = Floor::new();
 

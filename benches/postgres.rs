@@ -204,22 +204,9 @@ fn quantile(v: &mut [Duration], q: f64) -> Duration {
 
 fn logins(server: &Server, c: &mut Criterion, test_mode: bool, dir: &Path) -> Vec<String> {
     let accounts = if test_mode { 32 } else { 512 };
-    let sled_fixture = fixture::generate(
-        &dir.join("sled/data"),
-        &dir.join("sled/key"),
-        accounts,
-        0,
-        fixture::Method::Import,
-    )
-    .expect("generate the sled fixture");
-    let sled = Logins::new(
-        Cli {
-            data: sled_fixture.paths.data_dir.clone(),
-            key: sled_fixture.paths.key_file.clone(),
-            store: None,
-        },
-        &sled_fixture,
-    );
+    let sled_fixture =
+        fixture::generate_in(&dir.join("sled"), accounts).expect("generate the sled fixture");
+    let sled = Logins::new(Cli::of(&sled_fixture.paths, None), &sled_fixture);
 
     let db = "sparekey_bench_login";
     server.fresh(db);
@@ -229,11 +216,7 @@ fn logins(server: &Server, c: &mut Criterion, test_mode: bool, dir: &Path) -> Ve
     let pg_fixture = fixture::fill(&store, paths.clone(), accounts, 0, fixture::Method::Import)
         .expect("fill the PostgreSQL fixture");
     drop(store);
-    let plain_cli = Cli {
-        data: paths.data_dir.clone(),
-        key: paths.key_file.clone(),
-        store: Some(location),
-    };
+    let plain_cli = Cli::of(&paths, Some(location));
     let pg = Logins::new(plain_cli, &pg_fixture);
     let tls_cli = server.tls(db).map(|tls| Cli {
         store: Some(tls),

@@ -165,14 +165,7 @@ fn main() {
     let test_mode = support::test_mode();
     let accounts = fixture::accounts_from_env(if test_mode { 1_000 } else { 100_000 });
     let dir = fixture::scratch_dir("store_scale");
-    let generated = fixture::generate(
-        &dir.join("data"),
-        &dir.join("key"),
-        accounts,
-        0,
-        fixture::Method::Import,
-    )
-    .expect("generate the fixture store");
+    let generated = fixture::generate_in(&dir, accounts).expect("generate the fixture store");
     println!(
         "fixture: {accounts} accounts generated in {:.2} s",
         generated.elapsed.as_secs_f64()

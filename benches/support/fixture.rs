@@ -211,6 +211,18 @@ pub fn generate(
     Ok(generated)
 }
 
+/// [`generate`] of `accounts` accounts (no extra events, filled by import) under `dir`, in
+/// `dir/data` with the key file `dir/key`: the benches' fixture.
+pub fn generate_in(dir: &Path, accounts: usize) -> Result<Generated, Error> {
+    generate(
+        &dir.join("data"),
+        &dir.join("key"),
+        accounts,
+        0,
+        Method::Import,
+    )
+}
+
 /// [`generate`] into `store`, already open and empty (a sled store, or a PostgreSQL database
 /// with `paths.postgres` set), with a new key file at `paths.key_file`.
 pub fn fill(
