@@ -435,7 +435,8 @@ impl PostgresStore {
 
     /// Runs `run` on the connection, with the retries and the error translation of
     /// [`transact`](Self::transact); a lost connection is dropped, so the next call connects
-    /// again.
+    /// again. A read of one statement goes through here on its own: the statement is its own
+    /// transaction (one snapshot), two round trips fewer than [`read`](Self::read).
     fn with_client<T>(&self, mut run: impl FnMut(&mut Client) -> Step<T>) -> Result<T, StoreError> {
         let mut guard = self.client()?;
         let mut attempt = 1;
@@ -467,12 +468,6 @@ impl PostgresStore {
 
     fn read<T>(&self, body: impl FnMut(&mut Transaction<'_>) -> Step<T>) -> Result<T, StoreError> {
         self.transact(IsolationLevel::ReadCommitted, true, body)
-    }
-
-    /// A read of one statement, sent on its own: the statement is its own transaction (one
-    /// snapshot), so it needs no BEGIN and COMMIT, two round trips fewer than [`read`](Self::read).
-    fn read_one<T>(&self, body: impl FnMut(&mut Client) -> Step<T>) -> Result<T, StoreError> {
-        self.with_client(body)
     }
 
     fn migrate(&self, create: bool) -> Result<(), StoreError> {
@@ -1239,7 +1234,7 @@ impl Store for PostgresStore {
 
     fn load_account(&self, name: &str) -> Result<Option<Account>, StoreError> {
         let key = self.mac()?;
-        self.read_one(|client| {
+        self.with_client(|client| {
             match client.query_typed_opt(
                 "SELECT record FROM sparekey_accounts WHERE name = $1",
                 &[(&name, Type::TEXT)],
