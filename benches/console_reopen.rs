@@ -14,6 +14,9 @@
 #[path = "support/mod.rs"]
 mod support;
 
+#[path = "support/console.rs"]
+mod console;
+
 #[path = "support/fixture.rs"]
 mod fixture;
 
@@ -22,19 +25,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
+use console::{draw, press};
+use crossterm::event::KeyCode;
 use sparekey::app::{self, Paths};
 use sparekey::core::clock::SystemClock;
 use sparekey::core::entropy::OsEntropy;
 use sparekey::core::service::{Config, Service};
 use sparekey::core::store::Store;
 use sparekey::store::reopening::{Releaser, ReopeningStore};
-use sparekey::tui::TuiOptions;
-use sparekey::tui::app::{Msg, Screen};
+use sparekey::tui::app::Screen;
 use sparekey::tui::runtime::{Driver, RecordingPlatform};
-use sparekey::tui::ui::view;
 
 /// Long enough that the idle timer never closes the store during a round: the bench releases it.
 const NEVER: Duration = Duration::from_secs(3600);
@@ -73,23 +73,7 @@ fn console(paths: &Paths) -> (Driver<RecordingPlatform>, Releaser) {
         Config::default(),
     )
     .expect("service");
-    let options = TuiOptions::default().app_options(&service);
-    let mut driver = Driver::new(service, RecordingPlatform::default(), options);
-    driver.send(Msg::Resize {
-        width: 200,
-        height: 60,
-    });
-    (driver, releaser)
-}
-
-fn press(driver: &mut Driver<RecordingPlatform>, code: KeyCode) {
-    driver.key(KeyEvent::new(code, KeyModifiers::NONE));
-}
-
-fn draw(driver: &Driver<RecordingPlatform>) -> usize {
-    let mut terminal = Terminal::new(TestBackend::new(200, 60)).expect("terminal");
-    terminal.draw(|f| view(&driver.app, f)).expect("draw");
-    terminal.backend().buffer().content.len()
+    (console::driver(service), releaser)
 }
 
 /// Enter on the first account: its settings loaded and drawn.

@@ -25,6 +25,9 @@
 #[path = "support/mod.rs"]
 mod support;
 
+#[path = "support/console.rs"]
+mod console;
+
 #[path = "support/fixture.rs"]
 mod fixture;
 
@@ -39,8 +42,6 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 use sparekey::app::{self, Paths};
 use sparekey::core::account::{Account, AccountFacts, ActiveTotp, PendingTotp};
 use sparekey::core::argon_memory::ArgonMemory;
@@ -58,11 +59,9 @@ use sparekey::core::store::{
 use sparekey::core::throttle::{FailureRecord, Gate, ThrottlePolicy};
 use sparekey::store::location::{PostgresTarget, StoreLocation};
 use sparekey::store::postgres::PostgresStore;
-use sparekey::tui::TuiOptions;
-use sparekey::tui::app::{Msg, Screen};
-use sparekey::tui::runtime::{Driver, RecordingPlatform};
-use sparekey::tui::ui::view;
+use sparekey::tui::app::Screen;
 
+use console::{console, draw};
 use login::{CODER, Cli, Logins};
 
 const URL_VAR: &str = "SPAREKEY_TEST_POSTGRES_URL";
@@ -815,28 +814,6 @@ fn throughput(server: &Server, test_mode: bool) -> Vec<String> {
 }
 
 // ----- row 22: the console on 100,000 accounts -----------------------------------------------
-
-const WIDTH: u16 = 200;
-const HEIGHT: u16 = 60;
-
-/// The console as `sparekey tui` starts it (see `store_scale`), told its size before the first
-/// frame, its calls run inline.
-fn console(paths: &Paths) -> Driver<RecordingPlatform> {
-    let service = app::open_console(paths, Config::default()).expect("open");
-    let options = TuiOptions::default().app_options(&service);
-    let mut driver = Driver::new(service, RecordingPlatform::default(), options);
-    driver.send(Msg::Resize {
-        width: WIDTH,
-        height: HEIGHT,
-    });
-    driver
-}
-
-fn draw(driver: &Driver<RecordingPlatform>) -> usize {
-    let mut terminal = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("terminal");
-    terminal.draw(|f| view(&driver.app, f)).expect("draw");
-    terminal.backend().buffer().content.len()
-}
 
 /// A directory under the target dir that outlives the run (the console fixture's key file).
 fn cache_dir(label: &str) -> PathBuf {

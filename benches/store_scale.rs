@@ -15,6 +15,9 @@
 #[path = "support/mod.rs"]
 mod support;
 
+#[path = "support/console.rs"]
+mod console;
+
 #[path = "support/fixture.rs"]
 mod fixture;
 
@@ -22,20 +25,17 @@ use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use console::{console, draw, press};
 use criterion::{Criterion, SamplingMode};
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
+use crossterm::event::KeyCode;
 use sparekey::app;
 use sparekey::core::account::AccountSummary;
 use sparekey::core::clock::{Clock, SystemClock};
 use sparekey::core::service::Config;
 use sparekey::core::totp;
-use sparekey::tui::TuiOptions;
-use sparekey::tui::app::{Msg, Screen};
+use sparekey::tui::app::Screen;
 use sparekey::tui::runtime::{Driver, RecordingPlatform};
 use sparekey::tui::screens::accounts::FIRST_PAGE;
-use sparekey::tui::ui::view;
 
 /// Indices of the names containing `query`, case-sensitively (one `memmem` per name).
 fn filter_contains(list: &[AccountSummary], query: &str) -> Vec<usize> {
@@ -55,36 +55,6 @@ fn filter_lowercase(list: &[AccountSummary], query: &str) -> Vec<usize> {
         .filter(|(_, s)| s.name.to_lowercase().contains(&query))
         .map(|(i, _)| i)
         .collect()
-}
-
-/// The console as `sparekey tui` starts it (`app::open_console`: the store held only while
-/// calls run, closed after `app::CONSOLE_IDLE_RELEASE` without one), on a test platform that
-/// runs its calls inline: like the real event loop (`sparekey::tui::runtime::event_loop`), it
-/// is told the terminal's size (200x60, the size [`draw`] draws at) before the first frame, so
-/// paging moves by a screenful of that size.
-fn console(paths: &app::Paths) -> Driver<RecordingPlatform> {
-    let service = app::open_console(paths, Config::default()).expect("open");
-    let options = TuiOptions::default().app_options(&service);
-    let mut driver = Driver::new(service, RecordingPlatform::default(), options);
-    driver.send(Msg::Resize {
-        width: WIDTH,
-        height: HEIGHT,
-    });
-    driver
-}
-
-/// The terminal size of every frame.
-const WIDTH: u16 = 200;
-const HEIGHT: u16 = 60;
-
-fn draw(driver: &Driver<RecordingPlatform>) -> usize {
-    let mut terminal = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("terminal");
-    terminal.draw(|f| view(&driver.app, f)).expect("draw");
-    terminal.backend().buffer().content.len()
-}
-
-fn press(driver: &mut Driver<RecordingPlatform>, code: KeyCode) {
-    driver.key(KeyEvent::new(code, KeyModifiers::NONE));
 }
 
 fn typed(driver: &mut Driver<RecordingPlatform>, text: &str) {
